@@ -1,0 +1,308 @@
+//! Who may do what: roles (the posts of `shared/README.md`), the actor of a request, and the checks of
+//! role and scope (grid, department, own report) for reading and changing cases.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::case::{Action, Case};
+use crate::codes::GridCode;
+use crate::org::DeptCode;
+
+/// A post in the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// 网格员: patrols a grid, reports, verifies.
+    GridWorker,
+    /// 受理员: takes reports, accepts or rejects them.
+    IntakeOperator,
+    /// 值班长: files, approves, closes.
+    ShiftLeader,
+    /// 派遣员: dispatches to departments.
+    Dispatcher,
+    /// 专业部门处置人员: handles cases of their department.
+    DeptHandler,
+    /// 指挥长: the big picture.
+    Commander,
+    /// 协调: cross-department coordination.
+    Coordinator,
+    /// 情报: analysis.
+    Analyst,
+    /// 督查: supervision and escalation.
+    Supervisor,
+    /// 窗口人员: service-hall clerk.
+    HallClerk,
+    /// 企业服务专员: enterprise commissioner.
+    EnterpriseCommissioner,
+    /// 群众/企业: reports and tracks own cases.
+    Citizen,
+    /// 镇领导: cockpit, reports, escalations.
+    Leader,
+    /// 系统管理员: users, roles, grids, code tables.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 14] = [
+        Role::GridWorker,
+        Role::IntakeOperator,
+        Role::ShiftLeader,
+        Role::Dispatcher,
+        Role::DeptHandler,
+        Role::Commander,
+        Role::Coordinator,
+        Role::Analyst,
+        Role::Supervisor,
+        Role::HallClerk,
+        Role::EnterpriseCommissioner,
+        Role::Citizen,
+        Role::Leader,
+        Role::Admin,
+    ];
+
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::GridWorker => "grid_worker",
+            Role::IntakeOperator => "intake_operator",
+            Role::ShiftLeader => "shift_leader",
+            Role::Dispatcher => "dispatcher",
+            Role::DeptHandler => "dept_handler",
+            Role::Commander => "commander",
+            Role::Coordinator => "coordinator",
+            Role::Analyst => "analyst",
+            Role::Supervisor => "supervisor",
+            Role::HallClerk => "hall_clerk",
+            Role::EnterpriseCommissioner => "enterprise_commissioner",
+            Role::Citizen => "citizen",
+            Role::Leader => "leader",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The Chinese name of the post.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Role::GridWorker => "网格员",
+            Role::IntakeOperator => "受理员",
+            Role::ShiftLeader => "值班长",
+            Role::Dispatcher => "派遣员",
+            Role::DeptHandler => "专业部门处置人员",
+            Role::Commander => "指挥长",
+            Role::Coordinator => "协调员",
+            Role::Analyst => "情报员",
+            Role::Supervisor => "督查员",
+            Role::HallClerk => "窗口人员",
+            Role::EnterpriseCommissioner => "企业服务专员",
+            Role::Citizen => "群众",
+            Role::Leader => "镇领导",
+            Role::Admin => "系统管理员",
+        }
+    }
+
+    /// Whether the post needs to see reporters' phone numbers and ID numbers unmasked
+    /// (intake and shift leaders call reporters back; nobody else does).
+    pub fn sees_personal_data(self) -> bool {
+        matches!(self, Role::IntakeOperator | Role::ShiftLeader | Role::Admin)
+    }
+
+    /// Whether the post may create (report) cases at all.
+    pub fn may_report(self) -> bool {
+        matches!(
+            self,
+            Role::GridWorker
+                | Role::IntakeOperator
+                | Role::ShiftLeader
+                | Role::Commander
+                | Role::Supervisor
+                | Role::Leader
+                | Role::Citizen
+                | Role::Admin
+        )
+    }
+
+    /// Whether the post may take this action on a case it can see (scope is checked separately).
+    pub fn may(self, action: &Action) -> bool {
+        use Role::*;
+        if self == Admin {
+            return !matches!(action, Action::Report);
+        }
+        match action {
+            Action::Report => false,
+            Action::Accept => matches!(self, IntakeOperator | ShiftLeader),
+            Action::File | Action::Close | Action::Park | Action::Unpark => self == ShiftLeader,
+            Action::Dispatch { .. }
+            | Action::Reassign { .. }
+            | Action::ApproveReturn
+            | Action::DenyReturn
+            | Action::SendBack => matches!(self, Dispatcher | ShiftLeader),
+            Action::ApproveExtension | Action::DenyExtension => {
+                matches!(self, Dispatcher | ShiftLeader)
+            }
+            Action::Sign
+            | Action::RejectAssignment
+            | Action::RequestExtension { .. }
+            | Action::Reply => self == DeptHandler,
+            Action::VerifyPass | Action::VerifyFail => {
+                matches!(self, GridWorker | Supervisor | ShiftLeader)
+            }
+            Action::CallBack { .. } => matches!(self, IntakeOperator | ShiftLeader),
+            Action::Escalate => matches!(self, Supervisor | Commander | Leader),
+            Action::Reopen => matches!(self, ShiftLeader | Supervisor),
+            Action::Void => matches!(self, IntakeOperator | ShiftLeader),
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}
+
+/// The authenticated user behind a request, with the scope of their post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Actor {
+    /// User id.
+    pub user_id: i64,
+    /// Login name.
+    pub username: String,
+    /// Post.
+    pub role: Role,
+    /// Grids a grid worker is responsible for.
+    #[serde(default)]
+    pub grids: Vec<GridCode>,
+    /// Department of a department handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<DeptCode>,
+}
+
+/// Which cases an actor may see, as a filter the store can apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseScope {
+    /// Every case.
+    All,
+    /// Cases in these grids.
+    Grids(Vec<GridCode>),
+    /// Cases assigned (lead or co) to this department.
+    Department(DeptCode),
+    /// Cases this user reported.
+    Reporter(i64),
+    /// No case at all.
+    Nothing,
+}
+
+impl Actor {
+    /// The cases this actor may see.
+    pub fn case_scope(&self) -> CaseScope {
+        match self.role {
+            Role::GridWorker => CaseScope::Grids(self.grids.clone()),
+            Role::DeptHandler => match &self.department {
+                Some(d) => CaseScope::Department(d.clone()),
+                None => CaseScope::Nothing,
+            },
+            Role::Citizen => CaseScope::Reporter(self.user_id),
+            Role::HallClerk | Role::EnterpriseCommissioner => CaseScope::Nothing,
+            _ => CaseScope::All,
+        }
+    }
+
+    /// Whether this actor may see the case.
+    pub fn can_see(&self, case: &Case) -> bool {
+        match self.case_scope() {
+            CaseScope::All => true,
+            CaseScope::Grids(g) => g.contains(&case.facts.grid),
+            CaseScope::Department(d) => {
+                case.status.lead_dept.as_ref() == Some(&d) || case.status.co_depts.contains(&d)
+            }
+            CaseScope::Reporter(u) => case.facts.reporter.user_id == Some(u),
+            CaseScope::Nothing => false,
+        }
+    }
+
+    /// Whether this actor may take `action` on `case`: the post allows it, the case is in scope, and a
+    /// department's own actions are taken only by the lead department.
+    pub fn can_act(&self, case: &Case, action: &Action) -> bool {
+        if !self.role.may(action) || !self.can_see(case) {
+            return false;
+        }
+        match (self.role, action) {
+            (Role::DeptHandler, _) => {
+                case.status.lead_dept.is_some() && case.status.lead_dept == self.department
+            }
+            _ => true,
+        }
+    }
+
+    /// Whether this actor may report a case located in `grid`.
+    pub fn can_report_in(&self, grid: GridCode) -> bool {
+        self.role.may_report() && (self.role != Role::GridWorker || self.grids.contains(&grid))
+    }
+}
+
+/// Masks a phone number to its first 3 and last 4 digits: 138****5678.
+pub fn mask_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    if chars.len() < 8 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 7))
+}
+
+/// Masks an 18-character resident ID number to its first 6 and last 4: 320585********1234.
+pub fn mask_id_number(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() < 11 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keep_only_the_ends() {
+        assert_eq!(mask_phone("13812345678"), "138****5678");
+        assert_eq!(mask_phone("123"), "***");
+        assert_eq!(mask_id_number("320585199001011234"), "320585********1234");
+    }
+
+    #[test]
+    fn only_intake_and_shift_leader_see_personal_data_among_operators() {
+        let seeing: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.sees_personal_data())
+            .collect();
+        assert_eq!(
+            seeing,
+            vec![Role::IntakeOperator, Role::ShiftLeader, Role::Admin]
+        );
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+            assert_eq!(
+                serde_json::to_value(r).expect("ser"),
+                serde_json::json!(r.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn nobody_transitions_a_case_into_report() {
+        assert!(Role::ALL.iter().all(|r| !r.may(&Action::Report)));
+    }
+}

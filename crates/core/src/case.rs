@@ -1,0 +1,874 @@
+//! Cases (案卷) and their state machine: the one place that decides which change may happen to a case,
+//! what it does to the case, and what event records it.
+//!
+//! The flow is event-sourced in two steps:
+//! - [`decide`] takes the current [`CaseStatus`], an [`Action`] and a [`Context`] (now, calendar, SLA
+//!   policy) and either refuses with a typed [`TransitionError`] or returns the [`CaseEvent`] to append.
+//!   Deadlines are computed here, once, and written into the event.
+//! - [`CaseStatus::apply`] folds an event into the status. It is pure and needs no calendar, so
+//!   [`CaseStatus::replay`] rebuilds the stored row exactly from the stored events.
+//!
+//! A case's facts (what, where, who reported) never change after the report; everything that does change
+//! lives in [`CaseStatus`].
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::calendar::WorkCalendar;
+use crate::codes::{ComponentId, GridCode, MatterCode, MicroGridCode};
+use crate::org::DeptCode;
+use crate::sla::SlaPolicy;
+
+/// Database identity of a case.
+pub type CaseId = i64;
+
+/// Where a case came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Grid worker patrol (网格巡查).
+    GridPatrol,
+    /// 12345 government hotline.
+    Hotline12345,
+    /// Citizen H5 page / mini-program.
+    CitizenH5,
+    /// 110 non-police diversion.
+    Police110,
+    /// IoT sensor alarm.
+    Iot,
+    /// Video or drone.
+    Video,
+    /// Assigned by a leader.
+    Leader,
+}
+
+impl Source {
+    /// All sources, for iteration.
+    pub const ALL: [Source; 7] = [
+        Source::GridPatrol,
+        Source::Hotline12345,
+        Source::CitizenH5,
+        Source::Police110,
+        Source::Iot,
+        Source::Video,
+        Source::Leader,
+    ];
+}
+
+/// How urgent a case is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Normal.
+    #[default]
+    Normal,
+    /// Urgent (shorter dispatch limit).
+    Urgent,
+}
+
+/// A WGS84 point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GeoPoint {
+    /// Longitude, degrees east.
+    pub lon: f64,
+    /// Latitude, degrees north.
+    pub lat: f64,
+}
+
+/// Metadata of an attached file (the bytes live elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Attachment {
+    /// File name as uploaded.
+    pub name: String,
+    /// MIME type, e.g. image/jpeg.
+    pub mime: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the content, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// Who reported a case.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct Reporter {
+    /// The user, when reported by a logged-in user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    /// Name given by an outside reporter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Phone number given by an outside reporter (personal data: masked for most roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+/// The facts of a case, fixed when it is reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CaseFacts {
+    /// What kind of problem.
+    pub matter: MatterCode,
+    /// The component concerned, for component faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_id: Option<ComponentId>,
+    /// Channel it came in on.
+    pub source: Source,
+    /// Urgency.
+    pub urgency: Urgency,
+    /// Free-text description.
+    pub description: String,
+    /// Where.
+    pub location: GeoPoint,
+    /// Address text.
+    pub address: String,
+    /// The unit grid the location falls in.
+    pub grid: GridCode,
+    /// The micro-grid the location falls in.
+    pub micro_grid: MicroGridCode,
+    /// Who reported.
+    pub reporter: Reporter,
+    /// Photos and other files.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    /// When it was reported.
+    #[schema(value_type = String, format = DateTime)]
+    pub reported_at: Timestamp,
+}
+
+/// Where a case is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseState {
+    /// 待受理: reported, waiting for intake.
+    Reported,
+    /// 待立案: accepted and checked, waiting for filing.
+    Accepted,
+    /// 待派遣: filed, waiting for dispatch.
+    Filed,
+    /// 待签收: dispatched, waiting for the lead department to sign for it.
+    Dispatched,
+    /// 处置中: the lead department is handling it.
+    Handling,
+    /// 退单申请: the department asks to return the assignment.
+    ReturnRequested,
+    /// 延期申请: the department asks for more time.
+    ExtensionRequested,
+    /// 挂账: parked (e.g. needs budget); the clock is stopped.
+    Parked,
+    /// 待核查: the department replied, waiting for on-site verification.
+    Replied,
+    /// 待结案: verified fixed, waiting for closure.
+    Verified,
+    /// 已结案: closed.
+    Closed,
+    /// 已作废: voided (invalid report or duplicate).
+    Void,
+}
+
+impl CaseState {
+    /// Every state, for iteration.
+    pub const ALL: [CaseState; 12] = [
+        CaseState::Reported,
+        CaseState::Accepted,
+        CaseState::Filed,
+        CaseState::Dispatched,
+        CaseState::Handling,
+        CaseState::ReturnRequested,
+        CaseState::ExtensionRequested,
+        CaseState::Parked,
+        CaseState::Replied,
+        CaseState::Verified,
+        CaseState::Closed,
+        CaseState::Void,
+    ];
+
+    /// Closed and void cases are finished: no clock runs on them.
+    pub fn is_open(self) -> bool {
+        !matches!(self, CaseState::Closed | CaseState::Void)
+    }
+
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseState::Reported => "reported",
+            CaseState::Accepted => "accepted",
+            CaseState::Filed => "filed",
+            CaseState::Dispatched => "dispatched",
+            CaseState::Handling => "handling",
+            CaseState::ReturnRequested => "return_requested",
+            CaseState::ExtensionRequested => "extension_requested",
+            CaseState::Parked => "parked",
+            CaseState::Replied => "replied",
+            CaseState::Verified => "verified",
+            CaseState::Closed => "closed",
+            CaseState::Void => "void",
+        }
+    }
+
+    /// The Chinese label shown in the UI.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            CaseState::Reported => "待受理",
+            CaseState::Accepted => "待立案",
+            CaseState::Filed => "待派遣",
+            CaseState::Dispatched => "待签收",
+            CaseState::Handling => "处置中",
+            CaseState::ReturnRequested => "退单申请",
+            CaseState::ExtensionRequested => "延期申请",
+            CaseState::Parked => "挂账",
+            CaseState::Replied => "待核查",
+            CaseState::Verified => "待结案",
+            CaseState::Closed => "已结案",
+            CaseState::Void => "已作废",
+        }
+    }
+}
+
+impl fmt::Display for CaseState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CaseState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        CaseState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown case state {s:?}"))
+    }
+}
+
+/// How a case was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseType {
+    /// Handled within the deadline.
+    Normal,
+    /// Handled after the deadline.
+    Late,
+}
+
+/// A citizen's rating on call-back (回访), five levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Satisfaction {
+    /// 非常满意.
+    VerySatisfied,
+    /// 满意.
+    Satisfied,
+    /// 基本满意.
+    BasicallySatisfied,
+    /// 不满意.
+    Dissatisfied,
+    /// 非常不满意.
+    VeryDissatisfied,
+}
+
+/// A change someone asks for. `Report` only ever comes from creating a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// 上报: the case was created.
+    Report,
+    /// 受理: intake accepts the report as genuine.
+    Accept,
+    /// 立案: the shift leader files it.
+    File,
+    /// 派遣: send to a lead department (主办) and co-departments (协办).
+    Dispatch {
+        /// Lead department.
+        lead: DeptCode,
+        /// Co-departments.
+        #[serde(default)]
+        co: Vec<DeptCode>,
+    },
+    /// 签收: the lead department signs for the case.
+    Sign,
+    /// 退单: the department asks to return the assignment (reason required).
+    RejectAssignment,
+    /// The dispatcher accepts a return: the case goes back to be dispatched again.
+    ApproveReturn,
+    /// The dispatcher refuses a return: the department keeps handling.
+    DenyReturn,
+    /// 改派: send to another department.
+    Reassign {
+        /// New lead department.
+        lead: DeptCode,
+        /// New co-departments.
+        #[serde(default)]
+        co: Vec<DeptCode>,
+    },
+    /// 回退: the dispatcher sends a filed case back to the shift leader (reason required).
+    SendBack,
+    /// 延期申请: the department asks for more working hours (reason required).
+    RequestExtension {
+        /// Extra working hours asked for.
+        working_hours: u32,
+    },
+    /// Approve the pending extension: the deadline moves.
+    ApproveExtension,
+    /// Refuse the pending extension.
+    DenyExtension,
+    /// 挂账: park the case; its clock stops (reason required).
+    Park,
+    /// Resume a parked case; the remaining working time starts again.
+    Unpark,
+    /// 反馈: the department reports the problem handled.
+    Reply,
+    /// 核查通过: verified fixed on site.
+    VerifyPass,
+    /// 核查不通过: not fixed; back to the department as rework (返工, reason required).
+    VerifyFail,
+    /// 结案: close a verified case.
+    Close,
+    /// 回访: record the reporter's rating of a closed case.
+    CallBack {
+        /// The rating.
+        satisfaction: Satisfaction,
+    },
+    /// 督办: escalate one level; the state does not change.
+    Escalate,
+    /// 重新办理: reopen a closed case for re-dispatch (reason required).
+    Reopen,
+    /// 作废: void an invalid or duplicate case (reason required).
+    Void,
+}
+
+impl Action {
+    /// The snake_case name used in JSON and SQL.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Report => "report",
+            Action::Accept => "accept",
+            Action::File => "file",
+            Action::Dispatch { .. } => "dispatch",
+            Action::Sign => "sign",
+            Action::RejectAssignment => "reject_assignment",
+            Action::ApproveReturn => "approve_return",
+            Action::DenyReturn => "deny_return",
+            Action::Reassign { .. } => "reassign",
+            Action::SendBack => "send_back",
+            Action::RequestExtension { .. } => "request_extension",
+            Action::ApproveExtension => "approve_extension",
+            Action::DenyExtension => "deny_extension",
+            Action::Park => "park",
+            Action::Unpark => "unpark",
+            Action::Reply => "reply",
+            Action::VerifyPass => "verify_pass",
+            Action::VerifyFail => "verify_fail",
+            Action::Close => "close",
+            Action::CallBack { .. } => "call_back",
+            Action::Escalate => "escalate",
+            Action::Reopen => "reopen",
+            Action::Void => "void",
+        }
+    }
+
+    /// Actions that must carry a reason.
+    pub fn needs_reason(&self) -> bool {
+        matches!(
+            self,
+            Action::RejectAssignment
+                | Action::SendBack
+                | Action::RequestExtension { .. }
+                | Action::Park
+                | Action::VerifyFail
+                | Action::Reopen
+                | Action::Void
+        )
+    }
+}
+
+/// Who did something, as recorded on an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventActor {
+    /// The user's id (0 for the system itself).
+    pub user_id: i64,
+    /// The user's role at the time.
+    pub role: crate::access::Role,
+}
+
+/// One appended change to a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CaseEvent {
+    /// 1-based position in the case's history; equals the case version after it.
+    pub seq: i64,
+    /// When it happened.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// Who did it.
+    pub actor: EventActor,
+    /// What was done.
+    pub action: Action,
+    /// State before (none for the report).
+    pub from: Option<CaseState>,
+    /// State after.
+    pub to: CaseState,
+    /// Why (required for some actions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Evidence files (photos of the fix, etc.).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Attachment>,
+    /// The current step's deadline after this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_at: Option<Timestamp>,
+    /// The handling deadline after this event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub handle_due_at: Option<Timestamp>,
+    /// How the case was closed (close events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_type: Option<CloseType>,
+}
+
+/// Everything about a case that changes; derived from its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CaseStatus {
+    /// Current state.
+    pub state: CaseState,
+    /// Number of events so far (optimistic-concurrency version).
+    pub version: i64,
+    /// Lead department (主办).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_dept: Option<DeptCode>,
+    /// Co-departments (协办).
+    #[serde(default)]
+    pub co_depts: Vec<DeptCode>,
+    /// Deadline of the current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub due_at: Option<Timestamp>,
+    /// Deadline for the department's handling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub handle_due_at: Option<Timestamp>,
+    /// When the latest reply came in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub replied_at: Option<Timestamp>,
+    /// When the case was closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub closed_at: Option<Timestamp>,
+    /// How it was closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_type: Option<CloseType>,
+    /// Times verification failed (返工).
+    pub rework_count: i32,
+    /// Times the case was reopened after closing.
+    pub reopen_count: i32,
+    /// Escalation level (督办), 0 = none.
+    pub escalation_level: i32,
+    /// When the case was parked, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub parked_at: Option<Timestamp>,
+    /// Working hours asked for by a pending extension request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_extension_hours: Option<u32>,
+    /// The state a pending return or extension request came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_from: Option<CaseState>,
+    /// The reporter's rating, once called back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<Satisfaction>,
+    /// Time of the latest event.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// A case: its number, facts and derived status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Case {
+    /// Database id.
+    pub id: CaseId,
+    /// Human-readable number: town code + date + serial, e.g. 32058510020261123000042.
+    pub number: String,
+    /// Fixed facts.
+    #[serde(flatten)]
+    pub facts: CaseFacts,
+    /// Derived status.
+    #[serde(flatten)]
+    pub status: CaseStatus,
+}
+
+impl Case {
+    /// Whether the current step is past its deadline at `now`.
+    pub fn is_overdue(&self, now: Timestamp) -> bool {
+        self.status.state.is_open()
+            && self.status.state != CaseState::Parked
+            && self.status.due_at.is_some_and(|d| d < now)
+    }
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// The action is not allowed from the current state.
+    #[error("cannot {action} a case that is {from}")]
+    Illegal {
+        /// Current state.
+        from: CaseState,
+        /// The refused action's name.
+        action: &'static str,
+    },
+    /// The action needs a reason and none was given.
+    #[error("{action} needs a reason")]
+    ReasonRequired {
+        /// The action's name.
+        action: &'static str,
+    },
+    /// The action's data is invalid (e.g. a co-department equal to the lead).
+    #[error("{0}")]
+    Invalid(String),
+    /// A case can be rated once.
+    #[error("the case has already been called back")]
+    AlreadyRated,
+}
+
+/// What [`decide`] needs besides the case: the time and the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The current instant.
+    pub now: Timestamp,
+    /// The working calendar.
+    pub calendar: &'a WorkCalendar,
+    /// The time-limit rules.
+    pub sla: &'a SlaPolicy,
+}
+
+/// A requested change with its reason and evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Command {
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Evidence files.
+    #[serde(default)]
+    pub evidence: Vec<Attachment>,
+}
+
+impl CaseStatus {
+    /// The status of a freshly reported case, and the report event that records it.
+    pub fn report(
+        facts: &CaseFacts,
+        actor: EventActor,
+        ctx: &Context<'_>,
+    ) -> (CaseStatus, CaseEvent) {
+        let due = ctx
+            .calendar
+            .deadline(facts.reported_at, ctx.sla.dispatch_limit(facts.urgency));
+        let event = CaseEvent {
+            seq: 1,
+            at: facts.reported_at,
+            actor,
+            action: Action::Report,
+            from: None,
+            to: CaseState::Reported,
+            reason: None,
+            evidence: Vec::new(),
+            due_at: Some(due),
+            handle_due_at: None,
+            close_type: None,
+        };
+        let status = CaseStatus::replay(std::slice::from_ref(&event))
+            .unwrap_or_else(|_| CaseStatus::empty(facts.reported_at));
+        (status, event)
+    }
+
+    fn empty(at: Timestamp) -> CaseStatus {
+        CaseStatus {
+            state: CaseState::Reported,
+            version: 0,
+            lead_dept: None,
+            co_depts: Vec::new(),
+            due_at: None,
+            handle_due_at: None,
+            replied_at: None,
+            closed_at: None,
+            close_type: None,
+            rework_count: 0,
+            reopen_count: 0,
+            escalation_level: 0,
+            parked_at: None,
+            requested_extension_hours: None,
+            request_from: None,
+            satisfaction: None,
+            updated_at: at,
+        }
+    }
+
+    /// Rebuilds a status from its full event history.
+    pub fn replay(events: &[CaseEvent]) -> Result<CaseStatus, ReplayError> {
+        let first = events.first().ok_or(ReplayError::Empty)?;
+        if first.action != Action::Report {
+            return Err(ReplayError::NoReport);
+        }
+        let mut status = CaseStatus::empty(first.at);
+        for e in events {
+            status.apply(e)?;
+        }
+        Ok(status)
+    }
+
+    /// Folds one event into the status. Pure: no calendar, no clock.
+    pub fn apply(&mut self, e: &CaseEvent) -> Result<(), ReplayError> {
+        if e.seq != self.version + 1 {
+            return Err(ReplayError::OutOfOrder {
+                expected: self.version + 1,
+                got: e.seq,
+            });
+        }
+        if e.seq > 1 && e.from != Some(self.state) {
+            return Err(ReplayError::WrongFrom { seq: e.seq });
+        }
+        match &e.action {
+            Action::Dispatch { lead, co } | Action::Reassign { lead, co } => {
+                self.lead_dept = Some(lead.clone());
+                self.co_depts = co.clone();
+            }
+            Action::ApproveReturn => {
+                self.lead_dept = None;
+                self.co_depts.clear();
+            }
+            Action::RequestExtension { working_hours } => {
+                self.requested_extension_hours = Some(*working_hours)
+            }
+            Action::ApproveExtension | Action::DenyExtension => {
+                self.requested_extension_hours = None
+            }
+            Action::Park => self.parked_at = Some(e.at),
+            Action::Unpark => self.parked_at = None,
+            Action::Reply => self.replied_at = Some(e.at),
+            Action::VerifyFail => self.rework_count += 1,
+            Action::Close => {
+                self.closed_at = Some(e.at);
+                self.close_type = e.close_type;
+            }
+            Action::CallBack { satisfaction } => self.satisfaction = Some(*satisfaction),
+            Action::Escalate => self.escalation_level += 1,
+            Action::Reopen => {
+                self.reopen_count += 1;
+                self.closed_at = None;
+                self.close_type = None;
+                self.satisfaction = None;
+                self.replied_at = None;
+                self.lead_dept = None;
+                self.co_depts.clear();
+            }
+            Action::Report
+            | Action::Accept
+            | Action::File
+            | Action::Sign
+            | Action::RejectAssignment
+            | Action::DenyReturn
+            | Action::SendBack
+            | Action::VerifyPass
+            | Action::Void => {}
+        }
+        self.request_from = match e.to {
+            CaseState::ReturnRequested | CaseState::ExtensionRequested => e.from,
+            _ => None,
+        };
+        self.state = e.to;
+        self.due_at = e.due_at;
+        self.handle_due_at = e.handle_due_at;
+        self.version = e.seq;
+        self.updated_at = e.at;
+        Ok(())
+    }
+}
+
+/// Why a history could not be replayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// No events at all.
+    #[error("a case history cannot be empty")]
+    Empty,
+    /// The first event is not the report.
+    #[error("a case history must start with its report")]
+    NoReport,
+    /// Sequence numbers are not 1, 2, 3, …
+    #[error("expected event {expected}, got {got}")]
+    OutOfOrder {
+        /// The expected sequence number.
+        expected: i64,
+        /// The one found.
+        got: i64,
+    },
+    /// An event's `from` does not match the state before it.
+    #[error("event {seq} does not start from the current state")]
+    WrongFrom {
+        /// The event's sequence number.
+        seq: i64,
+    },
+}
+
+fn check_departments(lead: &DeptCode, co: &[DeptCode]) -> Result<(), TransitionError> {
+    if co.contains(lead) {
+        return Err(TransitionError::Invalid(format!(
+            "lead department {lead} cannot also be a co-department"
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if !co.iter().all(|d| seen.insert(d)) {
+        return Err(TransitionError::Invalid(
+            "co-departments must not repeat".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Decides whether `cmd` may happen to a case and, if so, returns the event that records it.
+///
+/// This is the whole state machine: every legal `(action, state)` pair is listed here, and everything
+/// else is [`TransitionError::Illegal`]. Who may do it is [`crate::access`]'s business.
+pub fn decide(
+    facts: &CaseFacts,
+    status: &CaseStatus,
+    cmd: &Command,
+    actor: EventActor,
+    ctx: &Context<'_>,
+) -> Result<CaseEvent, TransitionError> {
+    use CaseState as S;
+    let from = status.state;
+    let action = &cmd.action;
+    let illegal = || TransitionError::Illegal {
+        from,
+        action: action.name(),
+    };
+    let reason = cmd
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    if action.needs_reason() && reason.is_none() {
+        return Err(TransitionError::ReasonRequired {
+            action: action.name(),
+        });
+    }
+    let now = ctx.now;
+    let cal = ctx.calendar;
+    let limit = |l| Some(cal.deadline(now, l));
+    let keep_due = status.due_at;
+    let handle = status.handle_due_at;
+
+    let (to, due_at, handle_due_at, close_type) = match (action, from) {
+        (Action::Accept, S::Reported) => (S::Accepted, keep_due, handle, None),
+        (Action::File, S::Accepted) => (S::Filed, keep_due, handle, None),
+        (Action::SendBack, S::Filed) => (S::Accepted, keep_due, handle, None),
+        (Action::Dispatch { lead, co }, S::Filed)
+        | (Action::Reassign { lead, co }, S::Dispatched | S::Handling | S::ReturnRequested) => {
+            check_departments(lead, co)?;
+            let h = limit(ctx.sla.handle_limit(facts));
+            (S::Dispatched, limit(ctx.sla.sign), h, None)
+        }
+        (Action::Sign, S::Dispatched) => (S::Handling, handle, handle, None),
+        (Action::RejectAssignment, S::Dispatched | S::Handling) => (
+            S::ReturnRequested,
+            limit(ctx.sla.dispatch_limit(facts.urgency)),
+            handle,
+            None,
+        ),
+        (Action::ApproveReturn, S::ReturnRequested) => (
+            S::Filed,
+            limit(ctx.sla.dispatch_limit(facts.urgency)),
+            None,
+            None,
+        ),
+        (Action::DenyReturn, S::ReturnRequested) => match status.request_from {
+            Some(S::Dispatched) => (S::Dispatched, limit(ctx.sla.sign), handle, None),
+            _ => (S::Handling, handle, handle, None),
+        },
+        (Action::RequestExtension { working_hours }, S::Handling) => {
+            if *working_hours == 0 || *working_hours > 2400 {
+                return Err(TransitionError::Invalid(
+                    "working_hours must be between 1 and 2400".into(),
+                ));
+            }
+            (S::ExtensionRequested, handle, handle, None)
+        }
+        (Action::ApproveExtension, S::ExtensionRequested) => {
+            let hours = i64::from(status.requested_extension_hours.unwrap_or(0));
+            let base = handle.unwrap_or(now).max(now);
+            let new = Some(cal.add_working_seconds(base, hours * 3600));
+            (S::Handling, new, new, None)
+        }
+        (Action::DenyExtension, S::ExtensionRequested) => (S::Handling, handle, handle, None),
+        (Action::Park, S::Handling) => (S::Parked, None, handle, None),
+        (Action::Unpark, S::Parked) => {
+            let new = match (status.parked_at, handle) {
+                (Some(parked), Some(due)) => {
+                    Some(cal.add_working_seconds(now, cal.working_seconds_between(parked, due)))
+                }
+                _ => limit(ctx.sla.handle_limit(facts)),
+            };
+            (S::Handling, new, new, None)
+        }
+        (Action::Reply, S::Handling) => (S::Replied, limit(ctx.sla.verify), handle, None),
+        (Action::VerifyPass, S::Replied) => (S::Verified, limit(ctx.sla.close), handle, None),
+        (Action::VerifyFail, S::Replied) => {
+            let new = limit(ctx.sla.handle_limit(facts));
+            (S::Handling, new, new, None)
+        }
+        (Action::Close, S::Verified) => {
+            let on_time = match (status.replied_at, handle) {
+                (Some(replied), Some(due)) => replied <= due,
+                _ => true,
+            };
+            (
+                S::Closed,
+                None,
+                handle,
+                Some(if on_time {
+                    CloseType::Normal
+                } else {
+                    CloseType::Late
+                }),
+            )
+        }
+        (Action::CallBack { .. }, S::Closed) => {
+            if status.satisfaction.is_some() {
+                return Err(TransitionError::AlreadyRated);
+            }
+            (S::Closed, None, handle, status.close_type)
+        }
+        (Action::Escalate, s) if s.is_open() => (s, keep_due, handle, None),
+        (Action::Reopen, S::Closed) => (
+            S::Filed,
+            limit(ctx.sla.dispatch_limit(facts.urgency)),
+            None,
+            None,
+        ),
+        (Action::Void, S::Reported | S::Accepted | S::Filed) => (S::Void, None, handle, None),
+        _ => return Err(illegal()),
+    };
+    Ok(CaseEvent {
+        seq: status.version + 1,
+        at: now,
+        actor,
+        action: action.clone(),
+        from: Some(from),
+        to,
+        reason,
+        evidence: cmd.evidence.clone(),
+        due_at,
+        handle_due_at,
+        close_type,
+    })
+}
+
+#[cfg(test)]
+#[path = "case_tests.rs"]
+mod tests;

@@ -1,0 +1,450 @@
+//! Tests of the case state machine: the standard flow, side paths, refusals, and property tests that
+//! random command sequences keep the status consistent and replayable.
+
+use super::*;
+use crate::access::Role;
+use crate::calendar::{TimeLimit, from_local};
+use jiff::civil::date;
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+fn facts(at: Timestamp) -> CaseFacts {
+    CaseFacts {
+        matter: "06010".parse().expect("matter"),
+        component_id: None,
+        source: Source::GridPatrol,
+        urgency: Urgency::Normal,
+        description: "暴露垃圾".into(),
+        location: GeoPoint {
+            lon: 120.9,
+            lat: 31.3,
+        },
+        address: "张浦镇".into(),
+        grid: "320583100001001".parse().expect("grid"),
+        micro_grid: "32058310000100101".parse().expect("micro"),
+        reporter: Reporter::default(),
+        attachments: vec![],
+        reported_at: at,
+    }
+}
+
+fn actor() -> EventActor {
+    EventActor {
+        user_id: 7,
+        role: Role::ShiftLeader,
+    }
+}
+
+fn dept(s: &str) -> DeptCode {
+    s.parse().expect("dept")
+}
+
+struct World {
+    cal: WorkCalendar,
+    sla: SlaPolicy,
+    now: Timestamp,
+    facts: CaseFacts,
+    status: CaseStatus,
+    events: Vec<CaseEvent>,
+}
+
+impl World {
+    fn new() -> Self {
+        let now = from_local(date(2026, 11, 23).at(9, 0, 0, 0)); // a Monday
+        let cal = WorkCalendar::china_2026();
+        let sla = SlaPolicy::default();
+        let facts = facts(now);
+        let (status, event) = CaseStatus::report(
+            &facts,
+            actor(),
+            &Context {
+                now,
+                calendar: &cal,
+                sla: &sla,
+            },
+        );
+        World {
+            cal,
+            sla,
+            now,
+            facts,
+            status,
+            events: vec![event],
+        }
+    }
+
+    fn cmd(&mut self, action: Action, reason: Option<&str>) -> Result<&CaseEvent, TransitionError> {
+        let ctx = Context {
+            now: self.now,
+            calendar: &self.cal,
+            sla: &self.sla,
+        };
+        let cmd = Command {
+            action,
+            reason: reason.map(str::to_owned),
+            evidence: vec![],
+        };
+        let event = decide(&self.facts, &self.status, &cmd, actor(), &ctx)?;
+        self.status.apply(&event).expect("decided events apply");
+        self.events.push(event);
+        Ok(self.events.last().expect("just pushed"))
+    }
+
+    fn ok(&mut self, action: Action) {
+        self.cmd(action, Some("因为")).expect("legal");
+    }
+
+    fn wait(&mut self, minutes: i64) {
+        self.now = self.now + SignedDuration::from_mins(minutes);
+    }
+}
+
+#[test]
+fn standard_flow_closes_on_time() {
+    let mut w = World::new();
+    assert_eq!(
+        w.status.due_at,
+        Some(w.now + SignedDuration::from_mins(30)),
+        "dispatch within 30 min"
+    );
+    w.ok(Action::Accept);
+    w.ok(Action::File);
+    w.ok(Action::Dispatch {
+        lead: dept("huanwei"),
+        co: vec![dept("chengguan")],
+    });
+    assert_eq!(w.status.state, CaseState::Dispatched);
+    // Exposed rubbish: 4 working hours from 09:00 Monday → 15:00 (lunch skipped).
+    assert_eq!(
+        w.status.handle_due_at,
+        Some(from_local(date(2026, 11, 23).at(15, 0, 0, 0)))
+    );
+    w.ok(Action::Sign);
+    w.wait(120);
+    w.ok(Action::Reply);
+    w.ok(Action::VerifyPass);
+    w.ok(Action::Close);
+    assert_eq!(w.status.state, CaseState::Closed);
+    assert_eq!(w.status.close_type, Some(CloseType::Normal));
+    assert_eq!(w.status.closed_at, Some(w.now));
+    assert_eq!(w.status.due_at, None);
+    assert_eq!(w.status.version, 8);
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+}
+
+#[test]
+fn late_reply_closes_late() {
+    let mut w = World::new();
+    for a in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch {
+            lead: dept("huanwei"),
+            co: vec![],
+        },
+        Action::Sign,
+    ] {
+        w.ok(a);
+    }
+    w.wait(24 * 60);
+    w.ok(Action::Reply);
+    w.ok(Action::VerifyPass);
+    w.ok(Action::Close);
+    assert_eq!(w.status.close_type, Some(CloseType::Late));
+}
+
+#[test]
+fn failed_verification_is_rework_with_a_fresh_deadline() {
+    let mut w = World::new();
+    for a in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch {
+            lead: dept("huanwei"),
+            co: vec![],
+        },
+        Action::Sign,
+        Action::Reply,
+    ] {
+        w.ok(a);
+    }
+    assert_eq!(
+        w.cmd(Action::VerifyFail, None).map(|_| ()),
+        Err(TransitionError::ReasonRequired {
+            action: "verify_fail"
+        })
+    );
+    w.wait(60);
+    w.ok(Action::VerifyFail);
+    assert_eq!(w.status.state, CaseState::Handling);
+    assert_eq!(w.status.rework_count, 1);
+    assert_eq!(
+        w.status.handle_due_at,
+        Some(w.cal.deadline(w.now, TimeLimit::WorkingHours(4)))
+    );
+}
+
+#[test]
+fn illegal_transitions_are_typed_errors_and_change_nothing() {
+    let mut w = World::new();
+    let before = w.status.clone();
+    assert_eq!(
+        w.cmd(Action::Close, None).map(|_| ()),
+        Err(TransitionError::Illegal {
+            from: CaseState::Reported,
+            action: "close"
+        })
+    );
+    assert_eq!(
+        w.cmd(Action::Report, None).map(|_| ()),
+        Err(TransitionError::Illegal {
+            from: CaseState::Reported,
+            action: "report"
+        })
+    );
+    assert_eq!(w.status, before);
+    assert_eq!(w.events.len(), 1);
+}
+
+#[test]
+fn dispatch_refuses_lead_repeated_as_co() {
+    let mut w = World::new();
+    w.ok(Action::Accept);
+    w.ok(Action::File);
+    let r = w.cmd(
+        Action::Dispatch {
+            lead: dept("a"),
+            co: vec![dept("a")],
+        },
+        None,
+    );
+    assert!(matches!(r, Err(TransitionError::Invalid(_))));
+}
+
+#[test]
+fn parking_stops_the_clock_and_unparking_restores_the_remaining_time() {
+    let mut w = World::new();
+    for a in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch {
+            lead: dept("huanwei"),
+            co: vec![],
+        },
+        Action::Sign,
+    ] {
+        w.ok(a);
+    }
+    let due = w.status.handle_due_at.expect("due");
+    w.wait(60); // 10:00, 3 working hours left (10–12, 14–15)
+    w.ok(Action::Park);
+    assert_eq!(w.status.due_at, None);
+    w.now = from_local(date(2026, 11, 30).at(9, 0, 0, 0)); // a week later
+    w.ok(Action::Unpark);
+    let expected = from_local(date(2026, 11, 30).at(12, 0, 0, 0));
+    assert_eq!(w.status.handle_due_at, Some(expected));
+    assert!(expected > due);
+}
+
+#[test]
+fn extension_request_and_approval_move_the_deadline_by_working_hours() {
+    let mut w = World::new();
+    for a in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch {
+            lead: dept("huanwei"),
+            co: vec![],
+        },
+        Action::Sign,
+    ] {
+        w.ok(a);
+    }
+    let due = w.status.handle_due_at.expect("due"); // Monday 15:00
+    w.ok(Action::RequestExtension { working_hours: 8 });
+    assert_eq!(w.status.state, CaseState::ExtensionRequested);
+    assert_eq!(w.status.request_from, Some(CaseState::Handling));
+    w.ok(Action::ApproveExtension);
+    assert_eq!(w.status.state, CaseState::Handling);
+    assert_eq!(
+        w.status.handle_due_at,
+        Some(w.cal.add_working_seconds(due, 8 * 3600))
+    );
+    assert_eq!(w.status.requested_extension_hours, None);
+}
+
+#[test]
+fn return_request_goes_back_to_where_it_came_from_when_denied() {
+    let mut w = World::new();
+    for a in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch {
+            lead: dept("huanwei"),
+            co: vec![],
+        },
+    ] {
+        w.ok(a);
+    }
+    w.ok(Action::RejectAssignment);
+    w.ok(Action::DenyReturn);
+    assert_eq!(w.status.state, CaseState::Dispatched);
+    w.ok(Action::RejectAssignment);
+    w.ok(Action::ApproveReturn);
+    assert_eq!(w.status.state, CaseState::Filed);
+    assert_eq!(w.status.lead_dept, None);
+}
+
+#[test]
+fn call_back_only_once_and_reopen_clears_the_closure() {
+    let mut w = World::new();
+    for a in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch {
+            lead: dept("huanwei"),
+            co: vec![],
+        },
+        Action::Sign,
+        Action::Reply,
+        Action::VerifyPass,
+        Action::Close,
+    ] {
+        w.ok(a);
+    }
+    w.ok(Action::CallBack {
+        satisfaction: Satisfaction::Dissatisfied,
+    });
+    assert_eq!(
+        w.cmd(
+            Action::CallBack {
+                satisfaction: Satisfaction::Satisfied
+            },
+            None
+        )
+        .map(|_| ()),
+        Err(TransitionError::AlreadyRated)
+    );
+    w.ok(Action::Reopen);
+    assert_eq!(w.status.state, CaseState::Filed);
+    assert_eq!(
+        (
+            w.status.reopen_count,
+            w.status.closed_at,
+            w.status.satisfaction
+        ),
+        (1, None, None)
+    );
+}
+
+fn any_action() -> impl Strategy<Value = Action> {
+    let d = prop_oneof![Just("huanwei"), Just("chengguan"), Just("shuiwu")].prop_map(dept);
+    prop_oneof![
+        Just(Action::Report),
+        Just(Action::Accept),
+        Just(Action::File),
+        (d.clone(), proptest::collection::vec(d.clone(), 0..2))
+            .prop_map(|(lead, co)| Action::Dispatch { lead, co }),
+        Just(Action::Sign),
+        Just(Action::RejectAssignment),
+        Just(Action::ApproveReturn),
+        Just(Action::DenyReturn),
+        (d.clone(), proptest::collection::vec(d, 0..2))
+            .prop_map(|(lead, co)| Action::Reassign { lead, co }),
+        Just(Action::SendBack),
+        (0u32..50).prop_map(|working_hours| Action::RequestExtension { working_hours }),
+        Just(Action::ApproveExtension),
+        Just(Action::DenyExtension),
+        Just(Action::Park),
+        Just(Action::Unpark),
+        Just(Action::Reply),
+        Just(Action::VerifyPass),
+        Just(Action::VerifyFail),
+        Just(Action::Close),
+        Just(Action::CallBack {
+            satisfaction: Satisfaction::Satisfied
+        }),
+        Just(Action::Escalate),
+        Just(Action::Reopen),
+        Just(Action::Void),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_command_sequences_stay_consistent_and_replay_exactly(
+        steps in proptest::collection::vec((any_action(), any::<bool>(), 0i64..3000), 1..60)
+    ) {
+        let mut w = World::new();
+        for (action, with_reason, minutes) in steps {
+            w.wait(minutes);
+            let before = w.status.clone();
+            let accepted = w.cmd(action, with_reason.then_some("原因")).is_ok();
+            if !accepted {
+                prop_assert_eq!(&w.status, &before, "a refused command changes nothing");
+            }
+            let s = &w.status;
+            prop_assert_eq!(s.version as usize, w.events.len());
+            prop_assert_eq!(s.closed_at.is_some(), s.state == CaseState::Closed);
+            prop_assert_eq!(s.close_type.is_some(), s.state == CaseState::Closed);
+            prop_assert_eq!(s.parked_at.is_some(), s.state == CaseState::Parked);
+            prop_assert!(s.state.is_open() || s.due_at.is_none(), "no clock on finished cases");
+            prop_assert_eq!(
+                s.lead_dept.is_some(),
+                matches!(s.state, CaseState::Dispatched | CaseState::Handling | CaseState::ReturnRequested
+                    | CaseState::ExtensionRequested | CaseState::Parked | CaseState::Replied
+                    | CaseState::Verified | CaseState::Closed)
+,
+            );
+            prop_assert_eq!(s.requested_extension_hours.is_some(), s.state == CaseState::ExtensionRequested);
+            prop_assert!(s.lead_dept.as_ref().is_none_or(|l| !s.co_depts.contains(l)));
+            prop_assert!(s.rework_count >= 0 && s.escalation_level >= 0);
+        }
+        prop_assert_eq!(CaseStatus::replay(&w.events).expect("history replays"), w.status.clone());
+        // Events survive a JSON round trip (they are stored as JSON).
+        let json = serde_json::to_string(&w.events).expect("serialise");
+        let back: Vec<CaseEvent> = serde_json::from_str(&json).expect("deserialise");
+        prop_assert_eq!(back, w.events.clone());
+    }
+}
+
+#[test]
+fn replay_rejects_broken_histories() {
+    let mut w = World::new();
+    w.ok(Action::Accept);
+    assert_eq!(CaseStatus::replay(&[]), Err(ReplayError::Empty));
+    assert_eq!(
+        CaseStatus::replay(&w.events[1..]),
+        Err(ReplayError::NoReport)
+    );
+    let mut skipped = w.events.clone();
+    skipped[1].seq = 3;
+    assert_eq!(
+        CaseStatus::replay(&skipped),
+        Err(ReplayError::OutOfOrder {
+            expected: 2,
+            got: 3
+        })
+    );
+}
+
+#[test]
+fn urgent_cases_get_ten_minutes_to_dispatch() {
+    let cal = WorkCalendar::china_2026();
+    let sla = SlaPolicy::default();
+    let now = from_local(date(2026, 10, 1).at(3, 0, 0, 0)); // night of a holiday: the centre runs 24 h
+    let mut f = facts(now);
+    f.urgency = Urgency::Urgent;
+    let (status, _) = CaseStatus::report(
+        &f,
+        actor(),
+        &Context {
+            now,
+            calendar: &cal,
+            sla: &sla,
+        },
+    );
+    assert_eq!(status.due_at, Some(now + SignedDuration::from_mins(10)));
+}
