@@ -1,8 +1,9 @@
 //! The administrative hierarchy — town → workstation (village/community) → grid → micro-grid — and the
 //! spatial index that finds the micro-grid (and so the grid) containing a point, in microseconds.
 
+pub use geo::Polygon;
 use geo::{BoundingRect, Intersects};
-use geo::{Coord, Point, Polygon};
+use geo::{Coord, Point};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::{Deserialize, Serialize};

@@ -1,1 +1,330 @@
-//! placeholder
+//! civicgrid-store: the [`Store`] trait — everything civicgrid keeps — and its two implementations,
+//! [`sqlite::SqliteStore`] (embedded, the default) and [`postgres::PgStore`] (for a county, with several
+//! stateless app nodes on one database).
+//!
+//! Both implementations share their SQL text and row mapping (see [`shared`]); what differs is the DDL
+//! (`migrations/<backend>/`), connection setup and tuning. Case writes go through a group-commit writer
+//! ([`writer`]): concurrent requests are batched into one transaction, so a 2xx reply means the case is
+//! on disk, and SQLite never reports "database is locked".
+
+use std::fmt;
+use std::sync::Arc;
+
+use civicgrid_core::access::{CaseScope, Role};
+use civicgrid_core::calendar::CalendarEntry;
+use civicgrid_core::case::{Case, CaseEvent, CaseFacts, CaseId, CaseState, CaseStatus, Source};
+use civicgrid_core::catalog::{ComponentClass, Matter};
+use civicgrid_core::codes::{ComponentClassCode, ComponentId, GridCode, MatterCode, TownCode};
+use civicgrid_core::component::{Component, ComponentStatus};
+use civicgrid_core::grid::{Grid, MicroGrid, Town, Workstation};
+use civicgrid_core::org::{Department, DeptCode};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub mod postgres;
+mod shared;
+pub mod sqlite;
+mod writer;
+
+/// What the store layer can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Someone else changed the case first (optimistic concurrency).
+    #[error("the case changed meanwhile (expected version {expected})")]
+    Conflict {
+        /// The version the caller based its change on.
+        expected: i64,
+    },
+    /// A unique value is already taken.
+    #[error("{field} is already taken")]
+    Duplicate {
+        /// Which value.
+        field: &'static str,
+    },
+    /// A reference points at nothing (e.g. an unknown department).
+    #[error("a referenced record does not exist")]
+    BadReference,
+    /// Stored data could not be decoded (a bug or a hand-edited database).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The URL names no supported backend.
+    #[error("unsupported database URL (use a SQLite path or sqlite:// URL, or postgres://): {0}")]
+    BadUrl(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The writer task has stopped (the server is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Store result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A user account.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct User {
+    /// Id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// Post.
+    pub role: Role,
+    /// Department (department handlers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<DeptCode>,
+    /// Phone (personal data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Grids (grid workers).
+    #[serde(default)]
+    pub grids: Vec<GridCode>,
+    /// Argon2 PHC string; never serialised.
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .field("password_hash", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user to create.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Login name.
+    pub username: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// Post.
+    pub role: Role,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// Department.
+    pub department: Option<DeptCode>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Grids.
+    pub grids: Vec<GridCode>,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A case to create: its facts, the initial status and the report event (see `CaseStatus::report`).
+#[derive(Debug, Clone)]
+pub struct NewCase {
+    /// The town whose code prefixes the case number.
+    pub town: TownCode,
+    /// Facts.
+    pub facts: CaseFacts,
+    /// Initial status.
+    pub status: CaseStatus,
+    /// The report event.
+    pub event: CaseEvent,
+}
+
+/// A whole historical case for bulk import (demo data, migrations from older systems).
+#[derive(Debug, Clone)]
+pub struct ImportCase {
+    /// Facts.
+    pub facts: CaseFacts,
+    /// Every event, report first.
+    pub events: Vec<CaseEvent>,
+    /// The status the events replay to.
+    pub status: CaseStatus,
+}
+
+/// Filters for listing cases. Empty vectors and `None` mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    /// In any of these grids.
+    pub grids: Vec<GridCode>,
+    /// Of this matter.
+    pub matter: Option<MatterCode>,
+    /// In any of these states.
+    pub states: Vec<CaseState>,
+    /// Assigned (lead or co) to this department.
+    pub department: Option<DeptCode>,
+    /// From this source.
+    pub source: Option<Source>,
+    /// Reported at or after.
+    pub reported_from: Option<Timestamp>,
+    /// Reported before.
+    pub reported_to: Option<Timestamp>,
+    /// Only cases whose current step is overdue at this instant.
+    pub overdue_at: Option<Timestamp>,
+    /// What the asking actor may see.
+    pub scope: Option<CaseScope>,
+}
+
+/// A keyset page request: items with id below `before`, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    /// Exclusive upper bound on the id (the `next` of the previous page).
+    pub before: Option<i64>,
+    /// Page size (1–500).
+    pub limit: u32,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
+}
+
+/// Filters for listing components.
+#[derive(Debug, Clone, Default)]
+pub struct ComponentFilter {
+    /// In this grid.
+    pub grid: Option<GridCode>,
+    /// Of this class.
+    pub class: Option<ComponentClassCode>,
+    /// With this status.
+    pub status: Option<ComponentStatus>,
+    /// Components with id greater than this (ascending keyset).
+    pub after: Option<ComponentId>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Everything civicgrid keeps.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Replaces the component-class and matter tables.
+    async fn put_catalog(&self, classes: &[ComponentClass], matters: &[Matter]) -> Result<()>;
+    /// All component classes in code order.
+    async fn component_classes(&self) -> Result<Vec<ComponentClass>>;
+    /// All matters in code order.
+    async fn matters(&self) -> Result<Vec<Matter>>;
+    /// Adds or replaces working-calendar rows.
+    async fn put_calendar(&self, entries: &[CalendarEntry]) -> Result<()>;
+    /// All working-calendar rows in date order.
+    async fn calendar(&self) -> Result<Vec<CalendarEntry>>;
+
+    /// Sets the town.
+    async fn put_town(&self, town: &Town) -> Result<()>;
+    /// The town, once set.
+    async fn town(&self) -> Result<Option<Town>>;
+    /// Adds or replaces workstations.
+    async fn put_workstations(&self, items: &[Workstation]) -> Result<()>;
+    /// All workstations in code order.
+    async fn workstations(&self) -> Result<Vec<Workstation>>;
+    /// Adds or replaces grids.
+    async fn put_grids(&self, items: &[Grid]) -> Result<()>;
+    /// All grids in code order.
+    async fn grids(&self) -> Result<Vec<Grid>>;
+    /// Adds or replaces micro-grids.
+    async fn put_micro_grids(&self, items: &[MicroGrid]) -> Result<()>;
+    /// All micro-grids in code order.
+    async fn micro_grids(&self) -> Result<Vec<MicroGrid>>;
+    /// Adds or replaces departments.
+    async fn put_departments(&self, items: &[Department]) -> Result<()>;
+    /// All departments in code order.
+    async fn departments(&self) -> Result<Vec<Department>>;
+
+    /// Adds or replaces components.
+    async fn put_components(&self, items: &[Component]) -> Result<()>;
+    /// One component.
+    async fn component(&self, id: ComponentId) -> Result<Option<Component>>;
+    /// Components in ascending id order.
+    async fn list_components(&self, filter: &ComponentFilter) -> Result<Vec<Component>>;
+
+    /// Creates a user; `Duplicate` if the username is taken.
+    async fn create_user(&self, user: &NewUser) -> Result<User>;
+    /// A user by login name.
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
+    /// A user by id.
+    async fn user(&self, id: i64) -> Result<Option<User>>;
+    /// All users in id order.
+    async fn users(&self) -> Result<Vec<User>>;
+    /// Stores a session token's hash.
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: i64,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<()>;
+    /// The user of a live session.
+    async fn session_user(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>>;
+    /// Ends a session.
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+
+    /// Creates a case; its number and id are assigned here. Durable when this returns.
+    async fn create_case(&self, new: NewCase) -> Result<Case>;
+    /// Appends an event and stores the new status, if the case is still at `event.seq - 1`.
+    async fn append_event(&self, id: CaseId, event: CaseEvent, status: CaseStatus) -> Result<Case>;
+    /// One case.
+    async fn case(&self, id: CaseId) -> Result<Option<Case>>;
+    /// A case's events in order.
+    async fn case_events(&self, id: CaseId) -> Result<Vec<CaseEvent>>;
+    /// Cases matching a filter, newest first.
+    async fn list_cases(&self, filter: &CaseFilter, page: PageRequest) -> Result<Page<Case>>;
+    /// Number of cases.
+    async fn count_cases(&self) -> Result<i64>;
+    /// Bulk-imports historical cases in one transaction; numbers are assigned per reported day.
+    async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<()>;
+}
+
+/// Opens the store a URL names and brings its schema up to date.
+///
+/// `postgres://…` or `postgresql://…` opens PostgreSQL; `sqlite://…`, `sqlite:…` or a plain file path
+/// opens (creating if needed) an SQLite file.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    } else if url.contains("://") && !url.starts_with("sqlite://") {
+        Err(StoreError::BadUrl(url.to_owned()))
+    } else {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
+    }
+}
+
+/// Microseconds since the epoch, the stored form of an instant.
+pub(crate) fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}

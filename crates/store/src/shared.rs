@@ -1,0 +1,855 @@
+//! The SQL both backends share. Placeholders are written `$N`, which PostgreSQL and SQLite both accept,
+//! so the same text runs on either; [`store_impl!`] instantiates the implementation for one backend's
+//! concrete types (sqlx's generic bounds across databases cost more clarity than a macro does).
+//!
+//! Also here: encoding of stored JSON columns and database-error mapping, shared by both.
+
+use civicgrid_core::case::{Case, CaseStatus};
+use jiff::civil::Date;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Result, StoreError};
+
+/// Case row columns, in the order `case_from_row` expects.
+pub(crate) const CASE_COLUMNS: &str = "id, number, facts, status";
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn parse<T: std::str::FromStr>(s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(format!("{s:?}: {e}")))
+}
+
+pub(crate) fn case_from_row(
+    (id, number, facts, status): (i64, String, String, String),
+) -> Result<Case> {
+    Ok(Case {
+        id,
+        number,
+        facts: from_json(&facts)?,
+        status: from_json(&status)?,
+    })
+}
+
+/// The local (UTC+8) day of an instant as `YYYYMMDD`, the middle part of a case number.
+pub(crate) fn day_key(t: jiff::Timestamp) -> String {
+    let d: Date = civicgrid_core::calendar::local(t).date();
+    format!("{:04}{:02}{:02}", d.year(), d.month(), d.day())
+}
+
+/// Case number: town code + day + 6-digit serial.
+pub(crate) fn case_number(town: &str, day: &str, serial: i64) -> String {
+    format!("{town}{day}{serial:06}")
+}
+
+/// The co-department list as stored (a JSON array, searched with LIKE '%"code"%').
+pub(crate) fn co_depts_json(status: &CaseStatus) -> Result<String> {
+    to_json(&status.co_depts)
+}
+
+/// Maps constraint violations to typed errors.
+pub(crate) fn map_db_error(e: sqlx::Error, unique_field: &'static str) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        if db.is_unique_violation() {
+            return StoreError::Duplicate {
+                field: unique_field,
+            };
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::BadReference;
+        }
+    }
+    StoreError::Database(e)
+}
+
+/// Implements [`crate::Store`] and the batch writer for `$store` over database `$db`.
+///
+/// `$store` must have fields `read: sqlx::Pool<$db>` (queries), `write: sqlx::Pool<$db>` (every
+/// write; one connection on SQLite) and `writer: crate::writer::Writer`; `$applier` must have a field
+/// `pool: sqlx::Pool<$db>`.
+macro_rules! store_impl {
+    ($store:ident, $applier:ident, $db:ty, $backend:expr) => {
+        use $crate::shared::{
+            CASE_COLUMNS, case_from_row, case_number, co_depts_json, day_key, from_json, map_db_error, parse,
+            to_json,
+        };
+        use $crate::writer::{ApplyBatch, WriteOp};
+        use $crate::{
+            Backend, CaseFilter, ComponentFilter, ImportCase, NewCase, NewUser, Page, PageRequest, Result,
+            Store, StoreError, User, micros,
+        };
+        use civicgrid_core::access::CaseScope;
+        use civicgrid_core::calendar::{CalendarEntry, DayKind};
+        use civicgrid_core::case::{Case, CaseEvent, CaseFacts, CaseId, CaseStatus};
+        use civicgrid_core::catalog::{ComponentClass, Matter};
+        use civicgrid_core::codes::ComponentId;
+        use civicgrid_core::component::Component;
+        use civicgrid_core::grid::{Grid, MicroGrid, Town, Workstation, polygon_from_geojson, polygon_to_geojson};
+        use civicgrid_core::org::Department;
+        use jiff::Timestamp;
+        use sqlx::QueryBuilder;
+        use std::collections::BTreeMap;
+
+        type Tx<'a> = sqlx::Transaction<'a, $db>;
+
+        /// Rows of a case to insert: (number, facts, status, events).
+        struct CaseInsert<'a> {
+            number: String,
+            facts: &'a CaseFacts,
+            status: &'a CaseStatus,
+        }
+
+        async fn allocate_numbers(tx: &mut Tx<'_>, town: &str, reported: &[Timestamp]) -> Result<Vec<String>> {
+            let mut per_day: BTreeMap<String, i64> = BTreeMap::new();
+            for t in reported {
+                *per_day.entry(day_key(*t)).or_default() += 1;
+            }
+            let mut next: BTreeMap<String, i64> = BTreeMap::new();
+            for (day, n) in per_day {
+                let last: i64 = sqlx::query_scalar(
+                    "INSERT INTO case_counters (day, last) VALUES ($1, $2) \
+                     ON CONFLICT (day) DO UPDATE SET last = case_counters.last + excluded.last RETURNING last",
+                )
+                .bind(&day)
+                .bind(n)
+                .fetch_one(&mut **tx)
+                .await?;
+                next.insert(day, last - n + 1);
+            }
+            Ok(reported
+                .iter()
+                .map(|t| {
+                    let day = day_key(*t);
+                    let serial = next.get_mut(&day).map(|s| {
+                        *s += 1;
+                        *s - 1
+                    });
+                    case_number(town, &day, serial.unwrap_or_default())
+                })
+                .collect())
+        }
+
+        async fn insert_cases(tx: &mut Tx<'_>, rows: &[CaseInsert<'_>]) -> Result<BTreeMap<String, i64>> {
+            let mut ids = BTreeMap::new();
+            // 14 binds a row; stay well under SQLite's 32,766-variable limit.
+            for chunk in rows.chunks(1000) {
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO cases (number, matter, source, grid, micro_grid, reporter_user_id, reported_at, \
+                     state, version, lead_dept, co_depts, due_at, updated_at, facts, status) ",
+                );
+                let mut encoded = Vec::with_capacity(chunk.len());
+                for r in chunk {
+                    encoded.push((to_json(r.facts)?, to_json(r.status)?, co_depts_json(r.status)?));
+                }
+                qb.push_values(chunk.iter().zip(encoded), |mut b, (r, (facts, status, co))| {
+                    b.push_bind(r.number.clone())
+                        .push_bind(r.facts.matter.to_string())
+                        .push_bind(to_json(&r.facts.source).unwrap_or_default().trim_matches('"').to_owned())
+                        .push_bind(r.facts.grid.to_string())
+                        .push_bind(r.facts.micro_grid.to_string())
+                        .push_bind(r.facts.reporter.user_id)
+                        .push_bind(micros(r.facts.reported_at))
+                        .push_bind(r.status.state.as_str())
+                        .push_bind(r.status.version)
+                        .push_bind(r.status.lead_dept.as_ref().map(|d| d.to_string()))
+                        .push_bind(co)
+                        .push_bind(r.status.due_at.map(micros))
+                        .push_bind(micros(r.status.updated_at))
+                        .push_bind(facts)
+                        .push_bind(status);
+                });
+                qb.push(" RETURNING id, number");
+                let returned: Vec<(i64, String)> =
+                    qb.build_query_as().fetch_all(&mut **tx).await.map_err(|e| map_db_error(e, "number"))?;
+                ids.extend(returned.into_iter().map(|(id, number)| (number, id)));
+            }
+            Ok(ids)
+        }
+
+        async fn insert_events(tx: &mut Tx<'_>, rows: &[(i64, &CaseEvent)]) -> Result<()> {
+            for chunk in rows.chunks(2000) {
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new(
+                    "INSERT INTO case_events (case_id, seq, at, actor_user_id, action, to_state, body) ",
+                );
+                let mut bodies = Vec::with_capacity(chunk.len());
+                for (_, e) in chunk {
+                    bodies.push(to_json(e)?);
+                }
+                qb.push_values(chunk.iter().zip(bodies), |mut b, ((id, e), body)| {
+                    b.push_bind(*id)
+                        .push_bind(e.seq)
+                        .push_bind(micros(e.at))
+                        .push_bind(e.actor.user_id)
+                        .push_bind(e.action.name())
+                        .push_bind(e.to.as_str())
+                        .push_bind(body);
+                });
+                qb.build().execute(&mut **tx).await.map_err(|e| map_db_error(e, "event"))?;
+            }
+            Ok(())
+        }
+
+        async fn update_status(tx: &mut Tx<'_>, id: CaseId, expected: i64, status: &CaseStatus) -> Result<bool> {
+            let done = sqlx::query(
+                "UPDATE cases SET state = $1, version = $2, lead_dept = $3, co_depts = $4, due_at = $5, \
+                 updated_at = $6, status = $7 WHERE id = $8 AND version = $9",
+            )
+            .bind(status.state.as_str())
+            .bind(status.version)
+            .bind(status.lead_dept.as_ref().map(|d| d.to_string()))
+            .bind(co_depts_json(status)?)
+            .bind(status.due_at.map(micros))
+            .bind(micros(status.updated_at))
+            .bind(to_json(status)?)
+            .bind(id)
+            .bind(expected)
+            .execute(&mut **tx)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        #[async_trait::async_trait]
+        impl ApplyBatch for $applier {
+            async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Case>>> {
+                let mut tx = self.pool.begin().await?;
+                let creates: Vec<&NewCase> =
+                    ops.iter().filter_map(|op| if let WriteOp::Create(n) = op { Some(n) } else { None }).collect();
+                let mut numbers = Vec::new();
+                let mut ids = BTreeMap::new();
+                if let Some(first) = creates.first() {
+                    let town = first.town.to_string();
+                    let reported: Vec<Timestamp> = creates.iter().map(|n| n.facts.reported_at).collect();
+                    numbers = allocate_numbers(&mut tx, &town, &reported).await?;
+                    let rows: Vec<CaseInsert<'_>> = creates
+                        .iter()
+                        .zip(&numbers)
+                        .map(|(n, number)| CaseInsert { number: number.clone(), facts: &n.facts, status: &n.status })
+                        .collect();
+                    ids = insert_cases(&mut tx, &rows).await?;
+                }
+                let mut outcomes = Vec::with_capacity(ops.len());
+                let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
+                let mut next_number = numbers.into_iter();
+                for op in ops {
+                    match op {
+                        WriteOp::Create(n) => {
+                            let number = next_number.next().unwrap_or_default();
+                            let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
+                            events.push((id, &n.event));
+                            outcomes.push(Ok(Case { id, number, facts: n.facts.clone(), status: n.status.clone() }));
+                        }
+                        WriteOp::Append { id, event, status } => {
+                            let expected = event.seq - 1;
+                            if update_status(&mut tx, *id, expected, status).await? {
+                                events.push((*id, event));
+                                let row: (i64, String, String) =
+                                    sqlx::query_as("SELECT id, number, facts FROM cases WHERE id = $1")
+                                        .bind(*id)
+                                        .fetch_one(&mut *tx)
+                                        .await?;
+                                outcomes.push(Ok(Case {
+                                    id: row.0,
+                                    number: row.1,
+                                    facts: from_json(&row.2)?,
+                                    status: status.clone(),
+                                }));
+                            } else {
+                                outcomes.push(Err(StoreError::Conflict { expected }));
+                            }
+                        }
+                    }
+                }
+                insert_events(&mut tx, &events).await?;
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+        }
+
+        fn user_from_row(
+            (id, username, display_name, role, password_hash, department, phone, grids): (
+                i64,
+                String,
+                String,
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                String,
+            ),
+        ) -> Result<User> {
+            Ok(User {
+                id,
+                username,
+                display_name,
+                role: parse(&role)?,
+                password_hash,
+                department: department.as_deref().map(parse).transpose()?,
+                phone,
+                grids: from_json(&grids)?,
+            })
+        }
+
+        const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, department, phone, grids";
+
+        fn grid_row<T>(
+            code: &str,
+            polygon: &str,
+            build: impl FnOnce(civicgrid_core::grid::Polygon<f64>) -> Result<T>,
+        ) -> Result<T> {
+            let json: serde_json::Value = from_json(polygon)?;
+            let polygon = polygon_from_geojson(&json).map_err(|e| StoreError::Corrupt(format!("{code}: {e}")))?;
+            build(polygon)
+        }
+
+        fn component_from_row(
+            (id, name, status, lon, lat, grid, micro_grid, department): (
+                String,
+                String,
+                String,
+                f64,
+                f64,
+                String,
+                String,
+                String,
+            ),
+        ) -> Result<Component> {
+            Ok(Component {
+                id: parse(&id)?,
+                name,
+                status: parse(&status)?,
+                location: civicgrid_core::case::GeoPoint { lon, lat },
+                grid: parse(&grid)?,
+                micro_grid: parse(&micro_grid)?,
+                department: parse(&department)?,
+            })
+        }
+
+        fn push_case_filter(qb: &mut QueryBuilder<$db>, f: &CaseFilter) {
+            if !f.grids.is_empty() {
+                qb.push(" AND grid IN (");
+                let mut sep = qb.separated(", ");
+                for g in &f.grids {
+                    sep.push_bind(g.to_string());
+                }
+                sep.push_unseparated(")");
+            }
+            if let Some(m) = f.matter {
+                qb.push(" AND matter = ").push_bind(m.to_string());
+            }
+            if !f.states.is_empty() {
+                qb.push(" AND state IN (");
+                let mut sep = qb.separated(", ");
+                for s in &f.states {
+                    sep.push_bind(s.as_str());
+                }
+                sep.push_unseparated(")");
+            }
+            if let Some(d) = &f.department {
+                push_department(qb, d.as_str());
+            }
+            if let Some(s) = f.source {
+                qb.push(" AND source = ").push_bind(to_json(&s).unwrap_or_default().trim_matches('"').to_owned());
+            }
+            if let Some(t) = f.reported_from {
+                qb.push(" AND reported_at >= ").push_bind(micros(t));
+            }
+            if let Some(t) = f.reported_to {
+                qb.push(" AND reported_at < ").push_bind(micros(t));
+            }
+            if let Some(t) = f.overdue_at {
+                qb.push(" AND due_at IS NOT NULL AND due_at < ").push_bind(micros(t));
+            }
+            match &f.scope {
+                None | Some(CaseScope::All) => {}
+                Some(CaseScope::Grids(grids)) if grids.is_empty() => {
+                    qb.push(" AND 1 = 0");
+                }
+                Some(CaseScope::Grids(grids)) => {
+                    qb.push(" AND grid IN (");
+                    let mut sep = qb.separated(", ");
+                    for g in grids {
+                        sep.push_bind(g.to_string());
+                    }
+                    sep.push_unseparated(")");
+                }
+                Some(CaseScope::Department(d)) => push_department(qb, d.as_str()),
+                Some(CaseScope::Reporter(u)) => {
+                    qb.push(" AND reporter_user_id = ").push_bind(*u);
+                }
+                Some(CaseScope::Nothing) => {
+                    qb.push(" AND 1 = 0");
+                }
+            }
+        }
+
+        fn push_department(qb: &mut QueryBuilder<$db>, code: &str) {
+            qb.push(" AND (lead_dept = ")
+                .push_bind(code.to_owned())
+                .push(" OR co_depts LIKE ")
+                .push_bind(format!("%\"{code}\"%"))
+                .push(")");
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn put_catalog(&self, classes: &[ComponentClass], matters: &[Matter]) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("DELETE FROM component_classes").execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM matters").execute(&mut *tx).await?;
+                for c in classes {
+                    sqlx::query("INSERT INTO component_classes (code, body) VALUES ($1, $2)")
+                        .bind(c.code.to_string())
+                        .bind(to_json(c)?)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for m in matters {
+                    sqlx::query("INSERT INTO matters (code, body) VALUES ($1, $2)")
+                        .bind(m.code.to_string())
+                        .bind(to_json(m)?)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn component_classes(&self) -> Result<Vec<ComponentClass>> {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT body FROM component_classes ORDER BY code").fetch_all(&self.read).await?;
+                rows.iter().map(|(b,)| from_json(b)).collect()
+            }
+
+            async fn matters(&self) -> Result<Vec<Matter>> {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as("SELECT body FROM matters ORDER BY code").fetch_all(&self.read).await?;
+                rows.iter().map(|(b,)| from_json(b)).collect()
+            }
+
+            async fn put_calendar(&self, entries: &[CalendarEntry]) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                for e in entries {
+                    sqlx::query(
+                        "INSERT INTO work_calendar (day, kind, name_zh, name_en) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (day) DO UPDATE SET kind = excluded.kind, name_zh = excluded.name_zh, \
+                         name_en = excluded.name_en",
+                    )
+                    .bind(e.date.to_string())
+                    .bind(match e.kind {
+                        DayKind::Holiday => "holiday",
+                        DayKind::Workday => "workday",
+                    })
+                    .bind(&e.name_zh)
+                    .bind(&e.name_en)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn calendar(&self) -> Result<Vec<CalendarEntry>> {
+                let rows: Vec<(String, String, String, String)> =
+                    sqlx::query_as("SELECT day, kind, name_zh, name_en FROM work_calendar ORDER BY day")
+                        .fetch_all(&self.read)
+                        .await?;
+                rows.into_iter()
+                    .map(|(day, kind, name_zh, name_en)| {
+                        Ok(CalendarEntry {
+                            date: parse(&day)?,
+                            kind: if kind == "workday" { DayKind::Workday } else { DayKind::Holiday },
+                            name_zh,
+                            name_en,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn put_town(&self, town: &Town) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("DELETE FROM town").execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO town (code, name_zh, name_en) VALUES ($1, $2, $3)")
+                    .bind(town.code.to_string())
+                    .bind(&town.name_zh)
+                    .bind(&town.name_en)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn town(&self) -> Result<Option<Town>> {
+                let row: Option<(String, String, String)> =
+                    sqlx::query_as("SELECT code, name_zh, name_en FROM town").fetch_optional(&self.read).await?;
+                row.map(|(code, name_zh, name_en)| Ok(Town { code: parse(&code)?, name_zh, name_en })).transpose()
+            }
+
+            async fn put_workstations(&self, items: &[Workstation]) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                for w in items {
+                    sqlx::query(
+                        "INSERT INTO workstations (code, name_zh, kind) VALUES ($1, $2, $3) \
+                         ON CONFLICT (code) DO UPDATE SET name_zh = excluded.name_zh, kind = excluded.kind",
+                    )
+                    .bind(w.code.to_string())
+                    .bind(&w.name_zh)
+                    .bind(to_json(&w.kind)?.trim_matches('"').to_owned())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn workstations(&self) -> Result<Vec<Workstation>> {
+                let rows: Vec<(String, String, String)> =
+                    sqlx::query_as("SELECT code, name_zh, kind FROM workstations ORDER BY code")
+                        .fetch_all(&self.read)
+                        .await?;
+                rows.into_iter()
+                    .map(|(code, name_zh, kind)| {
+                        Ok(Workstation { code: parse(&code)?, name_zh, kind: from_json(&format!("\"{kind}\""))? })
+                    })
+                    .collect()
+            }
+
+            async fn put_grids(&self, items: &[Grid]) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                for g in items {
+                    sqlx::query(
+                        "INSERT INTO grids (code, community, name_zh, households, worker_user_id, polygon) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (code) DO UPDATE SET \
+                         community = excluded.community, name_zh = excluded.name_zh, households = excluded.households, \
+                         worker_user_id = excluded.worker_user_id, polygon = excluded.polygon",
+                    )
+                    .bind(g.code.to_string())
+                    .bind(g.community.to_string())
+                    .bind(&g.name_zh)
+                    .bind(i64::from(g.households))
+                    .bind(g.worker_user_id)
+                    .bind(polygon_to_geojson(&g.polygon).to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_db_error(e, "code"))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn grids(&self) -> Result<Vec<Grid>> {
+                let rows: Vec<(String, String, String, i64, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT code, community, name_zh, households, worker_user_id, polygon FROM grids ORDER BY code",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(code, community, name_zh, households, worker_user_id, polygon)| {
+                        grid_row(&code, &polygon, |polygon| {
+                            Ok(Grid {
+                                code: parse(&code)?,
+                                community: parse(&community)?,
+                                name_zh,
+                                households: u32::try_from(households).unwrap_or_default(),
+                                worker_user_id,
+                                polygon,
+                            })
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn put_micro_grids(&self, items: &[MicroGrid]) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                for g in items {
+                    sqlx::query(
+                        "INSERT INTO micro_grids (code, grid, name_zh, households, worker_user_id, polygon) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (code) DO UPDATE SET \
+                         grid = excluded.grid, name_zh = excluded.name_zh, households = excluded.households, \
+                         worker_user_id = excluded.worker_user_id, polygon = excluded.polygon",
+                    )
+                    .bind(g.code.to_string())
+                    .bind(g.grid().to_string())
+                    .bind(&g.name_zh)
+                    .bind(i64::from(g.households))
+                    .bind(g.worker_user_id)
+                    .bind(polygon_to_geojson(&g.polygon).to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_db_error(e, "code"))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn micro_grids(&self) -> Result<Vec<MicroGrid>> {
+                let rows: Vec<(String, String, i64, Option<i64>, String)> = sqlx::query_as(
+                    "SELECT code, name_zh, households, worker_user_id, polygon FROM micro_grids ORDER BY code",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(code, name_zh, households, worker_user_id, polygon)| {
+                        grid_row(&code, &polygon, |polygon| {
+                            Ok(MicroGrid {
+                                code: parse(&code)?,
+                                name_zh,
+                                households: u32::try_from(households).unwrap_or_default(),
+                                worker_user_id,
+                                polygon,
+                            })
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn put_departments(&self, items: &[Department]) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                for d in items {
+                    sqlx::query(
+                        "INSERT INTO departments (code, name_zh, name_en, parent) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (code) DO UPDATE SET name_zh = excluded.name_zh, name_en = excluded.name_en, \
+                         parent = excluded.parent",
+                    )
+                    .bind(d.code.to_string())
+                    .bind(&d.name_zh)
+                    .bind(&d.name_en)
+                    .bind(d.parent.as_ref().map(|p| p.to_string()))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn departments(&self) -> Result<Vec<Department>> {
+                let rows: Vec<(String, String, String, Option<String>)> =
+                    sqlx::query_as("SELECT code, name_zh, name_en, parent FROM departments ORDER BY code")
+                        .fetch_all(&self.read)
+                        .await?;
+                rows.into_iter()
+                    .map(|(code, name_zh, name_en, parent)| {
+                        Ok(Department {
+                            code: parse(&code)?,
+                            name_zh,
+                            name_en,
+                            parent: parent.as_deref().map(parse).transpose()?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn put_components(&self, items: &[Component]) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                for chunk in items.chunks(2000) {
+                    let mut qb: QueryBuilder<$db> = QueryBuilder::new(
+                        "INSERT INTO components (id, class_code, name, status, lon, lat, grid, micro_grid, department) ",
+                    );
+                    qb.push_values(chunk, |mut b, c| {
+                        b.push_bind(c.id.to_string())
+                            .push_bind(c.id.class().to_string())
+                            .push_bind(c.name.clone())
+                            .push_bind(c.status.as_str())
+                            .push_bind(c.location.lon)
+                            .push_bind(c.location.lat)
+                            .push_bind(c.grid.to_string())
+                            .push_bind(c.micro_grid.to_string())
+                            .push_bind(c.department.to_string());
+                    });
+                    qb.push(
+                        " ON CONFLICT (id) DO UPDATE SET name = excluded.name, status = excluded.status, \
+                         lon = excluded.lon, lat = excluded.lat, grid = excluded.grid, \
+                         micro_grid = excluded.micro_grid, department = excluded.department",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn component(&self, id: ComponentId) -> Result<Option<Component>> {
+                let row = sqlx::query_as(
+                    "SELECT id, name, status, lon, lat, grid, micro_grid, department FROM components WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await?;
+                row.map(component_from_row).transpose()
+            }
+
+            async fn list_components(&self, f: &ComponentFilter) -> Result<Vec<Component>> {
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT id, name, status, lon, lat, grid, micro_grid, department FROM components WHERE 1 = 1",
+                );
+                if let Some(g) = f.grid {
+                    qb.push(" AND grid = ").push_bind(g.to_string());
+                }
+                if let Some(c) = f.class {
+                    qb.push(" AND class_code = ").push_bind(c.to_string());
+                }
+                if let Some(s) = f.status {
+                    qb.push(" AND status = ").push_bind(s.as_str());
+                }
+                if let Some(a) = f.after {
+                    qb.push(" AND id > ").push_bind(a.to_string());
+                }
+                qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(f.limit.clamp(1, 1000)));
+                let rows = qb.build_query_as().fetch_all(&self.read).await?;
+                rows.into_iter().map(component_from_row).collect()
+            }
+
+            async fn create_user(&self, u: &NewUser) -> Result<User> {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO users (username, display_name, role, password_hash, department, phone, grids, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                )
+                .bind(&u.username)
+                .bind(&u.display_name)
+                .bind(u.role.as_str())
+                .bind(&u.password_hash)
+                .bind(u.department.as_ref().map(|d| d.to_string()))
+                .bind(&u.phone)
+                .bind(to_json(&u.grids)?)
+                .bind(micros(Timestamp::now()))
+                .fetch_one(&self.write)
+                .await
+                .map_err(|e| map_db_error(e, "username"))?;
+                Ok(User {
+                    id,
+                    username: u.username.clone(),
+                    display_name: u.display_name.clone(),
+                    role: u.role,
+                    department: u.department.clone(),
+                    phone: u.phone.clone(),
+                    grids: u.grids.clone(),
+                    password_hash: u.password_hash.clone(),
+                })
+            }
+
+            async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"));
+                let row = sqlx::query_as(sql).bind(username.to_owned()).fetch_optional(&self.read).await?;
+                row.map(user_from_row).transpose()
+            }
+
+            async fn user(&self, id: i64) -> Result<Option<User>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"));
+                let row = sqlx::query_as(sql).bind(id).fetch_optional(&self.read).await?;
+                row.map(user_from_row).transpose()
+            }
+
+            async fn users(&self) -> Result<Vec<User>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"));
+                let rows = sqlx::query_as(sql).fetch_all(&self.read).await?;
+                rows.into_iter().map(user_from_row).collect()
+            }
+
+            async fn create_session(&self, token_hash: &str, user_id: i64, now: Timestamp, expires_at: Timestamp) -> Result<()> {
+                sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(token_hash.to_owned())
+                    .bind(user_id)
+                    .bind(micros(now))
+                    .bind(micros(expires_at))
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| map_db_error(e, "token"))?;
+                Ok(())
+            }
+
+            async fn session_user(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM users u JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = $1 AND s.expires_at > $2",
+                    USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+                ));
+                let row = sqlx::query_as(sql).bind(token_hash.to_owned()).bind(micros(now)).fetch_optional(&self.read).await?;
+                row.map(user_from_row).transpose()
+            }
+
+            async fn delete_session(&self, token_hash: &str) -> Result<()> {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash.to_owned()).execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn create_case(&self, new: NewCase) -> Result<Case> {
+                self.writer.submit(WriteOp::Create(new)).await
+            }
+
+            async fn append_event(&self, id: CaseId, event: CaseEvent, status: CaseStatus) -> Result<Case> {
+                self.writer.submit(WriteOp::Append { id, event, status }).await
+            }
+
+            async fn case(&self, id: CaseId) -> Result<Option<Case>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
+                let row = sqlx::query_as(sql).bind(id).fetch_optional(&self.read).await?;
+                row.map(case_from_row).transpose()
+            }
+
+            async fn case_events(&self, id: CaseId) -> Result<Vec<CaseEvent>> {
+                let rows: Vec<(String,)> = sqlx::query_as("SELECT body FROM case_events WHERE case_id = $1 ORDER BY seq")
+                    .bind(id)
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter().map(|(b,)| from_json(b)).collect()
+            }
+
+            async fn list_cases(&self, filter: &CaseFilter, page: PageRequest) -> Result<Page<Case>> {
+                let limit = i64::from(page.limit.clamp(1, 500));
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new(format!("SELECT {CASE_COLUMNS} FROM cases WHERE 1 = 1"));
+                push_case_filter(&mut qb, filter);
+                if let Some(before) = page.before {
+                    qb.push(" AND id < ").push_bind(before);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit + 1);
+                let rows: Vec<(i64, String, String, String)> = qb.build_query_as().fetch_all(&self.read).await?;
+                let more = rows.len() as i64 > limit;
+                let items = rows.into_iter().take(limit as usize).map(case_from_row).collect::<Result<Vec<_>>>()?;
+                let next = if more { items.last().map(|c| c.id) } else { None };
+                Ok(Page { items, next })
+            }
+
+            async fn count_cases(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM cases").fetch_one(&self.read).await?)
+            }
+
+            async fn import_cases(&self, town: civicgrid_core::codes::TownCode, cases: Vec<ImportCase>) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                let reported: Vec<Timestamp> = cases.iter().map(|c| c.facts.reported_at).collect();
+                let numbers = allocate_numbers(&mut tx, &town.to_string(), &reported).await?;
+                let rows: Vec<CaseInsert<'_>> = cases
+                    .iter()
+                    .zip(numbers)
+                    .map(|(c, number)| CaseInsert { number, facts: &c.facts, status: &c.status })
+                    .collect();
+                let ids = insert_cases(&mut tx, &rows).await?;
+                let mut events = Vec::new();
+                for (row, c) in rows.iter().zip(&cases) {
+                    let id = *ids.get(&row.number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
+                    events.extend(c.events.iter().map(|e| (id, e)));
+                }
+                insert_events(&mut tx, &events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use store_impl;
