@@ -6,6 +6,7 @@
 //! - [`org`]: departments.
 //! - [`component`]: physical assets (部件).
 //! - [`case`]: cases and their state machine (the only one).
+//! - [`intake`]: the rules a report must meet to become a case.
 //! - [`calendar`]: the working-time clock (the only one).
 //! - [`sla`]: which time limit applies to which step.
 //! - [`clock`]: the injected clock.
@@ -22,6 +23,7 @@ pub mod codes;
 pub mod component;
 pub mod error;
 pub mod grid;
+pub mod intake;
 pub mod kpi;
 pub mod org;
 pub mod sla;

@@ -1,1 +1,78 @@
-//! placeholder
+//! civicgrid-http: the JSON API under `/api/v1`, the embedded pages and the health endpoints.
+//!
+//! - [`state`]: what handlers share (store, clock, reference data).
+//! - [`auth`]: passwords, sessions, login and the `Authed` extractor.
+//! - [`cases`], [`reference`]: the API handlers.
+//! - [`pages`]: landing page, API docs page, static files, health.
+//! - [`openapi`]: the generated OpenAPI 3.1 document.
+//! - [`error`], [`extract`]: errors as `{"code","message","field"}`.
+
+pub mod auth;
+pub mod cases;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod pages;
+pub mod reference;
+pub mod state;
+
+use axum::Router;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+pub use state::{AppState, HttpConfig};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(|| async { ([(CONTENT_TYPE, "application/json")], openapi::json()).into_response() }))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::whoami))
+        .route("/town", get(reference::town))
+        .route("/workstations", get(reference::workstations))
+        .route("/grids", get(reference::grids))
+        .route("/grids.geojson", get(reference::grids_geojson))
+        .route("/micro-grids.geojson", get(reference::micro_grids_geojson))
+        .route("/locate", get(reference::locate))
+        .route("/departments", get(reference::departments))
+        .route("/code-tables/matters", get(reference::matters))
+        .route("/code-tables/components", get(reference::component_classes))
+        .route("/calendar", get(reference::calendar))
+        .route("/components", get(reference::components))
+        .route("/components/{id}", get(reference::component))
+        .route("/cases", post(cases::create_case).get(cases::list_cases))
+        .route("/cases/{id}", get(cases::get_case))
+        .route("/cases/{id}/transitions", post(cases::transition))
+        .route("/cases/{id}/events", get(cases::case_events))
+        .fallback(|| async { error::ApiError::not_found("endpoint") });
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/docs", get(pages::docs))
+        .route("/static/{*path}", get(pages::asset))
+        .route("/healthz", get(pages::healthz))
+        .route("/readyz", get(pages::readyz))
+        .nest("/api/v1", api)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(CompressionLayer::new())
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,139 @@
+//! Intake rules: turning a report as submitted into the facts of a new case, or a clear refusal.
+//! The HTTP layer gathers what these rules need (the component, if one is named) and calls [`check_report`].
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::access::{Actor, Role};
+use crate::case::{Attachment, CaseFacts, GeoPoint, Reporter, Source, Urgency};
+use crate::catalog::Catalog;
+use crate::codes::{ComponentId, MatterCode};
+use crate::component::Component;
+use crate::error::DomainError;
+use crate::grid::GridIndex;
+
+/// Longest description accepted, in characters.
+pub const MAX_DESCRIPTION: usize = 2000;
+/// Most attachments on one report.
+pub const MAX_ATTACHMENTS: usize = 20;
+
+/// A report as submitted.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportInput {
+    /// Matter code (5 digits).
+    pub matter: MatterCode,
+    /// Component concerned (17 digits), for component faults.
+    #[serde(default)]
+    pub component_id: Option<ComponentId>,
+    /// Channel; defaults to the reporter's usual one (patrol for grid workers, H5 for citizens, hotline
+    /// for intake).
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// Urgency (default normal).
+    #[serde(default)]
+    pub urgency: Urgency,
+    /// What is wrong.
+    pub description: String,
+    /// Where (WGS84).
+    pub location: GeoPoint,
+    /// Address text.
+    #[serde(default)]
+    pub address: String,
+    /// Outside reporter's name and phone (hotline, H5).
+    #[serde(default)]
+    pub reporter_name: Option<String>,
+    /// Outside reporter's phone.
+    #[serde(default)]
+    pub reporter_phone: Option<String>,
+    /// Attachment metadata.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+fn default_source(role: Role) -> Source {
+    match role {
+        Role::GridWorker => Source::GridPatrol,
+        Role::Citizen => Source::CitizenH5,
+        Role::Leader | Role::Commander => Source::Leader,
+        _ => Source::Hotline12345,
+    }
+}
+
+/// Checks a report and returns the facts of the case to create.
+///
+/// `component` is the stored component named by `input.component_id`, if any was found.
+pub fn check_report(
+    input: ReportInput,
+    actor: &Actor,
+    catalog: &Catalog,
+    index: &GridIndex,
+    component: Option<&Component>,
+    now: Timestamp,
+) -> Result<CaseFacts, DomainError> {
+    if !actor.role.may_report() {
+        return Err(DomainError::Forbidden(format!("{} may not report cases", actor.role.label_zh())));
+    }
+    let matter = catalog
+        .matter(input.matter)
+        .ok_or_else(|| DomainError::invalid("matter", format!("matter {} is not in the code table", input.matter)))?;
+    if let Some(id) = input.component_id {
+        let c = component.ok_or_else(|| DomainError::invalid("component_id", format!("component {id} does not exist")))?;
+        if matter.component_code.is_some_and(|class| class != c.id.class()) {
+            return Err(DomainError::invalid(
+                "component_id",
+                format!("matter {} is about component class {:?}, not {}", matter.code, matter.component_code, c.id.class()),
+            ));
+        }
+    }
+    let description = input.description.trim().to_owned();
+    if description.is_empty() {
+        return Err(DomainError::invalid("description", "describe the problem"));
+    }
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(DomainError::invalid("description", format!("at most {MAX_DESCRIPTION} characters")));
+    }
+    if input.attachments.len() > MAX_ATTACHMENTS {
+        return Err(DomainError::invalid("attachments", format!("at most {MAX_ATTACHMENTS} attachments")));
+    }
+    let GeoPoint { lon, lat } = input.location;
+    if !(lon.is_finite() && lat.is_finite() && lon.abs() <= 180.0 && lat.abs() <= 90.0) {
+        return Err(DomainError::invalid("location", "longitude/latitude out of range"));
+    }
+    let micro_grid = index
+        .locate(input.location)
+        .ok_or_else(|| DomainError::invalid("location", format!("({lon}, {lat}) is outside the town's grids")))?;
+    let grid = micro_grid.grid();
+    if !actor.can_report_in(grid) {
+        return Err(DomainError::Forbidden(format!("you may not report cases in grid {grid}")));
+    }
+    if let Some(phone) = &input.reporter_phone {
+        let ok = (5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+');
+        if !ok {
+            return Err(DomainError::invalid("reporter_phone", "a phone number is 5–20 digits"));
+        }
+    }
+    let source = input.source.unwrap_or_else(|| default_source(actor.role));
+    if actor.role == Role::Citizen && source != Source::CitizenH5 {
+        return Err(DomainError::invalid("source", "citizens report through the H5 channel"));
+    }
+    Ok(CaseFacts {
+        matter: matter.code,
+        component_id: input.component_id,
+        source,
+        urgency: input.urgency,
+        description,
+        location: input.location,
+        address: input.address.trim().to_owned(),
+        grid,
+        micro_grid,
+        reporter: Reporter {
+            user_id: Some(actor.user_id),
+            name: input.reporter_name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+            phone: input.reporter_phone,
+        },
+        attachments: input.attachments,
+        reported_at: now,
+    })
+}

@@ -1,0 +1,117 @@
+//! The HTTP layer's error: every failure leaves as `{"code", "message", "field"}` with a fitting status.
+//! Store and domain errors are mapped here; internal details are logged, never sent to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use civicgrid_core::DomainError;
+use civicgrid_store::StoreError;
+use serde::Serialize;
+
+/// The JSON body of every error response.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `illegal_transition`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The input field concerned, when there is one.
+    pub field: Option<String>,
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body.
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    /// An error with no field.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, body: ErrorBody { code, message: message.into(), field: None } }
+    }
+
+    /// Attaches the input field concerned.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
+    /// 422 invalid input in `field`.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message).field(field)
+    }
+
+    /// 401: no valid session.
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "请先登录 (log in first)")
+    }
+
+    /// 403: the role or scope does not allow it.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    /// 500 with the detail logged, not sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("record"),
+            StoreError::Conflict { expected } => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("the case changed meanwhile (you had version {expected}); reload and try again"),
+            ),
+            StoreError::Duplicate { field } => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate", format!("{field} is already taken")).field(field)
+            }
+            StoreError::BadReference => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_reference", "a referenced record does not exist")
+            }
+            StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let status = match &e {
+            DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+            DomainError::Transition(civicgrid_core::case::TransitionError::Illegal { .. }) => StatusCode::CONFLICT,
+            DomainError::Transition(civicgrid_core::case::TransitionError::AlreadyRated) => StatusCode::CONFLICT,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let field = e.field().map(str::to_owned);
+        ApiError { status, body: ErrorBody { code: e.code(), message: e.to_string(), field } }
+    }
+}
+
+impl From<civicgrid_core::case::TransitionError> for ApiError {
+    fn from(e: civicgrid_core::case::TransitionError) -> Self {
+        DomainError::from(e).into()
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

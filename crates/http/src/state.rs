@@ -1,0 +1,98 @@
+//! Shared state of the HTTP layer: the store, the injected clock, and the "world" — town, spatial
+//! index, code tables, calendar, SLA rules and departments — loaded once from the store at start-up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use civicgrid_core::calendar::{WorkCalendar, default_periods, parse_calendar_csv, CALENDAR_2026_CSV};
+use civicgrid_core::catalog::{Catalog, ComponentClass, Matter};
+use civicgrid_core::clock::Clock;
+use civicgrid_core::grid::{GridIndex, Town};
+use civicgrid_core::org::{DeptCode, Department};
+use civicgrid_core::sla::SlaPolicy;
+use civicgrid_store::{Store, StoreError};
+
+use crate::auth::SessionCache;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Mark the session cookie `Secure` (serve behind HTTPS).
+    pub secure_cookies: bool,
+    /// Session lifetime in hours.
+    pub session_hours: i64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { secure_cookies: false, session_hours: 12 }
+    }
+}
+
+/// Reference data loaded from the store.
+#[derive(Debug)]
+pub struct World {
+    /// The town, once one has been set up.
+    pub town: Option<Town>,
+    /// Point → micro-grid lookup.
+    pub index: GridIndex,
+    /// Component classes and matters.
+    pub catalog: Catalog,
+    /// Working calendar.
+    pub calendar: WorkCalendar,
+    /// Time-limit rules.
+    pub sla: SlaPolicy,
+    /// Departments by code.
+    pub departments: BTreeMap<DeptCode, Department>,
+}
+
+impl World {
+    /// Loads everything from the store; empty tables fall back to the embedded national data.
+    pub async fn load(store: &dyn Store) -> Result<World, StoreError> {
+        let (classes, matters): (Vec<ComponentClass>, Vec<Matter>) =
+            (store.component_classes().await?, store.matters().await?);
+        let catalog = if matters.is_empty() {
+            Catalog::national().map_err(|e| StoreError::Corrupt(e.to_string()))?
+        } else {
+            Catalog::new(classes, matters)
+        };
+        let mut entries = store.calendar().await?;
+        if entries.is_empty() {
+            entries = parse_calendar_csv(CALENDAR_2026_CSV).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        let calendar =
+            WorkCalendar::new(&entries, &default_periods()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let index = GridIndex::new(store.micro_grids().await?.into_iter().map(|m| (m.code, m.polygon)));
+        let departments = store.departments().await?.into_iter().map(|d| (d.code.clone(), d)).collect();
+        Ok(World { town: store.town().await?, index, catalog, calendar, sla: SlaPolicy::default(), departments })
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Reference data.
+    pub world: Arc<World>,
+    /// Recently checked sessions.
+    pub sessions: Arc<SessionCache>,
+    /// Settings.
+    pub config: Arc<HttpConfig>,
+}
+
+impl AppState {
+    /// Loads the world from the store and builds the state.
+    pub async fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: HttpConfig) -> Result<Self, StoreError> {
+        let world = World::load(store.as_ref()).await?;
+        Ok(Self {
+            store,
+            clock,
+            world: Arc::new(world),
+            sessions: Arc::new(SessionCache::default()),
+            config: Arc::new(config),
+        })
+    }
+}
