@@ -1,1 +1,165 @@
-fn main() {}
+//! The `civicgrid` binary: `serve`, `migrate`, `demo` and `bench` (see `--help`).
+
+mod bench;
+mod config;
+mod demo;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use civicgrid_core::calendar::{CALENDAR_2026_CSV, parse_calendar_csv};
+use civicgrid_core::catalog::Catalog;
+use civicgrid_core::clock::SystemClock;
+use civicgrid_http::{AppState, HttpConfig};
+use civicgrid_store::Store;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// The integrated command centre of a town.
+#[derive(Debug, Parser)]
+#[command(name = "civicgrid", version, about)]
+struct Cli {
+    /// Configuration file (default: ./civicgrid.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and pages.
+    Serve {
+        /// SQLite path or postgres:// URL.
+        #[arg(long)]
+        database: Option<String>,
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create or update the database schema and load the national code tables.
+    Migrate {
+        /// SQLite path or postgres:// URL.
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Generate the demo town (once) and serve it.
+    Demo(demo::DemoArgs),
+    /// Measure throughput and latency (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
+}
+
+/// Anything that ends the program with an error message.
+pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Loads the code tables and calendar into a store that has none yet.
+pub async fn seed_reference(store: &dyn Store) -> AppResult<()> {
+    if store.matters().await?.is_empty() {
+        let cat = Catalog::national()?;
+        store
+            .put_catalog(
+                &cat.component_classes().cloned().collect::<Vec<_>>(),
+                &cat.matters().cloned().collect::<Vec<_>>(),
+            )
+            .await?;
+    }
+    if store.calendar().await?.is_empty() {
+        store
+            .put_calendar(&parse_calendar_csv(CALENDAR_2026_CSV)?)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Serves `store` on `listen` until Ctrl-C or SIGTERM.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    cfg: &Config,
+    listen: &str,
+    banner: impl FnOnce(&str),
+) -> AppResult<()> {
+    let http = HttpConfig {
+        secure_cookies: cfg.secure_cookies,
+        session_hours: cfg.session_hours,
+    };
+    let state = AppState::new(store, Arc::new(SystemClock), http).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
+    banner(&format!("http://{addr}"));
+    civicgrid_http::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run(cli: Cli) -> AppResult<()> {
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    init_logging(&cfg.log);
+    match cli.command {
+        Command::Serve { database, listen } => {
+            if let Some(d) = database {
+                cfg.database = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let store = civicgrid_store::open(&cfg.database).await?;
+            seed_reference(store.as_ref()).await?;
+            let listen = cfg.listen.clone();
+            serve(store, &cfg, &listen, |url| {
+                println!("civicgrid serving {} on {url}", cfg.database)
+            })
+            .await
+        }
+        Command::Migrate { database } => {
+            let database = database.unwrap_or(cfg.database);
+            let store = civicgrid_store::open(&database).await?;
+            seed_reference(store.as_ref()).await?;
+            println!("migrated {database}");
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args, cfg).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("civicgrid: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -6,7 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use civicgrid_core::access::{Actor, mask_phone};
-use civicgrid_core::case::{Case, CaseEvent, CaseState, CaseStatus, Command, Context, EventActor, Source, decide};
+use civicgrid_core::case::{
+    Case, CaseEvent, CaseState, CaseStatus, Command, Context, EventActor, Source, decide,
+};
 use civicgrid_core::codes::{GridCode, MatterCode};
 use civicgrid_core::intake::{ReportInput, check_report};
 use civicgrid_core::org::DeptCode;
@@ -37,11 +39,18 @@ fn view(mut case: Case, actor: &Actor, now: Timestamp) -> CaseView {
         case.facts.reporter.phone = case.facts.reporter.phone.as_deref().map(mask_phone);
     }
     let overdue = case.is_overdue(now);
-    CaseView { state_zh: case.status.state.label_zh(), overdue, case }
+    CaseView {
+        state_zh: case.status.state.label_zh(),
+        overdue,
+        case,
+    }
 }
 
 fn event_actor(actor: &Actor) -> EventActor {
-    EventActor { user_id: actor.user_id, role: actor.role }
+    EventActor {
+        user_id: actor.user_id,
+        role: actor.role,
+    }
 }
 
 /// Loads a case the actor may see; cases out of scope are reported as missing.
@@ -63,24 +72,51 @@ pub async fn create_case(
 ) -> ApiResult<(StatusCode, Json<CaseView>)> {
     let world = &state.world;
     let town = world.town.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_town", "no town is set up yet; run `civicgrid demo` or import one")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_town",
+            "no town is set up yet; run `civicgrid demo` or import one",
+        )
     })?;
     let component = match input.component_id {
         Some(id) => state.store.component(id).await?,
         None => None,
     };
     let now = state.clock.now();
-    let facts = check_report(input, &actor, &world.catalog, &world.index, component.as_ref(), now)?;
-    let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
+    let facts = check_report(
+        input,
+        &actor,
+        &world.catalog,
+        &world.index,
+        component.as_ref(),
+        now,
+    )?;
+    let ctx = Context {
+        now,
+        calendar: &world.calendar,
+        sla: &world.sla,
+    };
     let (status, event) = CaseStatus::report(&facts, event_actor(&actor), &ctx);
-    let case = state.store.create_case(NewCase { town: town.code, facts, status, event }).await?;
+    let case = state
+        .store
+        .create_case(NewCase {
+            town: town.code,
+            facts,
+            status,
+            event,
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(view(case, &actor, now))))
 }
 
 /// Read one case.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "cases", params(("id" = i64, Path, description = "case id")),
     responses((status = 200, body = CaseView), (status = 404, body = ErrorBody)))]
-pub async fn get_case(State(state): State<AppState>, Authed(actor): Authed, Path(id): Path<i64>) -> ApiResult<Json<CaseView>> {
+pub async fn get_case(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<CaseView>> {
     let case = visible_case(&state, &actor, id).await?;
     Ok(Json(view(case, &actor, state.clock.now())))
 }
@@ -88,7 +124,11 @@ pub async fn get_case(State(state): State<AppState>, Authed(actor): Authed, Path
 /// A case's history, oldest first.
 #[utoipa::path(get, path = "/api/v1/cases/{id}/events", tag = "cases", params(("id" = i64, Path, description = "case id")),
     responses((status = 200, body = [CaseEvent]), (status = 404, body = ErrorBody)))]
-pub async fn case_events(State(state): State<AppState>, Authed(actor): Authed, Path(id): Path<i64>) -> ApiResult<Json<Vec<CaseEvent>>> {
+pub async fn case_events(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<CaseEvent>>> {
     visible_case(&state, &actor, id).await?;
     Ok(Json(state.store.case_events(id).await?))
 }
@@ -127,17 +167,32 @@ pub async fn transition(
     if let Some(v) = req.expected_version.filter(|v| *v != case.status.version) {
         return Err(civicgrid_store::StoreError::Conflict { expected: v }.into());
     }
-    if let civicgrid_core::case::Action::Dispatch { lead, co } | civicgrid_core::case::Action::Reassign { lead, co } = action {
+    if let civicgrid_core::case::Action::Dispatch { lead, co }
+    | civicgrid_core::case::Action::Reassign { lead, co } = action
+    {
         for d in std::iter::once(lead).chain(co) {
             if !state.world.departments.contains_key(d) {
-                return Err(ApiError::invalid("lead", format!("department {d} does not exist")));
+                return Err(ApiError::invalid(
+                    "lead",
+                    format!("department {d} does not exist"),
+                ));
             }
         }
     }
     let now = state.clock.now();
     let world = &state.world;
-    let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
-    let event = decide(&case.facts, &case.status, &req.command, event_actor(&actor), &ctx)?;
+    let ctx = Context {
+        now,
+        calendar: &world.calendar,
+        sla: &world.sla,
+    };
+    let event = decide(
+        &case.facts,
+        &case.status,
+        &req.command,
+        event_actor(&actor),
+        &ctx,
+    )?;
     let mut status = case.status.clone();
     status.apply(&event).map_err(ApiError::internal)?;
     let updated = state.store.append_event(id, event, status).await?;
@@ -178,12 +233,20 @@ where
         .flat_map(|s| s.split(','))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|v| v.parse().map_err(|e: T::Err| ApiError::invalid(field, e.to_string())))
+        .map(|v| {
+            v.parse()
+                .map_err(|e: T::Err| ApiError::invalid(field, e.to_string()))
+        })
         .collect()
 }
 
 fn parse_time(field: &str, s: &Option<String>) -> ApiResult<Option<Timestamp>> {
-    s.as_deref().map(|v| v.parse().map_err(|e: jiff::Error| ApiError::invalid(field, e.to_string()))).transpose()
+    s.as_deref()
+        .map(|v| {
+            v.parse()
+                .map_err(|e: jiff::Error| ApiError::invalid(field, e.to_string()))
+        })
+        .transpose()
 }
 
 /// List cases the caller may see, newest first, with keyset pagination.
@@ -196,7 +259,10 @@ pub async fn list_cases(
 ) -> ApiResult<Json<Page<CaseView>>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 500"));
+        return Err(ApiError::invalid(
+            "limit",
+            "limit must be between 1 and 500",
+        ));
     }
     let now = state.clock.now();
     let matter: Vec<MatterCode> = parse_list("matter", &q.matter)?;
@@ -212,7 +278,22 @@ pub async fn list_cases(
         overdue_at: q.overdue.unwrap_or(false).then_some(now),
         scope: Some(actor.case_scope()),
     };
-    let page = state.store.list_cases(&filter, PageRequest { before: q.before, limit }).await?;
-    Ok(Json(Page { items: page.items.into_iter().map(|c| view(c, &actor, now)).collect(), next: page.next }))
+    let page = state
+        .store
+        .list_cases(
+            &filter,
+            PageRequest {
+                before: q.before,
+                limit,
+            },
+        )
+        .await?;
+    Ok(Json(Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|c| view(c, &actor, now))
+            .collect(),
+        next: page.next,
+    }))
 }
-

@@ -33,7 +33,12 @@ pub const MAX_BODY: usize = 1 << 20;
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/openapi.json", get(|| async { ([(CONTENT_TYPE, "application/json")], openapi::json()).into_response() }))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                ([(CONTENT_TYPE, "application/json")], openapi::json()).into_response()
+            }),
+        )
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::whoami))
@@ -74,5 +79,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -98,6 +98,18 @@ impl PgStore {
         Ok(rows)
     }
 
+    /// Drops every civicgrid table of the database's current schema (for `demo --fresh`).
+    pub async fn wipe(url: &str) -> crate::Result<()> {
+        let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+        pool.execute(
+            "DROP TABLE IF EXISTS case_events, cases, case_counters, sessions, users, components, work_calendar, \
+             matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
+        )
+        .await?;
+        pool.close().await;
+        Ok(())
+    }
+
     /// Drops a schema and everything in it (test clean-up).
     pub async fn drop_schema(url: &str, schema: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;

@@ -1,0 +1,74 @@
+//! Configuration: defaults → `civicgrid.toml` (or `--config FILE`) → `CIVICGRID_*` environment →
+//! command-line flags. Secrets (the admin password) come only from the environment.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Settings of a civicgrid process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Database: an SQLite file path (or `sqlite://…`) or a `postgres://…` URL.
+    pub database: String,
+    /// Address to listen on.
+    pub listen: String,
+    /// Mark the session cookie `Secure` (when served behind HTTPS).
+    pub secure_cookies: bool,
+    /// Session lifetime in hours.
+    pub session_hours: i64,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database: "civicgrid.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            secure_cookies: false,
+            session_hours: 12,
+            log: "info,sqlx=warn".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration.
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let file = file.unwrap_or(Path::new("civicgrid.toml"));
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("CIVICGRID_").only(&[
+                "database",
+                "listen",
+                "secure_cookies",
+                "session_hours",
+                "log",
+            ]))
+            .extract()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "civicgrid.toml",
+                "listen = \"0.0.0.0:9000\"\nsession_hours = 4\n",
+            )?;
+            jail.set_env("CIVICGRID_SESSION_HOURS", "8");
+            jail.set_env("CIVICGRID_ADMIN_PASSWORD", "not-a-config-key");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.listen, "0.0.0.0:9000");
+            assert_eq!(c.session_hours, 8);
+            assert_eq!(c.database, "civicgrid.db");
+            Ok(())
+        });
+    }
+}

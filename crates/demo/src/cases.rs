@@ -1,0 +1,691 @@
+//! A year of cases with a realistic shape: more on weekdays and in summer, fewer at night and over the
+//! Spring Festival; grid patrols, hotline, H5, 110, IoT and video; mostly on time, some late, reworked,
+//! extended, parked, escalated, returned, reopened or voided. Every case is driven through the real
+//! state machine ([`decide`]) on a simulated clock, so each stored history replays to its stored row;
+//! cases whose next step lies after "now" simply stay open where they are.
+
+use std::collections::BTreeMap;
+
+use civicgrid_core::access::Role;
+use civicgrid_core::calendar::{WorkCalendar, from_local, local};
+use civicgrid_core::case::{
+    Action, CaseEvent, CaseFacts, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter,
+    Satisfaction, Source, Urgency, decide,
+};
+use civicgrid_core::codes::{ComponentClassCode, GridCode, MatterCode};
+use civicgrid_core::component::Component;
+use civicgrid_core::grid::{MicroGrid, Polygon};
+use civicgrid_core::org::DeptCode;
+use civicgrid_core::sla::SlaPolicy;
+use civicgrid_store::{ImportCase, User};
+use jiff::civil::{Date, Weekday};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::{DemoOptions, TownData, layout};
+
+/// Cases a year at scale 1 (Zhangpu handles about 550,000).
+pub const CASES_PER_YEAR: f64 = 550_000.0;
+/// Cases handed to the store at a time.
+pub const CHUNK: usize = 5000;
+
+/// Common matters of non-component cases, with relative weights.
+const MATTERS: [(&str, u32); 22] = [
+    ("06010", 14),
+    ("06012", 9),
+    ("06011", 6),
+    ("06042", 6),
+    ("09006", 6),
+    ("09005", 5),
+    ("09009", 6),
+    ("09010", 4),
+    ("06036", 5),
+    ("07001", 5),
+    ("06013", 4),
+    ("06001", 3),
+    ("08004", 2),
+    ("08002", 2),
+    ("06028", 3),
+    ("06027", 2),
+    ("06029", 2),
+    ("06026", 1),
+    ("06040", 1),
+    ("06034", 1),
+    ("10002", 1),
+    ("09012", 1),
+];
+
+/// Component classes that fail and report (IoT) or get reported, with weights.
+const FAULTS: [(&str, u32); 6] = [
+    ("01037", 8),
+    ("01002", 3),
+    ("01001", 2),
+    ("01003", 2),
+    ("03005", 3),
+    ("01013", 1),
+];
+
+/// Where each matter is dispatched in the demo (the real routing rules come with the dispatch console).
+pub fn department_for(matter: MatterCode) -> &'static str {
+    match matter.as_str() {
+        "06010" | "06011" | "06012" | "06014" | "06017" | "06037" | "06041" | "06042" => "huanwei",
+        "06013" | "06049" | "06050" | "06051" | "06052" | "10001" => "shizheng",
+        "06025" | "06026" | "06030" => "shuiwu",
+        "06027" | "06028" | "06020" => "eco",
+        "09009" => "police",
+        "09012" => "fire",
+        "10002" => "gongdian",
+        "01001" | "01002" | "01003" => "shuiwu",
+        "01005" => "gongdian",
+        "01013" => "fire",
+        m if m.starts_with("08") => "housing",
+        m if m.starts_with("02") => "jiaotong",
+        m if m.starts_with("03") => "huanwei",
+        m if m.starts_with("01") || m.starts_with("04") => "shizheng",
+        _ => "chengguan",
+    }
+}
+
+fn weighted<'a, T>(rng: &mut fastrand::Rng, items: &'a [(T, u32)]) -> &'a T {
+    let total: u32 = items.iter().map(|(_, w)| w).sum();
+    let mut pick = rng.u32(0..total.max(1));
+    for (item, w) in items {
+        if pick < *w {
+            return item;
+        }
+        pick -= w;
+    }
+    &items[0].0
+}
+
+fn parse<T: std::str::FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse()
+        .unwrap_or_else(|e| panic!("demo constant {s:?}: {e:?}"))
+}
+
+/// Who plays each post in the simulation.
+#[derive(Debug, Clone)]
+struct Cast {
+    intake: Vec<EventActor>,
+    shift: EventActor,
+    dispatcher: EventActor,
+    supervisor: EventActor,
+    citizen: EventActor,
+    leader: EventActor,
+    departments: BTreeMap<DeptCode, EventActor>,
+    grid_workers: BTreeMap<GridCode, EventActor>,
+}
+
+impl Cast {
+    fn new(users: &[User]) -> Cast {
+        let actor = |u: &User| EventActor {
+            user_id: u.id,
+            role: u.role,
+        };
+        let first = |role: Role| {
+            users
+                .iter()
+                .find(|u| u.role == role)
+                .map(actor)
+                .unwrap_or(EventActor { user_id: 0, role })
+        };
+        Cast {
+            intake: users
+                .iter()
+                .filter(|u| u.role == Role::IntakeOperator)
+                .map(actor)
+                .collect(),
+            shift: first(Role::ShiftLeader),
+            dispatcher: first(Role::Dispatcher),
+            supervisor: first(Role::Supervisor),
+            citizen: first(Role::Citizen),
+            leader: first(Role::Leader),
+            departments: users
+                .iter()
+                .filter(|u| u.role == Role::DeptHandler)
+                .filter_map(|u| u.department.clone().map(|d| (d, actor(u))))
+                .collect(),
+            grid_workers: users
+                .iter()
+                .filter(|u| u.role == Role::GridWorker)
+                .flat_map(|u| u.grids.iter().map(move |g| (*g, actor(u))))
+                .collect(),
+        }
+    }
+}
+
+/// Everything needed to generate the year, detached from the store so it can run on its own thread.
+#[derive(Debug)]
+pub struct Plan {
+    days: Vec<(Date, u32)>,
+    micro: Vec<(MicroGrid, Polygon<f64>)>,
+    components: BTreeMap<ComponentClassCode, Vec<Component>>,
+    departments: Vec<DeptCode>,
+    cast: Cast,
+    calendar: WorkCalendar,
+    sla: SlaPolicy,
+    seed: u64,
+    now: Timestamp,
+}
+
+impl Plan {
+    /// Plans the year ending at `opts.now`.
+    pub fn new(data: &TownData, users: &[User], opts: &DemoOptions) -> Plan {
+        let calendar = WorkCalendar::china_2026();
+        let mut rng = fastrand::Rng::with_seed(opts.seed ^ 0x5eed);
+        let today = local(opts.now).date();
+        let first = today
+            .checked_sub(jiff::Span::new().days(364))
+            .unwrap_or(today);
+        let month_factor = [
+            0.8, 0.7, 0.9, 1.0, 1.05, 1.15, 1.25, 1.25, 1.1, 1.0, 0.95, 0.85,
+        ];
+        let mut weights = Vec::new();
+        let mut day = first;
+        while day <= today {
+            let mut w = month_factor[(day.month() - 1) as usize];
+            w *= match day.weekday() {
+                Weekday::Saturday => 0.65,
+                Weekday::Sunday => 0.55,
+                _ => 1.0,
+            };
+            if !calendar.is_working_day(day)
+                && !matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday)
+            {
+                w *= 0.5;
+            }
+            weights.push((day, w));
+            match day.tomorrow() {
+                Ok(d) => day = d,
+                Err(_) => break,
+            }
+        }
+        let total = CASES_PER_YEAR * opts.case_scale;
+        let sum: f64 = weights.iter().map(|(_, w)| w).sum();
+        let days = weights
+            .into_iter()
+            .map(|(d, w)| {
+                let exact = total * w / sum;
+                (
+                    d,
+                    exact.floor() as u32 + u32::from(rng.f64() < exact.fract()),
+                )
+            })
+            .collect();
+        let mut components: BTreeMap<ComponentClassCode, Vec<Component>> = BTreeMap::new();
+        for c in &data.components {
+            components.entry(c.id.class()).or_default().push(c.clone());
+        }
+        Plan {
+            days,
+            micro: data
+                .layout
+                .micro_grids
+                .iter()
+                .map(|m| (m.clone(), m.polygon.clone()))
+                .collect(),
+            components,
+            departments: data.departments.iter().map(|d| d.code.clone()).collect(),
+            cast: Cast::new(users),
+            calendar,
+            sla: SlaPolicy::default(),
+            seed: opts.seed,
+            now: opts.now,
+        }
+    }
+
+    /// How many cases the year holds.
+    pub fn total(&self) -> u64 {
+        self.days.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    /// Generates every case in time order, handing chunks to `sink`; stops early if it returns false.
+    pub fn generate(self, mut sink: impl FnMut(Vec<ImportCase>) -> bool) {
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0xca5e);
+        let hour_weights: [(i8, u32); 24] = [
+            (0, 2),
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (4, 1),
+            (5, 2),
+            (6, 4),
+            (7, 10),
+            (8, 16),
+            (9, 17),
+            (10, 16),
+            (11, 12),
+            (12, 7),
+            (13, 9),
+            (14, 15),
+            (15, 15),
+            (16, 14),
+            (17, 11),
+            (18, 8),
+            (19, 7),
+            (20, 6),
+            (21, 5),
+            (22, 3),
+            (23, 2),
+        ];
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for &(day, n) in &self.days {
+            let mut times: Vec<Timestamp> = (0..n)
+                .map(|_| {
+                    let h = *weighted(&mut rng, &hour_weights);
+                    let t = from_local(day.at(h, rng.i8(0..60), rng.i8(0..60), 0));
+                    if t >= self.now {
+                        self.now - SignedDuration::from_mins(rng.i64(1..600))
+                    } else {
+                        t
+                    }
+                })
+                .collect();
+            times.sort();
+            for t in times {
+                chunk.push(self.one_case(&mut rng, t));
+                if chunk.len() == CHUNK
+                    && !sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                {
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            sink(chunk);
+        }
+    }
+
+    fn facts(&self, rng: &mut fastrand::Rng, at: Timestamp) -> (CaseFacts, EventActor) {
+        let source = *weighted(
+            rng,
+            &[
+                (Source::GridPatrol, 50),
+                (Source::Hotline12345, 22),
+                (Source::CitizenH5, 8),
+                (Source::Police110, 4),
+                (Source::Iot, 8),
+                (Source::Video, 6),
+                (Source::Leader, 2),
+            ],
+        );
+        let component_fault = source == Source::Iot || rng.u32(0..100) < 22;
+        let (matter, component) = if component_fault {
+            let class: ComponentClassCode = parse(*weighted(rng, &FAULTS));
+            let c = self
+                .components
+                .get(&class)
+                .and_then(|v| (!v.is_empty()).then(|| v[rng.usize(0..v.len())].clone()));
+            (parse::<MatterCode>(class.as_str()), c)
+        } else {
+            (parse::<MatterCode>(*weighted(rng, &MATTERS)), None)
+        };
+        let (location, grid, micro_grid) = match &component {
+            Some(c) => (c.location, c.grid, c.micro_grid),
+            None => {
+                let (m, poly) = &self.micro[rng.usize(0..self.micro.len())];
+                let p = layout::point_in(poly, 0.05 + rng.f64() * 0.9, 0.05 + rng.f64() * 0.9);
+                (GeoPoint { lon: p.x, lat: p.y }, m.grid(), m.code)
+            }
+        };
+        let intake = self
+            .cast
+            .intake
+            .get(rng.usize(0..self.cast.intake.len().max(1)))
+            .cloned()
+            .unwrap_or(self.cast.shift.clone());
+        let worker = self
+            .cast
+            .grid_workers
+            .get(&grid)
+            .cloned()
+            .unwrap_or(intake.clone());
+        let (actor, reporter) = match source {
+            Source::GridPatrol => (
+                worker.clone(),
+                Reporter {
+                    user_id: Some(worker.user_id),
+                    name: None,
+                    phone: None,
+                },
+            ),
+            Source::Hotline12345 | Source::Police110 => (
+                intake.clone(),
+                Reporter {
+                    user_id: Some(intake.user_id),
+                    name: Some(crate::names::person(rng.usize(0..400))),
+                    phone: Some(format!(
+                        "1{}{:09}",
+                        rng.u8(3..10),
+                        rng.u32(0..1_000_000_000)
+                    )),
+                },
+            ),
+            Source::CitizenH5 => (
+                self.cast.citizen.clone(),
+                Reporter {
+                    user_id: Some(self.cast.citizen.user_id),
+                    name: None,
+                    phone: Some(format!(
+                        "1{}{:09}",
+                        rng.u8(3..10),
+                        rng.u32(0..1_000_000_000)
+                    )),
+                },
+            ),
+            Source::Leader => (
+                self.cast.leader.clone(),
+                Reporter {
+                    user_id: Some(self.cast.leader.user_id),
+                    name: None,
+                    phone: None,
+                },
+            ),
+            Source::Iot | Source::Video => (
+                intake.clone(),
+                Reporter {
+                    user_id: Some(intake.user_id),
+                    name: None,
+                    phone: None,
+                },
+            ),
+        };
+        let description = match (&component, source) {
+            (Some(c), Source::Iot) => format!("{} 传感器告警", c.name),
+            (Some(c), _) => format!("{} 损坏，请尽快处理", c.name),
+            _ => "现场发现问题，请处理".to_owned(),
+        };
+        let facts = CaseFacts {
+            matter,
+            component_id: component.as_ref().map(|c| c.id),
+            source,
+            urgency: if rng.u32(0..100) < 5 {
+                Urgency::Urgent
+            } else {
+                Urgency::Normal
+            },
+            description,
+            location,
+            address: String::new(),
+            grid,
+            micro_grid,
+            reporter,
+            attachments: Vec::new(),
+            reported_at: at,
+        };
+        (facts, actor)
+    }
+
+    fn one_case(&self, rng: &mut fastrand::Rng, at: Timestamp) -> ImportCase {
+        let (facts, reporter) = self.facts(rng, at);
+        let mut sim = Sim::new(self, facts, reporter);
+        sim.run(rng);
+        ImportCase {
+            facts: sim.facts,
+            events: sim.events,
+            status: sim.status,
+        }
+    }
+}
+
+/// One case on its own simulated clock.
+struct Sim<'a> {
+    plan: &'a Plan,
+    facts: CaseFacts,
+    status: CaseStatus,
+    events: Vec<CaseEvent>,
+    clock: Timestamp,
+}
+
+impl<'a> Sim<'a> {
+    fn new(plan: &'a Plan, facts: CaseFacts, reporter: EventActor) -> Sim<'a> {
+        let ctx = Context {
+            now: facts.reported_at,
+            calendar: &plan.calendar,
+            sla: &plan.sla,
+        };
+        let (status, event) = CaseStatus::report(&facts, reporter, &ctx);
+        let clock = facts.reported_at;
+        Sim {
+            plan,
+            facts,
+            status,
+            events: vec![event],
+            clock,
+        }
+    }
+
+    /// Takes `action` after `minutes`, unless that lies in the future; false when the case stops here.
+    fn step(
+        &mut self,
+        minutes: i64,
+        actor: &EventActor,
+        action: Action,
+        reason: Option<&str>,
+    ) -> bool {
+        let at = self.clock + SignedDuration::from_mins(minutes.max(1));
+        if at >= self.plan.now {
+            return false;
+        }
+        let ctx = Context {
+            now: at,
+            calendar: &self.plan.calendar,
+            sla: &self.plan.sla,
+        };
+        let cmd = Command {
+            action,
+            reason: reason.map(str::to_owned),
+            evidence: Vec::new(),
+        };
+        match decide(&self.facts, &self.status, &cmd, actor.clone(), &ctx) {
+            Ok(event) => {
+                if self.status.apply(&event).is_err() {
+                    return false;
+                }
+                self.events.push(event);
+                self.clock = at;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Minutes until the handling deadline (at least 10).
+    fn window(&self) -> i64 {
+        self.status
+            .handle_due_at
+            .map_or(480, |d| d.duration_since(self.clock).as_mins())
+            .max(10)
+    }
+
+    fn run(&mut self, rng: &mut fastrand::Rng) {
+        let p = self.plan;
+        let cast = &p.cast;
+        let intake = cast.intake.first().cloned().unwrap_or(cast.shift.clone());
+        if rng.u32(0..100) < 4 {
+            let reason = if rng.bool() {
+                "重复上报，已并单"
+            } else {
+                "经核实不属实"
+            };
+            self.step(rng.i64(3..30), &intake, Action::Void, Some(reason));
+            return;
+        }
+        let lead: DeptCode = parse(department_for(self.facts.matter));
+        let handler = cast
+            .departments
+            .get(&lead)
+            .cloned()
+            .unwrap_or(cast.dispatcher.clone());
+        let worker = cast
+            .grid_workers
+            .get(&self.facts.grid)
+            .cloned()
+            .unwrap_or(cast.supervisor.clone());
+        let co = if rng.u32(0..100) < 10 {
+            let other = &p.departments[rng.usize(0..p.departments.len())];
+            if *other == lead {
+                vec![]
+            } else {
+                vec![other.clone()]
+            }
+        } else {
+            vec![]
+        };
+        if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
+            && self.step(rng.i64(1..8), &cast.shift, Action::File, None)
+            && self.step(
+                rng.i64(2..15),
+                &cast.dispatcher,
+                Action::Dispatch {
+                    lead: lead.clone(),
+                    co,
+                },
+                None,
+            ))
+        {
+            return;
+        }
+        if rng.u32(0..100) < 3 {
+            if !self.step(
+                rng.i64(10..60),
+                &handler,
+                Action::RejectAssignment,
+                Some("不属于本部门职责"),
+            ) {
+                return;
+            }
+            if !self.step(
+                rng.i64(5..30),
+                &cast.dispatcher,
+                Action::DenyReturn,
+                Some("职责明确，请继续办理"),
+            ) {
+                return;
+            }
+        }
+        if !self.step(rng.i64(5..120), &handler, Action::Sign, None) {
+            return;
+        }
+        let roll = rng.u32(0..1000);
+        if roll < 30 {
+            let hours = rng.u32(8..40);
+            if !(self.step(
+                rng.i64(60..600),
+                &handler,
+                Action::RequestExtension {
+                    working_hours: hours,
+                },
+                Some("需协调材料"),
+            ) && self.step(
+                rng.i64(30..240),
+                &cast.shift,
+                Action::ApproveExtension,
+                None,
+            )) {
+                return;
+            }
+        } else if roll < 35 {
+            if !(self.step(
+                rng.i64(60..600),
+                &cast.shift,
+                Action::Park,
+                Some("需专项资金，挂账处理"),
+            ) && self.step(
+                rng.i64(3 * 1440..20 * 1440),
+                &cast.shift,
+                Action::Unpark,
+                None,
+            )) {
+                return;
+            }
+        }
+        let late = rng.u32(0..100) < 10;
+        if late && rng.u32(0..100) < 25 {
+            let w = self.window();
+            if !self.step(
+                w + rng.i64(10..120),
+                &cast.supervisor,
+                Action::Escalate,
+                None,
+            ) {
+                return;
+            }
+        }
+        let w = self.window();
+        let frac = if late {
+            1.05 + rng.f64() * 1.2
+        } else {
+            0.1 + rng.f64() * 0.85
+        };
+        if !self.step((w as f64 * frac) as i64, &handler, Action::Reply, None) {
+            return;
+        }
+        if rng.u32(0..100) < 6 {
+            if !self.step(
+                rng.i64(20..180),
+                &worker,
+                Action::VerifyFail,
+                Some("现场核查未整改到位"),
+            ) {
+                return;
+            }
+            let w = self.window();
+            if !self.step(
+                (w as f64 * (0.2 + rng.f64() * 0.7)) as i64,
+                &handler,
+                Action::Reply,
+                None,
+            ) {
+                return;
+            }
+        }
+        if !(self.step(rng.i64(20..180), &worker, Action::VerifyPass, None)
+            && self.step(rng.i64(10..120), &cast.shift, Action::Close, None))
+        {
+            return;
+        }
+        if rng.u32(0..100) < 70 {
+            let satisfaction = *weighted(
+                rng,
+                &[
+                    (Satisfaction::VerySatisfied, 55),
+                    (Satisfaction::Satisfied, 30),
+                    (Satisfaction::BasicallySatisfied, 8),
+                    (Satisfaction::Dissatisfied, 5),
+                    (Satisfaction::VeryDissatisfied, 2),
+                ],
+            );
+            if !self.step(
+                rng.i64(240..2880),
+                &intake,
+                Action::CallBack { satisfaction },
+                None,
+            ) {
+                return;
+            }
+            let unhappy = matches!(
+                satisfaction,
+                Satisfaction::Dissatisfied | Satisfaction::VeryDissatisfied
+            );
+            if unhappy && rng.u32(0..100) < 20 {
+                let _ = self.step(
+                    rng.i64(60..1440),
+                    &cast.shift,
+                    Action::Reopen,
+                    Some("回访不满意，重新办理"),
+                ) && self.step(
+                    rng.i64(2..30),
+                    &cast.dispatcher,
+                    Action::Dispatch { lead, co: vec![] },
+                    None,
+                ) && self.step(rng.i64(5..120), &handler, Action::Sign, None)
+                    && self.step(rng.i64(120..960), &handler, Action::Reply, None)
+                    && self.step(rng.i64(20..180), &worker, Action::VerifyPass, None)
+                    && self.step(rng.i64(10..120), &cast.shift, Action::Close, None);
+            }
+        }
+    }
+}

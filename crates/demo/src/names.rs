@@ -1,0 +1,98 @@
+//! Names for the demo town: villages, communities, departments, people. Made up for the demo.
+
+use civicgrid_core::grid::WorkstationKind;
+
+const VILLAGES: [&str; 24] = [
+    "赵巷",
+    "姜杭",
+    "周家浜",
+    "南港",
+    "大直",
+    "尚明甸",
+    "金华",
+    "新龙",
+    "港浦",
+    "南庄",
+    "北胜",
+    "田肚",
+    "湖滨",
+    "荡东",
+    "方家",
+    "花木桥",
+    "泾东",
+    "石浦",
+    "汤庄",
+    "金茂",
+    "永乐",
+    "横泾",
+    "蔡家",
+    "沈塘",
+];
+const COMMUNITIES: [&str; 12] = [
+    "新镇", "鑫港", "锦绣", "金浦", "海棠", "彩虹", "繁华", "星河", "荷花", "翠园", "澄湖", "朝阳",
+];
+const SURNAMES: [&str; 20] = [
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
+    "何", "林", "高", "沈",
+];
+const GIVEN: [&str; 20] = [
+    "伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰", "涛", "明", "超", "霞", "平", "刚",
+    "桂英", "建华", "晓东", "丽",
+];
+
+/// Whether workstation `i` of `n` is an urban community (about a third, the first ones: the centre).
+pub fn is_community(i: usize, n: usize) -> bool {
+    i < n.div_ceil(3)
+}
+
+/// The name of workstation `i`.
+pub fn workstation(i: usize, kind: WorkstationKind) -> String {
+    match kind {
+        WorkstationKind::Community => {
+            let base = COMMUNITIES[i % COMMUNITIES.len()];
+            let round = i / COMMUNITIES.len();
+            if round == 0 {
+                format!("{base}社区")
+            } else {
+                format!("{base}{}社区", round + 1)
+            }
+        }
+        WorkstationKind::Village => {
+            let base = VILLAGES[i % VILLAGES.len()];
+            let round = i / VILLAGES.len();
+            if round == 0 {
+                format!("{base}村")
+            } else {
+                format!("{base}{}村", round + 1)
+            }
+        }
+    }
+}
+
+/// A person's name, deterministic in `i`.
+pub fn person(i: usize) -> String {
+    format!(
+        "{}{}",
+        SURNAMES[i % SURNAMES.len()],
+        GIVEN[(i / SURNAMES.len() + i * 7) % GIVEN.len()]
+    )
+}
+
+/// Departments: (code, 中文名, English name).
+pub const DEPARTMENTS: [(&str, &str, &str); 15] = [
+    ("chengguan", "综合执法局（城管）", "Urban management"),
+    ("huanwei", "环卫所", "Sanitation"),
+    ("shizheng", "市政管理所", "Municipal works"),
+    ("shuiwu", "水务站", "Water"),
+    ("gongdian", "供电所", "Power supply"),
+    ("jiaotong", "交通管理所", "Transport"),
+    ("police", "派出所", "Police station"),
+    ("market", "市场监管分局", "Market regulation"),
+    ("emergency", "应急管理办", "Emergency management"),
+    ("agri", "农业农村办", "Agriculture and rural affairs"),
+    ("civil", "民政办", "Civil affairs"),
+    ("health", "卫生健康办", "Health"),
+    ("fire", "消防救援站", "Fire and rescue"),
+    ("housing", "建设管理所", "Construction"),
+    ("eco", "生态环境办", "Ecology and environment"),
+];

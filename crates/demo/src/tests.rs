@@ -1,0 +1,229 @@
+//! Tests of the demo generator: the map tiles the town, components sit in their micro-grids, cases
+//! replay, and the same seed gives the same town.
+
+use super::*;
+use civicgrid_core::case::CaseStatus;
+use civicgrid_core::grid::GridIndex;
+use civicgrid_store::{ImportCase, User};
+use geo::{Area, BoundingRect, Contains, Point};
+
+fn opts(scale: f64, case_scale: f64) -> DemoOptions {
+    DemoOptions {
+        scale,
+        case_scale,
+        seed: 7,
+        now: "2026-11-23T02:00:00Z".parse().expect("time"),
+        demo_password_hash: "x".into(),
+        admin_password_hash: "y".into(),
+    }
+}
+
+#[test]
+fn full_scale_town_has_the_briefs_counts() {
+    let data = town(&opts(1.0, 0.0)).expect("town");
+    assert_eq!(data.layout.workstations.len(), 28);
+    assert_eq!(data.layout.grids.len(), 137);
+    assert_eq!(data.layout.micro_grids.len(), 635);
+    let households: u32 = data.layout.grids.iter().map(|g| g.households).sum();
+    assert!(
+        (80_000..=125_000).contains(&households),
+        "{households} households"
+    );
+    let micro_households: u32 = data.layout.micro_grids.iter().map(|m| m.households).sum();
+    assert_eq!(
+        micro_households, households,
+        "micro-grids split their grid's households"
+    );
+    assert!(data.components.len() > 15_000, "thousands of components");
+}
+
+#[test]
+fn micro_grids_tile_the_town_without_gaps_or_overlaps() {
+    let data = town(&opts(1.0, 0.0)).expect("town");
+    let ws_area: f64 = data
+        .layout
+        .workstations
+        .iter()
+        .map(|(_, p)| p.unsigned_area())
+        .sum();
+    let grid_area: f64 = data
+        .layout
+        .grids
+        .iter()
+        .map(|g| g.polygon.unsigned_area())
+        .sum();
+    let micro_area: f64 = data
+        .layout
+        .micro_grids
+        .iter()
+        .map(|m| m.polygon.unsigned_area())
+        .sum();
+    assert!(
+        (grid_area - ws_area).abs() < 1e-9 * ws_area,
+        "grids cover their workstations exactly"
+    );
+    assert!(
+        (micro_area - ws_area).abs() < 1e-9 * ws_area,
+        "micro-grids cover the town exactly"
+    );
+    // Sample points: every point inside the town lies strictly inside exactly one micro-grid.
+    let mut rng = fastrand::Rng::with_seed(1);
+    let bbox = data
+        .layout
+        .workstations
+        .iter()
+        .filter_map(|(_, p)| p.bounding_rect())
+        .fold(None, |acc: Option<geo::Rect<f64>>, r| {
+            Some(match acc {
+                None => r,
+                Some(a) => geo::Rect::new(
+                    geo::Coord {
+                        x: a.min().x.min(r.min().x),
+                        y: a.min().y.min(r.min().y),
+                    },
+                    geo::Coord {
+                        x: a.max().x.max(r.max().x),
+                        y: a.max().y.max(r.max().y),
+                    },
+                ),
+            })
+        });
+    let bbox = bbox.expect("non-empty town");
+    let mut inside = 0;
+    for _ in 0..3000 {
+        let p = Point::new(
+            bbox.min().x + rng.f64() * bbox.width(),
+            bbox.min().y + rng.f64() * bbox.height(),
+        );
+        let n = data
+            .layout
+            .micro_grids
+            .iter()
+            .filter(|m| m.polygon.contains(&p))
+            .count();
+        let in_town = data.layout.workstations.iter().any(|(_, w)| w.contains(&p));
+        assert!(n <= 1, "overlap at {p:?}");
+        if in_town {
+            inside += 1;
+            assert_eq!(n, 1, "gap at {p:?}");
+        }
+    }
+    assert!(inside > 1000, "most samples fall in the town");
+}
+
+#[test]
+fn grid_codes_follow_the_hierarchy_and_are_unique() {
+    let data = town(&opts(1.0, 0.0)).expect("town");
+    let mut codes: Vec<_> = data.layout.micro_grids.iter().map(|m| m.code).collect();
+    codes.dedup();
+    assert_eq!(codes.len(), 635);
+    for g in &data.layout.grids {
+        assert_eq!(g.code.town(), data.town.code);
+        assert!(
+            data.layout
+                .workstations
+                .iter()
+                .any(|(w, _)| w.code == g.community)
+        );
+    }
+}
+
+#[test]
+fn components_lie_in_their_micro_grid() {
+    let data = town(&opts(0.1, 0.0)).expect("town");
+    let index = GridIndex::new(
+        data.layout
+            .micro_grids
+            .iter()
+            .map(|m| (m.code, m.polygon.clone())),
+    );
+    for c in &data.components {
+        assert_eq!(index.locate(c.location), Some(c.micro_grid), "{}", c.id);
+        assert_eq!(c.micro_grid.grid(), c.grid);
+    }
+}
+
+fn users_for(data: &TownData) -> Vec<User> {
+    accounts(data, &opts(0.02, 0.0))
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| User {
+            id: i as i64 + 1,
+            username: u.username,
+            display_name: u.display_name,
+            role: u.role,
+            department: u.department,
+            phone: u.phone,
+            grids: u.grids,
+            password_hash: u.password_hash,
+        })
+        .collect()
+}
+
+#[test]
+fn generated_cases_replay_and_have_a_realistic_mix() {
+    let o = opts(0.05, 0.01);
+    let data = town(&o).expect("town");
+    let plan = cases::Plan::new(&data, &users_for(&data), &o);
+    let total = plan.total();
+    assert!(
+        (5_000..=6_000).contains(&total),
+        "{total} cases for 1 % of a year"
+    );
+    let mut all = Vec::new();
+    plan.generate(|chunk| {
+        all.extend(chunk);
+        true
+    });
+    assert_eq!(all.len() as u64, total);
+    for c in &all {
+        assert_eq!(
+            CaseStatus::replay(&c.events).as_ref(),
+            Ok(&c.status),
+            "history replays to the row"
+        );
+        assert!(c.facts.reported_at <= o.now);
+    }
+    let closed = all
+        .iter()
+        .filter(|c| c.status.state == civicgrid_core::case::CaseState::Closed)
+        .count();
+    let late = all
+        .iter()
+        .filter(|c| c.status.close_type == Some(civicgrid_core::case::CloseType::Late))
+        .count();
+    let void = all
+        .iter()
+        .filter(|c| c.status.state == civicgrid_core::case::CaseState::Void)
+        .count();
+    let rework = all.iter().filter(|c| c.status.rework_count > 0).count();
+    let open = all.iter().filter(|c| c.status.state.is_open()).count();
+    let n = all.len();
+    assert!(closed * 100 / n >= 80, "mostly closed: {closed}/{n}");
+    assert!(
+        (2..=20).contains(&(late * 100 / n)),
+        "some late: {late}/{n}"
+    );
+    assert!((1..=8).contains(&(void * 100 / n)), "some void: {void}/{n}");
+    assert!(rework > 0 && open > 0, "rework {rework}, open {open}");
+    // Weekdays carry more than weekends.
+    let weekday = |c: &&ImportCase| {
+        !matches!(
+            civicgrid_core::calendar::local(c.facts.reported_at)
+                .date()
+                .weekday(),
+            jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+        )
+    };
+    let wd = all.iter().filter(weekday).count() as f64 / 5.0;
+    let we = (n - all.iter().filter(weekday).count()) as f64 / 2.0;
+    assert!(wd > we * 1.2, "weekday/day {wd} vs weekend/day {we}");
+}
+
+#[test]
+fn the_same_seed_makes_the_same_town() {
+    let a = town(&opts(0.1, 0.0)).expect("town");
+    let b = town(&opts(0.1, 0.0)).expect("town");
+    assert_eq!(a.layout.micro_grids, b.layout.micro_grids);
+    assert_eq!(a.components, b.components);
+}
