@@ -1,0 +1,711 @@
+//! The HTTP API driven like a client would: a real server on 127.0.0.1:0 over an isolated SQLite file
+//! holding a small demo town, with a manual clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use civicgrid_core::case::{CaseEvent, CaseStatus};
+use civicgrid_core::clock::ManualClock;
+use civicgrid_demo::{DemoOptions, TownData};
+use civicgrid_http::{AppState, HttpConfig};
+use civicgrid_store::Store;
+use civicgrid_store::sqlite::SqliteStore;
+use jiff::{SignedDuration, Timestamp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "test-password";
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    town: TownData,
+}
+
+fn temp_db() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "civicgrid-http-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join("api.db").to_string_lossy().into_owned()
+}
+
+async fn spawn_app() -> TestApp {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
+    let now: Timestamp = "2026-11-23T01:00:00Z".parse().expect("time"); // Monday 09:00 in China
+    let hash = civicgrid_http::auth::hash_password(PASSWORD).expect("hash");
+    let opts = DemoOptions {
+        scale: 0.02,
+        case_scale: 0.0,
+        seed: 11,
+        now,
+        demo_password_hash: hash.clone(),
+        admin_password_hash: hash,
+    };
+    civicgrid_demo::populate(store.as_ref(), &opts, &|_| {})
+        .await
+        .expect("populate");
+    let town = civicgrid_demo::town(&opts).expect("town");
+    let clock = ManualClock::new(now);
+    let state = AppState::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        HttpConfig::default(),
+    )
+    .await
+    .expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(civicgrid_http::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        store,
+        clock,
+        town,
+    }
+}
+
+impl TestApp {
+    async fn login(&self, username: &str) -> String {
+        let r = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "login {username}: {}", r.1);
+        r.1["token"].as_str().expect("token").to_owned()
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, token: Option<&str>) -> (StatusCode, Value) {
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)), token)
+            .await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            token,
+        )
+        .await
+    }
+
+    /// A point inside the first micro-grid of grid `n` (0-based).
+    fn point_in_grid(&self, n: usize) -> Value {
+        let grid = self.town.layout.grids[n].code;
+        let m = self
+            .town
+            .layout
+            .micro_grids
+            .iter()
+            .find(|m| m.grid() == grid)
+            .expect("micro-grid");
+        let p = civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5);
+        json!({"lon": p.x, "lat": p.y})
+    }
+
+    fn report(&self, grid: usize) -> Value {
+        json!({
+            "matter": "06010",
+            "description": "路边暴露垃圾",
+            "location": self.point_in_grid(grid),
+            "address": "测试路 8 号",
+            "reporter_name": "张三",
+            "reporter_phone": "13812345678"
+        })
+    }
+
+    async fn create(&self, token: &str, grid: usize) -> Value {
+        let (s, body) = self
+            .post("/api/v1/cases", Some(token), &self.report(grid))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    async fn act(&self, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
+        self.post(
+            &format!("/api/v1/cases/{id}/transitions"),
+            Some(token),
+            &body,
+        )
+        .await
+    }
+
+    async fn counts(&self) -> (i64, usize) {
+        let cases = self.store.count_cases().await.expect("count");
+        let mut events = 0;
+        let page = self
+            .store
+            .list_cases(
+                &Default::default(),
+                civicgrid_store::PageRequest {
+                    before: None,
+                    limit: 500,
+                },
+            )
+            .await
+            .expect("list");
+        for c in page.items {
+            events += self.store.case_events(c.id).await.expect("events").len();
+        }
+        (cases, events)
+    }
+}
+
+#[tokio::test]
+async fn login_returns_a_token_and_a_strict_cookie_and_refuses_bad_passwords() {
+    let app = spawn_app().await;
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .json(&json!({"username": "intake", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        cookie.starts_with("cg_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+    );
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["user"]["role"], "intake_operator");
+    let token = body["token"].as_str().expect("token");
+    let (s, me) = app.get("/api/v1/auth/me", Some(token)).await;
+    assert_eq!(
+        (s, me["username"].as_str()),
+        (StatusCode::OK, Some("intake"))
+    );
+    // The cookie works like the bearer token.
+    let cookie_value = cookie.split(';').next().expect("pair").to_owned();
+    let r = app
+        .http
+        .get(format!("{}/api/v1/auth/me", app.base))
+        .header("cookie", cookie_value)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    for (user, pw) in [("intake", "wrong"), ("nobody", PASSWORD)] {
+        let (s, body) = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"username": user, "password": pw}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["code"], "bad_credentials");
+    }
+    // Logout ends the session.
+    let (s, _) = app
+        .post("/api/v1/auth/logout", Some(token), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get("/api/v1/auth/me", Some(token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn every_api_endpoint_needs_a_session() {
+    let app = spawn_app().await;
+    for path in [
+        "/api/v1/cases",
+        "/api/v1/cases/1",
+        "/api/v1/grids",
+        "/api/v1/grids.geojson",
+        "/api/v1/departments",
+        "/api/v1/code-tables/matters",
+        "/api/v1/components",
+        "/api/v1/town",
+        "/api/v1/auth/me",
+    ] {
+        let (s, body) = app.get(path, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(body["code"], "unauthenticated", "{path}");
+    }
+    let (s, _) = app
+        .post("/api/v1/cases", Some("made-up-token"), &app.report(0))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn grid_worker_cannot_read_or_change_a_case_in_another_grid() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let gw_a = app.login("gw001").await; // grid 0
+    let in_b = app.create(&intake, 1).await;
+    let id = in_b["id"].as_i64().expect("id");
+    assert_eq!(
+        app.get(&format!("/api/v1/cases/{id}"), Some(&gw_a)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/cases/{id}/events"), Some(&gw_a))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, _) = app.act(&gw_a, id, json!({"action": "verify_pass"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, list) = app.get("/api/v1/cases?limit=500", Some(&gw_a)).await;
+    assert!(
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|c| c["id"] != id)
+    );
+    // Nor report into grid B.
+    let (s, body) = app.post("/api/v1/cases", Some(&gw_a), &app.report(1)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    // The worker of grid B can see it.
+    let gw_b = app.login("gw002").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/cases/{id}"), Some(&gw_b)).await.0,
+        StatusCode::OK
+    );
+    // And a worker reporting in their own grid gets the patrol channel.
+    let own = app.create(&gw_a, 0).await;
+    assert_eq!(own["source"], "grid_patrol");
+    assert_eq!(own["grid"], app.town.layout.grids[0].code.to_string());
+}
+
+#[tokio::test]
+async fn a_case_runs_the_whole_standard_flow_over_http() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let shift = app.login("shift").await;
+    let dispatch = app.login("dispatch").await;
+    let dept = app.login("dept_huanwei").await;
+    let worker = app.login("gw001").await;
+    let case = app.create(&intake, 0).await;
+    let id = case["id"].as_i64().expect("id");
+    assert_eq!(case["state"], "reported");
+    assert_eq!(case["source"], "hotline12345");
+    assert!(
+        case["number"]
+            .as_str()
+            .expect("number")
+            .starts_with("32058311620261123")
+    );
+    let steps: [(&str, Value, &str); 8] = [
+        (&intake, json!({"action": "accept"}), "accepted"),
+        (&shift, json!({"action": "file"}), "filed"),
+        (
+            &dispatch,
+            json!({"action": "dispatch", "lead": "huanwei", "co": ["chengguan"]}),
+            "dispatched",
+        ),
+        (&dept, json!({"action": "sign"}), "handling"),
+        (
+            &dept,
+            json!({"action": "reply", "evidence": [{"name": "after.jpg", "mime": "image/jpeg", "size": 1024}]}),
+            "replied",
+        ),
+        (&worker, json!({"action": "verify_pass"}), "verified"),
+        (&shift, json!({"action": "close"}), "closed"),
+        (
+            &intake,
+            json!({"action": "call_back", "satisfaction": "satisfied"}),
+            "closed",
+        ),
+    ];
+    for (i, (token, body, state)) in steps.into_iter().enumerate() {
+        app.clock.advance(SignedDuration::from_mins(10));
+        let (s, c) = app.act(token, id, body).await;
+        assert_eq!(s, StatusCode::OK, "step {i}: {c}");
+        assert_eq!(c["state"], state, "step {i}");
+    }
+    let (_, c) = app.get(&format!("/api/v1/cases/{id}"), Some(&shift)).await;
+    assert_eq!(
+        (c["close_type"].as_str(), c["satisfaction"].as_str()),
+        (Some("normal"), Some("satisfied"))
+    );
+    let (s, events) = app
+        .get(&format!("/api/v1/cases/{id}/events"), Some(&shift))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let events: Vec<CaseEvent> = serde_json::from_value(events).expect("events");
+    assert_eq!(events.len(), 9);
+    assert_eq!(
+        events[5].evidence.len(),
+        1,
+        "the reply carries its evidence"
+    );
+    let stored = app.store.case(id).await.expect("read").expect("exists");
+    assert_eq!(CaseStatus::replay(&events).expect("replay"), stored.status);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let citizen = app.login("citizen").await;
+    let hall = app.login("hall").await;
+    let case = app.create(&intake, 0).await;
+    let id = case["id"].as_i64().expect("id");
+    let before = app.counts().await;
+
+    let raw = app
+        .http
+        .post(format!("{}/api/v1/cases", app.base))
+        .bearer_auth(&intake)
+        .header("content-type", "application/json")
+        .body("{\"matter\": ")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        raw.json::<Value>().await.expect("json")["code"],
+        "malformed_json"
+    );
+
+    let mut cases: Vec<(Value, StatusCode, &str, Option<&str>)> = Vec::new();
+    let mut bad_code = app.report(0);
+    bad_code["matter"] = json!("6010");
+    cases.push((
+        bad_code,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("matter"),
+    ));
+    let mut unknown = app.report(0);
+    unknown["matter"] = json!("06031");
+    cases.push((
+        unknown,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("matter"),
+    ));
+    let mut outside = app.report(0);
+    outside["location"] = json!({"lon": 116.4, "lat": 39.9});
+    cases.push((
+        outside,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("location"),
+    ));
+    let mut empty = app.report(0);
+    empty["description"] = json!("   ");
+    cases.push((
+        empty,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("description"),
+    ));
+    let mut component = app.report(0);
+    component["component_id"] = json!("32058301037999999");
+    cases.push((
+        component,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("component_id"),
+    ));
+    let mut phone = app.report(0);
+    phone["reporter_phone"] = json!("call me");
+    cases.push((
+        phone,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+        Some("reporter_phone"),
+    ));
+    for (body, status, code, field) in cases {
+        let (s, err) = app.post("/api/v1/cases", Some(&intake), &body).await;
+        assert_eq!(s, status, "{body} → {err}");
+        assert_eq!(err["code"], code, "{err}");
+        assert_eq!(err["field"].as_str(), field, "{err}");
+        assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // A role that may not report.
+    let (s, err) = app.post("/api/v1/cases", Some(&hall), &app.report(0)).await;
+    assert_eq!(
+        (s, err["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    // Citizens report only through H5.
+    let mut h = app.report(0);
+    h["source"] = json!("hotline12345");
+    assert_eq!(
+        app.post("/api/v1/cases", Some(&citizen), &h).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // Illegal transition, wrong role, missing reason, unknown department, stale version.
+    let (s, err) = app.act(&intake, id, json!({"action": "close"})).await;
+    assert_eq!(
+        (s, err["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "intake may not close"
+    );
+    let shift = app.login("shift").await;
+    let (s, err) = app.act(&shift, id, json!({"action": "close"})).await;
+    assert_eq!(
+        (s, err["code"].as_str()),
+        (StatusCode::CONFLICT, Some("illegal_transition"))
+    );
+    let (s, err) = app.act(&shift, id, json!({"action": "void"})).await;
+    assert_eq!(
+        (s, err["code"].as_str(), err["field"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("reason_required"),
+            Some("reason")
+        )
+    );
+    let (s, err) = app.act(&shift, id, json!({"action": "teleport"})).await;
+    assert_eq!(
+        (s, err["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input"))
+    );
+    let (s, err) = app
+        .act(
+            &shift,
+            id,
+            json!({"action": "accept", "expected_version": 7}),
+        )
+        .await;
+    assert_eq!(
+        (s, err["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    app.act(&shift, id, json!({"action": "accept"})).await;
+    app.act(&shift, id, json!({"action": "file"})).await;
+    let dispatch = app.login("dispatch").await;
+    let (s, err) = app
+        .act(
+            &dispatch,
+            id,
+            json!({"action": "dispatch", "lead": "nosuchdept"}),
+        )
+        .await;
+    assert_eq!(
+        (s, err["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input"))
+    );
+    let (s, err) = app.get("/api/v1/cases?limit=0", Some(&shift)).await;
+    assert_eq!(
+        (s, err["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit"))
+    );
+    let (s, err) = app.get("/api/v1/cases?state=nonsense", Some(&shift)).await;
+    assert_eq!(
+        (s, err["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("state"))
+    );
+
+    let after = app.counts().await;
+    assert_eq!(
+        after,
+        (before.0, before.1 + 2),
+        "only the two legal transitions were written"
+    );
+}
+
+#[tokio::test]
+async fn personal_data_is_masked_unless_the_post_needs_it() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let dispatch = app.login("dispatch").await;
+    let case = app.create(&intake, 0).await;
+    assert_eq!(
+        case["reporter"]["phone"], "13812345678",
+        "intake calls reporters back"
+    );
+    let id = case["id"].as_i64().expect("id");
+    let (_, seen) = app
+        .get(&format!("/api/v1/cases/{id}"), Some(&dispatch))
+        .await;
+    assert_eq!(seen["reporter"]["phone"], "138****5678");
+    let (_, list) = app.get("/api/v1/cases", Some(&dispatch)).await;
+    assert_eq!(list["items"][0]["reporter"]["phone"], "138****5678");
+}
+
+#[tokio::test]
+async fn department_handlers_see_only_their_departments_cases() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let shift = app.login("shift").await;
+    let dispatch = app.login("dispatch").await;
+    let mine = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let other = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    for (id, dept) in [(mine, "huanwei"), (other, "shuiwu")] {
+        app.act(&shift, id, json!({"action": "accept"})).await;
+        app.act(&shift, id, json!({"action": "file"})).await;
+        let (s, _) = app
+            .act(&dispatch, id, json!({"action": "dispatch", "lead": dept}))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let handler = app.login("dept_huanwei").await;
+    let (_, list) = app.get("/api/v1/cases", Some(&handler)).await;
+    let ids: Vec<i64> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["id"].as_i64())
+        .collect();
+    assert_eq!(ids, vec![mine]);
+    assert_eq!(
+        app.act(&handler, other, json!({"action": "sign"})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.act(&handler, mine, json!({"action": "sign"})).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn overdue_filter_follows_the_injected_clock() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let (_, list) = app.get("/api/v1/cases?overdue=true", Some(&intake)).await;
+    assert!(list["items"].as_array().expect("items").is_empty());
+    app.clock.advance(SignedDuration::from_mins(31)); // the 30-minute dispatch limit passes
+    let (_, list) = app.get("/api/v1/cases?overdue=true", Some(&intake)).await;
+    assert_eq!(list["items"][0]["id"], id);
+    assert_eq!(list["items"][0]["overdue"], true);
+}
+
+#[tokio::test]
+async fn reference_endpoints_serve_the_town() {
+    let app = spawn_app().await;
+    let t = app.login("analyst").await;
+    let (s, fc) = app.get("/api/v1/grids.geojson", Some(&t)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(fc["type"], "FeatureCollection");
+    assert_eq!(
+        fc["features"].as_array().expect("features").len(),
+        app.town.layout.grids.len()
+    );
+    assert_eq!(fc["features"][0]["geometry"]["type"], "Polygon");
+    let (_, m) = app.get("/api/v1/micro-grids.geojson", Some(&t)).await;
+    assert_eq!(
+        m["features"].as_array().expect("features").len(),
+        app.town.layout.micro_grids.len()
+    );
+    let p = app.point_in_grid(1);
+    let (s, loc) = app
+        .get(
+            &format!("/api/v1/locate?lon={}&lat={}", p["lon"], p["lat"]),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(
+        (s, loc["grid"].as_str()),
+        (StatusCode::OK, Some(app.town.layout.grids[1].code.as_str()))
+    );
+    assert_eq!(
+        app.get("/api/v1/locate?lon=0&lat=0", Some(&t)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, matters) = app.get("/api/v1/code-tables/matters", Some(&t)).await;
+    assert_eq!(matters.as_array().expect("matters").len(), 250);
+    let (_, depts) = app.get("/api/v1/departments", Some(&t)).await;
+    assert_eq!(depts.as_array().expect("departments").len(), 15);
+    let (_, comps) = app.get("/api/v1/components?limit=5", Some(&t)).await;
+    let first = comps[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        app.get(&format!("/api/v1/components/{first}"), Some(&t))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/api/v1/components/123", Some(&t)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let (_, cal) = app.get("/api/v1/calendar", Some(&t)).await;
+    assert_eq!(cal.as_array().expect("calendar").len(), 39);
+}
+
+#[tokio::test]
+async fn health_pages_and_docs_work_offline() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz", None).await.0, StatusCode::OK);
+    let (s, r) = app.get("/readyz", None).await;
+    assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("ready")));
+    for path in ["/", "/docs", "/static/docs.js", "/static/style.css"] {
+        let (s, body) = app.get(path, None).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+        let text = body.as_str().expect("text");
+        let external = text.match_indices("http").filter(|(i, _)| {
+            let rest = &text[*i..];
+            (rest.starts_with("http://") || rest.starts_with("https://"))
+                && !rest.contains("127.0.0.1")
+        });
+        assert_eq!(
+            external.count(),
+            0,
+            "{path} must not load anything from outside"
+        );
+    }
+    let (_, index) = app.get("/", None).await;
+    assert!(index.as_str().expect("html").contains("清源镇"));
+    assert_eq!(
+        app.get("/api/v1/nothing-here", None).await.1["code"],
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_is_served_and_matches_the_committed_copy() {
+    let app = spawn_app().await;
+    let (s, doc) = app.get("/api/v1/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3.1"));
+    assert!(doc["paths"]["/api/v1/cases/{id}/transitions"]["post"].is_object());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi.json");
+    let generated = civicgrid_http::openapi::json();
+    if std::env::var("UPDATE_OPENAPI").as_deref() == Ok("1") {
+        std::fs::write(&path, &generated).expect("write openapi.json");
+    }
+    let committed = std::fs::read_to_string(&path)
+        .expect("openapi.json is committed; run with UPDATE_OPENAPI=1");
+    assert_eq!(
+        committed, generated,
+        "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p civicgrid-http`"
+    );
+}
