@@ -26,6 +26,9 @@ pub struct DemoArgs {
     /// Town size: 1.0 is the brief's town (28 workstations, 137 grids, 635 micro-grids, ~550,000 cases).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Case volume if different from --scale (1.0 = a year of ~550,000 cases; 0 = none).
+    #[arg(long)]
+    case_scale: Option<f64>,
     /// Random seed; the same seed makes the same town.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
@@ -109,7 +112,7 @@ async fn generate(
     );
     let opts = DemoOptions {
         scale: args.scale,
-        case_scale: args.scale,
+        case_scale: args.case_scale.unwrap_or(args.scale),
         seed: args.seed,
         now: jiff::Timestamp::now(),
         demo_password_hash: demo_hash,
