@@ -1,14 +1,474 @@
-//! `civicgrid bench`: throughput and latency measurements recorded in BENCHMARKS.md.
+//! `civicgrid bench`: the measurements recorded in BENCHMARKS.md, side by side in one run.
+//!
+//! - durable case creation over HTTP (N concurrent clients, each waiting for its 201) against a
+//!   `civicgrid serve` child process on SQLite and on PostgreSQL;
+//! - beside it, a bare axum handler that parses the same JSON and answers 201 (the HTTP upper bound on
+//!   this machine) and bare batched inserts through the store (the storage upper bound);
+//! - a filtered case list against a database of 1,000,000 cases (latency percentiles per filter);
+//! - demo generation time.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::routing::post;
+use civicgrid_core::access::Role;
+use civicgrid_core::calendar::WorkCalendar;
+use civicgrid_core::case::{CaseFacts, CaseStatus, Context, EventActor, GeoPoint, Reporter, Source, Urgency};
+use civicgrid_core::sla::SlaPolicy;
+use civicgrid_demo::DemoOptions;
+use civicgrid_store::ImportCase;
 use clap::Args;
+use serde_json::{Value, json};
+use sqlx::Executor;
 
 use crate::AppResult;
 
+const PASSWORD: &str = "bench-password";
+/// Town size of the load-test databases (the map matters, not the history).
+const LOAD_SCALE: &str = "0.05";
+
 /// `civicgrid bench` options.
 #[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Concurrent HTTP clients for the creation benchmarks.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Seconds each load test runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// PostgreSQL server to use (a scratch database is created and dropped).
+    #[arg(long, env = "CIVICGRID_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg: String,
+    /// Cases in the list benchmark's database.
+    #[arg(long, default_value_t = 1_000_000)]
+    list_cases: u64,
+    /// Directory for the benchmark databases (kept between runs; the 1 M-case one is reused).
+    #[arg(long, default_value = "./bench-data")]
+    dir: PathBuf,
+    /// Skip the PostgreSQL benchmarks.
+    #[arg(long)]
+    no_pg: bool,
+    /// Skip the list and demo-generation benchmarks.
+    #[arg(long)]
+    quick: bool,
+    /// Internal: run the bare axum server on this address.
+    #[arg(long, hide = true)]
+    serve_bare: Option<String>,
+}
 
-/// Runs the benchmarks.
-pub async fn run(_args: BenchArgs) -> AppResult<()> {
-    Err("bench is not implemented yet".into())
+/// One line of the results table.
+struct Row {
+    what: String,
+    result: String,
+}
+
+/// Runs the benchmarks and prints a Markdown table.
+pub async fn run(args: BenchArgs) -> AppResult<()> {
+    if let Some(addr) = &args.serve_bare {
+        return serve_bare(addr).await;
+    }
+    std::fs::create_dir_all(&args.dir)?;
+    let mut rows = Vec::new();
+    let body = report_body();
+
+    eprintln!("· bare axum handler");
+    let bare = spawn_child(&["bench", "--serve-bare", "127.0.0.1:0"])?;
+    let r = load(&bare.1, None, &body, args.clients, args.seconds).await?;
+    rows.push(Row { what: format!("bare axum handler, {} clients", args.clients), result: r.summary() });
+    let bare_rate = r.rate();
+    kill(bare.0);
+
+    for sync in ["full", "normal"] {
+        eprintln!("· case creation, SQLite synchronous={sync}");
+        let sqlite_db = args.dir.join("bench-load.db").to_string_lossy().into_owned();
+        let r = create_load(&sqlite_db, &body, &args, sync).await?;
+        rows.push(Row {
+            what: format!("POST /api/v1/cases, SQLite synchronous={sync}, {} clients", args.clients),
+            result: format!("{} — {:.0} % of bare handler", r.summary(), 100.0 * r.rate() / bare_rate),
+        });
+    }
+
+    if !args.no_pg {
+        eprintln!("· durable case creation, PostgreSQL");
+        let (url, db) = scratch_pg(&args.pg, "cg_bench_load").await?;
+        let r = create_load(&url, &body, &args, "full").await;
+        drop_pg(&args.pg, &db).await;
+        let r = r?;
+        rows.push(Row {
+            what: format!("POST /api/v1/cases, PostgreSQL, {} clients", args.clients),
+            result: format!("{} — {:.0} % of bare handler", r.summary(), 100.0 * r.rate() / bare_rate),
+        });
+    }
+
+    eprintln!("· bare batched insert, SQLite");
+    let path = args.dir.join("bench-insert.db");
+    remove_sqlite(&path.to_string_lossy())?;
+    let rate = bare_insert(&path.to_string_lossy()).await?;
+    rows.push(Row {
+        what: "bare batched insert (512 cases + events per transaction), SQLite".into(),
+        result: format!("{rate:.0} cases/s"),
+    });
+    if !args.no_pg {
+        eprintln!("· bare batched insert, PostgreSQL");
+        let (url, db) = scratch_pg(&args.pg, "cg_bench_insert").await?;
+        let rate = bare_insert(&url).await;
+        drop_pg(&args.pg, &db).await;
+        rows.push(Row {
+            what: "bare batched insert (512 cases + events per transaction), PostgreSQL".into(),
+            result: format!("{:.0} cases/s", rate?),
+        });
+    }
+
+    if !args.quick {
+        eprintln!("· filtered case list at {} cases", args.list_cases);
+        rows.extend(list_bench(&args).await?);
+        eprintln!("· demo generation (scale 1)");
+        let db = args.dir.join("bench-demo.db").to_string_lossy().into_owned();
+        let started = Instant::now();
+        run_child(&["demo", "--database", &db, "--fresh", "--no-serve"])?;
+        rows.push(Row {
+            what: "civicgrid demo --fresh (scale 1: 635 micro-grids, ~550,000 cases), SQLite".into(),
+            result: format!("{:.1} s", started.elapsed().as_secs_f64()),
+        });
+        remove_sqlite(&db)?;
+    }
+
+    println!("| benchmark | result |\n|---|---|");
+    for r in rows {
+        println!("| {} | {} |", r.what, r.result);
+    }
+    Ok(())
+}
+
+/// A report inside the demo town's first micro-grid.
+fn report_body() -> Value {
+    let town = civicgrid_demo::town(&demo_options(0.05)).ok();
+    let p = town
+        .as_ref()
+        .and_then(|t| t.layout.micro_grids.first())
+        .map(|m| civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5));
+    let (lon, lat) = p.map_or((0.0, 0.0), |p| (p.x, p.y));
+    json!({"matter": "06010", "description": "压测：路边暴露垃圾", "location": {"lon": lon, "lat": lat},
+           "address": "压测路 1 号", "reporter_name": "测试", "reporter_phone": "13800000000"})
+}
+
+fn demo_options(scale: f64) -> DemoOptions {
+    DemoOptions {
+        scale,
+        case_scale: 0.0,
+        seed: 2026,
+        now: jiff::Timestamp::now(),
+        demo_password_hash: String::new(),
+        admin_password_hash: String::new(),
+    }
+}
+
+fn command(args: &[&str]) -> AppResult<Command> {
+    let mut c = Command::new(std::env::current_exe()?);
+    c.args(args)
+        .env("CIVICGRID_DEMO_PASSWORD", PASSWORD)
+        .env("CIVICGRID_ADMIN_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn");
+    Ok(c)
+}
+
+fn run_child(args: &[&str]) -> AppResult<()> {
+    let out = command(args)?.stdout(Stdio::null()).stderr(Stdio::inherit()).status()?;
+    if out.success() { Ok(()) } else { Err(format!("civicgrid {args:?} failed").into()) }
+}
+
+/// Starts `civicgrid serve` on `database` with the given SQLite durability.
+fn spawn_server(database: &str, sync: &str) -> AppResult<(Child, String)> {
+    let mut cmd = command(&["serve", "--database", database, "--listen", "127.0.0.1:0"])?;
+    cmd.env("CIVICGRID_SQLITE_SYNCHRONOUS", sync);
+    read_banner(cmd)
+}
+
+/// Starts a server child and returns it with its base URL (read from its first line of output).
+fn spawn_child(args: &[&str]) -> AppResult<(Child, String)> {
+    read_banner(command(args)?)
+}
+
+fn read_banner(mut cmd: Command) -> AppResult<(Child, String)> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let url = line.split_whitespace().last().unwrap_or_default().to_owned();
+    if !url.starts_with("http://") {
+        kill(child);
+        return Err(format!("server did not start: {line:?}").into());
+    }
+    Ok((child, url))
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn remove_sqlite(path: &str) -> AppResult<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let p = format!("{path}{suffix}");
+        if Path::new(&p).exists() {
+            std::fs::remove_file(p)?;
+        }
+    }
+    Ok(())
+}
+
+async fn scratch_pg(base: &str, name: &str) -> AppResult<(String, String)> {
+    let db = format!("{name}_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(base).await?;
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).await?;
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await?;
+    let i = base.rfind('/').ok_or("the PostgreSQL URL has no database part")?;
+    Ok((format!("{}/{db}", &base[..i]), db))
+}
+
+async fn drop_pg(base: &str, db: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(base).await {
+        let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).await;
+    }
+}
+
+async fn login(base: &str, user: &str) -> AppResult<String> {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": user, "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v["token"].as_str().ok_or("login failed")?.to_owned())
+}
+
+async fn create_load(database: &str, body: &Value, args: &BenchArgs, sync: &str) -> AppResult<LoadResult> {
+    if !database.starts_with("postgres") {
+        remove_sqlite(database)?;
+    }
+    run_child(&["demo", "--database", database, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"])?;
+    let (child, base) = spawn_server(database, sync)?;
+    let token = login(&base, "intake").await;
+    let r = match token {
+        Ok(t) => load(&base, Some(&t), body, args.clients, args.seconds).await,
+        Err(e) => Err(e),
+    };
+    kill(child);
+    r
+}
+
+/// What a load test measured.
+struct LoadResult {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn summary(&self) -> String {
+        let p = |q: f64| percentile(&self.latencies_us, q) as f64 / 1000.0;
+        format!(
+            "{:.0} req/s ({} ok, {} failed in {:.1} s; p50 {:.1} ms, p99 {:.1} ms)",
+            self.rate(),
+            self.ok,
+            self.failed,
+            self.elapsed.as_secs_f64(),
+            p(0.50),
+            p(0.99)
+        )
+    }
+}
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// `clients` tasks POST `body` to /api/v1/cases for `seconds`, each waiting for its answer.
+async fn load(base: &str, token: Option<&str>, body: &Value, clients: usize, seconds: u64) -> AppResult<LoadResult> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let url = format!("{base}/api/v1/cases");
+    let payload = Arc::new(serde_json::to_vec(body)?);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, url, payload, token) = (http.clone(), url.clone(), payload.clone(), token.map(str::to_owned));
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut lat) = (0u64, 0u64, Vec::with_capacity(100_000));
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let mut req = http.post(&url).header("content-type", "application/json").body(payload.as_ref().clone());
+                if let Some(tok) = &token {
+                    req = req.bearer_auth(tok);
+                }
+                match req.send().await {
+                    Ok(r) if r.status() == reqwest::StatusCode::CREATED => {
+                        let _ = r.bytes().await;
+                        ok += 1;
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed, lat)
+        }));
+    }
+    let mut result = LoadResult { ok: 0, failed: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for t in tasks {
+        let (ok, failed, lat) = t.await?;
+        result.ok += ok;
+        result.failed += failed;
+        result.latencies_us.extend(lat);
+    }
+    result.elapsed = started.elapsed();
+    result.latencies_us.sort_unstable();
+    Ok(result)
+}
+
+/// The bare handler: parse the same JSON, answer 201 with a small body. No auth, no storage.
+async fn serve_bare(addr: &str) -> AppResult<()> {
+    async fn handler(Json(v): Json<Value>) -> (StatusCode, Json<Value>) {
+        (StatusCode::CREATED, Json(json!({"id": 1, "matter": v["matter"], "state": "reported"})))
+    }
+    let app = axum::Router::new().route("/api/v1/cases", post(handler));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("bare server on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Cases/s through `Store::import_cases` in batches of 512: one case row and its report event each.
+async fn bare_insert(database: &str) -> AppResult<f64> {
+    let store = civicgrid_store::open(database).await?;
+    let town = civicgrid_demo::town(&demo_options(0.05))?;
+    let cal = WorkCalendar::china_2026();
+    let sla = SlaPolicy::default();
+    let m = &town.layout.micro_grids[0];
+    let now = jiff::Timestamp::now();
+    let matter: civicgrid_core::codes::MatterCode = "06010".parse()?;
+    let make = |i: usize| {
+        let facts = CaseFacts {
+            matter,
+            component_id: None,
+            source: Source::Hotline12345,
+            urgency: Urgency::Normal,
+            description: format!("压测 {i}"),
+            location: GeoPoint { lon: 120.9, lat: 31.3 },
+            address: "压测路 1 号".into(),
+            grid: m.grid(),
+            micro_grid: m.code,
+            reporter: Reporter { user_id: Some(1), name: Some("测试".into()), phone: Some("13800000000".into()) },
+            attachments: vec![],
+            reported_at: now,
+        };
+        let (status, event) = CaseStatus::report(
+            &facts,
+            EventActor { user_id: 1, role: Role::IntakeOperator },
+            &Context { now, calendar: &cal, sla: &sla },
+        );
+        ImportCase { facts, events: vec![event], status }
+    };
+    let total = 100_000;
+    let batches: Vec<Vec<ImportCase>> =
+        (0..total / 512).map(|b| (0..512).map(|i| make(b * 512 + i)).collect()).collect();
+    let n = batches.len() * 512;
+    let started = Instant::now();
+    for batch in batches {
+        store.import_cases(town.town.code, batch).await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Latency of filtered lists against a database of `args.list_cases` cases.
+async fn list_bench(args: &BenchArgs) -> AppResult<Vec<Row>> {
+    let db = args.dir.join("bench-list.db").to_string_lossy().into_owned();
+    let case_scale = format!("{}", args.list_cases as f64 / civicgrid_demo::cases::CASES_PER_YEAR);
+    let have = match civicgrid_store::open(&db).await {
+        Ok(s) => s.count_cases().await.unwrap_or(0),
+        Err(_) => 0,
+    };
+    if have.unsigned_abs().abs_diff(args.list_cases) > args.list_cases / 50 {
+        remove_sqlite(&db)?;
+        run_child(&["demo", "--database", &db, "--scale", "1", "--case-scale", &case_scale, "--no-serve", "--fresh"])?;
+    }
+    let count = civicgrid_store::open(&db).await?.count_cases().await?;
+    let (child, base) = spawn_server(&db, "full")?;
+    let result = list_queries(&base, count).await;
+    kill(child);
+    result
+}
+
+/// Builds the query string of the i-th request of a shape.
+type QueryFn<'a> = Box<dyn Fn(usize) -> String + 'a>;
+
+async fn list_queries(base: &str, count: i64) -> AppResult<Vec<Row>> {
+    let token = login(base, "shift").await?;
+    let http = reqwest::Client::new();
+    let town = civicgrid_demo::town(&demo_options(1.0))?;
+    let grids: Vec<String> = town.layout.grids.iter().map(|g| g.code.to_string()).collect();
+    let shapes: [(&str, QueryFn<'_>); 6] = [
+        ("newest 50", Box::new(|_| "limit=50".to_owned())),
+        ("by grid", Box::new(|i| format!("grid={}&limit=50", grids[i % grids.len()]))),
+        ("by state (handling, replied)", Box::new(|_| "state=handling,replied&limit=50".to_owned())),
+        ("by department + matter", Box::new(|_| "department=huanwei&matter=06010&limit=50".to_owned())),
+        ("overdue", Box::new(|_| "overdue=true&limit=50".to_owned())),
+        (
+            "one week, by grid",
+            Box::new(|i| {
+                let to = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * (i as i64 % 300));
+                let from = to - jiff::SignedDuration::from_hours(24 * 7);
+                format!("grid={}&from={from}&to={to}&limit=50", grids[(i * 7) % grids.len()])
+            }),
+        ),
+    ];
+    let mut rows = Vec::new();
+    let mut all = Vec::new();
+    for (name, query) in &shapes {
+        let mut lat = Vec::new();
+        for i in 0..300 {
+            let url = format!("{base}/api/v1/cases?{}", query(i));
+            let t = Instant::now();
+            let r = http.get(&url).bearer_auth(&token).send().await?;
+            if !r.status().is_success() {
+                return Err(format!("{url}: {}", r.status()).into());
+            }
+            let _ = r.bytes().await?;
+            lat.push(t.elapsed().as_micros() as u64);
+        }
+        lat.sort_unstable();
+        rows.push(Row {
+            what: format!("GET /api/v1/cases {name}, {count} cases, SQLite"),
+            result: format!(
+                "p50 {:.1} ms, p99 {:.1} ms",
+                percentile(&lat, 0.5) as f64 / 1000.0,
+                percentile(&lat, 0.99) as f64 / 1000.0
+            ),
+        });
+        all.extend(lat);
+    }
+    all.sort_unstable();
+    rows.push(Row {
+        what: format!("GET /api/v1/cases, all {} filtered requests above", all.len()),
+        result: format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&all, 0.5) as f64 / 1000.0,
+            percentile(&all, 0.99) as f64 / 1000.0
+        ),
+    });
+    Ok(rows)
 }

@@ -20,6 +20,16 @@ pub struct Config {
     pub session_hours: i64,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
     pub log: String,
+    /// SQLite commit durability: `full` (fsync every commit, survives power loss) or `normal` (survives
+    /// a killed process; faster).
+    pub sqlite_synchronous: civicgrid_store::SqliteSync,
+}
+
+impl Config {
+    /// Store options from this configuration.
+    pub fn store_options(&self) -> civicgrid_store::StoreOptions {
+        civicgrid_store::StoreOptions { sqlite_synchronous: self.sqlite_synchronous }
+    }
 }
 
 impl Default for Config {
@@ -30,13 +40,14 @@ impl Default for Config {
             secure_cookies: false,
             session_hours: 12,
             log: "info,sqlx=warn".into(),
+            sqlite_synchronous: civicgrid_store::SqliteSync::Full,
         }
     }
 }
 
 impl Config {
     /// Loads the layered configuration.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let file = file.unwrap_or(Path::new("civicgrid.toml"));
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
@@ -46,8 +57,10 @@ impl Config {
                 "secure_cookies",
                 "session_hours",
                 "log",
+                "sqlite_synchronous",
             ]))
             .extract()
+            .map_err(Box::new)
     }
 }
 
@@ -56,12 +69,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
     fn file_then_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "civicgrid.toml",
-                "listen = \"0.0.0.0:9000\"\nsession_hours = 4\n",
-            )?;
+            jail.create_file("civicgrid.toml", "listen = \"0.0.0.0:9000\"\nsession_hours = 4\n")?;
             jail.set_env("CIVICGRID_SESSION_HOURS", "8");
             jail.set_env("CIVICGRID_ADMIN_PASSWORD", "not-a-config-key");
             let c = Config::load(None).expect("loads");

@@ -67,15 +67,11 @@ pub async fn run(args: DemoArgs, cfg: Config) -> AppResult<()> {
     if args.fresh {
         wipe(&args.database).await?;
     }
-    let store = civicgrid_store::open(&args.database).await?;
-    let demo_password =
-        std::env::var("CIVICGRID_DEMO_PASSWORD").unwrap_or_else(|_| DEFAULT_DEMO_PASSWORD.into());
+    let store = civicgrid_store::open_with(&args.database, cfg.store_options()).await?;
+    let demo_password = std::env::var("CIVICGRID_DEMO_PASSWORD").unwrap_or_else(|_| DEFAULT_DEMO_PASSWORD.into());
     let existing = store.town().await?.is_some() && store.count_cases().await? > 0;
     let admin_password = if existing {
-        println!(
-            "Using the demo town already in {} (pass --fresh to generate it again).",
-            args.database
-        );
+        println!("Using the demo town already in {} (pass --fresh to generate it again).", args.database);
         None
     } else {
         let admin = match std::env::var("CIVICGRID_ADMIN_PASSWORD") {
@@ -92,9 +88,7 @@ pub async fn run(args: DemoArgs, cfg: Config) -> AppResult<()> {
     }
     let listen = args.listen.clone().unwrap_or(cfg.listen.clone());
     crate::serve(store, &cfg, &listen, |url| {
-        println!(
-            "\n  civicgrid demo is running: {url}\n  API docs: {url}/docs   (Ctrl-C to stop)\n"
-        );
+        println!("\n  civicgrid demo is running: {url}\n  API docs: {url}/docs   (Ctrl-C to stop)\n");
     })
     .await
 }
@@ -120,11 +114,9 @@ async fn generate(
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     bar.set_message("生成网格、部门、部件 town");
     let summary = civicgrid_demo::populate(store, &opts, &|p| match p {
@@ -153,10 +145,7 @@ fn print_logins(demo_password: &str, admin_password: Option<&str>) {
     println!("\n  Demo logins 演示账号 (POST /api/v1/auth/login):");
     match admin_password {
         Some(p) => println!("    {:<14} {:<10} password: {p}", "admin", "系统管理员"),
-        None => println!(
-            "    {:<14} {:<10} password: as printed when the town was generated",
-            "admin", "系统管理员"
-        ),
+        None => println!("    {:<14} {:<10} password: as printed when the town was generated", "admin", "系统管理员"),
     }
     let posts = [
         ("intake", "受理员"),
@@ -176,7 +165,5 @@ fn print_logins(demo_password: &str, admin_password: Option<&str>) {
     for (user, post) in posts {
         println!("    {user:<14} {post:<10} password: {demo_password}");
     }
-    println!(
-        "    (every department has dept_<code>, e.g. dept_chengguan; every grid has a worker gw001, gw002, …)"
-    );
+    println!("    (every department has dept_<code>, e.g. dept_chengguan; every grid has a worker gw001, gw002, …)");
 }

@@ -16,6 +16,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+/// mimalloc: the request path allocates a lot of small JSON strings; glibc malloc showed up at the top
+/// of the profile (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The integrated command centre of a town.
 #[derive(Debug, Parser)]
 #[command(name = "civicgrid", version, about)]
@@ -56,10 +61,7 @@ pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
 }
 
 /// Loads the code tables and calendar into a store that has none yet.
@@ -74,28 +76,17 @@ pub async fn seed_reference(store: &dyn Store) -> AppResult<()> {
             .await?;
     }
     if store.calendar().await?.is_empty() {
-        store
-            .put_calendar(&parse_calendar_csv(CALENDAR_2026_CSV)?)
-            .await?;
+        store.put_calendar(&parse_calendar_csv(CALENDAR_2026_CSV)?).await?;
     }
     Ok(())
 }
 
 /// Serves `store` on `listen` until Ctrl-C or SIGTERM.
-pub async fn serve(
-    store: Arc<dyn Store>,
-    cfg: &Config,
-    listen: &str,
-    banner: impl FnOnce(&str),
-) -> AppResult<()> {
-    let http = HttpConfig {
-        secure_cookies: cfg.secure_cookies,
-        session_hours: cfg.session_hours,
-    };
+pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: impl FnOnce(&str)) -> AppResult<()> {
+    let http = HttpConfig { secure_cookies: cfg.secure_cookies, session_hours: cfg.session_hours };
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     banner(&format!("http://{addr}"));
     civicgrid_http::serve(listener, state, shutdown_signal()).await?;
@@ -108,8 +99,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };
@@ -133,17 +123,14 @@ async fn run(cli: Cli) -> AppResult<()> {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
-            let store = civicgrid_store::open(&cfg.database).await?;
+            let store = civicgrid_store::open_with(&cfg.database, cfg.store_options()).await?;
             seed_reference(store.as_ref()).await?;
             let listen = cfg.listen.clone();
-            serve(store, &cfg, &listen, |url| {
-                println!("civicgrid serving {} on {url}", cfg.database)
-            })
-            .await
+            serve(store, &cfg, &listen, |url| println!("civicgrid serving {} on {url}", cfg.database)).await
         }
         Command::Migrate { database } => {
-            let database = database.unwrap_or(cfg.database);
-            let store = civicgrid_store::open(&database).await?;
+            let database = database.unwrap_or(cfg.database.clone());
+            let store = civicgrid_store::open_with(&database, cfg.store_options()).await?;
             seed_reference(store.as_ref()).await?;
             println!("migrated {database}");
             Ok(())

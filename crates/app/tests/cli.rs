@@ -16,11 +16,8 @@ const PASSWORD: &str = "cli-test-password";
 
 fn temp_db() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "civicgrid-cli-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("civicgrid-cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir.join("cli.db").to_string_lossy().into_owned()
 }
@@ -38,17 +35,12 @@ fn civicgrid(args: &[&str]) -> Command {
 fn run_ok(args: &[&str]) -> String {
     let out = civicgrid(args).output().expect("run civicgrid");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "civicgrid {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "civicgrid {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
 
 fn pg_base() -> String {
-    std::env::var("CIVICGRID_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("CIVICGRID_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A fresh PostgreSQL database for this test, or None (after a loud SKIPPED line).
@@ -58,26 +50,14 @@ async fn pg_database(name: &str) -> Option<(String, String)> {
         Ok(p) => p,
         Err(e) => {
             if std::env::var("CIVICGRID_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!(
-                    "CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {e}",
-                    pg_base()
-                );
+                panic!("CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {e}", pg_base());
             }
-            eprintln!(
-                "\n!!!!!!!! SKIPPED: PostgreSQL CLI test {name} — {} unreachable: {e} !!!!!!!!\n",
-                pg_base()
-            );
+            eprintln!("\n!!!!!!!! SKIPPED: PostgreSQL CLI test {name} — {} unreachable: {e} !!!!!!!!\n", pg_base());
             return None;
         }
     };
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}")))
-        .await
-        .expect("drop");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await
-        .expect("create database");
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).await.expect("drop");
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).await.expect("create database");
     let base = pg_base();
     let url = match base.rfind('/') {
         Some(i) => format!("{}/{db}", &base[..i]),
@@ -88,11 +68,7 @@ async fn pg_database(name: &str) -> Option<(String, String)> {
 
 async fn drop_pg_database(db: &str) {
     if let Ok(admin) = sqlx::PgPool::connect(&pg_base()).await {
-        let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-            )))
-            .await;
+        let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).await;
     }
 }
 
@@ -110,11 +86,7 @@ fn start_server(database: &str) -> Server {
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let base = line
-        .split_whitespace()
-        .last()
-        .expect("url in banner")
-        .to_owned();
+    let base = line.split_whitespace().last().expect("url in banner").to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "banner: {line}");
     Server { child, base }
 }
@@ -134,16 +106,7 @@ fn demo_town() -> civicgrid_demo::TownData {
 /// Hammers the server with case creations, kills it with SIGKILL, and checks every acknowledged case
 /// is in the database afterwards.
 async fn acknowledged_cases_survive_kill_9(database: &str) {
-    run_ok(&[
-        "demo",
-        "--database",
-        database,
-        "--scale",
-        "0.02",
-        "--case-scale",
-        "0",
-        "--no-serve",
-    ]);
+    run_ok(&["demo", "--database", database, "--scale", "0.02", "--case-scale", "0", "--no-serve"]);
     let mut server = start_server(database);
     let http = reqwest::Client::new();
     let login: Value = http
@@ -162,13 +125,8 @@ async fn acknowledged_cases_survive_kill_9(database: &str) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..16 {
-        let (http, url, token, body, stop) = (
-            http.clone(),
-            format!("{}/api/v1/cases", server.base),
-            token.clone(),
-            body.clone(),
-            stop.clone(),
-        );
+        let (http, url, token, body, stop) =
+            (http.clone(), format!("{}/api/v1/cases", server.base), token.clone(), body.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             while !stop.load(Ordering::SeqCst) {
@@ -195,26 +153,12 @@ async fn acknowledged_cases_survive_kill_9(database: &str) {
     for c in clients {
         acked.extend(c.await.expect("client"));
     }
-    assert!(
-        acked.len() > 20,
-        "only {} creations were acknowledged before the kill",
-        acked.len()
-    );
-    let store = civicgrid_store::open(database)
-        .await
-        .expect("reopen after kill");
+    assert!(acked.len() > 20, "only {} creations were acknowledged before the kill", acked.len());
+    let store = civicgrid_store::open(database).await.expect("reopen after kill");
     for (id, number) in &acked {
-        let case = store
-            .case(*id)
-            .await
-            .expect("read")
-            .unwrap_or_else(|| panic!("acknowledged case {id} was lost"));
+        let case = store.case(*id).await.expect("read").unwrap_or_else(|| panic!("acknowledged case {id} was lost"));
         assert_eq!(&case.number, number);
-        assert_eq!(
-            store.case_events(*id).await.expect("events").len(),
-            1,
-            "its report event too"
-        );
+        assert_eq!(store.case_events(*id).await.expect("events").len(), 1, "its report event too");
     }
 }
 
@@ -237,48 +181,19 @@ async fn demo_generates_once_and_fresh_regenerates_on_postgres() {
     let Some((url, db)) = pg_database("demo").await else {
         return;
     };
-    let out = run_ok(&[
-        "demo",
-        "--database",
-        &url,
-        "--scale",
-        "0.02",
-        "--case-scale",
-        "0.002",
-        "--no-serve",
-    ]);
+    let out = run_ok(&["demo", "--database", &url, "--scale", "0.02", "--case-scale", "0.002", "--no-serve"]);
     assert!(out.contains("Generated the demo town"), "{out}");
-    assert!(
-        out.contains("intake") && out.contains(PASSWORD),
-        "prints the demo logins: {out}"
-    );
+    assert!(out.contains("intake") && out.contains(PASSWORD), "prints the demo logins: {out}");
     let store = civicgrid_store::open(&url).await.expect("open");
     let n = store.count_cases().await.expect("count");
     assert!((900..1300).contains(&n), "{n} cases");
     let again = run_ok(&["demo", "--database", &url, "--scale", "0.02", "--no-serve"]);
     assert!(again.contains("Using the demo town already"), "{again}");
-    assert_eq!(
-        store.count_cases().await.expect("count"),
-        n,
-        "not regenerated without --fresh"
-    );
+    assert_eq!(store.count_cases().await.expect("count"), n, "not regenerated without --fresh");
     drop(store);
-    run_ok(&[
-        "demo",
-        "--database",
-        &url,
-        "--scale",
-        "0.02",
-        "--case-scale",
-        "0.001",
-        "--fresh",
-        "--no-serve",
-    ]);
+    run_ok(&["demo", "--database", &url, "--scale", "0.02", "--case-scale", "0.001", "--fresh", "--no-serve"]);
     let store = civicgrid_store::open(&url).await.expect("open");
-    assert!(
-        store.count_cases().await.expect("count") < n,
-        "--fresh regenerated"
-    );
+    assert!(store.count_cases().await.expect("count") < n, "--fresh regenerated");
     drop(store);
     drop_pg_database(&db).await;
 }
@@ -294,9 +209,7 @@ fn migrate_creates_a_database_with_the_code_tables() {
         assert_eq!(store.matters().await.expect("matters").len(), 250);
         assert_eq!(store.calendar().await.expect("calendar").len(), 39);
     });
-    let out = civicgrid(&["serve", "--database", "mysql://nope"])
-        .output()
-        .expect("run");
+    let out = civicgrid(&["serve", "--database", "mysql://nope"]).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
 }

@@ -140,10 +140,9 @@ impl Role {
             Action::ApproveExtension | Action::DenyExtension => {
                 matches!(self, Dispatcher | ShiftLeader)
             }
-            Action::Sign
-            | Action::RejectAssignment
-            | Action::RequestExtension { .. }
-            | Action::Reply => self == DeptHandler,
+            Action::Sign | Action::RejectAssignment | Action::RequestExtension { .. } | Action::Reply => {
+                self == DeptHandler
+            }
             Action::VerifyPass | Action::VerifyFail => {
                 matches!(self, GridWorker | Supervisor | ShiftLeader)
             }
@@ -158,10 +157,7 @@ impl Role {
 impl std::str::FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}"))
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown role {s:?}"))
     }
 }
 
@@ -217,9 +213,7 @@ impl Actor {
         match self.case_scope() {
             CaseScope::All => true,
             CaseScope::Grids(g) => g.contains(&case.facts.grid),
-            CaseScope::Department(d) => {
-                case.status.lead_dept.as_ref() == Some(&d) || case.status.co_depts.contains(&d)
-            }
+            CaseScope::Department(d) => case.status.lead_dept.as_ref() == Some(&d) || case.status.co_depts.contains(&d),
             CaseScope::Reporter(u) => case.facts.reporter.user_id == Some(u),
             CaseScope::Nothing => false,
         }
@@ -232,9 +226,7 @@ impl Actor {
             return false;
         }
         match (self.role, action) {
-            (Role::DeptHandler, _) => {
-                case.status.lead_dept.is_some() && case.status.lead_dept == self.department
-            }
+            (Role::DeptHandler, _) => case.status.lead_dept.is_some() && case.status.lead_dept == self.department,
             _ => true,
         }
     }
@@ -280,24 +272,15 @@ mod tests {
 
     #[test]
     fn only_intake_and_shift_leader_see_personal_data_among_operators() {
-        let seeing: Vec<Role> = Role::ALL
-            .into_iter()
-            .filter(|r| r.sees_personal_data())
-            .collect();
-        assert_eq!(
-            seeing,
-            vec![Role::IntakeOperator, Role::ShiftLeader, Role::Admin]
-        );
+        let seeing: Vec<Role> = Role::ALL.into_iter().filter(|r| r.sees_personal_data()).collect();
+        assert_eq!(seeing, vec![Role::IntakeOperator, Role::ShiftLeader, Role::Admin]);
     }
 
     #[test]
     fn role_names_round_trip() {
         for r in Role::ALL {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
-            assert_eq!(
-                serde_json::to_value(r).expect("ser"),
-                serde_json::json!(r.as_str())
-            );
+            assert_eq!(serde_json::to_value(r).expect("ser"), serde_json::json!(r.as_str()));
         }
     }
 

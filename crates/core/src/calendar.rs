@@ -97,19 +97,13 @@ impl WorkCalendar {
 
     /// Builds a calendar from override rows and working periods given as local times.
     pub fn new(entries: &[CalendarEntry], periods: &[(Time, Time)]) -> Result<Self, CalendarError> {
-        let secs = |t: Time| {
-            i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second())
-        };
+        let secs = |t: Time| i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second());
         let periods: Vec<(i64, i64)> = periods.iter().map(|&(a, b)| (secs(a), secs(b))).collect();
-        let ordered =
-            periods.iter().all(|&(a, b)| a < b) && periods.windows(2).all(|w| w[0].1 <= w[1].0);
+        let ordered = periods.iter().all(|&(a, b)| a < b) && periods.windows(2).all(|w| w[0].1 <= w[1].0);
         if periods.is_empty() || !ordered {
             return Err(CalendarError::BadPeriods);
         }
-        Ok(Self {
-            overrides: entries.iter().map(|e| (e.date, e.kind)).collect(),
-            periods,
-        })
+        Ok(Self { overrides: entries.iter().map(|e| (e.date, e.kind)).collect(), periods })
     }
 
     /// Working seconds in one working day (28,800 with the default periods).
@@ -143,21 +137,9 @@ impl WorkCalendar {
         let mut day = start.date();
         while day <= end.date() {
             if self.is_working_day(day) {
-                let lo = if day == start.date() {
-                    seconds_of_day(start.time())
-                } else {
-                    0
-                };
-                let hi = if day == end.date() {
-                    seconds_of_day(end.time())
-                } else {
-                    86_400
-                };
-                total += self
-                    .periods
-                    .iter()
-                    .map(|&(a, b)| (b.min(hi) - a.max(lo)).max(0))
-                    .sum::<i64>();
+                let lo = if day == start.date() { seconds_of_day(start.time()) } else { 0 };
+                let hi = if day == end.date() { seconds_of_day(end.time()) } else { 86_400 };
+                total += self.periods.iter().map(|&(a, b)| (b.min(hi) - a.max(lo)).max(0)).sum::<i64>();
             }
             let Ok(next) = day.tomorrow() else { break };
             day = next;
@@ -177,11 +159,7 @@ impl WorkCalendar {
         let mut day = start.date();
         loop {
             if self.is_working_day(day) {
-                let lo = if day == start.date() {
-                    seconds_of_day(start.time())
-                } else {
-                    0
-                };
+                let lo = if day == start.date() { seconds_of_day(start.time()) } else { 0 };
                 for &(a, b) in &self.periods {
                     let begin = a.max(lo);
                     let available = b - begin;
@@ -203,16 +181,11 @@ impl WorkCalendar {
 
     /// The deadline of a limit started at `from`.
     pub fn deadline(&self, from: Timestamp, limit: TimeLimit) -> Timestamp {
-        let wall = |secs: i64| {
-            from.checked_add(SignedDuration::from_secs(secs))
-                .unwrap_or(Timestamp::MAX)
-        };
+        let wall = |secs: i64| from.checked_add(SignedDuration::from_secs(secs)).unwrap_or(Timestamp::MAX);
         match limit {
             TimeLimit::WorkingMinutes(m) => self.add_working_seconds(from, i64::from(m) * 60),
             TimeLimit::WorkingHours(h) => self.add_working_seconds(from, i64::from(h) * 3600),
-            TimeLimit::WorkingDays(d) => {
-                self.add_working_seconds(from, i64::from(d) * self.seconds_per_day())
-            }
+            TimeLimit::WorkingDays(d) => self.add_working_seconds(from, i64::from(d) * self.seconds_per_day()),
             TimeLimit::CalendarMinutes(m) => wall(i64::from(m) * 60),
             TimeLimit::CalendarHours(h) => wall(i64::from(h) * 3600),
             TimeLimit::CalendarDays(d) => wall(i64::from(d) * 86_400),
@@ -231,25 +204,16 @@ pub fn default_periods() -> Vec<(Time, Time)> {
 /// Parses the calendar CSV (`date,kind,name_zh,name_en`).
 pub fn parse_calendar_csv(text: &str) -> Result<Vec<CalendarEntry>, CalendarError> {
     let mut out = Vec::new();
-    for (i, rec) in csv::Reader::from_reader(text.as_bytes())
-        .into_records()
-        .enumerate()
-    {
+    for (i, rec) in csv::Reader::from_reader(text.as_bytes()).into_records().enumerate() {
         let row = i + 1;
         let err = |message: String| CalendarError::Row { row, message };
         let rec = rec.map_err(|e| err(e.to_string()))?;
-        let date: Date = rec
-            .get(0)
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e: jiff::Error| err(e.to_string()))?;
+        let date: Date = rec.get(0).unwrap_or_default().parse().map_err(|e: jiff::Error| err(e.to_string()))?;
         let kind = match rec.get(1) {
             Some("holiday") => DayKind::Holiday,
             Some("workday") => DayKind::Workday,
             other => {
-                return Err(err(format!(
-                    "kind must be holiday or workday, got {other:?}"
-                )));
+                return Err(err(format!("kind must be holiday or workday, got {other:?}")));
             }
         };
         out.push(CalendarEntry {
@@ -278,9 +242,7 @@ fn seconds_of_day(t: Time) -> i64 {
 
 fn at_local(day: Date, seconds: i64) -> Timestamp {
     let midnight = from_local(day.to_datetime(Time::midnight()));
-    midnight
-        .checked_add(SignedDuration::from_secs(seconds))
-        .unwrap_or(Timestamp::MAX)
+    midnight.checked_add(SignedDuration::from_secs(seconds)).unwrap_or(Timestamp::MAX)
 }
 
 #[cfg(test)]
@@ -300,14 +262,8 @@ mod tests {
     #[test]
     fn reference_calendar_has_33_holidays_and_6_make_up_days() {
         let rows = parse_calendar_csv(CALENDAR_2026_CSV).expect("parses");
-        assert_eq!(
-            rows.iter().filter(|r| r.kind == DayKind::Holiday).count(),
-            33
-        );
-        assert_eq!(
-            rows.iter().filter(|r| r.kind == DayKind::Workday).count(),
-            6
-        );
+        assert_eq!(rows.iter().filter(|r| r.kind == DayKind::Holiday).count(), 33);
+        assert_eq!(rows.iter().filter(|r| r.kind == DayKind::Workday).count(), 6);
     }
 
     #[test]
@@ -362,20 +318,9 @@ mod tests {
     #[test]
     fn working_seconds_between_counts_only_periods() {
         let c = cal();
-        assert_eq!(
-            c.working_seconds_between(at(2026, 11, 23, 0, 0), at(2026, 11, 24, 0, 0)),
-            8 * 3600
-        );
-        assert_eq!(
-            c.working_seconds_between(at(2026, 11, 28, 0, 0), at(2026, 11, 30, 0, 0)),
-            0,
-            "weekend"
-        );
-        assert_eq!(
-            c.working_seconds_between(at(2026, 11, 24, 0, 0), at(2026, 11, 23, 0, 0)),
-            0,
-            "reversed"
-        );
+        assert_eq!(c.working_seconds_between(at(2026, 11, 23, 0, 0), at(2026, 11, 24, 0, 0)), 8 * 3600);
+        assert_eq!(c.working_seconds_between(at(2026, 11, 28, 0, 0), at(2026, 11, 30, 0, 0)), 0, "weekend");
+        assert_eq!(c.working_seconds_between(at(2026, 11, 24, 0, 0), at(2026, 11, 23, 0, 0)), 0, "reversed");
     }
 
     #[test]

@@ -236,10 +236,7 @@ impl fmt::Display for CaseState {
 impl std::str::FromStr for CaseState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        CaseState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown case state {s:?}"))
+        CaseState::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown case state {s:?}"))
     }
 }
 
@@ -560,14 +557,8 @@ pub struct Command {
 
 impl CaseStatus {
     /// The status of a freshly reported case, and the report event that records it.
-    pub fn report(
-        facts: &CaseFacts,
-        actor: EventActor,
-        ctx: &Context<'_>,
-    ) -> (CaseStatus, CaseEvent) {
-        let due = ctx
-            .calendar
-            .deadline(facts.reported_at, ctx.sla.dispatch_limit(facts.urgency));
+    pub fn report(facts: &CaseFacts, actor: EventActor, ctx: &Context<'_>) -> (CaseStatus, CaseEvent) {
+        let due = ctx.calendar.deadline(facts.reported_at, ctx.sla.dispatch_limit(facts.urgency));
         let event = CaseEvent {
             seq: 1,
             at: facts.reported_at,
@@ -581,8 +572,8 @@ impl CaseStatus {
             handle_due_at: None,
             close_type: None,
         };
-        let status = CaseStatus::replay(std::slice::from_ref(&event))
-            .unwrap_or_else(|_| CaseStatus::empty(facts.reported_at));
+        let status =
+            CaseStatus::replay(std::slice::from_ref(&event)).unwrap_or_else(|_| CaseStatus::empty(facts.reported_at));
         (status, event)
     }
 
@@ -624,10 +615,7 @@ impl CaseStatus {
     /// Folds one event into the status. Pure: no calendar, no clock.
     pub fn apply(&mut self, e: &CaseEvent) -> Result<(), ReplayError> {
         if e.seq != self.version + 1 {
-            return Err(ReplayError::OutOfOrder {
-                expected: self.version + 1,
-                got: e.seq,
-            });
+            return Err(ReplayError::OutOfOrder { expected: self.version + 1, got: e.seq });
         }
         if e.seq > 1 && e.from != Some(self.state) {
             return Err(ReplayError::WrongFrom { seq: e.seq });
@@ -641,12 +629,8 @@ impl CaseStatus {
                 self.lead_dept = None;
                 self.co_depts.clear();
             }
-            Action::RequestExtension { working_hours } => {
-                self.requested_extension_hours = Some(*working_hours)
-            }
-            Action::ApproveExtension | Action::DenyExtension => {
-                self.requested_extension_hours = None
-            }
+            Action::RequestExtension { working_hours } => self.requested_extension_hours = Some(*working_hours),
+            Action::ApproveExtension | Action::DenyExtension => self.requested_extension_hours = None,
             Action::Park => self.parked_at = Some(e.at),
             Action::Unpark => self.parked_at = None,
             Action::Reply => self.replied_at = Some(e.at),
@@ -716,15 +700,11 @@ pub enum ReplayError {
 
 fn check_departments(lead: &DeptCode, co: &[DeptCode]) -> Result<(), TransitionError> {
     if co.contains(lead) {
-        return Err(TransitionError::Invalid(format!(
-            "lead department {lead} cannot also be a co-department"
-        )));
+        return Err(TransitionError::Invalid(format!("lead department {lead} cannot also be a co-department")));
     }
     let mut seen = std::collections::BTreeSet::new();
     if !co.iter().all(|d| seen.insert(d)) {
-        return Err(TransitionError::Invalid(
-            "co-departments must not repeat".into(),
-        ));
+        return Err(TransitionError::Invalid("co-departments must not repeat".into()));
     }
     Ok(())
 }
@@ -743,20 +723,10 @@ pub fn decide(
     use CaseState as S;
     let from = status.state;
     let action = &cmd.action;
-    let illegal = || TransitionError::Illegal {
-        from,
-        action: action.name(),
-    };
-    let reason = cmd
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
+    let illegal = || TransitionError::Illegal { from, action: action.name() };
+    let reason = cmd.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
     if action.needs_reason() && reason.is_none() {
-        return Err(TransitionError::ReasonRequired {
-            action: action.name(),
-        });
+        return Err(TransitionError::ReasonRequired { action: action.name() });
     }
     let now = ctx.now;
     let cal = ctx.calendar;
@@ -775,27 +745,19 @@ pub fn decide(
             (S::Dispatched, limit(ctx.sla.sign), h, None)
         }
         (Action::Sign, S::Dispatched) => (S::Handling, handle, handle, None),
-        (Action::RejectAssignment, S::Dispatched | S::Handling) => (
-            S::ReturnRequested,
-            limit(ctx.sla.dispatch_limit(facts.urgency)),
-            handle,
-            None,
-        ),
-        (Action::ApproveReturn, S::ReturnRequested) => (
-            S::Filed,
-            limit(ctx.sla.dispatch_limit(facts.urgency)),
-            None,
-            None,
-        ),
+        (Action::RejectAssignment, S::Dispatched | S::Handling) => {
+            (S::ReturnRequested, limit(ctx.sla.dispatch_limit(facts.urgency)), handle, None)
+        }
+        (Action::ApproveReturn, S::ReturnRequested) => {
+            (S::Filed, limit(ctx.sla.dispatch_limit(facts.urgency)), None, None)
+        }
         (Action::DenyReturn, S::ReturnRequested) => match status.request_from {
             Some(S::Dispatched) => (S::Dispatched, limit(ctx.sla.sign), handle, None),
             _ => (S::Handling, handle, handle, None),
         },
         (Action::RequestExtension { working_hours }, S::Handling) => {
             if *working_hours == 0 || *working_hours > 2400 {
-                return Err(TransitionError::Invalid(
-                    "working_hours must be between 1 and 2400".into(),
-                ));
+                return Err(TransitionError::Invalid("working_hours must be between 1 and 2400".into()));
             }
             (S::ExtensionRequested, handle, handle, None)
         }
@@ -827,16 +789,7 @@ pub fn decide(
                 (Some(replied), Some(due)) => replied <= due,
                 _ => true,
             };
-            (
-                S::Closed,
-                None,
-                handle,
-                Some(if on_time {
-                    CloseType::Normal
-                } else {
-                    CloseType::Late
-                }),
-            )
+            (S::Closed, None, handle, Some(if on_time { CloseType::Normal } else { CloseType::Late }))
         }
         (Action::CallBack { .. }, S::Closed) => {
             if status.satisfaction.is_some() {
@@ -845,12 +798,7 @@ pub fn decide(
             (S::Closed, None, handle, status.close_type)
         }
         (Action::Escalate, s) if s.is_open() => (s, keep_due, handle, None),
-        (Action::Reopen, S::Closed) => (
-            S::Filed,
-            limit(ctx.sla.dispatch_limit(facts.urgency)),
-            None,
-            None,
-        ),
+        (Action::Reopen, S::Closed) => (S::Filed, limit(ctx.sla.dispatch_limit(facts.urgency)), None, None),
         (Action::Void, S::Reported | S::Accepted | S::Filed) => (S::Void, None, handle, None),
         _ => return Err(illegal()),
     };

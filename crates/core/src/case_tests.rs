@@ -15,10 +15,7 @@ fn facts(at: Timestamp) -> CaseFacts {
         source: Source::GridPatrol,
         urgency: Urgency::Normal,
         description: "暴露垃圾".into(),
-        location: GeoPoint {
-            lon: 120.9,
-            lat: 31.3,
-        },
+        location: GeoPoint { lon: 120.9, lat: 31.3 },
         address: "张浦镇".into(),
         grid: "320583100001001".parse().expect("grid"),
         micro_grid: "32058310000100101".parse().expect("micro"),
@@ -29,10 +26,7 @@ fn facts(at: Timestamp) -> CaseFacts {
 }
 
 fn actor() -> EventActor {
-    EventActor {
-        user_id: 7,
-        role: Role::ShiftLeader,
-    }
+    EventActor { user_id: 7, role: Role::ShiftLeader }
 }
 
 fn dept(s: &str) -> DeptCode {
@@ -54,36 +48,13 @@ impl World {
         let cal = WorkCalendar::china_2026();
         let sla = SlaPolicy::default();
         let facts = facts(now);
-        let (status, event) = CaseStatus::report(
-            &facts,
-            actor(),
-            &Context {
-                now,
-                calendar: &cal,
-                sla: &sla,
-            },
-        );
-        World {
-            cal,
-            sla,
-            now,
-            facts,
-            status,
-            events: vec![event],
-        }
+        let (status, event) = CaseStatus::report(&facts, actor(), &Context { now, calendar: &cal, sla: &sla });
+        World { cal, sla, now, facts, status, events: vec![event] }
     }
 
     fn cmd(&mut self, action: Action, reason: Option<&str>) -> Result<&CaseEvent, TransitionError> {
-        let ctx = Context {
-            now: self.now,
-            calendar: &self.cal,
-            sla: &self.sla,
-        };
-        let cmd = Command {
-            action,
-            reason: reason.map(str::to_owned),
-            evidence: vec![],
-        };
+        let ctx = Context { now: self.now, calendar: &self.cal, sla: &self.sla };
+        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: vec![] };
         let event = decide(&self.facts, &self.status, &cmd, actor(), &ctx)?;
         self.status.apply(&event).expect("decided events apply");
         self.events.push(event);
@@ -95,30 +66,20 @@ impl World {
     }
 
     fn wait(&mut self, minutes: i64) {
-        self.now = self.now + SignedDuration::from_mins(minutes);
+        self.now += SignedDuration::from_mins(minutes);
     }
 }
 
 #[test]
 fn standard_flow_closes_on_time() {
     let mut w = World::new();
-    assert_eq!(
-        w.status.due_at,
-        Some(w.now + SignedDuration::from_mins(30)),
-        "dispatch within 30 min"
-    );
+    assert_eq!(w.status.due_at, Some(w.now + SignedDuration::from_mins(30)), "dispatch within 30 min");
     w.ok(Action::Accept);
     w.ok(Action::File);
-    w.ok(Action::Dispatch {
-        lead: dept("huanwei"),
-        co: vec![dept("chengguan")],
-    });
+    w.ok(Action::Dispatch { lead: dept("huanwei"), co: vec![dept("chengguan")] });
     assert_eq!(w.status.state, CaseState::Dispatched);
     // Exposed rubbish: 4 working hours from 09:00 Monday → 15:00 (lunch skipped).
-    assert_eq!(
-        w.status.handle_due_at,
-        Some(from_local(date(2026, 11, 23).at(15, 0, 0, 0)))
-    );
+    assert_eq!(w.status.handle_due_at, Some(from_local(date(2026, 11, 23).at(15, 0, 0, 0))));
     w.ok(Action::Sign);
     w.wait(120);
     w.ok(Action::Reply);
@@ -135,15 +96,7 @@ fn standard_flow_closes_on_time() {
 #[test]
 fn late_reply_closes_late() {
     let mut w = World::new();
-    for a in [
-        Action::Accept,
-        Action::File,
-        Action::Dispatch {
-            lead: dept("huanwei"),
-            co: vec![],
-        },
-        Action::Sign,
-    ] {
+    for a in [Action::Accept, Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![] }, Action::Sign] {
         w.ok(a);
     }
     w.wait(24 * 60);
@@ -159,10 +112,7 @@ fn failed_verification_is_rework_with_a_fresh_deadline() {
     for a in [
         Action::Accept,
         Action::File,
-        Action::Dispatch {
-            lead: dept("huanwei"),
-            co: vec![],
-        },
+        Action::Dispatch { lead: dept("huanwei"), co: vec![] },
         Action::Sign,
         Action::Reply,
     ] {
@@ -170,18 +120,13 @@ fn failed_verification_is_rework_with_a_fresh_deadline() {
     }
     assert_eq!(
         w.cmd(Action::VerifyFail, None).map(|_| ()),
-        Err(TransitionError::ReasonRequired {
-            action: "verify_fail"
-        })
+        Err(TransitionError::ReasonRequired { action: "verify_fail" })
     );
     w.wait(60);
     w.ok(Action::VerifyFail);
     assert_eq!(w.status.state, CaseState::Handling);
     assert_eq!(w.status.rework_count, 1);
-    assert_eq!(
-        w.status.handle_due_at,
-        Some(w.cal.deadline(w.now, TimeLimit::WorkingHours(4)))
-    );
+    assert_eq!(w.status.handle_due_at, Some(w.cal.deadline(w.now, TimeLimit::WorkingHours(4))));
 }
 
 #[test]
@@ -190,17 +135,11 @@ fn illegal_transitions_are_typed_errors_and_change_nothing() {
     let before = w.status.clone();
     assert_eq!(
         w.cmd(Action::Close, None).map(|_| ()),
-        Err(TransitionError::Illegal {
-            from: CaseState::Reported,
-            action: "close"
-        })
+        Err(TransitionError::Illegal { from: CaseState::Reported, action: "close" })
     );
     assert_eq!(
         w.cmd(Action::Report, None).map(|_| ()),
-        Err(TransitionError::Illegal {
-            from: CaseState::Reported,
-            action: "report"
-        })
+        Err(TransitionError::Illegal { from: CaseState::Reported, action: "report" })
     );
     assert_eq!(w.status, before);
     assert_eq!(w.events.len(), 1);
@@ -211,28 +150,14 @@ fn dispatch_refuses_lead_repeated_as_co() {
     let mut w = World::new();
     w.ok(Action::Accept);
     w.ok(Action::File);
-    let r = w.cmd(
-        Action::Dispatch {
-            lead: dept("a"),
-            co: vec![dept("a")],
-        },
-        None,
-    );
+    let r = w.cmd(Action::Dispatch { lead: dept("a"), co: vec![dept("a")] }, None);
     assert!(matches!(r, Err(TransitionError::Invalid(_))));
 }
 
 #[test]
 fn parking_stops_the_clock_and_unparking_restores_the_remaining_time() {
     let mut w = World::new();
-    for a in [
-        Action::Accept,
-        Action::File,
-        Action::Dispatch {
-            lead: dept("huanwei"),
-            co: vec![],
-        },
-        Action::Sign,
-    ] {
+    for a in [Action::Accept, Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![] }, Action::Sign] {
         w.ok(a);
     }
     let due = w.status.handle_due_at.expect("due");
@@ -249,15 +174,7 @@ fn parking_stops_the_clock_and_unparking_restores_the_remaining_time() {
 #[test]
 fn extension_request_and_approval_move_the_deadline_by_working_hours() {
     let mut w = World::new();
-    for a in [
-        Action::Accept,
-        Action::File,
-        Action::Dispatch {
-            lead: dept("huanwei"),
-            co: vec![],
-        },
-        Action::Sign,
-    ] {
+    for a in [Action::Accept, Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![] }, Action::Sign] {
         w.ok(a);
     }
     let due = w.status.handle_due_at.expect("due"); // Monday 15:00
@@ -266,24 +183,14 @@ fn extension_request_and_approval_move_the_deadline_by_working_hours() {
     assert_eq!(w.status.request_from, Some(CaseState::Handling));
     w.ok(Action::ApproveExtension);
     assert_eq!(w.status.state, CaseState::Handling);
-    assert_eq!(
-        w.status.handle_due_at,
-        Some(w.cal.add_working_seconds(due, 8 * 3600))
-    );
+    assert_eq!(w.status.handle_due_at, Some(w.cal.add_working_seconds(due, 8 * 3600)));
     assert_eq!(w.status.requested_extension_hours, None);
 }
 
 #[test]
 fn return_request_goes_back_to_where_it_came_from_when_denied() {
     let mut w = World::new();
-    for a in [
-        Action::Accept,
-        Action::File,
-        Action::Dispatch {
-            lead: dept("huanwei"),
-            co: vec![],
-        },
-    ] {
+    for a in [Action::Accept, Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![] }] {
         w.ok(a);
     }
     w.ok(Action::RejectAssignment);
@@ -301,10 +208,7 @@ fn call_back_only_once_and_reopen_clears_the_closure() {
     for a in [
         Action::Accept,
         Action::File,
-        Action::Dispatch {
-            lead: dept("huanwei"),
-            co: vec![],
-        },
+        Action::Dispatch { lead: dept("huanwei"), co: vec![] },
         Action::Sign,
         Action::Reply,
         Action::VerifyPass,
@@ -312,29 +216,14 @@ fn call_back_only_once_and_reopen_clears_the_closure() {
     ] {
         w.ok(a);
     }
-    w.ok(Action::CallBack {
-        satisfaction: Satisfaction::Dissatisfied,
-    });
+    w.ok(Action::CallBack { satisfaction: Satisfaction::Dissatisfied });
     assert_eq!(
-        w.cmd(
-            Action::CallBack {
-                satisfaction: Satisfaction::Satisfied
-            },
-            None
-        )
-        .map(|_| ()),
+        w.cmd(Action::CallBack { satisfaction: Satisfaction::Satisfied }, None).map(|_| ()),
         Err(TransitionError::AlreadyRated)
     );
     w.ok(Action::Reopen);
     assert_eq!(w.status.state, CaseState::Filed);
-    assert_eq!(
-        (
-            w.status.reopen_count,
-            w.status.closed_at,
-            w.status.satisfaction
-        ),
-        (1, None, None)
-    );
+    assert_eq!((w.status.reopen_count, w.status.closed_at, w.status.satisfaction), (1, None, None));
 }
 
 fn any_action() -> impl Strategy<Value = Action> {
@@ -343,14 +232,12 @@ fn any_action() -> impl Strategy<Value = Action> {
         Just(Action::Report),
         Just(Action::Accept),
         Just(Action::File),
-        (d.clone(), proptest::collection::vec(d.clone(), 0..2))
-            .prop_map(|(lead, co)| Action::Dispatch { lead, co }),
+        (d.clone(), proptest::collection::vec(d.clone(), 0..2)).prop_map(|(lead, co)| Action::Dispatch { lead, co }),
         Just(Action::Sign),
         Just(Action::RejectAssignment),
         Just(Action::ApproveReturn),
         Just(Action::DenyReturn),
-        (d.clone(), proptest::collection::vec(d, 0..2))
-            .prop_map(|(lead, co)| Action::Reassign { lead, co }),
+        (d.clone(), proptest::collection::vec(d, 0..2)).prop_map(|(lead, co)| Action::Reassign { lead, co }),
         Just(Action::SendBack),
         (0u32..50).prop_map(|working_hours| Action::RequestExtension { working_hours }),
         Just(Action::ApproveExtension),
@@ -361,9 +248,7 @@ fn any_action() -> impl Strategy<Value = Action> {
         Just(Action::VerifyPass),
         Just(Action::VerifyFail),
         Just(Action::Close),
-        Just(Action::CallBack {
-            satisfaction: Satisfaction::Satisfied
-        }),
+        Just(Action::CallBack { satisfaction: Satisfaction::Satisfied }),
         Just(Action::Escalate),
         Just(Action::Reopen),
         Just(Action::Void),
@@ -415,19 +300,10 @@ fn replay_rejects_broken_histories() {
     let mut w = World::new();
     w.ok(Action::Accept);
     assert_eq!(CaseStatus::replay(&[]), Err(ReplayError::Empty));
-    assert_eq!(
-        CaseStatus::replay(&w.events[1..]),
-        Err(ReplayError::NoReport)
-    );
+    assert_eq!(CaseStatus::replay(&w.events[1..]), Err(ReplayError::NoReport));
     let mut skipped = w.events.clone();
     skipped[1].seq = 3;
-    assert_eq!(
-        CaseStatus::replay(&skipped),
-        Err(ReplayError::OutOfOrder {
-            expected: 2,
-            got: 3
-        })
-    );
+    assert_eq!(CaseStatus::replay(&skipped), Err(ReplayError::OutOfOrder { expected: 2, got: 3 }));
 }
 
 #[test]
@@ -437,14 +313,6 @@ fn urgent_cases_get_ten_minutes_to_dispatch() {
     let now = from_local(date(2026, 10, 1).at(3, 0, 0, 0)); // night of a holiday: the centre runs 24 h
     let mut f = facts(now);
     f.urgency = Urgency::Urgent;
-    let (status, _) = CaseStatus::report(
-        &f,
-        actor(),
-        &Context {
-            now,
-            calendar: &cal,
-            sla: &sla,
-        },
-    );
+    let (status, _) = CaseStatus::report(&f, actor(), &Context { now, calendar: &cal, sla: &sla });
     assert_eq!(status.due_at, Some(now + SignedDuration::from_mins(10)));
 }

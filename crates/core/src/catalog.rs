@@ -64,49 +64,26 @@ pub struct Matter {
 }
 
 fn non_empty(s: Option<&str>) -> Option<String> {
-    s.map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+    s.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
 fn rows(text: &str) -> impl Iterator<Item = (usize, Result<csv::StringRecord, csv::Error>)> + '_ {
-    csv::Reader::from_reader(text.as_bytes())
-        .into_records()
-        .enumerate()
-        .map(|(i, r)| (i + 1, r))
+    csv::Reader::from_reader(text.as_bytes()).into_records().enumerate().map(|(i, r)| (i + 1, r))
 }
 
-fn field<'a>(
-    rec: &'a csv::StringRecord,
-    i: usize,
-    row: usize,
-    name: &str,
-) -> Result<&'a str, CatalogError> {
-    rec.get(i).ok_or_else(|| CatalogError::Row {
-        row,
-        message: format!("missing column {name}"),
-    })
+fn field<'a>(rec: &'a csv::StringRecord, i: usize, row: usize, name: &str) -> Result<&'a str, CatalogError> {
+    rec.get(i).ok_or_else(|| CatalogError::Row { row, message: format!("missing column {name}") })
 }
 
-fn code<T: std::str::FromStr<Err = crate::codes::CodeError>>(
-    s: &str,
-    row: usize,
-) -> Result<T, CatalogError> {
-    s.parse()
-        .map_err(|e: crate::codes::CodeError| CatalogError::Row {
-            row,
-            message: e.to_string(),
-        })
+fn code<T: std::str::FromStr<Err = crate::codes::CodeError>>(s: &str, row: usize) -> Result<T, CatalogError> {
+    s.parse().map_err(|e: crate::codes::CodeError| CatalogError::Row { row, message: e.to_string() })
 }
 
 /// Parses `components.csv` text.
 pub fn parse_components(text: &str) -> Result<Vec<ComponentClass>, CatalogError> {
     rows(text)
         .map(|(row, rec)| {
-            let rec = rec.map_err(|e| CatalogError::Row {
-                row,
-                message: e.to_string(),
-            })?;
+            let rec = rec.map_err(|e| CatalogError::Row { row, message: e.to_string() })?;
             Ok(ComponentClass {
                 code: code(field(&rec, 0, row, "code")?, row)?,
                 major_code: field(&rec, 1, row, "major_code")?.to_owned(),
@@ -123,10 +100,7 @@ pub fn parse_components(text: &str) -> Result<Vec<ComponentClass>, CatalogError>
 pub fn parse_matters(text: &str) -> Result<Vec<Matter>, CatalogError> {
     rows(text)
         .map(|(row, rec)| {
-            let rec = rec.map_err(|e| CatalogError::Row {
-                row,
-                message: e.to_string(),
-            })?;
+            let rec = rec.map_err(|e| CatalogError::Row { row, message: e.to_string() })?;
             let component_code = match non_empty(rec.get(5)) {
                 Some(c) => Some(code(&c, row)?),
                 None => None,
@@ -154,10 +128,7 @@ pub struct Catalog {
 impl Catalog {
     /// The national tables embedded in the binary.
     pub fn national() -> Result<Self, CatalogError> {
-        Ok(Self::new(
-            parse_components(COMPONENTS_CSV)?,
-            parse_matters(MATTERS_CSV)?,
-        ))
+        Ok(Self::new(parse_components(COMPONENTS_CSV)?, parse_matters(MATTERS_CSV)?))
     }
 
     /// Builds a catalogue from parsed rows.
@@ -190,9 +161,7 @@ impl Catalog {
 
     /// The fault matter of a component class, e.g. 路灯 → 路灯异常.
     pub fn fault_matter_of(&self, class: ComponentClassCode) -> Option<&Matter> {
-        self.matters
-            .values()
-            .find(|m| m.component_code == Some(class))
+        self.matters.values().find(|m| m.component_code == Some(class))
     }
 }
 
@@ -213,10 +182,7 @@ mod tests {
     fn gaps_in_numbering_are_kept() {
         let cat = Catalog::national().expect("embedded tables parse");
         for gap in ["01016", "05001", "05004", "05008"] {
-            assert!(
-                cat.component_class(gap.parse().expect("code")).is_none(),
-                "{gap} must stay absent"
-            );
+            assert!(cat.component_class(gap.parse().expect("code")).is_none(), "{gap} must stay absent");
         }
     }
 
@@ -232,15 +198,11 @@ mod tests {
 
     #[test]
     fn embedded_copies_match_shared_reference_when_present() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
         for (name, embedded) in [
             ("components.csv", COMPONENTS_CSV),
             ("matters.csv", MATTERS_CSV),
-            (
-                "workcalendar-cn-2026.csv",
-                crate::calendar::CALENDAR_2026_CSV,
-            ),
+            ("workcalendar-cn-2026.csv", crate::calendar::CALENDAR_2026_CSV),
         ] {
             if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
                 assert_eq!(text, embedded, "{name} drifted from shared/reference");

@@ -31,9 +31,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock stopped at `at`.
     pub fn new(at: Timestamp) -> Self {
-        Self {
-            micros: Arc::new(AtomicI64::new(at.as_microsecond())),
-        }
+        Self { micros: Arc::new(AtomicI64::new(at.as_microsecond())) }
     }
 
     /// Moves the clock forward (or back, for a negative duration).

@@ -24,11 +24,7 @@ pub struct CodeError {
 fn digits<const N: usize>(kind: &'static str, s: &str) -> Result<[u8; N], CodeError> {
     let bytes = s.as_bytes();
     if bytes.len() != N || !bytes.iter().all(u8::is_ascii_digit) {
-        return Err(CodeError {
-            kind,
-            len: N,
-            got: s.chars().take(40).collect(),
-        });
+        return Err(CodeError { kind, len: N, got: s.chars().take(40).collect() });
     }
     let mut out = [0u8; N];
     out.copy_from_slice(bytes);
@@ -209,11 +205,7 @@ impl MicroGridCode {
 
 impl ComponentId {
     /// Builds a component ID from its three parts; the serial must fit in 6 digits.
-    pub fn new(
-        division: DivisionCode,
-        class: ComponentClassCode,
-        serial: u32,
-    ) -> Result<Self, CodeError> {
+    pub fn new(division: DivisionCode, class: ComponentClassCode, serial: u32) -> Result<Self, CodeError> {
         format!("{division}{class}{serial:06}").parse()
     }
 
@@ -234,12 +226,7 @@ mod tests {
         assert!("32058510000100".parse::<GridCode>().is_err());
         assert!("3205851000010011".parse::<GridCode>().is_err());
         assert!("32058510000100a".parse::<GridCode>().is_err());
-        assert!(
-            "３２０５８５１００００１００１"
-                .parse::<GridCode>()
-                .is_err(),
-            "full-width digits"
-        );
+        assert!("３２０５８５１００００１００１".parse::<GridCode>().is_err(), "full-width digits");
     }
 
     #[test]

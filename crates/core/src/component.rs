@@ -72,27 +72,17 @@ pub struct Component {
 
 impl Component {
     /// Checks an ID against the town's division and the national class table.
-    pub fn check_id(
-        id: ComponentId,
-        division: DivisionCode,
-        catalog: &Catalog,
-    ) -> Result<(), DomainError> {
+    pub fn check_id(id: ComponentId, division: DivisionCode, catalog: &Catalog) -> Result<(), DomainError> {
         if id.division() != division {
             return Err(DomainError::invalid(
                 "id",
-                format!(
-                    "component ID {id} belongs to division {}, not {division}",
-                    id.division()
-                ),
+                format!("component ID {id} belongs to division {}, not {division}", id.division()),
             ));
         }
         if catalog.component_class(id.class()).is_none() {
             return Err(DomainError::invalid(
                 "id",
-                format!(
-                    "component class {} is not in the national table",
-                    id.class()
-                ),
+                format!("component class {} is not in the national table", id.class()),
             ));
         }
         Ok(())
@@ -108,13 +98,7 @@ mod tests {
         let cat = Catalog::national().expect("catalog");
         let div: DivisionCode = "320585".parse().expect("div");
         assert!(Component::check_id("32058501037000001".parse().expect("id"), div, &cat).is_ok());
-        assert!(
-            Component::check_id("11010101037000001".parse().expect("id"), div, &cat).is_err(),
-            "other county"
-        );
-        assert!(
-            Component::check_id("32058501016000001".parse().expect("id"), div, &cat).is_err(),
-            "gap class"
-        );
+        assert!(Component::check_id("11010101037000001".parse().expect("id"), div, &cat).is_err(), "other county");
+        assert!(Component::check_id("32058501016000001".parse().expect("id"), div, &cat).is_err(), "gap class");
     }
 }

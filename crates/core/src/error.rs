@@ -26,10 +26,7 @@ pub enum DomainError {
 impl DomainError {
     /// An invalid input value in `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        DomainError::Invalid {
-            field: Some(field.to_owned()),
-            message: message.into(),
-        }
+        DomainError::Invalid { field: Some(field.to_owned()), message: message.into() }
     }
 
     /// A code string that failed to parse in `field`.

@@ -30,11 +30,8 @@ pub enum GeometryError {
 pub fn polygon_from_geojson(value: &serde_json::Value) -> Result<Polygon<f64>, GeometryError> {
     let geometry = serde_json::from_value::<geojson::Geometry>(value.clone())
         .map_err(|e| GeometryError::NotPolygon(e.to_string()))?;
-    let polygon: Polygon<f64> =
-        Polygon::try_from(geometry).map_err(|e| GeometryError::NotPolygon(e.to_string()))?;
-    let ok = |c: &Coord<f64>| {
-        c.x.is_finite() && c.y.is_finite() && c.x.abs() <= 180.0 && c.y.abs() <= 90.0
-    };
+    let polygon: Polygon<f64> = Polygon::try_from(geometry).map_err(|e| GeometryError::NotPolygon(e.to_string()))?;
+    let ok = |c: &Coord<f64>| c.x.is_finite() && c.y.is_finite() && c.x.abs() <= 180.0 && c.y.abs() <= 90.0;
     for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
         if ring.0.len() < 4 || ring.0.first() != ring.0.last() {
             return Err(GeometryError::BadRing);
@@ -145,16 +142,10 @@ impl GridIndex {
             .enumerate()
             .filter_map(|(i, (_, p))| {
                 let r = p.bounding_rect()?;
-                Some(GeomWithData::new(
-                    Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
-                    i,
-                ))
+                Some(GeomWithData::new(Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]), i))
             })
             .collect();
-        Self {
-            tree: RTree::bulk_load(entries),
-            cells,
-        }
+        Self { tree: RTree::bulk_load(entries), cells }
     }
 
     /// Number of micro-grids indexed.
@@ -194,38 +185,11 @@ mod tests {
 
     #[test]
     fn locates_points_in_a_tiling_and_misses_outside() {
-        let idx = GridIndex::new(
-            (0..4).map(|i| (code(i), square(120.0 + f64::from(i) * 0.01, 31.0, 0.01))),
-        );
-        assert_eq!(
-            idx.locate(GeoPoint {
-                lon: 120.005,
-                lat: 31.005
-            }),
-            Some(code(0))
-        );
-        assert_eq!(
-            idx.locate(GeoPoint {
-                lon: 120.035,
-                lat: 31.001
-            }),
-            Some(code(3))
-        );
-        assert_eq!(
-            idx.locate(GeoPoint {
-                lon: 120.01,
-                lat: 31.005
-            }),
-            Some(code(0)),
-            "shared edge → lowest code"
-        );
-        assert_eq!(
-            idx.locate(GeoPoint {
-                lon: 119.0,
-                lat: 31.005
-            }),
-            None
-        );
+        let idx = GridIndex::new((0..4).map(|i| (code(i), square(120.0 + f64::from(i) * 0.01, 31.0, 0.01))));
+        assert_eq!(idx.locate(GeoPoint { lon: 120.005, lat: 31.005 }), Some(code(0)));
+        assert_eq!(idx.locate(GeoPoint { lon: 120.035, lat: 31.001 }), Some(code(3)));
+        assert_eq!(idx.locate(GeoPoint { lon: 120.01, lat: 31.005 }), Some(code(0)), "shared edge → lowest code");
+        assert_eq!(idx.locate(GeoPoint { lon: 119.0, lat: 31.005 }), None);
     }
 
     #[test]
@@ -237,9 +201,6 @@ mod tests {
         let bad = serde_json::json!({"type": "Polygon", "coordinates": [[[200.0, 31.0], [120.0, 31.0], [120.0, 32.0], [200.0, 31.0]]]});
         assert_eq!(polygon_from_geojson(&bad), Err(GeometryError::OutOfRange));
         let point = serde_json::json!({"type": "Point", "coordinates": [120.0, 31.0]});
-        assert!(matches!(
-            polygon_from_geojson(&point),
-            Err(GeometryError::NotPolygon(_))
-        ));
+        assert!(matches!(polygon_from_geojson(&point), Err(GeometryError::NotPolygon(_))));
     }
 }

@@ -73,25 +73,15 @@ pub fn check_report(
     now: Timestamp,
 ) -> Result<CaseFacts, DomainError> {
     if !actor.role.may_report() {
-        return Err(DomainError::Forbidden(format!(
-            "{} may not report cases",
-            actor.role.label_zh()
-        )));
+        return Err(DomainError::Forbidden(format!("{} may not report cases", actor.role.label_zh())));
     }
-    let matter = catalog.matter(input.matter).ok_or_else(|| {
-        DomainError::invalid(
-            "matter",
-            format!("matter {} is not in the code table", input.matter),
-        )
-    })?;
+    let matter = catalog
+        .matter(input.matter)
+        .ok_or_else(|| DomainError::invalid("matter", format!("matter {} is not in the code table", input.matter)))?;
     if let Some(id) = input.component_id {
-        let c = component.ok_or_else(|| {
-            DomainError::invalid("component_id", format!("component {id} does not exist"))
-        })?;
-        if matter
-            .component_code
-            .is_some_and(|class| class != c.id.class())
-        {
+        let c =
+            component.ok_or_else(|| DomainError::invalid("component_id", format!("component {id} does not exist")))?;
+        if matter.component_code.is_some_and(|class| class != c.id.class()) {
             return Err(DomainError::invalid(
                 "component_id",
                 format!(
@@ -108,54 +98,31 @@ pub fn check_report(
         return Err(DomainError::invalid("description", "describe the problem"));
     }
     if description.chars().count() > MAX_DESCRIPTION {
-        return Err(DomainError::invalid(
-            "description",
-            format!("at most {MAX_DESCRIPTION} characters"),
-        ));
+        return Err(DomainError::invalid("description", format!("at most {MAX_DESCRIPTION} characters")));
     }
     if input.attachments.len() > MAX_ATTACHMENTS {
-        return Err(DomainError::invalid(
-            "attachments",
-            format!("at most {MAX_ATTACHMENTS} attachments"),
-        ));
+        return Err(DomainError::invalid("attachments", format!("at most {MAX_ATTACHMENTS} attachments")));
     }
     let GeoPoint { lon, lat } = input.location;
     if !(lon.is_finite() && lat.is_finite() && lon.abs() <= 180.0 && lat.abs() <= 90.0) {
-        return Err(DomainError::invalid(
-            "location",
-            "longitude/latitude out of range",
-        ));
+        return Err(DomainError::invalid("location", "longitude/latitude out of range"));
     }
-    let micro_grid = index.locate(input.location).ok_or_else(|| {
-        DomainError::invalid(
-            "location",
-            format!("({lon}, {lat}) is outside the town's grids"),
-        )
-    })?;
+    let micro_grid = index
+        .locate(input.location)
+        .ok_or_else(|| DomainError::invalid("location", format!("({lon}, {lat}) is outside the town's grids")))?;
     let grid = micro_grid.grid();
     if !actor.can_report_in(grid) {
-        return Err(DomainError::Forbidden(format!(
-            "you may not report cases in grid {grid}"
-        )));
+        return Err(DomainError::Forbidden(format!("you may not report cases in grid {grid}")));
     }
     if let Some(phone) = &input.reporter_phone {
-        let ok = (5..=20).contains(&phone.len())
-            && phone
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+');
+        let ok = (5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+');
         if !ok {
-            return Err(DomainError::invalid(
-                "reporter_phone",
-                "a phone number is 5–20 digits",
-            ));
+            return Err(DomainError::invalid("reporter_phone", "a phone number is 5–20 digits"));
         }
     }
     let source = input.source.unwrap_or_else(|| default_source(actor.role));
     if actor.role == Role::Citizen && source != Source::CitizenH5 {
-        return Err(DomainError::invalid(
-            "source",
-            "citizens report through the H5 channel",
-        ));
+        return Err(DomainError::invalid("source", "citizens report through the H5 channel"));
     }
     Ok(CaseFacts {
         matter: matter.code,
@@ -169,10 +136,7 @@ pub fn check_report(
         micro_grid,
         reporter: Reporter {
             user_id: Some(actor.user_id),
-            name: input
-                .reporter_name
-                .map(|n| n.trim().to_owned())
-                .filter(|n| !n.is_empty()),
+            name: input.reporter_name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
             phone: input.reporter_phone,
         },
         attachments: input.attachments,

@@ -6,20 +6,12 @@ use utoipa::ToSchema;
 
 /// A ratio in percent (0–100); an empty denominator counts as 100 % (nothing was due, nothing was late).
 pub fn rate(numerator: u64, denominator: u64) -> f64 {
-    if denominator == 0 {
-        100.0
-    } else {
-        100.0 * numerator as f64 / denominator as f64
-    }
+    if denominator == 0 { 100.0 } else { 100.0 * numerator as f64 / denominator as f64 }
 }
 
 /// Overrun ratio = (used − limit) / limit; negative when finished early.
 pub fn overrun_ratio(used_secs: i64, limit_secs: i64) -> f64 {
-    if limit_secs <= 0 {
-        0.0
-    } else {
-        (used_secs - limit_secs) as f64 / limit_secs as f64
-    }
+    if limit_secs <= 0 { 0.0 } else { (used_secs - limit_secs) as f64 / limit_secs as f64 }
 }
 
 /// Counts from which a unit's case KPIs are computed.

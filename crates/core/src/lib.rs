@@ -1,18 +1,18 @@
 //! civicgrid-core: the domain of a town's integrated command centre, free of I/O.
 //!
-//! - [`codes`]: parsed code newtypes (grid, component, matter, …).
-//! - [`catalog`]: the national component and matter tables.
-//! - [`grid`]: the administrative hierarchy and point → micro-grid lookup.
-//! - [`org`]: departments.
-//! - [`component`]: physical assets (部件).
-//! - [`case`]: cases and their state machine (the only one).
-//! - [`intake`]: the rules a report must meet to become a case.
-//! - [`calendar`]: the working-time clock (the only one).
-//! - [`sla`]: which time limit applies to which step.
-//! - [`clock`]: the injected clock.
-//! - [`access`]: roles, actors and scope checks.
-//! - [`kpi`]: the performance formulas.
-//! - [`error`]: the domain error type.
+//! - [`codes`] — parsed code newtypes (grid, component, matter, …).
+//! - [`catalog`] — the national component and matter tables.
+//! - [`grid`] — the administrative hierarchy and point → micro-grid lookup.
+//! - [`org`] — departments.
+//! - [`component`] — physical assets (部件).
+//! - [`case`] — cases and their state machine (the only one).
+//! - [`intake`] — the rules a report must meet to become a case.
+//! - [`calendar`] — the working-time clock (the only one).
+//! - [`sla`] — which time limit applies to which step.
+//! - [`clock`] — the injected clock.
+//! - [`access`] — roles, actors and scope checks.
+//! - [`kpi`] — the performance formulas.
+//! - [`error`] — the domain error type.
 
 pub mod access;
 pub mod calendar;

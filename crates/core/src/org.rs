@@ -28,13 +28,8 @@ impl FromStr for DeptCode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = !s.is_empty()
             && s.len() <= 32
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(DeptCodeError(s.chars().take(40).collect()))
-        }
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok { Ok(Self(s.to_owned())) } else { Err(DeptCodeError(s.chars().take(40).collect())) }
     }
 }
 

@@ -37,17 +37,17 @@ impl Default for SlaPolicy {
     fn default() -> Self {
         let code = |s: &str| s.parse::<MatterCode>().ok();
         let rules = [
-            ("01037", TimeLimit::WorkingDays(1)), // street lamp out: fix in 1 working day
-            ("01060", TimeLimit::WorkingDays(1)), // lighting cabinet
+            ("01037", TimeLimit::WorkingDays(1)),   // street lamp out: fix in 1 working day
+            ("01060", TimeLimit::WorkingDays(1)),   // lighting cabinet
             ("01002", TimeLimit::CalendarHours(2)), // sewage manhole cover missing: 2 h
             ("01001", TimeLimit::CalendarHours(2)), // water supply manhole cover
             ("01003", TimeLimit::CalendarHours(2)), // storm drain manhole cover
-            ("01013", TimeLimit::WorkingDays(1)), // hydrant fault
-            ("06010", TimeLimit::WorkingHours(4)), // exposed rubbish
-            ("06011", TimeLimit::WorkingHours(4)), // accumulated rubbish
-            ("06012", TimeLimit::WorkingHours(4)), // dirty road
+            ("01013", TimeLimit::WorkingDays(1)),   // hydrant fault
+            ("06010", TimeLimit::WorkingHours(4)),  // exposed rubbish
+            ("06011", TimeLimit::WorkingHours(4)),  // accumulated rubbish
+            ("06012", TimeLimit::WorkingHours(4)),  // dirty road
             ("06029", TimeLimit::CalendarHours(2)), // open-air barbecue
-            ("06001", TimeLimit::WorkingDays(20)), // unauthorised structure: removal
+            ("06001", TimeLimit::WorkingDays(20)),  // unauthorised structure: removal
         ];
         SlaPolicy {
             dispatch_normal: TimeLimit::CalendarMinutes(30),
@@ -58,10 +58,7 @@ impl Default for SlaPolicy {
             handle_police_110: TimeLimit::WorkingDays(1),
             verify: TimeLimit::WorkingHours(2),
             close: TimeLimit::WorkingHours(4),
-            per_matter: rules
-                .iter()
-                .filter_map(|(c, l)| code(c).map(|c| (c, *l)))
-                .collect(),
+            per_matter: rules.iter().filter_map(|(c, l)| code(c).map(|c| (c, *l))).collect(),
         }
     }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{WorkCalendar, from_local, local};
 use civicgrid_core::case::{
-    Action, CaseEvent, CaseFacts, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter,
-    Satisfaction, Source, Urgency, decide,
+    Action, CaseEvent, CaseFacts, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter, Satisfaction, Source,
+    Urgency, decide,
 };
 use civicgrid_core::codes::{ComponentClassCode, GridCode, MatterCode};
 use civicgrid_core::component::Component;
@@ -55,14 +55,7 @@ const MATTERS: [(&str, u32); 22] = [
 ];
 
 /// Component classes that fail and report (IoT) or get reported, with weights.
-const FAULTS: [(&str, u32); 6] = [
-    ("01037", 8),
-    ("01002", 3),
-    ("01001", 2),
-    ("01003", 2),
-    ("03005", 3),
-    ("01013", 1),
-];
+const FAULTS: [(&str, u32); 6] = [("01037", 8), ("01002", 3), ("01001", 2), ("01003", 2), ("03005", 3), ("01013", 1)];
 
 /// Where each matter is dispatched in the demo (the real routing rules come with the dispatch console).
 pub fn department_for(matter: MatterCode) -> &'static str {
@@ -101,8 +94,7 @@ fn parse<T: std::str::FromStr>(s: &str) -> T
 where
     T::Err: std::fmt::Debug,
 {
-    s.parse()
-        .unwrap_or_else(|e| panic!("demo constant {s:?}: {e:?}"))
+    s.parse().unwrap_or_else(|e| panic!("demo constant {s:?}: {e:?}"))
 }
 
 /// Who plays each post in the simulation.
@@ -120,23 +112,11 @@ struct Cast {
 
 impl Cast {
     fn new(users: &[User]) -> Cast {
-        let actor = |u: &User| EventActor {
-            user_id: u.id,
-            role: u.role,
-        };
-        let first = |role: Role| {
-            users
-                .iter()
-                .find(|u| u.role == role)
-                .map(actor)
-                .unwrap_or(EventActor { user_id: 0, role })
-        };
+        let actor = |u: &User| EventActor { user_id: u.id, role: u.role };
+        let first =
+            |role: Role| users.iter().find(|u| u.role == role).map(actor).unwrap_or(EventActor { user_id: 0, role });
         Cast {
-            intake: users
-                .iter()
-                .filter(|u| u.role == Role::IntakeOperator)
-                .map(actor)
-                .collect(),
+            intake: users.iter().filter(|u| u.role == Role::IntakeOperator).map(actor).collect(),
             shift: first(Role::ShiftLeader),
             dispatcher: first(Role::Dispatcher),
             supervisor: first(Role::Supervisor),
@@ -176,12 +156,8 @@ impl Plan {
         let calendar = WorkCalendar::china_2026();
         let mut rng = fastrand::Rng::with_seed(opts.seed ^ 0x5eed);
         let today = local(opts.now).date();
-        let first = today
-            .checked_sub(jiff::Span::new().days(364))
-            .unwrap_or(today);
-        let month_factor = [
-            0.8, 0.7, 0.9, 1.0, 1.05, 1.15, 1.25, 1.25, 1.1, 1.0, 0.95, 0.85,
-        ];
+        let first = today.checked_sub(jiff::Span::new().days(364)).unwrap_or(today);
+        let month_factor = [0.8, 0.7, 0.9, 1.0, 1.05, 1.15, 1.25, 1.25, 1.1, 1.0, 0.95, 0.85];
         let mut weights = Vec::new();
         let mut day = first;
         while day <= today {
@@ -191,9 +167,7 @@ impl Plan {
                 Weekday::Sunday => 0.55,
                 _ => 1.0,
             };
-            if !calendar.is_working_day(day)
-                && !matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday)
-            {
+            if !calendar.is_working_day(day) && !matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday) {
                 w *= 0.5;
             }
             weights.push((day, w));
@@ -208,10 +182,7 @@ impl Plan {
             .into_iter()
             .map(|(d, w)| {
                 let exact = total * w / sum;
-                (
-                    d,
-                    exact.floor() as u32 + u32::from(rng.f64() < exact.fract()),
-                )
+                (d, exact.floor() as u32 + u32::from(rng.f64() < exact.fract()))
             })
             .collect();
         let mut components: BTreeMap<ComponentClassCode, Vec<Component>> = BTreeMap::new();
@@ -220,12 +191,7 @@ impl Plan {
         }
         Plan {
             days,
-            micro: data
-                .layout
-                .micro_grids
-                .iter()
-                .map(|m| (m.clone(), m.polygon.clone()))
-                .collect(),
+            micro: data.layout.micro_grids.iter().map(|m| (m.clone(), m.polygon.clone())).collect(),
             components,
             departments: data.departments.iter().map(|d| d.code.clone()).collect(),
             cast: Cast::new(users),
@@ -276,19 +242,13 @@ impl Plan {
                 .map(|_| {
                     let h = *weighted(&mut rng, &hour_weights);
                     let t = from_local(day.at(h, rng.i8(0..60), rng.i8(0..60), 0));
-                    if t >= self.now {
-                        self.now - SignedDuration::from_mins(rng.i64(1..600))
-                    } else {
-                        t
-                    }
+                    if t >= self.now { self.now - SignedDuration::from_mins(rng.i64(1..600)) } else { t }
                 })
                 .collect();
             times.sort();
             for t in times {
                 chunk.push(self.one_case(&mut rng, t));
-                if chunk.len() == CHUNK
-                    && !sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
-                {
+                if chunk.len() == CHUNK && !sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))) {
                     return;
                 }
             }
@@ -313,14 +273,11 @@ impl Plan {
         );
         let component_fault = source == Source::Iot || rng.u32(0..100) < 22;
         let (matter, component) = if component_fault {
-            let class: ComponentClassCode = parse(*weighted(rng, &FAULTS));
-            let c = self
-                .components
-                .get(&class)
-                .and_then(|v| (!v.is_empty()).then(|| v[rng.usize(0..v.len())].clone()));
+            let class: ComponentClassCode = parse(weighted::<&str>(rng, &FAULTS));
+            let c = self.components.get(&class).and_then(|v| (!v.is_empty()).then(|| v[rng.usize(0..v.len())].clone()));
             (parse::<MatterCode>(class.as_str()), c)
         } else {
-            (parse::<MatterCode>(*weighted(rng, &MATTERS)), None)
+            (parse::<MatterCode>(weighted::<&str>(rng, &MATTERS)), None)
         };
         let (location, grid, micro_grid) = match &component {
             Some(c) => (c.location, c.grid, c.micro_grid),
@@ -336,31 +293,15 @@ impl Plan {
             .get(rng.usize(0..self.cast.intake.len().max(1)))
             .cloned()
             .unwrap_or(self.cast.shift.clone());
-        let worker = self
-            .cast
-            .grid_workers
-            .get(&grid)
-            .cloned()
-            .unwrap_or(intake.clone());
+        let worker = self.cast.grid_workers.get(&grid).cloned().unwrap_or(intake.clone());
         let (actor, reporter) = match source {
-            Source::GridPatrol => (
-                worker.clone(),
-                Reporter {
-                    user_id: Some(worker.user_id),
-                    name: None,
-                    phone: None,
-                },
-            ),
+            Source::GridPatrol => (worker.clone(), Reporter { user_id: Some(worker.user_id), name: None, phone: None }),
             Source::Hotline12345 | Source::Police110 => (
                 intake.clone(),
                 Reporter {
                     user_id: Some(intake.user_id),
                     name: Some(crate::names::person(rng.usize(0..400))),
-                    phone: Some(format!(
-                        "1{}{:09}",
-                        rng.u8(3..10),
-                        rng.u32(0..1_000_000_000)
-                    )),
+                    phone: Some(format!("1{}{:09}", rng.u8(3..10), rng.u32(0..1_000_000_000))),
                 },
             ),
             Source::CitizenH5 => (
@@ -368,29 +309,16 @@ impl Plan {
                 Reporter {
                     user_id: Some(self.cast.citizen.user_id),
                     name: None,
-                    phone: Some(format!(
-                        "1{}{:09}",
-                        rng.u8(3..10),
-                        rng.u32(0..1_000_000_000)
-                    )),
+                    phone: Some(format!("1{}{:09}", rng.u8(3..10), rng.u32(0..1_000_000_000))),
                 },
             ),
             Source::Leader => (
                 self.cast.leader.clone(),
-                Reporter {
-                    user_id: Some(self.cast.leader.user_id),
-                    name: None,
-                    phone: None,
-                },
+                Reporter { user_id: Some(self.cast.leader.user_id), name: None, phone: None },
             ),
-            Source::Iot | Source::Video => (
-                intake.clone(),
-                Reporter {
-                    user_id: Some(intake.user_id),
-                    name: None,
-                    phone: None,
-                },
-            ),
+            Source::Iot | Source::Video => {
+                (intake.clone(), Reporter { user_id: Some(intake.user_id), name: None, phone: None })
+            }
         };
         let description = match (&component, source) {
             (Some(c), Source::Iot) => format!("{} 传感器告警", c.name),
@@ -401,11 +329,7 @@ impl Plan {
             matter,
             component_id: component.as_ref().map(|c| c.id),
             source,
-            urgency: if rng.u32(0..100) < 5 {
-                Urgency::Urgent
-            } else {
-                Urgency::Normal
-            },
+            urgency: if rng.u32(0..100) < 5 { Urgency::Urgent } else { Urgency::Normal },
             description,
             location,
             address: String::new(),
@@ -422,11 +346,7 @@ impl Plan {
         let (facts, reporter) = self.facts(rng, at);
         let mut sim = Sim::new(self, facts, reporter);
         sim.run(rng);
-        ImportCase {
-            facts: sim.facts,
-            events: sim.events,
-            status: sim.status,
-        }
+        ImportCase { facts: sim.facts, events: sim.events, status: sim.status }
     }
 }
 
@@ -441,44 +361,20 @@ struct Sim<'a> {
 
 impl<'a> Sim<'a> {
     fn new(plan: &'a Plan, facts: CaseFacts, reporter: EventActor) -> Sim<'a> {
-        let ctx = Context {
-            now: facts.reported_at,
-            calendar: &plan.calendar,
-            sla: &plan.sla,
-        };
+        let ctx = Context { now: facts.reported_at, calendar: &plan.calendar, sla: &plan.sla };
         let (status, event) = CaseStatus::report(&facts, reporter, &ctx);
         let clock = facts.reported_at;
-        Sim {
-            plan,
-            facts,
-            status,
-            events: vec![event],
-            clock,
-        }
+        Sim { plan, facts, status, events: vec![event], clock }
     }
 
     /// Takes `action` after `minutes`, unless that lies in the future; false when the case stops here.
-    fn step(
-        &mut self,
-        minutes: i64,
-        actor: &EventActor,
-        action: Action,
-        reason: Option<&str>,
-    ) -> bool {
+    fn step(&mut self, minutes: i64, actor: &EventActor, action: Action, reason: Option<&str>) -> bool {
         let at = self.clock + SignedDuration::from_mins(minutes.max(1));
         if at >= self.plan.now {
             return false;
         }
-        let ctx = Context {
-            now: at,
-            calendar: &self.plan.calendar,
-            sla: &self.plan.sla,
-        };
-        let cmd = Command {
-            action,
-            reason: reason.map(str::to_owned),
-            evidence: Vec::new(),
-        };
+        let ctx = Context { now: at, calendar: &self.plan.calendar, sla: &self.plan.sla };
+        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: Vec::new() };
         match decide(&self.facts, &self.status, &cmd, actor.clone(), &ctx) {
             Ok(event) => {
                 if self.status.apply(&event).is_err() {
@@ -494,10 +390,7 @@ impl<'a> Sim<'a> {
 
     /// Minutes until the handling deadline (at least 10).
     fn window(&self) -> i64 {
-        self.status
-            .handle_due_at
-            .map_or(480, |d| d.duration_since(self.clock).as_mins())
-            .max(10)
+        self.status.handle_due_at.map_or(480, |d| d.duration_since(self.clock).as_mins()).max(10)
     }
 
     fn run(&mut self, rng: &mut fastrand::Rng) {
@@ -505,64 +398,31 @@ impl<'a> Sim<'a> {
         let cast = &p.cast;
         let intake = cast.intake.first().cloned().unwrap_or(cast.shift.clone());
         if rng.u32(0..100) < 4 {
-            let reason = if rng.bool() {
-                "重复上报，已并单"
-            } else {
-                "经核实不属实"
-            };
+            let reason = if rng.bool() { "重复上报，已并单" } else { "经核实不属实" };
             self.step(rng.i64(3..30), &intake, Action::Void, Some(reason));
             return;
         }
         let lead: DeptCode = parse(department_for(self.facts.matter));
-        let handler = cast
-            .departments
-            .get(&lead)
-            .cloned()
-            .unwrap_or(cast.dispatcher.clone());
-        let worker = cast
-            .grid_workers
-            .get(&self.facts.grid)
-            .cloned()
-            .unwrap_or(cast.supervisor.clone());
+        let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.dispatcher.clone());
+        let worker = cast.grid_workers.get(&self.facts.grid).cloned().unwrap_or(cast.supervisor.clone());
         let co = if rng.u32(0..100) < 10 {
             let other = &p.departments[rng.usize(0..p.departments.len())];
-            if *other == lead {
-                vec![]
-            } else {
-                vec![other.clone()]
-            }
+            if *other == lead { vec![] } else { vec![other.clone()] }
         } else {
             vec![]
         };
         if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
             && self.step(rng.i64(1..8), &cast.shift, Action::File, None)
-            && self.step(
-                rng.i64(2..15),
-                &cast.dispatcher,
-                Action::Dispatch {
-                    lead: lead.clone(),
-                    co,
-                },
-                None,
-            ))
+            && self.step(rng.i64(2..15), &cast.dispatcher, Action::Dispatch { lead: lead.clone(), co }, None))
         {
             return;
         }
         if rng.u32(0..100) < 3 {
-            if !self.step(
-                rng.i64(10..60),
-                &handler,
-                Action::RejectAssignment,
-                Some("不属于本部门职责"),
-            ) {
+            if !self.step(rng.i64(10..60), &handler, Action::RejectAssignment, Some("不属于本部门职责")) {
                 return;
             }
-            if !self.step(
-                rng.i64(5..30),
-                &cast.dispatcher,
-                Action::DenyReturn,
-                Some("职责明确，请继续办理"),
-            ) {
+            if !self.step(rng.i64(5..30), &cast.dispatcher, Action::DenyReturn, Some("职责明确，请继续办理"))
+            {
                 return;
             }
         }
@@ -575,70 +435,36 @@ impl<'a> Sim<'a> {
             if !(self.step(
                 rng.i64(60..600),
                 &handler,
-                Action::RequestExtension {
-                    working_hours: hours,
-                },
+                Action::RequestExtension { working_hours: hours },
                 Some("需协调材料"),
-            ) && self.step(
-                rng.i64(30..240),
-                &cast.shift,
-                Action::ApproveExtension,
-                None,
-            )) {
+            ) && self.step(rng.i64(30..240), &cast.shift, Action::ApproveExtension, None))
+            {
                 return;
             }
-        } else if roll < 35 {
-            if !(self.step(
-                rng.i64(60..600),
-                &cast.shift,
-                Action::Park,
-                Some("需专项资金，挂账处理"),
-            ) && self.step(
-                rng.i64(3 * 1440..20 * 1440),
-                &cast.shift,
-                Action::Unpark,
-                None,
-            )) {
-                return;
-            }
+        } else if roll < 35
+            && !(self.step(rng.i64(60..600), &cast.shift, Action::Park, Some("需专项资金，挂账处理"))
+                && self.step(rng.i64(3 * 1440..20 * 1440), &cast.shift, Action::Unpark, None))
+        {
+            return;
         }
         let late = rng.u32(0..100) < 10;
         if late && rng.u32(0..100) < 25 {
             let w = self.window();
-            if !self.step(
-                w + rng.i64(10..120),
-                &cast.supervisor,
-                Action::Escalate,
-                None,
-            ) {
+            if !self.step(w + rng.i64(10..120), &cast.supervisor, Action::Escalate, None) {
                 return;
             }
         }
         let w = self.window();
-        let frac = if late {
-            1.05 + rng.f64() * 1.2
-        } else {
-            0.1 + rng.f64() * 0.85
-        };
+        let frac = if late { 1.05 + rng.f64() * 1.2 } else { 0.1 + rng.f64() * 0.85 };
         if !self.step((w as f64 * frac) as i64, &handler, Action::Reply, None) {
             return;
         }
         if rng.u32(0..100) < 6 {
-            if !self.step(
-                rng.i64(20..180),
-                &worker,
-                Action::VerifyFail,
-                Some("现场核查未整改到位"),
-            ) {
+            if !self.step(rng.i64(20..180), &worker, Action::VerifyFail, Some("现场核查未整改到位")) {
                 return;
             }
             let w = self.window();
-            if !self.step(
-                (w as f64 * (0.2 + rng.f64() * 0.7)) as i64,
-                &handler,
-                Action::Reply,
-                None,
-            ) {
+            if !self.step((w as f64 * (0.2 + rng.f64() * 0.7)) as i64, &handler, Action::Reply, None) {
                 return;
             }
         }
@@ -658,30 +484,14 @@ impl<'a> Sim<'a> {
                     (Satisfaction::VeryDissatisfied, 2),
                 ],
             );
-            if !self.step(
-                rng.i64(240..2880),
-                &intake,
-                Action::CallBack { satisfaction },
-                None,
-            ) {
+            if !self.step(rng.i64(240..2880), &intake, Action::CallBack { satisfaction }, None) {
                 return;
             }
-            let unhappy = matches!(
-                satisfaction,
-                Satisfaction::Dissatisfied | Satisfaction::VeryDissatisfied
-            );
+            let unhappy = matches!(satisfaction, Satisfaction::Dissatisfied | Satisfaction::VeryDissatisfied);
             if unhappy && rng.u32(0..100) < 20 {
-                let _ = self.step(
-                    rng.i64(60..1440),
-                    &cast.shift,
-                    Action::Reopen,
-                    Some("回访不满意，重新办理"),
-                ) && self.step(
-                    rng.i64(2..30),
-                    &cast.dispatcher,
-                    Action::Dispatch { lead, co: vec![] },
-                    None,
-                ) && self.step(rng.i64(5..120), &handler, Action::Sign, None)
+                let _ = self.step(rng.i64(60..1440), &cast.shift, Action::Reopen, Some("回访不满意，重新办理"))
+                    && self.step(rng.i64(2..30), &cast.dispatcher, Action::Dispatch { lead, co: vec![] }, None)
+                    && self.step(rng.i64(5..120), &handler, Action::Sign, None)
                     && self.step(rng.i64(120..960), &handler, Action::Reply, None)
                     && self.step(rng.i64(20..180), &worker, Action::VerifyPass, None)
                     && self.step(rng.i64(10..120), &cast.shift, Action::Close, None);

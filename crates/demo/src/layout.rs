@@ -9,15 +9,9 @@ use geo::Coord;
 use crate::names;
 
 /// South-west corner of the demo town (near Kunshan, Jiangsu).
-const ORIGIN: Coord<f64> = Coord {
-    x: 120.88,
-    y: 31.25,
-};
+const ORIGIN: Coord<f64> = Coord { x: 120.88, y: 31.25 };
 /// A workstation cell: about 1.6 km × 1.6 km at this latitude.
-const CELL: Coord<f64> = Coord {
-    x: 0.017,
-    y: 0.0145,
-};
+const CELL: Coord<f64> = Coord { x: 0.017, y: 0.0145 };
 
 /// How many of each level to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +31,7 @@ impl Counts {
         let workstations = n(28.0, 1);
         let grids = n(137.0, workstations);
         let micro_grids = n(635.0, grids);
-        Counts {
-            workstations,
-            grids,
-            micro_grids,
-        }
+        Counts { workstations, grids, micro_grids }
     }
 }
 
@@ -57,10 +47,7 @@ pub struct Layout {
 }
 
 fn lerp(a: Coord<f64>, b: Coord<f64>, t: f64) -> Coord<f64> {
-    Coord {
-        x: a.x + (b.x - a.x) * t,
-        y: a.y + (b.y - a.y) * t,
-    }
+    Coord { x: a.x + (b.x - a.x) * t, y: a.y + (b.y - a.y) * t }
 }
 
 /// A quadrilateral from its corners: south-west, south-east, north-east, north-west.
@@ -121,44 +108,23 @@ pub fn generate(town: TownCode, counts: Counts, rng: &mut fastrand::Rng) -> Layo
         .collect();
     let grids_per_ws = split(counts.grids, n, rng);
     let micro_per_grid = split(counts.micro_grids, counts.grids, rng);
-    let mut layout = Layout {
-        workstations: Vec::new(),
-        grids: Vec::new(),
-        micro_grids: Vec::new(),
-    };
+    let mut layout = Layout { workstations: Vec::new(), grids: Vec::new(), micro_grids: Vec::new() };
     let mut grid_no = 0;
-    for w in 0..n {
+    for (w, &k) in grids_per_ws.iter().enumerate() {
         // Fill rows from the north so a short last row leaves a notch in the south edge.
         let (i, j) = (w % cols, rows - 1 - w / cols);
-        let (sw, se, ne, nw) = (
-            vertex[j][i],
-            vertex[j][i + 1],
-            vertex[j + 1][i + 1],
-            vertex[j + 1][i],
-        );
-        let community =
-            CommunityCode::new(town, (w + 1) as u16).unwrap_or_else(|_| unreachable_code());
-        let kind = if names::is_community(w, n) {
-            WorkstationKind::Community
-        } else {
-            WorkstationKind::Village
-        };
+        let (sw, se, ne, nw) = (vertex[j][i], vertex[j][i + 1], vertex[j + 1][i + 1], vertex[j + 1][i]);
+        let community = CommunityCode::new(town, (w + 1) as u16).unwrap_or_else(|_| unreachable_code());
+        let kind = if names::is_community(w, n) { WorkstationKind::Community } else { WorkstationKind::Village };
         let ws_name = names::workstation(w, kind);
-        layout.workstations.push((
-            Workstation {
-                code: community,
-                name_zh: ws_name.clone(),
-                kind,
-            },
-            quad(sw, se, ne, nw),
-        ));
-        let k = grids_per_ws[w];
+        layout
+            .workstations
+            .push((Workstation { code: community, name_zh: ws_name.clone(), kind }, quad(sw, se, ne, nw)));
         let xs = cuts(k, rng);
         for g in 0..k {
             let (gsw, gse) = (lerp(sw, se, xs[g]), lerp(sw, se, xs[g + 1]));
             let (gnw, gne) = (lerp(nw, ne, xs[g]), lerp(nw, ne, xs[g + 1]));
-            let code =
-                GridCode::new(community, (g + 1) as u16).unwrap_or_else(|_| unreachable_code());
+            let code = GridCode::new(community, (g + 1) as u16).unwrap_or_else(|_| unreachable_code());
             let m = micro_per_grid[grid_no];
             grid_no += 1;
             let households = 550 + rng.u32(0..350);
@@ -175,15 +141,9 @@ pub fn generate(town: TownCode, counts: Counts, rng: &mut fastrand::Rng) -> Layo
             for s in 0..m {
                 // Number micro-grids north → south.
                 let (lo, hi) = (ys[m - 1 - s], ys[m - s]);
-                let polygon = quad(
-                    lerp(gsw, gnw, lo),
-                    lerp(gse, gne, lo),
-                    lerp(gse, gne, hi),
-                    lerp(gsw, gnw, hi),
-                );
+                let polygon = quad(lerp(gsw, gnw, lo), lerp(gse, gne, lo), lerp(gse, gne, hi), lerp(gsw, gnw, hi));
                 layout.micro_grids.push(MicroGrid {
-                    code: MicroGridCode::new(code, (s + 1) as u16)
-                        .unwrap_or_else(|_| unreachable_code()),
+                    code: MicroGridCode::new(code, (s + 1) as u16).unwrap_or_else(|_| unreachable_code()),
                     name_zh: format!("{ws_name}第{}网格{}号微网格", g + 1, s + 1),
                     households: shares[s] as u32,
                     worker_user_id: None,

@@ -2,9 +2,9 @@
 //! micro-grids, departments, thousands of components, an account for every post and a year of cases
 //! — and writes it through the [`Store`] trait. Everything is deterministic in the seed.
 //!
-//! - [`layout`]: the map (polygons that tile the town).
-//! - [`cases`]: a year of cases, each driven through the real state machine.
-//! - [`names`]: made-up names.
+//! - [`layout`] — the map (polygons that tile the town).
+//! - [`cases`] — a year of cases, each driven through the real state machine.
+//! - [`names`] — made-up names.
 
 pub mod cases;
 pub mod layout;
@@ -75,8 +75,7 @@ fn code<T: std::str::FromStr>(s: &str) -> T
 where
     T::Err: std::fmt::Debug,
 {
-    s.parse()
-        .unwrap_or_else(|e| panic!("demo constant {s:?} does not parse: {e:?}"))
+    s.parse().unwrap_or_else(|e| panic!("demo constant {s:?} does not parse: {e:?}"))
 }
 
 /// Component classes the demo places, with their count at scale 1 and responsible department.
@@ -99,12 +98,7 @@ pub fn town(opts: &DemoOptions) -> Result<TownData, DemoError> {
     let layout = layout::generate(town_code, Counts::scaled(opts.scale), &mut rng);
     let departments = names::DEPARTMENTS
         .iter()
-        .map(|(c, zh, en)| Department {
-            code: code(c),
-            name_zh: (*zh).into(),
-            name_en: (*en).into(),
-            parent: None,
-        })
+        .map(|(c, zh, en)| Department { code: code(c), name_zh: (*zh).into(), name_en: (*en).into(), parent: None })
         .collect();
     let mut components = Vec::new();
     for (class, count, dept) in COMPONENT_MIX {
@@ -132,11 +126,7 @@ pub fn town(opts: &DemoOptions) -> Result<TownData, DemoError> {
         }
     }
     Ok(TownData {
-        town: Town {
-            code: town_code,
-            name_zh: "清源镇（演示）".into(),
-            name_en: "Qingyuan Town (demo)".into(),
-        },
+        town: Town { code: town_code, name_zh: "清源镇（演示）".into(), name_en: "Qingyuan Town (demo)".into() },
         layout,
         departments,
         components,
@@ -269,16 +259,10 @@ pub async fn populate(
     let classes: Vec<_> = data.catalog.component_classes().cloned().collect();
     let matters: Vec<_> = data.catalog.matters().cloned().collect();
     store.put_catalog(&classes, &matters).await?;
-    let calendar =
-        parse_calendar_csv(CALENDAR_2026_CSV).map_err(|e| DemoError::Reference(e.to_string()))?;
+    let calendar = parse_calendar_csv(CALENDAR_2026_CSV).map_err(|e| DemoError::Reference(e.to_string()))?;
     store.put_calendar(&calendar).await?;
     store.put_town(&data.town).await?;
-    let workstations: Vec<_> = data
-        .layout
-        .workstations
-        .iter()
-        .map(|(w, _)| w.clone())
-        .collect();
+    let workstations: Vec<_> = data.layout.workstations.iter().map(|(w, _)| w.clone()).collect();
     store.put_workstations(&workstations).await?;
     store.put_departments(&data.departments).await?;
     let mut users = Vec::new();
@@ -289,12 +273,7 @@ pub async fn populate(
         g.worker_user_id = users.iter().find(|u| u.grids == [g.code]).map(|u| u.id);
     }
     for m in &mut data.layout.micro_grids {
-        m.worker_user_id = data
-            .layout
-            .grids
-            .iter()
-            .find(|g| g.code == m.grid())
-            .and_then(|g| g.worker_user_id);
+        m.worker_user_id = data.layout.grids.iter().find(|g| g.code == m.grid()).and_then(|g| g.worker_user_id);
     }
     store.put_grids(&data.layout.grids).await?;
     store.put_micro_grids(&data.layout.micro_grids).await?;
@@ -304,17 +283,14 @@ pub async fn populate(
     let plan = cases::Plan::new(&data, &users, opts);
     let total = plan.total();
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    let producer =
-        tokio::task::spawn_blocking(move || plan.generate(|chunk| tx.blocking_send(chunk).is_ok()));
+    let producer = tokio::task::spawn_blocking(move || plan.generate(|chunk| tx.blocking_send(chunk).is_ok()));
     let mut done = 0u64;
     while let Some(chunk) = rx.recv().await {
         done += chunk.len() as u64;
         store.import_cases(data.town.code, chunk).await?;
         progress(Progress::Cases { done, total });
     }
-    producer
-        .await
-        .map_err(|e| DemoError::Reference(format!("case generator failed: {e}")))?;
+    producer.await.map_err(|e| DemoError::Reference(format!("case generator failed: {e}")))?;
     Ok(Summary {
         workstations: data.layout.workstations.len(),
         grids: data.layout.grids.len(),

@@ -28,16 +28,15 @@ const VILLAGES: [&str; 24] = [
     "蔡家",
     "沈塘",
 ];
-const COMMUNITIES: [&str; 12] = [
-    "新镇", "鑫港", "锦绣", "金浦", "海棠", "彩虹", "繁华", "星河", "荷花", "翠园", "澄湖", "朝阳",
-];
+const COMMUNITIES: [&str; 12] =
+    ["新镇", "鑫港", "锦绣", "金浦", "海棠", "彩虹", "繁华", "星河", "荷花", "翠园", "澄湖", "朝阳"];
 const SURNAMES: [&str; 20] = [
-    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
-    "何", "林", "高", "沈",
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭", "何", "林", "高",
+    "沈",
 ];
 const GIVEN: [&str; 20] = [
-    "伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰", "涛", "明", "超", "霞", "平", "刚",
-    "桂英", "建华", "晓东", "丽",
+    "伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰", "涛", "明", "超", "霞", "平", "刚", "桂英", "建华",
+    "晓东", "丽",
 ];
 
 /// Whether workstation `i` of `n` is an urban community (about a third, the first ones: the centre).
@@ -51,31 +50,19 @@ pub fn workstation(i: usize, kind: WorkstationKind) -> String {
         WorkstationKind::Community => {
             let base = COMMUNITIES[i % COMMUNITIES.len()];
             let round = i / COMMUNITIES.len();
-            if round == 0 {
-                format!("{base}社区")
-            } else {
-                format!("{base}{}社区", round + 1)
-            }
+            if round == 0 { format!("{base}社区") } else { format!("{base}{}社区", round + 1) }
         }
         WorkstationKind::Village => {
             let base = VILLAGES[i % VILLAGES.len()];
             let round = i / VILLAGES.len();
-            if round == 0 {
-                format!("{base}村")
-            } else {
-                format!("{base}{}村", round + 1)
-            }
+            if round == 0 { format!("{base}村") } else { format!("{base}{}村", round + 1) }
         }
     }
 }
 
 /// A person's name, deterministic in `i`.
 pub fn person(i: usize) -> String {
-    format!(
-        "{}{}",
-        SURNAMES[i % SURNAMES.len()],
-        GIVEN[(i / SURNAMES.len() + i * 7) % GIVEN.len()]
-    )
+    format!("{}{}", SURNAMES[i % SURNAMES.len()], GIVEN[(i / SURNAMES.len() + i * 7) % GIVEN.len()])
 }
 
 /// Departments: (code, 中文名, English name).

@@ -25,82 +25,39 @@ fn full_scale_town_has_the_briefs_counts() {
     assert_eq!(data.layout.grids.len(), 137);
     assert_eq!(data.layout.micro_grids.len(), 635);
     let households: u32 = data.layout.grids.iter().map(|g| g.households).sum();
-    assert!(
-        (80_000..=125_000).contains(&households),
-        "{households} households"
-    );
+    assert!((80_000..=125_000).contains(&households), "{households} households");
     let micro_households: u32 = data.layout.micro_grids.iter().map(|m| m.households).sum();
-    assert_eq!(
-        micro_households, households,
-        "micro-grids split their grid's households"
-    );
+    assert_eq!(micro_households, households, "micro-grids split their grid's households");
     assert!(data.components.len() > 15_000, "thousands of components");
 }
 
 #[test]
 fn micro_grids_tile_the_town_without_gaps_or_overlaps() {
     let data = town(&opts(1.0, 0.0)).expect("town");
-    let ws_area: f64 = data
-        .layout
-        .workstations
-        .iter()
-        .map(|(_, p)| p.unsigned_area())
-        .sum();
-    let grid_area: f64 = data
-        .layout
-        .grids
-        .iter()
-        .map(|g| g.polygon.unsigned_area())
-        .sum();
-    let micro_area: f64 = data
-        .layout
-        .micro_grids
-        .iter()
-        .map(|m| m.polygon.unsigned_area())
-        .sum();
-    assert!(
-        (grid_area - ws_area).abs() < 1e-9 * ws_area,
-        "grids cover their workstations exactly"
-    );
-    assert!(
-        (micro_area - ws_area).abs() < 1e-9 * ws_area,
-        "micro-grids cover the town exactly"
-    );
+    let ws_area: f64 = data.layout.workstations.iter().map(|(_, p)| p.unsigned_area()).sum();
+    let grid_area: f64 = data.layout.grids.iter().map(|g| g.polygon.unsigned_area()).sum();
+    let micro_area: f64 = data.layout.micro_grids.iter().map(|m| m.polygon.unsigned_area()).sum();
+    assert!((grid_area - ws_area).abs() < 1e-9 * ws_area, "grids cover their workstations exactly");
+    assert!((micro_area - ws_area).abs() < 1e-9 * ws_area, "micro-grids cover the town exactly");
     // Sample points: every point inside the town lies strictly inside exactly one micro-grid.
     let mut rng = fastrand::Rng::with_seed(1);
-    let bbox = data
-        .layout
-        .workstations
-        .iter()
-        .filter_map(|(_, p)| p.bounding_rect())
-        .fold(None, |acc: Option<geo::Rect<f64>>, r| {
+    let bbox = data.layout.workstations.iter().filter_map(|(_, p)| p.bounding_rect()).fold(
+        None,
+        |acc: Option<geo::Rect<f64>>, r| {
             Some(match acc {
                 None => r,
                 Some(a) => geo::Rect::new(
-                    geo::Coord {
-                        x: a.min().x.min(r.min().x),
-                        y: a.min().y.min(r.min().y),
-                    },
-                    geo::Coord {
-                        x: a.max().x.max(r.max().x),
-                        y: a.max().y.max(r.max().y),
-                    },
+                    geo::Coord { x: a.min().x.min(r.min().x), y: a.min().y.min(r.min().y) },
+                    geo::Coord { x: a.max().x.max(r.max().x), y: a.max().y.max(r.max().y) },
                 ),
             })
-        });
+        },
+    );
     let bbox = bbox.expect("non-empty town");
     let mut inside = 0;
     for _ in 0..3000 {
-        let p = Point::new(
-            bbox.min().x + rng.f64() * bbox.width(),
-            bbox.min().y + rng.f64() * bbox.height(),
-        );
-        let n = data
-            .layout
-            .micro_grids
-            .iter()
-            .filter(|m| m.polygon.contains(&p))
-            .count();
+        let p = Point::new(bbox.min().x + rng.f64() * bbox.width(), bbox.min().y + rng.f64() * bbox.height());
+        let n = data.layout.micro_grids.iter().filter(|m| m.polygon.contains(&p)).count();
         let in_town = data.layout.workstations.iter().any(|(_, w)| w.contains(&p));
         assert!(n <= 1, "overlap at {p:?}");
         if in_town {
@@ -119,24 +76,14 @@ fn grid_codes_follow_the_hierarchy_and_are_unique() {
     assert_eq!(codes.len(), 635);
     for g in &data.layout.grids {
         assert_eq!(g.code.town(), data.town.code);
-        assert!(
-            data.layout
-                .workstations
-                .iter()
-                .any(|(w, _)| w.code == g.community)
-        );
+        assert!(data.layout.workstations.iter().any(|(w, _)| w.code == g.community));
     }
 }
 
 #[test]
 fn components_lie_in_their_micro_grid() {
     let data = town(&opts(0.1, 0.0)).expect("town");
-    let index = GridIndex::new(
-        data.layout
-            .micro_grids
-            .iter()
-            .map(|m| (m.code, m.polygon.clone())),
-    );
+    let index = GridIndex::new(data.layout.micro_grids.iter().map(|m| (m.code, m.polygon.clone())));
     for c in &data.components {
         assert_eq!(index.locate(c.location), Some(c.micro_grid), "{}", c.id);
         assert_eq!(c.micro_grid.grid(), c.grid);
@@ -166,10 +113,7 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
     let data = town(&o).expect("town");
     let plan = cases::Plan::new(&data, &users_for(&data), &o);
     let total = plan.total();
-    assert!(
-        (5_000..=6_000).contains(&total),
-        "{total} cases for 1 % of a year"
-    );
+    assert!((5_000..=6_000).contains(&total), "{total} cases for 1 % of a year");
     let mut all = Vec::new();
     plan.generate(|chunk| {
         all.extend(chunk);
@@ -177,41 +121,23 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
     });
     assert_eq!(all.len() as u64, total);
     for c in &all {
-        assert_eq!(
-            CaseStatus::replay(&c.events).as_ref(),
-            Ok(&c.status),
-            "history replays to the row"
-        );
+        assert_eq!(CaseStatus::replay(&c.events).as_ref(), Ok(&c.status), "history replays to the row");
         assert!(c.facts.reported_at <= o.now);
     }
-    let closed = all
-        .iter()
-        .filter(|c| c.status.state == civicgrid_core::case::CaseState::Closed)
-        .count();
-    let late = all
-        .iter()
-        .filter(|c| c.status.close_type == Some(civicgrid_core::case::CloseType::Late))
-        .count();
-    let void = all
-        .iter()
-        .filter(|c| c.status.state == civicgrid_core::case::CaseState::Void)
-        .count();
+    let closed = all.iter().filter(|c| c.status.state == civicgrid_core::case::CaseState::Closed).count();
+    let late = all.iter().filter(|c| c.status.close_type == Some(civicgrid_core::case::CloseType::Late)).count();
+    let void = all.iter().filter(|c| c.status.state == civicgrid_core::case::CaseState::Void).count();
     let rework = all.iter().filter(|c| c.status.rework_count > 0).count();
     let open = all.iter().filter(|c| c.status.state.is_open()).count();
     let n = all.len();
     assert!(closed * 100 / n >= 80, "mostly closed: {closed}/{n}");
-    assert!(
-        (2..=20).contains(&(late * 100 / n)),
-        "some late: {late}/{n}"
-    );
+    assert!((2..=20).contains(&(late * 100 / n)), "some late: {late}/{n}");
     assert!((1..=8).contains(&(void * 100 / n)), "some void: {void}/{n}");
     assert!(rework > 0 && open > 0, "rework {rework}, open {open}");
     // Weekdays carry more than weekends.
     let weekday = |c: &&ImportCase| {
         !matches!(
-            civicgrid_core::calendar::local(c.facts.reported_at)
-                .date()
-                .weekday(),
+            civicgrid_core::calendar::local(c.facts.reported_at).date().weekday(),
             jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
         )
     };

@@ -30,21 +30,17 @@ pub const COOKIE_NAME: &str = "cg_session";
 /// How long a checked session is trusted without asking the store again.
 const CACHE_TTL: Duration = Duration::from_secs(30);
 /// A hash to verify against when the user does not exist, so timing does not reveal usernames.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Yx2Nc6e3dCk3cYxAGi0sMTlbq9tFQJvGk4pF3D7x9Gk";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Yx2Nc6e3dCk3cYxAGi0sMTlbq9tFQJvGk4pF3D7x9Gk";
 
 /// Hashes a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(ApiError::internal)
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(ApiError::internal)
 }
 
 /// Checks a password against a PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), phc)
-        .is_ok()
+    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -61,10 +57,7 @@ pub fn random_password() -> Result<String, ApiError> {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect())
+    Ok(bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
 }
 
 fn new_token() -> Result<String, ApiError> {
@@ -93,10 +86,7 @@ pub struct SessionCache {
 impl SessionCache {
     fn get(&self, hash: &str) -> Option<Actor> {
         let entries = self.entries.lock().ok()?;
-        entries
-            .get(hash)
-            .filter(|(_, until)| *until > Instant::now())
-            .map(|(a, _)| a.clone())
+        entries.get(hash).filter(|(_, until)| *until > Instant::now()).map(|(a, _)| a.clone())
     }
 
     fn put(&self, hash: String, actor: Actor) {
@@ -137,20 +127,13 @@ pub struct Authed(pub Actor);
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = token_from(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         let hash = token_hash(&token);
         if let Some(actor) = state.sessions.get(&hash) {
             return Ok(Authed(actor));
         }
-        let user = state
-            .store
-            .session_user(&hash, state.clock.now())
-            .await?
-            .ok_or_else(ApiError::unauthenticated)?;
+        let user = state.store.session_user(&hash, state.clock.now()).await?.ok_or_else(ApiError::unauthenticated)?;
         let actor = actor_of(&user);
         state.sessions.put(hash, actor.clone());
         Ok(Authed(actor))
@@ -163,11 +146,7 @@ impl Authed {
         if roles.contains(&self.0.role) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
-                "{} ({}) may not do this",
-                self.0.role.label_zh(),
-                self.0.role.as_str()
-            )))
+            Err(ApiError::forbidden(format!("{} ({}) may not do this", self.0.role.label_zh(), self.0.role.as_str())))
         }
     }
 }
@@ -226,18 +205,12 @@ fn me(u: &User) -> Me {
 /// Log in with username and password.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
-pub async fn login(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<Response> {
+pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
     let user = state.store.user_by_username(req.username.trim()).await?;
-    let hash = user
-        .as_ref()
-        .map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+    let hash = user.as_ref().map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
     let password = req.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
+    let ok =
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
     let user = match (ok, user) {
         (true, Some(u)) => u,
         _ => {
@@ -251,29 +224,15 @@ pub async fn login(
     let token = new_token()?;
     let now = state.clock.now();
     let expires = now + SignedDuration::from_hours(state.config.session_hours);
-    state
-        .store
-        .create_session(&token_hash(&token), user.id, now, expires)
-        .await?;
-    let secure = if state.config.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
+    state.store.create_session(&token_hash(&token), user.id, now, expires).await?;
+    let secure = if state.config.secure_cookies { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
         state.config.session_hours * 3600
     );
-    let body = LoginResponse {
-        token,
-        expires_at: expires.to_string(),
-        user: me(&user),
-    };
+    let body = LoginResponse { token, expires_at: expires.to_string(), user: me(&user) };
     let mut resp = Json(body).into_response();
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
-    );
+    resp.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&cookie).map_err(ApiError::internal)?);
     Ok(resp)
 }
 
@@ -287,10 +246,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_str(&clear).map_err(ApiError::internal)?,
-    );
+    resp.headers_mut().insert(SET_COOKIE, HeaderValue::from_str(&clear).map_err(ApiError::internal)?);
     Ok(resp)
 }
 
@@ -298,11 +254,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub async fn whoami(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Json<Me>> {
-    let user = state
-        .store
-        .user(actor.user_id)
-        .await?
-        .ok_or_else(ApiError::unauthenticated)?;
+    let user = state.store.user(actor.user_id).await?.ok_or_else(ApiError::unauthenticated)?;
     Ok(Json(me(&user)))
 }
 

@@ -6,9 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use civicgrid_core::access::{Actor, mask_phone};
-use civicgrid_core::case::{
-    Case, CaseEvent, CaseState, CaseStatus, Command, Context, EventActor, Source, decide,
-};
+use civicgrid_core::case::{Case, CaseEvent, CaseState, CaseStatus, Command, Context, EventActor, Source, decide};
 use civicgrid_core::codes::{GridCode, MatterCode};
 use civicgrid_core::intake::{ReportInput, check_report};
 use civicgrid_core::org::DeptCode;
@@ -39,18 +37,11 @@ fn view(mut case: Case, actor: &Actor, now: Timestamp) -> CaseView {
         case.facts.reporter.phone = case.facts.reporter.phone.as_deref().map(mask_phone);
     }
     let overdue = case.is_overdue(now);
-    CaseView {
-        state_zh: case.status.state.label_zh(),
-        overdue,
-        case,
-    }
+    CaseView { state_zh: case.status.state.label_zh(), overdue, case }
 }
 
 fn event_actor(actor: &Actor) -> EventActor {
-    EventActor {
-        user_id: actor.user_id,
-        role: actor.role,
-    }
+    EventActor { user_id: actor.user_id, role: actor.role }
 }
 
 /// Loads a case the actor may see; cases out of scope are reported as missing.
@@ -83,29 +74,10 @@ pub async fn create_case(
         None => None,
     };
     let now = state.clock.now();
-    let facts = check_report(
-        input,
-        &actor,
-        &world.catalog,
-        &world.index,
-        component.as_ref(),
-        now,
-    )?;
-    let ctx = Context {
-        now,
-        calendar: &world.calendar,
-        sla: &world.sla,
-    };
+    let facts = check_report(input, &actor, &world.catalog, &world.index, component.as_ref(), now)?;
+    let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
     let (status, event) = CaseStatus::report(&facts, event_actor(&actor), &ctx);
-    let case = state
-        .store
-        .create_case(NewCase {
-            town: town.code,
-            facts,
-            status,
-            event,
-        })
-        .await?;
+    let case = state.store.create_case(NewCase { town: town.code, facts, status, event }).await?;
     Ok((StatusCode::CREATED, Json(view(case, &actor, now))))
 }
 
@@ -158,41 +130,24 @@ pub async fn transition(
     let case = visible_case(&state, &actor, id).await?;
     let action = &req.command.action;
     if !actor.can_act(&case, action) {
-        return Err(ApiError::forbidden(format!(
-            "{} may not {} this case",
-            actor.role.label_zh(),
-            action.name()
-        )));
+        return Err(ApiError::forbidden(format!("{} may not {} this case", actor.role.label_zh(), action.name())));
     }
     if let Some(v) = req.expected_version.filter(|v| *v != case.status.version) {
         return Err(civicgrid_store::StoreError::Conflict { expected: v }.into());
     }
-    if let civicgrid_core::case::Action::Dispatch { lead, co }
-    | civicgrid_core::case::Action::Reassign { lead, co } = action
+    if let civicgrid_core::case::Action::Dispatch { lead, co } | civicgrid_core::case::Action::Reassign { lead, co } =
+        action
     {
         for d in std::iter::once(lead).chain(co) {
             if !state.world.departments.contains_key(d) {
-                return Err(ApiError::invalid(
-                    "lead",
-                    format!("department {d} does not exist"),
-                ));
+                return Err(ApiError::invalid("lead", format!("department {d} does not exist")));
             }
         }
     }
     let now = state.clock.now();
     let world = &state.world;
-    let ctx = Context {
-        now,
-        calendar: &world.calendar,
-        sla: &world.sla,
-    };
-    let event = decide(
-        &case.facts,
-        &case.status,
-        &req.command,
-        event_actor(&actor),
-        &ctx,
-    )?;
+    let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
+    let event = decide(&case.facts, &case.status, &req.command, event_actor(&actor), &ctx)?;
     let mut status = case.status.clone();
     status.apply(&event).map_err(ApiError::internal)?;
     let updated = state.store.append_event(id, event, status).await?;
@@ -233,20 +188,12 @@ where
         .flat_map(|s| s.split(','))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|v| {
-            v.parse()
-                .map_err(|e: T::Err| ApiError::invalid(field, e.to_string()))
-        })
+        .map(|v| v.parse().map_err(|e: T::Err| ApiError::invalid(field, e.to_string())))
         .collect()
 }
 
 fn parse_time(field: &str, s: &Option<String>) -> ApiResult<Option<Timestamp>> {
-    s.as_deref()
-        .map(|v| {
-            v.parse()
-                .map_err(|e: jiff::Error| ApiError::invalid(field, e.to_string()))
-        })
-        .transpose()
+    s.as_deref().map(|v| v.parse().map_err(|e: jiff::Error| ApiError::invalid(field, e.to_string()))).transpose()
 }
 
 /// List cases the caller may see, newest first, with keyset pagination.
@@ -259,10 +206,7 @@ pub async fn list_cases(
 ) -> ApiResult<Json<Page<CaseView>>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "limit must be between 1 and 500",
-        ));
+        return Err(ApiError::invalid("limit", "limit must be between 1 and 500"));
     }
     let now = state.clock.now();
     let matter: Vec<MatterCode> = parse_list("matter", &q.matter)?;
@@ -278,22 +222,6 @@ pub async fn list_cases(
         overdue_at: q.overdue.unwrap_or(false).then_some(now),
         scope: Some(actor.case_scope()),
     };
-    let page = state
-        .store
-        .list_cases(
-            &filter,
-            PageRequest {
-                before: q.before,
-                limit,
-            },
-        )
-        .await?;
-    Ok(Json(Page {
-        items: page
-            .items
-            .into_iter()
-            .map(|c| view(c, &actor, now))
-            .collect(),
-        next: page.next,
-    }))
+    let page = state.store.list_cases(&filter, PageRequest { before: q.before, limit }).await?;
+    Ok(Json(Page { items: page.items.into_iter().map(|c| view(c, &actor, now)).collect(), next: page.next }))
 }

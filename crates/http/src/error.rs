@@ -31,14 +31,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with no field.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: ErrorBody {
-                code,
-                message: message.into(),
-                field: None,
-            },
-        }
+        Self { status, body: ErrorBody { code, message: message.into(), field: None } }
     }
 
     /// Attaches the input field concerned.
@@ -54,11 +47,7 @@ impl ApiError {
 
     /// 401: no valid session.
     pub fn unauthenticated() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "请先登录 (log in first)",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "请先登录 (log in first)")
     }
 
     /// 403: the role or scope does not allow it.
@@ -68,21 +57,13 @@ impl ApiError {
 
     /// 404.
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
     /// 500 with the detail logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the server log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }
 }
 
@@ -99,26 +80,17 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { expected } => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
-                format!(
-                    "the case changed meanwhile (you had version {expected}); reload and try again"
-                ),
+                format!("the case changed meanwhile (you had version {expected}); reload and try again"),
             ),
-            StoreError::Duplicate { field } => ApiError::new(
-                StatusCode::CONFLICT,
-                "duplicate",
-                format!("{field} is already taken"),
-            )
-            .field(field),
-            StoreError::BadReference => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_reference",
-                "a referenced record does not exist",
-            ),
-            StoreError::Closed => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the server is shutting down",
-            ),
+            StoreError::Duplicate { field } => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate", format!("{field} is already taken")).field(field)
+            }
+            StoreError::BadReference => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_reference", "a referenced record does not exist")
+            }
+            StoreError::Closed => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down")
+            }
             other => ApiError::internal(other),
         }
     }
@@ -128,23 +100,12 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         let status = match &e {
             DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
-            DomainError::Transition(civicgrid_core::case::TransitionError::Illegal { .. }) => {
-                StatusCode::CONFLICT
-            }
-            DomainError::Transition(civicgrid_core::case::TransitionError::AlreadyRated) => {
-                StatusCode::CONFLICT
-            }
+            DomainError::Transition(civicgrid_core::case::TransitionError::Illegal { .. }) => StatusCode::CONFLICT,
+            DomainError::Transition(civicgrid_core::case::TransitionError::AlreadyRated) => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let field = e.field().map(str::to_owned);
-        ApiError {
-            status,
-            body: ErrorBody {
-                code: e.code(),
-                message: e.to_string(),
-                field,
-            },
-        }
+        ApiError { status, body: ErrorBody { code: e.code(), message: e.to_string(), field } }
     }
 }
 

@@ -23,15 +23,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(JsonRejection::JsonDataError(e)) => {
                 let text = e.body_text();
                 // axum's text: "Failed to deserialize the JSON body into the target type: path: message"
-                let detail = text
-                    .split_once("target type: ")
-                    .map_or(text.as_str(), |(_, d)| d)
-                    .to_owned();
-                let err = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_input",
-                    detail.clone(),
-                );
+                let detail = text.split_once("target type: ").map_or(text.as_str(), |(_, d)| d).to_owned();
+                let err = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", detail.clone());
                 Err(match detail.split_once(": ") {
                     Some((path, _)) if !path.contains(' ') => err.field(path),
                     _ => err,
@@ -42,11 +35,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "unsupported_media_type",
                 "send the body as application/json",
             )),
-            Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                e.body_text(),
-            )),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())),
         }
     }
 }
@@ -62,8 +51,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
-            })
+            .map_err(|e: QueryRejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))
     }
 }

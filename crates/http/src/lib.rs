@@ -1,11 +1,11 @@
 //! civicgrid-http: the JSON API under `/api/v1`, the embedded pages and the health endpoints.
 //!
-//! - [`state`]: what handlers share (store, clock, reference data).
-//! - [`auth`]: passwords, sessions, login and the `Authed` extractor.
-//! - [`cases`], [`reference`]: the API handlers.
-//! - [`pages`]: landing page, API docs page, static files, health.
-//! - [`openapi`]: the generated OpenAPI 3.1 document.
-//! - [`error`], [`extract`]: errors as `{"code","message","field"}`.
+//! - [`state`] — what handlers share (store, clock, reference data).
+//! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
+//! - [`cases`], [`reference`] — the API handlers.
+//! - [`pages`] — landing page, API docs page, static files, health.
+//! - [`openapi`] — the generated OpenAPI 3.1 document.
+//! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
 
 pub mod auth;
 pub mod cases;
@@ -35,9 +35,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
             "/openapi.json",
-            get(|| async {
-                ([(CONTENT_TYPE, "application/json")], openapi::json()).into_response()
-            }),
+            get(|| async { ([(CONTENT_TYPE, "application/json")], openapi::json()).into_response() }),
         )
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
@@ -79,7 +77,5 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

@@ -17,16 +17,11 @@ use crate::state::AppState;
 struct Assets;
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn asset_text(name: &str) -> String {
-    Assets::get(name)
-        .map(|f| String::from_utf8_lossy(&f.data).into_owned())
-        .unwrap_or_default()
+    Assets::get(name).map(|f| String::from_utf8_lossy(&f.data).into_owned()).unwrap_or_default()
 }
 
 /// The landing page: what is running and where to go.
@@ -35,18 +30,12 @@ pub async fn index(State(state): State<AppState>) -> Response {
         .world
         .town
         .as_ref()
-        .map_or("（尚未配置镇）".to_owned(), |t| {
-            format!("{} {}", t.name_zh, t.name_en)
-        });
+        .map_or("（尚未配置镇）".to_owned(), |t| format!("{} {}", t.name_zh, t.name_en));
     let backend = match state.store.backend() {
         civicgrid_store::Backend::Sqlite => "SQLite（嵌入式）",
         civicgrid_store::Backend::Postgres => "PostgreSQL",
     };
-    let cases = state
-        .store
-        .count_cases()
-        .await
-        .map_or("?".to_owned(), |n| n.to_string());
+    let cases = state.store.count_cases().await.map_or("?".to_owned(), |n| n.to_string());
     let page = asset_text("index.html")
         .replace("{{town}}", &escape(&town))
         .replace("{{backend}}", backend)
@@ -66,14 +55,7 @@ pub async fn asset(Path(path): Path<String>) -> Response {
     match Assets::get(&path) {
         Some(file) => {
             let mime = file.metadata.mimetype().to_owned();
-            (
-                [
-                    (CONTENT_TYPE, mime),
-                    (CACHE_CONTROL, "public, max-age=86400".to_owned()),
-                ],
-                file.data,
-            )
-                .into_response()
+            ([(CONTENT_TYPE, mime), (CACHE_CONTROL, "public, max-age=86400".to_owned())], file.data).into_response()
         }
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
@@ -92,11 +74,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "database unreachable"})),
-            )
-                .into_response()
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unreachable"}))).into_response()
         }
     }
 }

@@ -25,20 +25,12 @@ use crate::state::AppState;
 /// The town.
 #[utoipa::path(get, path = "/api/v1/town", tag = "grids", responses((status = 200, body = Town), (status = 404, body = ErrorBody)))]
 pub async fn town(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Town>> {
-    state
-        .world
-        .town
-        .clone()
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("town"))
+    state.world.town.clone().map(Json).ok_or_else(|| ApiError::not_found("town"))
 }
 
 /// Village and community workstations.
 #[utoipa::path(get, path = "/api/v1/workstations", tag = "grids", responses((status = 200, body = [Workstation])))]
-pub async fn workstations(
-    State(state): State<AppState>,
-    _: Authed,
-) -> ApiResult<Json<Vec<Workstation>>> {
+pub async fn workstations(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<Workstation>>> {
     Ok(Json(state.store.workstations().await?))
 }
 
@@ -92,9 +84,7 @@ pub async fn grids_geojson(State(state): State<AppState>, _: Authed) -> ApiResul
                 "properties": {"code": g.code, "name_zh": g.name_zh, "community": g.community, "households": g.households}})
         })
         .collect();
-    Ok(geojson_response(
-        json!({"type": "FeatureCollection", "features": features}),
-    ))
+    Ok(geojson_response(json!({"type": "FeatureCollection", "features": features})))
 }
 
 /// Micro-grids as a GeoJSON FeatureCollection (WGS84).
@@ -110,9 +100,7 @@ pub async fn micro_grids_geojson(State(state): State<AppState>, _: Authed) -> Ap
                 "properties": {"code": m.code, "grid": m.grid(), "name_zh": m.name_zh, "households": m.households}})
         })
         .collect();
-    Ok(geojson_response(
-        json!({"type": "FeatureCollection", "features": features}),
-    ))
+    Ok(geojson_response(json!({"type": "FeatureCollection", "features": features})))
 }
 
 /// Point to look up.
@@ -145,23 +133,14 @@ pub async fn locate(
     let m = state
         .world
         .index
-        .locate(GeoPoint {
-            lon: q.lon,
-            lat: q.lat,
-        })
+        .locate(GeoPoint { lon: q.lon, lat: q.lat })
         .ok_or_else(|| ApiError::not_found("grid at that point"))?;
-    Ok(Json(Located {
-        micro_grid: m,
-        grid: m.grid(),
-    }))
+    Ok(Json(Located { micro_grid: m, grid: m.grid() }))
 }
 
 /// Departments.
 #[utoipa::path(get, path = "/api/v1/departments", tag = "reference", responses((status = 200, body = [Department])))]
-pub async fn departments(
-    State(state): State<AppState>,
-    _: Authed,
-) -> ApiResult<Json<Vec<Department>>> {
+pub async fn departments(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<Department>>> {
     Ok(Json(state.world.departments.values().cloned().collect()))
 }
 
@@ -173,21 +152,13 @@ pub async fn matters(State(state): State<AppState>, _: Authed) -> ApiResult<Json
 
 /// The national component-class (部件) table.
 #[utoipa::path(get, path = "/api/v1/code-tables/components", tag = "reference", responses((status = 200, body = [ComponentClass])))]
-pub async fn component_classes(
-    State(state): State<AppState>,
-    _: Authed,
-) -> ApiResult<Json<Vec<ComponentClass>>> {
-    Ok(Json(
-        state.world.catalog.component_classes().cloned().collect(),
-    ))
+pub async fn component_classes(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<ComponentClass>>> {
+    Ok(Json(state.world.catalog.component_classes().cloned().collect()))
 }
 
 /// Public holidays and make-up working days.
 #[utoipa::path(get, path = "/api/v1/calendar", tag = "reference", responses((status = 200, body = [CalendarEntry])))]
-pub async fn calendar(
-    State(state): State<AppState>,
-    _: Authed,
-) -> ApiResult<Json<Vec<CalendarEntry>>> {
+pub async fn calendar(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<CalendarEntry>>> {
     Ok(Json(state.store.calendar().await?))
 }
 
@@ -217,36 +188,17 @@ pub async fn components(
 ) -> ApiResult<Json<Vec<Component>>> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "limit must be between 1 and 1000",
-        ));
+        return Err(ApiError::invalid("limit", "limit must be between 1 and 1000"));
     }
-    let f = ComponentFilter {
-        grid: q.grid,
-        class: q.class,
-        status: q.status,
-        after: q.after,
-        limit,
-    };
+    let f = ComponentFilter { grid: q.grid, class: q.class, status: q.status, after: q.after, limit };
     Ok(Json(state.store.list_components(&f).await?))
 }
 
 /// One component.
 #[utoipa::path(get, path = "/api/v1/components/{id}", tag = "components", params(("id" = String, Path, description = "17-digit component ID")),
     responses((status = 200, body = Component), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn component(
-    State(state): State<AppState>,
-    _: Authed,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Component>> {
-    let id: ComponentId = id
-        .parse()
-        .map_err(|e: civicgrid_core::codes::CodeError| ApiError::invalid("id", e.to_string()))?;
-    state
-        .store
-        .component(id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("component"))
+pub async fn component(State(state): State<AppState>, _: Authed, Path(id): Path<String>) -> ApiResult<Json<Component>> {
+    let id: ComponentId =
+        id.parse().map_err(|e: civicgrid_core::codes::CodeError| ApiError::invalid("id", e.to_string()))?;
+    state.store.component(id).await?.map(Json).ok_or_else(|| ApiError::not_found("component"))
 }

@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use civicgrid_core::calendar::{
-    CALENDAR_2026_CSV, WorkCalendar, default_periods, parse_calendar_csv,
-};
+use civicgrid_core::calendar::{CALENDAR_2026_CSV, WorkCalendar, default_periods, parse_calendar_csv};
 use civicgrid_core::catalog::{Catalog, ComponentClass, Matter};
 use civicgrid_core::clock::Clock;
 use civicgrid_core::grid::{GridIndex, Town};
@@ -27,10 +25,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self {
-            secure_cookies: false,
-            session_hours: 12,
-        }
+        Self { secure_cookies: false, session_hours: 12 }
     }
 }
 
@@ -63,32 +58,13 @@ impl World {
         };
         let mut entries = store.calendar().await?;
         if entries.is_empty() {
-            entries = parse_calendar_csv(CALENDAR_2026_CSV)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            entries = parse_calendar_csv(CALENDAR_2026_CSV).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         }
-        let calendar = WorkCalendar::new(&entries, &default_periods())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let index = GridIndex::new(
-            store
-                .micro_grids()
-                .await?
-                .into_iter()
-                .map(|m| (m.code, m.polygon)),
-        );
-        let departments = store
-            .departments()
-            .await?
-            .into_iter()
-            .map(|d| (d.code.clone(), d))
-            .collect();
-        Ok(World {
-            town: store.town().await?,
-            index,
-            catalog,
-            calendar,
-            sla: SlaPolicy::default(),
-            departments,
-        })
+        let calendar =
+            WorkCalendar::new(&entries, &default_periods()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let index = GridIndex::new(store.micro_grids().await?.into_iter().map(|m| (m.code, m.polygon)));
+        let departments = store.departments().await?.into_iter().map(|d| (d.code.clone(), d)).collect();
+        Ok(World { town: store.town().await?, index, catalog, calendar, sla: SlaPolicy::default(), departments })
     }
 }
 
@@ -109,11 +85,7 @@ pub struct AppState {
 
 impl AppState {
     /// Loads the world from the store and builds the state.
-    pub async fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        config: HttpConfig,
-    ) -> Result<Self, StoreError> {
+    pub async fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: HttpConfig) -> Result<Self, StoreError> {
         let world = World::load(store.as_ref()).await?;
         Ok(Self {
             store,

@@ -47,45 +47,19 @@ async fn spawn_app() -> TestApp {
         demo_password_hash: hash.clone(),
         admin_password_hash: hash,
     };
-    civicgrid_demo::populate(store.as_ref(), &opts, &|_| {})
-        .await
-        .expect("populate");
+    civicgrid_demo::populate(store.as_ref(), &opts, &|_| {}).await.expect("populate");
     let town = civicgrid_demo::town(&opts).expect("town");
     let clock = ManualClock::new(now);
-    let state = AppState::new(
-        store.clone(),
-        Arc::new(clock.clone()),
-        HttpConfig::default(),
-    )
-    .await
-    .expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let state = AppState::new(store.clone(), Arc::new(clock.clone()), HttpConfig::default()).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(civicgrid_http::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    TestApp {
-        base,
-        http: reqwest::Client::new(),
-        store,
-        clock,
-        town,
-    }
+    tokio::spawn(civicgrid_http::serve(listener, state, std::future::pending()));
+    TestApp { base, http: reqwest::Client::new(), store, clock, town }
 }
 
 impl TestApp {
     async fn login(&self, username: &str) -> String {
-        let r = self
-            .post(
-                "/api/v1/auth/login",
-                None,
-                &json!({"username": username, "password": PASSWORD}),
-            )
-            .await;
+        let r = self.post("/api/v1/auth/login", None, &json!({"username": username, "password": PASSWORD})).await;
         assert_eq!(r.0, StatusCode::OK, "login {username}: {}", r.1);
         r.1["token"].as_str().expect("token").to_owned()
     }
@@ -98,35 +72,21 @@ impl TestApp {
         let resp = req.send().await.expect("request");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        self.send(self.http.get(format!("{}{path}", self.base)), token)
-            .await
+        self.send(self.http.get(format!("{}{path}", self.base)), token).await
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
-        self.send(
-            self.http.post(format!("{}{path}", self.base)).json(body),
-            token,
-        )
-        .await
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body), token).await
     }
 
     /// A point inside the first micro-grid of grid `n` (0-based).
     fn point_in_grid(&self, n: usize) -> Value {
         let grid = self.town.layout.grids[n].code;
-        let m = self
-            .town
-            .layout
-            .micro_grids
-            .iter()
-            .find(|m| m.grid() == grid)
-            .expect("micro-grid");
+        let m = self.town.layout.micro_grids.iter().find(|m| m.grid() == grid).expect("micro-grid");
         let p = civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5);
         json!({"lon": p.x, "lat": p.y})
     }
@@ -143,20 +103,13 @@ impl TestApp {
     }
 
     async fn create(&self, token: &str, grid: usize) -> Value {
-        let (s, body) = self
-            .post("/api/v1/cases", Some(token), &self.report(grid))
-            .await;
+        let (s, body) = self.post("/api/v1/cases", Some(token), &self.report(grid)).await;
         assert_eq!(s, StatusCode::CREATED, "{body}");
         body
     }
 
     async fn act(&self, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
-        self.post(
-            &format!("/api/v1/cases/{id}/transitions"),
-            Some(token),
-            &body,
-        )
-        .await
+        self.post(&format!("/api/v1/cases/{id}/transitions"), Some(token), &body).await
     }
 
     async fn counts(&self) -> (i64, usize) {
@@ -164,13 +117,7 @@ impl TestApp {
         let mut events = 0;
         let page = self
             .store
-            .list_cases(
-                &Default::default(),
-                civicgrid_store::PageRequest {
-                    before: None,
-                    limit: 500,
-                },
-            )
+            .list_cases(&Default::default(), civicgrid_store::PageRequest { before: None, limit: 500 })
             .await
             .expect("list");
         for c in page.items {
@@ -191,54 +138,28 @@ async fn login_returns_a_token_and_a_strict_cookie_and_refuses_bad_passwords() {
         .await
         .expect("login");
     assert_eq!(resp.status(), StatusCode::OK);
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .to_owned();
-    assert!(
-        cookie.starts_with("cg_session=")
-            && cookie.contains("HttpOnly")
-            && cookie.contains("SameSite=Strict")
-    );
+    let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    assert!(cookie.starts_with("cg_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["user"]["role"], "intake_operator");
     let token = body["token"].as_str().expect("token");
     let (s, me) = app.get("/api/v1/auth/me", Some(token)).await;
-    assert_eq!(
-        (s, me["username"].as_str()),
-        (StatusCode::OK, Some("intake"))
-    );
+    assert_eq!((s, me["username"].as_str()), (StatusCode::OK, Some("intake")));
     // The cookie works like the bearer token.
     let cookie_value = cookie.split(';').next().expect("pair").to_owned();
-    let r = app
-        .http
-        .get(format!("{}/api/v1/auth/me", app.base))
-        .header("cookie", cookie_value)
-        .send()
-        .await
-        .expect("me");
+    let r =
+        app.http.get(format!("{}/api/v1/auth/me", app.base)).header("cookie", cookie_value).send().await.expect("me");
     assert_eq!(r.status(), StatusCode::OK);
 
     for (user, pw) in [("intake", "wrong"), ("nobody", PASSWORD)] {
-        let (s, body) = app
-            .post(
-                "/api/v1/auth/login",
-                None,
-                &json!({"username": user, "password": pw}),
-            )
-            .await;
+        let (s, body) = app.post("/api/v1/auth/login", None, &json!({"username": user, "password": pw})).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         assert_eq!(body["code"], "bad_credentials");
     }
     // Logout ends the session.
-    let (s, _) = app
-        .post("/api/v1/auth/logout", Some(token), &json!({}))
-        .await;
+    let (s, _) = app.post("/api/v1/auth/logout", Some(token), &json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.get("/api/v1/auth/me", Some(token)).await.0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(token)).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -259,9 +180,7 @@ async fn every_api_endpoint_needs_a_session() {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(body["code"], "unauthenticated", "{path}");
     }
-    let (s, _) = app
-        .post("/api/v1/cases", Some("made-up-token"), &app.report(0))
-        .await;
+    let (s, _) = app.post("/api/v1/cases", Some("made-up-token"), &app.report(0)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
 
@@ -272,38 +191,18 @@ async fn grid_worker_cannot_read_or_change_a_case_in_another_grid() {
     let gw_a = app.login("gw001").await; // grid 0
     let in_b = app.create(&intake, 1).await;
     let id = in_b["id"].as_i64().expect("id");
-    assert_eq!(
-        app.get(&format!("/api/v1/cases/{id}"), Some(&gw_a)).await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.get(&format!("/api/v1/cases/{id}/events"), Some(&gw_a))
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.get(&format!("/api/v1/cases/{id}"), Some(&gw_a)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("/api/v1/cases/{id}/events"), Some(&gw_a)).await.0, StatusCode::NOT_FOUND);
     let (s, _) = app.act(&gw_a, id, json!({"action": "verify_pass"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, list) = app.get("/api/v1/cases?limit=500", Some(&gw_a)).await;
-    assert!(
-        list["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .all(|c| c["id"] != id)
-    );
+    assert!(list["items"].as_array().expect("items").iter().all(|c| c["id"] != id));
     // Nor report into grid B.
     let (s, body) = app.post("/api/v1/cases", Some(&gw_a), &app.report(1)).await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("forbidden"))
-    );
+    assert_eq!((s, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
     // The worker of grid B can see it.
     let gw_b = app.login("gw002").await;
-    assert_eq!(
-        app.get(&format!("/api/v1/cases/{id}"), Some(&gw_b)).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.get(&format!("/api/v1/cases/{id}"), Some(&gw_b)).await.0, StatusCode::OK);
     // And a worker reporting in their own grid gets the patrol channel.
     let own = app.create(&gw_a, 0).await;
     assert_eq!(own["source"], "grid_patrol");
@@ -322,20 +221,11 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
     let id = case["id"].as_i64().expect("id");
     assert_eq!(case["state"], "reported");
     assert_eq!(case["source"], "hotline12345");
-    assert!(
-        case["number"]
-            .as_str()
-            .expect("number")
-            .starts_with("32058311620261123")
-    );
+    assert!(case["number"].as_str().expect("number").starts_with("32058311620261123"));
     let steps: [(&str, Value, &str); 8] = [
         (&intake, json!({"action": "accept"}), "accepted"),
         (&shift, json!({"action": "file"}), "filed"),
-        (
-            &dispatch,
-            json!({"action": "dispatch", "lead": "huanwei", "co": ["chengguan"]}),
-            "dispatched",
-        ),
+        (&dispatch, json!({"action": "dispatch", "lead": "huanwei", "co": ["chengguan"]}), "dispatched"),
         (&dept, json!({"action": "sign"}), "handling"),
         (
             &dept,
@@ -344,11 +234,7 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
         ),
         (&worker, json!({"action": "verify_pass"}), "verified"),
         (&shift, json!({"action": "close"}), "closed"),
-        (
-            &intake,
-            json!({"action": "call_back", "satisfaction": "satisfied"}),
-            "closed",
-        ),
+        (&intake, json!({"action": "call_back", "satisfaction": "satisfied"}), "closed"),
     ];
     for (i, (token, body, state)) in steps.into_iter().enumerate() {
         app.clock.advance(SignedDuration::from_mins(10));
@@ -357,21 +243,12 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
         assert_eq!(c["state"], state, "step {i}");
     }
     let (_, c) = app.get(&format!("/api/v1/cases/{id}"), Some(&shift)).await;
-    assert_eq!(
-        (c["close_type"].as_str(), c["satisfaction"].as_str()),
-        (Some("normal"), Some("satisfied"))
-    );
-    let (s, events) = app
-        .get(&format!("/api/v1/cases/{id}/events"), Some(&shift))
-        .await;
+    assert_eq!((c["close_type"].as_str(), c["satisfaction"].as_str()), (Some("normal"), Some("satisfied")));
+    let (s, events) = app.get(&format!("/api/v1/cases/{id}/events"), Some(&shift)).await;
     assert_eq!(s, StatusCode::OK);
     let events: Vec<CaseEvent> = serde_json::from_value(events).expect("events");
     assert_eq!(events.len(), 9);
-    assert_eq!(
-        events[5].evidence.len(),
-        1,
-        "the reply carries its evidence"
-    );
+    assert_eq!(events[5].evidence.len(), 1, "the reply carries its evidence");
     let stored = app.store.case(id).await.expect("read").expect("exists");
     assert_eq!(CaseStatus::replay(&events).expect("replay"), stored.status);
 }
@@ -396,60 +273,27 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .await
         .expect("send");
     assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(
-        raw.json::<Value>().await.expect("json")["code"],
-        "malformed_json"
-    );
+    assert_eq!(raw.json::<Value>().await.expect("json")["code"], "malformed_json");
 
     let mut cases: Vec<(Value, StatusCode, &str, Option<&str>)> = Vec::new();
     let mut bad_code = app.report(0);
     bad_code["matter"] = json!("6010");
-    cases.push((
-        bad_code,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_input",
-        Some("matter"),
-    ));
+    cases.push((bad_code, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("matter")));
     let mut unknown = app.report(0);
     unknown["matter"] = json!("06031");
-    cases.push((
-        unknown,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_input",
-        Some("matter"),
-    ));
+    cases.push((unknown, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("matter")));
     let mut outside = app.report(0);
     outside["location"] = json!({"lon": 116.4, "lat": 39.9});
-    cases.push((
-        outside,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_input",
-        Some("location"),
-    ));
+    cases.push((outside, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("location")));
     let mut empty = app.report(0);
     empty["description"] = json!("   ");
-    cases.push((
-        empty,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_input",
-        Some("description"),
-    ));
+    cases.push((empty, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("description")));
     let mut component = app.report(0);
     component["component_id"] = json!("32058301037999999");
-    cases.push((
-        component,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_input",
-        Some("component_id"),
-    ));
+    cases.push((component, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("component_id")));
     let mut phone = app.report(0);
     phone["reporter_phone"] = json!("call me");
-    cases.push((
-        phone,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_input",
-        Some("reporter_phone"),
-    ));
+    cases.push((phone, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("reporter_phone")));
     for (body, status, code, field) in cases {
         let (s, err) = app.post("/api/v1/cases", Some(&intake), &body).await;
         assert_eq!(s, status, "{body} → {err}");
@@ -459,87 +303,39 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     }
     // A role that may not report.
     let (s, err) = app.post("/api/v1/cases", Some(&hall), &app.report(0)).await;
-    assert_eq!(
-        (s, err["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("forbidden"))
-    );
+    assert_eq!((s, err["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
     // Citizens report only through H5.
     let mut h = app.report(0);
     h["source"] = json!("hotline12345");
-    assert_eq!(
-        app.post("/api/v1/cases", Some(&citizen), &h).await.0,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    assert_eq!(app.post("/api/v1/cases", Some(&citizen), &h).await.0, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Illegal transition, wrong role, missing reason, unknown department, stale version.
     let (s, err) = app.act(&intake, id, json!({"action": "close"})).await;
-    assert_eq!(
-        (s, err["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("forbidden")),
-        "intake may not close"
-    );
+    assert_eq!((s, err["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "intake may not close");
     let shift = app.login("shift").await;
     let (s, err) = app.act(&shift, id, json!({"action": "close"})).await;
-    assert_eq!(
-        (s, err["code"].as_str()),
-        (StatusCode::CONFLICT, Some("illegal_transition"))
-    );
+    assert_eq!((s, err["code"].as_str()), (StatusCode::CONFLICT, Some("illegal_transition")));
     let (s, err) = app.act(&shift, id, json!({"action": "void"})).await;
     assert_eq!(
         (s, err["code"].as_str(), err["field"].as_str()),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("reason_required"),
-            Some("reason")
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("reason_required"), Some("reason"))
     );
     let (s, err) = app.act(&shift, id, json!({"action": "teleport"})).await;
-    assert_eq!(
-        (s, err["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input"))
-    );
-    let (s, err) = app
-        .act(
-            &shift,
-            id,
-            json!({"action": "accept", "expected_version": 7}),
-        )
-        .await;
-    assert_eq!(
-        (s, err["code"].as_str()),
-        (StatusCode::CONFLICT, Some("conflict"))
-    );
+    assert_eq!((s, err["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
+    let (s, err) = app.act(&shift, id, json!({"action": "accept", "expected_version": 7})).await;
+    assert_eq!((s, err["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
     app.act(&shift, id, json!({"action": "accept"})).await;
     app.act(&shift, id, json!({"action": "file"})).await;
     let dispatch = app.login("dispatch").await;
-    let (s, err) = app
-        .act(
-            &dispatch,
-            id,
-            json!({"action": "dispatch", "lead": "nosuchdept"}),
-        )
-        .await;
-    assert_eq!(
-        (s, err["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input"))
-    );
+    let (s, err) = app.act(&dispatch, id, json!({"action": "dispatch", "lead": "nosuchdept"})).await;
+    assert_eq!((s, err["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
     let (s, err) = app.get("/api/v1/cases?limit=0", Some(&shift)).await;
-    assert_eq!(
-        (s, err["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit"))
-    );
+    assert_eq!((s, err["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("limit")));
     let (s, err) = app.get("/api/v1/cases?state=nonsense", Some(&shift)).await;
-    assert_eq!(
-        (s, err["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("state"))
-    );
+    assert_eq!((s, err["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("state")));
 
     let after = app.counts().await;
-    assert_eq!(
-        after,
-        (before.0, before.1 + 2),
-        "only the two legal transitions were written"
-    );
+    assert_eq!(after, (before.0, before.1 + 2), "only the two legal transitions were written");
 }
 
 #[tokio::test]
@@ -548,14 +344,9 @@ async fn personal_data_is_masked_unless_the_post_needs_it() {
     let intake = app.login("intake").await;
     let dispatch = app.login("dispatch").await;
     let case = app.create(&intake, 0).await;
-    assert_eq!(
-        case["reporter"]["phone"], "13812345678",
-        "intake calls reporters back"
-    );
+    assert_eq!(case["reporter"]["phone"], "13812345678", "intake calls reporters back");
     let id = case["id"].as_i64().expect("id");
-    let (_, seen) = app
-        .get(&format!("/api/v1/cases/{id}"), Some(&dispatch))
-        .await;
+    let (_, seen) = app.get(&format!("/api/v1/cases/{id}"), Some(&dispatch)).await;
     assert_eq!(seen["reporter"]["phone"], "138****5678");
     let (_, list) = app.get("/api/v1/cases", Some(&dispatch)).await;
     assert_eq!(list["items"][0]["reporter"]["phone"], "138****5678");
@@ -572,28 +363,15 @@ async fn department_handlers_see_only_their_departments_cases() {
     for (id, dept) in [(mine, "huanwei"), (other, "shuiwu")] {
         app.act(&shift, id, json!({"action": "accept"})).await;
         app.act(&shift, id, json!({"action": "file"})).await;
-        let (s, _) = app
-            .act(&dispatch, id, json!({"action": "dispatch", "lead": dept}))
-            .await;
+        let (s, _) = app.act(&dispatch, id, json!({"action": "dispatch", "lead": dept})).await;
         assert_eq!(s, StatusCode::OK);
     }
     let handler = app.login("dept_huanwei").await;
     let (_, list) = app.get("/api/v1/cases", Some(&handler)).await;
-    let ids: Vec<i64> = list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|c| c["id"].as_i64())
-        .collect();
+    let ids: Vec<i64> = list["items"].as_array().expect("items").iter().filter_map(|c| c["id"].as_i64()).collect();
     assert_eq!(ids, vec![mine]);
-    assert_eq!(
-        app.act(&handler, other, json!({"action": "sign"})).await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        app.act(&handler, mine, json!({"action": "sign"})).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.act(&handler, other, json!({"action": "sign"})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.act(&handler, mine, json!({"action": "sign"})).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -616,47 +394,22 @@ async fn reference_endpoints_serve_the_town() {
     let (s, fc) = app.get("/api/v1/grids.geojson", Some(&t)).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(fc["type"], "FeatureCollection");
-    assert_eq!(
-        fc["features"].as_array().expect("features").len(),
-        app.town.layout.grids.len()
-    );
+    assert_eq!(fc["features"].as_array().expect("features").len(), app.town.layout.grids.len());
     assert_eq!(fc["features"][0]["geometry"]["type"], "Polygon");
     let (_, m) = app.get("/api/v1/micro-grids.geojson", Some(&t)).await;
-    assert_eq!(
-        m["features"].as_array().expect("features").len(),
-        app.town.layout.micro_grids.len()
-    );
+    assert_eq!(m["features"].as_array().expect("features").len(), app.town.layout.micro_grids.len());
     let p = app.point_in_grid(1);
-    let (s, loc) = app
-        .get(
-            &format!("/api/v1/locate?lon={}&lat={}", p["lon"], p["lat"]),
-            Some(&t),
-        )
-        .await;
-    assert_eq!(
-        (s, loc["grid"].as_str()),
-        (StatusCode::OK, Some(app.town.layout.grids[1].code.as_str()))
-    );
-    assert_eq!(
-        app.get("/api/v1/locate?lon=0&lat=0", Some(&t)).await.0,
-        StatusCode::NOT_FOUND
-    );
+    let (s, loc) = app.get(&format!("/api/v1/locate?lon={}&lat={}", p["lon"], p["lat"]), Some(&t)).await;
+    assert_eq!((s, loc["grid"].as_str()), (StatusCode::OK, Some(app.town.layout.grids[1].code.as_str())));
+    assert_eq!(app.get("/api/v1/locate?lon=0&lat=0", Some(&t)).await.0, StatusCode::NOT_FOUND);
     let (_, matters) = app.get("/api/v1/code-tables/matters", Some(&t)).await;
     assert_eq!(matters.as_array().expect("matters").len(), 250);
     let (_, depts) = app.get("/api/v1/departments", Some(&t)).await;
     assert_eq!(depts.as_array().expect("departments").len(), 15);
     let (_, comps) = app.get("/api/v1/components?limit=5", Some(&t)).await;
     let first = comps[0]["id"].as_str().expect("id").to_owned();
-    assert_eq!(
-        app.get(&format!("/api/v1/components/{first}"), Some(&t))
-            .await
-            .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/api/v1/components/123", Some(&t)).await.0,
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+    assert_eq!(app.get(&format!("/api/v1/components/{first}"), Some(&t)).await.0, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/components/123", Some(&t)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
     let (_, cal) = app.get("/api/v1/calendar", Some(&t)).await;
     assert_eq!(cal.as_array().expect("calendar").len(), 39);
 }
@@ -673,21 +426,13 @@ async fn health_pages_and_docs_work_offline() {
         let text = body.as_str().expect("text");
         let external = text.match_indices("http").filter(|(i, _)| {
             let rest = &text[*i..];
-            (rest.starts_with("http://") || rest.starts_with("https://"))
-                && !rest.contains("127.0.0.1")
+            (rest.starts_with("http://") || rest.starts_with("https://")) && !rest.contains("127.0.0.1")
         });
-        assert_eq!(
-            external.count(),
-            0,
-            "{path} must not load anything from outside"
-        );
+        assert_eq!(external.count(), 0, "{path} must not load anything from outside");
     }
     let (_, index) = app.get("/", None).await;
     assert!(index.as_str().expect("html").contains("清源镇"));
-    assert_eq!(
-        app.get("/api/v1/nothing-here", None).await.1["code"],
-        "not_found"
-    );
+    assert_eq!(app.get("/api/v1/nothing-here", None).await.1["code"], "not_found");
 }
 
 #[tokio::test]
@@ -702,10 +447,6 @@ async fn openapi_document_is_served_and_matches_the_committed_copy() {
     if std::env::var("UPDATE_OPENAPI").as_deref() == Ok("1") {
         std::fs::write(&path, &generated).expect("write openapi.json");
     }
-    let committed = std::fs::read_to_string(&path)
-        .expect("openapi.json is committed; run with UPDATE_OPENAPI=1");
-    assert_eq!(
-        committed, generated,
-        "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p civicgrid-http`"
-    );
+    let committed = std::fs::read_to_string(&path).expect("openapi.json is committed; run with UPDATE_OPENAPI=1");
+    assert_eq!(committed, generated, "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p civicgrid-http`");
 }

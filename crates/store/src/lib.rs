@@ -134,10 +134,7 @@ pub struct NewUser {
 
 impl fmt::Debug for NewUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewUser")
-            .field("username", &self.username)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
+        f.debug_struct("NewUser").field("username", &self.username).field("role", &self.role).finish_non_exhaustive()
     }
 }
 
@@ -278,13 +275,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// All users in id order.
     async fn users(&self) -> Result<Vec<User>>;
     /// Stores a session token's hash.
-    async fn create_session(
-        &self,
-        token_hash: &str,
-        user_id: i64,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<()>;
+    async fn create_session(&self, token_hash: &str, user_id: i64, now: Timestamp, expires_at: Timestamp)
+    -> Result<()>;
     /// The user of a live session.
     async fn session_user(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>>;
     /// Ends a session.
@@ -306,21 +298,41 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<()>;
 }
 
+/// When SQLite considers a commit done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SqliteSync {
+    /// fsync at every commit: a committed case survives a power cut (the default).
+    #[default]
+    Full,
+    /// fsync at checkpoints only: a committed case survives a killed process, not a power cut.
+    Normal,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// SQLite's commit durability (ignored by PostgreSQL).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// Opens the store a URL names with default options; see [`open_with`].
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, StoreOptions::default()).await
+}
+
 /// Opens the store a URL names and brings its schema up to date.
 ///
 /// `postgres://…` or `postgresql://…` opens PostgreSQL; `sqlite://…`, `sqlite:…` or a plain file path
 /// opens (creating if needed) an SQLite file.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else if url.contains("://") && !url.starts_with("sqlite://") {
         Err(StoreError::BadUrl(url.to_owned()))
     } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        Ok(Arc::new(sqlite::SqliteStore::open(path).await?))
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        Ok(Arc::new(sqlite::SqliteStore::open_with(path, options.sqlite_synchronous).await?))
     }
 }
 

@@ -14,13 +14,7 @@ const INIT: &str = include_str!("../migrations/postgres/0001_init.sql");
 
 /// The schema migrations of the PostgreSQL backend.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        INIT.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, INIT.into_sql_str(), false)])
 }
 
 /// The PostgreSQL implementation of [`crate::Store`].
@@ -34,6 +28,8 @@ pub struct PgStore {
 #[derive(Debug)]
 struct PgApplier {
     pool: PgPool,
+    /// The connection the writer keeps between batches.
+    conn: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
 }
 
 impl PgStore {
@@ -45,28 +41,14 @@ impl PgStore {
     /// Connects to `url` using its own schema (created if needed), so that several test runs or
     /// installations can share one database without meeting.
     pub async fn open_in_schema(url: &str, schema: Option<&str>) -> crate::Result<Self> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|_| crate::StoreError::BadUrl(url.to_owned()))?;
+        let options = PgConnectOptions::from_str(url).map_err(|_| crate::StoreError::BadUrl(url.to_owned()))?;
         let mut pool_options = PgPoolOptions::new().max_connections(8);
         if let Some(schema) = schema {
-            if schema.is_empty()
-                || !schema
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            {
-                return Err(crate::StoreError::BadUrl(format!(
-                    "bad schema name {schema:?}"
-                )));
+            if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                return Err(crate::StoreError::BadUrl(format!("bad schema name {schema:?}")));
             }
-            let setup = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await?;
-            setup
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "CREATE SCHEMA IF NOT EXISTS {schema}"
-                )))
-                .await?;
+            let setup = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            setup.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
             setup.close().await;
             let set_path = format!("SET search_path TO {schema}");
             pool_options = pool_options.after_connect(move |conn, _meta| {
@@ -79,12 +61,8 @@ impl PgStore {
         }
         let pool = pool_options.connect_with(options).await?;
         migrator().run(&pool).await?;
-        let writer = Writer::spawn(PgApplier { pool: pool.clone() });
-        Ok(Self {
-            read: pool.clone(),
-            write: pool,
-            writer,
-        })
+        let writer = Writer::spawn(PgApplier { pool: pool.clone(), conn: Default::default() });
+        Ok(Self { read: pool.clone(), write: pool, writer })
     }
 
     /// Table → column names of the current schema, for comparing the two backends' schemas.
@@ -113,10 +91,7 @@ impl PgStore {
     /// Drops a schema and everything in it (test clean-up).
     pub async fn drop_schema(url: &str, schema: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
-        pool.execute(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE"
-        )))
-        .await?;
+        pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).await?;
         pool.close().await;
         Ok(())
     }

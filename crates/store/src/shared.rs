@@ -26,19 +26,11 @@ pub(crate) fn parse<T: std::str::FromStr>(s: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    s.parse()
-        .map_err(|e: T::Err| StoreError::Corrupt(format!("{s:?}: {e}")))
+    s.parse().map_err(|e: T::Err| StoreError::Corrupt(format!("{s:?}: {e}")))
 }
 
-pub(crate) fn case_from_row(
-    (id, number, facts, status): (i64, String, String, String),
-) -> Result<Case> {
-    Ok(Case {
-        id,
-        number,
-        facts: from_json(&facts)?,
-        status: from_json(&status)?,
-    })
+pub(crate) fn case_from_row((id, number, facts, status): (i64, String, String, String)) -> Result<Case> {
+    Ok(Case { id, number, facts: from_json(&facts)?, status: from_json(&status)? })
 }
 
 /// The local (UTC+8) day of an instant as `YYYYMMDD`, the middle part of a case number.
@@ -61,9 +53,7 @@ pub(crate) fn co_depts_json(status: &CaseStatus) -> Result<String> {
 pub(crate) fn map_db_error(e: sqlx::Error, unique_field: &'static str) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         if db.is_unique_violation() {
-            return StoreError::Duplicate {
-                field: unique_field,
-            };
+            return StoreError::Duplicate { field: unique_field };
         }
         if db.is_foreign_key_violation() {
             return StoreError::BadReference;
@@ -221,58 +211,75 @@ macro_rules! store_impl {
         #[async_trait::async_trait]
         impl ApplyBatch for $applier {
             async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Case>>> {
-                let mut tx = self.pool.begin().await?;
-                let creates: Vec<&NewCase> =
-                    ops.iter().filter_map(|op| if let WriteOp::Create(n) = op { Some(n) } else { None }).collect();
-                let mut numbers = Vec::new();
-                let mut ids = BTreeMap::new();
-                if let Some(first) = creates.first() {
-                    let town = first.town.to_string();
-                    let reported: Vec<Timestamp> = creates.iter().map(|n| n.facts.reported_at).collect();
-                    numbers = allocate_numbers(&mut tx, &town, &reported).await?;
-                    let rows: Vec<CaseInsert<'_>> = creates
-                        .iter()
-                        .zip(&numbers)
-                        .map(|(n, number)| CaseInsert { number: number.clone(), facts: &n.facts, status: &n.status })
-                        .collect();
-                    ids = insert_cases(&mut tx, &rows).await?;
+                let mut held = self.conn.lock().await;
+                if held.is_none() {
+                    *held = Some(self.pool.acquire().await?);
                 }
-                let mut outcomes = Vec::with_capacity(ops.len());
-                let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
-                let mut next_number = numbers.into_iter();
-                for op in ops {
-                    match op {
-                        WriteOp::Create(n) => {
-                            let number = next_number.next().unwrap_or_default();
-                            let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
-                            events.push((id, &n.event));
-                            outcomes.push(Ok(Case { id, number, facts: n.facts.clone(), status: n.status.clone() }));
-                        }
-                        WriteOp::Append { id, event, status } => {
-                            let expected = event.seq - 1;
-                            if update_status(&mut tx, *id, expected, status).await? {
-                                events.push((*id, event));
-                                let row: (i64, String, String) =
-                                    sqlx::query_as("SELECT id, number, facts FROM cases WHERE id = $1")
-                                        .bind(*id)
-                                        .fetch_one(&mut *tx)
-                                        .await?;
-                                outcomes.push(Ok(Case {
-                                    id: row.0,
-                                    number: row.1,
-                                    facts: from_json(&row.2)?,
-                                    status: status.clone(),
-                                }));
-                            } else {
-                                outcomes.push(Err(StoreError::Conflict { expected }));
-                            }
+                let Some(conn) = held.as_mut() else { return Err(StoreError::Closed) };
+                let outcome = apply_in_transaction(conn, ops).await;
+                if matches!(outcome, Err(StoreError::Database(_))) {
+                    // The connection may be broken (e.g. the server restarted): take a fresh one next time.
+                    *held = None;
+                }
+                outcome
+            }
+        }
+
+        async fn apply_in_transaction(
+            conn: &mut sqlx::pool::PoolConnection<$db>,
+            ops: &[WriteOp],
+        ) -> Result<Vec<Result<Case>>> {
+            let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
+            let creates: Vec<&NewCase> =
+                ops.iter().filter_map(|op| if let WriteOp::Create(n) = op { Some(n) } else { None }).collect();
+            let mut numbers = Vec::new();
+            let mut ids = BTreeMap::new();
+            if let Some(first) = creates.first() {
+                let town = first.town.to_string();
+                let reported: Vec<Timestamp> = creates.iter().map(|n| n.facts.reported_at).collect();
+                numbers = allocate_numbers(&mut tx, &town, &reported).await?;
+                let rows: Vec<CaseInsert<'_>> = creates
+                    .iter()
+                    .zip(&numbers)
+                    .map(|(n, number)| CaseInsert { number: number.clone(), facts: &n.facts, status: &n.status })
+                    .collect();
+                ids = insert_cases(&mut tx, &rows).await?;
+            }
+            let mut outcomes = Vec::with_capacity(ops.len());
+            let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
+            let mut next_number = numbers.into_iter();
+            for op in ops {
+                match op {
+                    WriteOp::Create(n) => {
+                        let number = next_number.next().unwrap_or_default();
+                        let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
+                        events.push((id, &n.event));
+                        outcomes.push(Ok(Case { id, number, facts: n.facts.clone(), status: n.status.clone() }));
+                    }
+                    WriteOp::Append { id, event, status } => {
+                        let expected = event.seq - 1;
+                        if update_status(&mut tx, *id, expected, status).await? {
+                            events.push((*id, event));
+                            let row: (i64, String, String) =
+                                sqlx::query_as("SELECT id, number, facts FROM cases WHERE id = $1")
+                                    .bind(*id)
+                                    .fetch_one(&mut *tx)
+                                    .await?;
+                            outcomes.push(Ok(Case {
+                                id: row.0,
+                                number: row.1,
+                                facts: from_json(&row.2)?,
+                                status: status.clone(),
+                            }));
+                        } else {
+                            outcomes.push(Err(StoreError::Conflict { expected }));
                         }
                     }
                 }
-                insert_events(&mut tx, &events).await?;
-                tx.commit().await?;
-                Ok(outcomes)
             }
+            insert_events(&mut tx, &events).await?;
+            tx.commit().await?;
+            Ok(outcomes)
         }
 
         fn user_from_row(

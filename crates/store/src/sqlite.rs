@@ -1,5 +1,5 @@
-//! The embedded SQLite store: one file, WAL journal, `synchronous = FULL` (a committed case survives a
-//! power cut, not only a killed process), a busy timeout, foreign keys on. Every write goes through a
+//! The embedded SQLite store: one file, WAL journal, `synchronous = FULL` by default (a committed case
+//! survives a power cut, not only a killed process; `normal` trades that for throughput), a busy timeout, foreign keys on. Every write goes through a
 //! single-connection pool, so writers queue in the process instead of meeting "database is locked";
 //! reads use their own pool and never wait for the writer (WAL).
 
@@ -10,19 +10,14 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, SqlitePool};
 
+use crate::SqliteSync;
 use crate::writer::Writer;
 
 const INIT: &str = include_str!("../migrations/sqlite/0001_init.sql");
 
 /// The schema migrations of the SQLite backend.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        INIT.into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, INIT.into_sql_str(), false)])
 }
 
 /// The SQLite implementation of [`crate::Store`].
@@ -36,37 +31,37 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct SqliteApplier {
     pool: SqlitePool,
+    /// The connection the writer keeps between batches.
+    conn: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path` and migrates it.
+    /// Opens (creating if needed) the database file at `path` and migrates it; commits are fsynced.
     pub async fn open(path: &str) -> crate::Result<Self> {
+        Self::open_with(path, SqliteSync::Full).await
+    }
+
+    /// Opens with the given commit durability.
+    pub async fn open_with(path: &str, sync: SqliteSync) -> crate::Result<Self> {
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
             .map_err(|_| crate::StoreError::BadUrl(path.to_owned()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        // Two write connections: the group-commit writer keeps one; rare writes (users, reference data)
+        // take the other and wait on SQLite's busy timeout while the writer commits.
+        let write = SqlitePoolOptions::new().max_connections(2).connect_with(options.clone()).await?;
         migrator().run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        let writer = Writer::spawn(SqliteApplier {
-            pool: write.clone(),
-        });
-        Ok(Self {
-            read,
-            write,
-            writer,
-        })
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let writer = Writer::spawn(SqliteApplier { pool: write.clone(), conn: Default::default() });
+        Ok(Self { read, write, writer })
     }
 
     /// Table → column names, for comparing the two backends' schemas.

@@ -15,6 +15,7 @@ const MAX_BATCH: usize = 512;
 
 /// One write.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // queued briefly, never stored in bulk
 pub(crate) enum WriteOp {
     /// Create a case.
     Create(NewCase),
@@ -56,10 +57,7 @@ impl Writer {
     /// Queues a write and waits until it is committed (or refused).
     pub(crate) async fn submit(&self, op: WriteOp) -> Result<Case> {
         let (tx, rx) = oneshot::channel();
-        self.queue
-            .send((op, tx))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.queue.send((op, tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }

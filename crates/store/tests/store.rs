@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use civicgrid_core::access::{CaseScope, Role};
 use civicgrid_core::calendar::{CalendarEntry, DayKind, WorkCalendar, from_local};
 use civicgrid_core::case::{
-    Action, CaseEvent, CaseFacts, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint,
-    Reporter, Source, Urgency, decide,
+    Action, CaseEvent, CaseFacts, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter, Source,
+    Urgency, decide,
 };
 use civicgrid_core::catalog::Catalog;
 use civicgrid_core::codes::{ComponentId, GridCode, MicroGridCode, TownCode};
@@ -20,9 +20,7 @@ use civicgrid_core::org::{Department, DeptCode};
 use civicgrid_core::sla::SlaPolicy;
 use civicgrid_store::postgres::PgStore;
 use civicgrid_store::sqlite::SqliteStore;
-use civicgrid_store::{
-    CaseFilter, ComponentFilter, ImportCase, NewCase, NewUser, PageRequest, Store, StoreError,
-};
+use civicgrid_store::{CaseFilter, ComponentFilter, ImportCase, NewCase, NewUser, PageRequest, Store, StoreError};
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
 
@@ -41,31 +39,19 @@ fn temp_db() -> String {
 }
 
 fn pg_url() -> String {
-    std::env::var("CIVICGRID_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("CIVICGRID_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A PostgreSQL store in a fresh schema, or None (after a loud SKIPPED line) when PG is unreachable.
 async fn pg_store(name: &str) -> Option<(PgStore, String)> {
-    let schema = format!(
-        "cg_test_{}_{}_{}",
-        name,
-        std::process::id(),
-        Timestamp::now().as_millisecond() % 1_000_000
-    );
+    let schema = format!("cg_test_{}_{}_{}", name, std::process::id(), Timestamp::now().as_millisecond() % 1_000_000);
     match PgStore::open_in_schema(&pg_url(), Some(&schema)).await {
         Ok(s) => Some((s, schema)),
         Err(e) => {
             if std::env::var("CIVICGRID_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!(
-                    "CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {e}",
-                    pg_url()
-                );
+                panic!("CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {e}", pg_url());
             }
-            eprintln!(
-                "\n!!!!!!!! SKIPPED: PostgreSQL conformance ({name}) — {} unreachable: {e} !!!!!!!!\n",
-                pg_url()
-            );
+            eprintln!("\n!!!!!!!! SKIPPED: PostgreSQL conformance ({name}) — {} unreachable: {e} !!!!!!!!\n", pg_url());
             None
         }
     }
@@ -83,9 +69,7 @@ async fn postgres_conforms() {
         return;
     };
     conformance(Arc::new(store)).await;
-    PgStore::drop_schema(&pg_url(), &schema)
-        .await
-        .expect("drop schema");
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
 
 #[tokio::test]
@@ -94,15 +78,10 @@ async fn sqlite_and_postgres_schemas_have_the_same_tables_and_columns() {
     let Some((pg, schema)) = pg_store("schema").await else {
         return;
     };
-    let (a, b) = (
-        lite.schema().await.expect("sqlite schema"),
-        pg.schema().await.expect("pg schema"),
-    );
+    let (a, b) = (lite.schema().await.expect("sqlite schema"), pg.schema().await.expect("pg schema"));
     assert!(a.len() > 50, "schema query found {} columns", a.len());
     assert_eq!(a, b);
-    PgStore::drop_schema(&pg_url(), &schema)
-        .await
-        .expect("drop schema");
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
 
 #[tokio::test]
@@ -113,17 +92,12 @@ async fn sqlite_reopens_with_data_and_without_re_migrating() {
     let case = fx.create(&store, fx.grid_a, "first").await;
     drop(store);
     let again = SqliteStore::open(&path).await.expect("reopen");
-    assert_eq!(
-        again.case(case.id).await.expect("read").map(|c| c.number),
-        Some(case.number)
-    );
+    assert_eq!(again.case(case.id).await.expect("read").map(|c| c.number), Some(case.number));
 }
 
 #[tokio::test]
 async fn opening_an_unknown_url_scheme_is_refused() {
-    let err = civicgrid_store::open("mysql://localhost/x")
-        .await
-        .expect_err("refused");
+    let err = civicgrid_store::open("mysql://localhost/x").await.expect_err("refused");
     assert!(matches!(err, StoreError::BadUrl(_)), "{err:?}");
 }
 
@@ -140,10 +114,7 @@ struct Fixture {
 }
 
 fn square(x: f64, y: f64, d: f64) -> Polygon<f64> {
-    Polygon::new(
-        vec![(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)].into(),
-        vec![],
-    )
+    Polygon::new(vec![(x, y), (x + d, y), (x + d, y + d), (x, y + d), (x, y)].into(), vec![])
 }
 
 fn dept(s: &str) -> DeptCode {
@@ -151,10 +122,7 @@ fn dept(s: &str) -> DeptCode {
 }
 
 fn actor() -> EventActor {
-    EventActor {
-        user_id: 1,
-        role: Role::ShiftLeader,
-    }
+    EventActor { user_id: 1, role: Role::ShiftLeader }
 }
 
 impl Fixture {
@@ -171,14 +139,7 @@ impl Fixture {
             )
             .await
             .expect("catalog");
-        store
-            .put_town(&Town {
-                code: town,
-                name_zh: "测试镇".into(),
-                name_en: "Test".into(),
-            })
-            .await
-            .expect("town");
+        store.put_town(&Town { code: town, name_zh: "测试镇".into(), name_en: "Test".into() }).await.expect("town");
         store
             .put_workstations(&[Workstation {
                 code: community,
@@ -213,12 +174,7 @@ impl Fixture {
         store.put_micro_grids(&micro).await.expect("micro grids");
         let depts: Vec<Department> = ["huanwei", "chengguan", "shuiwu"]
             .iter()
-            .map(|c| Department {
-                code: dept(c),
-                name_zh: (*c).into(),
-                name_en: (*c).into(),
-                parent: None,
-            })
+            .map(|c| Department { code: dept(c), name_zh: (*c).into(), name_en: (*c).into(), parent: None })
             .collect();
         store.put_departments(&depts).await.expect("departments");
         Fixture {
@@ -238,74 +194,34 @@ impl Fixture {
             source: Source::GridPatrol,
             urgency: Urgency::Normal,
             description: text.into(),
-            location: GeoPoint {
-                lon: 120.005,
-                lat: 31.005,
-            },
+            location: GeoPoint { lon: 120.005, lat: 31.005 },
             address: "测试路1号".into(),
             grid,
             micro_grid: MicroGridCode::new(grid, 1).expect("micro"),
-            reporter: Reporter {
-                user_id: Some(42),
-                name: None,
-                phone: Some("13812345678".into()),
-            },
+            reporter: Reporter { user_id: Some(42), name: None, phone: Some("13812345678".into()) },
             attachments: vec![],
             reported_at: at,
         }
     }
 
     fn ctx(&self, now: Timestamp) -> Context<'_> {
-        Context {
-            now,
-            calendar: &self.cal,
-            sla: &self.sla,
-        }
+        Context { now, calendar: &self.cal, sla: &self.sla }
     }
 
     fn new_case(&self, grid: GridCode, text: &str, at: Timestamp) -> NewCase {
         let facts = self.facts(grid, text, at);
         let (status, event) = CaseStatus::report(&facts, actor(), &self.ctx(at));
-        NewCase {
-            town: self.town,
-            facts,
-            status,
-            event,
-        }
+        NewCase { town: self.town, facts, status, event }
     }
 
-    async fn create(
-        &self,
-        store: &dyn Store,
-        grid: GridCode,
-        text: &str,
-    ) -> civicgrid_core::case::Case {
-        store
-            .create_case(self.new_case(grid, text, self.now))
-            .await
-            .expect("create case")
+    async fn create(&self, store: &dyn Store, grid: GridCode, text: &str) -> civicgrid_core::case::Case {
+        store.create_case(self.new_case(grid, text, self.now)).await.expect("create case")
     }
 
-    async fn act(
-        &self,
-        store: &dyn Store,
-        id: i64,
-        action: Action,
-    ) -> Result<civicgrid_core::case::Case, StoreError> {
+    async fn act(&self, store: &dyn Store, id: i64, action: Action) -> Result<civicgrid_core::case::Case, StoreError> {
         let case = store.case(id).await.expect("read").expect("exists");
-        let cmd = Command {
-            action,
-            reason: Some("测试".into()),
-            evidence: vec![],
-        };
-        let event = decide(
-            &case.facts,
-            &case.status,
-            &cmd,
-            actor(),
-            &self.ctx(self.now),
-        )
-        .expect("legal");
+        let cmd = Command { action, reason: Some("测试".into()), evidence: vec![] };
+        let event = decide(&case.facts, &case.status, &cmd, actor(), &self.ctx(self.now)).expect("legal");
         let mut status = case.status.clone();
         status.apply(&event).expect("applies");
         store.append_event(id, event, status).await
@@ -331,20 +247,10 @@ async fn conformance(store: Arc<dyn Store>) {
 async fn reference_data_round_trips(store: &dyn Store, fx: &Fixture) {
     assert_eq!(store.matters().await.expect("matters").len(), 250);
     assert_eq!(store.component_classes().await.expect("classes").len(), 153);
-    assert_eq!(
-        store.town().await.expect("town").map(|t| t.code),
-        Some(fx.town)
-    );
+    assert_eq!(store.town().await.expect("town").map(|t| t.code), Some(fx.town));
     let grids = store.grids().await.expect("grids");
-    assert_eq!(
-        grids.iter().map(|g| g.code).collect::<Vec<_>>(),
-        vec![fx.grid_a, fx.grid_b]
-    );
-    assert_eq!(
-        grids[0].polygon,
-        square(120.0, 31.0, 0.01),
-        "polygons survive storage exactly"
-    );
+    assert_eq!(grids.iter().map(|g| g.code).collect::<Vec<_>>(), vec![fx.grid_a, fx.grid_b]);
+    assert_eq!(grids[0].polygon, square(120.0, 31.0, 0.01), "polygons survive storage exactly");
     assert_eq!(store.micro_grids().await.expect("micro").len(), 2);
     assert_eq!(store.workstations().await.expect("ws").len(), 1);
     assert_eq!(store.departments().await.expect("depts").len(), 3);
@@ -363,10 +269,7 @@ async fn reference_data_round_trips(store: &dyn Store, fx: &Fixture) {
         },
     ];
     store.put_calendar(&entries).await.expect("calendar");
-    store
-        .put_calendar(&entries[..1])
-        .await
-        .expect("calendar upsert is idempotent");
+    store.put_calendar(&entries[..1]).await.expect("calendar upsert is idempotent");
     assert_eq!(store.calendar().await.expect("calendar"), entries);
 }
 
@@ -381,63 +284,24 @@ async fn users_and_sessions(store: &dyn Store) {
         grids: vec!["320583100001001".parse().expect("grid")],
     };
     let u = store.create_user(&new).await.expect("create user");
-    assert!(matches!(
-        store.create_user(&new).await,
-        Err(StoreError::Duplicate { field: "username" })
-    ));
-    let found = store
-        .user_by_username("wangwu")
-        .await
-        .expect("lookup")
-        .expect("exists");
+    assert!(matches!(store.create_user(&new).await, Err(StoreError::Duplicate { field: "username" })));
+    let found = store.user_by_username("wangwu").await.expect("lookup").expect("exists");
     assert_eq!(found, u);
     assert_eq!(store.user(u.id).await.expect("by id"), Some(u.clone()));
-    assert_eq!(
-        store.user_by_username("nobody").await.expect("lookup"),
-        None
-    );
+    assert_eq!(store.user_by_username("nobody").await.expect("lookup"), None);
     let now = Timestamp::now();
-    store
-        .create_session("hash1", u.id, now, now + SignedDuration::from_hours(1))
-        .await
-        .expect("session");
-    store
-        .create_session("old", u.id, now, now - SignedDuration::from_secs(1))
-        .await
-        .expect("session");
-    assert_eq!(
-        store
-            .session_user("hash1", now)
-            .await
-            .expect("session")
-            .map(|u| u.id),
-        Some(u.id)
-    );
-    assert_eq!(
-        store.session_user("old", now).await.expect("session"),
-        None,
-        "expired sessions are dead"
-    );
+    store.create_session("hash1", u.id, now, now + SignedDuration::from_hours(1)).await.expect("session");
+    store.create_session("old", u.id, now, now - SignedDuration::from_secs(1)).await.expect("session");
+    assert_eq!(store.session_user("hash1", now).await.expect("session").map(|u| u.id), Some(u.id));
+    assert_eq!(store.session_user("old", now).await.expect("session"), None, "expired sessions are dead");
     store.delete_session("hash1").await.expect("logout");
-    assert_eq!(
-        store.session_user("hash1", now).await.expect("session"),
-        None
-    );
+    assert_eq!(store.session_user("hash1", now).await.expect("session"), None);
 }
 
 async fn case_creation_numbers_and_events(store: &dyn Store, fx: &Fixture) {
     let case = fx.create(store, fx.grid_a, "暴露垃圾").await;
-    assert_eq!(
-        case.number.len(),
-        23,
-        "town(9) + day(8) + serial(6): {}",
-        case.number
-    );
-    assert!(
-        case.number.starts_with("32058310020261123"),
-        "{}",
-        case.number
-    );
+    assert_eq!(case.number.len(), 23, "town(9) + day(8) + serial(6): {}", case.number);
+    assert!(case.number.starts_with("32058310020261123"), "{}", case.number);
     let read = store.case(case.id).await.expect("read").expect("exists");
     assert_eq!(read, case);
     let events = store.case_events(case.id).await.expect("events");
@@ -452,58 +316,33 @@ async fn concurrent_creations_all_commit_with_unique_numbers(store: Arc<dyn Stor
     let mut tasks = Vec::new();
     for i in 0..200 {
         let store = store.clone();
-        let new = fx.new_case(
-            if i % 2 == 0 { fx.grid_a } else { fx.grid_b },
-            &format!("并发{i}"),
-            fx.now,
-        );
+        let new = fx.new_case(if i % 2 == 0 { fx.grid_a } else { fx.grid_b }, &format!("并发{i}"), fx.now);
         tasks.push(tokio::spawn(async move { store.create_case(new).await }));
     }
     let mut numbers = BTreeSet::new();
     for t in tasks {
         let case = t.await.expect("join").expect("created");
-        assert!(
-            numbers.insert(case.number.clone()),
-            "duplicate number {}",
-            case.number
-        );
-        assert!(
-            store.case(case.id).await.expect("read").is_some(),
-            "2xx means committed"
-        );
+        assert!(numbers.insert(case.number.clone()), "duplicate number {}", case.number);
+        assert!(store.case(case.id).await.expect("read").is_some(), "2xx means committed");
     }
     assert_eq!(store.count_cases().await.expect("count"), before + 200);
 }
 
 async fn transitions_append_events_and_detect_conflicts(store: &dyn Store, fx: &Fixture) {
     let case = fx.create(store, fx.grid_a, "流转").await;
-    let accepted = fx
-        .act(store, case.id, Action::Accept)
-        .await
-        .expect("accept");
+    let accepted = fx.act(store, case.id, Action::Accept).await.expect("accept");
     assert_eq!(accepted.status.state, CaseState::Accepted);
     assert_eq!(accepted.status.version, 2);
     // A stale writer based on version 1 loses.
-    let cmd = Command {
-        action: Action::Void,
-        reason: Some("重复".into()),
-        evidence: vec![],
-    };
-    let stale = decide(&case.facts, &case.status, &cmd, actor(), &fx.ctx(fx.now))
-        .expect("legal from reported");
+    let cmd = Command { action: Action::Void, reason: Some("重复".into()), evidence: vec![] };
+    let stale = decide(&case.facts, &case.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal from reported");
     let mut stale_status = case.status.clone();
     stale_status.apply(&stale).expect("apply");
     assert!(matches!(
         store.append_event(case.id, stale, stale_status).await,
         Err(StoreError::Conflict { expected: 1 })
     ));
-    for a in [
-        Action::File,
-        Action::Dispatch {
-            lead: dept("huanwei"),
-            co: vec![dept("chengguan")],
-        },
-    ] {
+    for a in [Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![dept("chengguan")] }] {
         fx.act(store, case.id, a).await.expect("transition");
     }
     let stored = store.case(case.id).await.expect("read").expect("exists");
@@ -515,11 +354,7 @@ async fn transitions_append_events_and_detect_conflicts(store: &dyn Store, fx: &
         vec![1, 2, 3, 4],
         "the conflicting event was not stored"
     );
-    assert_eq!(
-        CaseStatus::replay(&events).expect("replay"),
-        stored.status,
-        "events rebuild the row"
-    );
+    assert_eq!(CaseStatus::replay(&events).expect("replay"), stored.status, "events rebuild the row");
 }
 
 async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
@@ -530,10 +365,7 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let p = store
-            .list_cases(&all, page(before, 37))
-            .await
-            .expect("page");
+        let p = store.list_cases(&all, page(before, 37)).await.expect("page");
         seen.extend(p.items.iter().map(|c| c.id));
         match p.next {
             Some(n) => before = Some(n),
@@ -543,169 +375,47 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     assert_eq!(seen.len(), total);
     assert!(seen.windows(2).all(|w| w[0] > w[1]));
 
-    let in_b = CaseFilter {
-        grids: vec![fx.grid_b],
-        ..Default::default()
-    };
-    let b = store
-        .list_cases(&in_b, page(None, 500))
-        .await
-        .expect("grid filter");
+    let in_b = CaseFilter { grids: vec![fx.grid_b], ..Default::default() };
+    let b = store.list_cases(&in_b, page(None, 500)).await.expect("grid filter");
     assert_eq!(b.items.len(), 100);
     assert!(b.items.iter().all(|c| c.facts.grid == fx.grid_b));
 
-    let scoped = CaseFilter {
-        scope: Some(CaseScope::Grids(vec![fx.grid_b])),
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .list_cases(&scoped, page(None, 500))
-            .await
-            .expect("scope")
-            .items
-            .len(),
-        100
-    );
-    let nothing = CaseFilter {
-        scope: Some(CaseScope::Nothing),
-        ..Default::default()
-    };
-    assert!(
-        store
-            .list_cases(&nothing, page(None, 500))
-            .await
-            .expect("scope")
-            .items
-            .is_empty()
-    );
+    let scoped = CaseFilter { scope: Some(CaseScope::Grids(vec![fx.grid_b])), ..Default::default() };
+    assert_eq!(store.list_cases(&scoped, page(None, 500)).await.expect("scope").items.len(), 100);
+    let nothing = CaseFilter { scope: Some(CaseScope::Nothing), ..Default::default() };
+    assert!(store.list_cases(&nothing, page(None, 500)).await.expect("scope").items.is_empty());
 
-    let dispatched = CaseFilter {
-        states: vec![CaseState::Dispatched],
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .list_cases(&dispatched, page(None, 10))
-            .await
-            .expect("state")
-            .items
-            .len(),
-        1
-    );
+    let dispatched = CaseFilter { states: vec![CaseState::Dispatched], ..Default::default() };
+    assert_eq!(store.list_cases(&dispatched, page(None, 10)).await.expect("state").items.len(), 1);
     for d in ["huanwei", "chengguan"] {
-        let by_dept = CaseFilter {
-            department: Some(dept(d)),
-            ..Default::default()
-        };
-        assert_eq!(
-            store
-                .list_cases(&by_dept, page(None, 10))
-                .await
-                .expect("dept")
-                .items
-                .len(),
-            1,
-            "lead and co: {d}"
-        );
-        let scope = CaseFilter {
-            scope: Some(CaseScope::Department(dept(d))),
-            ..Default::default()
-        };
-        assert_eq!(
-            store
-                .list_cases(&scope, page(None, 10))
-                .await
-                .expect("dept scope")
-                .items
-                .len(),
-            1
-        );
+        let by_dept = CaseFilter { department: Some(dept(d)), ..Default::default() };
+        assert_eq!(store.list_cases(&by_dept, page(None, 10)).await.expect("dept").items.len(), 1, "lead and co: {d}");
+        let scope = CaseFilter { scope: Some(CaseScope::Department(dept(d))), ..Default::default() };
+        assert_eq!(store.list_cases(&scope, page(None, 10)).await.expect("dept scope").items.len(), 1);
     }
-    let none = CaseFilter {
-        department: Some(dept("shuiwu")),
-        ..Default::default()
-    };
-    assert!(
-        store
-            .list_cases(&none, page(None, 10))
-            .await
-            .expect("dept")
-            .items
-            .is_empty()
-    );
+    let none = CaseFilter { department: Some(dept("shuiwu")), ..Default::default() };
+    assert!(store.list_cases(&none, page(None, 10)).await.expect("dept").items.is_empty());
 
     // Every case was reported at 09:00 with a 30-minute dispatch limit; the dispatched one now has a
     // 2-working-hour sign limit. At 10:00 all but that one are overdue.
-    let overdue = CaseFilter {
-        overdue_at: Some(fx.now + SignedDuration::from_mins(60)),
-        ..Default::default()
-    };
-    let o = store
-        .list_cases(&overdue, page(None, 500))
-        .await
-        .expect("overdue")
-        .items
-        .len();
+    let overdue = CaseFilter { overdue_at: Some(fx.now + SignedDuration::from_mins(60)), ..Default::default() };
+    let o = store.list_cases(&overdue, page(None, 500)).await.expect("overdue").items.len();
     assert_eq!(o, total - 1);
-    let reporter = CaseFilter {
-        scope: Some(CaseScope::Reporter(42)),
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .list_cases(&reporter, page(None, 500))
-            .await
-            .expect("reporter")
-            .items
-            .len(),
-        total.min(500)
-    );
-    let later = CaseFilter {
-        reported_from: Some(fx.now + SignedDuration::from_secs(1)),
-        ..Default::default()
-    };
-    assert!(
-        store
-            .list_cases(&later, page(None, 10))
-            .await
-            .expect("time")
-            .items
-            .is_empty()
-    );
-    let other_matter = CaseFilter {
-        matter: Some("01037".parse().expect("matter")),
-        ..Default::default()
-    };
-    assert!(
-        store
-            .list_cases(&other_matter, page(None, 10))
-            .await
-            .expect("matter")
-            .items
-            .is_empty()
-    );
+    let reporter = CaseFilter { scope: Some(CaseScope::Reporter(42)), ..Default::default() };
+    assert_eq!(store.list_cases(&reporter, page(None, 500)).await.expect("reporter").items.len(), total.min(500));
+    let later = CaseFilter { reported_from: Some(fx.now + SignedDuration::from_secs(1)), ..Default::default() };
+    assert!(store.list_cases(&later, page(None, 10)).await.expect("time").items.is_empty());
+    let other_matter = CaseFilter { matter: Some("01037".parse().expect("matter")), ..Default::default() };
+    assert!(store.list_cases(&other_matter, page(None, 10)).await.expect("matter").items.is_empty());
 }
 
 async fn components_round_trip(store: &dyn Store, fx: &Fixture) {
     let comps: Vec<Component> = (1..=30)
         .map(|i| Component {
-            id: ComponentId::new(
-                "320583".parse().expect("div"),
-                "01037".parse().expect("class"),
-                i,
-            )
-            .expect("id"),
+            id: ComponentId::new("320583".parse().expect("div"), "01037".parse().expect("class"), i).expect("id"),
             name: format!("路灯{i:04}"),
-            status: if i % 10 == 0 {
-                ComponentStatus::Damaged
-            } else {
-                ComponentStatus::Intact
-            },
-            location: GeoPoint {
-                lon: 120.001 * f64::from(i),
-                lat: 31.005,
-            },
+            status: if i % 10 == 0 { ComponentStatus::Damaged } else { ComponentStatus::Intact },
+            location: GeoPoint { lon: 120.001 * f64::from(i), lat: 31.005 },
             grid: fx.grid_a,
             micro_grid: MicroGridCode::new(fx.grid_a, 1).expect("micro"),
             department: dept("shuiwu"),
@@ -713,30 +423,13 @@ async fn components_round_trip(store: &dyn Store, fx: &Fixture) {
         .collect();
     store.put_components(&comps).await.expect("components");
     store.put_components(&comps[..5]).await.expect("upsert");
-    assert_eq!(
-        store.component(comps[3].id).await.expect("read"),
-        Some(comps[3].clone())
-    );
-    let damaged = ComponentFilter {
-        status: Some(ComponentStatus::Damaged),
-        limit: 100,
-        ..Default::default()
-    };
-    assert_eq!(
-        store.list_components(&damaged).await.expect("list").len(),
-        3
-    );
-    let first = ComponentFilter {
-        limit: 20,
-        ..Default::default()
-    };
+    assert_eq!(store.component(comps[3].id).await.expect("read"), Some(comps[3].clone()));
+    let damaged = ComponentFilter { status: Some(ComponentStatus::Damaged), limit: 100, ..Default::default() };
+    assert_eq!(store.list_components(&damaged).await.expect("list").len(), 3);
+    let first = ComponentFilter { limit: 20, ..Default::default() };
     let p1 = store.list_components(&first).await.expect("list");
     let p2 = store
-        .list_components(&ComponentFilter {
-            after: p1.last().map(|c| c.id),
-            limit: 20,
-            ..Default::default()
-        })
+        .list_components(&ComponentFilter { after: p1.last().map(|c| c.id), limit: 20, ..Default::default() })
         .await
         .expect("list");
     assert_eq!((p1.len(), p2.len()), (20, 10));
@@ -751,27 +444,13 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
         let (mut status, report) = CaseStatus::report(&facts, actor(), &fx.ctx(at));
         let mut events = vec![report];
         for (k, a) in [Action::Accept, Action::File].into_iter().enumerate() {
-            let cmd = Command {
-                action: a,
-                reason: None,
-                evidence: vec![],
-            };
-            let e = decide(
-                &facts,
-                &status,
-                &cmd,
-                actor(),
-                &fx.ctx(at + SignedDuration::from_mins(k as i64 + 1)),
-            )
-            .expect("legal");
+            let cmd = Command { action: a, reason: None, evidence: vec![] };
+            let e = decide(&facts, &status, &cmd, actor(), &fx.ctx(at + SignedDuration::from_mins(k as i64 + 1)))
+                .expect("legal");
             status.apply(&e).expect("apply");
             events.push(e);
         }
-        batch.push(ImportCase {
-            facts,
-            events,
-            status,
-        });
+        batch.push(ImportCase { facts, events, status });
     }
     store.import_cases(fx.town, batch).await.expect("import");
     let march = CaseFilter {
@@ -779,23 +458,11 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
         reported_to: Some(start + SignedDuration::from_hours(300)),
         ..Default::default()
     };
-    let page = store
-        .list_cases(
-            &march,
-            PageRequest {
-                before: None,
-                limit: 500,
-            },
-        )
-        .await
-        .expect("list");
+    let page = store.list_cases(&march, PageRequest { before: None, limit: 500 }).await.expect("list");
     assert_eq!(page.items.len(), 300);
     let numbers: BTreeSet<&str> = page.items.iter().map(|c| c.number.as_str()).collect();
     assert_eq!(numbers.len(), 300, "numbers are unique");
-    assert!(
-        numbers.contains("32058310020260302000001"),
-        "the first case of 2 March is serial 1"
-    );
+    assert!(numbers.contains("32058310020260302000001"), "the first case of 2 March is serial 1");
     for c in page.items.iter().take(5) {
         let events = store.case_events(c.id).await.expect("events");
         assert_eq!(events.len(), 3);
