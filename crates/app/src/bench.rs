@@ -76,6 +76,9 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     let mut rows = Vec::new();
     let body = report_body();
 
+    eprintln!("· point → micro-grid lookup");
+    rows.push(lookup_bench()?);
+
     eprintln!("· bare axum handler");
     let bare = spawn_child(&["bench", "--serve-bare", "127.0.0.1:0"])?;
     let r = load(&bare.1, None, &body, args.clients, args.seconds).await?;
@@ -143,6 +146,23 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
         println!("| {} | {} |", r.what, r.result);
     }
     Ok(())
+}
+
+/// Point → micro-grid lookups over the full demo map (635 micro-grids), random points in the town's box.
+fn lookup_bench() -> AppResult<Row> {
+    let town = civicgrid_demo::town(&demo_options(1.0))?;
+    let index =
+        civicgrid_core::grid::GridIndex::new(town.layout.micro_grids.iter().map(|m| (m.code, m.polygon.clone())));
+    let mut rng = fastrand::Rng::with_seed(1);
+    let points: Vec<GeoPoint> =
+        (0..1_000_000).map(|_| GeoPoint { lon: 120.87 + rng.f64() * 0.14, lat: 31.24 + rng.f64() * 0.07 }).collect();
+    let started = Instant::now();
+    let found = points.iter().filter(|p| index.locate(**p).is_some()).count();
+    let per = started.elapsed().as_nanos() as f64 / points.len() as f64;
+    Ok(Row {
+        what: format!("GridIndex::locate, {} micro-grids, 1,000,000 random points ({found} inside)", index.len()),
+        result: format!("{:.2} µs per lookup", per / 1000.0),
+    })
 }
 
 /// A report inside the demo town's first micro-grid.
