@@ -67,6 +67,7 @@ pub fn department_for(matter: MatterCode) -> &'static str {
         "09009" => "police",
         "09012" => "fire",
         "10002" => "gongdian",
+        "01037" | "01060" => "shizheng-lamp",
         "01001" | "01002" | "01003" => "shuiwu",
         "01005" => "gongdian",
         "01013" => "fire",

@@ -80,14 +80,14 @@ where
 
 /// Component classes the demo places, with their count at scale 1 and responsible department.
 const COMPONENT_MIX: [(&str, usize, &str); 8] = [
-    ("01037", 6000, "shizheng"), // street lamps
-    ("01013", 1200, "fire"),     // hydrants
-    ("01002", 3000, "shuiwu"),   // sewage manhole covers
-    ("01001", 2000, "shuiwu"),   // water supply manhole covers
-    ("01003", 2500, "shuiwu"),   // storm drain covers
-    ("01005", 800, "gongdian"),  // power manhole covers
-    ("03005", 2500, "huanwei"),  // litter bins
-    ("03004", 300, "huanwei"),   // refuse rooms
+    ("01037", 6000, "shizheng-lamp"), // street lamps
+    ("01013", 1200, "fire"),          // hydrants
+    ("01002", 3000, "shuiwu"),        // sewage manhole covers
+    ("01001", 2000, "shuiwu"),        // water supply manhole covers
+    ("01003", 2500, "shuiwu"),        // storm drain covers
+    ("01005", 800, "gongdian"),       // power manhole covers
+    ("03005", 2500, "huanwei"),       // litter bins
+    ("03004", 300, "huanwei"),        // refuse rooms
 ];
 
 /// Generates the town's static data.
@@ -98,7 +98,12 @@ pub fn town(opts: &DemoOptions) -> Result<TownData, DemoError> {
     let layout = layout::generate(town_code, Counts::scaled(opts.scale), &mut rng);
     let departments = names::DEPARTMENTS
         .iter()
-        .map(|(c, zh, en)| Department { code: code(c), name_zh: (*zh).into(), name_en: (*en).into(), parent: None })
+        .map(|(c, zh, en, parent)| Department {
+            code: code(c),
+            name_zh: (*zh).into(),
+            name_en: (*en).into(),
+            parent: parent.map(code),
+        })
         .collect();
     let mut components = Vec::new();
     for (class, count, dept) in COMPONENT_MIX {

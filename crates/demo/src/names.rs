@@ -65,21 +65,24 @@ pub fn person(i: usize) -> String {
     format!("{}{}", SURNAMES[i % SURNAMES.len()], GIVEN[(i / SURNAMES.len() + i * 7) % GIVEN.len()])
 }
 
-/// Departments: (code, 中文名, English name).
-pub const DEPARTMENTS: [(&str, &str, &str); 15] = [
-    ("chengguan", "综合执法局（城管）", "Urban management"),
-    ("huanwei", "环卫所", "Sanitation"),
-    ("shizheng", "市政管理所", "Municipal works"),
-    ("shuiwu", "水务站", "Water"),
-    ("gongdian", "供电所", "Power supply"),
-    ("jiaotong", "交通管理所", "Transport"),
-    ("police", "派出所", "Police station"),
-    ("market", "市场监管分局", "Market regulation"),
-    ("emergency", "应急管理办", "Emergency management"),
-    ("agri", "农业农村办", "Agriculture and rural affairs"),
-    ("civil", "民政办", "Civil affairs"),
-    ("health", "卫生健康办", "Health"),
-    ("fire", "消防救援站", "Fire and rescue"),
-    ("housing", "建设管理所", "Construction"),
-    ("eco", "生态环境办", "Ecology and environment"),
+/// Departments: (code, 中文名, English name, parent code). Sub-units make the tree visible.
+pub const DEPARTMENTS: [(&str, &str, &str, Option<&str>); 18] = [
+    ("chengguan", "综合执法局（城管）", "Urban management", None),
+    ("chengguan-1", "城管执法一中队", "Urban management squad 1", Some("chengguan")),
+    ("chengguan-2", "城管执法二中队", "Urban management squad 2", Some("chengguan")),
+    ("huanwei", "环卫所", "Sanitation", None),
+    ("shizheng", "市政管理所", "Municipal works", None),
+    ("shizheng-lamp", "路灯管理站", "Street-lighting station", Some("shizheng")),
+    ("shuiwu", "水务站", "Water", None),
+    ("gongdian", "供电所", "Power supply", None),
+    ("jiaotong", "交通管理所", "Transport", None),
+    ("police", "派出所", "Police station", None),
+    ("market", "市场监管分局", "Market regulation", None),
+    ("emergency", "应急管理办", "Emergency management", None),
+    ("agri", "农业农村办", "Agriculture and rural affairs", None),
+    ("civil", "民政办", "Civil affairs", None),
+    ("health", "卫生健康办", "Health", None),
+    ("fire", "消防救援站", "Fire and rescue", None),
+    ("housing", "建设管理所", "Construction", None),
+    ("eco", "生态环境办", "Ecology and environment", None),
 ];

@@ -405,7 +405,9 @@ async fn reference_endpoints_serve_the_town() {
     let (_, matters) = app.get("/api/v1/code-tables/matters", Some(&t)).await;
     assert_eq!(matters.as_array().expect("matters").len(), 250);
     let (_, depts) = app.get("/api/v1/departments", Some(&t)).await;
-    assert_eq!(depts.as_array().expect("departments").len(), 15);
+    let depts = depts.as_array().expect("departments");
+    assert_eq!(depts.len(), 18);
+    assert!(depts.iter().any(|d| d["code"] == "chengguan-1" && d["parent"] == "chengguan"), "departments form a tree");
     let (_, comps) = app.get("/api/v1/components?limit=5", Some(&t)).await;
     let first = comps[0]["id"].as_str().expect("id").to_owned();
     assert_eq!(app.get(&format!("/api/v1/components/{first}"), Some(&t)).await.0, StatusCode::OK);

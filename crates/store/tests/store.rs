@@ -238,6 +238,7 @@ async fn conformance(store: Arc<dyn Store>) {
     users_and_sessions(store.as_ref()).await;
     case_creation_numbers_and_events(store.as_ref(), &fx).await;
     concurrent_creations_all_commit_with_unique_numbers(store.clone(), &fx).await;
+    other_writes_alongside_case_writes_never_fail(store.clone(), &fx).await;
     transitions_append_events_and_detect_conflicts(store.as_ref(), &fx).await;
     listing_filters_scopes_and_pages(store.as_ref(), &fx).await;
     components_round_trip(store.as_ref(), &fx).await;
@@ -326,6 +327,41 @@ async fn concurrent_creations_all_commit_with_unique_numbers(store: Arc<dyn Stor
         assert!(store.case(case.id).await.expect("read").is_some(), "2xx means committed");
     }
     assert_eq!(store.count_cases().await.expect("count"), before + 200);
+}
+
+/// Sessions, users and reference data are written while the group-commit writer is busy: nothing fails
+/// (on SQLite, no "database is locked").
+async fn other_writes_alongside_case_writes_never_fail(store: Arc<dyn Store>, fx: &Fixture) {
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let store = store.clone();
+        let new = fx.new_case(fx.grid_a, &format!("混合{i}"), fx.now);
+        tasks.push(tokio::spawn(async move { store.create_case(new).await.map(|_| ()) }));
+    }
+    let user = store.user_by_username("wangwu").await.expect("lookup").expect("exists");
+    for i in 0..30 {
+        let store = store.clone();
+        let now = Timestamp::now();
+        tasks.push(tokio::spawn(async move {
+            store.create_session(&format!("mixed-{i}"), user.id, now, now + SignedDuration::from_hours(1)).await
+        }));
+    }
+    for i in 0..5 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let d = Department {
+                code: dept(&format!("extra{i}")),
+                name_zh: "临时".into(),
+                name_en: "x".into(),
+                parent: None,
+            };
+            store.put_departments(&[d]).await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("every concurrent write succeeds");
+    }
+    assert_eq!(store.departments().await.expect("departments").len(), 8);
 }
 
 async fn transitions_append_events_and_detect_conflicts(store: &dyn Store, fx: &Fixture) {

@@ -92,8 +92,10 @@ CREATE TABLE case_counters (
     last BIGINT NOT NULL
 );
 
+-- No AUTOINCREMENT: it rewrites sqlite_sequence on every commit. Cases are never deleted, so rowids
+-- still only grow, which keyset pagination relies on.
 CREATE TABLE cases (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     number TEXT NOT NULL UNIQUE,
     matter TEXT NOT NULL,
     source TEXT NOT NULL,
