@@ -53,6 +53,64 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password comes from CIVICGRID_NEW_PASSWORD or the first line of stdin.
+    Add {
+        /// SQLite path or postgres:// URL.
+        #[arg(long)]
+        database: Option<String>,
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Name shown in the UI.
+        #[arg(long)]
+        display_name: String,
+        /// Post: admin, intake_operator, shift_leader, dispatcher, dept_handler, grid_worker, …
+        #[arg(long)]
+        role: String,
+        /// Grid code (grid workers; repeat for several).
+        #[arg(long = "grid")]
+        grids: Vec<String>,
+        /// Department code (department handlers).
+        #[arg(long)]
+        department: Option<String>,
+        /// Phone.
+        #[arg(long)]
+        phone: Option<String>,
+    },
+}
+
+async fn user_command(cmd: UserCommand, cfg: &Config) -> AppResult<()> {
+    let UserCommand::Add { database, username, display_name, role, grids, department, phone } = cmd;
+    let password = match std::env::var("CIVICGRID_NEW_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let input = civicgrid_core::access::AccountInput {
+        username,
+        display_name,
+        role: role.parse()?,
+        password,
+        department: department.map(|d| d.parse()).transpose()?,
+        grids: grids.iter().map(|g| g.parse()).collect::<Result<_, _>>()?,
+        phone,
+    };
+    let store = civicgrid_store::open_with(database.as_deref().unwrap_or(&cfg.database), cfg.store_options()).await?;
+    seed_reference(store.as_ref()).await?;
+    let state = AppState::new(store, Arc::new(SystemClock), HttpConfig::default()).await?;
+    let user = civicgrid_http::admin::create_account(&state, input).await.map_err(|e| e.body.message)?;
+    println!("created {} ({}, id {})", user.username, user.role.label_zh(), user.id);
+    Ok(())
 }
 
 /// Anything that ends the program with an error message.
@@ -137,6 +195,7 @@ async fn run(cli: Cli) -> AppResult<()> {
         }
         Command::Demo(args) => demo::run(args, cfg).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::User(cmd) => user_command(cmd, &cfg).await,
     }
 }
 

@@ -209,6 +209,28 @@ fn migrate_creates_a_database_with_the_code_tables() {
         assert_eq!(store.matters().await.expect("matters").len(), 250);
         assert_eq!(store.calendar().await.expect("calendar").len(), 39);
     });
+    // The first administrator of a fresh installation.
+    let add = [
+        "user",
+        "add",
+        "--database",
+        db.as_str(),
+        "--username",
+        "chief",
+        "--display-name",
+        "管理员",
+        "--role",
+        "admin",
+    ];
+    let out = civicgrid(&add).env("CIVICGRID_NEW_PASSWORD", "first-admin-pw").output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created chief"));
+    let again = civicgrid(&add).env("CIVICGRID_NEW_PASSWORD", "first-admin-pw").output().expect("run");
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already taken"));
+    let mut bad = add;
+    bad[9] = "emperor";
+    let out = civicgrid(&bad).env("CIVICGRID_NEW_PASSWORD", "first-admin-pw").output().expect("run");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown role"));
     let out = civicgrid(&["serve", "--database", "mysql://nope"]).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));

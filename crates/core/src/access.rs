@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::case::{Action, Case};
 use crate::codes::GridCode;
+use crate::error::DomainError;
 use crate::org::DeptCode;
 
 /// A post in the system.
@@ -237,6 +238,78 @@ impl Actor {
     }
 }
 
+/// A new account as an administrator submits it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountInput {
+    /// Login name: 3–32 characters of a–z, 0–9, `_`, `.`, `-`.
+    pub username: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// Post.
+    pub role: Role,
+    /// Initial password, at least 10 characters.
+    pub password: String,
+    /// Department (required for department handlers, refused for other posts).
+    #[serde(default)]
+    pub department: Option<DeptCode>,
+    /// Grids (required for grid workers, refused for other posts).
+    #[serde(default)]
+    pub grids: Vec<GridCode>,
+    /// Phone.
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+impl AccountInput {
+    /// Checks the account against the rules of its post; `grid_exists` and `dept_exists` answer for
+    /// the town's grids and departments.
+    pub fn check(
+        &self,
+        grid_exists: impl Fn(GridCode) -> bool,
+        dept_exists: impl Fn(&DeptCode) -> bool,
+    ) -> Result<(), DomainError> {
+        let u = &self.username;
+        let ok_name = (3..=32).contains(&u.len())
+            && u.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok_name {
+            return Err(DomainError::invalid("username", "3–32 characters of a–z, 0–9, '_', '.', '-'"));
+        }
+        let display = self.display_name.trim();
+        if display.is_empty() || display.chars().count() > 64 {
+            return Err(DomainError::invalid("display_name", "1–64 characters"));
+        }
+        if self.password.chars().count() < 10 {
+            return Err(DomainError::invalid("password", "at least 10 characters"));
+        }
+        match (self.role, self.grids.is_empty()) {
+            (Role::GridWorker, true) => {
+                return Err(DomainError::invalid("grids", "a grid worker needs at least one grid"));
+            }
+            (Role::GridWorker, false) => {}
+            (_, false) => return Err(DomainError::invalid("grids", "only grid workers have grids")),
+            (_, true) => {}
+        }
+        if let Some(g) = self.grids.iter().find(|g| !grid_exists(**g)) {
+            return Err(DomainError::invalid("grids", format!("grid {g} does not exist")));
+        }
+        match (&self.department, self.role == Role::DeptHandler) {
+            (None, true) => return Err(DomainError::invalid("department", "a department handler needs a department")),
+            (Some(_), false) => return Err(DomainError::invalid("department", "only department handlers have one")),
+            (Some(d), true) if !dept_exists(d) => {
+                return Err(DomainError::invalid("department", format!("department {d} does not exist")));
+            }
+            _ => {}
+        }
+        if let Some(phone) = &self.phone
+            && !((5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+'))
+        {
+            return Err(DomainError::invalid("phone", "a phone number is 5–20 digits"));
+        }
+        Ok(())
+    }
+}
+
 /// Masks a phone number to its first 3 and last 4 digits: 138****5678.
 pub fn mask_phone(phone: &str) -> String {
     let chars: Vec<char> = phone.chars().collect();
@@ -282,6 +355,40 @@ mod tests {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
             assert_eq!(serde_json::to_value(r).expect("ser"), serde_json::json!(r.as_str()));
         }
+    }
+
+    fn account(role: Role) -> AccountInput {
+        AccountInput {
+            username: "li.si".into(),
+            display_name: "李四".into(),
+            role,
+            password: "long enough pw".into(),
+            department: None,
+            grids: vec![],
+            phone: None,
+        }
+    }
+
+    #[test]
+    fn accounts_follow_the_rules_of_their_post() {
+        let grid: GridCode = "320583116001001".parse().expect("grid");
+        let yes = |_: GridCode| true;
+        let dept_yes = |_: &DeptCode| true;
+        assert!(account(Role::Dispatcher).check(yes, dept_yes).is_ok());
+        let field = |a: AccountInput| a.check(yes, dept_yes).err().and_then(|e| e.field().map(str::to_owned));
+        assert_eq!(field(account(Role::GridWorker)).as_deref(), Some("grids"));
+        assert_eq!(field(AccountInput { grids: vec![grid], ..account(Role::Dispatcher) }).as_deref(), Some("grids"));
+        assert_eq!(field(account(Role::DeptHandler)).as_deref(), Some("department"));
+        assert_eq!(field(AccountInput { username: "X".into(), ..account(Role::Leader) }).as_deref(), Some("username"));
+        assert_eq!(
+            field(AccountInput { password: "short".into(), ..account(Role::Leader) }).as_deref(),
+            Some("password")
+        );
+        let unknown = AccountInput { grids: vec![grid], ..account(Role::GridWorker) };
+        assert_eq!(
+            unknown.check(|_| false, dept_yes).err().and_then(|e| e.field().map(str::to_owned)).as_deref(),
+            Some("grids")
+        );
     }
 
     #[test]

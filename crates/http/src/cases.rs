@@ -61,7 +61,7 @@ pub async fn create_case(
     Authed(actor): Authed,
     ApiJson(input): ApiJson<ReportInput>,
 ) -> ApiResult<(StatusCode, Json<CaseView>)> {
-    let world = &state.world;
+    let world = state.world();
     let town = world.town.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -139,13 +139,13 @@ pub async fn transition(
         action
     {
         for d in std::iter::once(lead).chain(co) {
-            if !state.world.departments.contains_key(d) {
+            if !state.world().departments.contains_key(d) {
                 return Err(ApiError::invalid("lead", format!("department {d} does not exist")));
             }
         }
     }
     let now = state.clock.now();
-    let world = &state.world;
+    let world = state.world();
     let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
     let event = decide(&case.facts, &case.status, &req.command, event_actor(&actor), &ctx)?;
     let mut status = case.status.clone();

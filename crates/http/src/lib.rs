@@ -2,11 +2,12 @@
 //!
 //! - [`state`] — what handlers share (store, clock, reference data).
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
-//! - [`cases`], [`reference`] — the API handlers.
+//! - [`cases`], [`reference`], [`admin`] — the API handlers.
 //! - [`pages`] — landing page, API docs page, static files, health.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
 
+pub mod admin;
 pub mod auth;
 pub mod cases;
 pub mod error;
@@ -49,7 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/departments", get(reference::departments))
         .route("/code-tables/matters", get(reference::matters))
         .route("/code-tables/components", get(reference::component_classes))
-        .route("/calendar", get(reference::calendar))
+        .route("/calendar", get(reference::calendar).put(admin::put_calendar))
+        .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/components", get(reference::components))
         .route("/components/{id}", get(reference::component))
         .route("/cases", post(cases::create_case).get(cases::list_cases))

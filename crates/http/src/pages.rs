@@ -27,7 +27,7 @@ fn asset_text(name: &str) -> String {
 /// The landing page: what is running and where to go.
 pub async fn index(State(state): State<AppState>) -> Response {
     let town = state
-        .world
+        .world()
         .town
         .as_ref()
         .map_or("（尚未配置镇）".to_owned(), |t| format!("{} {}", t.name_zh, t.name_en));
@@ -40,7 +40,7 @@ pub async fn index(State(state): State<AppState>) -> Response {
         .replace("{{town}}", &escape(&town))
         .replace("{{backend}}", backend)
         .replace("{{cases}}", &cases)
-        .replace("{{micro_grids}}", &state.world.index.len().to_string())
+        .replace("{{micro_grids}}", &state.world().index.len().to_string())
         .replace("{{version}}", env!("CARGO_PKG_VERSION"));
     Html(page).into_response()
 }

@@ -25,7 +25,7 @@ use crate::state::AppState;
 /// The town.
 #[utoipa::path(get, path = "/api/v1/town", tag = "grids", responses((status = 200, body = Town), (status = 404, body = ErrorBody)))]
 pub async fn town(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Town>> {
-    state.world.town.clone().map(Json).ok_or_else(|| ApiError::not_found("town"))
+    state.world().town.clone().map(Json).ok_or_else(|| ApiError::not_found("town"))
 }
 
 /// Village and community workstations.
@@ -131,7 +131,7 @@ pub async fn locate(
     ApiQuery(q): ApiQuery<LocateQuery>,
 ) -> ApiResult<Json<Located>> {
     let m = state
-        .world
+        .world()
         .index
         .locate(GeoPoint { lon: q.lon, lat: q.lat })
         .ok_or_else(|| ApiError::not_found("grid at that point"))?;
@@ -141,19 +141,19 @@ pub async fn locate(
 /// Departments.
 #[utoipa::path(get, path = "/api/v1/departments", tag = "reference", responses((status = 200, body = [Department])))]
 pub async fn departments(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<Department>>> {
-    Ok(Json(state.world.departments.values().cloned().collect()))
+    Ok(Json(state.world().departments.values().cloned().collect()))
 }
 
 /// The national matter (管理事项) table.
 #[utoipa::path(get, path = "/api/v1/code-tables/matters", tag = "reference", responses((status = 200, body = [Matter])))]
 pub async fn matters(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<Matter>>> {
-    Ok(Json(state.world.catalog.matters().cloned().collect()))
+    Ok(Json(state.world().catalog.matters().cloned().collect()))
 }
 
 /// The national component-class (部件) table.
 #[utoipa::path(get, path = "/api/v1/code-tables/components", tag = "reference", responses((status = 200, body = [ComponentClass])))]
 pub async fn component_classes(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<ComponentClass>>> {
-    Ok(Json(state.world.catalog.component_classes().cloned().collect()))
+    Ok(Json(state.world().catalog.component_classes().cloned().collect()))
 }
 
 /// Public holidays and make-up working days.

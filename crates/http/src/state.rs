@@ -2,7 +2,7 @@
 //! index, code tables, calendar, SLA rules and departments — loaded once from the store at start-up.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use civicgrid_core::calendar::{CALENDAR_2026_CSV, WorkCalendar, default_periods, parse_calendar_csv};
 use civicgrid_core::catalog::{Catalog, ComponentClass, Matter};
@@ -75,8 +75,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Time.
     pub clock: Arc<dyn Clock>,
-    /// Reference data.
-    pub world: Arc<World>,
+    /// Reference data; replaced whole when an administrator changes it.
+    world: Arc<RwLock<Arc<World>>>,
     /// Recently checked sessions.
     pub sessions: Arc<SessionCache>,
     /// Settings.
@@ -90,9 +90,24 @@ impl AppState {
         Ok(Self {
             store,
             clock,
-            world: Arc::new(world),
+            world: Arc::new(RwLock::new(Arc::new(world))),
             sessions: Arc::new(SessionCache::default()),
             config: Arc::new(config),
         })
+    }
+
+    /// The current reference data.
+    pub fn world(&self) -> Arc<World> {
+        self.world.read().map(|w| w.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Reloads the reference data from the store (after an administrator changed it).
+    pub async fn reload_world(&self) -> Result<(), StoreError> {
+        let fresh = Arc::new(World::load(self.store.as_ref()).await?);
+        match self.world.write() {
+            Ok(mut w) => *w = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
     }
 }

@@ -112,6 +112,16 @@ impl TestApp {
         self.post(&format!("/api/v1/cases/{id}/transitions"), Some(token), &body).await
     }
 
+    /// Reports, accepts, files and dispatches a case as `token` (a shift leader); its handling deadline.
+    async fn dispatched_due(&self, token: &str) -> String {
+        let id = self.create(token, 0).await["id"].as_i64().expect("id");
+        self.act(token, id, json!({"action": "accept"})).await;
+        self.act(token, id, json!({"action": "file"})).await;
+        let (s, c) = self.act(token, id, json!({"action": "dispatch", "lead": "huanwei"})).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        c["handle_due_at"].as_str().expect("due").to_owned()
+    }
+
     async fn counts(&self) -> (i64, usize) {
         let cases = self.store.count_cases().await.expect("count");
         let mut events = 0;
@@ -451,4 +461,63 @@ async fn openapi_document_is_served_and_matches_the_committed_copy() {
     }
     let committed = std::fs::read_to_string(&path).expect("openapi.json is committed; run with UPDATE_OPENAPI=1");
     assert_eq!(committed, generated, "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p civicgrid-http`");
+}
+
+#[tokio::test]
+async fn only_administrators_create_accounts_and_the_rules_of_each_post_hold() {
+    let app = spawn_app().await;
+    let admin = app.login("admin").await;
+    let dispatch = app.login("dispatch").await;
+    let grid = app.town.layout.grids[1].code.to_string();
+    let account = json!({"username": "new.worker", "display_name": "新网格员", "role": "grid_worker",
+        "password": "a-long-password", "grids": [grid]});
+    let (s, err) = app.post("/api/v1/users", Some(&dispatch), &account).await;
+    assert_eq!((s, err["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    assert_eq!(app.get("/api/v1/users", Some(&dispatch)).await.0, StatusCode::FORBIDDEN);
+    let (s, user) = app.post("/api/v1/users", Some(&admin), &account).await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    assert!(user.get("password_hash").is_none(), "hashes never leave the server");
+    let (s, err) = app.post("/api/v1/users", Some(&admin), &account).await;
+    assert_eq!((s, err["code"].as_str()), (StatusCode::CONFLICT, Some("duplicate")));
+    let mut no_grid = account.clone();
+    no_grid["username"] = json!("other.worker");
+    no_grid["grids"] = json!([]);
+    let (s, err) = app.post("/api/v1/users", Some(&admin), &no_grid).await;
+    assert_eq!((s, err["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("grids")));
+    // The new worker logs in with the password given and sees the cases of the grid given.
+    let r =
+        app.post("/api/v1/auth/login", None, &json!({"username": "new.worker", "password": "a-long-password"})).await;
+    assert_eq!(r.0, StatusCode::OK);
+    let worker = r.1["token"].as_str().expect("token").to_owned();
+    let intake = app.login("intake").await;
+    let id = app.create(&intake, 1).await["id"].as_i64().expect("id");
+    assert_eq!(app.get(&format!("/api/v1/cases/{id}"), Some(&worker)).await.0, StatusCode::OK);
+    let (_, users) = app.get("/api/v1/users", Some(&admin)).await;
+    assert!(users.as_array().expect("users").iter().any(|u| u["username"] == "new.worker"));
+}
+
+#[tokio::test]
+async fn a_holiday_added_by_the_administrator_moves_new_deadlines() {
+    let app = spawn_app().await;
+    let admin = app.login("admin").await;
+    let shift = app.login("shift").await;
+    // Monday 23 November 17:00 in China; exposed rubbish has 4 working hours.
+    app.clock.set("2026-11-23T09:00:00Z".parse().expect("time"));
+    assert_eq!(app.dispatched_due(&shift).await, "2026-11-24T03:00:00Z", "Tuesday 11:00 before the change");
+    let holiday = json!([{"date": "2026-11-24", "kind": "holiday", "name_zh": "临时假日", "name_en": "extra holiday"}]);
+    let dispatch = app.login("dispatch").await;
+    assert_eq!(
+        app.send(app.http.put(format!("{}/api/v1/calendar", app.base)).json(&holiday), Some(&dispatch)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, cal) = app.send(app.http.put(format!("{}/api/v1/calendar", app.base)).json(&holiday), Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK, "{cal}");
+    assert_eq!(cal.as_array().expect("rows").len(), 40);
+    assert_eq!(
+        app.dispatched_due(&shift).await,
+        "2026-11-25T03:00:00Z",
+        "Wednesday 11:00 after Tuesday became a holiday"
+    );
+    let (s, err) = app.send(app.http.put(format!("{}/api/v1/calendar", app.base)).json(&json!([])), Some(&admin)).await;
+    assert_eq!((s, err["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
 }

@@ -1,0 +1,80 @@
+//! Administrator endpoints: accounts and the working calendar (next year's holidays are added here).
+//! Only the `admin` post may call them.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use civicgrid_core::access::{AccountInput, Role};
+use civicgrid_core::calendar::CalendarEntry;
+use civicgrid_store::{NewUser, User};
+
+use crate::auth::{Authed, hash_password};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Most calendar rows accepted in one request.
+const MAX_CALENDAR_ROWS: usize = 400;
+
+/// Creates an account after checking it against the town's grids and departments. Shared by the API
+/// and `civicgrid user add`.
+pub async fn create_account(state: &AppState, input: AccountInput) -> ApiResult<User> {
+    let world = state.world();
+    let grids = state.store.grids().await?;
+    input.check(|g| grids.iter().any(|x| x.code == g), |d| world.departments.contains_key(d))?;
+    let password = input.password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)??;
+    let user = NewUser {
+        username: input.username,
+        display_name: input.display_name.trim().to_owned(),
+        role: input.role,
+        password_hash: hash,
+        department: input.department,
+        phone: input.phone,
+        grids: input.grids,
+    };
+    Ok(state.store.create_user(&user).await?)
+}
+
+/// Create an account (administrators only).
+#[utoipa::path(post, path = "/api/v1/users", tag = "admin", request_body = AccountInput,
+    responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    authed: Authed,
+    ApiJson(input): ApiJson<AccountInput>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    authed.require(&[Role::Admin])?;
+    Ok((StatusCode::CREATED, Json(create_account(&state, input).await?)))
+}
+
+/// All accounts (administrators only).
+#[utoipa::path(get, path = "/api/v1/users", tag = "admin", responses((status = 200, body = [User]), (status = 403, body = ErrorBody)))]
+pub async fn list_users(State(state): State<AppState>, authed: Authed) -> ApiResult<Json<Vec<User>>> {
+    authed.require(&[Role::Admin])?;
+    Ok(Json(state.store.users().await?))
+}
+
+/// Add or replace working-calendar rows, e.g. next year's holidays (administrators only).
+#[utoipa::path(put, path = "/api/v1/calendar", tag = "admin", request_body = [CalendarEntry],
+    responses((status = 200, body = [CalendarEntry]), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn put_calendar(
+    State(state): State<AppState>,
+    authed: Authed,
+    ApiJson(entries): ApiJson<Vec<CalendarEntry>>,
+) -> ApiResult<Json<Vec<CalendarEntry>>> {
+    authed.require(&[Role::Admin])?;
+    if entries.is_empty() || entries.len() > MAX_CALENDAR_ROWS {
+        return Err(ApiError::invalid("entries", format!("send 1–{MAX_CALENDAR_ROWS} rows")));
+    }
+    let mut days: Vec<_> = entries.iter().map(|e| e.date).collect();
+    days.sort();
+    days.dedup();
+    if days.len() != entries.len() {
+        return Err(ApiError::invalid("date", "each date at most once"));
+    }
+    state.store.put_calendar(&entries).await?;
+    state.reload_world().await?;
+    Ok(Json(state.store.calendar().await?))
+}
