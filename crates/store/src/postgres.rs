@@ -97,4 +97,11 @@ impl PgStore {
     }
 }
 
+impl PgApplier {
+    /// Nothing to set up on the writer's connection.
+    async fn prepare_connection(_conn: &mut sqlx::PgConnection) -> crate::Result<()> {
+        Ok(())
+    }
+}
+
 crate::shared::store_impl!(PgStore, PgApplier, sqlx::Postgres, Backend::Postgres);

@@ -213,7 +213,9 @@ macro_rules! store_impl {
             async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Case>>> {
                 let mut held = self.conn.lock().await;
                 if held.is_none() {
-                    *held = Some(self.pool.acquire().await?);
+                    let mut conn = self.pool.acquire().await?;
+                    Self::prepare_connection(&mut conn).await?;
+                    *held = Some(conn);
                 }
                 let Some(conn) = held.as_mut() else { return Err(StoreError::Closed) };
                 let outcome = apply_in_transaction(conn, ops).await;

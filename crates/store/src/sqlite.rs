@@ -26,6 +26,8 @@ pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     writer: Writer,
+    /// Dropping the store stops its checkpointer.
+    _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
 }
 
 #[derive(Debug)]
@@ -54,14 +56,17 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .pragma("journal_size_limit", "67108864");
         // Two write connections: the group-commit writer keeps one; rare writes (users, reference data)
         // take the other and wait on SQLite's busy timeout while the writer commits.
         let write = SqlitePoolOptions::new().max_connections(2).connect_with(options.clone()).await?;
         migrator().run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let writer = Writer::spawn(SqliteApplier { pool: write.clone(), conn: Default::default() });
-        Ok(Self { read, write, writer })
+        let (stop_checkpoints, stop) = tokio::sync::oneshot::channel();
+        tokio::spawn(checkpointer(read.clone(), stop));
+        Ok(Self { read, write, writer, _stop_checkpoints: stop_checkpoints })
     }
 
     /// Table → column names, for comparing the two backends' schemas.
@@ -73,6 +78,34 @@ impl SqliteStore {
         .fetch_all(&self.read)
         .await?;
         Ok(rows)
+    }
+}
+
+impl SqliteApplier {
+    /// The group-commit connection checkpoints rarely: copying WAL pages into the database file sits on
+    /// the commit path, so [`checkpointer`] does most of it in the background. The writer's own
+    /// checkpoint every 4,000 pages (16 MiB) then finds little left to copy, and lets the next commit
+    /// start the WAL over, so it stays small under sustained load.
+    async fn prepare_connection(conn: &mut sqlx::SqliteConnection) -> crate::Result<()> {
+        sqlx::query("PRAGMA wal_autocheckpoint = 4000").execute(conn).await?;
+        Ok(())
+    }
+}
+
+/// Checkpoints the WAL into the database file every second, off the writer's path. PASSIVE never blocks
+/// the writer; once a checkpoint has caught up, the next write starts the WAL over, and
+/// `journal_size_limit` trims the file. Ends when the store is dropped.
+async fn checkpointer(pool: SqlitePool, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stop => return,
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
     }
 }
 

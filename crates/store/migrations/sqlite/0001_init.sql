@@ -129,4 +129,4 @@ CREATE TABLE case_events (
     to_state TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (case_id, seq)
-);
+) WITHOUT ROWID; -- one b-tree instead of a table plus its key index
