@@ -143,11 +143,13 @@ pub async fn seed_reference(store: &dyn Store) -> AppResult<()> {
 pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: impl FnOnce(&str)) -> AppResult<()> {
     let http = HttpConfig { secure_cookies: cfg.secure_cookies, session_hours: cfg.session_hours };
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;
+    let refresh = state.spawn_refresh(std::time::Duration::from_secs(60));
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     banner(&format!("http://{addr}"));
     civicgrid_http::serve(listener, state, shutdown_signal()).await?;
+    refresh.abort();
     Ok(())
 }
 

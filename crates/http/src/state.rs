@@ -101,6 +101,22 @@ impl AppState {
         self.world.read().map(|w| w.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
+    /// Reloads the reference data every `every`, so that a change made through another app node on
+    /// the same database (a holiday, a department) reaches this one too.
+    pub fn spawn_refresh(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.reload_world().await {
+                    tracing::warn!(error = %e, "reloading reference data failed; keeping the old copy");
+                }
+            }
+        })
+    }
+
     /// Reloads the reference data from the store (after an administrator changed it).
     pub async fn reload_world(&self) -> Result<(), StoreError> {
         let fresh = Arc::new(World::load(self.store.as_ref()).await?);

@@ -22,6 +22,7 @@ struct TestApp {
     store: Arc<dyn Store>,
     clock: ManualClock,
     town: TownData,
+    state: AppState,
 }
 
 fn temp_db() -> String {
@@ -53,8 +54,8 @@ async fn spawn_app() -> TestApp {
     let state = AppState::new(store.clone(), Arc::new(clock.clone()), HttpConfig::default()).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(civicgrid_http::serve(listener, state, std::future::pending()));
-    TestApp { base, http: reqwest::Client::new(), store, clock, town }
+    tokio::spawn(civicgrid_http::serve(listener, state.clone(), std::future::pending()));
+    TestApp { base, http: reqwest::Client::new(), store, clock, town, state }
 }
 
 impl TestApp {
@@ -520,4 +521,22 @@ async fn a_holiday_added_by_the_administrator_moves_new_deadlines() {
     );
     let (s, err) = app.send(app.http.put(format!("{}/api/v1/calendar", app.base)).json(&json!([])), Some(&admin)).await;
     assert_eq!((s, err["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
+}
+
+#[tokio::test]
+async fn another_nodes_reference_changes_arrive_through_the_refresh() {
+    let app = spawn_app().await;
+    // A second "node" on the same database changes the calendar directly.
+    let holiday = civicgrid_core::calendar::CalendarEntry {
+        date: jiff::civil::date(2026, 11, 24),
+        kind: civicgrid_core::calendar::DayKind::Holiday,
+        name_zh: "临时假日".into(),
+        name_en: "extra".into(),
+    };
+    app.store.put_calendar(&[holiday]).await.expect("other node writes");
+    let shift = app.login("shift").await;
+    app.clock.set("2026-11-23T09:00:00Z".parse().expect("time"));
+    assert_eq!(app.dispatched_due(&shift).await, "2026-11-24T03:00:00Z", "not seen before a refresh");
+    app.state.reload_world().await.expect("refresh");
+    assert_eq!(app.dispatched_due(&shift).await, "2026-11-25T03:00:00Z", "seen after the refresh");
 }
