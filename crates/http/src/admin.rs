@@ -1,4 +1,5 @@
-//! Administrator endpoints: accounts and the working calendar (next year's holidays are added here).
+//! Administrator endpoints: accounts, the working calendar (next year's holidays are added here) and
+//! components.
 //! Only the `admin` post may call them.
 
 use axum::Json;
@@ -77,4 +78,61 @@ pub async fn put_calendar(
     state.store.put_calendar(&entries).await?;
     state.reload_world().await?;
     Ok(Json(state.store.calendar().await?))
+}
+
+/// A component as an administrator submits it (the ID is in the path).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentInput {
+    /// Name, e.g. 路灯 0012.
+    pub name: String,
+    /// Status (default intact).
+    #[serde(default)]
+    pub status: civicgrid_core::component::ComponentStatus,
+    /// Where it stands (WGS84); the grid and micro-grid follow from it.
+    pub location: civicgrid_core::case::GeoPoint,
+    /// Responsible department.
+    pub department: civicgrid_core::org::DeptCode,
+}
+
+/// Add or replace a component (administrators only). The ID must belong to the town's county and name
+/// a class of the national table; the location must fall inside the town.
+#[utoipa::path(put, path = "/api/v1/components/{id}", tag = "admin", request_body = ComponentInput,
+    params(("id" = String, Path, description = "17-digit component ID")),
+    responses((status = 200, body = civicgrid_core::component::Component), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_component(
+    State(state): State<AppState>,
+    authed: Authed,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiJson(input): ApiJson<ComponentInput>,
+) -> ApiResult<Json<civicgrid_core::component::Component>> {
+    authed.require(&[Role::Admin])?;
+    let world = state.world();
+    let id: civicgrid_core::codes::ComponentId =
+        id.parse().map_err(|e: civicgrid_core::codes::CodeError| ApiError::invalid("id", e.to_string()))?;
+    let town = world.town.as_ref().ok_or_else(|| ApiError::not_found("town"))?;
+    civicgrid_core::component::Component::check_id(id, town.code.division(), &world.catalog)?;
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid("name", "1–100 characters"));
+    }
+    if !world.departments.contains_key(&input.department) {
+        return Err(ApiError::invalid("department", format!("department {} does not exist", input.department)));
+    }
+    let micro_grid = world
+        .index
+        .locate(input.location)
+        .ok_or_else(|| ApiError::invalid("location", "the location is outside the town's grids"))?;
+    let component = civicgrid_core::component::Component {
+        id,
+        name: name.to_owned(),
+        status: input.status,
+        location: input.location,
+        grid: micro_grid.grid(),
+        micro_grid,
+        department: input.department,
+    };
+    state.store.put_components(std::slice::from_ref(&component)).await?;
+    Ok(Json(component))
 }

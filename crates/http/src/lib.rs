@@ -53,7 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/calendar", get(reference::calendar).put(admin::put_calendar))
         .route("/users", get(admin::list_users).post(admin::create_user))
         .route("/components", get(reference::components))
-        .route("/components/{id}", get(reference::component))
+        .route("/components/{id}", get(reference::component).put(admin::put_component))
         .route("/cases", post(cases::create_case).get(cases::list_cases))
         .route("/cases/{id}", get(cases::get_case))
         .route("/cases/{id}/transitions", post(cases::transition))

@@ -32,7 +32,7 @@ impl Modify for Security {
         reference::micro_grids_geojson, reference::locate, reference::departments, reference::matters,
         reference::component_classes, reference::calendar, reference::components, reference::component,
         cases::create_case, cases::list_cases, cases::get_case, cases::transition, cases::case_events,
-        admin::create_user, admin::list_users, admin::put_calendar,
+        admin::create_user, admin::list_users, admin::put_calendar, admin::put_component,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),
@@ -42,7 +42,7 @@ impl Modify for Security {
         (name = "grids", description = "网格 town, workstations, grids"),
         (name = "components", description = "部件 components"),
         (name = "reference", description = "代码表 code tables, departments, calendar"),
-        (name = "admin", description = "管理 accounts and calendar (administrators)"),
+        (name = "admin", description = "管理 accounts, calendar, components (administrators)"),
         (name = "ops", description = "health"),
     )
 )]

@@ -80,6 +80,10 @@ impl TestApp {
         self.send(self.http.get(format!("{}{path}", self.base)), token).await
     }
 
+    async fn put(&self, path: &str, token: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body), Some(token)).await
+    }
+
     async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body), token).await
     }
@@ -519,7 +523,7 @@ async fn a_holiday_added_by_the_administrator_moves_new_deadlines() {
         "2026-11-25T03:00:00Z",
         "Wednesday 11:00 after Tuesday became a holiday"
     );
-    let (s, err) = app.send(app.http.put(format!("{}/api/v1/calendar", app.base)).json(&json!([])), Some(&admin)).await;
+    let (s, err) = app.put("/api/v1/calendar", &admin, &json!([])).await;
     assert_eq!((s, err["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
 }
 
@@ -539,4 +543,39 @@ async fn another_nodes_reference_changes_arrive_through_the_refresh() {
     assert_eq!(app.dispatched_due(&shift).await, "2026-11-24T03:00:00Z", "not seen before a refresh");
     app.state.reload_world().await.expect("refresh");
     assert_eq!(app.dispatched_due(&shift).await, "2026-11-25T03:00:00Z", "seen after the refresh");
+}
+
+#[tokio::test]
+async fn administrators_register_components_with_checked_ids() {
+    let app = spawn_app().await;
+    let admin = app.login("admin").await;
+    let p = app.point_in_grid(1);
+    let lamp = json!({"name": "路灯 新01", "location": p, "department": "shizheng-lamp"});
+    let (s, c) = app.put("/api/v1/components/32058301037900001", &admin, &lamp).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["grid"], app.town.layout.grids[1].code.to_string(), "the grid follows from the location");
+    assert_eq!(c["status"], "intact");
+    let (s, _) = app.get("/api/v1/components/32058301037900001", Some(&admin)).await;
+    assert_eq!(s, StatusCode::OK);
+    for (id, body, field) in [
+        ("11010101037900001", lamp.clone(), "id"), // another county
+        ("32058301016900001", lamp.clone(), "id"), // 01016 is a gap in the national table
+        ("3205830103790000", lamp.clone(), "id"),  // 16 digits
+        (
+            "32058301037900002",
+            json!({"name": "x", "location": {"lon": 100.0, "lat": 20.0}, "department": "shizheng"}),
+            "location",
+        ),
+        ("32058301037900003", json!({"name": "x", "location": p, "department": "nobody"}), "department"),
+    ] {
+        let (s, err) = app.put(&format!("/api/v1/components/{id}"), &admin, &body).await;
+        assert_eq!((s, err["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{id}: {err}");
+    }
+    let dispatch = app.login("dispatch").await;
+    assert_eq!(app.put("/api/v1/components/32058301037900004", &dispatch, &lamp).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/v1/components/32058301037900002", Some(&admin)).await.0,
+        StatusCode::NOT_FOUND,
+        "nothing written"
+    );
 }
