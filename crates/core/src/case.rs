@@ -485,6 +485,7 @@ pub struct CaseStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Case {
     /// Database id.
+    #[schema(value_type = i64)]
     pub id: CaseId,
     /// Human-readable number: town code + date + serial, e.g. 32058510020261123000042.
     pub number: String,
