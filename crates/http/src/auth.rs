@@ -77,6 +77,46 @@ pub fn actor_of(user: &User) -> Actor {
     }
 }
 
+/// Failed logins allowed per username before it is locked for [`LOCKOUT`].
+pub const MAX_FAILURES: u32 = 5;
+/// How long a username stays locked after too many failures (and the window failures are counted in).
+pub const LOCKOUT: SignedDuration = SignedDuration::from_mins(15);
+
+/// Failed logins per username, per node: after [`MAX_FAILURES`] in [`LOCKOUT`], the username is refused
+/// until the lockout passes, whatever the password. Guards against password guessing.
+#[derive(Debug, Default)]
+pub struct LoginGuard {
+    failures: Mutex<HashMap<String, (u32, jiff::Timestamp)>>,
+}
+
+impl LoginGuard {
+    /// Whether `username` is locked at `now`.
+    fn locked(&self, username: &str, now: jiff::Timestamp) -> bool {
+        let Ok(f) = self.failures.lock() else { return false };
+        f.get(username).is_some_and(|(n, last)| *n >= MAX_FAILURES && now < *last + LOCKOUT)
+    }
+
+    fn failed(&self, username: &str, now: jiff::Timestamp) {
+        if let Ok(mut f) = self.failures.lock() {
+            if f.len() > 10_000 {
+                f.retain(|_, (_, last)| now < *last + LOCKOUT);
+            }
+            let entry = f.entry(username.to_owned()).or_insert((0, now));
+            if now >= entry.1 + LOCKOUT {
+                *entry = (0, now);
+            }
+            entry.0 += 1;
+            entry.1 = now;
+        }
+    }
+
+    fn succeeded(&self, username: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(username);
+        }
+    }
+}
+
 /// Sessions checked recently: token hash → (actor, when the cache entry lapses).
 #[derive(Debug, Default)]
 pub struct SessionCache {
@@ -204,16 +244,29 @@ fn me(u: &User) -> Me {
 
 /// Log in with username and password.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
-    let user = state.store.user_by_username(req.username.trim()).await?;
+    let username = req.username.trim().to_owned();
+    let now = state.clock.now();
+    if state.logins.locked(&username, now) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("登录失败次数过多，请 {} 分钟后再试 (too many failed logins; try again later)", LOCKOUT.as_mins()),
+        ));
+    }
+    let user = state.store.user_by_username(&username).await?;
     let hash = user.as_ref().map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
     let password = req.password;
     let ok =
         tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.map_err(ApiError::internal)?;
     let user = match (ok, user) {
-        (true, Some(u)) => u,
+        (true, Some(u)) => {
+            state.logins.succeeded(&username);
+            u
+        }
         _ => {
+            state.logins.failed(&username, now);
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_credentials",
@@ -222,7 +275,6 @@ pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginReq
         }
     };
     let token = new_token()?;
-    let now = state.clock.now();
     let expires = now + SignedDuration::from_hours(state.config.session_hours);
     state.store.create_session(&token_hash(&token), user.id, now, expires).await?;
     let secure = if state.config.secure_cookies { "; Secure" } else { "" };

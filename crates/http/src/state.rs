@@ -12,7 +12,7 @@ use civicgrid_core::org::{Department, DeptCode};
 use civicgrid_core::sla::SlaPolicy;
 use civicgrid_store::{Store, StoreError};
 
-use crate::auth::SessionCache;
+use crate::auth::{LoginGuard, SessionCache};
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -79,6 +79,8 @@ pub struct AppState {
     world: Arc<RwLock<Arc<World>>>,
     /// Recently checked sessions.
     pub sessions: Arc<SessionCache>,
+    /// Failed-login counts.
+    pub logins: Arc<LoginGuard>,
     /// Settings.
     pub config: Arc<HttpConfig>,
 }
@@ -92,6 +94,7 @@ impl AppState {
             clock,
             world: Arc::new(RwLock::new(Arc::new(world))),
             sessions: Arc::new(SessionCache::default()),
+            logins: Arc::new(LoginGuard::default()),
             config: Arc::new(config),
         })
     }

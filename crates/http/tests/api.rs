@@ -579,3 +579,22 @@ async fn administrators_register_components_with_checked_ids() {
         "nothing written"
     );
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
+    let app = spawn_app().await;
+    let wrong = json!({"username": "dispatch", "password": "guess"});
+    for _ in 0..civicgrid_http::auth::MAX_FAILURES {
+        assert_eq!(app.post("/api/v1/auth/login", None, &wrong).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let right = json!({"username": "dispatch", "password": PASSWORD});
+    let (s, err) = app.post("/api/v1/auth/login", None, &right).await;
+    assert_eq!((s, err["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts")));
+    assert_eq!(
+        app.post("/api/v1/auth/login", None, &json!({"username": "shift", "password": PASSWORD})).await.0,
+        StatusCode::OK,
+        "other users are unaffected"
+    );
+    app.clock.advance(civicgrid_http::auth::LOCKOUT);
+    assert_eq!(app.post("/api/v1/auth/login", None, &right).await.0, StatusCode::OK, "the lock lapses");
+}
