@@ -310,14 +310,42 @@ macro_rules! store_impl {
 
         const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, department, phone, grids";
 
-        fn grid_row<T>(
-            code: &str,
-            polygon: &str,
-            build: impl FnOnce(civicgrid_core::grid::Polygon<f64>) -> Result<T>,
+        /// The columns grids and micro-grids share: code, parent code, name, households, worker, polygon.
+        type AreaRow = (String, String, String, i64, Option<i64>, String);
+
+        fn area_row(code: String, parent: String, name: &str, households: u32, worker: Option<i64>, polygon: &civicgrid_core::grid::Polygon<f64>) -> AreaRow {
+            (code, parent, name.to_owned(), i64::from(households), worker, polygon_to_geojson(polygon).to_string())
+        }
+
+        /// Parses an area row's polygon and hands the parts to `build`.
+        fn from_area_row<T>(
+            (code, parent, name, households, worker, polygon): AreaRow,
+            build: impl FnOnce(String, String, String, u32, Option<i64>, civicgrid_core::grid::Polygon<f64>) -> Result<T>,
         ) -> Result<T> {
-            let json: serde_json::Value = from_json(polygon)?;
+            let json: serde_json::Value = from_json(&polygon)?;
             let polygon = polygon_from_geojson(&json).map_err(|e| StoreError::Corrupt(format!("{code}: {e}")))?;
-            build(polygon)
+            build(code, parent, name, u32::try_from(households).unwrap_or_default(), worker, polygon)
+        }
+
+        impl $store {
+            /// Upserts area rows with `sql` (an INSERT … ON CONFLICT of six binds) in one transaction.
+            async fn put_areas(&self, sql: &'static str, rows: Vec<AreaRow>) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                for (code, parent, name, households, worker, polygon) in rows {
+                    sqlx::query(sql)
+                        .bind(code)
+                        .bind(parent)
+                        .bind(name)
+                        .bind(households)
+                        .bind(worker)
+                        .bind(polygon)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| map_db_error(e, "code"))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
         }
 
         fn component_from_row(
@@ -542,89 +570,60 @@ macro_rules! store_impl {
             }
 
             async fn put_grids(&self, items: &[Grid]) -> Result<()> {
-                let mut tx = self.write.begin().await?;
-                for g in items {
-                    sqlx::query(
-                        "INSERT INTO grids (code, community, name_zh, households, worker_user_id, polygon) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (code) DO UPDATE SET \
-                         community = excluded.community, name_zh = excluded.name_zh, households = excluded.households, \
-                         worker_user_id = excluded.worker_user_id, polygon = excluded.polygon",
-                    )
-                    .bind(g.code.to_string())
-                    .bind(g.community.to_string())
-                    .bind(&g.name_zh)
-                    .bind(i64::from(g.households))
-                    .bind(g.worker_user_id)
-                    .bind(polygon_to_geojson(&g.polygon).to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| map_db_error(e, "code"))?;
-                }
-                tx.commit().await?;
-                Ok(())
+                let rows = items
+                    .iter()
+                    .map(|g| area_row(g.code.to_string(), g.community.to_string(), &g.name_zh, g.households, g.worker_user_id, &g.polygon))
+                    .collect();
+                self.put_areas(
+                    "INSERT INTO grids (code, community, name_zh, households, worker_user_id, polygon) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (code) DO UPDATE SET \
+                     community = excluded.community, name_zh = excluded.name_zh, households = excluded.households, \
+                     worker_user_id = excluded.worker_user_id, polygon = excluded.polygon",
+                    rows,
+                )
+                .await
             }
 
             async fn grids(&self) -> Result<Vec<Grid>> {
-                let rows: Vec<(String, String, String, i64, Option<i64>, String)> = sqlx::query_as(
+                let rows: Vec<AreaRow> = sqlx::query_as(
                     "SELECT code, community, name_zh, households, worker_user_id, polygon FROM grids ORDER BY code",
                 )
                 .fetch_all(&self.read)
                 .await?;
                 rows.into_iter()
-                    .map(|(code, community, name_zh, households, worker_user_id, polygon)| {
-                        grid_row(&code, &polygon, |polygon| {
-                            Ok(Grid {
-                                code: parse(&code)?,
-                                community: parse(&community)?,
-                                name_zh,
-                                households: u32::try_from(households).unwrap_or_default(),
-                                worker_user_id,
-                                polygon,
-                            })
+                    .map(|row| {
+                        from_area_row(row, |code, community, name_zh, households, worker_user_id, polygon| {
+                            Ok(Grid { code: parse(&code)?, community: parse(&community)?, name_zh, households, worker_user_id, polygon })
                         })
                     })
                     .collect()
             }
 
             async fn put_micro_grids(&self, items: &[MicroGrid]) -> Result<()> {
-                let mut tx = self.write.begin().await?;
-                for g in items {
-                    sqlx::query(
-                        "INSERT INTO micro_grids (code, grid, name_zh, households, worker_user_id, polygon) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (code) DO UPDATE SET \
-                         grid = excluded.grid, name_zh = excluded.name_zh, households = excluded.households, \
-                         worker_user_id = excluded.worker_user_id, polygon = excluded.polygon",
-                    )
-                    .bind(g.code.to_string())
-                    .bind(g.grid().to_string())
-                    .bind(&g.name_zh)
-                    .bind(i64::from(g.households))
-                    .bind(g.worker_user_id)
-                    .bind(polygon_to_geojson(&g.polygon).to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| map_db_error(e, "code"))?;
-                }
-                tx.commit().await?;
-                Ok(())
+                let rows = items
+                    .iter()
+                    .map(|m| area_row(m.code.to_string(), m.grid().to_string(), &m.name_zh, m.households, m.worker_user_id, &m.polygon))
+                    .collect();
+                self.put_areas(
+                    "INSERT INTO micro_grids (code, grid, name_zh, households, worker_user_id, polygon) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (code) DO UPDATE SET \
+                     grid = excluded.grid, name_zh = excluded.name_zh, households = excluded.households, \
+                     worker_user_id = excluded.worker_user_id, polygon = excluded.polygon",
+                    rows,
+                )
+                .await
             }
 
             async fn micro_grids(&self) -> Result<Vec<MicroGrid>> {
-                let rows: Vec<(String, String, i64, Option<i64>, String)> = sqlx::query_as(
-                    "SELECT code, name_zh, households, worker_user_id, polygon FROM micro_grids ORDER BY code",
+                let rows: Vec<AreaRow> = sqlx::query_as(
+                    "SELECT code, grid, name_zh, households, worker_user_id, polygon FROM micro_grids ORDER BY code",
                 )
                 .fetch_all(&self.read)
                 .await?;
                 rows.into_iter()
-                    .map(|(code, name_zh, households, worker_user_id, polygon)| {
-                        grid_row(&code, &polygon, |polygon| {
-                            Ok(MicroGrid {
-                                code: parse(&code)?,
-                                name_zh,
-                                households: u32::try_from(households).unwrap_or_default(),
-                                worker_user_id,
-                                polygon,
-                            })
+                    .map(|row| {
+                        from_area_row(row, |code, _grid, name_zh, households, worker_user_id, polygon| {
+                            Ok(MicroGrid { code: parse(&code)?, name_zh, households, worker_user_id, polygon })
                         })
                     })
                     .collect()
