@@ -46,13 +46,24 @@ fn pg_base() -> String {
 /// A fresh PostgreSQL database for this test, or None (after a loud SKIPPED line).
 async fn pg_database(name: &str) -> Option<(String, String)> {
     let db = format!("cg_cli_{name}_{}", std::process::id());
-    let admin = match sqlx::PgPool::connect(&pg_base()).await {
-        Ok(p) => p,
-        Err(e) => {
+    let connect = tokio::time::timeout(Duration::from_secs(5), sqlx::PgPool::connect(&pg_base())).await;
+    let admin = match connect {
+        Ok(Ok(p)) => p,
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "connection timed out".to_owned(),
+            };
             if std::env::var("CIVICGRID_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!("CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {e}", pg_base());
+                panic!("CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {why}", pg_base());
             }
-            eprintln!("\n!!!!!!!! SKIPPED: PostgreSQL CLI test {name} — {} unreachable: {e} !!!!!!!!\n", pg_base());
+            // Written straight to stderr so the test harness does not capture it.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!! SKIPPED: PostgreSQL CLI test {name} — {} unreachable: {why} !!!!!!!!\n",
+                pg_base()
+            );
             return None;
         }
     };

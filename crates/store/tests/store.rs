@@ -42,19 +42,31 @@ fn pg_url() -> String {
     std::env::var("CIVICGRID_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// Prints a SKIPPED line that the test harness does not capture, so it shows in every run.
+fn loud_skip(what: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!! SKIPPED: {what} — PostgreSQL at {} unusable: {why} !!!!!!!!\n",
+        pg_url()
+    );
+}
+
 /// A PostgreSQL store in a fresh schema, or None (after a loud SKIPPED line) when PG is unreachable.
 async fn pg_store(name: &str) -> Option<(PgStore, String)> {
     let schema = format!("cg_test_{}_{}_{}", name, std::process::id(), Timestamp::now().as_millisecond() % 1_000_000);
-    match PgStore::open_in_schema(&pg_url(), Some(&schema)).await {
-        Ok(s) => Some((s, schema)),
-        Err(e) => {
-            if std::env::var("CIVICGRID_REQUIRE_PG").as_deref() == Ok("1") {
-                panic!("CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {e}", pg_url());
-            }
-            eprintln!("\n!!!!!!!! SKIPPED: PostgreSQL conformance ({name}) — {} unreachable: {e} !!!!!!!!\n", pg_url());
-            None
-        }
+    let url = pg_url();
+    let opened = tokio::time::timeout(std::time::Duration::from_secs(5), PgStore::open_in_schema(&url, Some(&schema)));
+    let why = match opened.await {
+        Ok(Ok(store)) => return Some((store, schema)),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connection timed out".to_owned(),
+    };
+    if std::env::var("CIVICGRID_REQUIRE_PG").as_deref() == Ok("1") {
+        panic!("CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {why}", pg_url());
     }
+    loud_skip(&format!("PostgreSQL store test {name}"), &why);
+    None
 }
 
 #[tokio::test]
