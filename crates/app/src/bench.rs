@@ -441,11 +441,12 @@ async fn list_queries(base: &str, count: i64) -> AppResult<Vec<Row>> {
     let http = reqwest::Client::new();
     let town = civicgrid_demo::town(&demo_options(1.0))?;
     let grids: Vec<String> = town.layout.grids.iter().map(|g| g.code.to_string()).collect();
-    let shapes: [(&str, QueryFn<'_>); 6] = [
+    let shapes: [(&str, QueryFn<'_>); 7] = [
         ("newest 50", Box::new(|_| "limit=50".to_owned())),
         ("by grid", Box::new(|i| format!("grid={}&limit=50", grids[i % grids.len()]))),
         ("by state (handling, replied)", Box::new(|_| "state=handling,replied&limit=50".to_owned())),
         ("by department + matter", Box::new(|_| "department=huanwei&matter=06010&limit=50".to_owned())),
+        ("small department (co-department only)", Box::new(|_| "department=health&limit=50".to_owned())),
         ("overdue", Box::new(|_| "overdue=true&limit=50".to_owned())),
         (
             "one week, by grid",

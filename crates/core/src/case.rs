@@ -366,6 +366,11 @@ impl Action {
         }
     }
 
+    /// Actions after which the case's lead and co-departments may differ.
+    pub fn changes_departments(&self) -> bool {
+        matches!(self, Action::Dispatch { .. } | Action::Reassign { .. } | Action::ApproveReturn | Action::Reopen)
+    }
+
     /// Actions that must carry a reason.
     pub fn needs_reason(&self) -> bool {
         matches!(

@@ -11,10 +11,14 @@ use sqlx::{Executor, PgPool, SqlSafeStr};
 use crate::writer::Writer;
 
 const INIT: &str = include_str!("../migrations/postgres/0001_init.sql");
+const CASE_DEPARTMENTS: &str = include_str!("../migrations/postgres/0002_case_departments.sql");
 
 /// The schema migrations of the PostgreSQL backend.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, INIT.into_sql_str(), false)])
+    Migrator::with_migrations(vec![
+        Migration::new(1, "init".into(), MigrationType::Simple, INIT.into_sql_str(), false),
+        Migration::new(2, "case departments".into(), MigrationType::Simple, CASE_DEPARTMENTS.into_sql_str(), false),
+    ])
 }
 
 /// The PostgreSQL implementation of [`crate::Store`].
@@ -80,7 +84,7 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;

@@ -189,6 +189,32 @@ macro_rules! store_impl {
             Ok(())
         }
 
+        /// Records which departments each case is assigned to (lead and co), replacing what was there.
+        async fn set_departments(tx: &mut Tx<'_>, cases: &[(i64, &CaseStatus)]) -> Result<()> {
+            for chunk in cases.chunks(1000) {
+                let mut del: QueryBuilder<$db> = QueryBuilder::new("DELETE FROM case_departments WHERE case_id IN (");
+                let mut sep = del.separated(", ");
+                for (id, _) in chunk {
+                    sep.push_bind(*id);
+                }
+                sep.push_unseparated(")");
+                del.build().execute(&mut **tx).await?;
+                let rows: Vec<(String, i64)> = chunk
+                    .iter()
+                    .flat_map(|(id, s)| s.lead_dept.iter().chain(&s.co_depts).map(move |d| (d.to_string(), *id)))
+                    .collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let mut ins: QueryBuilder<$db> = QueryBuilder::new("INSERT INTO case_departments (dept, case_id) ");
+                ins.push_values(rows, |mut b, (dept, id)| {
+                    b.push_bind(dept).push_bind(id);
+                });
+                ins.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
         async fn update_status(tx: &mut Tx<'_>, id: CaseId, expected: i64, status: &CaseStatus) -> Result<bool> {
             let done = sqlx::query(
                 "UPDATE cases SET state = $1, version = $2, lead_dept = $3, co_depts = $4, due_at = $5, \
@@ -249,6 +275,7 @@ macro_rules! store_impl {
             }
             let mut outcomes = Vec::with_capacity(ops.len());
             let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
+            let mut assigned: Vec<(i64, &CaseStatus)> = Vec::new();
             let mut next_number = numbers.into_iter();
             for op in ops {
                 match op {
@@ -262,6 +289,9 @@ macro_rules! store_impl {
                         let expected = event.seq - 1;
                         if update_status(&mut tx, *id, expected, status).await? {
                             events.push((*id, event));
+                            if event.action.changes_departments() {
+                                assigned.push((*id, status));
+                            }
                             let row: (i64, String, String) =
                                 sqlx::query_as("SELECT id, number, facts FROM cases WHERE id = $1")
                                     .bind(*id)
@@ -280,6 +310,9 @@ macro_rules! store_impl {
                 }
             }
             insert_events(&mut tx, &events).await?;
+            if !assigned.is_empty() {
+                set_departments(&mut tx, &assigned).await?;
+            }
             tx.commit().await?;
             Ok(outcomes)
         }
@@ -371,6 +404,16 @@ macro_rules! store_impl {
             })
         }
 
+        /// The department a case list is driven by: the actor's department scope, else the filter's.
+        fn driving_department(f: &CaseFilter) -> Option<&civicgrid_core::org::DeptCode> {
+            match &f.scope {
+                Some(CaseScope::Department(d)) => Some(d),
+                _ => f.department.as_ref(),
+            }
+        }
+
+        /// Appends the filter's conditions. A department list is driven by `case_departments` (see
+        /// `list_cases`); any second department condition becomes a membership test.
         fn push_case_filter(qb: &mut QueryBuilder<$db>, f: &CaseFilter) {
             if !f.grids.is_empty() {
                 qb.push(" AND grid IN (");
@@ -391,8 +434,10 @@ macro_rules! store_impl {
                 }
                 sep.push_unseparated(")");
             }
-            if let Some(d) = &f.department {
-                push_department(qb, d.as_str());
+            if let Some(d) = &f.department
+                && Some(d) != driving_department(f)
+            {
+                qb.push(" AND id IN (SELECT case_id FROM case_departments WHERE dept = ").push_bind(d.to_string()).push(")");
             }
             if let Some(s) = f.source {
                 qb.push(" AND source = ").push_bind(to_json(&s).unwrap_or_default().trim_matches('"').to_owned());
@@ -407,7 +452,7 @@ macro_rules! store_impl {
                 qb.push(" AND due_at IS NOT NULL AND due_at < ").push_bind(micros(t));
             }
             match &f.scope {
-                None | Some(CaseScope::All) => {}
+                None | Some(CaseScope::All) | Some(CaseScope::Department(_)) => {}
                 Some(CaseScope::Grids(grids)) if grids.is_empty() => {
                     qb.push(" AND 1 = 0");
                 }
@@ -419,7 +464,6 @@ macro_rules! store_impl {
                     }
                     sep.push_unseparated(")");
                 }
-                Some(CaseScope::Department(d)) => push_department(qb, d.as_str()),
                 Some(CaseScope::Reporter(u)) => {
                     qb.push(" AND reporter_user_id = ").push_bind(*u);
                 }
@@ -427,14 +471,6 @@ macro_rules! store_impl {
                     qb.push(" AND 1 = 0");
                 }
             }
-        }
-
-        fn push_department(qb: &mut QueryBuilder<$db>, code: &str) {
-            qb.push(" AND (lead_dept = ")
-                .push_bind(code.to_owned())
-                .push(" OR co_depts LIKE ")
-                .push_bind(format!("%\"{code}\"%"))
-                .push(")");
         }
 
         #[async_trait::async_trait]
@@ -820,12 +856,23 @@ macro_rules! store_impl {
 
             async fn list_cases(&self, filter: &CaseFilter, page: PageRequest) -> Result<Page<Case>> {
                 let limit = i64::from(page.limit.clamp(1, 500));
-                let mut qb: QueryBuilder<$db> = QueryBuilder::new(format!("SELECT {CASE_COLUMNS} FROM cases WHERE 1 = 1"));
+                // A department's list walks its (dept, case_id) index newest first; others walk the ids.
+                let (mut qb, key) = match driving_department(filter) {
+                    Some(d) => {
+                        let mut qb: QueryBuilder<$db> = QueryBuilder::new(
+                            "SELECT c.id, c.number, c.facts, c.status FROM case_departments d \
+                             JOIN cases c ON c.id = d.case_id WHERE d.dept = ",
+                        );
+                        qb.push_bind(d.to_string());
+                        (qb, "d.case_id")
+                    }
+                    None => (QueryBuilder::new(format!("SELECT {CASE_COLUMNS} FROM cases WHERE 1 = 1")), "id"),
+                };
                 push_case_filter(&mut qb, filter);
                 if let Some(before) = page.before {
-                    qb.push(" AND id < ").push_bind(before);
+                    qb.push(format!(" AND {key} < ")).push_bind(before);
                 }
-                qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit + 1);
+                qb.push(format!(" ORDER BY {key} DESC LIMIT ")).push_bind(limit + 1);
                 let rows: Vec<(i64, String, String, String)> = qb.build_query_as().fetch_all(&self.read).await?;
                 let more = rows.len() as i64 > limit;
                 let items = rows.into_iter().take(limit as usize).map(case_from_row).collect::<Result<Vec<_>>>()?;
@@ -848,11 +895,16 @@ macro_rules! store_impl {
                     .collect();
                 let ids = insert_cases(&mut tx, &rows).await?;
                 let mut events = Vec::new();
+                let mut assigned = Vec::new();
                 for (row, c) in rows.iter().zip(&cases) {
                     let id = *ids.get(&row.number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
                     events.extend(c.events.iter().map(|e| (id, e)));
+                    if c.status.lead_dept.is_some() || !c.status.co_depts.is_empty() {
+                        assigned.push((id, &c.status));
+                    }
                 }
                 insert_events(&mut tx, &events).await?;
+                set_departments(&mut tx, &assigned).await?;
                 tx.commit().await?;
                 Ok(())
             }

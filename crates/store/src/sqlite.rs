@@ -14,10 +14,14 @@ use crate::SqliteSync;
 use crate::writer::Writer;
 
 const INIT: &str = include_str!("../migrations/sqlite/0001_init.sql");
+const CASE_DEPARTMENTS: &str = include_str!("../migrations/sqlite/0002_case_departments.sql");
 
 /// The schema migrations of the SQLite backend.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(1, "init".into(), MigrationType::Simple, INIT.into_sql_str(), false)])
+    Migrator::with_migrations(vec![
+        Migration::new(1, "init".into(), MigrationType::Simple, INIT.into_sql_str(), false),
+        Migration::new(2, "case departments".into(), MigrationType::Simple, CASE_DEPARTMENTS.into_sql_str(), false),
+    ])
 }
 
 /// The SQLite implementation of [`crate::Store`].

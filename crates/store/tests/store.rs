@@ -470,6 +470,17 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     let none = CaseFilter { department: Some(dept("shuiwu")), ..Default::default() };
     assert!(store.list_cases(&none, page(None, 10)).await.expect("dept").items.is_empty());
 
+    // Reassigning moves the case from one department's list to another's.
+    let dispatched_case = store.list_cases(&dispatched, page(None, 1)).await.expect("state").items[0].clone();
+    fx.act(store, dispatched_case.id, Action::Reassign { lead: dept("shuiwu"), co: vec![] }).await.expect("reassign");
+    let list_of = |d: &str| CaseFilter { scope: Some(CaseScope::Department(dept(d))), ..Default::default() };
+    for (d, n) in [("huanwei", 0), ("chengguan", 0), ("shuiwu", 1)] {
+        assert_eq!(store.list_cases(&list_of(d), page(None, 10)).await.expect("dept").items.len(), n, "{d}");
+    }
+    // A department filter inside another department's scope is a membership test, not a second driver.
+    let both = CaseFilter { department: Some(dept("huanwei")), ..list_of("shuiwu") };
+    assert!(store.list_cases(&both, page(None, 10)).await.expect("dept").items.is_empty());
+
     // Every case was reported at 09:00 with a 30-minute dispatch limit; the dispatched one now has a
     // 2-working-hour sign limit. At 10:00 all but that one are overdue.
     let overdue = CaseFilter { overdue_at: Some(fx.now + SignedDuration::from_mins(60)), ..Default::default() };
