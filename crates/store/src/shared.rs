@@ -189,30 +189,39 @@ macro_rules! store_impl {
             Ok(())
         }
 
-        /// Records which departments each case is assigned to (lead and co), replacing what was there.
-        async fn set_departments(tx: &mut Tx<'_>, cases: &[(i64, &CaseStatus)]) -> Result<()> {
-            for chunk in cases.chunks(1000) {
-                let mut del: QueryBuilder<$db> = QueryBuilder::new("DELETE FROM case_departments WHERE case_id IN (");
-                let mut sep = del.separated(", ");
-                for (id, _) in chunk {
-                    sep.push_bind(*id);
-                }
-                sep.push_unseparated(")");
-                del.build().execute(&mut **tx).await?;
-                let rows: Vec<(String, i64)> = chunk
-                    .iter()
-                    .flat_map(|(id, s)| s.lead_dept.iter().chain(&s.co_depts).map(move |d| (d.to_string(), *id)))
-                    .collect();
-                if rows.is_empty() {
-                    continue;
-                }
+        /// The departments a case is assigned to now (lead first), as stored.
+        async fn current_departments(tx: &mut Tx<'_>, id: i64) -> Result<Vec<String>> {
+            let (lead, co): (Option<String>, String) =
+                sqlx::query_as("SELECT lead_dept, co_depts FROM cases WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
+            Ok(lead.into_iter().chain(from_json::<Vec<String>>(&co)?).collect())
+        }
+
+        /// Adds `case_departments` rows for the lead and co-departments of new assignments.
+        async fn assign(tx: &mut Tx<'_>, cases: &[(i64, &CaseStatus)]) -> Result<()> {
+            let rows: Vec<(String, i64)> = cases
+                .iter()
+                .flat_map(|(id, s)| s.lead_dept.iter().chain(&s.co_depts).map(move |d| (d.to_string(), *id)))
+                .collect();
+            for chunk in rows.chunks(2000) {
                 let mut ins: QueryBuilder<$db> = QueryBuilder::new("INSERT INTO case_departments (dept, case_id) ");
-                ins.push_values(rows, |mut b, (dept, id)| {
-                    b.push_bind(dept).push_bind(id);
+                ins.push_values(chunk, |mut b, (dept, id)| {
+                    b.push_bind(dept.clone()).push_bind(*id);
                 });
                 ins.build().execute(&mut **tx).await?;
             }
             Ok(())
+        }
+
+        /// Moves a case from its `old` departments to those of `status`.
+        async fn reassign(tx: &mut Tx<'_>, id: i64, old: &[String], status: &CaseStatus) -> Result<()> {
+            for dept in old {
+                sqlx::query("DELETE FROM case_departments WHERE dept = $1 AND case_id = $2")
+                    .bind(dept.clone())
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            assign(tx, &[(id, status)]).await
         }
 
         async fn update_status(tx: &mut Tx<'_>, id: CaseId, expected: i64, status: &CaseStatus) -> Result<bool> {
@@ -275,7 +284,6 @@ macro_rules! store_impl {
             }
             let mut outcomes = Vec::with_capacity(ops.len());
             let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
-            let mut assigned: Vec<(i64, &CaseStatus)> = Vec::new();
             let mut next_number = numbers.into_iter();
             for op in ops {
                 match op {
@@ -287,10 +295,15 @@ macro_rules! store_impl {
                     }
                     WriteOp::Append { id, event, status } => {
                         let expected = event.seq - 1;
+                        let old_departments = if event.action.changes_departments() {
+                            Some(current_departments(&mut tx, *id).await?)
+                        } else {
+                            None
+                        };
                         if update_status(&mut tx, *id, expected, status).await? {
                             events.push((*id, event));
-                            if event.action.changes_departments() {
-                                assigned.push((*id, status));
+                            if let Some(old) = old_departments {
+                                reassign(&mut tx, *id, &old, status).await?;
                             }
                             let row: (i64, String, String) =
                                 sqlx::query_as("SELECT id, number, facts FROM cases WHERE id = $1")
@@ -310,9 +323,6 @@ macro_rules! store_impl {
                 }
             }
             insert_events(&mut tx, &events).await?;
-            if !assigned.is_empty() {
-                set_departments(&mut tx, &assigned).await?;
-            }
             tx.commit().await?;
             Ok(outcomes)
         }
@@ -904,7 +914,7 @@ macro_rules! store_impl {
                     }
                 }
                 insert_events(&mut tx, &events).await?;
-                set_departments(&mut tx, &assigned).await?;
+                assign(&mut tx, &assigned).await?;
                 tx.commit().await?;
                 Ok(())
             }
