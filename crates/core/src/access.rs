@@ -302,12 +302,17 @@ impl AccountInput {
             _ => {}
         }
         if let Some(phone) = &self.phone
-            && !((5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+'))
+            && !is_phone_number(phone)
         {
             return Err(DomainError::invalid("phone", "a phone number is 5–20 digits"));
         }
         Ok(())
     }
+}
+
+/// Whether a string looks like a phone number: 5–20 characters of digits, `-` and `+`.
+pub fn is_phone_number(s: &str) -> bool {
+    (5..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
 }
 
 /// Masks a phone number to its first 3 and last 4 digits: 138****5678.

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::access::{Actor, Role};
+use crate::access::{Actor, Role, is_phone_number};
 use crate::case::{Attachment, CaseFacts, GeoPoint, Reporter, Source, Urgency};
 use crate::catalog::Catalog;
 use crate::codes::{ComponentId, MatterCode};
@@ -114,11 +114,8 @@ pub fn check_report(
     if !actor.can_report_in(grid) {
         return Err(DomainError::Forbidden(format!("you may not report cases in grid {grid}")));
     }
-    if let Some(phone) = &input.reporter_phone {
-        let ok = (5..=20).contains(&phone.len()) && phone.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+');
-        if !ok {
-            return Err(DomainError::invalid("reporter_phone", "a phone number is 5–20 digits"));
-        }
+    if input.reporter_phone.as_deref().is_some_and(|p| !is_phone_number(p)) {
+        return Err(DomainError::invalid("reporter_phone", "a phone number is 5–20 digits"));
     }
     let source = input.source.unwrap_or_else(|| default_source(actor.role));
     if actor.role == Role::Citizen && source != Source::CitizenH5 {

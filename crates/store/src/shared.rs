@@ -11,6 +11,20 @@ use serde::de::DeserializeOwned;
 
 use crate::{Result, StoreError};
 
+/// A migrator from (version, description, SQL) steps.
+pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType};
+    sqlx::migrate::Migrator::with_migrations(
+        steps
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect(),
+    )
+}
+
 /// Case row columns, in the order `case_from_row` expects.
 pub(crate) const CASE_COLUMNS: &str = "id, number, facts, status";
 

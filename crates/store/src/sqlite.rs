@@ -6,24 +6,23 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::SqlitePool;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, SqlitePool};
 
 use crate::SqliteSync;
 use crate::writer::Writer;
 
-const INIT: &str = include_str!("../migrations/sqlite/0001_init.sql");
-const CASE_DEPARTMENTS: &str = include_str!("../migrations/sqlite/0002_case_departments.sql");
-const GRID_TIME: &str = include_str!("../migrations/sqlite/0003_cases_grid_time.sql");
+/// The schema migrations of the SQLite backend, oldest first. Append only.
+const MIGRATIONS: [(i64, &str, &str); 3] = [
+    (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
+    (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
+];
 
 /// The schema migrations of the SQLite backend.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(1, "init".into(), MigrationType::Simple, INIT.into_sql_str(), false),
-        Migration::new(2, "case departments".into(), MigrationType::Simple, CASE_DEPARTMENTS.into_sql_str(), false),
-        Migration::new(3, "cases by grid and time".into(), MigrationType::Simple, GRID_TIME.into_sql_str(), false),
-    ])
+    crate::shared::migrator(&MIGRATIONS)
 }
 
 /// The SQLite implementation of [`crate::Store`].
