@@ -46,6 +46,19 @@ pub enum Source {
 }
 
 impl Source {
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::GridPatrol => "grid_patrol",
+            Source::Hotline12345 => "hotline12345",
+            Source::CitizenH5 => "citizen_h5",
+            Source::Police110 => "police110",
+            Source::Iot => "iot",
+            Source::Video => "video",
+            Source::Leader => "leader",
+        }
+    }
+
     /// All sources, for iteration.
     pub const ALL: [Source; 7] = [
         Source::GridPatrol,

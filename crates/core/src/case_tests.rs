@@ -307,6 +307,13 @@ fn replay_rejects_broken_histories() {
 }
 
 #[test]
+fn source_names_match_their_json() {
+    for s in Source::ALL {
+        assert_eq!(serde_json::to_value(s).expect("ser"), serde_json::json!(s.as_str()));
+    }
+}
+
+#[test]
 fn urgent_cases_get_ten_minutes_to_dispatch() {
     let cal = WorkCalendar::china_2026();
     let sla = SlaPolicy::default();

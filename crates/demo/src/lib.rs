@@ -153,17 +153,6 @@ fn class_name(c: ComponentClassCode) -> &'static str {
     }
 }
 
-/// A demo login.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DemoAccount {
-    /// Login name.
-    pub username: String,
-    /// Post.
-    pub role: Role,
-    /// Name shown.
-    pub display_name: String,
-}
-
 /// The demo accounts (grid workers: one per grid, `gw001`, `gw002`, …).
 pub fn accounts(data: &TownData, opts: &DemoOptions) -> Vec<NewUser> {
     let posts: [(&str, Role); 13] = [

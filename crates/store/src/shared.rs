@@ -158,7 +158,7 @@ macro_rules! store_impl {
                 qb.push_values(chunk.iter().zip(encoded), |mut b, (r, (facts, status, co))| {
                     b.push_bind(r.number.clone())
                         .push_bind(r.facts.matter.to_string())
-                        .push_bind(to_json(&r.facts.source).unwrap_or_default().trim_matches('"').to_owned())
+                        .push_bind(r.facts.source.as_str())
                         .push_bind(r.facts.grid.to_string())
                         .push_bind(r.facts.micro_grid.to_string())
                         .push_bind(r.facts.reporter.user_id)
@@ -464,7 +464,7 @@ macro_rules! store_impl {
                 qb.push(" AND id IN (SELECT case_id FROM case_departments WHERE dept = ").push_bind(d.to_string()).push(")");
             }
             if let Some(s) = f.source {
-                qb.push(" AND source = ").push_bind(to_json(&s).unwrap_or_default().trim_matches('"').to_owned());
+                qb.push(" AND source = ").push_bind(s.as_str());
             }
             if let Some(t) = f.reported_from {
                 qb.push(" AND reported_at >= ").push_bind(micros(t));
