@@ -398,7 +398,7 @@ async fn bare_insert(database: &str) -> AppResult<f64> {
         };
         let (status, event) = CaseStatus::report(
             &facts,
-            EventActor { user_id: 1, role: Role::IntakeOperator },
+            EventActor::user(1, Role::IntakeOperator),
             &Context { now, calendar: &cal, sla: &sla },
         );
         ImportCase { facts, events: vec![event], status }

@@ -11,6 +11,7 @@ use civicgrid_core::calendar::{CALENDAR_2026_CSV, parse_calendar_csv};
 use civicgrid_core::catalog::Catalog;
 use civicgrid_core::clock::SystemClock;
 use civicgrid_http::{AppState, HttpConfig};
+use civicgrid_service::{ServiceConfig, Services};
 use civicgrid_store::Store;
 use clap::{Parser, Subcommand};
 
@@ -107,8 +108,8 @@ async fn user_command(cmd: UserCommand, cfg: &Config) -> AppResult<()> {
     };
     let store = civicgrid_store::open_with(database.as_deref().unwrap_or(&cfg.database), cfg.store_options()).await?;
     seed_reference(store.as_ref()).await?;
-    let state = AppState::new(store, Arc::new(SystemClock), HttpConfig::default()).await?;
-    let user = civicgrid_http::admin::create_account(&state, input).await.map_err(|e| e.body.message)?;
+    let services = Services::new(store, Arc::new(SystemClock), ServiceConfig::default()).await?;
+    let user = services.create_account_unchecked(input).await?;
     println!("created {} ({}, id {})", user.username, user.role.label_zh(), user.id);
     Ok(())
 }
@@ -143,13 +144,13 @@ pub async fn seed_reference(store: &dyn Store) -> AppResult<()> {
 pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: impl FnOnce(&str)) -> AppResult<()> {
     let http = HttpConfig { secure_cookies: cfg.secure_cookies, session_hours: cfg.session_hours };
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;
-    let refresh = state.spawn_refresh(std::time::Duration::from_secs(60));
+    state.spawn_refresh(std::time::Duration::from_secs(60));
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     banner(&format!("http://{addr}"));
-    civicgrid_http::serve(listener, state, shutdown_signal()).await?;
-    refresh.abort();
+    civicgrid_http::serve(listener, state.clone(), shutdown_signal()).await?;
+    state.stop_tasks();
     Ok(())
 }
 

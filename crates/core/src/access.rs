@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::case::{Action, Case};
+use crate::case::{Action, Case, EventActor};
 use crate::codes::GridCode;
 use crate::error::DomainError;
 use crate::org::DeptCode;
@@ -41,11 +41,13 @@ pub enum Role {
     Leader,
     /// 系统管理员: users, roles, grids, code tables.
     Admin,
+    /// The system itself: timers and ingest channels. Never an account's post.
+    System,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 14] = [
+    pub const ALL: [Role; 15] = [
         Role::GridWorker,
         Role::IntakeOperator,
         Role::ShiftLeader,
@@ -60,6 +62,7 @@ impl Role {
         Role::Citizen,
         Role::Leader,
         Role::Admin,
+        Role::System,
     ];
 
     /// The snake_case name used in JSON and SQL.
@@ -79,6 +82,7 @@ impl Role {
             Role::Citizen => "citizen",
             Role::Leader => "leader",
             Role::Admin => "admin",
+            Role::System => "system",
         }
     }
 
@@ -99,6 +103,7 @@ impl Role {
             Role::Citizen => "群众",
             Role::Leader => "镇领导",
             Role::Admin => "系统管理员",
+            Role::System => "系统",
         }
     }
 
@@ -119,15 +124,19 @@ impl Role {
                 | Role::Supervisor
                 | Role::Leader
                 | Role::Citizen
-                | Role::Admin
+                | Role::System
         )
     }
 
     /// Whether the post may take this action on a case it can see (scope is checked separately).
+    ///
+    /// Separation of duties: the administrator administers (accounts, reference data) and takes no
+    /// case step, so no single account can carry a case from report to a "very satisfied" closure.
+    /// The system (timers) may only escalate.
     pub fn may(self, action: &Action) -> bool {
         use Role::*;
-        if self == Admin {
-            return !matches!(action, Action::Report);
+        if matches!(self, Admin | System) {
+            return self == System && matches!(action, Action::Escalate);
         }
         match action {
             Action::Report => false,
@@ -177,6 +186,9 @@ pub struct Actor {
     /// Department of a department handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<DeptCode>,
+    /// The job, when the system itself acts (`role` is then [`Role::System`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// Which cases an actor may see, as a filter the store can apply.
@@ -194,7 +206,56 @@ pub enum CaseScope {
     Nothing,
 }
 
+/// The parts of a case that decide who may see it (a case row, or an entry of the event log).
+#[derive(Debug, Clone, Copy)]
+pub struct CaseScopeKey<'a> {
+    /// The case's grid.
+    pub grid: GridCode,
+    /// Lead department.
+    pub lead: Option<&'a DeptCode>,
+    /// Co-departments.
+    pub co: &'a [DeptCode],
+    /// The reporting user.
+    pub reporter: Option<i64>,
+}
+
+impl<'a> From<&'a Case> for CaseScopeKey<'a> {
+    fn from(c: &'a Case) -> Self {
+        CaseScopeKey {
+            grid: c.facts.grid,
+            lead: c.status.lead_dept.as_ref(),
+            co: &c.status.co_depts,
+            reporter: c.facts.reporter.user_id,
+        }
+    }
+}
+
 impl Actor {
+    /// The system acting through `job` (a timer, an ingest channel): it sees every case.
+    pub fn system(job: &str) -> Actor {
+        Actor {
+            user_id: 0,
+            username: format!("system:{job}"),
+            role: Role::System,
+            grids: Vec::new(),
+            department: None,
+            job: Some(job.to_owned()),
+        }
+    }
+
+    /// How this actor is recorded on an event.
+    pub fn event_actor(&self) -> EventActor {
+        match (&self.job, self.role) {
+            (Some(job), Role::System) => EventActor::system(job),
+            _ => EventActor::user(self.user_id, self.role),
+        }
+    }
+
+    /// The reporter recorded on a case this actor reports (none for the system).
+    pub fn reporter_id(&self) -> Option<i64> {
+        (self.role != Role::System).then_some(self.user_id)
+    }
+
     /// The cases this actor may see.
     pub fn case_scope(&self) -> CaseScope {
         match self.role {
@@ -211,11 +272,16 @@ impl Actor {
 
     /// Whether this actor may see the case.
     pub fn can_see(&self, case: &Case) -> bool {
+        self.can_see_key(CaseScopeKey::from(case))
+    }
+
+    /// Whether this actor may see a case with these scope parts.
+    pub fn can_see_key(&self, key: CaseScopeKey<'_>) -> bool {
         match self.case_scope() {
             CaseScope::All => true,
-            CaseScope::Grids(g) => g.contains(&case.facts.grid),
-            CaseScope::Department(d) => case.status.lead_dept.as_ref() == Some(&d) || case.status.co_depts.contains(&d),
-            CaseScope::Reporter(u) => case.facts.reporter.user_id == Some(u),
+            CaseScope::Grids(g) => g.contains(&key.grid),
+            CaseScope::Department(d) => key.lead == Some(&d) || key.co.contains(&d),
+            CaseScope::Reporter(u) => key.reporter == Some(u),
             CaseScope::Nothing => false,
         }
     }
@@ -275,13 +341,11 @@ impl AccountInput {
         if !ok_name {
             return Err(DomainError::invalid("username", "3–32 characters of a–z, 0–9, '_', '.', '-'"));
         }
-        let display = self.display_name.trim();
-        if display.is_empty() || display.chars().count() > 64 {
-            return Err(DomainError::invalid("display_name", "1–64 characters"));
+        crate::text::line("display_name", &self.display_name, 1, 64)?;
+        if self.role == Role::System {
+            return Err(DomainError::invalid("role", "the system post is not an account's"));
         }
-        if self.password.chars().count() < 10 {
-            return Err(DomainError::invalid("password", "at least 10 characters"));
-        }
+        check_password(&self.password)?;
         match (self.role, self.grids.is_empty()) {
             (Role::GridWorker, true) => {
                 return Err(DomainError::invalid("grids", "a grid worker needs at least one grid"));
@@ -310,9 +374,31 @@ impl AccountInput {
     }
 }
 
-/// Whether a string looks like a phone number: 5–20 characters of digits, `-` and `+`.
+/// Whether a string looks like a phone number: 5–20 characters of digits, `-` and `+`, at least five
+/// of them digits, a `+` only in front.
 pub fn is_phone_number(s: &str) -> bool {
-    (5..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+    (5..=20).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'+')
+        && s.bytes().filter(u8::is_ascii_digit).count() >= 5
+        && !s[1..].contains('+')
+}
+
+/// Masks a person's name to its first character: 张** (a name of one character becomes *).
+pub fn mask_name(name: &str) -> String {
+    let mut chars = name.chars();
+    match (chars.next(), chars.count()) {
+        (Some(first), rest) if rest > 0 => format!("{first}{}", "*".repeat(rest)),
+        _ => "*".to_owned(),
+    }
+}
+
+/// Checks a new password: 10–128 characters.
+pub fn check_password(password: &str) -> Result<(), DomainError> {
+    let n = password.chars().count();
+    if !(10..=128).contains(&n) {
+        return Err(DomainError::invalid("password", "10–128 characters"));
+    }
+    Ok(())
 }
 
 /// Masks a phone number to its first 3 and last 4 digits: 138****5678.
@@ -346,12 +432,35 @@ mod tests {
         assert_eq!(mask_phone("13812345678"), "138****5678");
         assert_eq!(mask_phone("123"), "***");
         assert_eq!(mask_id_number("320585199001011234"), "320585********1234");
+        assert_eq!(mask_name("张三丰"), "张**");
+        assert_eq!(mask_name("李"), "*");
+    }
+
+    #[test]
+    fn phone_numbers_need_digits() {
+        for bad in ["-----", "+++++", "12-34", "123+4567", "1381234567a"] {
+            assert!(!is_phone_number(bad), "{bad}");
+        }
+        for good in ["13812345678", "+86-512-5555-1234", "0512-12345"] {
+            assert!(is_phone_number(good), "{good}");
+        }
     }
 
     #[test]
     fn only_intake_and_shift_leader_see_personal_data_among_operators() {
         let seeing: Vec<Role> = Role::ALL.into_iter().filter(|r| r.sees_personal_data()).collect();
         assert_eq!(seeing, vec![Role::IntakeOperator, Role::ShiftLeader, Role::Admin]);
+    }
+
+    #[test]
+    fn the_administrator_takes_no_case_step_and_the_system_only_escalates() {
+        let steps = [Action::Accept, Action::File, Action::Reply, Action::Close, Action::VerifyPass, Action::Escalate];
+        assert!(steps.iter().all(|a| !Role::Admin.may(a)));
+        assert!(Role::System.may(&Action::Escalate));
+        assert!(steps.iter().filter(|a| **a != Action::Escalate).all(|a| !Role::System.may(a)));
+        let sys = Actor::system("sla_timer");
+        assert_eq!(sys.event_actor(), EventActor::system("sla_timer"));
+        assert_eq!(sys.reporter_id(), None);
     }
 
     #[test]

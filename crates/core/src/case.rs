@@ -105,6 +105,40 @@ pub struct Attachment {
     pub sha256: Option<String>,
 }
 
+/// Most attachments on a report or a transition.
+pub const MAX_ATTACHMENTS: usize = 20;
+/// Largest attachment, in bytes (a phone photo or a scanned document).
+pub const MAX_ATTACHMENT_BYTES: u64 = 20 << 20;
+/// Longest reason accepted, in characters.
+pub const MAX_REASON: usize = 1000;
+/// The highest escalation level (督办): department head → centre shift leader → town leader.
+pub const MAX_ESCALATION_LEVEL: i32 = 3;
+
+/// Checks attachment metadata: at most [`MAX_ATTACHMENTS`], names that are file names, a known
+/// image/PDF type, a size within [`MAX_ATTACHMENT_BYTES`], a hex SHA-256 when one is given.
+pub fn check_attachments(field: &str, items: &[Attachment]) -> Result<Vec<Attachment>, crate::DomainError> {
+    use crate::DomainError;
+    if items.len() > MAX_ATTACHMENTS {
+        return Err(DomainError::invalid(field, format!("at most {MAX_ATTACHMENTS} attachments")));
+    }
+    items
+        .iter()
+        .map(|a| {
+            let name = crate::text::file_name(field, &a.name)?;
+            if !matches!(a.mime.as_str(), "image/jpeg" | "image/png" | "image/webp" | "application/pdf") {
+                return Err(DomainError::invalid(field, "attachments are JPEG, PNG or WebP images, or PDF"));
+            }
+            if a.size == 0 || a.size > MAX_ATTACHMENT_BYTES {
+                return Err(DomainError::invalid(field, format!("1 byte to {} MiB", MAX_ATTACHMENT_BYTES >> 20)));
+            }
+            if a.sha256.as_deref().is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(DomainError::invalid(field, "sha256 is 64 hex digits"));
+            }
+            Ok(Attachment { name, ..a.clone() })
+        })
+        .collect()
+}
+
 /// Who reported a case.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Reporter {
@@ -399,13 +433,30 @@ impl Action {
     }
 }
 
-/// Who did something, as recorded on an event.
+/// Who did something, as recorded on an event: a user in their post, or the system itself (a timer,
+/// an ingest channel) named by its job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EventActor {
-    /// The user's id (0 for the system itself).
-    pub user_id: i64,
-    /// The user's role at the time.
+    /// The user's id; absent when the system acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
+    /// The user's role at the time (`system` for the system).
     pub role: crate::access::Role,
+    /// The system job that acted (e.g. `sla_timer`, `mqtt_ingest`); absent for users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+impl EventActor {
+    /// A user acting in their post.
+    pub fn user(user_id: i64, role: crate::access::Role) -> Self {
+        Self { user_id: Some(user_id), role, job: None }
+    }
+
+    /// The system acting through `job`.
+    pub fn system(job: &str) -> Self {
+        Self { user_id: None, role: crate::access::Role::System, job: Some(job.to_owned()) }
+    }
 }
 
 /// One appended change to a case.
@@ -747,6 +798,10 @@ pub fn decide(
     if action.needs_reason() && reason.is_none() {
         return Err(TransitionError::ReasonRequired { action: action.name() });
     }
+    if let Some(r) = &reason {
+        crate::text::long("reason", r, 1, MAX_REASON).map_err(|e| TransitionError::Invalid(e.to_string()))?;
+    }
+    let evidence = check_attachments("evidence", &cmd.evidence).map_err(|e| TransitionError::Invalid(e.to_string()))?;
     let now = ctx.now;
     let cal = ctx.calendar;
     let limit = |l| Some(cal.deadline(now, l));
@@ -816,7 +871,14 @@ pub fn decide(
             }
             (S::Closed, None, handle, status.close_type)
         }
-        (Action::Escalate, s) if s.is_open() => (s, keep_due, handle, None),
+        (Action::Escalate, s) if s.is_open() => {
+            if status.escalation_level >= MAX_ESCALATION_LEVEL {
+                return Err(TransitionError::Invalid(format!(
+                    "the case is already at the highest escalation level ({MAX_ESCALATION_LEVEL})"
+                )));
+            }
+            (s, keep_due, handle, None)
+        }
         (Action::Reopen, S::Closed) => (S::Filed, limit(ctx.sla.dispatch_limit(facts.urgency)), None, None),
         (Action::Void, S::Reported | S::Accepted | S::Filed) => (S::Void, None, handle, None),
         _ => return Err(illegal()),
@@ -829,7 +891,7 @@ pub fn decide(
         from: Some(from),
         to,
         reason,
-        evidence: cmd.evidence.clone(),
+        evidence,
         due_at,
         handle_due_at,
         close_type,

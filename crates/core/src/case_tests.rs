@@ -26,7 +26,7 @@ fn facts(at: Timestamp) -> CaseFacts {
 }
 
 fn actor() -> EventActor {
-    EventActor { user_id: 7, role: Role::ShiftLeader }
+    EventActor::user(7, Role::ShiftLeader)
 }
 
 fn dept(s: &str) -> DeptCode {

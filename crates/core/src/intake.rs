@@ -15,8 +15,10 @@ use crate::grid::GridIndex;
 
 /// Longest description accepted, in characters.
 pub const MAX_DESCRIPTION: usize = 2000;
-/// Most attachments on one report.
-pub const MAX_ATTACHMENTS: usize = 20;
+/// Longest address accepted, in characters.
+pub const MAX_ADDRESS: usize = 200;
+/// Longest reporter name accepted, in characters.
+pub const MAX_NAME: usize = 50;
 
 /// A report as submitted.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -93,16 +95,11 @@ pub fn check_report(
             ));
         }
     }
-    let description = input.description.trim().to_owned();
-    if description.is_empty() {
-        return Err(DomainError::invalid("description", "describe the problem"));
-    }
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(DomainError::invalid("description", format!("at most {MAX_DESCRIPTION} characters")));
-    }
-    if input.attachments.len() > MAX_ATTACHMENTS {
-        return Err(DomainError::invalid("attachments", format!("at most {MAX_ATTACHMENTS} attachments")));
-    }
+    let description = crate::text::long("description", &input.description, 1, MAX_DESCRIPTION)?;
+    let address = crate::text::line("address", &input.address, 0, MAX_ADDRESS)?;
+    let reporter_name =
+        input.reporter_name.as_deref().map(|n| crate::text::line("reporter_name", n, 0, MAX_NAME)).transpose()?;
+    let attachments = crate::case::check_attachments("attachments", &input.attachments)?;
     let GeoPoint { lon, lat } = input.location;
     if !(lon.is_finite() && lat.is_finite() && lon.abs() <= 180.0 && lat.abs() <= 90.0) {
         return Err(DomainError::invalid("location", "longitude/latitude out of range"));
@@ -128,15 +125,15 @@ pub fn check_report(
         urgency: input.urgency,
         description,
         location: input.location,
-        address: input.address.trim().to_owned(),
+        address,
         grid,
         micro_grid,
         reporter: Reporter {
-            user_id: Some(actor.user_id),
-            name: input.reporter_name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+            user_id: actor.reporter_id(),
+            name: reporter_name.filter(|n| !n.is_empty()),
             phone: input.reporter_phone,
         },
-        attachments: input.attachments,
+        attachments,
         reported_at: now,
     })
 }

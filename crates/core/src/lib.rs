@@ -12,6 +12,7 @@
 //! - [`clock`] — the injected clock.
 //! - [`access`] — roles, actors and scope checks.
 //! - [`kpi`] — the performance formulas.
+//! - [`text`] — text input hygiene (lengths, control characters, file names).
 //! - [`error`] — the domain error type.
 
 pub mod access;
@@ -27,5 +28,6 @@ pub mod intake;
 pub mod kpi;
 pub mod org;
 pub mod sla;
+pub mod text;
 
 pub use error::DomainError;

@@ -113,9 +113,10 @@ struct Cast {
 
 impl Cast {
     fn new(users: &[User]) -> Cast {
-        let actor = |u: &User| EventActor { user_id: u.id, role: u.role };
-        let first =
-            |role: Role| users.iter().find(|u| u.role == role).map(actor).unwrap_or(EventActor { user_id: 0, role });
+        let actor = |u: &User| EventActor::user(u.id, u.role);
+        let first = |role: Role| {
+            users.iter().find(|u| u.role == role).map(actor).unwrap_or(EventActor { user_id: None, role, job: None })
+        };
         Cast {
             intake: users.iter().filter(|u| u.role == Role::IntakeOperator).map(actor).collect(),
             shift: first(Role::ShiftLeader),
@@ -296,11 +297,11 @@ impl Plan {
             .unwrap_or(self.cast.shift.clone());
         let worker = self.cast.grid_workers.get(&grid).cloned().unwrap_or(intake.clone());
         let (actor, reporter) = match source {
-            Source::GridPatrol => (worker.clone(), Reporter { user_id: Some(worker.user_id), name: None, phone: None }),
+            Source::GridPatrol => (worker.clone(), Reporter { user_id: worker.user_id, name: None, phone: None }),
             Source::Hotline12345 | Source::Police110 => (
                 intake.clone(),
                 Reporter {
-                    user_id: Some(intake.user_id),
+                    user_id: intake.user_id,
                     name: Some(crate::names::person(rng.usize(0..400))),
                     phone: Some(format!("1{}{:09}", rng.u8(3..10), rng.u32(0..1_000_000_000))),
                 },
@@ -308,17 +309,16 @@ impl Plan {
             Source::CitizenH5 => (
                 self.cast.citizen.clone(),
                 Reporter {
-                    user_id: Some(self.cast.citizen.user_id),
+                    user_id: self.cast.citizen.user_id,
                     name: None,
                     phone: Some(format!("1{}{:09}", rng.u8(3..10), rng.u32(0..1_000_000_000))),
                 },
             ),
-            Source::Leader => (
-                self.cast.leader.clone(),
-                Reporter { user_id: Some(self.cast.leader.user_id), name: None, phone: None },
-            ),
+            Source::Leader => {
+                (self.cast.leader.clone(), Reporter { user_id: self.cast.leader.user_id, name: None, phone: None })
+            }
             Source::Iot | Source::Video => {
-                (intake.clone(), Reporter { user_id: Some(intake.user_id), name: None, phone: None })
+                (intake.clone(), Reporter { user_id: intake.user_id, name: None, phone: None })
             }
         };
         let description = match (&component, source) {

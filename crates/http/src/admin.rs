@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use civicgrid_core::access::{AccountInput, Role};
 use civicgrid_core::calendar::CalendarEntry;
-use civicgrid_store::{NewUser, User};
+use civicgrid_store::User;
 
-use crate::auth::{Authed, hash_password};
+use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -17,44 +17,43 @@ use crate::state::AppState;
 /// Most calendar rows accepted in one request.
 const MAX_CALENDAR_ROWS: usize = 400;
 
-/// Creates an account after checking it against the town's grids and departments. Shared by the API
-/// and `civicgrid user add`.
-pub async fn create_account(state: &AppState, input: AccountInput) -> ApiResult<User> {
-    let world = state.world();
-    let grids = state.store.grids().await?;
-    input.check(|g| grids.iter().any(|x| x.code == g), |d| world.departments.contains_key(d))?;
-    let password = input.password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(ApiError::internal)??;
-    let user = NewUser {
-        username: input.username,
-        display_name: input.display_name.trim().to_owned(),
-        role: input.role,
-        password_hash: hash,
-        department: input.department,
-        phone: input.phone,
-        grids: input.grids,
-    };
-    Ok(state.store.create_user(&user).await?)
-}
-
 /// Create an account (administrators only).
 #[utoipa::path(post, path = "/api/v1/users", tag = "admin", request_body = AccountInput,
-    responses((status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
-    authed: Authed,
+    Authed(actor): Authed,
     ApiJson(input): ApiJson<AccountInput>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    authed.require(&[Role::Admin])?;
-    Ok((StatusCode::CREATED, Json(create_account(&state, input).await?)))
+    Ok((StatusCode::CREATED, Json(state.services.create_account(&actor, input).await?)))
 }
 
 /// All accounts (administrators only).
-#[utoipa::path(get, path = "/api/v1/users", tag = "admin", responses((status = 200, body = [User]), (status = 403, body = ErrorBody)))]
-pub async fn list_users(State(state): State<AppState>, authed: Authed) -> ApiResult<Json<Vec<User>>> {
-    authed.require(&[Role::Admin])?;
-    Ok(Json(state.store.users().await?))
+#[utoipa::path(get, path = "/api/v1/users", tag = "admin",
+    responses((status = 200, body = [User]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_users(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Json<Vec<User>>> {
+    Ok(Json(state.services.users(&actor).await?))
+}
+
+/// Whether an unlock lifted a lock.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Unlocked {
+    /// The username was locked on this node and is not any more.
+    pub was_locked: bool,
+}
+
+/// Lift a username's log-in lockout on the node that answers (administrators only).
+#[utoipa::path(post, path = "/api/v1/users/{username}/unlock", tag = "admin",
+    params(("username" = String, Path, description = "login name")),
+    responses((status = 200, body = Unlocked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn unlock_user(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    axum::extract::Path(username): axum::extract::Path<String>,
+) -> ApiResult<Json<Unlocked>> {
+    Ok(Json(Unlocked { was_locked: state.services.unlock_login(&actor, &username)? }))
 }
 
 /// Add or replace working-calendar rows, e.g. next year's holidays (administrators only).
@@ -76,7 +75,7 @@ pub async fn put_calendar(
         return Err(ApiError::invalid("date", "each date at most once"));
     }
     state.store.put_calendar(&entries).await?;
-    state.reload_world().await?;
+    state.services.reload_world().await?;
     Ok(Json(state.store.calendar().await?))
 }
 

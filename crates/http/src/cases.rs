@@ -1,23 +1,25 @@
-//! Case endpoints: report, read, list with filters, transition, history. Handlers are thin: they
-//! gather what the core's rules need, call [`civicgrid_core::case::decide`] or
-//! [`civicgrid_core::intake::check_report`], and hand the result to the store.
+//! Case endpoints: report, read, list with filters, transition, history. Each handler parses the
+//! request, calls one use case of the service layer and maps the answer; the rules live there.
+
+use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use civicgrid_core::access::{Actor, mask_phone};
-use civicgrid_core::case::{Case, CaseEvent, CaseState, CaseStatus, Command, Context, EventActor, Source, decide};
-use civicgrid_core::codes::{GridCode, MatterCode};
-use civicgrid_core::intake::{ReportInput, check_report};
+use civicgrid_core::access::Actor;
+use civicgrid_core::case::{Case, CaseEvent, CaseState, Command, Source};
+use civicgrid_core::codes::{ComponentId, GridCode, MatterCode};
+use civicgrid_core::intake::ReportInput;
 use civicgrid_core::org::DeptCode;
-use civicgrid_store::{CaseFilter, NewCase, Page, PageRequest};
+use civicgrid_service::cases::masked_for;
+use civicgrid_store::{CaseFilter, Page, PageRequest};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, CaseIdPath};
 use crate::state::AppState;
 
 /// A case as returned by the API: personal data masked for roles that do not need it.
@@ -32,80 +34,53 @@ pub struct CaseView {
     pub overdue: bool,
 }
 
-fn view(mut case: Case, actor: &Actor, now: Timestamp) -> CaseView {
-    if !actor.role.sees_personal_data() {
-        case.facts.reporter.phone = case.facts.reporter.phone.as_deref().map(mask_phone);
-    }
+fn view(case: Case, actor: &Actor, now: Timestamp) -> CaseView {
+    let case = masked_for(case, actor);
     let overdue = case.is_overdue(now);
     CaseView { state_zh: case.status.state.label_zh(), overdue, case }
 }
 
-fn event_actor(actor: &Actor) -> EventActor {
-    EventActor { user_id: actor.user_id, role: actor.role }
-}
-
-/// Loads a case the actor may see; cases out of scope are reported as missing.
-async fn visible_case(state: &AppState, actor: &Actor, id: i64) -> ApiResult<Case> {
-    match state.store.case(id).await? {
-        Some(c) if actor.can_see(&c) => Ok(c),
-        _ => Err(ApiError::not_found("case")),
-    }
-}
-
 /// Report a new case.
 #[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = ReportInput,
-    responses((status = 201, body = CaseView), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CaseView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody, description = "no town set up yet")))]
 pub async fn create_case(
     State(state): State<AppState>,
     Authed(actor): Authed,
     ApiJson(input): ApiJson<ReportInput>,
 ) -> ApiResult<(StatusCode, Json<CaseView>)> {
-    let world = state.world();
-    let town = world.town.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_town",
-            "no town is set up yet; run `civicgrid demo` or import one",
-        )
-    })?;
-    let component = match input.component_id {
-        Some(id) => state.store.component(id).await?,
-        None => None,
-    };
-    let now = state.clock.now();
-    let facts = check_report(input, &actor, &world.catalog, &world.index, component.as_ref(), now)?;
-    let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
-    let (status, event) = CaseStatus::report(&facts, event_actor(&actor), &ctx);
-    let case = state.store.create_case(NewCase { town: town.code, facts, status, event }).await?;
-    Ok((StatusCode::CREATED, Json(view(case, &actor, now))))
+    let case = state.services.report_case(&actor, input).await?;
+    Ok((StatusCode::CREATED, Json(view(case, &actor, state.clock.now()))))
 }
 
 /// Read one case.
 #[utoipa::path(get, path = "/api/v1/cases/{id}", tag = "cases", params(("id" = i64, Path, description = "case id")),
-    responses((status = 200, body = CaseView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = CaseView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "no such case, or not in the caller's scope")))]
 pub async fn get_case(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<i64>,
+    CaseIdPath(id): CaseIdPath,
 ) -> ApiResult<Json<CaseView>> {
-    let case = visible_case(&state, &actor, id).await?;
+    let case = state.services.case(&actor, id).await?;
     Ok(Json(view(case, &actor, state.clock.now())))
 }
 
 /// A case's history, oldest first.
 #[utoipa::path(get, path = "/api/v1/cases/{id}/events", tag = "cases", params(("id" = i64, Path, description = "case id")),
-    responses((status = 200, body = [CaseEvent]), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = [CaseEvent]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn case_events(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<i64>,
+    CaseIdPath(id): CaseIdPath,
 ) -> ApiResult<Json<Vec<CaseEvent>>> {
-    visible_case(&state, &actor, id).await?;
-    Ok(Json(state.store.case_events(id).await?))
+    Ok(Json(state.services.case_events(&actor, id).await?))
 }
 
-/// A requested change to a case.
+/// A requested change to a case. Unknown fields are refused (a misspelt `expected_version` must not
+/// silently switch conflict protection off).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TransitionRequest {
     /// The change, its reason and evidence.
@@ -116,55 +91,44 @@ pub struct TransitionRequest {
     pub expected_version: Option<i64>,
 }
 
+/// The fields a transition request may carry (the action's own fields included).
+const TRANSITION_FIELDS: [&str; 8] =
+    ["action", "reason", "evidence", "expected_version", "lead", "co", "working_hours", "satisfaction"];
+
 /// Change a case: accept, file, dispatch, sign, reply, verify, close, … (see `Action`).
 #[utoipa::path(post, path = "/api/v1/cases/{id}/transitions", tag = "cases", params(("id" = i64, Path, description = "case id")),
     request_body = TransitionRequest,
-    responses((status = 200, body = CaseView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = CaseView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "illegal in the current state, or the case changed meanwhile"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn transition(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<i64>,
-    ApiJson(req): ApiJson<TransitionRequest>,
+    CaseIdPath(id): CaseIdPath,
+    ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Json<CaseView>> {
-    let case = visible_case(&state, &actor, id).await?;
-    let action = &req.command.action;
-    if !actor.can_act(&case, action) {
-        return Err(ApiError::forbidden(format!("{} may not {} this case", actor.role.label_zh(), action.name())));
+    if let Some(unknown) = body.keys().find(|k| !TRANSITION_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(unknown, format!("unknown field `{unknown}`")));
     }
-    if let Some(v) = req.expected_version.filter(|v| *v != case.status.version) {
-        return Err(civicgrid_store::StoreError::Conflict { expected: v }.into());
-    }
-    if let civicgrid_core::case::Action::Dispatch { lead, co } | civicgrid_core::case::Action::Reassign { lead, co } =
-        action
-    {
-        for d in std::iter::once(lead).chain(co) {
-            if !state.world().departments.contains_key(d) {
-                return Err(ApiError::invalid("lead", format!("department {d} does not exist")));
-            }
-        }
-    }
-    let now = state.clock.now();
-    let world = state.world();
-    let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
-    let event = decide(&case.facts, &case.status, &req.command, event_actor(&actor), &ctx)?;
-    let mut status = case.status.clone();
-    status.apply(&event).map_err(ApiError::internal)?;
-    let updated = state.store.append_event(id, event, status).await?;
-    Ok(Json(view(updated, &actor, now)))
+    let req: TransitionRequest = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string()))?;
+    let case = state.services.transition(&actor, id, &req.command, req.expected_version).await?;
+    Ok(Json(view(case, &actor, state.clock.now())))
 }
 
-/// Case list filters. Lists are comma-separated.
+/// Case list filters. Lists are comma-separated; unknown parameters are refused.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CaseQuery {
     /// Grid codes, comma-separated.
     pub grid: Option<String>,
-    /// Matter code.
+    /// One matter code.
     pub matter: Option<String>,
     /// States, comma-separated (e.g. `handling,replied`).
     pub state: Option<String>,
-    /// Department (lead or co).
+    /// One department (lead or co).
     pub department: Option<String>,
     /// Source channel.
     pub source: Option<Source>,
@@ -172,24 +136,46 @@ pub struct CaseQuery {
     pub from: Option<String>,
     /// Reported before (RFC 3339).
     pub to: Option<String>,
+    /// Closed at or after (RFC 3339).
+    pub closed_from: Option<String>,
+    /// Closed before (RFC 3339).
+    pub closed_to: Option<String>,
     /// Only cases whose current step is overdue.
     pub overdue: Option<bool>,
+    /// Only cases escalated (督办) at least once.
+    pub escalated: Option<bool>,
+    /// About this component (17 digits).
+    pub component: Option<String>,
     /// Keyset cursor: the `next` of the previous page.
     pub before: Option<i64>,
     /// Page size, 1–500 (default 50).
     pub limit: Option<u32>,
 }
 
+/// Most values in one list parameter.
+const MAX_LIST: usize = 200;
+
 fn parse_list<T: std::str::FromStr>(field: &str, s: &Option<String>) -> ApiResult<Vec<T>>
 where
     T::Err: std::fmt::Display,
 {
-    s.iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|v| v.parse().map_err(|e: T::Err| ApiError::invalid(field, e.to_string())))
-        .collect()
+    let items: Vec<&str> = s.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()).collect();
+    if items.len() > MAX_LIST {
+        return Err(ApiError::invalid(field, format!("at most {MAX_LIST} values")));
+    }
+    items.into_iter().map(|v| v.parse().map_err(|e: T::Err| ApiError::invalid(field, e.to_string()))).collect()
+}
+
+/// A parameter that takes one value.
+fn parse_one<T: std::str::FromStr>(field: &str, s: &Option<String>) -> ApiResult<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    let mut v: Vec<T> = parse_list(field, s)?;
+    if v.len() > 1 {
+        return Err(ApiError::invalid(field, format!("`{field}` takes one value")));
+    }
+    Ok(v.pop())
 }
 
 fn parse_time(field: &str, s: &Option<String>) -> ApiResult<Option<Timestamp>> {
@@ -198,30 +184,31 @@ fn parse_time(field: &str, s: &Option<String>) -> ApiResult<Option<Timestamp>> {
 
 /// List cases the caller may see, newest first, with keyset pagination.
 #[utoipa::path(get, path = "/api/v1/cases", tag = "cases", params(CaseQuery),
-    responses((status = 200, body = Page<CaseView>), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<CaseView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn list_cases(
     State(state): State<AppState>,
     Authed(actor): Authed,
     ApiQuery(q): ApiQuery<CaseQuery>,
 ) -> ApiResult<Json<Page<CaseView>>> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 500"));
-    }
     let now = state.clock.now();
-    let matter: Vec<MatterCode> = parse_list("matter", &q.matter)?;
-    let department: Vec<DeptCode> = parse_list("department", &q.department)?;
+    let states: Vec<CaseState> = parse_list("state", &q.state)?;
     let filter = CaseFilter {
-        grids: parse_list::<GridCode>("grid", &q.grid)?,
-        matter: matter.first().copied(),
-        states: parse_list::<CaseState>("state", &q.state)?,
-        department: department.first().cloned(),
+        grids: parse_list::<GridCode>("grid", &q.grid)?.into_iter().collect::<BTreeSet<_>>().into_iter().collect(),
+        matter: parse_one::<MatterCode>("matter", &q.matter)?,
+        states,
+        department: parse_one::<DeptCode>("department", &q.department)?,
         source: q.source,
         reported_from: parse_time("from", &q.from)?,
         reported_to: parse_time("to", &q.to)?,
         overdue_at: q.overdue.unwrap_or(false).then_some(now),
-        scope: Some(actor.case_scope()),
+        closed_from: parse_time("closed_from", &q.closed_from)?,
+        closed_to: parse_time("closed_to", &q.closed_to)?,
+        escalated: q.escalated.unwrap_or(false),
+        component: parse_one::<ComponentId>("component", &q.component)?,
+        scope: None,
     };
-    let page = state.store.list_cases(&filter, PageRequest { before: q.before, limit }).await?;
+    let page = PageRequest { before: q.before, limit: q.limit.unwrap_or(50) };
+    let page = state.services.list_cases(&actor, filter, page).await?;
     Ok(Json(Page { items: page.items.into_iter().map(|c| view(c, &actor, now)).collect(), next: page.next }))
 }

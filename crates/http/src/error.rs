@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use civicgrid_core::DomainError;
+use civicgrid_service::ServiceError;
 use civicgrid_store::StoreError;
 use serde::Serialize;
 
@@ -26,12 +27,14 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Body.
     pub body: ErrorBody,
+    /// Seconds to wait before trying again (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with no field.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody { code, message: message.into(), field: None } }
+        Self { status, body: ErrorBody { code, message: message.into(), field: None }, retry_after: None }
     }
 
     /// Attaches the input field concerned.
@@ -69,7 +72,37 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut resp = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Domain(d) => d.into(),
+            ServiceError::Store(s) => s.into(),
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::Unauthenticated => ApiError::unauthenticated(),
+            ServiceError::BadCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "用户名或密码错误 (wrong username or password)",
+            ),
+            ServiceError::Throttled { retry_after_secs } => ApiError {
+                retry_after: Some(retry_after_secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    format!("尝试次数过多，请 {retry_after_secs} 秒后再试 (too many attempts; try again later)"),
+                )
+            },
+            ServiceError::NotReady(what) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", what),
+            ServiceError::Internal(detail) => ApiError::internal(detail),
+        }
     }
 }
 
@@ -85,6 +118,11 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { field } => {
                 ApiError::new(StatusCode::CONFLICT, "duplicate", format!("{field} is already taken")).field(field)
             }
+            StoreError::BadEvent(detail) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("the case changed meanwhile ({detail}); reload and try again"),
+            ),
             StoreError::BadReference => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_reference", "a referenced record does not exist")
             }
@@ -105,7 +143,7 @@ impl From<DomainError> for ApiError {
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let field = e.field().map(str::to_owned);
-        ApiError { status, body: ErrorBody { code: e.code(), message: e.to_string(), field } }
+        ApiError { status, body: ErrorBody { code: e.code(), message: e.to_string(), field }, retry_after: None }
     }
 }
 

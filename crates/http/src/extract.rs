@@ -35,7 +35,38 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "unsupported_media_type",
                 "send the body as application/json",
             )),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())),
+        }
+    }
+}
+
+/// The 413 answer.
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body is larger than {} KiB", crate::MAX_BODY >> 10),
+    )
+}
+
+/// A case id in the path; anything but a positive integer is a 400 in the JSON error format.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseIdPath(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for CaseIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
+        match raw.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(CaseIdPath(id)),
+            _ => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", "the case id is a positive integer")
+                    .field("id"))
+            }
         }
     }
 }

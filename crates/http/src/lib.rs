@@ -3,6 +3,7 @@
 //! - [`state`] — what handlers share (store, clock, reference data).
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
 //! - [`cases`], [`reference`], [`admin`] — the API handlers.
+//! - [`stream`] — the live feed over Server-Sent Events.
 //! - [`pages`] — landing page, API docs page, static files, health.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
@@ -16,6 +17,7 @@ pub mod openapi;
 pub mod pages;
 pub mod reference;
 pub mod state;
+pub mod stream;
 
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
@@ -52,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/code-tables/components", get(reference::component_classes))
         .route("/calendar", get(reference::calendar).put(admin::put_calendar))
         .route("/users", get(admin::list_users).post(admin::create_user))
+        .route("/users/{username}/unlock", post(admin::unlock_user))
+        .route("/stream", get(stream::stream))
         .route("/components", get(reference::components))
         .route("/components/{id}", get(reference::component).put(admin::put_component))
         .route("/cases", post(cases::create_case).get(cases::list_cases))
@@ -79,5 +83,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, auth, cases, pages, reference};
+use crate::{admin, auth, cases, pages, reference, stream};
 
 struct Security;
 
@@ -32,7 +32,8 @@ impl Modify for Security {
         reference::micro_grids_geojson, reference::locate, reference::departments, reference::matters,
         reference::component_classes, reference::calendar, reference::components, reference::component,
         cases::create_case, cases::list_cases, cases::get_case, cases::transition, cases::case_events,
-        admin::create_user, admin::list_users, admin::put_calendar, admin::put_component,
+        admin::create_user, admin::list_users, admin::unlock_user, admin::put_calendar, admin::put_component,
+        stream::stream,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),

@@ -35,11 +35,9 @@ pub async fn index(State(state): State<AppState>) -> Response {
         civicgrid_store::Backend::Sqlite => "SQLite（嵌入式）",
         civicgrid_store::Backend::Postgres => "PostgreSQL",
     };
-    let cases = state.store.count_cases().await.map_or("?".to_owned(), |n| n.to_string());
     let page = asset_text("index.html")
         .replace("{{town}}", &escape(&town))
         .replace("{{backend}}", backend)
-        .replace("{{cases}}", &cases)
         .replace("{{micro_grids}}", &state.world().index.len().to_string())
         .replace("{{version}}", env!("CARGO_PKG_VERSION"));
     Html(page).into_response()
@@ -67,14 +65,21 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, the group-commit writer runs, and so does every background task
+/// (live feed, reference refresh, job runner). A load balancer takes a node that is not ready out.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unreachable"}))).into_response()
-        }
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness check failed");
+        let why =
+            if matches!(e, civicgrid_store::StoreError::Closed) { "writer stopped" } else { "database unreachable" };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": why}))).into_response();
     }
+    let dead = state.dead_tasks();
+    if !dead.is_empty() {
+        tracing::error!(tasks = ?dead, "background tasks stopped; not ready");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "background task stopped", "tasks": dead})))
+            .into_response();
+    }
+    Json(json!({"status": "ready"})).into_response()
 }

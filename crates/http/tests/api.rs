@@ -541,7 +541,7 @@ async fn another_nodes_reference_changes_arrive_through_the_refresh() {
     let shift = app.login("shift").await;
     app.clock.set("2026-11-23T09:00:00Z".parse().expect("time"));
     assert_eq!(app.dispatched_due(&shift).await, "2026-11-24T03:00:00Z", "not seen before a refresh");
-    app.state.reload_world().await.expect("refresh");
+    app.state.services.reload_world().await.expect("refresh");
     assert_eq!(app.dispatched_due(&shift).await, "2026-11-25T03:00:00Z", "seen after the refresh");
 }
 
@@ -584,7 +584,7 @@ async fn administrators_register_components_with_checked_ids() {
 async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
     let app = spawn_app().await;
     let wrong = json!({"username": "dispatch", "password": "guess"});
-    for _ in 0..civicgrid_http::auth::MAX_FAILURES {
+    for _ in 0..civicgrid_service::accounts::MAX_FAILURES {
         assert_eq!(app.post("/api/v1/auth/login", None, &wrong).await.0, StatusCode::UNAUTHORIZED);
     }
     let right = json!({"username": "dispatch", "password": PASSWORD});
@@ -595,6 +595,6 @@ async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
         StatusCode::OK,
         "other users are unaffected"
     );
-    app.clock.advance(civicgrid_http::auth::LOCKOUT);
+    app.clock.advance(civicgrid_service::accounts::LOCKOUT);
     assert_eq!(app.post("/api/v1/auth/login", None, &right).await.0, StatusCode::OK, "the lock lapses");
 }

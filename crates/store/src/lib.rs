@@ -1,4 +1,5 @@
-//! civicgrid-store: the [`Store`] trait — everything civicgrid keeps — and its two implementations,
+//! civicgrid-store: everything civicgrid keeps, as one trait per aggregate — [`ReferenceStore`],
+//! [`AccountStore`], [`CaseStore`], [`EventLog`] — gathered in [`Store`], and its two implementations,
 //! [`sqlite::SqliteStore`] (embedded, the default) and [`postgres::PgStore`] (for a county, with several
 //! stateless app nodes on one database).
 //!
@@ -6,6 +7,10 @@
 //! (`migrations/<backend>/`), connection setup and tuning. Case writes go through a group-commit writer
 //! ([`writer`]): concurrent requests are batched into one transaction, so a 2xx reply means the case is
 //! on disk, and SQLite never reports "database is locked".
+//!
+//! Every committed event also gets a number in the global [`EventLog`], in commit order; readers ask
+//! for "everything after N" and wake on [`EventLog::committed`] (on PostgreSQL, other nodes' commits
+//! arrive through `LISTEN/NOTIFY`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,6 +52,9 @@ pub enum StoreError {
     /// A reference points at nothing (e.g. an unknown department).
     #[error("a referenced record does not exist")]
     BadReference,
+    /// An event does not follow from the stored state (its sequence number or starting state is off).
+    #[error("the event does not apply: {0}")]
+    BadEvent(String),
     /// Stored data could not be decoded (a bug or a hand-edited database).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -138,17 +146,72 @@ impl fmt::Debug for NewUser {
     }
 }
 
-/// A case to create: its facts, the initial status and the report event (see `CaseStatus::report`).
+/// A case to create: its facts and the report event (see `CaseStatus::report`); the store derives the
+/// initial status from the event itself.
 #[derive(Debug, Clone)]
 pub struct NewCase {
     /// The town whose code prefixes the case number.
     pub town: TownCode,
     /// Facts.
     pub facts: CaseFacts,
-    /// Initial status.
-    pub status: CaseStatus,
     /// The report event.
     pub event: CaseEvent,
+}
+
+/// Which aggregate an entry of the global event log belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// A case (案卷).
+    Case,
+}
+
+impl Stream {
+    /// The name stored in `event_log.stream`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Case => "case",
+        }
+    }
+}
+
+/// One entry of the global event log, with what a reader needs to decide who may see it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LogEntry {
+    /// Global sequence number, increasing in commit order.
+    pub seq: i64,
+    /// The aggregate.
+    pub stream: Stream,
+    /// The case.
+    #[schema(value_type = i64)]
+    pub case_id: CaseId,
+    /// The case number.
+    pub number: String,
+    /// The case's grid.
+    pub grid: GridCode,
+    /// The case's lead department now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_dept: Option<DeptCode>,
+    /// The case's co-departments now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub co_depts: Vec<DeptCode>,
+    /// The reporting user.
+    #[serde(skip)]
+    pub reporter_user_id: Option<i64>,
+    /// The event.
+    pub event: CaseEvent,
+}
+
+impl LogEntry {
+    /// The parts that decide who may see this entry.
+    pub fn scope_key(&self) -> civicgrid_core::access::CaseScopeKey<'_> {
+        civicgrid_core::access::CaseScopeKey {
+            grid: self.grid,
+            lead: self.lead_dept.as_ref(),
+            co: &self.co_depts,
+            reporter: self.reporter_user_id,
+        }
+    }
 }
 
 /// A whole historical case for bulk import (demo data, migrations from older systems).
@@ -181,6 +244,14 @@ pub struct CaseFilter {
     pub reported_to: Option<Timestamp>,
     /// Only cases whose current step is overdue at this instant.
     pub overdue_at: Option<Timestamp>,
+    /// Closed at or after.
+    pub closed_from: Option<Timestamp>,
+    /// Closed before.
+    pub closed_to: Option<Timestamp>,
+    /// Only cases escalated (督办) at least once.
+    pub escalated: bool,
+    /// About this component.
+    pub component: Option<ComponentId>,
     /// What the asking actor may see.
     pub scope: Option<CaseScope>,
 }
@@ -219,14 +290,9 @@ pub struct ComponentFilter {
     pub limit: u32,
 }
 
-/// Everything civicgrid keeps.
+/// Reference data: code tables, calendar, the town's map, departments and components.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + fmt::Debug {
-    /// Which backend this is.
-    fn backend(&self) -> Backend;
-    /// Checks the database answers.
-    async fn ping(&self) -> Result<()>;
-
+pub trait ReferenceStore: Send + Sync {
     /// Replaces the component-class and matter tables.
     async fn put_catalog(&self, classes: &[ComponentClass], matters: &[Matter]) -> Result<()>;
     /// All component classes in code order.
@@ -265,7 +331,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn component(&self, id: ComponentId) -> Result<Option<Component>>;
     /// Components in ascending id order.
     async fn list_components(&self, filter: &ComponentFilter) -> Result<Vec<Component>>;
+}
 
+/// Accounts and their sessions.
+#[async_trait::async_trait]
+pub trait AccountStore: Send + Sync {
     /// Creates a user; `Duplicate` if the username is taken.
     async fn create_user(&self, user: &NewUser) -> Result<User>;
     /// A user by login name.
@@ -281,11 +351,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn session_user(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
+}
 
-    /// Creates a case; its number and id are assigned here. Durable when this returns.
+/// Cases: their current rows and their event histories.
+#[async_trait::async_trait]
+pub trait CaseStore: Send + Sync {
+    /// Creates a case; its number and id are assigned, and its status derived from the report event,
+    /// here. Durable when this returns.
     async fn create_case(&self, new: NewCase) -> Result<Case>;
-    /// Appends an event and stores the new status, if the case is still at `event.seq - 1`.
-    async fn append_event(&self, id: CaseId, event: CaseEvent, status: CaseStatus) -> Result<Case>;
+    /// Appends `event` to case `id` if the case is still at `expected_version`, folds it into the
+    /// stored status and returns the new status; `Conflict` if the case moved on meanwhile.
+    async fn append(&self, id: CaseId, expected_version: i64, event: CaseEvent) -> Result<CaseStatus>;
     /// One case.
     async fn case(&self, id: CaseId) -> Result<Option<Case>>;
     /// A case's events in order.
@@ -296,6 +372,33 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn count_cases(&self) -> Result<i64>;
     /// Bulk-imports historical cases in one transaction; numbers are assigned per reported day.
     async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<()>;
+}
+
+/// The global event log: every committed event, numbered in commit order.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync {
+    /// Up to `limit` (1–1000) entries with a sequence number above `after`, in order. Reading "after
+    /// the last one seen" again and again never misses an entry, whatever node committed it.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>>;
+    /// The highest sequence number committed so far.
+    async fn last_seq(&self) -> Result<i64>;
+    /// Changes whenever this node commits events, or (PostgreSQL) another node announces a commit;
+    /// holds a sequence number at or below the newest one. A hint to read again, never the data.
+    fn committed(&self) -> tokio::sync::watch::Receiver<i64>;
+}
+
+/// Everything civicgrid keeps.
+#[async_trait::async_trait]
+pub trait Store: ReferenceStore + AccountStore + CaseStore + EventLog + fmt::Debug {
+    /// Which backend this is.
+    fn backend(&self) -> Backend;
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// The store traits, for `use civicgrid_store::prelude::*`.
+pub mod prelude {
+    pub use crate::{AccountStore, CaseStore, EventLog, ReferenceStore, Store};
 }
 
 /// When SQLite considers a commit done.

@@ -1,6 +1,10 @@
 //! The PostgreSQL store, for a county that outgrows one machine: several stateless app nodes share one
 //! database. Case numbers come from a counter row locked per day, so nodes never hand out the same
 //! number; every node batches its own case writes (group commit) into one transaction.
+//!
+//! Each commit that adds events sends `NOTIFY` on a channel named after the schema, and every node
+//! `LISTEN`s on it, so a reader on node B wakes when node A commits. A missed notification (a dropped
+//! listener connection) only delays readers: they also look again every second.
 
 use std::str::FromStr;
 
@@ -11,10 +15,11 @@ use sqlx::{Executor, PgPool};
 use crate::writer::Writer;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
+    (4, "event log", include_str!("../migrations/postgres/0004_event_log.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -28,6 +33,10 @@ pub struct PgStore {
     read: PgPool,
     write: PgPool,
     writer: Writer,
+    /// The newest committed event-log number known here, as a hint for readers.
+    feed: tokio::sync::watch::Sender<i64>,
+    /// Ends the listener task when the store is dropped.
+    _listener: AbortOnDrop,
 }
 
 #[derive(Debug)]
@@ -35,6 +44,20 @@ struct PgApplier {
     pool: PgPool,
     /// The connection the writer keeps between batches.
     conn: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
+    /// Told about every commit.
+    feed: tokio::sync::watch::Sender<i64>,
+    /// The NOTIFY channel of this schema.
+    channel: String,
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl PgStore {
@@ -66,8 +89,14 @@ impl PgStore {
         }
         let pool = pool_options.connect_with(options).await?;
         migrator().run(&pool).await?;
-        let writer = Writer::spawn(PgApplier { pool: pool.clone(), conn: Default::default() });
-        Ok(Self { read: pool.clone(), write: pool, writer })
+        let current: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
+        let channel = format!("civicgrid_events_{current}");
+        let last: i64 = sqlx::query_scalar("SELECT last FROM event_counter WHERE id = 1").fetch_one(&pool).await?;
+        let feed = tokio::sync::watch::Sender::new(last);
+        let listener = tokio::spawn(listen(pool.clone(), channel.clone(), feed.clone()));
+        let writer =
+            Writer::spawn(PgApplier { pool: pool.clone(), conn: Default::default(), feed: feed.clone(), channel });
+        Ok(Self { read: pool.clone(), write: pool, writer, feed, _listener: AbortOnDrop(listener.abort_handle()) })
     }
 
     /// Table → column names of the current schema, for comparing the two backends' schemas.
@@ -85,7 +114,7 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;
@@ -106,6 +135,46 @@ impl PgApplier {
     /// Nothing to set up on the writer's connection.
     async fn prepare_connection(_conn: &mut sqlx::PgConnection) -> crate::Result<()> {
         Ok(())
+    }
+
+    /// Tells every node, at commit, the newest event-log number.
+    async fn announce(&self, tx: &mut sqlx::PgConnection, last: i64) -> crate::Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(&self.channel).bind(last.to_string()).execute(tx).await?;
+        Ok(())
+    }
+}
+
+/// Listens for other nodes' commits and passes the numbers on to this node's readers; reconnects after
+/// a lost connection (sqlx's listener does) and keeps going until the store is dropped.
+async fn listen(pool: PgPool, channel: String, feed: tokio::sync::watch::Sender<i64>) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other nodes' commits; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(&channel).await {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(n) => {
+                    if let Ok(last) = n.payload().parse::<i64>() {
+                        feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the commit listener; reconnecting");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
     }
 }
 

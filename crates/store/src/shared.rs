@@ -58,9 +58,45 @@ pub(crate) fn case_number(town: &str, day: &str, serial: i64) -> String {
     format!("{town}{day}{serial:06}")
 }
 
-/// The co-department list as stored (a JSON array, searched with LIKE '%"code"%').
-pub(crate) fn co_depts_json(status: &CaseStatus) -> Result<String> {
-    to_json(&status.co_depts)
+/// A case status as the columns of its row: the indexed fields timers, lists and KPIs filter on, and
+/// the whole status as JSON. Encoded before the row is written.
+pub(crate) struct StatusColumns {
+    pub(crate) state: &'static str,
+    pub(crate) version: i64,
+    pub(crate) lead_dept: Option<String>,
+    /// The co-department list as a JSON array.
+    pub(crate) co_depts: String,
+    pub(crate) due_at: Option<i64>,
+    pub(crate) handle_due_at: Option<i64>,
+    pub(crate) replied_at: Option<i64>,
+    pub(crate) closed_at: Option<i64>,
+    pub(crate) close_type: Option<&'static str>,
+    pub(crate) escalation_level: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) json: String,
+}
+
+impl StatusColumns {
+    pub(crate) fn of(s: &CaseStatus) -> Result<Self> {
+        use civicgrid_core::case::CloseType;
+        Ok(StatusColumns {
+            state: s.state.as_str(),
+            version: s.version,
+            lead_dept: s.lead_dept.as_ref().map(ToString::to_string),
+            co_depts: to_json(&s.co_depts)?,
+            due_at: s.due_at.map(crate::micros),
+            handle_due_at: s.handle_due_at.map(crate::micros),
+            replied_at: s.replied_at.map(crate::micros),
+            closed_at: s.closed_at.map(crate::micros),
+            close_type: s.close_type.map(|c| match c {
+                CloseType::Normal => "normal",
+                CloseType::Late => "late",
+            }),
+            escalation_level: i64::from(s.escalation_level),
+            updated_at: crate::micros(s.updated_at),
+            json: to_json(s)?,
+        })
+    }
 }
 
 /// Maps constraint violations to typed errors.
@@ -84,13 +120,13 @@ pub(crate) fn map_db_error(e: sqlx::Error, unique_field: &'static str) -> StoreE
 macro_rules! store_impl {
     ($store:ident, $applier:ident, $db:ty, $backend:expr) => {
         use $crate::shared::{
-            CASE_COLUMNS, case_from_row, case_number, co_depts_json, day_key, from_json, map_db_error, parse,
+            CASE_COLUMNS, StatusColumns, case_from_row, case_number, day_key, from_json, map_db_error, parse,
             to_json,
         };
-        use $crate::writer::{ApplyBatch, WriteOp};
+        use $crate::writer::{ApplyBatch, WriteOp, Written};
         use $crate::{
-            Backend, CaseFilter, ComponentFilter, ImportCase, NewCase, NewUser, Page, PageRequest, Result,
-            Store, StoreError, User, micros,
+            AccountStore, Backend, CaseFilter, CaseStore, ComponentFilter, EventLog, ImportCase, LogEntry, NewCase,
+            NewUser, Page, PageRequest, ReferenceStore, Result, Store, StoreError, User, micros,
         };
         use civicgrid_core::access::CaseScope;
         use civicgrid_core::calendar::{CalendarEntry, DayKind};
@@ -145,17 +181,18 @@ macro_rules! store_impl {
 
         async fn insert_cases(tx: &mut Tx<'_>, rows: &[CaseInsert<'_>]) -> Result<BTreeMap<String, i64>> {
             let mut ids = BTreeMap::new();
-            // 14 binds a row; stay well under SQLite's 32,766-variable limit.
+            // 20 binds a row; stay well under SQLite's 32,766-variable limit.
             for chunk in rows.chunks(1000) {
                 let mut qb: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO cases (number, matter, source, grid, micro_grid, reporter_user_id, reported_at, \
-                     state, version, lead_dept, co_depts, due_at, updated_at, facts, status) ",
+                     component_id, facts, state, version, lead_dept, co_depts, due_at, handle_due_at, replied_at, \
+                     closed_at, close_type, escalation_level, updated_at, status) ",
                 );
                 let mut encoded = Vec::with_capacity(chunk.len());
                 for r in chunk {
-                    encoded.push((to_json(r.facts)?, to_json(r.status)?, co_depts_json(r.status)?));
+                    encoded.push((to_json(r.facts)?, StatusColumns::of(r.status)?));
                 }
-                qb.push_values(chunk.iter().zip(encoded), |mut b, (r, (facts, status, co))| {
+                qb.push_values(chunk.iter().zip(encoded), |mut b, (r, (facts, st))| {
                     b.push_bind(r.number.clone())
                         .push_bind(r.facts.matter.to_string())
                         .push_bind(r.facts.source.as_str())
@@ -163,14 +200,20 @@ macro_rules! store_impl {
                         .push_bind(r.facts.micro_grid.to_string())
                         .push_bind(r.facts.reporter.user_id)
                         .push_bind(micros(r.facts.reported_at))
-                        .push_bind(r.status.state.as_str())
-                        .push_bind(r.status.version)
-                        .push_bind(r.status.lead_dept.as_ref().map(|d| d.to_string()))
-                        .push_bind(co)
-                        .push_bind(r.status.due_at.map(micros))
-                        .push_bind(micros(r.status.updated_at))
+                        .push_bind(r.facts.component_id.map(|c| c.to_string()))
                         .push_bind(facts)
-                        .push_bind(status);
+                        .push_bind(st.state)
+                        .push_bind(st.version)
+                        .push_bind(st.lead_dept)
+                        .push_bind(st.co_depts)
+                        .push_bind(st.due_at)
+                        .push_bind(st.handle_due_at)
+                        .push_bind(st.replied_at)
+                        .push_bind(st.closed_at)
+                        .push_bind(st.close_type)
+                        .push_bind(st.escalation_level)
+                        .push_bind(st.updated_at)
+                        .push_bind(st.json);
                 });
                 qb.push(" RETURNING id, number");
                 let returned: Vec<(i64, String)> =
@@ -180,7 +223,14 @@ macro_rules! store_impl {
             Ok(ids)
         }
 
-        async fn insert_events(tx: &mut Tx<'_>, rows: &[(i64, &CaseEvent)]) -> Result<()> {
+        /// Inserts the events' bodies and numbers them in the global log, in the order given. The
+        /// counter row is taken here, last in the transaction, and held until commit, so on PostgreSQL
+        /// a second node's batch gets its numbers only after this one is visible. Returns the last
+        /// number handed out.
+        async fn insert_events(tx: &mut Tx<'_>, rows: &[(i64, &CaseEvent)]) -> Result<Option<i64>> {
+            if rows.is_empty() {
+                return Ok(None);
+            }
             for chunk in rows.chunks(2000) {
                 let mut qb: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO case_events (case_id, seq, at, actor_user_id, action, to_state, body) ",
@@ -193,21 +243,33 @@ macro_rules! store_impl {
                     b.push_bind(*id)
                         .push_bind(e.seq)
                         .push_bind(micros(e.at))
-                        .push_bind(e.actor.user_id)
+                        .push_bind(e.actor.user_id.unwrap_or(0))
                         .push_bind(e.action.name())
                         .push_bind(e.to.as_str())
                         .push_bind(body);
                 });
                 qb.build().execute(&mut **tx).await.map_err(|e| map_db_error(e, "event"))?;
             }
-            Ok(())
-        }
-
-        /// The departments a case is assigned to now (lead first), as stored.
-        async fn current_departments(tx: &mut Tx<'_>, id: i64) -> Result<Vec<String>> {
-            let (lead, co): (Option<String>, String) =
-                sqlx::query_as("SELECT lead_dept, co_depts FROM cases WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
-            Ok(lead.into_iter().chain(from_json::<Vec<String>>(&co)?).collect())
+            let n = i64::try_from(rows.len()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let last: i64 = sqlx::query_scalar("UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last")
+                .bind(n)
+                .fetch_one(&mut **tx)
+                .await?;
+            let first = last - n + 1;
+            for (k, chunk) in rows.chunks(4000).enumerate() {
+                let base = first + (k as i64) * 4000;
+                let mut qb: QueryBuilder<$db> =
+                    QueryBuilder::new("INSERT INTO event_log (seq, stream, stream_id, version, at) ");
+                qb.push_values(chunk.iter().enumerate(), |mut b, (i, (id, e))| {
+                    b.push_bind(base + i as i64)
+                        .push_bind($crate::Stream::Case.as_str())
+                        .push_bind(*id)
+                        .push_bind(e.seq)
+                        .push_bind(micros(e.at));
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(Some(last))
         }
 
         /// Adds `case_departments` rows for the lead and co-departments of new assignments.
@@ -226,40 +288,68 @@ macro_rules! store_impl {
             Ok(())
         }
 
-        /// Moves a case from its `old` departments to those of `status`.
-        async fn reassign(tx: &mut Tx<'_>, id: i64, old: &[String], status: &CaseStatus) -> Result<()> {
-            for dept in old {
+        /// Moves a case from the departments of `old` to those of `new`.
+        async fn reassign(tx: &mut Tx<'_>, id: i64, old: &CaseStatus, new: &CaseStatus) -> Result<()> {
+            for dept in old.lead_dept.iter().chain(&old.co_depts) {
                 sqlx::query("DELETE FROM case_departments WHERE dept = $1 AND case_id = $2")
-                    .bind(dept.clone())
+                    .bind(dept.to_string())
                     .bind(id)
                     .execute(&mut **tx)
                     .await?;
             }
-            assign(tx, &[(id, status)]).await
+            assign(tx, &[(id, new)]).await
         }
 
-        async fn update_status(tx: &mut Tx<'_>, id: CaseId, expected: i64, status: &CaseStatus) -> Result<bool> {
-            let done = sqlx::query(
+        /// Reads a case's status, folds `event` into it and stores the result, if the case is still at
+        /// `expected`. `Ok(None)` means the case moved on (a conflict).
+        async fn fold_and_update(
+            tx: &mut Tx<'_>,
+            id: CaseId,
+            expected: i64,
+            event: &CaseEvent,
+        ) -> Result<Option<CaseStatus>> {
+            let row: Option<(i64, String)> = sqlx::query_as("SELECT version, status FROM cases WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            let Some((version, json)) = row else { return Err(StoreError::NotFound) };
+            if version != expected {
+                return Ok(None);
+            }
+            let old: CaseStatus = from_json(&json)?;
+            let mut status = old.clone();
+            status.apply(event).map_err(|e| StoreError::BadEvent(e.to_string()))?;
+            let st = StatusColumns::of(&status)?;
+            sqlx::query(
                 "UPDATE cases SET state = $1, version = $2, lead_dept = $3, co_depts = $4, due_at = $5, \
-                 updated_at = $6, status = $7 WHERE id = $8 AND version = $9",
+                 handle_due_at = $6, replied_at = $7, closed_at = $8, close_type = $9, escalation_level = $10, \
+                 updated_at = $11, status = $12 WHERE id = $13 AND version = $14",
             )
-            .bind(status.state.as_str())
-            .bind(status.version)
-            .bind(status.lead_dept.as_ref().map(|d| d.to_string()))
-            .bind(co_depts_json(status)?)
-            .bind(status.due_at.map(micros))
-            .bind(micros(status.updated_at))
-            .bind(to_json(status)?)
+            .bind(st.state)
+            .bind(st.version)
+            .bind(st.lead_dept)
+            .bind(st.co_depts)
+            .bind(st.due_at)
+            .bind(st.handle_due_at)
+            .bind(st.replied_at)
+            .bind(st.closed_at)
+            .bind(st.close_type)
+            .bind(st.escalation_level)
+            .bind(st.updated_at)
+            .bind(st.json)
             .bind(id)
             .bind(expected)
             .execute(&mut **tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            if (&old.lead_dept, &old.co_depts) != (&status.lead_dept, &status.co_depts) {
+                reassign(tx, id, &old, &status).await?;
+            }
+            Ok(Some(status))
         }
 
         #[async_trait::async_trait]
         impl ApplyBatch for $applier {
-            async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Case>>> {
+            async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>> {
                 let mut held = self.conn.lock().await;
                 if held.is_none() {
                     let mut conn = self.pool.acquire().await?;
@@ -267,78 +357,78 @@ macro_rules! store_impl {
                     *held = Some(conn);
                 }
                 let Some(conn) = held.as_mut() else { return Err(StoreError::Closed) };
-                let outcome = apply_in_transaction(conn, ops).await;
+                let outcome = apply_in_transaction(self, conn, ops).await;
                 if matches!(outcome, Err(StoreError::Database(_))) {
                     // The connection may be broken (e.g. the server restarted): take a fresh one next time.
                     *held = None;
                 }
-                outcome
+                let (outcomes, last) = outcome?;
+                if let Some(last) = last {
+                    self.feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
+                }
+                Ok(outcomes)
             }
         }
 
         async fn apply_in_transaction(
+            applier: &$applier,
             conn: &mut sqlx::pool::PoolConnection<$db>,
             ops: &[WriteOp],
-        ) -> Result<Vec<Result<Case>>> {
+        ) -> Result<(Vec<Result<Written>>, Option<i64>)> {
             let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
-            let creates: Vec<&NewCase> =
-                ops.iter().filter_map(|op| if let WriteOp::Create(n) = op { Some(n) } else { None }).collect();
+            let creates: Vec<(&NewCase, &CaseStatus)> =
+                ops.iter().filter_map(|op| if let WriteOp::Create(n, s) = op { Some((n, s)) } else { None }).collect();
             let mut numbers = Vec::new();
             let mut ids = BTreeMap::new();
-            if let Some(first) = creates.first() {
+            if let Some((first, _)) = creates.first() {
                 let town = first.town.to_string();
-                let reported: Vec<Timestamp> = creates.iter().map(|n| n.facts.reported_at).collect();
+                let reported: Vec<Timestamp> = creates.iter().map(|(n, _)| n.facts.reported_at).collect();
                 numbers = allocate_numbers(&mut tx, &town, &reported).await?;
                 let rows: Vec<CaseInsert<'_>> = creates
                     .iter()
                     .zip(&numbers)
-                    .map(|(n, number)| CaseInsert { number: number.clone(), facts: &n.facts, status: &n.status })
+                    .map(|((n, s), number)| CaseInsert { number: number.clone(), facts: &n.facts, status: s })
                     .collect();
                 ids = insert_cases(&mut tx, &rows).await?;
             }
             let mut outcomes = Vec::with_capacity(ops.len());
             let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
+            let mut assigned: Vec<(i64, &CaseStatus)> = Vec::new();
             let mut next_number = numbers.into_iter();
             for op in ops {
                 match op {
-                    WriteOp::Create(n) => {
+                    WriteOp::Create(n, status) => {
                         let number = next_number.next().unwrap_or_default();
                         let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
                         events.push((id, &n.event));
-                        outcomes.push(Ok(Case { id, number, facts: n.facts.clone(), status: n.status.clone() }));
-                    }
-                    WriteOp::Append { id, event, status } => {
-                        let expected = event.seq - 1;
-                        let old_departments = if event.action.changes_departments() {
-                            Some(current_departments(&mut tx, *id).await?)
-                        } else {
-                            None
-                        };
-                        if update_status(&mut tx, *id, expected, status).await? {
-                            events.push((*id, event));
-                            if let Some(old) = old_departments {
-                                reassign(&mut tx, *id, &old, status).await?;
-                            }
-                            let row: (i64, String, String) =
-                                sqlx::query_as("SELECT id, number, facts FROM cases WHERE id = $1")
-                                    .bind(*id)
-                                    .fetch_one(&mut *tx)
-                                    .await?;
-                            outcomes.push(Ok(Case {
-                                id: row.0,
-                                number: row.1,
-                                facts: from_json(&row.2)?,
-                                status: status.clone(),
-                            }));
-                        } else {
-                            outcomes.push(Err(StoreError::Conflict { expected }));
+                        if status.lead_dept.is_some() || !status.co_depts.is_empty() {
+                            assigned.push((id, status));
                         }
+                        outcomes.push(Ok(Written::Created(Case {
+                            id,
+                            number,
+                            facts: n.facts.clone(),
+                            status: status.clone(),
+                        })));
                     }
+                    WriteOp::Append { id, expected, event } => match fold_and_update(&mut tx, *id, *expected, event).await {
+                        Ok(Some(status)) => {
+                            events.push((*id, event));
+                            outcomes.push(Ok(Written::Appended(status)));
+                        }
+                        Ok(None) => outcomes.push(Err(StoreError::Conflict { expected: *expected })),
+                        Err(e @ (StoreError::NotFound | StoreError::BadEvent(_))) => outcomes.push(Err(e)),
+                        Err(e) => return Err(e),
+                    },
                 }
             }
-            insert_events(&mut tx, &events).await?;
+            assign(&mut tx, &assigned).await?;
+            let last = insert_events(&mut tx, &events).await?;
+            if let Some(last) = last {
+                applier.announce(&mut tx, last).await?;
+            }
             tx.commit().await?;
-            Ok(outcomes)
+            Ok((outcomes, last))
         }
 
         fn user_from_row(
@@ -475,6 +565,18 @@ macro_rules! store_impl {
             if let Some(t) = f.overdue_at {
                 qb.push(" AND due_at IS NOT NULL AND due_at < ").push_bind(micros(t));
             }
+            if let Some(t) = f.closed_from {
+                qb.push(" AND closed_at >= ").push_bind(micros(t));
+            }
+            if let Some(t) = f.closed_to {
+                qb.push(" AND closed_at < ").push_bind(micros(t));
+            }
+            if f.escalated {
+                qb.push(" AND escalation_level > 0");
+            }
+            if let Some(c) = f.component {
+                qb.push(" AND component_id = ").push_bind(c.to_string());
+            }
             match &f.scope {
                 None | Some(CaseScope::All) | Some(CaseScope::Department(_)) => {}
                 Some(CaseScope::Grids(grids)) if grids.is_empty() => {
@@ -505,8 +607,15 @@ macro_rules! store_impl {
 
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1").execute(&self.read).await?;
+                if !self.writer.is_alive() {
+                    return Err(StoreError::Closed);
+                }
                 Ok(())
             }
+        }
+
+        #[async_trait::async_trait]
+        impl ReferenceStore for $store {
 
             async fn put_catalog(&self, classes: &[ComponentClass], matters: &[Matter]) -> Result<()> {
                 let mut tx = self.write.begin().await?;
@@ -784,6 +893,10 @@ macro_rules! store_impl {
                 rows.into_iter().map(component_from_row).collect()
             }
 
+        }
+
+        #[async_trait::async_trait]
+        impl AccountStore for $store {
             async fn create_user(&self, u: &NewUser) -> Result<User> {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO users (username, display_name, role, password_hash, department, phone, grids, created_at) \
@@ -856,12 +969,16 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+        }
+
+        #[async_trait::async_trait]
+        impl CaseStore for $store {
             async fn create_case(&self, new: NewCase) -> Result<Case> {
-                self.writer.submit(WriteOp::Create(new)).await
+                self.writer.create(new).await
             }
 
-            async fn append_event(&self, id: CaseId, event: CaseEvent, status: CaseStatus) -> Result<Case> {
-                self.writer.submit(WriteOp::Append { id, event, status }).await
+            async fn append(&self, id: CaseId, expected_version: i64, event: CaseEvent) -> Result<CaseStatus> {
+                self.writer.append(id, expected_version, event).await
             }
 
             async fn case(&self, id: CaseId) -> Result<Option<Case>> {
@@ -927,10 +1044,55 @@ macro_rules! store_impl {
                         assigned.push((id, &c.status));
                     }
                 }
-                insert_events(&mut tx, &events).await?;
+                // History enters the global log in the order it happened.
+                events.sort_by_key(|(id, e)| (e.at, *id, e.seq));
+                let last = insert_events(&mut tx, &events).await?;
                 assign(&mut tx, &assigned).await?;
                 tx.commit().await?;
+                if let Some(last) = last {
+                    self.feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
+                }
                 Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl EventLog for $store {
+            async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>> {
+                type Row = (i64, i64, String, String, String, Option<String>, String, Option<i64>);
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT l.seq, l.stream_id, e.body, c.number, c.grid, c.lead_dept, c.co_depts, c.reporter_user_id \
+                     FROM event_log l JOIN case_events e ON e.case_id = l.stream_id AND e.seq = l.version \
+                     JOIN cases c ON c.id = l.stream_id \
+                     WHERE l.seq > $1 AND l.stream = 'case' ORDER BY l.seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(seq, case_id, body, number, grid, lead, co, reporter)| {
+                        Ok(LogEntry {
+                            seq,
+                            stream: $crate::Stream::Case,
+                            case_id,
+                            number,
+                            grid: parse(&grid)?,
+                            lead_dept: lead.as_deref().map(parse).transpose()?,
+                            co_depts: from_json(&co)?,
+                            reporter_user_id: reporter,
+                            event: from_json(&body)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn last_seq(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar("SELECT last FROM event_counter WHERE id = 1").fetch_one(&self.read).await?)
+            }
+
+            fn committed(&self) -> tokio::sync::watch::Receiver<i64> {
+                self.feed.subscribe()
             }
         }
     };

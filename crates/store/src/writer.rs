@@ -4,6 +4,9 @@
 //!
 //! If a batch fails as a whole (a constraint violation in one write), each write is retried alone so
 //! one bad write cannot fail its neighbours.
+//!
+//! The writer trusts no status computed by a caller: a new case's status is replayed from its report
+//! event, and an appended event is folded into the status read inside the transaction.
 
 use civicgrid_core::case::{Case, CaseEvent, CaseId, CaseStatus};
 use tokio::sync::{mpsc, oneshot};
@@ -17,17 +20,27 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // queued briefly, never stored in bulk
 pub(crate) enum WriteOp {
-    /// Create a case.
-    Create(NewCase),
+    /// Create a case with the status its report event replays to.
+    Create(NewCase, CaseStatus),
     /// Append an event to a case.
     Append {
         /// The case.
         id: CaseId,
-        /// The event (its `seq` is the expected version + 1).
+        /// The version the caller saw.
+        expected: i64,
+        /// The event.
         event: CaseEvent,
-        /// The status after the event.
-        status: CaseStatus,
     },
+}
+
+/// What one write produced.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // handed straight back to one caller, never stored in bulk
+pub(crate) enum Written {
+    /// The created case.
+    Created(Case),
+    /// The appended case's new status.
+    Appended(CaseStatus),
 }
 
 /// Applies a batch of writes in one transaction.
@@ -35,10 +48,10 @@ pub(crate) enum WriteOp {
 pub(crate) trait ApplyBatch: Send + Sync + 'static {
     /// Applies all ops in one transaction and commits. The outer error fails the whole batch (nothing
     /// was committed); inner errors are per-op outcomes such as a version conflict.
-    async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Case>>>;
+    async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>>;
 }
 
-type Job = (WriteOp, oneshot::Sender<Result<Case>>);
+type Job = (WriteOp, oneshot::Sender<Result<Written>>);
 
 /// Handle to the writer task.
 #[derive(Debug, Clone)]
@@ -55,10 +68,33 @@ impl Writer {
     }
 
     /// Queues a write and waits until it is committed (or refused).
-    pub(crate) async fn submit(&self, op: WriteOp) -> Result<Case> {
+    async fn submit(&self, op: WriteOp) -> Result<Written> {
         let (tx, rx) = oneshot::channel();
         self.queue.send((op, tx)).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Creates a case, its status replayed from the report event here, not taken from the caller.
+    pub(crate) async fn create(&self, new: NewCase) -> Result<Case> {
+        let status =
+            CaseStatus::replay(std::slice::from_ref(&new.event)).map_err(|e| StoreError::BadEvent(e.to_string()))?;
+        match self.submit(WriteOp::Create(new, status)).await? {
+            Written::Created(case) => Ok(case),
+            Written::Appended(_) => Err(StoreError::Corrupt("the writer answered a create with an append".into())),
+        }
+    }
+
+    /// Appends an event if the case is still at `expected`; returns the new status.
+    pub(crate) async fn append(&self, id: CaseId, expected: i64, event: CaseEvent) -> Result<CaseStatus> {
+        match self.submit(WriteOp::Append { id, expected, event }).await? {
+            Written::Appended(status) => Ok(status),
+            Written::Created(_) => Err(StoreError::Corrupt("the writer answered an append with a create".into())),
+        }
+    }
+
+    /// Whether the writer task is still running.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.queue.is_closed()
     }
 }
 

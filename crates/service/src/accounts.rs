@@ -1,0 +1,399 @@
+//! Accounts and log-in: argon2id password hashes, random session tokens of which only the SHA-256 is
+//! kept, and the throttles that keep password guessing and hashing floods away:
+//! - a username is locked for [`LOCKOUT`] after [`MAX_FAILURES`] wrong passwords, counting attempts
+//!   still being checked, so parallel guesses cannot slip past the limit;
+//! - one client address gets at most [`MAX_PER_ADDRESS`] attempts per [`LOCKOUT`] window;
+//! - at most [`HASH_WORKERS`] password hashes run at once, and a bounded queue waits for them.
+//!
+//! Failed and successful log-ins and lockouts are logged (username and address, never the password).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use civicgrid_core::access::{AccountInput, Actor, Role};
+use civicgrid_store::{NewUser, User};
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+
+use crate::{ServiceError, ServiceResult, Services};
+
+/// Wrong passwords allowed per username before it is locked.
+pub const MAX_FAILURES: u32 = 5;
+/// How long a locked username stays locked (and the window failures are counted in).
+pub const LOCKOUT: SignedDuration = SignedDuration::from_mins(15);
+/// Log-in attempts one client address may make per [`LOCKOUT`] window (a whole command centre may sit
+/// behind one address).
+pub const MAX_PER_ADDRESS: u32 = 60;
+/// Password hashes computed at once (each takes ~19 MiB and one core for ~50 ms).
+pub const HASH_WORKERS: usize = 2;
+/// Log-ins that may wait for a hash worker before more are turned away.
+const HASH_QUEUE: usize = 32;
+/// Longest username looked up at all.
+const MAX_USERNAME: usize = 32;
+/// How long a checked session is trusted on this node without asking the store again; a log-out or
+/// expiry on another node takes effect here within this time.
+const SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
+/// A hash to verify against when the user does not exist, so timing does not reveal usernames.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Yx2Nc6e3dCk3cYxAGi0sMTlbq9tFQJvGk4pF3D7x9Gk";
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> ServiceResult<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Internal(e.to_string()))
+}
+
+/// Checks a password against a PHC string.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    Argon2::default().verify_password(password.as_bytes(), phc).is_ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a token, hex: what the store keeps.
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// A random 16-character password (for generated admin accounts).
+pub fn random_password() -> ServiceResult<String> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
+}
+
+fn new_token() -> ServiceResult<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(hex(&bytes))
+}
+
+/// The actor of a user account.
+pub fn actor_of(user: &User) -> Actor {
+    Actor {
+        user_id: user.id,
+        username: user.username.clone(),
+        role: user.role,
+        grids: user.grids.clone(),
+        department: user.department.clone(),
+        job: None,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attempts {
+    failures: u32,
+    in_flight: u32,
+    since: Timestamp,
+}
+
+/// Log-in attempts per username and per client address, on this node.
+#[derive(Debug)]
+pub(crate) struct LoginGuard {
+    users: Mutex<HashMap<String, Attempts>>,
+    addresses: Mutex<HashMap<IpAddr, (u32, Timestamp)>>,
+    hashing: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+}
+
+/// Most usernames and addresses remembered; old entries are dropped first.
+const MAX_TRACKED: usize = 10_000;
+
+impl LoginGuard {
+    fn seconds_until(now: Timestamp, until: Timestamp) -> u64 {
+        u64::try_from(until.duration_since(now).as_secs()).unwrap_or(0).max(1)
+    }
+
+    /// Takes an attempt slot for `username` from `addr` before the password is checked.
+    fn begin(&self, username: &str, addr: Option<IpAddr>, now: Timestamp) -> ServiceResult<()> {
+        if let Some(addr) = addr {
+            let mut map = self.addresses.lock().map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if map.len() >= MAX_TRACKED {
+                map.retain(|_, (_, since)| now < *since + LOCKOUT);
+            }
+            let entry = map.entry(addr).or_insert((0, now));
+            if now >= entry.1 + LOCKOUT {
+                *entry = (0, now);
+            }
+            if entry.0 >= MAX_PER_ADDRESS {
+                tracing::warn!(%addr, "log-in attempts from this address throttled");
+                return Err(ServiceError::Throttled { retry_after_secs: Self::seconds_until(now, entry.1 + LOCKOUT) });
+            }
+            entry.0 += 1;
+        }
+        let mut map = self.users.lock().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, a| a.in_flight > 0 || now < a.since + LOCKOUT);
+        }
+        let a = map.entry(username.to_owned()).or_insert(Attempts { failures: 0, in_flight: 0, since: now });
+        if now >= a.since + LOCKOUT && a.in_flight == 0 {
+            *a = Attempts { failures: 0, in_flight: 0, since: now };
+        }
+        if a.failures + a.in_flight >= MAX_FAILURES {
+            tracing::warn!(username, "log-in refused: username locked after repeated failures");
+            return Err(ServiceError::Throttled { retry_after_secs: Self::seconds_until(now, a.since + LOCKOUT) });
+        }
+        a.in_flight += 1;
+        Ok(())
+    }
+
+    /// Gives the slot back: a success forgets the failures, a failure counts.
+    fn finish(&self, username: &str, ok: bool, now: Timestamp) {
+        let Ok(mut map) = self.users.lock() else { return };
+        let Some(a) = map.get_mut(username) else { return };
+        a.in_flight = a.in_flight.saturating_sub(1);
+        if ok {
+            map.remove(username);
+        } else {
+            if a.failures == 0 {
+                a.since = now;
+            }
+            a.failures += 1;
+            if a.failures == MAX_FAILURES {
+                tracing::warn!(username, "username locked after {MAX_FAILURES} wrong passwords");
+            }
+        }
+    }
+
+    fn unlock(&self, username: &str) -> bool {
+        self.users.lock().map(|mut m| m.remove(username).is_some()).unwrap_or(false)
+    }
+
+    /// Runs `f` on a hash worker, waiting in a bounded queue.
+    async fn hash<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> ServiceResult<T> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= HASH_QUEUE {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ServiceError::Throttled { retry_after_secs: 1 });
+        }
+        let permit = self.hashing.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let _permit = permit.map_err(|e| ServiceError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+}
+
+impl LoginGuard {
+    pub(crate) fn new() -> Self {
+        Self {
+            users: Mutex::default(),
+            addresses: Mutex::default(),
+            hashing: tokio::sync::Semaphore::new(HASH_WORKERS),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// Sessions checked recently on this node: token hash → (actor, when the entry lapses).
+#[derive(Debug, Default)]
+pub(crate) struct SessionCache {
+    entries: Mutex<HashMap<String, (Actor, Instant)>>,
+}
+
+impl SessionCache {
+    fn get(&self, hash: &str) -> Option<Actor> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(hash).filter(|(_, until)| *until > Instant::now()).map(|(a, _)| a.clone())
+    }
+
+    fn put(&self, hash: String, actor: Actor) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() > 50_000 {
+                let now = Instant::now();
+                entries.retain(|_, (_, until)| *until > now);
+            }
+            entries.insert(hash, (actor, Instant::now() + SESSION_CACHE_TTL));
+        }
+    }
+
+    fn forget(&self, hash: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(hash);
+        }
+    }
+}
+
+/// A started session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The bearer token (shown once; only its hash is stored).
+    pub token: String,
+    /// When it ends.
+    pub expires_at: Timestamp,
+    /// Who logged in.
+    pub user: User,
+}
+
+impl Services {
+    /// Checks a username and password and starts a session. `addr` is the client's address, for the
+    /// per-address throttle.
+    pub async fn login(&self, username: &str, password: String, addr: Option<IpAddr>) -> ServiceResult<Session> {
+        let username = username.trim();
+        let now = self.clock.now();
+        if username.is_empty() || username.len() > MAX_USERNAME || username.chars().any(char::is_control) {
+            return Err(ServiceError::BadCredentials);
+        }
+        if password.len() > 1024 {
+            return Err(ServiceError::BadCredentials);
+        }
+        self.logins.begin(username, addr, now)?;
+        let outcome = self.check_password(username, password).await;
+        let ok = matches!(outcome, Ok(Some(_)));
+        self.logins.finish(username, ok, now);
+        let user = match outcome? {
+            Some(user) => user,
+            None => {
+                tracing::info!(username, addr = ?addr, "log-in failed: wrong username or password");
+                return Err(ServiceError::BadCredentials);
+            }
+        };
+        let token = new_token()?;
+        let expires_at = now + SignedDuration::from_hours(self.config.session_hours);
+        self.store.create_session(&token_hash(&token), user.id, now, expires_at).await?;
+        tracing::info!(username, role = user.role.as_str(), addr = ?addr, "logged in");
+        Ok(Session { token, expires_at, user })
+    }
+
+    async fn check_password(&self, username: &str, password: String) -> ServiceResult<Option<User>> {
+        let user = self.store.user_by_username(username).await?;
+        let hash = user.as_ref().map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
+        let ok = self.logins.hash(move || verify_password(&password, &hash)).await?;
+        Ok(user.filter(|_| ok))
+    }
+
+    /// The actor of a live session token.
+    pub async fn session_actor(&self, token: &str) -> ServiceResult<Actor> {
+        let hash = token_hash(token);
+        if let Some(actor) = self.sessions.get(&hash) {
+            return Ok(actor);
+        }
+        let user = self.store.session_user(&hash, self.clock.now()).await?.ok_or(ServiceError::Unauthenticated)?;
+        let actor = actor_of(&user);
+        self.sessions.put(hash, actor.clone());
+        Ok(actor)
+    }
+
+    /// Ends a session.
+    pub async fn logout(&self, token: &str) -> ServiceResult<()> {
+        let hash = token_hash(token);
+        self.sessions.forget(&hash);
+        Ok(self.store.delete_session(&hash).await?)
+    }
+
+    /// The account of the acting user.
+    pub async fn me(&self, actor: &Actor) -> ServiceResult<User> {
+        self.store.user(actor.user_id).await?.ok_or(ServiceError::Unauthenticated)
+    }
+
+    /// Creates an account after checking it against the town's grids and departments (administrators).
+    pub async fn create_account(&self, actor: &Actor, input: AccountInput) -> ServiceResult<User> {
+        require(actor, &[Role::Admin])?;
+        self.create_account_unchecked(input).await
+    }
+
+    /// Creates an account with no acting user: how `civicgrid user add` makes the first administrator
+    /// of a fresh installation (whoever can run the binary on the database already holds it).
+    pub async fn create_account_unchecked(&self, input: AccountInput) -> ServiceResult<User> {
+        let world = self.world();
+        let grids = self.store.grids().await?;
+        input.check(|g| grids.iter().any(|x| x.code == g), |d| world.has_department(d))?;
+        let password = input.password.clone();
+        let hash = self.logins.hash(move || hash_password(&password)).await??;
+        let user = NewUser {
+            username: input.username,
+            display_name: input.display_name.trim().to_owned(),
+            role: input.role,
+            password_hash: hash,
+            department: input.department,
+            phone: input.phone,
+            grids: input.grids,
+        };
+        let user = self.store.create_user(&user).await?;
+        tracing::info!(username = user.username, role = user.role.as_str(), "account created");
+        Ok(user)
+    }
+
+    /// Every account (administrators).
+    pub async fn users(&self, actor: &Actor) -> ServiceResult<Vec<User>> {
+        require(actor, &[Role::Admin])?;
+        Ok(self.store.users().await?)
+    }
+
+    /// Lifts a username's lockout on this node (administrators). Returns whether it was locked.
+    pub fn unlock_login(&self, actor: &Actor, username: &str) -> ServiceResult<bool> {
+        require(actor, &[Role::Admin])?;
+        let was = self.logins.unlock(username);
+        tracing::info!(username, by = actor.username, was_locked = was, "log-in lockout lifted");
+        Ok(was)
+    }
+}
+
+/// Refuses unless the actor holds one of `roles`.
+pub fn require(actor: &Actor, roles: &[Role]) -> ServiceResult<()> {
+    if roles.contains(&actor.role) {
+        Ok(())
+    } else {
+        Err(ServiceError::forbidden(format!("{} ({}) may not do this", actor.role.label_zh(), actor.role.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("correct horse").expect("hash");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("anything", DUMMY_HASH));
+    }
+
+    #[test]
+    fn attempts_still_being_checked_count_against_the_limit() {
+        let guard = LoginGuard::new();
+        let now = Timestamp::UNIX_EPOCH;
+        for _ in 0..MAX_FAILURES {
+            guard.begin("admin", None, now).expect("slot");
+        }
+        assert!(
+            matches!(guard.begin("admin", None, now), Err(ServiceError::Throttled { .. })),
+            "no sixth slot in flight"
+        );
+        for _ in 0..MAX_FAILURES {
+            guard.finish("admin", false, now);
+        }
+        assert!(guard.begin("admin", None, now + SignedDuration::from_mins(14)).is_err(), "still locked");
+        assert!(guard.begin("admin", None, now + LOCKOUT).is_ok(), "the lock lapses");
+        guard.finish("admin", true, now + LOCKOUT);
+        for _ in 0..MAX_FAILURES {
+            guard.begin("x", None, now).expect("slot");
+            guard.finish("x", false, now);
+        }
+        assert!(guard.unlock("x"));
+        assert!(guard.begin("x", None, now).is_ok(), "an administrator's unlock lifts it");
+    }
+
+    #[test]
+    fn one_address_gets_a_bounded_number_of_attempts() {
+        let guard = LoginGuard::new();
+        let now = Timestamp::UNIX_EPOCH;
+        let addr: IpAddr = "10.1.2.3".parse().expect("ip");
+        for i in 0..MAX_PER_ADDRESS {
+            guard.begin(&format!("user{i}"), Some(addr), now).expect("slot");
+        }
+        assert!(matches!(guard.begin("another", Some(addr), now), Err(ServiceError::Throttled { .. })));
+        let other: IpAddr = "10.1.2.4".parse().expect("ip");
+        assert!(guard.begin("another", Some(other), now).is_ok());
+    }
+}

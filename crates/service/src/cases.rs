@@ -1,0 +1,111 @@
+//! Case use cases: report, read, list, history and change. Each takes the acting [`Actor`], checks
+//! role and scope (`core::access`), asks the core for the facts or the event (`core::intake`,
+//! `core::case::decide`), and hands the event to the store, which folds it and numbers it in the
+//! global log. Out-of-scope cases are "not found", so their existence is not revealed.
+
+use civicgrid_core::access::{Actor, mask_name, mask_phone};
+use civicgrid_core::case::{Action, Case, CaseEvent, CaseId, CaseStatus, Command, Context};
+use civicgrid_core::intake::{ReportInput, check_report};
+use civicgrid_store::{CaseFilter, NewCase, Page, PageRequest, StoreError};
+
+use crate::{ServiceError, ServiceResult, Services};
+
+/// Largest page of a case list.
+pub const MAX_PAGE: u32 = 500;
+
+impl Services {
+    /// Reports a new case; `actor` is its reporter (or the system, for ingest).
+    pub async fn report_case(&self, actor: &Actor, input: ReportInput) -> ServiceResult<Case> {
+        let world = self.world();
+        let town = world
+            .town
+            .as_ref()
+            .ok_or(ServiceError::NotReady("no town is set up yet; run `civicgrid demo` or import one"))?;
+        let component = match input.component_id {
+            Some(id) => self.store.component(id).await?,
+            None => None,
+        };
+        let now = self.clock.now();
+        let facts = check_report(input, actor, &world.catalog, &world.index, component.as_ref(), now)?;
+        let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
+        let (_, event) = CaseStatus::report(&facts, actor.event_actor(), &ctx);
+        Ok(self.store.create_case(NewCase { town: town.code, facts, event }).await?)
+    }
+
+    /// A case the actor may see.
+    pub async fn case(&self, actor: &Actor, id: CaseId) -> ServiceResult<Case> {
+        match self.store.case(id).await? {
+            Some(c) if actor.can_see(&c) => Ok(c),
+            _ => Err(ServiceError::NotFound("case")),
+        }
+    }
+
+    /// A case's history, oldest first.
+    pub async fn case_events(&self, actor: &Actor, id: CaseId) -> ServiceResult<Vec<CaseEvent>> {
+        self.case(actor, id).await?;
+        Ok(self.store.case_events(id).await?)
+    }
+
+    /// Changes a case. With `expected_version`, refuses with a conflict if the case is no longer at
+    /// that version; without it, acts on the version just read (and still refuses if the case moves
+    /// on between the read and the write).
+    pub async fn transition(
+        &self,
+        actor: &Actor,
+        id: CaseId,
+        cmd: &Command,
+        expected_version: Option<i64>,
+    ) -> ServiceResult<Case> {
+        let case = self.case(actor, id).await?;
+        let action = &cmd.action;
+        if !actor.can_act(&case, action) {
+            return Err(ServiceError::forbidden(format!(
+                "{} may not {} this case",
+                actor.role.label_zh(),
+                action.name()
+            )));
+        }
+        if let Some(v) = expected_version.filter(|v| *v != case.status.version) {
+            return Err(StoreError::Conflict { expected: v }.into());
+        }
+        let world = self.world();
+        if let Action::Dispatch { lead, co } | Action::Reassign { lead, co } = action {
+            if !world.has_department(lead) {
+                return Err(ServiceError::invalid("lead", format!("department {lead} does not exist")));
+            }
+            if let Some(d) = co.iter().find(|d| !world.has_department(d)) {
+                return Err(ServiceError::invalid("co", format!("department {d} does not exist")));
+            }
+        }
+        let ctx = Context { now: self.clock.now(), calendar: &world.calendar, sla: &world.sla };
+        let event = civicgrid_core::case::decide(&case.facts, &case.status, cmd, actor.event_actor(), &ctx)?;
+        let status = self.store.append(id, case.status.version, event).await?;
+        Ok(Case { status, ..case })
+    }
+
+    /// Cases the actor may see that match `filter`, newest first. The actor's scope is always applied,
+    /// whatever the filter says.
+    pub async fn list_cases(
+        &self,
+        actor: &Actor,
+        mut filter: CaseFilter,
+        page: PageRequest,
+    ) -> ServiceResult<Page<Case>> {
+        if !(1..=MAX_PAGE).contains(&page.limit) {
+            return Err(ServiceError::invalid("limit", format!("limit must be between 1 and {MAX_PAGE}")));
+        }
+        filter.scope = Some(actor.case_scope());
+        Ok(self.store.list_cases(&filter, page).await?)
+    }
+}
+
+/// The case as `actor` may read it: the reporter's phone and name are masked for every post that does
+/// not call reporters back.
+pub fn masked_for(mut case: Case, actor: &Actor) -> Case {
+    if !actor.role.sees_personal_data() {
+        let r = &mut case.facts.reporter;
+        r.phone = r.phone.as_deref().map(mask_phone);
+        r.name = r.name.as_deref().map(mask_name);
+    }
+    case
+}

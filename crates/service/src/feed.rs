@@ -1,0 +1,142 @@
+//! The live feed: every committed event, in global order, to every subscriber that may see it.
+//!
+//! One task per node follows the [`EventLog`]: it wakes when the store says something was committed
+//! (here or, on PostgreSQL, on another node) or once a second, reads "everything after the last number
+//! seen" and broadcasts each entry. A subscriber subscribes to the broadcast *before* it replays what
+//! it missed from the log, so the replay and the live part meet with no gap; entries it has already
+//! seen are skipped, and a subscriber too slow for the broadcast falls back to reading the log.
+//! Every entry is checked against the subscriber's scope before it is handed out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use civicgrid_core::access::Actor;
+use civicgrid_store::{LogEntry, Store};
+use tokio::sync::broadcast;
+
+use crate::ServiceResult;
+
+/// Entries a subscriber may fall behind by before it reads the log instead.
+const BUFFER: usize = 4096;
+/// Entries read from the log at a time.
+const PAGE: u32 = 500;
+
+/// The node's feed of committed events.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    store: Arc<dyn Store>,
+    tx: broadcast::Sender<Arc<LogEntry>>,
+    head: Arc<tokio::sync::watch::Sender<i64>>,
+}
+
+impl Feed {
+    /// Starts following the log from its current end. The task ends when the returned handle is aborted.
+    pub async fn spawn(store: Arc<dyn Store>) -> ServiceResult<(Feed, tokio::task::JoinHandle<()>)> {
+        let start = store.last_seq().await?;
+        let (tx, _) = broadcast::channel(BUFFER);
+        let feed = Feed { store, tx, head: Arc::new(tokio::sync::watch::Sender::new(start)) };
+        let task = tokio::spawn(feed.clone().follow(start));
+        Ok((feed, task))
+    }
+
+    async fn follow(self, mut after: i64) {
+        let mut committed = self.store.committed();
+        loop {
+            tokio::select! {
+                _ = committed.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            loop {
+                match self.store.events_after(after, PAGE).await {
+                    Ok(page) if page.is_empty() => break,
+                    Ok(page) => {
+                        // The head moves first: a subscriber that joins mid-page starts after it and
+                        // skips the rest of the page, which it did not ask for.
+                        after = page.last().map_or(after, |e| e.seq);
+                        self.head.send_replace(after);
+                        for e in page {
+                            let _ = self.tx.send(Arc::new(e));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the live feed cannot read the event log; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The number of the newest entry broadcast so far.
+    pub fn head(&self) -> i64 {
+        *self.head.borrow()
+    }
+
+    /// Subscribers connected now.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Subscribes `actor` to entries after `after` (the `Last-Event-ID` of a reconnecting client), or
+    /// to new entries only.
+    pub fn subscribe(&self, actor: Actor, after: Option<i64>) -> Subscription {
+        let rx = self.tx.subscribe();
+        Subscription {
+            store: self.store.clone(),
+            rx,
+            actor,
+            cursor: after.unwrap_or_else(|| self.head()),
+            backlog: std::collections::VecDeque::new(),
+            replaying: after.is_some(),
+        }
+    }
+}
+
+/// One subscriber's view of the feed.
+#[derive(Debug)]
+pub struct Subscription {
+    store: Arc<dyn Store>,
+    rx: broadcast::Receiver<Arc<LogEntry>>,
+    actor: Actor,
+    /// The newest entry handed out or passed over.
+    cursor: i64,
+    backlog: std::collections::VecDeque<Arc<LogEntry>>,
+    /// Reading the log rather than the broadcast.
+    replaying: bool,
+}
+
+impl Subscription {
+    /// The next entry the subscriber may see; `None` when the feed has stopped.
+    pub async fn next(&mut self) -> ServiceResult<Option<Arc<LogEntry>>> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                self.cursor = e.seq;
+                if self.actor.can_see_key(e.scope_key()) {
+                    return Ok(Some(e));
+                }
+                continue;
+            }
+            if self.replaying {
+                let page = self.store.events_after(self.cursor, PAGE).await?;
+                if page.is_empty() {
+                    self.replaying = false;
+                } else {
+                    self.backlog.extend(page.into_iter().map(Arc::new));
+                }
+                continue;
+            }
+            match self.rx.recv().await {
+                Ok(e) if e.seq <= self.cursor => {}
+                Ok(e) => self.backlog.push_back(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
+                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+
+    /// The newest entry handed out or passed over (what a client resumes from).
+    pub fn cursor(&self) -> i64 {
+        self.cursor
+    }
+}

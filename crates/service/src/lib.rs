@@ -1,0 +1,94 @@
+//! civicgrid-service: the use cases, one function each, given an [`Actor`]. The HTTP API, the CLI,
+//! timers and (later) MQTT and Open311 ingest all call these, so a rule lives in one place and every
+//! adapter stays thin: parse, call, map the error.
+//!
+//! - [`world`] — the reference-data snapshot (town, map index, code tables, calendar, SLA rules,
+//!   departments), taken once per call.
+//! - [`cases`] — report, read, list and change cases.
+//! - [`accounts`] — accounts, passwords, log-in with its throttles, sessions.
+//! - [`feed`] — the live feed: committed events, in order, to every subscriber that may see them.
+//! - [`error`] — the layer's one error type.
+
+pub mod accounts;
+pub mod cases;
+pub mod error;
+pub mod feed;
+pub mod world;
+
+use std::sync::Arc;
+
+use civicgrid_core::clock::Clock;
+use civicgrid_store::{Store, StoreError};
+
+pub use civicgrid_core::access::Actor;
+pub use error::{ServiceError, ServiceResult};
+pub use world::World;
+
+/// Settings of the use cases.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Session lifetime in hours (1–720).
+    pub session_hours: i64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self { session_hours: 12 }
+    }
+}
+
+/// Everything a use case needs: the store, the clock, the reference data and the log-in throttles.
+/// Cheap to clone; every clone shares the same state.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Persistence.
+    pub store: Arc<dyn Store>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Settings.
+    pub config: Arc<ServiceConfig>,
+    world: world::WorldCell,
+    logins: Arc<accounts::LoginGuard>,
+    sessions: Arc<accounts::SessionCache>,
+}
+
+impl Services {
+    /// Loads the reference data from the store and builds the services.
+    pub async fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: ServiceConfig) -> Result<Self, StoreError> {
+        let world = world::WorldCell::load(store.as_ref()).await?;
+        Ok(Self {
+            store,
+            clock,
+            config: Arc::new(config),
+            world,
+            logins: Arc::new(accounts::LoginGuard::new()),
+            sessions: Arc::new(accounts::SessionCache::default()),
+        })
+    }
+
+    /// The current reference data: one snapshot, to be used for a whole call.
+    pub fn world(&self) -> Arc<World> {
+        self.world.get()
+    }
+
+    /// Reloads the reference data from the store (after an administrator changed it).
+    pub async fn reload_world(&self) -> Result<(), StoreError> {
+        self.world.reload(self.store.as_ref()).await
+    }
+
+    /// Reloads the reference data every `every`, so that a change made through another app node on the
+    /// same database (a holiday, a department) reaches this one too.
+    pub fn spawn_refresh(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.reload_world().await {
+                    tracing::warn!(error = %e, "reloading reference data failed; keeping the old copy");
+                }
+            }
+        })
+    }
+}

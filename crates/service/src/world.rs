@@ -1,0 +1,80 @@
+//! The reference data a use case reads — town, point → micro-grid index, code tables, calendar, SLA
+//! rules, departments — loaded from the store as one immutable snapshot, replaced whole when it changes.
+//! A use case takes the snapshot once and uses it throughout, so it never mixes two versions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use civicgrid_core::calendar::{CALENDAR_2026_CSV, WorkCalendar, default_periods, parse_calendar_csv};
+use civicgrid_core::catalog::{Catalog, ComponentClass, Matter};
+use civicgrid_core::grid::{GridIndex, Town};
+use civicgrid_core::org::{Department, DeptCode};
+use civicgrid_core::sla::SlaPolicy;
+use civicgrid_store::{Store, StoreError};
+
+/// Reference data loaded from the store.
+#[derive(Debug)]
+pub struct World {
+    /// The town, once one has been set up.
+    pub town: Option<Town>,
+    /// Point → micro-grid lookup.
+    pub index: GridIndex,
+    /// Component classes and matters.
+    pub catalog: Catalog,
+    /// Working calendar.
+    pub calendar: WorkCalendar,
+    /// Time-limit rules.
+    pub sla: SlaPolicy,
+    /// Departments by code.
+    pub departments: BTreeMap<DeptCode, Department>,
+}
+
+impl World {
+    /// Loads everything from the store; empty tables fall back to the embedded national data.
+    pub async fn load(store: &dyn Store) -> Result<World, StoreError> {
+        let (classes, matters): (Vec<ComponentClass>, Vec<Matter>) =
+            (store.component_classes().await?, store.matters().await?);
+        let catalog = if matters.is_empty() {
+            Catalog::national().map_err(|e| StoreError::Corrupt(e.to_string()))?
+        } else {
+            Catalog::new(classes, matters)
+        };
+        let mut entries = store.calendar().await?;
+        if entries.is_empty() {
+            entries = parse_calendar_csv(CALENDAR_2026_CSV).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        let calendar =
+            WorkCalendar::new(&entries, &default_periods()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let index = GridIndex::new(store.micro_grids().await?.into_iter().map(|m| (m.code, m.polygon)));
+        let departments = store.departments().await?.into_iter().map(|d| (d.code.clone(), d)).collect();
+        Ok(World { town: store.town().await?, index, catalog, calendar, sla: SlaPolicy::default(), departments })
+    }
+
+    /// Whether a department exists.
+    pub fn has_department(&self, code: &DeptCode) -> bool {
+        self.departments.contains_key(code)
+    }
+}
+
+/// The current snapshot, shared by every clone of the services.
+#[derive(Debug, Clone)]
+pub(crate) struct WorldCell(Arc<RwLock<Arc<World>>>);
+
+impl WorldCell {
+    pub(crate) async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        Ok(Self(Arc::new(RwLock::new(Arc::new(World::load(store).await?)))))
+    }
+
+    pub(crate) fn get(&self) -> Arc<World> {
+        self.0.read().map(|w| w.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    pub(crate) async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let fresh = Arc::new(World::load(store).await?);
+        match self.0.write() {
+            Ok(mut w) => *w = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+}
