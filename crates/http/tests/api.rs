@@ -598,3 +598,159 @@ async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
     app.clock.advance(civicgrid_service::accounts::LOCKOUT);
     assert_eq!(app.post("/api/v1/auth/login", None, &right).await.0, StatusCode::OK, "the lock lapses");
 }
+
+/// Reads Server-Sent Events from a streaming response until `n` `case` events have arrived; returns
+/// their (id, case id, action).
+async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(i64, i64, String)> {
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while out.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.expect("events in time").expect("read");
+        buf.push_str(&String::from_utf8_lossy(&chunk.expect("stream open")));
+        while let Some(end) = buf.find("\n\n") {
+            let message: String = buf.drain(..end + 2).collect();
+            let field =
+                |name: &str| message.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start().to_owned()));
+            if field("event:").as_deref() != Some("case") {
+                continue;
+            }
+            let id = field("id:").and_then(|v| v.parse().ok()).expect("id");
+            let data: Value = serde_json::from_str(&field("data:").expect("data")).expect("json");
+            out.push((
+                id,
+                data["case_id"].as_i64().expect("case"),
+                data["event"]["action"]["action"].as_str().expect("a").into(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_live_feed_streams_only_what_the_subscriber_may_see_and_resumes_after_last_event_id() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let worker = app.login("gw001").await; // grid 0
+    let open = |after: Option<i64>| {
+        let mut req = app.http.get(format!("{}/api/v1/stream", app.base)).bearer_auth(&worker);
+        if let Some(a) = after {
+            req = req.header("last-event-id", a.to_string());
+        }
+        req.send()
+    };
+    let mut live = open(None).await.expect("subscribe");
+    assert_eq!(live.status(), StatusCode::OK);
+    assert!(live.headers()["content-type"].to_str().expect("ct").starts_with("text/event-stream"));
+    let elsewhere = app.create(&intake, 1).await["id"].as_i64().expect("id");
+    let mine = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    app.act(&intake, elsewhere, json!({"action": "accept"})).await;
+    app.act(&intake, mine, json!({"action": "accept"})).await;
+    let seen = read_events(&mut live, 2).await;
+    assert_eq!(
+        seen.iter().map(|(_, c, a)| (*c, a.as_str())).collect::<Vec<_>>(),
+        vec![(mine, "report"), (mine, "accept")],
+        "the grid-1 case never reaches the grid-0 worker"
+    );
+    assert!(seen[0].0 < seen[1].0, "ids are the global order");
+    drop(live);
+    // Reconnecting after the first event replays what came after it, then goes on live.
+    let mut again = open(Some(seen[0].0)).await.expect("resume");
+    assert_eq!(read_events(&mut again, 1).await, vec![seen[1].clone()]);
+    app.act(&intake, mine, json!({"action": "void", "reason": "重复"})).await;
+    assert_eq!(read_events(&mut again, 1).await[0].2, "void");
+    let (s, body) =
+        app.send(app.http.get(format!("{}/api/v1/stream", app.base)).header("last-event-id", "x"), Some(&worker)).await;
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
+}
+
+#[tokio::test]
+async fn review_findings_answer_in_the_json_error_format_and_change_nothing() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let admin = app.login("admin").await;
+    let dispatch = app.login("dispatch").await;
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let before = app.counts().await;
+    let expect = |(s, body): (StatusCode, Value), status: StatusCode, code: &str| {
+        assert_eq!((s, body["code"].as_str()), (status, Some(code)), "{body}");
+        body
+    };
+    // Bad path ids, unknown fields, repeated single-value filters, unknown query parameters.
+    expect(app.get("/api/v1/cases/abc", Some(&intake)).await, StatusCode::BAD_REQUEST, "invalid_path");
+    expect(app.get("/api/v1/cases/-4", Some(&intake)).await, StatusCode::BAD_REQUEST, "invalid_path");
+    let body = expect(
+        app.act(&intake, id, json!({"action": "accept", "expectedVersion": 7})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    );
+    assert_eq!(body["field"], "expectedVersion");
+    expect(
+        app.get("/api/v1/cases?matter=06010,01037", Some(&intake)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    );
+    expect(app.get("/api/v1/cases?colour=red", Some(&intake)).await, StatusCode::BAD_REQUEST, "invalid_query");
+    // Control characters, oversized text, path-like attachment names, phone numbers without digits.
+    for (field, value) in [
+        ("description", json!("垃圾\u{0}")),
+        ("address", json!("路".repeat(201))),
+        ("reporter_name", json!("张\u{1b}[31m")),
+        ("reporter_phone", json!("-----")),
+        ("attachments", json!([{"name": "../../etc/passwd", "mime": "image/jpeg", "size": 10}])),
+    ] {
+        let mut report = app.report(0);
+        report[field] = value;
+        let body = expect(
+            app.post("/api/v1/cases", Some(&intake), &report).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        );
+        assert_eq!(body["field"], field);
+    }
+    let long_reason = json!({"action": "void", "reason": "因".repeat(1001)});
+    expect(app.act(&intake, id, long_reason).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    // A body over the limit is a JSON 413.
+    let mut huge = app.report(0);
+    huge["description"] = json!("x".repeat(civicgrid_http::MAX_BODY));
+    expect(app.post("/api/v1/cases", Some(&intake), &huge).await, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // Other methods are a JSON 405 that names the allowed ones.
+    let resp = app.http.delete(format!("{}/api/v1/cases", app.base)).bearer_auth(&intake).send().await.expect("send");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(resp.headers().get("allow").is_some());
+    assert_eq!(resp.json::<Value>().await.expect("json")["code"], "method_not_allowed");
+    // Separation of duties: the administrator takes no case step.
+    expect(app.act(&admin, id, json!({"action": "accept"})).await, StatusCode::FORBIDDEN, "forbidden");
+    // An unknown co-department is reported on `co`.
+    for step in ["accept", "file"] {
+        let token = if step == "accept" { &intake } else { &app.login("shift").await };
+        assert_eq!(app.act(token, id, json!({"action": step})).await.0, StatusCode::OK);
+    }
+    let body = expect(
+        app.act(&dispatch, id, json!({"action": "dispatch", "lead": "huanwei", "co": ["nowhere"]})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    );
+    assert_eq!(body["field"], "co");
+    let after = app.counts().await;
+    assert_eq!((after.0, after.1), (before.0, before.1 + 2), "only the two good steps were stored");
+    // Reporter names are masked for the dispatcher, shown to intake.
+    let (_, seen) = app.get(&format!("/api/v1/cases/{id}"), Some(&dispatch)).await;
+    assert_eq!(seen["reporter"]["name"], "张*");
+    let (_, seen) = app.get(&format!("/api/v1/cases/{id}"), Some(&intake)).await;
+    assert_eq!(seen["reporter"]["name"], "张三");
+}
+
+#[tokio::test]
+async fn escalation_stops_at_the_top_of_the_ladder() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let supervisor = app.login("supervisor").await;
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    for level in 1..=civicgrid_core::case::MAX_ESCALATION_LEVEL {
+        let (s, c) = app.act(&supervisor, id, json!({"action": "escalate"})).await;
+        assert_eq!((s, c["escalation_level"].as_i64()), (StatusCode::OK, Some(i64::from(level))));
+    }
+    let (s, body) = app.act(&supervisor, id, json!({"action": "escalate"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
