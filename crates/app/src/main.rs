@@ -145,6 +145,7 @@ pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: im
     let http = HttpConfig { secure_cookies: cfg.secure_cookies, session_hours: cfg.session_hours };
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;
     state.spawn_refresh(std::time::Duration::from_secs(60));
+    state.spawn_jobs();
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;

@@ -70,6 +70,15 @@ impl AppState {
         self.watch("reference refresh", self.services.spawn_refresh(every));
     }
 
+    /// Starts this process's job runner (standard handlers and schedules), watched by `/readyz`.
+    pub fn spawn_jobs(&self) {
+        let mut suffix = [0u8; 4];
+        let _ = getrandom::fill(&mut suffix);
+        let owner = format!("node-{}-{:08x}", std::process::id(), u32::from_le_bytes(suffix));
+        let runner = civicgrid_service::jobs::JobRunner::standard(self.services.clone(), owner);
+        self.watch("job runner", runner.spawn(std::time::Duration::from_secs(1)));
+    }
+
     /// Watches a background task: if it ends, `/readyz` fails.
     pub fn watch(&self, name: &'static str, task: tokio::task::JoinHandle<()>) {
         if let Ok(mut tasks) = self.tasks.lock() {

@@ -7,12 +7,14 @@
 //! - [`cases`] — report, read, list and change cases.
 //! - [`accounts`] — accounts, passwords, log-in with its throttles, sessions.
 //! - [`feed`] — the live feed: committed events, in order, to every subscriber that may see them.
+//! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
 //! - [`error`] — the layer's one error type.
 
 pub mod accounts;
 pub mod cases;
 pub mod error;
 pub mod feed;
+pub mod jobs;
 pub mod world;
 
 use std::sync::Arc;

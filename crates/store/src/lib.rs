@@ -351,6 +351,8 @@ pub trait AccountStore: Send + Sync {
     async fn session_user(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>>;
     /// Ends a session.
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Deletes sessions that ended before `now`; how many.
+    async fn purge_sessions(&self, now: Timestamp) -> Result<u64>;
 }
 
 /// Cases: their current rows and their event histories.
@@ -374,6 +376,126 @@ pub trait CaseStore: Send + Sync {
     async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<()>;
 }
 
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its time.
+    Pending,
+    /// Claimed by a runner whose lease has not run out.
+    Running,
+    /// Done.
+    Done,
+    /// Failed too often; kept for an operator to look at (dead letter).
+    Dead,
+}
+
+impl JobState {
+    /// The name stored in `jobs.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [JobState::Pending, JobState::Running, JobState::Done, JobState::Dead]
+            .into_iter()
+            .find(|j| j.as_str() == s)
+            .ok_or_else(|| format!("unknown job state {s:?}"))
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// What to do (the runner's handler name), e.g. `purge_sessions`, `case.escalate`.
+    pub kind: String,
+    /// The effect's key: one job per key, ever (e.g. `case.escalate:42:v7`).
+    pub effect_key: String,
+    /// The handler's input.
+    pub payload: serde_json::Value,
+    /// Not before.
+    pub run_at: Timestamp,
+    /// Attempts before the job is dead.
+    pub max_attempts: u32,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Job {
+    /// Id.
+    pub id: i64,
+    /// Handler name.
+    pub kind: String,
+    /// The effect's key.
+    pub effect_key: String,
+    /// The handler's input.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// State.
+    pub state: JobState,
+    /// Not before (the next retry, for a failed one).
+    #[schema(value_type = String, format = DateTime)]
+    pub run_at: Timestamp,
+    /// Attempts so far (including a running one).
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// The last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Jobs per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct JobCounts {
+    /// Waiting.
+    pub pending: i64,
+    /// Claimed.
+    pub running: i64,
+    /// Dead letters.
+    pub dead: i64,
+}
+
+/// Durable jobs with leases: claimed by one runner at a time, retried with backoff, dead after too
+/// many failures.
+#[async_trait::async_trait]
+pub trait JobStore: Send + Sync {
+    /// Enqueues a job unless one with the same effect key exists; whether it was new.
+    async fn enqueue(&self, job: &NewJob) -> Result<bool>;
+    /// Claims up to `limit` jobs due at `now` (pending, or running with a lapsed lease) for `owner`
+    /// until `now + lease`; each claim counts an attempt.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease: jiff::SignedDuration,
+        limit: u32,
+    ) -> Result<Vec<Job>>;
+    /// Marks a claimed job done, if `owner` still holds it; whether it did.
+    async fn complete_job(&self, id: i64, owner: &str, now: Timestamp) -> Result<bool>;
+    /// Records a failure of a claimed job: pending again at `retry_at`, or dead when `None`.
+    async fn fail_job(
+        &self,
+        id: i64,
+        owner: &str,
+        now: Timestamp,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<bool>;
+    /// A job by effect key.
+    async fn job(&self, effect_key: &str) -> Result<Option<Job>>;
+    /// Jobs per state.
+    async fn job_counts(&self) -> Result<JobCounts>;
+}
+
 /// The global event log: every committed event, numbered in commit order.
 #[async_trait::async_trait]
 pub trait EventLog: Send + Sync {
@@ -389,7 +511,7 @@ pub trait EventLog: Send + Sync {
 
 /// Everything civicgrid keeps.
 #[async_trait::async_trait]
-pub trait Store: ReferenceStore + AccountStore + CaseStore + EventLog + fmt::Debug {
+pub trait Store: ReferenceStore + AccountStore + CaseStore + EventLog + JobStore + fmt::Debug {
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// Checks the database answers.
@@ -398,7 +520,7 @@ pub trait Store: ReferenceStore + AccountStore + CaseStore + EventLog + fmt::Deb
 
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
-    pub use crate::{AccountStore, CaseStore, EventLog, ReferenceStore, Store};
+    pub use crate::{AccountStore, CaseStore, EventLog, JobStore, ReferenceStore, Store};
 }
 
 /// When SQLite considers a commit done.

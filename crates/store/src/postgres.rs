@@ -15,11 +15,12 @@ use sqlx::{Executor, PgPool};
 use crate::writer::Writer;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
     (4, "event log", include_str!("../migrations/postgres/0004_event_log.sql")),
+    (5, "jobs", include_str!("../migrations/postgres/0005_jobs.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -114,7 +115,7 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;
@@ -129,6 +130,11 @@ impl PgStore {
         pool.close().await;
         Ok(())
     }
+}
+
+impl PgStore {
+    /// Two nodes claiming at once skip each other's rows instead of waiting or double-claiming.
+    const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 }
 
 impl PgApplier {

@@ -969,6 +969,11 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(micros(now)).execute(&self.write).await?;
+                Ok(done.rows_affected())
+            }
+
         }
 
         #[async_trait::async_trait]
@@ -1053,6 +1058,115 @@ macro_rules! store_impl {
                     self.feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
                 }
                 Ok(())
+            }
+        }
+
+        const JOB_COLUMNS: &str = "id, kind, effect_key, payload, state, run_at, attempts, max_attempts, last_error";
+        type JobRow = (i64, String, String, String, String, i64, i64, i64, Option<String>);
+
+        fn job_from_row((id, kind, effect_key, payload, state, run_at, attempts, max_attempts, last_error): JobRow) -> Result<$crate::Job> {
+            Ok($crate::Job {
+                id,
+                kind,
+                effect_key,
+                payload: from_json(&payload)?,
+                state: parse(&state)?,
+                run_at: Timestamp::from_microsecond(run_at).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+                last_error,
+            })
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::JobStore for $store {
+            async fn enqueue(&self, job: &$crate::NewJob) -> Result<bool> {
+                let now = micros(Timestamp::now());
+                let done = sqlx::query(
+                    "INSERT INTO jobs (kind, effect_key, payload, state, run_at, attempts, max_attempts, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'pending', $4, 0, $5, $6, $6) ON CONFLICT (effect_key) DO NOTHING",
+                )
+                .bind(&job.kind)
+                .bind(&job.effect_key)
+                .bind(to_json(&job.payload)?)
+                .bind(micros(job.run_at))
+                .bind(i64::from(job.max_attempts.max(1)))
+                .bind(now)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn claim_jobs(&self, owner: &str, now: Timestamp, lease: jiff::SignedDuration, limit: u32) -> Result<Vec<$crate::Job>> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+                     WHERE id IN (SELECT id FROM jobs WHERE (state = 'pending' AND run_at <= $3) \
+                     OR (state = 'running' AND lease_until <= $3) ORDER BY run_at LIMIT $4{}) RETURNING {JOB_COLUMNS}",
+                    Self::SKIP_LOCKED
+                ));
+                let rows: Vec<JobRow> = sqlx::query_as(sql)
+                    .bind(owner.to_owned())
+                    .bind(micros(now + lease))
+                    .bind(micros(now))
+                    .bind(i64::from(limit.clamp(1, 100)))
+                    .fetch_all(&self.write)
+                    .await?;
+                let mut jobs = rows.into_iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+                jobs.sort_by_key(|j| (j.run_at, j.id));
+                Ok(jobs)
+            }
+
+            async fn complete_job(&self, id: i64, owner: &str, now: Timestamp) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+                     WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+                )
+                .bind(id)
+                .bind(owner.to_owned())
+                .bind(micros(now))
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn fail_job(&self, id: i64, owner: &str, now: Timestamp, error: &str, retry_at: Option<Timestamp>) -> Result<bool> {
+                let error: String = error.chars().take(2000).collect();
+                let done = sqlx::query(
+                    "UPDATE jobs SET state = $4, run_at = COALESCE($5, run_at), last_error = $6, lease_owner = NULL, \
+                     lease_until = NULL, updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+                )
+                .bind(id)
+                .bind(owner.to_owned())
+                .bind(micros(now))
+                .bind(if retry_at.is_some() { "pending" } else { "dead" })
+                .bind(retry_at.map(micros))
+                .bind(error)
+                .execute(&self.write)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn job(&self, effect_key: &str) -> Result<Option<$crate::Job>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE effect_key = $1"));
+                let row: Option<JobRow> = sqlx::query_as(sql).bind(effect_key.to_owned()).fetch_optional(&self.read).await?;
+                row.map(job_from_row).transpose()
+            }
+
+            async fn job_counts(&self) -> Result<$crate::JobCounts> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT state, COUNT(*) FROM jobs WHERE state <> 'done' GROUP BY state")
+                        .fetch_all(&self.read)
+                        .await?;
+                let mut counts = $crate::JobCounts::default();
+                for (state, n) in rows {
+                    match state.as_str() {
+                        "pending" => counts.pending = n,
+                        "running" => counts.running = n,
+                        "dead" => counts.dead = n,
+                        _ => {}
+                    }
+                }
+                Ok(counts)
             }
         }
 

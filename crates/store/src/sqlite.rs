@@ -14,11 +14,12 @@ use crate::SqliteSync;
 use crate::writer::Writer;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
     (4, "event log", include_str!("../migrations/sqlite/0004_event_log.sql")),
+    (5, "jobs", include_str!("../migrations/sqlite/0005_jobs.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
@@ -91,6 +92,11 @@ impl SqliteStore {
         .await?;
         Ok(rows)
     }
+}
+
+impl SqliteStore {
+    /// SQLite has one writer at a time, so a claim needs no row locks.
+    const SKIP_LOCKED: &str = "";
 }
 
 impl SqliteApplier {

@@ -334,6 +334,7 @@ async fn conformance(store: Arc<dyn Store>) {
     components_round_trip(store.as_ref(), &fx).await;
     bulk_import_keeps_histories(store.as_ref(), &fx).await;
     the_event_log_numbers_every_event_once_in_order(store.as_ref(), &fx).await;
+    jobs_are_leased_retried_and_dead_lettered(store.as_ref(), &fx).await;
     promoted_columns_follow_the_status(store.as_ref(), &fx).await;
 }
 
@@ -377,6 +378,53 @@ async fn the_event_log_numbers_every_event_once_in_order(store: &dyn Store, fx: 
     assert_eq!(tail[0].grid, fx.grid_b);
     assert_eq!(tail[0].reporter_user_id, Some(42));
     assert!(store.events_after(last + 2, 10).await.expect("empty tail").is_empty());
+}
+
+async fn jobs_are_leased_retried_and_dead_lettered(store: &dyn Store, fx: &Fixture) {
+    use civicgrid_store::{JobState, NewJob};
+    let lease = SignedDuration::from_secs(30);
+    let job = |key: &str, at: Timestamp, max: u32| NewJob {
+        kind: "test".into(),
+        effect_key: key.into(),
+        payload: serde_json::json!({"n": 1}),
+        run_at: at,
+        max_attempts: max,
+    };
+    let t0 = fx.now;
+    assert!(store.enqueue(&job("a", t0, 3)).await.expect("enqueue"));
+    assert!(!store.enqueue(&job("a", t0, 3)).await.expect("enqueue"), "one job per effect key");
+    assert!(store.enqueue(&job("later", t0 + SignedDuration::from_hours(1), 3)).await.expect("enqueue"));
+    assert!(store.enqueue(&job("fragile", t0, 1)).await.expect("enqueue"));
+    let claimed = store.claim_jobs("node-a", t0, lease, 10).await.expect("claim");
+    assert_eq!(claimed.iter().map(|j| j.effect_key.as_str()).collect::<Vec<_>>(), vec!["a", "fragile"]);
+    assert!(claimed.iter().all(|j| j.state == JobState::Running && j.attempts == 1));
+    assert!(store.claim_jobs("node-b", t0, lease, 10).await.expect("claim").is_empty(), "leased jobs stay put");
+    // node-a dies holding "a"; after the lease node-b takes it over, and node-a can no longer finish it.
+    let a = &claimed[0];
+    let retaken = store.claim_jobs("node-b", t0 + lease, lease, 10).await.expect("claim");
+    assert_eq!(retaken.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(), vec![(a.id, 2), (claimed[1].id, 2)]);
+    assert!(!store.complete_job(a.id, "node-a", t0 + lease).await.expect("complete"), "a lost lease");
+    // A failure with a retry time waits; past its attempts a job is dead.
+    let retry = t0 + lease + SignedDuration::from_mins(5);
+    assert!(store.fail_job(a.id, "node-b", t0 + lease, "boom", Some(retry)).await.expect("fail"));
+    assert!(store.fail_job(claimed[1].id, "node-b", t0 + lease, "fatal", None).await.expect("fail"));
+    assert!(
+        store.claim_jobs("node-b", retry - SignedDuration::from_secs(1), lease, 10).await.expect("claim").is_empty()
+    );
+    let again = store.claim_jobs("node-b", retry, lease, 10).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("boom"));
+    assert!(store.complete_job(again[0].id, "node-b", retry).await.expect("complete"));
+    assert_eq!(store.job("a").await.expect("job").map(|j| j.state), Some(JobState::Done));
+    assert_eq!(store.job("fragile").await.expect("job").map(|j| j.state), Some(JobState::Dead));
+    let counts = store.job_counts().await.expect("counts");
+    assert_eq!((counts.pending, counts.running, counts.dead), (1, 0, 1));
+    // Expired sessions are purged; live ones stay.
+    let user = store.user_by_username("wangwu").await.expect("lookup").expect("exists");
+    store.create_session("gone", user.id, t0, t0 + SignedDuration::from_secs(1)).await.expect("session");
+    let purged = store.purge_sessions(t0 + SignedDuration::from_hours(1)).await.expect("purge");
+    assert!(purged >= 1);
+    assert_eq!(store.session_user("gone", t0).await.expect("lookup"), None);
 }
 
 async fn promoted_columns_follow_the_status(store: &dyn Store, fx: &Fixture) {

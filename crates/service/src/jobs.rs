@@ -1,0 +1,255 @@
+//! Durable jobs and timers, run by one [`JobRunner`] per process. Jobs live in the store with leases
+//! (`JobStore`): a runner claims due jobs for a while, runs each job's handler and marks it done; if
+//! the process dies, the lease runs out and any node claims the job again. A failed job is retried
+//! with exponential backoff and, after its last attempt, kept as a dead letter.
+//!
+//! A job can therefore *run* more than once, so every handler makes its *effect* happen once: each
+//! effect is keyed (the job's `effect_key`, e.g. case + version + kind) and a handler that finds its
+//! effect already made treats the job as done. The case escalation below shows the pattern: it acts on
+//! the version it was scheduled for, and a second run meets a conflict, which means "already done".
+//!
+//! Recurring work (purging expired sessions) is scheduled as one job per period, keyed by the period,
+//! so several nodes enqueue it once between them. The schedule lives in one place: [`JobRunner::standard`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use civicgrid_core::access::Actor;
+use civicgrid_core::case::{Action, CaseId, Command};
+use civicgrid_store::{Job, NewJob, StoreError};
+use futures_util::future::BoxFuture;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::{ServiceError, ServiceResult, Services};
+
+/// How long a claim lasts; a handler must finish well within it.
+pub const LEASE: SignedDuration = SignedDuration::from_mins(2);
+/// Attempts before a job is dead, unless its enqueuer says otherwise.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// Jobs claimed at a time.
+const CLAIM_BATCH: u32 = 20;
+
+/// What a handler does with a job. An `Err` is retried (with backoff) until the attempts run out.
+pub type Handler = Arc<dyn Fn(Services, Job) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Work that recurs every `every`, as one job per period.
+#[derive(Debug, Clone)]
+struct Recurring {
+    kind: &'static str,
+    every: SignedDuration,
+}
+
+/// Runs the jobs of this process.
+#[derive(Clone)]
+pub struct JobRunner {
+    services: Services,
+    owner: String,
+    handlers: HashMap<&'static str, Handler>,
+    recurring: Vec<Recurring>,
+}
+
+impl std::fmt::Debug for JobRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobRunner")
+            .field("owner", &self.owner)
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The delay before retry number `attempt` (1-based): 10 s, 20 s, 40 s, … at most an hour.
+pub fn backoff(attempt: u32) -> SignedDuration {
+    let secs = 10i64.saturating_mul(1i64 << attempt.saturating_sub(1).min(20));
+    SignedDuration::from_secs(secs.min(3600))
+}
+
+/// Input of the `case.escalate` job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EscalatePayload {
+    /// The case.
+    pub case_id: CaseId,
+    /// The version the escalation was scheduled for.
+    pub version: i64,
+}
+
+/// The job that escalates a case (督办) as the system, once, if the case is still at `version`.
+pub const ESCALATE: &str = "case.escalate";
+/// The recurring job that deletes expired sessions.
+pub const PURGE_SESSIONS: &str = "purge_sessions";
+
+/// The effect key of escalating `case_id` at `version`.
+pub fn escalate_key(case_id: CaseId, version: i64) -> String {
+    format!("{ESCALATE}:{case_id}:v{version}")
+}
+
+impl JobRunner {
+    /// A runner with no handlers; `owner` names this process in leases (unique per node).
+    pub fn new(services: Services, owner: impl Into<String>) -> Self {
+        Self { services, owner: owner.into(), handlers: HashMap::new(), recurring: Vec::new() }
+    }
+
+    /// The runner with every standard handler and schedule: the one place jobs are scheduled.
+    pub fn standard(services: Services, owner: impl Into<String>) -> Self {
+        Self::new(services, owner)
+            .handle(PURGE_SESSIONS, |s, _| async move {
+                let n = s.store.purge_sessions(s.clock.now()).await.map_err(|e| e.to_string())?;
+                tracing::info!(sessions = n, "expired sessions purged");
+                Ok(())
+            })
+            .every(PURGE_SESSIONS, SignedDuration::from_hours(1))
+            .handle(ESCALATE, |s, job| async move { escalate(&s, &job).await })
+    }
+
+    /// Registers the handler of `kind`.
+    pub fn handle<F, Fut>(mut self, kind: &'static str, f: F) -> Self
+    where
+        F: Fn(Services, Job) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.handlers.insert(kind, Arc::new(move |s, j| Box::pin(f(s, j))));
+        self
+    }
+
+    /// Schedules `kind` once every `every` (its handler must be registered).
+    pub fn every(mut self, kind: &'static str, every: SignedDuration) -> Self {
+        self.recurring.push(Recurring { kind, every });
+        self
+    }
+
+    /// Enqueues this period's run of every recurring job (a no-op where a node already did).
+    pub async fn schedule(&self, now: Timestamp) -> ServiceResult<()> {
+        for r in &self.recurring {
+            let every = r.every.as_micros().max(1) as i64;
+            let slot = now.as_microsecond().div_euclid(every);
+            let run_at =
+                Timestamp::from_microsecond(slot * every).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let job = NewJob {
+                kind: r.kind.to_owned(),
+                effect_key: format!("{}@{slot}", r.kind),
+                payload: serde_json::Value::Null,
+                run_at,
+                max_attempts: 3,
+            };
+            self.services.store.enqueue(&job).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims the jobs due now.
+    pub async fn claim(&self) -> ServiceResult<Vec<Job>> {
+        let now = self.services.clock.now();
+        Ok(self.services.store.claim_jobs(&self.owner, now, LEASE, CLAIM_BATCH).await?)
+    }
+
+    /// Runs one claimed job's handler.
+    pub async fn execute(&self, job: &Job) -> Result<(), String> {
+        match self.handlers.get(job.kind.as_str()) {
+            Some(h) => h(self.services.clone(), job.clone()).await,
+            None => Err(format!("no handler for job kind {:?}", job.kind)),
+        }
+    }
+
+    /// Records how a claimed job went: done, retried later, or dead.
+    pub async fn finish(&self, job: &Job, outcome: Result<(), String>) -> ServiceResult<()> {
+        let now = self.services.clock.now();
+        let store = &self.services.store;
+        match outcome {
+            Ok(()) => {
+                if !store.complete_job(job.id, &self.owner, now).await? {
+                    tracing::warn!(job = job.effect_key, "job finished after its lease was taken over");
+                }
+            }
+            Err(error) if job.attempts < job.max_attempts => {
+                let retry = now + backoff(job.attempts);
+                tracing::warn!(job = job.effect_key, attempt = job.attempts, %error, "job failed; will retry");
+                store.fail_job(job.id, &self.owner, now, &error, Some(retry)).await?;
+            }
+            Err(error) => {
+                tracing::error!(job = job.effect_key, attempts = job.attempts, %error, "job failed for good (dead letter)");
+                store.fail_job(job.id, &self.owner, now, &error, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Schedules, claims and runs everything due now; how many jobs ran.
+    pub async fn run_once(&self) -> ServiceResult<usize> {
+        self.schedule(self.services.clock.now()).await?;
+        let jobs = self.claim().await?;
+        for job in &jobs {
+            let outcome = self.execute(job).await;
+            self.finish(job, outcome).await?;
+        }
+        Ok(jobs.len())
+    }
+
+    /// Runs jobs until aborted: at once while there is work, otherwise every `poll`.
+    pub fn spawn(self, poll: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.run_once().await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "job runner: store unavailable; retrying"),
+                }
+                tokio::time::sleep(poll).await;
+            }
+        })
+    }
+}
+
+/// Escalates a case as the system if it is still at the scheduled version; a case that moved on (or
+/// an escalation already made by an earlier run of this job) needs nothing more.
+async fn escalate(services: &Services, job: &Job) -> Result<(), String> {
+    let p: EscalatePayload = serde_json::from_value(job.payload.clone()).map_err(|e| e.to_string())?;
+    let system = Actor::system("sla_timer");
+    let cmd = Command {
+        action: Action::Escalate,
+        reason: Some("超时自动督办 (overdue: escalated by the system)".into()),
+        evidence: vec![],
+    };
+    match services.transition(&system, p.case_id, &cmd, Some(p.version)).await {
+        Ok(_) => Ok(()),
+        Err(ServiceError::Store(StoreError::Conflict { .. })) => Ok(()),
+        Err(ServiceError::NotFound(_)) => Ok(()),
+        Err(ServiceError::Domain(e)) => {
+            tracing::info!(case = p.case_id, reason = %e, "escalation not applicable");
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Enqueues the escalation of `case_id` at `version`, due at `at`; once per case version, whoever asks.
+pub async fn schedule_escalation(
+    services: &Services,
+    case_id: CaseId,
+    version: i64,
+    at: Timestamp,
+) -> ServiceResult<bool> {
+    let payload = serde_json::to_value(EscalatePayload { case_id, version })
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let job = NewJob {
+        kind: ESCALATE.to_owned(),
+        effect_key: escalate_key(case_id, version),
+        payload,
+        run_at: at,
+        max_attempts: MAX_ATTEMPTS,
+    };
+    Ok(services.store.enqueue(&job).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_stops_at_an_hour() {
+        assert_eq!(backoff(1), SignedDuration::from_secs(10));
+        assert_eq!(backoff(2), SignedDuration::from_secs(20));
+        assert_eq!(backoff(5), SignedDuration::from_secs(160));
+        assert_eq!(backoff(30), SignedDuration::from_hours(1));
+    }
+}

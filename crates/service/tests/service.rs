@@ -1,0 +1,238 @@
+//! The service layer driven directly, as jobs and ingest do: durable jobs happen exactly once across
+//! crashes (SQLite, random kill points) and across two PostgreSQL nodes; the live feed of one node
+//! hears what another node commits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use civicgrid_core::access::Actor;
+use civicgrid_core::case::{Action, CaseState};
+use civicgrid_core::clock::{Clock, ManualClock};
+use civicgrid_core::intake::ReportInput;
+use civicgrid_demo::{DemoOptions, TownData};
+use civicgrid_service::jobs::{JobRunner, LEASE, escalate_key, schedule_escalation};
+use civicgrid_service::{ServiceConfig, Services};
+use civicgrid_store::postgres::PgStore;
+use civicgrid_store::sqlite::SqliteStore;
+use civicgrid_store::{JobState, Store};
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+fn temp_db() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "civicgrid-service-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join("service.db").to_string_lossy().into_owned()
+}
+
+fn pg_url() -> String {
+    std::env::var("CIVICGRID_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh PostgreSQL schema, or None after a loud SKIPPED line (a failure with CIVICGRID_REQUIRE_PG=1).
+async fn pg_schema(name: &str) -> Option<(PgStore, String)> {
+    use std::io::Write;
+    let schema = format!("cg_svc_{}_{}_{}", name, std::process::id(), Timestamp::now().as_millisecond() % 1_000_000);
+    let opened =
+        tokio::time::timeout(std::time::Duration::from_secs(5), PgStore::open_in_schema(&pg_url(), Some(&schema)))
+            .await;
+    let why = match opened {
+        Ok(Ok(store)) => return Some((store, schema)),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connection timed out".to_owned(),
+    };
+    if std::env::var("CIVICGRID_REQUIRE_PG").as_deref() == Ok("1") {
+        panic!("CIVICGRID_REQUIRE_PG=1 but PostgreSQL at {} is unusable: {why}", pg_url());
+    }
+    let _ =
+        writeln!(std::io::stderr(), "\n!!!!!!!! SKIPPED: service test {name} — PostgreSQL unusable: {why} !!!!!!!!\n");
+    None
+}
+
+/// Monday 23 November 2026, 09:00 in China.
+fn monday_morning() -> Timestamp {
+    "2026-11-23T01:00:00Z".parse().expect("time")
+}
+
+async fn populate(store: &dyn Store) -> TownData {
+    let opts = DemoOptions {
+        scale: 0.02,
+        case_scale: 0.0,
+        seed: 5,
+        now: monday_morning(),
+        demo_password_hash: "$argon2id$unused".into(),
+        admin_password_hash: "$argon2id$unused".into(),
+    };
+    civicgrid_demo::populate(store, &opts, &|_| {}).await.expect("populate");
+    civicgrid_demo::town(&opts).expect("town")
+}
+
+async fn services(store: Arc<dyn Store>, clock: &ManualClock) -> Services {
+    Services::new(store, Arc::new(clock.clone()), ServiceConfig::default()).await.expect("services")
+}
+
+/// Reports `n` cases as the intake operator; their ids.
+async fn report_cases(s: &Services, town: &TownData, n: usize) -> Vec<i64> {
+    let intake = Actor {
+        user_id: 2,
+        username: "intake".into(),
+        role: civicgrid_core::access::Role::IntakeOperator,
+        grids: vec![],
+        department: None,
+        job: None,
+    };
+    let m = &town.layout.micro_grids[0];
+    let p = civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let input: ReportInput = serde_json::from_value(serde_json::json!({
+            "matter": "06010",
+            "description": format!("暴露垃圾 {i}"),
+            "location": {"lon": p.x, "lat": p.y},
+        }))
+        .expect("input");
+        ids.push(s.report_case(&intake, input).await.expect("report").id);
+    }
+    ids
+}
+
+/// Where a simulated crash stops the runner.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// After the claim, before the handler ran.
+    AfterClaim,
+    /// After the handler's effect, before the job was marked done.
+    AfterEffect,
+    /// No crash.
+    Never,
+}
+
+fn kill() -> impl Strategy<Value = Kill> {
+    prop_oneof![Just(Kill::AfterClaim), Just(Kill::AfterEffect), Just(Kill::Never)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Escalation jobs scheduled for several cases run through a process that is killed at random
+    /// points and started again on the same file: every escalation happens exactly once.
+    #[test]
+    fn jobs_take_effect_exactly_once_across_crashes_on_sqlite(kills in proptest::collection::vec(kill(), 1..6), cases in 1usize..5) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let path = temp_db();
+            let clock = ManualClock::new(monday_morning());
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("open"));
+            let town = populate(store.as_ref()).await;
+            let s = services(store.clone(), &clock).await;
+            let ids = report_cases(&s, &town, cases).await;
+            for id in &ids {
+                assert!(schedule_escalation(&s, *id, 1, clock.now()).await.expect("schedule"));
+                assert!(!schedule_escalation(&s, *id, 1, clock.now()).await.expect("schedule"), "once per version");
+            }
+            drop((s, store));
+            for (life, k) in kills.iter().chain(std::iter::once(&Kill::Never)).enumerate() {
+                // A new process on the same file; the previous one's leases have run out.
+                clock.advance(LEASE + SignedDuration::from_secs(1));
+                let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("reopen"));
+                let runner = JobRunner::standard(services(store.clone(), &clock).await, format!("life-{life}"));
+                let jobs = runner.claim().await.expect("claim");
+                for job in &jobs {
+                    if matches!(k, Kill::AfterClaim) {
+                        break;
+                    }
+                    let outcome = runner.execute(job).await;
+                    if matches!(k, Kill::AfterEffect) {
+                        break;
+                    }
+                    runner.finish(job, outcome).await.expect("finish");
+                }
+            }
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("reopen"));
+            for id in &ids {
+                let case = store.case(*id).await.expect("read").expect("case");
+                let events = store.case_events(*id).await.expect("events");
+                let escalations = events.iter().filter(|e| e.action == Action::Escalate).count();
+                assert_eq!((case.status.escalation_level, escalations), (1, 1), "case {id}");
+                let system = events.iter().find(|e| e.action == Action::Escalate).expect("escalation");
+                assert_eq!((system.actor.user_id, system.actor.job.as_deref()), (None, Some("sla_timer")));
+                let job = store.job(&escalate_key(*id, 1)).await.expect("job").expect("exists");
+                assert_eq!(job.state, JobState::Done);
+            }
+        });
+    }
+}
+
+/// Two nodes run the same queue at once: every job is claimed by one node at a time and every
+/// escalation happens once.
+#[tokio::test]
+async fn two_postgres_nodes_run_each_job_once() {
+    let Some((first, schema)) = pg_schema("jobs").await else { return };
+    let clock = ManualClock::new(monday_morning());
+    let first: Arc<dyn Store> = Arc::new(first);
+    let town = populate(first.as_ref()).await;
+    let a = services(first.clone(), &clock).await;
+    let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
+    let b = services(second.clone(), &clock).await;
+    let ids = report_cases(&a, &town, 60).await;
+    for id in &ids {
+        schedule_escalation(if id % 2 == 0 { &a } else { &b }, *id, 1, clock.now()).await.expect("schedule");
+    }
+    let runners = [JobRunner::standard(a.clone(), "node-a"), JobRunner::standard(b.clone(), "node-b")];
+    let mut tasks = Vec::new();
+    for r in runners {
+        tasks.push(tokio::spawn(async move {
+            let mut ran = 0;
+            loop {
+                let n = r.run_once().await.expect("run");
+                if n == 0 {
+                    return ran;
+                }
+                ran += n;
+            }
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("runner");
+    }
+    assert!(total >= ids.len(), "every job ran ({total})");
+    for id in &ids {
+        let events = first.case_events(*id).await.expect("events");
+        assert_eq!(events.iter().filter(|e| e.action == Action::Escalate).count(), 1, "case {id}");
+        assert_eq!(first.job(&escalate_key(*id, 1)).await.expect("job").map(|j| j.state), Some(JobState::Done));
+    }
+    let counts = first.job_counts().await.expect("counts");
+    assert_eq!((counts.running, counts.dead), (0, 0));
+    drop((a, b, first, second));
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+}
+
+/// A case reported through node A reaches a live-feed subscriber on node B (LISTEN/NOTIFY).
+#[tokio::test]
+async fn a_commit_on_one_postgres_node_reaches_the_live_feed_of_another() {
+    let Some((first, schema)) = pg_schema("feed").await else { return };
+    let clock = ManualClock::new(monday_morning());
+    let first: Arc<dyn Store> = Arc::new(first);
+    let town = populate(first.as_ref()).await;
+    let a = services(first.clone(), &clock).await;
+    let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
+    let (feed_b, task) = civicgrid_service::feed::Feed::spawn(second.clone()).await.expect("feed");
+    let mut sub = feed_b.subscribe(Actor::system("test"), None);
+    let started = std::time::Instant::now();
+    let id = report_cases(&a, &town, 1).await[0];
+    let entry = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("an entry");
+    assert_eq!((entry.case_id, entry.event.to), (id, CaseState::Reported));
+    assert!(started.elapsed() < std::time::Duration::from_millis(900), "woken by NOTIFY, not the 1 s poll");
+    task.abort();
+    drop((a, first, second, feed_b));
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+}
