@@ -8,7 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Settings of a civicgrid process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// Database: an SQLite file path (or `sqlite://…`) or a `postgres://…` URL.
     pub database: String,
@@ -24,6 +24,22 @@ pub struct Config {
     /// a killed process; faster).
     pub sqlite_synchronous: civicgrid_store::SqliteSync,
 }
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database", &civicgrid_store::redact_url(&self.database))
+            .field("listen", &self.listen)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("session_hours", &self.session_hours)
+            .field("log", &self.log)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .finish()
+    }
+}
+
+/// Longest session accepted, in hours (30 days).
+pub const MAX_SESSION_HOURS: i64 = 720;
 
 impl Config {
     /// Store options from this configuration.
@@ -59,8 +75,23 @@ impl Config {
                 "log",
                 "sqlite_synchronous",
             ]))
-            .extract()
-            .map_err(Box::new)
+            .extract::<Config>()
+            .map_err(Box::new)?
+            .checked()
+    }
+
+    /// Refuses settings no installation can work with.
+    fn checked(self) -> Result<Config, Box<figment::Error>> {
+        if !(1..=MAX_SESSION_HOURS).contains(&self.session_hours) {
+            return Err(Box::new(figment::Error::from(format!(
+                "session_hours must be between 1 and {MAX_SESSION_HOURS}, not {}",
+                self.session_hours
+            ))));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
+            return Err(Box::new(figment::Error::from(format!("listen must be host:port, not {:?}", self.listen))));
+        }
+        Ok(self)
     }
 }
 
@@ -79,7 +110,17 @@ mod tests {
             assert_eq!(c.listen, "0.0.0.0:9000");
             assert_eq!(c.session_hours, 8);
             assert_eq!(c.database, "civicgrid.db");
+            for bad in ["0", "100000", "-3"] {
+                jail.set_env("CIVICGRID_SESSION_HOURS", bad);
+                assert!(Config::load(None).is_err(), "session_hours {bad} is refused");
+            }
             Ok(())
         });
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_password() {
+        let c = Config { database: "postgres://cg:hunter2@db/town".into(), ..Config::default() };
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -71,7 +71,10 @@ pub async fn run(args: DemoArgs, cfg: Config) -> AppResult<()> {
     let demo_password = std::env::var("CIVICGRID_DEMO_PASSWORD").unwrap_or_else(|_| DEFAULT_DEMO_PASSWORD.into());
     let existing = store.town().await?.is_some() && store.count_cases().await? > 0;
     let admin_password = if existing {
-        println!("Using the demo town already in {} (pass --fresh to generate it again).", args.database);
+        println!(
+            "Using the demo town already in {} (pass --fresh to generate it again).",
+            civicgrid_store::redact_url(&args.database)
+        );
         None
     } else {
         let admin = match std::env::var("CIVICGRID_ADMIN_PASSWORD") {

@@ -188,13 +188,16 @@ async fn run(cli: Cli) -> AppResult<()> {
             let store = civicgrid_store::open_with(&cfg.database, cfg.store_options()).await?;
             seed_reference(store.as_ref()).await?;
             let listen = cfg.listen.clone();
-            serve(store, &cfg, &listen, |url| println!("civicgrid serving {} on {url}", cfg.database)).await
+            serve(store, &cfg, &listen, |url| {
+                println!("civicgrid serving {} on {url}", civicgrid_store::redact_url(&cfg.database))
+            })
+            .await
         }
         Command::Migrate { database } => {
             let database = database.unwrap_or(cfg.database.clone());
             let store = civicgrid_store::open_with(&database, cfg.store_options()).await?;
             seed_reference(store.as_ref()).await?;
-            println!("migrated {database}");
+            println!("migrated {}", civicgrid_store::redact_url(&database));
             Ok(())
         }
         Command::Demo(args) => demo::run(args, cfg).await,

@@ -43,11 +43,61 @@ pub enum Role {
     Admin,
     /// The system itself: timers and ingest channels. Never an account's post.
     System,
+    /// 接口账号: an outside system (Open311 app, 12345 or 110 upstream, IoT gateway) through a service
+    /// account and its API key. Never a person's post.
+    Integration,
+}
+
+/// The outside channel a service account is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// An Open311 GeoReport v2 client (apps, FixMyStreet-style sites).
+    Open311,
+    /// The 12345 hotline's upstream system.
+    Hotline12345,
+    /// The 110 police system diverting non-police matters.
+    Police110,
+    /// An IoT gateway pushing telemetry.
+    IotGateway,
+}
+
+impl Channel {
+    /// Every channel.
+    pub const ALL: [Channel; 4] = [Channel::Open311, Channel::Hotline12345, Channel::Police110, Channel::IotGateway];
+
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Open311 => "open311",
+            Channel::Hotline12345 => "hotline12345",
+            Channel::Police110 => "police110",
+            Channel::IotGateway => "iot_gateway",
+        }
+    }
+
+    /// The source of the cases this channel reports.
+    pub fn source(self) -> crate::case::Source {
+        use crate::case::Source;
+        match self {
+            Channel::Open311 => Source::CitizenH5,
+            Channel::Hotline12345 => Source::Hotline12345,
+            Channel::Police110 => Source::Police110,
+            Channel::IotGateway => Source::Iot,
+        }
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| format!("unknown channel {s:?}"))
+    }
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 15] = [
+    pub const ALL: [Role; 16] = [
         Role::GridWorker,
         Role::IntakeOperator,
         Role::ShiftLeader,
@@ -63,6 +113,7 @@ impl Role {
         Role::Leader,
         Role::Admin,
         Role::System,
+        Role::Integration,
     ];
 
     /// The snake_case name used in JSON and SQL.
@@ -83,6 +134,7 @@ impl Role {
             Role::Leader => "leader",
             Role::Admin => "admin",
             Role::System => "system",
+            Role::Integration => "integration",
         }
     }
 
@@ -104,6 +156,7 @@ impl Role {
             Role::Leader => "镇领导",
             Role::Admin => "系统管理员",
             Role::System => "系统",
+            Role::Integration => "接口账号",
         }
     }
 
@@ -125,6 +178,7 @@ impl Role {
                 | Role::Leader
                 | Role::Citizen
                 | Role::System
+                | Role::Integration
         )
     }
 
@@ -135,7 +189,7 @@ impl Role {
     /// The system (timers) may only escalate.
     pub fn may(self, action: &Action) -> bool {
         use Role::*;
-        if matches!(self, Admin | System) {
+        if matches!(self, Admin | System | Integration) {
             return self == System && matches!(action, Action::Escalate);
         }
         match action {
@@ -186,9 +240,13 @@ pub struct Actor {
     /// Department of a department handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<DeptCode>,
-    /// The job, when the system itself acts (`role` is then [`Role::System`]).
+    /// The job, when the system itself acts (`role` is then [`Role::System`]), or the service account,
+    /// when an outside system does ([`Role::Integration`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// The channel of a service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
 }
 
 /// Which cases an actor may see, as a filter the store can apply.
@@ -240,20 +298,45 @@ impl Actor {
             grids: Vec::new(),
             department: None,
             job: Some(job.to_owned()),
+            channel: None,
+        }
+    }
+
+    /// An outside system acting through service account `id` named `name` on `channel`.
+    pub fn integration(id: i64, name: &str, channel: Channel) -> Actor {
+        Actor {
+            user_id: id,
+            username: format!("svc:{name}"),
+            role: Role::Integration,
+            grids: Vec::new(),
+            department: None,
+            job: Some(format!("{}:{name}", channel.as_str())),
+            channel: Some(channel),
         }
     }
 
     /// How this actor is recorded on an event.
     pub fn event_actor(&self) -> EventActor {
         match (&self.job, self.role) {
-            (Some(job), Role::System) => EventActor::system(job),
+            (Some(job), Role::System | Role::Integration) => {
+                EventActor { user_id: None, role: self.role, job: Some(job.clone()) }
+            }
             _ => EventActor::user(self.user_id, self.role),
         }
     }
 
     /// The reporter recorded on a case this actor reports (none for the system).
     pub fn reporter_id(&self) -> Option<i64> {
-        (self.role != Role::System).then_some(self.user_id)
+        (!matches!(self.role, Role::System | Role::Integration)).then_some(self.user_id)
+    }
+
+    /// Where a case needs a scope key for an idempotency record: whose keys these are.
+    pub fn idempotency_scope(&self) -> String {
+        match self.role {
+            Role::Integration => format!("svc:{}", self.user_id),
+            Role::System => format!("job:{}", self.job.as_deref().unwrap_or("")),
+            _ => format!("user:{}", self.user_id),
+        }
     }
 
     /// The cases this actor may see.
@@ -265,7 +348,7 @@ impl Actor {
                 None => CaseScope::Nothing,
             },
             Role::Citizen => CaseScope::Reporter(self.user_id),
-            Role::HallClerk | Role::EnterpriseCommissioner => CaseScope::Nothing,
+            Role::HallClerk | Role::EnterpriseCommissioner | Role::Integration => CaseScope::Nothing,
             _ => CaseScope::All,
         }
     }
@@ -342,8 +425,8 @@ impl AccountInput {
             return Err(DomainError::invalid("username", "3–32 characters of a–z, 0–9, '_', '.', '-'"));
         }
         crate::text::line("display_name", &self.display_name, 1, 64)?;
-        if self.role == Role::System {
-            return Err(DomainError::invalid("role", "the system post is not an account's"));
+        if matches!(self.role, Role::System | Role::Integration) {
+            return Err(DomainError::invalid("role", "the system and integrations are not a person's post"));
         }
         check_password(&self.password)?;
         match (self.role, self.grids.is_empty()) {

@@ -2,7 +2,7 @@
 //! The HTTP layer gathers what these rules need (the component, if one is named) and calls [`check_report`].
 
 use jiff::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access::{Actor, Role, is_phone_number};
@@ -21,7 +21,7 @@ pub const MAX_ADDRESS: usize = 200;
 pub const MAX_NAME: usize = 50;
 
 /// A report as submitted.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportInput {
     /// Matter code (5 digits).
@@ -114,7 +114,15 @@ pub fn check_report(
     if input.reporter_phone.as_deref().is_some_and(|p| !is_phone_number(p)) {
         return Err(DomainError::invalid("reporter_phone", "a phone number is 5–20 digits"));
     }
-    let source = input.source.unwrap_or_else(|| default_source(actor.role));
+    let source = match actor.channel {
+        Some(channel) => {
+            if input.source.is_some_and(|s| s != channel.source()) {
+                return Err(DomainError::invalid("source", "a service account reports on its own channel"));
+            }
+            channel.source()
+        }
+        None => input.source.unwrap_or_else(|| default_source(actor.role)),
+    };
     if actor.role == Role::Citizen && source != Source::CitizenH5 {
         return Err(DomainError::invalid("source", "citizens report through the H5 channel"));
     }

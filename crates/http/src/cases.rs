@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use civicgrid_core::access::Actor;
 use civicgrid_core::case::{Case, CaseEvent, CaseState, Command, Source};
 use civicgrid_core::codes::{ComponentId, GridCode, MatterCode};
@@ -40,18 +41,31 @@ fn view(case: Case, actor: &Actor, now: Timestamp) -> CaseView {
     CaseView { state_zh: case.status.state.label_zh(), overdue, case }
 }
 
-/// Report a new case.
+/// Report a new case. With an `Idempotency-Key` header, repeating the request (after a timeout or a
+/// lost connection) returns the first case instead of creating another; the answer then carries
+/// `Idempotent-Replayed: true`.
 #[utoipa::path(post, path = "/api/v1/cases", tag = "cases", request_body = ReportInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–100 visible ASCII characters, unique per report")),
     responses((status = 201, body = CaseView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody, description = "no town set up yet")))]
+        (status = 422, body = ErrorBody, description = "invalid report, or the idempotency key was used for another report"),
+        (status = 503, body = ErrorBody, description = "no town set up yet")))]
 pub async fn create_case(
     State(state): State<AppState>,
     Authed(actor): Authed,
+    headers: axum::http::HeaderMap,
     ApiJson(input): ApiJson<ReportInput>,
-) -> ApiResult<(StatusCode, Json<CaseView>)> {
-    let case = state.services.report_case(&actor, input).await?;
-    Ok((StatusCode::CREATED, Json(view(case, &actor, state.clock.now()))))
+) -> ApiResult<axum::response::Response> {
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII characters"))?),
+        None => None,
+    };
+    let created = state.services.report_case_once(&actor, input, key).await?;
+    let mut resp = (StatusCode::CREATED, Json(view(created.case, &actor, state.clock.now()))).into_response();
+    if created.replayed {
+        resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(resp)
 }
 
 /// Read one case.

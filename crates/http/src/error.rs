@@ -110,6 +110,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found("record"),
+            StoreError::IdempotencyMismatch => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request",
+            )
+            .field("Idempotency-Key"),
             StoreError::Conflict { expected } => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",

@@ -754,3 +754,39 @@ async fn escalation_stops_at_the_top_of_the_ladder() {
     let (s, body) = app.act(&supervisor, id, json!({"action": "escalate"})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+#[tokio::test]
+async fn an_idempotency_key_turns_a_retried_report_into_the_first_case() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let post = |key: &str, body: &Value| {
+        app.http
+            .post(format!("{}/api/v1/cases", app.base))
+            .bearer_auth(&intake)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+    };
+    let report = app.report(0);
+    let first = post("req-0001", &report).await.expect("send");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.expect("json");
+    let again = post("req-0001", &report).await.expect("send");
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.expect("json")["id"], first["id"]);
+    let before = app.counts().await;
+    let mut changed = report.clone();
+    changed["description"] = json!("另一件事");
+    let refused = post("req-0001", &changed).await.expect("send");
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(
+        (body["code"].as_str(), body["field"].as_str()),
+        (Some("idempotency_key_reused"), Some("Idempotency-Key"))
+    );
+    let too_long = post(&"k".repeat(101), &report).await.expect("send");
+    assert_eq!(too_long.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.counts().await, before, "refusals wrote nothing");
+}

@@ -61,7 +61,12 @@ fn hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of a token, hex: what the store keeps.
 pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    sha256_hex(token.as_bytes())
+}
+
+/// SHA-256 of some bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// A random 16-character password (for generated admin accounts).
@@ -87,6 +92,7 @@ pub fn actor_of(user: &User) -> Actor {
         grids: user.grids.clone(),
         department: user.department.clone(),
         job: None,
+        channel: None,
     }
 }
 

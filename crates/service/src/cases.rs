@@ -6,7 +6,7 @@
 use civicgrid_core::access::{Actor, mask_name, mask_phone};
 use civicgrid_core::case::{Action, Case, CaseEvent, CaseId, CaseStatus, Command, Context};
 use civicgrid_core::intake::{ReportInput, check_report};
-use civicgrid_store::{CaseFilter, NewCase, Page, PageRequest, StoreError};
+use civicgrid_store::{CaseFilter, Created, IdempotencyKey, NewCase, Page, PageRequest, StoreError};
 
 use crate::{ServiceError, ServiceResult, Services};
 
@@ -16,6 +16,28 @@ pub const MAX_PAGE: u32 = 500;
 impl Services {
     /// Reports a new case; `actor` is its reporter (or the system, for ingest).
     pub async fn report_case(&self, actor: &Actor, input: ReportInput) -> ServiceResult<Case> {
+        Ok(self.report_case_once(actor, input, None).await?.case)
+    }
+
+    /// Reports a new case at most once per `idempotency_key` of this actor: a repeated key with the
+    /// same report returns the first case (`replayed`), with a different report a refusal. The key is
+    /// stored in the same transaction as the case, so even a retry after a lost connection during the
+    /// commit cannot create a second case.
+    pub async fn report_case_once(
+        &self,
+        actor: &Actor,
+        input: ReportInput,
+        idempotency_key: Option<&str>,
+    ) -> ServiceResult<Created> {
+        let idempotency = match idempotency_key {
+            None => None,
+            Some(key) => {
+                check_idempotency_key(key)?;
+                let body = serde_json::to_vec(&input).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let fingerprint = crate::accounts::sha256_hex(&body);
+                Some(IdempotencyKey { scope: actor.idempotency_scope(), key: key.to_owned(), fingerprint })
+            }
+        };
         let world = self.world();
         let town = world
             .town
@@ -29,7 +51,7 @@ impl Services {
         let facts = check_report(input, actor, &world.catalog, &world.index, component.as_ref(), now)?;
         let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
         let (_, event) = CaseStatus::report(&facts, actor.event_actor(), &ctx);
-        Ok(self.store.create_case(NewCase { town: town.code, facts, event }).await?)
+        Ok(self.store.create_case_once(NewCase { town: town.code, facts, event, idempotency }).await?)
     }
 
     /// A case the actor may see.
@@ -97,6 +119,14 @@ impl Services {
         filter.scope = Some(actor.case_scope());
         Ok(self.store.list_cases(&filter, page).await?)
     }
+}
+
+/// Checks an idempotency key: 1–100 visible ASCII characters.
+pub fn check_idempotency_key(key: &str) -> ServiceResult<()> {
+    if key.is_empty() || key.len() > 100 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ServiceError::invalid("Idempotency-Key", "1–100 visible ASCII characters"));
+    }
+    Ok(())
 }
 
 /// The case as `actor` may read it: the reporter's phone and name are masked for every post that does

@@ -8,7 +8,7 @@
 //! effect already made treats the job as done. The case escalation below shows the pattern: it acts on
 //! the version it was scheduled for, and a second run meets a conflict, which means "already done".
 //!
-//! Recurring work (purging expired sessions) is scheduled as one job per period, keyed by the period,
+//! Recurring work (purging expired sessions and old idempotency keys) is scheduled as one job per period, keyed by the period,
 //! so several nodes enqueue it once between them. The schedule lives in one place: [`JobRunner::standard`].
 
 use std::collections::HashMap;
@@ -78,6 +78,11 @@ pub struct EscalatePayload {
 pub const ESCALATE: &str = "case.escalate";
 /// The recurring job that deletes expired sessions.
 pub const PURGE_SESSIONS: &str = "purge_sessions";
+/// The recurring job that forgets old idempotency keys.
+pub const PURGE_IDEMPOTENCY: &str = "purge_idempotency";
+/// How long an idempotency key is remembered (clients retry within minutes; upstream systems may
+/// resend a ticket days later).
+pub const IDEMPOTENCY_RETENTION: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 /// The effect key of escalating `case_id` at `version`.
 pub fn escalate_key(case_id: CaseId, version: i64) -> String {
@@ -99,6 +104,13 @@ impl JobRunner {
                 Ok(())
             })
             .every(PURGE_SESSIONS, SignedDuration::from_hours(1))
+            .handle(PURGE_IDEMPOTENCY, |s, _| async move {
+                let before = s.clock.now() - IDEMPOTENCY_RETENTION;
+                let n = s.store.purge_idempotency(before).await.map_err(|e| e.to_string())?;
+                tracing::info!(keys = n, "old idempotency keys purged");
+                Ok(())
+            })
+            .every(PURGE_IDEMPOTENCY, SignedDuration::from_hours(1))
             .handle(ESCALATE, |s, job| async move { escalate(&s, &job).await })
     }
 

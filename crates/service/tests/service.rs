@@ -84,6 +84,7 @@ async fn report_cases(s: &Services, town: &TownData, n: usize) -> Vec<i64> {
         grids: vec![],
         department: None,
         job: None,
+        channel: None,
     };
     let m = &town.layout.micro_grids[0];
     let p = civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5);

@@ -37,6 +37,9 @@ pub enum StoreError {
     /// The thing asked for does not exist.
     #[error("not found")]
     NotFound,
+    /// An idempotency key was sent again with a different request.
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyMismatch,
     /// Someone else changed the case first (optimistic concurrency).
     #[error("the case changed meanwhile (expected version {expected})")]
     Conflict {
@@ -156,6 +159,28 @@ pub struct NewCase {
     pub facts: CaseFacts,
     /// The report event.
     pub event: CaseEvent,
+    /// The client's idempotency key: a second request with the same key gets the first case back.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// A creating request's idempotency key, kept with what it created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Whose key (`user:7`, `svc:3`): keys of different callers never meet.
+    pub scope: String,
+    /// The key the client sent (`Idempotency-Key`, an upstream ticket number).
+    pub key: String,
+    /// A digest of the request, to refuse the same key reused for a different request.
+    pub fingerprint: String,
+}
+
+/// A created case, and whether it was created earlier by a request with the same idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    /// The case.
+    pub case: Case,
+    /// True when this is the first request's case, returned again.
+    pub replayed: bool,
 }
 
 /// Which aggregate an entry of the global event log belongs to.
@@ -361,6 +386,11 @@ pub trait CaseStore: Send + Sync {
     /// Creates a case; its number and id are assigned, and its status derived from the report event,
     /// here. Durable when this returns.
     async fn create_case(&self, new: NewCase) -> Result<Case>;
+    /// Like [`CaseStore::create_case`], but says whether the case came back for a repeated
+    /// idempotency key (created by an earlier request) rather than being created now.
+    async fn create_case_once(&self, new: NewCase) -> Result<Created>;
+    /// Deletes idempotency keys recorded before `before`; how many.
+    async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;
     /// Appends `event` to case `id` if the case is still at `expected_version`, folds it into the
     /// stored status and returns the new status; `Conflict` if the case moved on meanwhile.
     async fn append(&self, id: CaseId, expected_version: i64, event: CaseEvent) -> Result<CaseStatus>;
@@ -554,14 +584,64 @@ pub async fn open_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else if url.contains("://") && !url.starts_with("sqlite://") {
-        Err(StoreError::BadUrl(url.to_owned()))
+        Err(StoreError::BadUrl(redact_url(url)))
     } else {
         let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         Ok(Arc::new(sqlite::SqliteStore::open_with(path, options.sqlite_synchronous).await?))
     }
 }
 
+/// A database URL fit for a log or an error message: any password is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, tail) = rest.split_once('/').map_or((rest, None), |(a, t)| (a, Some(t)));
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let mut out = format!("{scheme}://{authority}");
+    if let Some(t) = tail {
+        out.push('/');
+        // Query parameters may carry a password too.
+        match t.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push('?');
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                        _ => kv.to_owned(),
+                    })
+                    .collect();
+                out.push_str(&params.join("&"));
+            }
+            None => out.push_str(t),
+        }
+    }
+    out
+}
+
 /// Microseconds since the epoch, the stored form of an instant.
 pub(crate) fn micros(t: Timestamp) -> i64 {
     t.as_microsecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_urls_lose_their_passwords() {
+        assert_eq!(redact_url("postgres://cg:s3cret@db.lan:5432/town"), "postgres://cg:***@db.lan:5432/town");
+        assert_eq!(
+            redact_url("postgres://cg@db/town?password=x&sslmode=require"),
+            "postgres://cg@db/town?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://db/town"), "postgres://db/town");
+        assert_eq!(redact_url("/var/lib/civicgrid.db"), "/var/lib/civicgrid.db");
+    }
 }

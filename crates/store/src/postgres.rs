@@ -15,12 +15,13 @@ use sqlx::{Executor, PgPool};
 use crate::writer::Writer;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
     (4, "event log", include_str!("../migrations/postgres/0004_event_log.sql")),
     (5, "jobs", include_str!("../migrations/postgres/0005_jobs.sql")),
+    (6, "integrations", include_str!("../migrations/postgres/0006_integrations.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -70,7 +71,9 @@ impl PgStore {
     /// Connects to `url` using its own schema (created if needed), so that several test runs or
     /// installations can share one database without meeting.
     pub async fn open_in_schema(url: &str, schema: Option<&str>) -> crate::Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|_| crate::StoreError::BadUrl(url.to_owned()))?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| crate::StoreError::BadUrl(crate::redact_url(url)))?
+            .application_name(&format!("civicgrid:{}", schema.unwrap_or("public")));
         let mut pool_options = PgPoolOptions::new().max_connections(8);
         if let Some(schema) = schema {
             if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
@@ -115,7 +118,7 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;

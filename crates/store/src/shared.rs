@@ -376,8 +376,35 @@ macro_rules! store_impl {
             ops: &[WriteOp],
         ) -> Result<(Vec<Result<Written>>, Option<i64>)> {
             let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
-            let creates: Vec<(&NewCase, &CaseStatus)> =
-                ops.iter().filter_map(|op| if let WriteOp::Create(n, s) = op { Some((n, s)) } else { None }).collect();
+            // Creates whose idempotency key is already known get the first case back; a key repeated
+            // within the batch follows its first use.
+            let mut plans: Vec<CreatePlan> = Vec::new();
+            let mut seen_keys: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+            for (i, op) in ops.iter().enumerate() {
+                let WriteOp::Create(n, _) = op else { continue };
+                let plan = match &n.idempotency {
+                    None => CreatePlan::Insert(i),
+                    Some(k) => match seen_keys.get(&(k.scope.as_str(), k.key.as_str())) {
+                        Some(first) => CreatePlan::SameAs(i, *first),
+                        None => {
+                            seen_keys.insert((&k.scope, &k.key), i);
+                            match known_key(&mut tx, k).await? {
+                                Some(Ok(case)) => CreatePlan::Replay(i, Box::new(case)),
+                                Some(Err(e)) => CreatePlan::Refuse(i, e),
+                                None => CreatePlan::Insert(i),
+                            }
+                        }
+                    },
+                };
+                plans.push(plan);
+            }
+            let creates: Vec<(&NewCase, &CaseStatus)> = plans
+                .iter()
+                .filter_map(|p| match (p, ops.get(p.op())) {
+                    (CreatePlan::Insert(_), Some(WriteOp::Create(n, s))) => Some((n, s)),
+                    _ => None,
+                })
+                .collect();
             let mut numbers = Vec::new();
             let mut ids = BTreeMap::new();
             if let Some((first, _)) = creates.first() {
@@ -391,26 +418,52 @@ macro_rules! store_impl {
                     .collect();
                 ids = insert_cases(&mut tx, &rows).await?;
             }
+            let mut plans = plans.into_iter();
+            let mut created: BTreeMap<usize, Case> = BTreeMap::new();
             let mut outcomes = Vec::with_capacity(ops.len());
             let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
             let mut assigned: Vec<(i64, &CaseStatus)> = Vec::new();
             let mut next_number = numbers.into_iter();
             for op in ops {
                 match op {
-                    WriteOp::Create(n, status) => {
-                        let number = next_number.next().unwrap_or_default();
-                        let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
-                        events.push((id, &n.event));
-                        if status.lead_dept.is_some() || !status.co_depts.is_empty() {
-                            assigned.push((id, status));
+                    WriteOp::Create(n, status) => match plans.next() {
+                        Some(CreatePlan::Insert(i)) => {
+                            let number = next_number.next().unwrap_or_default();
+                            let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
+                            events.push((id, &n.event));
+                            if status.lead_dept.is_some() || !status.co_depts.is_empty() {
+                                assigned.push((id, status));
+                            }
+                            if let Some(k) = &n.idempotency {
+                                remember_key(&mut tx, k, id, n.facts.reported_at).await?;
+                            }
+                            let case = Case { id, number, facts: n.facts.clone(), status: status.clone() };
+                            created.insert(i, case.clone());
+                            outcomes.push(Ok(Written::Created($crate::Created { case, replayed: false })));
                         }
-                        outcomes.push(Ok(Written::Created(Case {
-                            id,
-                            number,
-                            facts: n.facts.clone(),
-                            status: status.clone(),
-                        })));
-                    }
+                        Some(CreatePlan::Replay(i, case)) => {
+                            let case = *case;
+                            created.insert(i, case.clone());
+                            outcomes.push(Ok(Written::Created($crate::Created { case, replayed: true })))
+                        }
+                        Some(CreatePlan::Refuse(_, e)) => outcomes.push(Err(e)),
+                        Some(CreatePlan::SameAs(_, first)) => {
+                            let same = ops.get(first).and_then(|op| match op {
+                                WriteOp::Create(f, _) => f.idempotency.as_ref(),
+                                WriteOp::Append { .. } => None,
+                            });
+                            let outcome = match (created.get(&first), same) {
+                                (Some(case), Some(k)) if Some(k) == n.idempotency.as_ref() => {
+                                    Ok(Written::Created($crate::Created { case: case.clone(), replayed: true }))
+                                }
+                                (Some(_), _) => Err(StoreError::IdempotencyMismatch),
+                                // The first use was refused; a retry, alone, gets the right answer.
+                                (None, _) => Err(StoreError::Conflict { expected: 0 }),
+                            };
+                            outcomes.push(outcome);
+                        }
+                        None => return Err(StoreError::Corrupt("create without a plan".into())),
+                    },
                     WriteOp::Append { id, expected, event } => match fold_and_update(&mut tx, *id, *expected, event).await {
                         Ok(Some(status)) => {
                             events.push((*id, event));
@@ -429,6 +482,56 @@ macro_rules! store_impl {
             }
             tx.commit().await?;
             Ok((outcomes, last))
+        }
+
+        /// What to do with one create of a batch.
+        enum CreatePlan {
+            /// Insert it (op index).
+            Insert(usize),
+            /// Its key is known: return that case.
+            Replay(usize, Box<Case>),
+            /// Its key is known for a different request.
+            Refuse(usize, StoreError),
+            /// Its key was used earlier in this batch (op index, first op index).
+            SameAs(usize, usize),
+        }
+
+        impl CreatePlan {
+            fn op(&self) -> usize {
+                match self {
+                    CreatePlan::Insert(i) | CreatePlan::Replay(i, _) | CreatePlan::Refuse(i, _) | CreatePlan::SameAs(i, _) => *i,
+                }
+            }
+        }
+
+        /// The case an idempotency key created, or a refusal if the key came with another request.
+        async fn known_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey) -> Result<Option<Result<Case>>> {
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT fingerprint, case_id FROM idempotency WHERE scope = $1 AND idem_key = $2")
+                    .bind(k.scope.clone())
+                    .bind(k.key.clone())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let Some((fingerprint, id)) = row else { return Ok(None) };
+            if fingerprint != k.fingerprint {
+                return Ok(Some(Err(StoreError::IdempotencyMismatch)));
+            }
+            let sql = sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
+            let row = sqlx::query_as(sql).bind(id).fetch_one(&mut **tx).await?;
+            Ok(Some(Ok(case_from_row(row)?)))
+        }
+
+        async fn remember_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey, case_id: i64, at: Timestamp) -> Result<()> {
+            sqlx::query("INSERT INTO idempotency (scope, idem_key, fingerprint, case_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(k.scope.clone())
+                .bind(k.key.clone())
+                .bind(k.fingerprint.clone())
+                .bind(case_id)
+                .bind(micros(at))
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| map_db_error(e, "idempotency_key"))?;
+            Ok(())
         }
 
         fn user_from_row(
@@ -979,7 +1082,16 @@ macro_rules! store_impl {
         #[async_trait::async_trait]
         impl CaseStore for $store {
             async fn create_case(&self, new: NewCase) -> Result<Case> {
+                Ok(self.writer.create(new).await?.case)
+            }
+
+            async fn create_case_once(&self, new: NewCase) -> Result<$crate::Created> {
                 self.writer.create(new).await
+            }
+
+            async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1").bind(micros(before)).execute(&self.write).await?;
+                Ok(done.rows_affected())
             }
 
             async fn append(&self, id: CaseId, expected_version: i64, event: CaseEvent) -> Result<CaseStatus> {

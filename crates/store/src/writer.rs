@@ -8,7 +8,7 @@
 //! The writer trusts no status computed by a caller: a new case's status is replayed from its report
 //! event, and an appended event is folded into the status read inside the transaction.
 
-use civicgrid_core::case::{Case, CaseEvent, CaseId, CaseStatus};
+use civicgrid_core::case::{CaseEvent, CaseId, CaseStatus};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{NewCase, Result, StoreError};
@@ -37,8 +37,8 @@ pub(crate) enum WriteOp {
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // handed straight back to one caller, never stored in bulk
 pub(crate) enum Written {
-    /// The created case.
-    Created(Case),
+    /// The created case, or the case an earlier request with the same idempotency key created.
+    Created(crate::Created),
     /// The appended case's new status.
     Appended(CaseStatus),
 }
@@ -75,7 +75,7 @@ impl Writer {
     }
 
     /// Creates a case, its status replayed from the report event here, not taken from the caller.
-    pub(crate) async fn create(&self, new: NewCase) -> Result<Case> {
+    pub(crate) async fn create(&self, new: NewCase) -> Result<crate::Created> {
         let status =
             CaseStatus::replay(std::slice::from_ref(&new.event)).map_err(|e| StoreError::BadEvent(e.to_string()))?;
         match self.submit(WriteOp::Create(new, status)).await? {

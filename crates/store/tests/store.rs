@@ -163,6 +163,70 @@ async fn postgres_event_log_has_no_gaps_for_a_reader_while_two_nodes_commit() {
     PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
 
+/// The ambiguous failure: the connection to PostgreSQL drops while a create commits, so the caller
+/// cannot know whether the case landed. Clients retry with their idempotency key until they get an
+/// answer, while another connection keeps killing this store's sessions: every key ends with exactly
+/// one case.
+#[tokio::test]
+async fn postgres_retries_across_killed_connections_never_create_a_second_case() {
+    let Some((store, schema)) = pg_store("kill").await else { return };
+    let fx = Arc::new(Fixture::seed(&store).await);
+    let store: Arc<dyn Store> = Arc::new(store);
+    let before = store.count_cases().await.expect("count");
+    let killer = {
+        let app = format!("civicgrid:{schema}");
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&pg_url()).await.expect("killer");
+        tokio::spawn(async move {
+            let mut killed = 0u64;
+            for _ in 0..200 {
+                let n: Vec<(bool,)> = sqlx::query_as(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                )
+                .bind(&app)
+                .fetch_all(&pool)
+                .await
+                .expect("terminate");
+                killed += n.len() as u64;
+                tokio::time::sleep(std::time::Duration::from_millis(7)).await;
+            }
+            killed
+        })
+    };
+    let mut tasks = Vec::new();
+    for c in 0..12 {
+        let (store, fx) = (store.clone(), fx.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut errors = 0;
+            for i in 0..10 {
+                let new = keyed(&fx, &format!("svc:{c}"), &format!("ticket-{i}"), &format!("工单{c}-{i}"));
+                loop {
+                    match store.create_case_once(new.clone()).await {
+                        Ok(_) => break,
+                        Err(_) => {
+                            errors += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                        }
+                    }
+                }
+            }
+            errors
+        }));
+    }
+    let mut errors = 0;
+    for t in tasks {
+        errors += t.await.expect("client");
+    }
+    let killed = killer.await.expect("killer");
+    assert!(killed > 0 && errors > 0, "the chaos happened: {killed} sessions killed, {errors} failed calls");
+    // Read with a fresh connection: exactly one case per (caller, key).
+    let fresh = PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("reopen");
+    assert_eq!(fresh.count_cases().await.expect("count"), before + 120, "no key created a second case");
+    let log = read_log(&fresh, 0).await;
+    assert!(log.iter().enumerate().all(|(i, e)| e.seq == i as i64 + 1), "the log has no gaps after the chaos");
+    drop((store, fresh));
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+}
+
 #[tokio::test]
 async fn sqlite_and_postgres_schemas_have_the_same_tables_and_columns() {
     let lite = SqliteStore::open(&temp_db()).await.expect("open sqlite");
@@ -302,7 +366,7 @@ impl Fixture {
     fn new_case(&self, grid: GridCode, text: &str, at: Timestamp) -> NewCase {
         let facts = self.facts(grid, text, at);
         let (_, event) = CaseStatus::report(&facts, actor(), &self.ctx(at));
-        NewCase { town: self.town, facts, event }
+        NewCase { town: self.town, facts, event, idempotency: None }
     }
 
     async fn create(&self, store: &dyn Store, grid: GridCode, text: &str) -> civicgrid_core::case::Case {
@@ -335,6 +399,7 @@ async fn conformance(store: Arc<dyn Store>) {
     bulk_import_keeps_histories(store.as_ref(), &fx).await;
     the_event_log_numbers_every_event_once_in_order(store.as_ref(), &fx).await;
     jobs_are_leased_retried_and_dead_lettered(store.as_ref(), &fx).await;
+    idempotency_keys_return_the_first_case(store.clone(), &fx).await;
     promoted_columns_follow_the_status(store.as_ref(), &fx).await;
 }
 
@@ -378,6 +443,53 @@ async fn the_event_log_numbers_every_event_once_in_order(store: &dyn Store, fx: 
     assert_eq!(tail[0].grid, fx.grid_b);
     assert_eq!(tail[0].reporter_user_id, Some(42));
     assert!(store.events_after(last + 2, 10).await.expect("empty tail").is_empty());
+}
+
+fn keyed(fx: &Fixture, scope: &str, key: &str, text: &str) -> NewCase {
+    let mut new = fx.new_case(fx.grid_a, text, fx.now);
+    new.idempotency = Some(civicgrid_store::IdempotencyKey {
+        scope: scope.into(),
+        key: key.into(),
+        fingerprint: format!("fp-{text}"),
+    });
+    new
+}
+
+async fn idempotency_keys_return_the_first_case(store: Arc<dyn Store>, fx: &Fixture) {
+    let before = store.count_cases().await.expect("count");
+    let first = store.create_case_once(keyed(fx, "user:1", "k-1", "幂等")).await.expect("create");
+    assert!(!first.replayed);
+    let again = store.create_case_once(keyed(fx, "user:1", "k-1", "幂等")).await.expect("replay");
+    assert_eq!((again.case.id, again.replayed), (first.case.id, true));
+    assert_eq!(again.case.number, first.case.number);
+    assert!(matches!(
+        store.create_case_once(keyed(fx, "user:1", "k-1", "另一件事")).await,
+        Err(StoreError::IdempotencyMismatch)
+    ));
+    let other = store.create_case_once(keyed(fx, "user:2", "k-1", "幂等")).await.expect("another caller");
+    assert_ne!(other.case.id, first.case.id, "keys of different callers never meet");
+    // Twenty concurrent retries of one request, batched together or not: one case.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (store, new) = (store.clone(), keyed(fx, "user:1", "k-storm", "重试"));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match store.create_case_once(new.clone()).await {
+                    Err(StoreError::Conflict { .. }) => continue,
+                    other => return other,
+                }
+            }
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for t in tasks {
+        ids.insert(t.await.expect("join").expect("created").case.id);
+    }
+    assert_eq!(ids.len(), 1, "one case for one key");
+    assert_eq!(store.count_cases().await.expect("count"), before + 3);
+    assert!(store.purge_idempotency(fx.now + SignedDuration::from_secs(1)).await.expect("purge") >= 3);
+    let fresh = store.create_case_once(keyed(fx, "user:1", "k-1", "幂等")).await.expect("after purge");
+    assert!(!fresh.replayed, "a purged key is forgotten");
 }
 
 async fn jobs_are_leased_retried_and_dead_lettered(store: &dyn Store, fx: &Fixture) {
