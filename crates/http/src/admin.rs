@@ -11,8 +11,10 @@ use civicgrid_store::User;
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
+use axum::response::IntoResponse;
+use civicgrid_service::integrations::{IssuedKey, ServiceAccountView};
 
 /// Most calendar rows accepted in one request.
 const MAX_CALENDAR_ROWS: usize = 400;
@@ -54,6 +56,92 @@ pub async fn unlock_user(
     axum::extract::Path(username): axum::extract::Path<String>,
 ) -> ApiResult<Json<Unlocked>> {
     Ok(Json(Unlocked { was_locked: state.services.unlock_login(&actor, &username)? }))
+}
+
+/// A service account to create.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountInput {
+    /// Name: 3–40 characters of a–z, 0–9, `-`, `_`, `.`.
+    pub name: String,
+    /// The channel it reports on.
+    pub channel: civicgrid_core::access::Channel,
+}
+
+/// Create a service account for an outside system (administrators only).
+#[utoipa::path(post, path = "/api/v1/service-accounts", tag = "admin", request_body = ServiceAccountInput,
+    responses((status = 201, body = civicgrid_store::ServiceAccount), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_service_account(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    ApiJson(input): ApiJson<ServiceAccountInput>,
+) -> ApiResult<(StatusCode, Json<civicgrid_store::ServiceAccount>)> {
+    let account = state.services.create_service_account(&actor, &input.name, input.channel).await?;
+    Ok((StatusCode::CREATED, Json(account)))
+}
+
+/// Every service account with its keys (never the keys themselves; administrators only).
+#[utoipa::path(get, path = "/api/v1/service-accounts", tag = "admin",
+    responses((status = 200, body = [ServiceAccountView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_service_accounts(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+) -> ApiResult<Json<Vec<ServiceAccountView>>> {
+    Ok(Json(state.services.service_accounts(&actor).await?))
+}
+
+/// Enable or disable a service account.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountState {
+    /// Whether its keys work.
+    pub enabled: bool,
+}
+
+/// Disable or re-enable a service account; a disabled account's keys stop working (administrators only).
+#[utoipa::path(put, path = "/api/v1/service-accounts/{id}/state", tag = "admin", request_body = ServiceAccountState,
+    params(("id" = i64, Path, description = "service account id")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_service_account_state(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+    ApiJson(input): ApiJson<ServiceAccountState>,
+) -> ApiResult<StatusCode> {
+    state.services.set_service_account_enabled(&actor, id, input.enabled).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issue an API key for a service account; the key is shown in this answer only (administrators only).
+#[utoipa::path(post, path = "/api/v1/service-accounts/{id}/keys", tag = "admin",
+    params(("id" = i64, Path, description = "service account id")),
+    responses((status = 201, body = IssuedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn issue_api_key(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+) -> ApiResult<axum::response::Response> {
+    let issued = state.services.issue_api_key(&actor, id).await?;
+    let mut resp = (StatusCode::CREATED, Json(issued)).into_response();
+    resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Revoke an API key (administrators only).
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "admin", params(("id" = i64, Path, description = "key id")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_api_key(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+) -> ApiResult<StatusCode> {
+    state.services.revoke_api_key(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Add or replace working-calendar rows, e.g. next year's holidays (administrators only).

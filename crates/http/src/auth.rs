@@ -46,9 +46,13 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = token_from(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_owned);
+        let token = api_key.or_else(|| token_from(&parts.headers)).ok_or_else(ApiError::unauthenticated)?;
         if token.is_empty() || token.len() > 128 {
             return Err(ApiError::unauthenticated());
+        }
+        if token.starts_with(civicgrid_service::integrations::KEY_PREFIX) {
+            return Ok(Authed(state.services.api_key_actor(&token).await?));
         }
         Ok(Authed(state.services.session_actor(&token).await?))
     }

@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, CaseIdPath};
+use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::state::AppState;
 
 /// A case as returned by the API: personal data masked for roles that do not need it.
@@ -75,7 +75,7 @@ pub async fn create_case(
 pub async fn get_case(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    CaseIdPath(id): CaseIdPath,
+    IdPath(id): IdPath,
 ) -> ApiResult<Json<CaseView>> {
     let case = state.services.case(&actor, id).await?;
     Ok(Json(view(case, &actor, state.clock.now())))
@@ -88,7 +88,7 @@ pub async fn get_case(
 pub async fn case_events(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    CaseIdPath(id): CaseIdPath,
+    IdPath(id): IdPath,
 ) -> ApiResult<Json<Vec<CaseEvent>>> {
     Ok(Json(state.services.case_events(&actor, id).await?))
 }
@@ -119,7 +119,7 @@ const TRANSITION_FIELDS: [&str; 8] =
 pub async fn transition(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    CaseIdPath(id): CaseIdPath,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> ApiResult<Json<CaseView>> {
     if let Some(unknown) = body.keys().find(|k| !TRANSITION_FIELDS.contains(&k.as_str())) {

@@ -50,11 +50,11 @@ pub fn too_large() -> ApiError {
     )
 }
 
-/// A case id in the path; anything but a positive integer is a 400 in the JSON error format.
+/// A numeric id in the path; anything but a positive integer is a 400 in the JSON error format.
 #[derive(Debug, Clone, Copy)]
-pub struct CaseIdPath(pub i64);
+pub struct IdPath(pub i64);
 
-impl<S: Send + Sync> FromRequestParts<S> for CaseIdPath {
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -62,10 +62,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CaseIdPath {
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
         match raw.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(CaseIdPath(id)),
+            Ok(id) if id > 0 => Ok(IdPath(id)),
             _ => {
-                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", "the case id is a positive integer")
-                    .field("id"))
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", "the id is a positive integer").field("id"))
             }
         }
     }

@@ -790,3 +790,68 @@ async fn an_idempotency_key_turns_a_retried_report_into_the_first_case() {
     assert_eq!(too_long.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.counts().await, before, "refusals wrote nothing");
 }
+
+#[tokio::test]
+async fn a_service_account_reports_on_its_channel_with_an_api_key_until_it_is_revoked() {
+    let app = spawn_app().await;
+    let admin = app.login("admin").await;
+    let shift = app.login("shift").await;
+    let (s, _) = app
+        .post("/api/v1/service-accounts", Some(&shift), &json!({"name": "hotline", "channel": "hotline12345"}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "only administrators");
+    let (s, account) = app
+        .post("/api/v1/service-accounts", Some(&admin), &json!({"name": "hotline-sz", "channel": "hotline12345"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{account}");
+    let id = account["id"].as_i64().expect("id");
+    let (s, issued) = app.post(&format!("/api/v1/service-accounts/{id}/keys"), Some(&admin), &json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let key = issued["key"].as_str().expect("key").to_owned();
+    assert!(key.starts_with(issued["info"]["prefix"].as_str().expect("prefix")));
+    // The key reports a case: on its channel, recorded as the integration, with its own idempotency scope.
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/cases", app.base))
+        .header("x-api-key", &key)
+        .header("idempotency-key", "12345-20261123-0001")
+        .json(&app.report(0))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let case: Value = resp.json().await.expect("json");
+    assert_eq!(case["source"], "hotline12345");
+    assert!(case["reporter"].get("user_id").is_none(), "no person reported it");
+    let case_id = case["id"].as_i64().expect("id");
+    let (_, events) = app.get(&format!("/api/v1/cases/{case_id}/events"), Some(&shift)).await;
+    assert_eq!(events[0]["actor"], json!({"role": "integration", "job": "hotline12345:hotline-sz"}));
+    // A bearer key works too; an integration sees no case list and takes no case step.
+    let (s, list) = app.get("/api/v1/cases", Some(&key)).await;
+    assert_eq!((s, list["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    assert_eq!(app.act(&key, case_id, json!({"action": "accept"})).await.0, StatusCode::NOT_FOUND);
+    let (_, accounts) = app.get("/api/v1/service-accounts", Some(&admin)).await;
+    let keys = &accounts[0]["keys"];
+    assert!(keys[0]["last_used_at"].is_string(), "last use recorded: {accounts}");
+    assert!(!accounts.to_string().contains(&key), "the key itself is never listed");
+    // Revoked, the key stops working (the node's short cache is dropped at once).
+    let key_id = keys[0]["id"].as_i64().expect("key id");
+    let resp = app
+        .http
+        .delete(format!("{}/api/v1/api-keys/{key_id}", app.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/v1/cases", Some(&key)).await.0, StatusCode::UNAUTHORIZED);
+    // A disabled account's new keys do not work either.
+    let (_, issued) = app.post(&format!("/api/v1/service-accounts/{id}/keys"), Some(&admin), &json!({})).await;
+    let second = issued["key"].as_str().expect("key").to_owned();
+    assert_eq!(app.get("/api/v1/cases", Some(&second)).await.0, StatusCode::OK);
+    assert_eq!(
+        app.put(&format!("/api/v1/service-accounts/{id}/state"), &admin, &json!({"enabled": false})).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get("/api/v1/cases", Some(&second)).await.0, StatusCode::UNAUTHORIZED);
+}

@@ -7,6 +7,7 @@
 //! - [`cases`] — report, read, list and change cases.
 //! - [`accounts`] — accounts, passwords, log-in with its throttles, sessions.
 //! - [`feed`] — the live feed: committed events, in order, to every subscriber that may see them.
+//! - [`integrations`] — service accounts and API keys for outside systems.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
 //! - [`error`] — the layer's one error type.
 
@@ -14,6 +15,7 @@ pub mod accounts;
 pub mod cases;
 pub mod error;
 pub mod feed;
+pub mod integrations;
 pub mod jobs;
 pub mod world;
 
@@ -52,6 +54,7 @@ pub struct Services {
     world: world::WorldCell,
     logins: Arc<accounts::LoginGuard>,
     sessions: Arc<accounts::SessionCache>,
+    keys: Arc<integrations::KeyCache>,
 }
 
 impl Services {
@@ -65,6 +68,7 @@ impl Services {
             world,
             logins: Arc::new(accounts::LoginGuard::new()),
             sessions: Arc::new(accounts::SessionCache::default()),
+            keys: Arc::new(integrations::KeyCache::default()),
         })
     }
 

@@ -406,6 +406,72 @@ pub trait CaseStore: Send + Sync {
     async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<()>;
 }
 
+/// A service account: an outside system bound to one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ServiceAccount {
+    /// Id.
+    pub id: i64,
+    /// Name, e.g. `hotline-suzhou`.
+    pub name: String,
+    /// The channel it reports on.
+    pub channel: civicgrid_core::access::Channel,
+    /// When it was created.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it was disabled; its keys then stop working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<Timestamp>,
+}
+
+/// An API key as shown after it was issued: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyInfo {
+    /// Id.
+    pub id: i64,
+    /// The service account.
+    pub account_id: i64,
+    /// The key's public prefix, to tell keys apart (`cgk_1a2b3c4d`).
+    pub prefix: String,
+    /// When it was issued.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it was last used (to the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Service accounts and their API keys.
+#[async_trait::async_trait]
+pub trait IntegrationStore: Send + Sync {
+    /// Creates a service account; `Duplicate` if the name is taken.
+    async fn create_service_account(
+        &self,
+        name: &str,
+        channel: civicgrid_core::access::Channel,
+        now: Timestamp,
+    ) -> Result<ServiceAccount>;
+    /// Every service account in id order.
+    async fn service_accounts(&self) -> Result<Vec<ServiceAccount>>;
+    /// Disables or re-enables a service account; whether it exists.
+    async fn set_service_account_disabled(&self, id: i64, disabled_at: Option<Timestamp>) -> Result<bool>;
+    /// Stores a new key's hash for an account; `BadReference` if there is no such account.
+    async fn add_api_key(&self, account_id: i64, prefix: &str, key_hash: &str, now: Timestamp) -> Result<ApiKeyInfo>;
+    /// The keys of an account, newest first.
+    async fn api_keys(&self, account_id: i64) -> Result<Vec<ApiKeyInfo>>;
+    /// Revokes a key; whether a live key was revoked.
+    async fn revoke_api_key(&self, key_id: i64, now: Timestamp) -> Result<bool>;
+    /// The enabled account and live key a key hash belongs to.
+    async fn api_key_account(&self, key_hash: &str) -> Result<Option<(ServiceAccount, ApiKeyInfo)>>;
+    /// Records that a key was used.
+    async fn touch_api_key(&self, key_id: i64, now: Timestamp) -> Result<()>;
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -541,7 +607,9 @@ pub trait EventLog: Send + Sync {
 
 /// Everything civicgrid keeps.
 #[async_trait::async_trait]
-pub trait Store: ReferenceStore + AccountStore + CaseStore + EventLog + JobStore + fmt::Debug {
+pub trait Store:
+    ReferenceStore + AccountStore + IntegrationStore + CaseStore + EventLog + JobStore + fmt::Debug
+{
     /// Which backend this is.
     fn backend(&self) -> Backend;
     /// Checks the database answers.
@@ -550,7 +618,7 @@ pub trait Store: ReferenceStore + AccountStore + CaseStore + EventLog + JobStore
 
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
-    pub use crate::{AccountStore, CaseStore, EventLog, JobStore, ReferenceStore, Store};
+    pub use crate::{AccountStore, CaseStore, EventLog, IntegrationStore, JobStore, ReferenceStore, Store};
 }
 
 /// When SQLite considers a commit done.

@@ -1282,6 +1282,133 @@ macro_rules! store_impl {
             }
         }
 
+        fn ts(micros: i64) -> Result<Timestamp> {
+            Timestamp::from_microsecond(micros).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+
+        type AccountRow = (i64, String, String, i64, Option<i64>);
+
+        fn service_account_from_row((id, name, channel, created_at, disabled_at): AccountRow) -> Result<$crate::ServiceAccount> {
+            Ok($crate::ServiceAccount {
+                id,
+                name,
+                channel: parse(&channel)?,
+                created_at: ts(created_at)?,
+                disabled_at: disabled_at.map(ts).transpose()?,
+            })
+        }
+
+        const KEY_COLUMNS: &str = "k.id, k.account_id, k.prefix, k.created_at, k.last_used_at, k.revoked_at";
+        type KeyRow = (i64, i64, String, i64, Option<i64>, Option<i64>);
+
+        fn api_key_from_row((id, account_id, prefix, created_at, last_used_at, revoked_at): KeyRow) -> Result<$crate::ApiKeyInfo> {
+            Ok($crate::ApiKeyInfo {
+                id,
+                account_id,
+                prefix,
+                created_at: ts(created_at)?,
+                last_used_at: last_used_at.map(ts).transpose()?,
+                revoked_at: revoked_at.map(ts).transpose()?,
+            })
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::IntegrationStore for $store {
+            async fn create_service_account(
+                &self,
+                name: &str,
+                channel: civicgrid_core::access::Channel,
+                now: Timestamp,
+            ) -> Result<$crate::ServiceAccount> {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO service_accounts (name, channel, created_at) VALUES ($1, $2, $3) RETURNING id",
+                )
+                .bind(name.to_owned())
+                .bind(channel.as_str())
+                .bind(micros(now))
+                .fetch_one(&self.write)
+                .await
+                .map_err(|e| map_db_error(e, "name"))?;
+                Ok($crate::ServiceAccount { id, name: name.to_owned(), channel, created_at: ts(micros(now))?, disabled_at: None })
+            }
+
+            async fn service_accounts(&self) -> Result<Vec<$crate::ServiceAccount>> {
+                let rows: Vec<AccountRow> =
+                    sqlx::query_as("SELECT id, name, channel, created_at, disabled_at FROM service_accounts ORDER BY id")
+                        .fetch_all(&self.read)
+                        .await?;
+                rows.into_iter().map(service_account_from_row).collect()
+            }
+
+            async fn set_service_account_disabled(&self, id: i64, disabled_at: Option<Timestamp>) -> Result<bool> {
+                let done = sqlx::query("UPDATE service_accounts SET disabled_at = $1 WHERE id = $2")
+                    .bind(disabled_at.map(micros))
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn add_api_key(&self, account_id: i64, prefix: &str, key_hash: &str, now: Timestamp) -> Result<$crate::ApiKeyInfo> {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO api_keys (account_id, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(account_id)
+                .bind(prefix.to_owned())
+                .bind(key_hash.to_owned())
+                .bind(micros(now))
+                .fetch_one(&self.write)
+                .await
+                .map_err(|e| map_db_error(e, "key"))?;
+                Ok($crate::ApiKeyInfo {
+                    id,
+                    account_id,
+                    prefix: prefix.to_owned(),
+                    created_at: ts(micros(now))?,
+                    last_used_at: None,
+                    revoked_at: None,
+                })
+            }
+
+            async fn api_keys(&self, account_id: i64) -> Result<Vec<$crate::ApiKeyInfo>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.account_id = $1 ORDER BY k.id DESC"));
+                let rows: Vec<KeyRow> = sqlx::query_as(sql).bind(account_id).fetch_all(&self.read).await?;
+                rows.into_iter().map(api_key_from_row).collect()
+            }
+
+            async fn revoke_api_key(&self, key_id: i64, now: Timestamp) -> Result<bool> {
+                let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(micros(now))
+                    .bind(key_id)
+                    .execute(&self.write)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn api_key_account(&self, key_hash: &str) -> Result<Option<($crate::ServiceAccount, $crate::ApiKeyInfo)>> {
+                let sql = sqlx::AssertSqlSafe(format!(
+                    "SELECT a.id, a.name, a.channel, a.created_at, a.disabled_at, {KEY_COLUMNS} FROM api_keys k \
+                     JOIN service_accounts a ON a.id = k.account_id \
+                     WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND a.disabled_at IS NULL"
+                ));
+                let row: Option<(i64, String, String, i64, Option<i64>, i64, i64, String, i64, Option<i64>, Option<i64>)> =
+                    sqlx::query_as(sql).bind(key_hash.to_owned()).fetch_optional(&self.read).await?;
+                row.map(|(a0, a1, a2, a3, a4, k0, k1, k2, k3, k4, k5)| {
+                    Ok((service_account_from_row((a0, a1, a2, a3, a4))?, api_key_from_row((k0, k1, k2, k3, k4, k5))?))
+                })
+                .transpose()
+            }
+
+            async fn touch_api_key(&self, key_id: i64, now: Timestamp) -> Result<()> {
+                sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+                    .bind(micros(now))
+                    .bind(key_id)
+                    .execute(&self.write)
+                    .await?;
+                Ok(())
+            }
+        }
+
         #[async_trait::async_trait]
         impl EventLog for $store {
             async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>> {
