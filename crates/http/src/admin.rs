@@ -39,6 +39,72 @@ pub async fn list_users(State(state): State<AppState>, Authed(actor): Authed) ->
     Ok(Json(state.services.users(&actor).await?))
 }
 
+/// A password set by an administrator.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    /// The new password, 10–128 characters.
+    pub password: String,
+}
+
+/// Set a user's password; all the user's sessions end (administrators only).
+#[utoipa::path(post, path = "/api/v1/users/{id}/password", tag = "admin", request_body = PasswordReset,
+    params(("id" = i64, Path, description = "user id")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+    ApiJson(input): ApiJson<PasswordReset>,
+) -> ApiResult<StatusCode> {
+    state.services.reset_password(&actor, id, input.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Enable or disable an account.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountState {
+    /// Whether the account may log in.
+    pub enabled: bool,
+}
+
+/// Disable or re-enable an account; disabling ends its sessions (administrators only, not themselves).
+#[utoipa::path(put, path = "/api/v1/users/{id}/state", tag = "admin", request_body = AccountState,
+    params(("id" = i64, Path, description = "user id")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_user_state(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+    ApiJson(input): ApiJson<AccountState>,
+) -> ApiResult<StatusCode> {
+    state.services.set_user_enabled(&actor, id, input.enabled).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How many sessions ended.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionsEnded {
+    /// Sessions ended.
+    pub ended: u64,
+}
+
+/// End every session of a user (administrators only).
+#[utoipa::path(delete, path = "/api/v1/users/{id}/sessions", tag = "admin", params(("id" = i64, Path, description = "user id")),
+    responses((status = 200, body = SessionsEnded), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<SessionsEnded>> {
+    Ok(Json(SessionsEnded { ended: state.services.end_sessions(&actor, id).await? }))
+}
+
 /// Whether an unlock lifted a lock.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Unlocked {
@@ -47,7 +113,7 @@ pub struct Unlocked {
 }
 
 /// Lift a username's log-in lockout on the node that answers (administrators only).
-#[utoipa::path(post, path = "/api/v1/users/{username}/unlock", tag = "admin",
+#[utoipa::path(delete, path = "/api/v1/login-locks/{username}", tag = "admin",
     params(("username" = String, Path, description = "login name")),
     responses((status = 200, body = Unlocked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn unlock_user(

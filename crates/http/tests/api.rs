@@ -855,3 +855,72 @@ async fn a_service_account_reports_on_its_channel_with_an_api_key_until_it_is_re
     );
     assert_eq!(app.get("/api/v1/cases", Some(&second)).await.0, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn administrators_disable_accounts_reset_passwords_and_end_sessions() {
+    let app = spawn_app().await;
+    let admin = app.login("admin").await;
+    let intake = app.login("intake").await;
+    let (_, me) = app.get("/api/v1/auth/me", Some(&intake)).await;
+    let intake_id = me["id"].as_i64().expect("id");
+    let (_, me) = app.get("/api/v1/auth/me", Some(&admin)).await;
+    let admin_id = me["id"].as_i64().expect("id");
+    // Disabling ends the sessions and refuses log-in; re-enabling lets the user back in.
+    let state = |enabled: bool| json!({ "enabled": enabled });
+    assert_eq!(
+        app.put(&format!("/api/v1/users/{intake_id}/state"), &admin, &state(false)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&intake)).await.0, StatusCode::UNAUTHORIZED);
+    let (s, _) = app.post("/api/v1/auth/login", None, &json!({"username": "intake", "password": PASSWORD})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (_, users) = app.get("/api/v1/users", Some(&admin)).await;
+    let listed = users.as_array().expect("users").iter().find(|u| u["id"] == intake_id).expect("listed").clone();
+    assert!(listed["disabled_at"].is_string());
+    let (s, body) = app.put(&format!("/api/v1/users/{admin_id}/state"), &admin, &state(false)).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("enabled")), "not yourself");
+    assert_eq!(
+        app.put(&format!("/api/v1/users/{intake_id}/state"), &admin, &state(true)).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let intake = app.login("intake").await;
+    // A reset password ends every session; the new one works, the old one does not.
+    let (s, _) = app
+        .post(&format!("/api/v1/users/{intake_id}/password"), Some(&admin), &json!({"password": "a brand new pw"}))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&intake)).await.0, StatusCode::UNAUTHORIZED);
+    let (s, body) =
+        app.post("/api/v1/auth/login", None, &json!({"username": "intake", "password": "a brand new pw"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let intake = body["token"].as_str().expect("token").to_owned();
+    // Changing one's own password keeps this session and ends the others.
+    let (_, other) =
+        app.post("/api/v1/auth/login", None, &json!({"username": "intake", "password": "a brand new pw"})).await;
+    let other = other["token"].as_str().expect("token").to_owned();
+    let change = |current: &str| json!({"current_password": current, "new_password": "another good pw"});
+    let (s, body) = app.post("/api/v1/auth/password", Some(&intake), &change("wrong one")).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("current_password")));
+    assert_eq!(
+        app.post("/api/v1/auth/password", Some(&intake), &change("a brand new pw")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.get("/api/v1/auth/me", Some(&intake)).await.0, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&other)).await.0, StatusCode::UNAUTHORIZED);
+    // Ending a user's sessions from the administration.
+    let resp =
+        app.http.delete(format!("{}/api/v1/users/{intake_id}/sessions", app.base)).bearer_auth(&admin).send().await;
+    let ended: Value = resp.expect("send").json().await.expect("json");
+    assert_eq!(ended["ended"], 1);
+    assert_eq!(app.get("/api/v1/auth/me", Some(&intake)).await.0, StatusCode::UNAUTHORIZED);
+    // A locked username is unlocked by an administrator.
+    for _ in 0..civicgrid_service::accounts::MAX_FAILURES {
+        app.post("/api/v1/auth/login", None, &json!({"username": "shift", "password": "nope"})).await;
+    }
+    let (s, _) = app.post("/api/v1/auth/login", None, &json!({"username": "shift", "password": PASSWORD})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    let resp = app.http.delete(format!("{}/api/v1/login-locks/shift", app.base)).bearer_auth(&admin).send().await;
+    assert_eq!(resp.expect("send").json::<Value>().await.expect("json")["was_locked"], true);
+    let (s, _) = app.post("/api/v1/auth/login", None, &json!({"username": "shift", "password": PASSWORD})).await;
+    assert_eq!(s, StatusCode::OK);
+}

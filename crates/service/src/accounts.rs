@@ -226,6 +226,12 @@ impl SessionCache {
             entries.remove(hash);
         }
     }
+
+    fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 /// A started session.
@@ -273,7 +279,70 @@ impl Services {
         let user = self.store.user_by_username(username).await?;
         let hash = user.as_ref().map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
         let ok = self.logins.hash(move || verify_password(&password, &hash)).await?;
-        Ok(user.filter(|_| ok))
+        Ok(user.filter(|u| ok && u.disabled_at.is_none()))
+    }
+
+    /// Changes the acting user's own password after checking the current one; every other session of
+    /// the user ends (`token` is the session to keep).
+    pub async fn change_own_password(
+        &self,
+        actor: &Actor,
+        token: Option<&str>,
+        current: String,
+        new: String,
+    ) -> ServiceResult<()> {
+        if matches!(actor.role, Role::System | Role::Integration) {
+            return Err(ServiceError::forbidden("only people have passwords"));
+        }
+        civicgrid_core::access::check_password(&new)?;
+        let user = self.me(actor).await?;
+        let hash = user.password_hash.clone();
+        if !self.logins.hash(move || verify_password(&current, &hash)).await? {
+            return Err(ServiceError::invalid("current_password", "the current password is wrong"));
+        }
+        let new_hash = self.logins.hash(move || hash_password(&new)).await??;
+        self.store.set_password_hash(user.id, &new_hash, token.map(token_hash).as_deref()).await?;
+        self.sessions.clear();
+        tracing::info!(username = user.username, "password changed; other sessions ended");
+        Ok(())
+    }
+
+    /// Sets a user's password (administrators), ending all the user's sessions.
+    pub async fn reset_password(&self, actor: &Actor, user_id: i64, new: String) -> ServiceResult<()> {
+        require(actor, &[Role::Admin])?;
+        civicgrid_core::access::check_password(&new)?;
+        let new_hash = self.logins.hash(move || hash_password(&new)).await??;
+        if !self.store.set_password_hash(user_id, &new_hash, None).await? {
+            return Err(ServiceError::NotFound("user"));
+        }
+        self.sessions.clear();
+        tracing::info!(user = user_id, by = actor.username, "password reset by an administrator; sessions ended");
+        Ok(())
+    }
+
+    /// Disables or re-enables an account (administrators); disabling ends its sessions. Administrators
+    /// cannot disable themselves, so an installation always keeps one who can undo it.
+    pub async fn set_user_enabled(&self, actor: &Actor, user_id: i64, enabled: bool) -> ServiceResult<()> {
+        require(actor, &[Role::Admin])?;
+        if !enabled && user_id == actor.user_id {
+            return Err(ServiceError::invalid("enabled", "administrators cannot disable their own account"));
+        }
+        let at = (!enabled).then(|| self.clock.now());
+        if !self.store.set_user_disabled(user_id, at).await? {
+            return Err(ServiceError::NotFound("user"));
+        }
+        self.sessions.clear();
+        tracing::info!(user = user_id, enabled, by = actor.username, "account state changed");
+        Ok(())
+    }
+
+    /// Ends every session of a user (administrators); how many.
+    pub async fn end_sessions(&self, actor: &Actor, user_id: i64) -> ServiceResult<u64> {
+        require(actor, &[Role::Admin])?;
+        let n = self.store.delete_user_sessions(user_id).await?;
+        self.sessions.clear();
+        tracing::info!(user = user_id, sessions = n, by = actor.username, "sessions ended by an administrator");
+        Ok(n)
     }
 
     /// The actor of a live session token.

@@ -111,6 +111,10 @@ pub struct User {
     /// Argon2 PHC string; never serialised.
     #[serde(skip)]
     pub password_hash: String,
+    /// When the account was disabled; it cannot log in while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<Timestamp>,
 }
 
 impl fmt::Debug for User {
@@ -378,6 +382,12 @@ pub trait AccountStore: Send + Sync {
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
     /// Deletes sessions that ended before `now`; how many.
     async fn purge_sessions(&self, now: Timestamp) -> Result<u64>;
+    /// Ends every session of a user; how many.
+    async fn delete_user_sessions(&self, user_id: i64) -> Result<u64>;
+    /// Disables (`Some`) or re-enables (`None`) an account; disabling ends its sessions. Whether it exists.
+    async fn set_user_disabled(&self, user_id: i64, at: Option<Timestamp>) -> Result<bool>;
+    /// Replaces a password hash and ends the user's sessions but `keep_session` (a token hash).
+    async fn set_password_hash(&self, user_id: i64, hash: &str, keep_session: Option<&str>) -> Result<bool>;
 }
 
 /// Cases: their current rows and their event histories.

@@ -534,17 +534,10 @@ macro_rules! store_impl {
             Ok(())
         }
 
+        type UserRow = (i64, String, String, String, String, Option<String>, Option<String>, String, Option<i64>);
+
         fn user_from_row(
-            (id, username, display_name, role, password_hash, department, phone, grids): (
-                i64,
-                String,
-                String,
-                String,
-                String,
-                Option<String>,
-                Option<String>,
-                String,
-            ),
+            (id, username, display_name, role, password_hash, department, phone, grids, disabled_at): UserRow,
         ) -> Result<User> {
             Ok(User {
                 id,
@@ -555,10 +548,13 @@ macro_rules! store_impl {
                 department: department.as_deref().map(parse).transpose()?,
                 phone,
                 grids: from_json(&grids)?,
+                disabled_at: disabled_at
+                    .map(|t| Timestamp::from_microsecond(t).map_err(|e| StoreError::Corrupt(e.to_string())))
+                    .transpose()?,
             })
         }
 
-        const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, department, phone, grids";
+        const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, department, phone, grids, disabled_at";
 
         /// The columns grids and micro-grids share: code, parent code, name, households, worker, polygon.
         type AreaRow = (String, String, String, i64, Option<i64>, String);
@@ -1018,6 +1014,7 @@ macro_rules! store_impl {
                 .map_err(|e| map_db_error(e, "username"))?;
                 Ok(User {
                     id,
+                    disabled_at: None,
                     username: u.username.clone(),
                     display_name: u.display_name.clone(),
                     role: u.role,
@@ -1060,7 +1057,8 @@ macro_rules! store_impl {
 
             async fn session_user(&self, token_hash: &str, now: Timestamp) -> Result<Option<User>> {
                 let sql = sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM users u JOIN sessions s ON s.user_id = u.id WHERE s.token_hash = $1 AND s.expires_at > $2",
+                    "SELECT {} FROM users u JOIN sessions s ON s.user_id = u.id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
                     USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
                 ));
                 let row = sqlx::query_as(sql).bind(token_hash.to_owned()).bind(micros(now)).fetch_optional(&self.read).await?;
@@ -1070,6 +1068,41 @@ macro_rules! store_impl {
             async fn delete_session(&self, token_hash: &str) -> Result<()> {
                 sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash.to_owned()).execute(&self.write).await?;
                 Ok(())
+            }
+
+            async fn delete_user_sessions(&self, user_id: i64) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&self.write).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn set_user_disabled(&self, user_id: i64, at: Option<Timestamp>) -> Result<bool> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+                    .bind(at.map(micros))
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if at.is_some() {
+                    sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_password_hash(&self, user_id: i64, hash: &str, keep_session: Option<&str>) -> Result<bool> {
+                let mut tx = self.write.begin().await?;
+                let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash.to_owned())
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                    .bind(user_id)
+                    .bind(keep_session.unwrap_or("").to_owned())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {

@@ -14,13 +14,14 @@ use crate::SqliteSync;
 use crate::writer::Writer;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 6] = [
+const MIGRATIONS: [(i64, &str, &str); 7] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
     (4, "event log", include_str!("../migrations/sqlite/0004_event_log.sql")),
     (5, "jobs", include_str!("../migrations/sqlite/0005_jobs.sql")),
     (6, "integrations", include_str!("../migrations/sqlite/0006_integrations.sql")),
+    (7, "account state", include_str!("../migrations/sqlite/0007_account_state.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
