@@ -103,6 +103,7 @@ fn users_for(data: &TownData) -> Vec<User> {
             phone: u.phone,
             grids: u.grids,
             password_hash: u.password_hash,
+            disabled_at: None,
         })
         .collect()
 }
