@@ -23,6 +23,8 @@ pub struct Config {
     /// SQLite commit durability: `full` (fsync every commit, survives power loss) or `normal` (survives
     /// a killed process; faster).
     pub sqlite_synchronous: civicgrid_store::SqliteSync,
+    /// Connections served at once (live feeds included); more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -34,6 +36,7 @@ impl std::fmt::Debug for Config {
             .field("session_hours", &self.session_hours)
             .field("log", &self.log)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -57,6 +60,7 @@ impl Default for Config {
             session_hours: 12,
             log: "info,sqlx=warn".into(),
             sqlite_synchronous: civicgrid_store::SqliteSync::Full,
+            max_connections: 10_000,
         }
     }
 }
@@ -74,6 +78,7 @@ impl Config {
                 "session_hours",
                 "log",
                 "sqlite_synchronous",
+                "max_connections",
             ]))
             .extract::<Config>()
             .map_err(Box::new)?
@@ -87,6 +92,9 @@ impl Config {
                 "session_hours must be between 1 and {MAX_SESSION_HOURS}, not {}",
                 self.session_hours
             ))));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(Box::new(figment::Error::from("max_connections must be between 1 and 1000000".to_owned())));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
             return Err(Box::new(figment::Error::from(format!("listen must be host:port, not {:?}", self.listen))));

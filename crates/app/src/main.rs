@@ -150,7 +150,8 @@ pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: im
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     banner(&format!("http://{addr}"));
-    civicgrid_http::serve(listener, state.clone(), shutdown_signal()).await?;
+    let options = civicgrid_http::ServeOptions { max_connections: cfg.max_connections, ..Default::default() };
+    civicgrid_http::serve_with(listener, state.clone(), options, shutdown_signal()).await?;
     state.stop_tasks();
     Ok(())
 }

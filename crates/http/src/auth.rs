@@ -28,6 +28,10 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
     if let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return auth.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
     }
+    cookie_token(headers)
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -36,6 +40,27 @@ fn token_from(headers: &HeaderMap) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE_NAME)
         .map(|(_, v)| v.to_owned())
+}
+
+/// A write authenticated by the session cookie must come from our own pages: its `Origin` (or, when a
+/// browser sends none, `Sec-Fetch-Site`) must name this host. Defence in depth behind SameSite=Strict;
+/// bearer tokens and API keys are not sent by browsers on their own and need no such check.
+fn check_origin(parts: &Parts) -> ApiResult<()> {
+    if matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("host").unwrap_or_default();
+    let same = match header("origin") {
+        Some(origin) => origin.split_once("://").is_some_and(|(_, rest)| rest == host),
+        None => matches!(header("sec-fetch-site"), Some("same-origin" | "none")),
+    };
+    if same {
+        Ok(())
+    } else {
+        tracing::warn!(origin = ?header("origin"), host, "cross-origin write with a session cookie refused");
+        Err(ApiError::forbidden("跨站请求被拒绝 (cross-origin request refused)"))
+    }
 }
 
 /// The authenticated actor of a request; 401 when there is no live session.
@@ -53,6 +78,11 @@ impl FromRequestParts<AppState> for Authed {
         }
         if token.starts_with(civicgrid_service::integrations::KEY_PREFIX) {
             return Ok(Authed(state.services.api_key_actor(&token).await?));
+        }
+        let by_cookie =
+            parts.headers.get(AUTHORIZATION).is_none() && cookie_token(&parts.headers).as_ref() == Some(&token);
+        if by_cookie {
+            check_origin(parts)?;
         }
         Ok(Authed(state.services.session_actor(&token).await?))
     }

@@ -36,6 +36,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as application/json",
             )),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            // tower-http's body timeout surfaces as a buffering failure that names it.
+            Err(e) if e.body_text().contains("designated timeout") => {
+                Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request body did not arrive in time"))
+            }
             Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())),
         }
     }

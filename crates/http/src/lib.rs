@@ -19,15 +19,25 @@ pub mod reference;
 pub mod state;
 pub mod stream;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use state::{AppState, HttpConfig};
+
+/// The pages' content security policy: everything from this server only (every asset is compiled
+/// in), no inline script or style, never framed by another site.
+pub const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'self'; \
+                       form-action 'self'; frame-ancestors 'none'";
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
@@ -78,6 +88,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(pages::readyz))
         .nest("/api/v1", api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(CompressionLayer::new())
         .layer(CatchPanicLayer::custom(error::panicked))
@@ -85,12 +102,88 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// How the server treats connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Connections held open at once; further clients wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, and the longest a kept-alive connection may idle
+    /// between requests.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body.
+    pub body_timeout: Duration,
+    /// How long shutdown waits for open requests (live feeds never finish by themselves).
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves with the default [`ServeOptions`] until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    serve_with(listener, state, ServeOptions::default(), shutdown).await
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish for a while. Slow clients
+/// cannot hold connections: headers and bodies must arrive in time and connections are capped.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let app = router(state).layer(tower_http::timeout::RequestBodyTimeoutLayer::new(options.body_timeout));
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(options.header_timeout).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            () = &mut shutdown => break,
+        };
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %addr, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.drain_timeout, graceful.shutdown()).await.is_err() {
+        tracing::info!("shutdown: closing connections still open (live feeds)");
+    }
+    Ok(())
 }

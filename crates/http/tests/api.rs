@@ -37,6 +37,10 @@ fn temp_db() -> String {
 }
 
 async fn spawn_app() -> TestApp {
+    spawn_app_with(civicgrid_http::ServeOptions::default()).await
+}
+
+async fn spawn_app_with(options: civicgrid_http::ServeOptions) -> TestApp {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
     let now: Timestamp = "2026-11-23T01:00:00Z".parse().expect("time"); // Monday 09:00 in China
     let hash = civicgrid_http::auth::hash_password(PASSWORD).expect("hash");
@@ -54,7 +58,7 @@ async fn spawn_app() -> TestApp {
     let state = AppState::new(store.clone(), Arc::new(clock.clone()), HttpConfig::default()).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(civicgrid_http::serve(listener, state.clone(), std::future::pending()));
+    tokio::spawn(civicgrid_http::serve_with(listener, state.clone(), options, std::future::pending()));
     TestApp { base, http: reqwest::Client::new(), store, clock, town, state }
 }
 
@@ -923,4 +927,90 @@ async fn administrators_disable_accounts_reset_passwords_and_end_sessions() {
     assert_eq!(resp.expect("send").json::<Value>().await.expect("json")["was_locked"], true);
     let (s, _) = app.post("/api/v1/auth/login", None, &json!({"username": "shift", "password": PASSWORD})).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn pages_and_api_answers_carry_the_security_headers() {
+    let app = spawn_app().await;
+    for path in ["/", "/docs", "/api/v1/cases", "/healthz"] {
+        let resp = app.http.get(format!("{}{path}", app.base)).send().await.expect("get");
+        let h = resp.headers();
+        let csp = h.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+    }
+    let resp = app
+        .http
+        .post(format!("{}/api/v1/auth/login", app.base))
+        .json(&json!({"username": "intake", "password": PASSWORD}))
+        .send()
+        .await;
+    assert_eq!(resp.expect("login").headers()["cache-control"], "no-store");
+    let page = app.http.get(format!("{}/", app.base)).send().await.expect("get").text().await.expect("text");
+    assert!(!page.contains("案卷总数"), "the public page does not count cases");
+}
+
+#[tokio::test]
+async fn a_write_with_the_session_cookie_must_come_from_our_own_origin() {
+    let app = spawn_app().await;
+    let token = app.login("intake").await;
+    let cookie = format!("cg_session={token}");
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let post = |origin: Option<&str>| {
+        let mut req =
+            app.http.post(format!("{}/api/v1/cases", app.base)).header("cookie", &cookie).json(&app.report(0));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    assert_eq!(post(Some("http://evil.example")).await.expect("send").status(), StatusCode::FORBIDDEN);
+    assert_eq!(post(None).await.expect("send").status(), StatusCode::FORBIDDEN, "no origin, no fetch metadata");
+    assert_eq!(post(Some(&format!("http://{host}"))).await.expect("send").status(), StatusCode::CREATED);
+    // Reads need no origin; bearer tokens are not sent by browsers on their own and need none.
+    let read = app.http.get(format!("{}/api/v1/cases", app.base)).header("cookie", &cookie).send().await;
+    assert_eq!(read.expect("get").status(), StatusCode::OK);
+    let (s, _) = app.post("/api/v1/cases", Some(&token), &app.report(0)).await;
+    assert_eq!(s, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn slow_clients_cannot_hold_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let options = civicgrid_http::ServeOptions {
+        max_connections: 4,
+        header_timeout: std::time::Duration::from_millis(300),
+        body_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let app = spawn_app_with(options).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    // Half-sent headers: the server hangs up after the header timeout.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the half-sent request was dropped within the timeout");
+    // A body that never finishes: the request fails after the body timeout.
+    let token = app.login("intake").await;
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/cases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"matter\""
+    );
+    trickle.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), trickle.read(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer[..n.expect("answered in time").expect("read")]).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    // Connections beyond the cap wait; the server still serves once others close.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.expect("connect"));
+    }
+    let started = std::time::Instant::now();
+    let resp = app.http.get(format!("{}/healthz", app.base)).send().await.expect("served after the idle ones time out");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200), "it had to wait for a free slot");
 }
