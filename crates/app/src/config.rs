@@ -25,6 +25,19 @@ pub struct Config {
     pub sqlite_synchronous: civicgrid_store::SqliteSync,
     /// Connections served at once (live feeds included); more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Log lines as `text` (for people) or `json` (one object a line, for a log collector).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl std::fmt::Debug for Config {
@@ -37,6 +50,7 @@ impl std::fmt::Debug for Config {
             .field("log", &self.log)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("max_connections", &self.max_connections)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -61,6 +75,7 @@ impl Default for Config {
             log: "info,sqlx=warn".into(),
             sqlite_synchronous: civicgrid_store::SqliteSync::Full,
             max_connections: 10_000,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -79,6 +94,7 @@ impl Config {
                 "log",
                 "sqlite_synchronous",
                 "max_connections",
+                "log_format",
             ]))
             .extract::<Config>()
             .map_err(Box::new)?

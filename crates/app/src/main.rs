@@ -117,10 +117,14 @@ async fn user_command(cmd: UserCommand, cfg: &Config) -> AppResult<()> {
 /// Anything that ends the program with an error message.
 pub type AppResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-fn init_logging(filter: &str) {
+fn init_logging(filter: &str, format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Loads the code tables and calendar into a store that has none yet.
@@ -143,6 +147,7 @@ pub async fn seed_reference(store: &dyn Store) -> AppResult<()> {
 /// Serves `store` on `listen` until Ctrl-C or SIGTERM.
 pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: impl FnOnce(&str)) -> AppResult<()> {
     let http = HttpConfig { secure_cookies: cfg.secure_cookies, session_hours: cfg.session_hours };
+    civicgrid_http::metrics::install();
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;
     state.spawn_refresh(std::time::Duration::from_secs(60));
     state.spawn_jobs();
@@ -177,7 +182,7 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> AppResult<()> {
     let mut cfg = Config::load(cli.config.as_deref())?;
-    init_logging(&cfg.log);
+    init_logging(&cfg.log, cfg.log_format);
     match cli.command {
         Command::Serve { database, listen } => {
             if let Some(d) = database {

@@ -88,6 +88,14 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
+impl axum::extract::OptionalFromRequestParts<AppState> for Authed {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        Ok(<Authed as FromRequestParts<AppState>>::from_request_parts(parts, state).await.ok())
+    }
+}
+
 impl Authed {
     /// Refuses unless the actor holds one of `roles`.
     pub fn require(&self, roles: &[Role]) -> ApiResult<()> {

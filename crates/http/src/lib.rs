@@ -5,6 +5,7 @@
 //! - [`cases`], [`reference`], [`admin`] — the API handlers.
 //! - [`stream`] — the live feed over Server-Sent Events.
 //! - [`pages`] — landing page, API docs page, static files, health.
+//! - [`metrics`] — Prometheus metrics.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
 
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod cases;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod reference;
@@ -86,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{*path}", get(pages::asset))
         .route("/healthz", get(pages::healthz))
         .route("/readyz", get(pages::readyz))
+        .route("/metrics", get(metrics::render))
         .nest("/api/v1", api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
@@ -96,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(axum::middleware::map_response(error::json_errors))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(CompressionLayer::new())
         .layer(CatchPanicLayer::custom(error::panicked))
         .layer(TraceLayer::new_for_http())

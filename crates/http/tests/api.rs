@@ -1014,3 +1014,27 @@ async fn slow_clients_cannot_hold_connections() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(started.elapsed() >= std::time::Duration::from_millis(200), "it had to wait for a free slot");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_show_the_writer_and_the_queue() {
+    civicgrid_http::metrics::install();
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    app.create(&intake, 0).await;
+    app.get("/api/v1/cases/987654", Some(&intake)).await;
+    let resp = app.http.get(format!("{}/metrics", app.base)).send().await.expect("scrape");
+    assert_eq!(resp.status(), StatusCode::OK, "loopback may scrape");
+    let text = resp.text().await.expect("text");
+    for needle in [
+        "civicgrid_http_requests_total{method=\"POST\",route=\"/api/v1/cases\",status=\"201\"}",
+        "route=\"/api/v1/cases/{id}\",status=\"404\"",
+        "civicgrid_http_request_duration_seconds_bucket",
+        "civicgrid_writer_batch_size_bucket",
+        "civicgrid_writer_commit_seconds_bucket",
+        "civicgrid_jobs{state=\"pending\"}",
+        "civicgrid_feed_subscribers",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    assert!(!text.contains("987654"), "raw paths never become labels");
+}

@@ -113,7 +113,14 @@ async fn run<A: ApplyBatch>(applier: A, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match applier.apply_batch(&ops).await {
+        let started = std::time::Instant::now();
+        let result = applier.apply_batch(&ops).await;
+        metrics::histogram!("civicgrid_writer_batch_size").record(ops.len() as f64);
+        metrics::histogram!("civicgrid_writer_commit_seconds").record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!("civicgrid_writer_failed_batches_total").increment(1);
+        }
+        match result {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     let _ = reply.send(outcome);
