@@ -57,6 +57,73 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy a running SQLite database to a new file, consistently (PostgreSQL: use pg_dump).
+    Backup {
+        /// SQLite path (the database to copy).
+        #[arg(long)]
+        database: Option<String>,
+        /// The backup file to create.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put a backup in place of a database (stop the server first).
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// SQLite path to restore to.
+        #[arg(long)]
+        database: Option<String>,
+        /// Replace an existing database file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn sqlite_path(database: &str) -> AppResult<PathBuf> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        return Err("PostgreSQL is backed up with pg_dump and restored with pg_restore (see the README)".into());
+    }
+    Ok(PathBuf::from(
+        database.strip_prefix("sqlite://").or_else(|| database.strip_prefix("sqlite:")).unwrap_or(database),
+    ))
+}
+
+async fn backup(database: &str, to: &std::path::Path) -> AppResult<()> {
+    let path = sqlite_path(database)?;
+    if !path.exists() {
+        return Err(format!("no database at {}", path.display()).into());
+    }
+    let store = civicgrid_store::sqlite::SqliteStore::open(&path.to_string_lossy()).await?;
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!("backing up to {}", to.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    store.backup_to(to).await?;
+    civicgrid_store::sqlite::SqliteStore::verify_file(to).await?;
+    spinner.finish_and_clear();
+    let size = std::fs::metadata(to)?.len();
+    println!("backed up {} to {} ({:.1} MB, integrity checked)", path.display(), to.display(), size as f64 / 1e6);
+    Ok(())
+}
+
+async fn restore(from: &std::path::Path, database: &str, force: bool) -> AppResult<()> {
+    let target = sqlite_path(database)?;
+    civicgrid_store::sqlite::SqliteStore::verify_file(from).await.map_err(|e| format!("{}: {e}", from.display()))?;
+    if target.exists() && !force {
+        return Err(format!("{} exists; pass --force to replace it (stop the server first)", target.display()).into());
+    }
+    // Copy beside the target, then rename over it, so a crash never leaves half a database.
+    let tmp = target.with_extension("restoring");
+    std::fs::copy(from, &tmp)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", target.display()));
+        if side.exists() {
+            std::fs::remove_file(side)?;
+        }
+    }
+    std::fs::rename(&tmp, &target)?;
+    let store = civicgrid_store::open(&target.to_string_lossy()).await?;
+    println!("restored {} to {} ({} cases)", from.display(), target.display(), store.count_cases().await?);
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +276,10 @@ async fn run(cli: Cli) -> AppResult<()> {
         Command::Demo(args) => demo::run(args, cfg).await,
         Command::Bench(args) => bench::run(args).await,
         Command::User(cmd) => user_command(cmd, &cfg).await,
+        Command::Backup { database, to } => backup(database.as_deref().unwrap_or(&cfg.database), &to).await,
+        Command::Restore { from, database, force } => {
+            restore(&from, database.as_deref().unwrap_or(&cfg.database), force).await
+        }
     }
 }
 

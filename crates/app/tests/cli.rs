@@ -246,3 +246,43 @@ fn migrate_creates_a_database_with_the_code_tables() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
 }
+
+/// `backup` copies a database while it is open, `restore` puts it back, and everything reads back the
+/// same: cases, their histories, the event log and accounts.
+#[tokio::test]
+async fn backup_and_restore_bring_back_everything() {
+    let db = temp_db();
+    run_ok(&["demo", "--database", &db, "--scale", "0.02", "--case-scale", "0.003", "--no-serve"]);
+    let mut server = start_server(&db);
+    let backup = format!("{db}.backup");
+    let out = run_ok(&["backup", "--database", &db, "--to", &backup]);
+    assert!(out.contains("integrity checked"), "{out}");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let again = civicgrid(&["backup", "--database", &db, "--to", &backup]).output().expect("run");
+    assert!(!again.status.success(), "an existing backup file is never overwritten");
+    let restored = format!("{db}.restored");
+    let out = run_ok(&["restore", "--from", &backup, "--database", &restored]);
+    assert!(out.contains("restored"), "{out}");
+    let refused = civicgrid(&["restore", "--from", &backup, "--database", &restored]).output().expect("run");
+    assert!(!refused.status.success(), "restore does not replace a database without --force");
+    run_ok(&["restore", "--from", &backup, "--database", &restored, "--force"]);
+    let a = civicgrid_store::open(&db).await.expect("original");
+    let b = civicgrid_store::open(&restored).await.expect("restored");
+    let n = a.count_cases().await.expect("count");
+    assert!(n > 100, "the demo made cases ({n})");
+    assert_eq!(b.count_cases().await.expect("count"), n);
+    assert_eq!(b.last_seq().await.expect("log"), a.last_seq().await.expect("log"));
+    assert_eq!(b.events_after(0, 1000).await.expect("log"), a.events_after(0, 1000).await.expect("log"));
+    assert_eq!(b.users().await.expect("users"), a.users().await.expect("users"));
+    let page = civicgrid_store::PageRequest { before: None, limit: 50 };
+    let cases = a.list_cases(&Default::default(), page).await.expect("list");
+    for c in &cases.items {
+        assert_eq!(b.case(c.id).await.expect("read").as_ref(), Some(c));
+        assert_eq!(b.case_events(c.id).await.expect("events"), a.case_events(c.id).await.expect("events"));
+    }
+    let junk = format!("{db}.junk");
+    std::fs::write(&junk, b"not a database").expect("write");
+    let bad = civicgrid(&["restore", "--from", &junk, "--database", &format!("{db}.x")]).output().expect("run");
+    assert!(!bad.status.success(), "a file that is not a civicgrid database is refused");
+}

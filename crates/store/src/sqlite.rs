@@ -84,6 +84,37 @@ impl SqliteStore {
         Ok(Self { read, write, writer, feed, _stop_checkpoints: stop_checkpoints })
     }
 
+    /// Writes a consistent copy of the whole database to `target` while the store keeps serving
+    /// (`VACUUM INTO`: a snapshot taken in one read transaction, compacted). Refuses an existing file.
+    pub async fn backup_to(&self, target: &std::path::Path) -> crate::Result<()> {
+        if target.exists() {
+            return Err(crate::StoreError::BadUrl(format!("{} exists already; choose a new file", target.display())));
+        }
+        let path = target.to_str().ok_or_else(|| crate::StoreError::BadUrl("the backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1").bind(path.to_owned()).execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Checks a database file: SQLite's integrity check passes and it holds civicgrid's schema.
+    pub async fn verify_file(path: &std::path::Path) -> crate::Result<()> {
+        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        let check: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&pool).await?;
+        if check != "ok" {
+            return Err(crate::StoreError::Corrupt(format!("integrity check: {check}")));
+        }
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('cases', 'event_log', '_sqlx_migrations')",
+        )
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        if tables != 3 {
+            return Err(crate::StoreError::Corrupt("not a civicgrid database".into()));
+        }
+        Ok(())
+    }
+
     /// Table → column names, for comparing the two backends' schemas.
     pub async fn schema(&self) -> crate::Result<Vec<(String, String)>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
