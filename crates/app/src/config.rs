@@ -27,6 +27,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Log lines as `text` (for people) or `json` (one object a line, for a log collector).
     pub log_format: LogFormat,
+    /// Where attachment content is kept: `auto` (a folder beside an SQLite file; the database with
+    /// PostgreSQL, so every node sees it), `database`, or a folder path.
+    pub attachments: String,
 }
 
 /// How log lines are written.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Config {
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("max_connections", &self.max_connections)
             .field("log_format", &self.log_format)
+            .field("attachments", &self.attachments)
             .finish()
     }
 }
@@ -59,6 +63,21 @@ impl std::fmt::Debug for Config {
 pub const MAX_SESSION_HOURS: i64 = 720;
 
 impl Config {
+    /// Where attachment content goes, for this configuration's database.
+    pub fn blob_storage(&self) -> civicgrid_service::attachments::BlobStorage {
+        use civicgrid_service::attachments::BlobStorage;
+        let postgres = self.database.starts_with("postgres://") || self.database.starts_with("postgresql://");
+        match self.attachments.as_str() {
+            "database" => BlobStorage::Database,
+            "auto" if postgres => BlobStorage::Database,
+            "auto" => {
+                let file = self.database.strip_prefix("sqlite://").or_else(|| self.database.strip_prefix("sqlite:"));
+                BlobStorage::Disk(format!("{}.files", file.unwrap_or(&self.database)).into())
+            }
+            dir => BlobStorage::Disk(dir.into()),
+        }
+    }
+
     /// Store options from this configuration.
     pub fn store_options(&self) -> civicgrid_store::StoreOptions {
         civicgrid_store::StoreOptions { sqlite_synchronous: self.sqlite_synchronous }
@@ -76,6 +95,7 @@ impl Default for Config {
             sqlite_synchronous: civicgrid_store::SqliteSync::Full,
             max_connections: 10_000,
             log_format: LogFormat::Text,
+            attachments: "auto".into(),
         }
     }
 }
@@ -95,6 +115,7 @@ impl Config {
                 "sqlite_synchronous",
                 "max_connections",
                 "log_format",
+                "attachments",
             ]))
             .extract::<Config>()
             .map_err(Box::new)?

@@ -55,12 +55,18 @@ async fn wipe(database: &str) -> AppResult<()> {
                 std::fs::remove_file(&p)?;
             }
         }
+        let files = format!("{path}.files");
+        if Path::new(&files).is_dir() {
+            std::fs::remove_dir_all(&files)?;
+        }
     }
     Ok(())
 }
 
 /// Runs the demo command.
-pub async fn run(args: DemoArgs, cfg: Config) -> AppResult<()> {
+pub async fn run(args: DemoArgs, mut cfg: Config) -> AppResult<()> {
+    // The demo's database is the one everything below (attachments included) works with.
+    cfg.database = args.database.clone();
     if !(args.scale > 0.0 && args.scale <= 20.0) {
         return Err("--scale must be above 0 and at most 20".into());
     }

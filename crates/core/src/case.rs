@@ -91,9 +91,13 @@ pub struct GeoPoint {
     pub lat: f64,
 }
 
-/// Metadata of an attached file (the bytes live elsewhere).
+/// Metadata of an attached file (the bytes live elsewhere). An attachment uploaded to civicgrid is
+/// named by its `id`; its other fields are then taken from the upload, not from the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Attachment {
+    /// The uploaded attachment (`POST /api/v1/attachments`), when it was uploaded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
     /// File name as uploaded.
     pub name: String,
     /// MIME type, e.g. image/jpeg.
@@ -103,6 +107,10 @@ pub struct Attachment {
     /// Hex SHA-256 of the content, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// When the photo was taken (its EXIF time), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub taken_at: Option<Timestamp>,
 }
 
 /// Most attachments on a report or a transition.

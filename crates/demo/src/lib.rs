@@ -5,10 +5,12 @@
 //! - [`layout`] — the map (polygons that tile the town).
 //! - [`cases`] — a year of cases, each driven through the real state machine.
 //! - [`names`] — made-up names.
+//! - [`photos`] — generated JPEGs with the EXIF time and GPS position of a phone camera.
 
 pub mod cases;
 pub mod layout;
 pub mod names;
+pub mod photos;
 
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{CALENDAR_2026_CSV, parse_calendar_csv};

@@ -2,7 +2,7 @@
 //!
 //! - [`state`] — what handlers share (store, clock, reference data).
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
-//! - [`cases`], [`reference`], [`admin`] — the API handlers.
+//! - [`cases`], [`attachments`], [`reference`], [`admin`] — the API handlers.
 //! - [`stream`] — the live feed over Server-Sent Events.
 //! - [`pages`] — landing page, API docs page, static files, health.
 //! - [`metrics`] — Prometheus metrics.
@@ -10,6 +10,7 @@
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
 
 pub mod admin;
+pub mod attachments;
 pub mod auth;
 pub mod cases;
 pub mod error;
@@ -81,6 +82,14 @@ pub fn router(state: AppState) -> Router {
         .route("/cases/{id}", get(cases::get_case))
         .route("/cases/{id}/transitions", post(cases::transition))
         .route("/cases/{id}/events", get(cases::case_events))
+        .route("/cases/{id}/attachments", get(attachments::of_case))
+        .route(
+            "/attachments",
+            post(attachments::upload).layer(axum::extract::DefaultBodyLimit::max(attachments::MAX_UPLOAD_BODY)),
+        )
+        .route("/attachments/{id}", get(attachments::metadata))
+        .route("/attachments/{id}/content", get(attachments::content))
+        .route("/attachments/{id}/thumbnail", get(attachments::thumbnail))
         .fallback(|| async { error::ApiError::not_found("endpoint") });
     Router::new()
         .route("/", get(pages::index))

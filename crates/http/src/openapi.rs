@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, auth, cases, pages, reference, stream};
+use crate::{admin, attachments, auth, cases, pages, reference, stream};
 
 struct Security;
 
@@ -34,13 +34,15 @@ impl Modify for Security {
         cases::create_case, cases::list_cases, cases::get_case, cases::transition, cases::case_events,
         admin::create_user, admin::list_users, admin::unlock_user, admin::reset_password, admin::set_user_state, admin::end_sessions, admin::create_service_account,
         admin::list_service_accounts, admin::set_service_account_state, admin::issue_api_key, admin::revoke_api_key, admin::put_calendar, admin::put_component,
-        stream::stream,
+        stream::stream, attachments::upload, attachments::metadata, attachments::of_case, attachments::content,
+        attachments::thumbnail,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "auth", description = "登录 login and sessions"),
         (name = "cases", description = "案卷 cases and their workflow"),
+        (name = "attachments", description = "附件 photos and documents"),
         (name = "grids", description = "网格 town, workstations, grids"),
         (name = "components", description = "部件 components"),
         (name = "reference", description = "代码表 code tables, departments, calendar"),

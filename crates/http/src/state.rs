@@ -15,11 +15,13 @@ pub struct HttpConfig {
     pub secure_cookies: bool,
     /// Session lifetime in hours.
     pub session_hours: i64,
+    /// Where attachment content is kept.
+    pub blobs: civicgrid_service::attachments::BlobStorage,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { secure_cookies: false, session_hours: 12 }
+        Self { secure_cookies: false, session_hours: 12, blobs: civicgrid_service::attachments::BlobStorage::Database }
     }
 }
 
@@ -46,8 +48,12 @@ type Watched = (&'static str, tokio::task::JoinHandle<()>);
 impl AppState {
     /// Loads the reference data, starts the live feed and builds the state.
     pub async fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: HttpConfig) -> Result<Self, StoreError> {
-        let services =
-            Services::new(store.clone(), clock.clone(), ServiceConfig { session_hours: config.session_hours }).await?;
+        let services = Services::new(
+            store.clone(),
+            clock.clone(),
+            ServiceConfig { session_hours: config.session_hours, blobs: config.blobs.clone() },
+        )
+        .await?;
         let (feed, feed_task) = Feed::spawn(store.clone()).await.map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(Self {
             services,

@@ -1038,3 +1038,97 @@ async fn metrics_count_requests_by_route_and_show_the_writer_and_the_queue() {
     }
     assert!(!text.contains("987654"), "raw paths never become labels");
 }
+
+#[tokio::test]
+async fn photos_are_uploaded_described_by_their_exif_and_seen_only_with_their_case() {
+    let app = spawn_app().await;
+    let worker = app.login("gw001").await; // grid 0
+    let other = app.login("gw002").await; // grid 1
+    let shift = app.login("shift").await;
+    let taken: Timestamp = "2026-11-23T00:41:07Z".parse().expect("time");
+    let spot = app.point_in_grid(0);
+    let (lon, lat) = (spot["lon"].as_f64().expect("lon"), spot["lat"].as_f64().expect("lat"));
+    let photo = civicgrid_demo::photos::jpeg(1200, 900, [90, 120, 60], Some(taken), Some((lon, lat)));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(photo.clone()).file_name("现场.jpg").mime_str("image/jpeg").expect("mime"),
+    );
+    let resp =
+        app.http.post(format!("{}/api/v1/attachments", app.base)).bearer_auth(&worker).multipart(form).send().await;
+    let resp = resp.expect("upload");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let up: Value = resp.json().await.expect("json");
+    assert_eq!(
+        (up["mime"].as_str(), up["name"].as_str(), up["width"].as_i64()),
+        (Some("image/jpeg"), Some("现场.jpg"), Some(1200))
+    );
+    assert_eq!(up["taken_at"], "2026-11-23T00:41:07Z", "EXIF time read as China time");
+    assert!((up["location"]["lat"].as_f64().expect("lat") - lat).abs() < 1e-5, "{up}");
+    assert!((up["location"]["lon"].as_f64().expect("lon") - lon).abs() < 1e-5, "{up}");
+    let id = up["id"].as_i64().expect("id");
+    // Before a case names it, only the uploader sees it.
+    assert_eq!(app.get(&format!("/api/v1/attachments/{id}"), Some(&shift)).await.0, StatusCode::NOT_FOUND);
+    let mut report = app.report(0);
+    report["attachments"] = json!([{"id": id, "name": "whatever.exe", "mime": "text/html", "size": 1}]);
+    let (s, case) = app.post("/api/v1/cases", Some(&worker), &report).await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    assert_eq!(case["attachments"][0]["name"], "现场.jpg", "the upload's facts, not the request's");
+    assert_eq!(case["attachments"][0]["mime"], "image/jpeg");
+    let case_id = case["id"].as_i64().expect("id");
+    // Now whoever may see the case sees it; a worker of another grid does not.
+    let content =
+        app.http.get(format!("{}/api/v1/attachments/{id}/content", app.base)).bearer_auth(&shift).send().await;
+    let content = content.expect("download");
+    assert_eq!(content.status(), StatusCode::OK);
+    assert_eq!(content.headers()["content-type"], "image/jpeg");
+    assert!(content.headers()["content-security-policy"].to_str().expect("csp").contains("sandbox"));
+    assert_eq!(content.bytes().await.expect("bytes").as_ref(), photo.as_slice(), "the same bytes come back");
+    let thumb =
+        app.http.get(format!("{}/api/v1/attachments/{id}/thumbnail", app.base)).bearer_auth(&shift).send().await;
+    let thumb = thumb.expect("thumb").bytes().await.expect("bytes");
+    let decoded = image::load_from_memory(&thumb).expect("a JPEG thumbnail");
+    assert_eq!((decoded.width(), decoded.height()), (320, 240));
+    assert_eq!(app.get(&format!("/api/v1/attachments/{id}/content"), Some(&other)).await.0, StatusCode::NOT_FOUND);
+    let (s, list) = app.get(&format!("/api/v1/cases/{case_id}/attachments"), Some(&shift)).await;
+    assert_eq!((s, list[0]["id"].as_i64()), (StatusCode::OK, Some(id)));
+    // An attachment belongs to one case; someone else's upload cannot be named.
+    let (s, body) = app.post("/api/v1/cases", Some(&worker), &report).await;
+    assert_eq!((s, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("attachments")), "{body}");
+    // A raw upload of something that is not an accepted type is refused, whatever it claims to be.
+    let raw = app
+        .http
+        .post(format!("{}/api/v1/attachments?name=x.jpg", app.base))
+        .bearer_auth(&worker)
+        .header("content-type", "image/jpeg")
+        .body("<script>alert(1)</script>")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(raw.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let raw = app
+        .http
+        .post(format!("{}/api/v1/attachments?name=..%2Fetc%2Fpasswd", app.base))
+        .bearer_auth(&worker)
+        .header("content-type", "application/pdf")
+        .body(b"%PDF-1.4\n".to_vec())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(raw.status(), StatusCode::UNPROCESSABLE_ENTITY, "path-like names are refused");
+    let pdf = app
+        .http
+        .post(format!("{}/api/v1/attachments?name=%E9%80%9A%E7%9F%A5.pdf", app.base))
+        .bearer_auth(&worker)
+        .header("content-type", "application/pdf")
+        .body(b"%PDF-1.4\n%%EOF\n".to_vec())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(pdf.status(), StatusCode::CREATED);
+    let pdf: Value = pdf.json().await.expect("json");
+    assert_eq!((pdf["mime"].as_str(), pdf["name"].as_str()), (Some("application/pdf"), Some("通知.pdf")));
+    // Evidence on a transition is linked the same way.
+    let pid = pdf["id"].as_i64().expect("id");
+    let (s, body) = app.act(&shift, case_id, json!({"action": "void", "reason": "测试", "evidence": [{"id": pid, "name": "a", "mime": "application/pdf", "size": 1}]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "the shift leader did not upload it: {body}");
+}

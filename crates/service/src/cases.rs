@@ -26,7 +26,7 @@ impl Services {
     pub async fn report_case_once(
         &self,
         actor: &Actor,
-        input: ReportInput,
+        mut input: ReportInput,
         idempotency_key: Option<&str>,
     ) -> ServiceResult<Created> {
         let idempotency = match idempotency_key {
@@ -43,6 +43,7 @@ impl Services {
             .town
             .as_ref()
             .ok_or(ServiceError::NotReady("no town is set up yet; run `civicgrid demo` or import one"))?;
+        input.attachments = self.resolve_attachments(actor, "attachments", &input.attachments, None).await?;
         let component = match input.component_id {
             Some(id) => self.store.component(id).await?,
             None => None,
@@ -99,8 +100,10 @@ impl Services {
                 return Err(ServiceError::invalid("co", format!("department {d} does not exist")));
             }
         }
+        let evidence = self.resolve_attachments(actor, "evidence", &cmd.evidence, Some(id)).await?;
+        let cmd = Command { evidence, ..cmd.clone() };
         let ctx = Context { now: self.clock.now(), calendar: &world.calendar, sla: &world.sla };
-        let event = civicgrid_core::case::decide(&case.facts, &case.status, cmd, actor.event_actor(), &ctx)?;
+        let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;
         let status = self.store.append(id, case.status.version, event).await?;
         Ok(Case { status, ..case })
     }

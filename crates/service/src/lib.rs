@@ -5,6 +5,7 @@
 //! - [`world`] — the reference-data snapshot (town, map index, code tables, calendar, SLA rules,
 //!   departments), taken once per call.
 //! - [`cases`] — report, read, list and change cases.
+//! - [`attachments`] — uploaded photos and documents, their EXIF facts and thumbnails.
 //! - [`accounts`] — accounts, passwords, log-in with its throttles, sessions.
 //! - [`feed`] — the live feed: committed events, in order, to every subscriber that may see them.
 //! - [`integrations`] — service accounts and API keys for outside systems.
@@ -12,6 +13,7 @@
 //! - [`error`] — the layer's one error type.
 
 pub mod accounts;
+pub mod attachments;
 pub mod cases;
 pub mod error;
 pub mod feed;
@@ -33,11 +35,13 @@ pub use world::World;
 pub struct ServiceConfig {
     /// Session lifetime in hours (1–720).
     pub session_hours: i64,
+    /// Where attachment content is kept.
+    pub blobs: attachments::BlobStorage,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { session_hours: 12 }
+        Self { session_hours: 12, blobs: attachments::BlobStorage::Database }
     }
 }
 

@@ -237,3 +237,39 @@ async fn a_commit_on_one_postgres_node_reaches_the_live_feed_of_another() {
     drop((a, first, second, feed_b));
     PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
+
+/// With disk storage, content lands under its SHA-256 once, however often it is uploaded, and comes
+/// back byte for byte; a PNG without EXIF still gets its size and thumbnail.
+#[tokio::test]
+async fn attachments_on_disk_are_stored_once_by_hash() {
+    use civicgrid_service::attachments::{BlobStorage, Content};
+    let path = temp_db();
+    let files = std::path::PathBuf::from(format!("{path}.files"));
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    populate(store.as_ref()).await;
+    let config = ServiceConfig { blobs: BlobStorage::Disk(files.clone()), ..ServiceConfig::default() };
+    let s = Services::new(store, Arc::new(clock.clone()), config).await.expect("services");
+    let worker = Actor::system("test");
+    let img = image::RgbImage::from_pixel(64, 32, image::Rgb([10, 20, 30]));
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("png");
+    let a = s.upload_attachment(&worker, "图.png", png.clone()).await.expect("upload");
+    let b = s.upload_attachment(&worker, "again.png", png.clone()).await.expect("upload again");
+    assert_eq!((a.mime.as_str(), a.width, a.height, a.taken_at), ("image/png", Some(64), Some(32), None));
+    assert_eq!(a.sha256, b.sha256);
+    assert_ne!(a.id, b.id, "two uploads, one file");
+    let on_disk = files.join(&a.sha256[..2]).join(&a.sha256);
+    assert_eq!(std::fs::read(&on_disk).expect("file under its hash"), png);
+    let stored: Vec<_> = std::fs::read_dir(files.join(&a.sha256[..2])).expect("dir").collect();
+    assert_eq!(stored.len(), 1, "no temporary files left behind");
+    let (_, content) = s.attachment_content(&worker, a.id, false).await.expect("content");
+    let Content::File(mut f) = content else { panic!("disk storage streams a file") };
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut f, &mut back).await.expect("read");
+    assert_eq!(back, png);
+    let (_, thumb) = s.attachment_content(&worker, a.id, true).await.expect("thumbnail");
+    assert!(matches!(thumb, Content::File(_)));
+}

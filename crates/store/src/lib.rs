@@ -482,6 +482,61 @@ pub trait IntegrationStore: Send + Sync {
     async fn touch_api_key(&self, key_id: i64, now: Timestamp) -> Result<()>;
 }
 
+/// An uploaded file's metadata, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StoredAttachment {
+    /// Id (0 before it is stored).
+    pub id: i64,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// File name as uploaded.
+    pub name: String,
+    /// Content type, from the content itself (not the client's word).
+    pub mime: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Who uploaded it (`user:7`, `svc:3`).
+    #[serde(skip)]
+    pub uploaded_by: String,
+    /// When it was uploaded.
+    #[schema(value_type = String, format = DateTime)]
+    pub uploaded_at: Timestamp,
+    /// When the photo was taken (EXIF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub taken_at: Option<Timestamp>,
+    /// Where the photo was taken (EXIF GPS, WGS84).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<civicgrid_core::case::GeoPoint>,
+    /// Image width in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Image height in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// SHA-256 of the thumbnail, for images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumb_sha256: Option<String>,
+    /// The case it belongs to, once a report or transition named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<CaseId>,
+}
+
+/// Uploaded files: their metadata and, when the database keeps the content, the bytes.
+#[async_trait::async_trait]
+pub trait AttachmentStore: Send + Sync {
+    /// Stores an attachment's metadata (its `id` is assigned here).
+    async fn insert_attachment(&self, a: &StoredAttachment) -> Result<StoredAttachment>;
+    /// One attachment.
+    async fn attachment(&self, id: i64) -> Result<Option<StoredAttachment>>;
+    /// The attachments of a case, in upload order.
+    async fn case_attachments(&self, case_id: CaseId) -> Result<Vec<StoredAttachment>>;
+    /// Keeps content in the database (several app nodes share it); a no-op if it is there already.
+    async fn put_blob(&self, sha256: &str, content: &[u8]) -> Result<()>;
+    /// Content kept in the database.
+    async fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+}
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -618,7 +673,7 @@ pub trait EventLog: Send + Sync {
 /// Everything civicgrid keeps.
 #[async_trait::async_trait]
 pub trait Store:
-    ReferenceStore + AccountStore + IntegrationStore + CaseStore + EventLog + JobStore + fmt::Debug
+    ReferenceStore + AccountStore + IntegrationStore + CaseStore + AttachmentStore + EventLog + JobStore + fmt::Debug
 {
     /// Which backend this is.
     fn backend(&self) -> Backend;
@@ -628,7 +683,9 @@ pub trait Store:
 
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
-    pub use crate::{AccountStore, CaseStore, EventLog, IntegrationStore, JobStore, ReferenceStore, Store};
+    pub use crate::{
+        AccountStore, AttachmentStore, CaseStore, EventLog, IntegrationStore, JobStore, ReferenceStore, Store,
+    };
 }
 
 /// When SQLite considers a commit done.

@@ -15,7 +15,7 @@ use sqlx::{Executor, PgPool};
 use crate::writer::Writer;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str); 8] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -23,6 +23,7 @@ const MIGRATIONS: [(i64, &str, &str); 7] = [
     (5, "jobs", include_str!("../migrations/postgres/0005_jobs.sql")),
     (6, "integrations", include_str!("../migrations/postgres/0006_integrations.sql")),
     (7, "account state", include_str!("../migrations/postgres/0007_account_state.sql")),
+    (8, "attachments", include_str!("../migrations/postgres/0008_attachments.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -119,7 +120,7 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;

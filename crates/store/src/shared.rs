@@ -437,6 +437,7 @@ macro_rules! store_impl {
                             if let Some(k) = &n.idempotency {
                                 remember_key(&mut tx, k, id, n.facts.reported_at).await?;
                             }
+                            link_attachments(&mut tx, id, &n.facts.attachments).await?;
                             let case = Case { id, number, facts: n.facts.clone(), status: status.clone() };
                             created.insert(i, case.clone());
                             outcomes.push(Ok(Written::Created($crate::Created { case, replayed: false })));
@@ -466,6 +467,7 @@ macro_rules! store_impl {
                     },
                     WriteOp::Append { id, expected, event } => match fold_and_update(&mut tx, *id, *expected, event).await {
                         Ok(Some(status)) => {
+                            link_attachments(&mut tx, *id, &event.evidence).await?;
                             events.push((*id, event));
                             outcomes.push(Ok(Written::Appended(status)));
                         }
@@ -482,6 +484,24 @@ macro_rules! store_impl {
             }
             tx.commit().await?;
             Ok((outcomes, last))
+        }
+
+        /// Gives uploaded attachments to the case that names them; one that is gone or belongs to another
+        /// case fails the write (the writer then retries its writes one by one, so only this one fails).
+        async fn link_attachments(tx: &mut Tx<'_>, case_id: i64, items: &[civicgrid_core::case::Attachment]) -> Result<()> {
+            for id in items.iter().filter_map(|a| a.id) {
+                let done = sqlx::query(
+                    "UPDATE attachments SET case_id = $1 WHERE id = $2 AND (case_id IS NULL OR case_id = $1)",
+                )
+                .bind(case_id)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::BadReference);
+                }
+            }
+            Ok(())
         }
 
         /// What to do with one create of a batch.
@@ -1439,6 +1459,86 @@ macro_rules! store_impl {
                     .execute(&self.write)
                     .await?;
                 Ok(())
+            }
+        }
+
+        const ATTACHMENT_COLUMNS: &str = "id, sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, \
+                                          width, height, thumb_sha256, case_id";
+        type AttachmentRow = (
+            i64, String, String, String, i64, String, i64, Option<i64>, Option<f64>, Option<f64>, Option<i64>, Option<i64>,
+            Option<String>, Option<i64>,
+        );
+
+        fn attachment_from_row(r: AttachmentRow) -> Result<$crate::StoredAttachment> {
+            let (id, sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, width, height, thumb, case_id) = r;
+            Ok($crate::StoredAttachment {
+                id,
+                sha256,
+                name,
+                mime,
+                size: u64::try_from(size).unwrap_or_default(),
+                uploaded_by,
+                uploaded_at: ts(uploaded_at)?,
+                taken_at: taken_at.map(ts).transpose()?,
+                location: lon.zip(lat).map(|(lon, lat)| civicgrid_core::case::GeoPoint { lon, lat }),
+                width: width.and_then(|w| u32::try_from(w).ok()),
+                height: height.and_then(|h| u32::try_from(h).ok()),
+                thumb_sha256: thumb,
+                case_id,
+            })
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::AttachmentStore for $store {
+            async fn insert_attachment(&self, a: &$crate::StoredAttachment) -> Result<$crate::StoredAttachment> {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO attachments (sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, \
+                     width, height, thumb_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                )
+                .bind(a.sha256.clone())
+                .bind(a.name.clone())
+                .bind(a.mime.clone())
+                .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
+                .bind(a.uploaded_by.clone())
+                .bind(micros(a.uploaded_at))
+                .bind(a.taken_at.map(micros))
+                .bind(a.location.map(|p| p.lon))
+                .bind(a.location.map(|p| p.lat))
+                .bind(a.width.map(i64::from))
+                .bind(a.height.map(i64::from))
+                .bind(a.thumb_sha256.clone())
+                .fetch_one(&self.write)
+                .await?;
+                Ok($crate::StoredAttachment { id, case_id: None, ..a.clone() })
+            }
+
+            async fn attachment(&self, id: i64) -> Result<Option<$crate::StoredAttachment>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE id = $1"));
+                let row: Option<AttachmentRow> = sqlx::query_as(sql).bind(id).fetch_optional(&self.read).await?;
+                row.map(attachment_from_row).transpose()
+            }
+
+            async fn case_attachments(&self, case_id: CaseId) -> Result<Vec<$crate::StoredAttachment>> {
+                let sql = sqlx::AssertSqlSafe(format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE case_id = $1 ORDER BY id"));
+                let rows: Vec<AttachmentRow> = sqlx::query_as(sql).bind(case_id).fetch_all(&self.read).await?;
+                rows.into_iter().map(attachment_from_row).collect()
+            }
+
+            async fn put_blob(&self, sha256: &str, content: &[u8]) -> Result<()> {
+                sqlx::query("INSERT INTO blobs (sha256, size, content) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
+                    .bind(sha256.to_owned())
+                    .bind(i64::try_from(content.len()).unwrap_or(i64::MAX))
+                    .bind(content.to_vec())
+                    .execute(&self.write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+                Ok(sqlx::query_scalar("SELECT content FROM blobs WHERE sha256 = $1")
+                    .bind(sha256.to_owned())
+                    .fetch_optional(&self.read)
+                    .await?)
             }
         }
 

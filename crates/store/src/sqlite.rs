@@ -14,7 +14,7 @@ use crate::SqliteSync;
 use crate::writer::Writer;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str); 8] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -22,6 +22,7 @@ const MIGRATIONS: [(i64, &str, &str); 7] = [
     (5, "jobs", include_str!("../migrations/sqlite/0005_jobs.sql")),
     (6, "integrations", include_str!("../migrations/sqlite/0006_integrations.sql")),
     (7, "account state", include_str!("../migrations/sqlite/0007_account_state.sql")),
+    (8, "attachments", include_str!("../migrations/sqlite/0008_attachments.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
