@@ -20,6 +20,77 @@ impl Modify for Security {
     }
 }
 
+/// Documents the error answers every operation can give, from its shape, so the document never
+/// misses one: the error body on each, with what it means. Explicit responses of a handler stay.
+///
+/// - every operation: 500 (internal error);
+/// - every operation under `/api/v1` but log-in and log-out: 401 (no session or key);
+/// - every write under `/api/v1`: 403 (role, scope, or a cookie write from another origin) and 503
+///   (shutting down);
+/// - a path parameter: 400 (malformed) and 404 (missing or out of scope);
+/// - query parameters: 400 (unknown or malformed) and 422 (invalid value);
+/// - a request body: 400, 408 (too slow), 413, 415 and 422.
+struct ErrorAnswers;
+
+impl ErrorAnswers {
+    fn add(op: &mut utoipa::openapi::path::Operation, code: &str, why: &str) {
+        use utoipa::openapi::{Ref, ResponseBuilder};
+        op.responses.responses.entry(code.to_owned()).or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(why)
+                .content_ref("application/json", Ref::from_schema_name("ErrorBody"))
+                .build()
+                .into()
+        });
+    }
+}
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for (path, item) in api.paths.paths.iter_mut() {
+            let api_path = path.starts_with("/api/v1/");
+            let public = matches!(path.as_str(), "/api/v1/auth/login" | "/api/v1/auth/logout");
+            let ops = [(&mut item.get, false), (&mut item.post, true), (&mut item.put, true), (&mut item.delete, true)];
+            for (op, write) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                Self::add(op, "500", "internal error (details in the server log)");
+                if api_path && !public {
+                    Self::add(op, "401", "no valid session or API key");
+                    if write {
+                        Self::add(
+                            op,
+                            "403",
+                            "the post or scope does not allow it, or a cookie write came from another origin",
+                        );
+                        Self::add(op, "503", "the server is shutting down");
+                    }
+                }
+                let params = op.parameters.iter().flatten().filter_map(|p| match p {
+                    utoipa::openapi::RefOr::T(p) => Some(p.parameter_in.clone()),
+                    utoipa::openapi::RefOr::Ref(_) => None,
+                });
+                let kinds: Vec<ParameterIn> = params.collect();
+                if kinds.iter().any(|k| matches!(k, ParameterIn::Path)) {
+                    Self::add(op, "400", "a malformed path parameter");
+                    Self::add(op, "404", "not found, or not in the caller's scope");
+                }
+                if kinds.iter().any(|k| matches!(k, ParameterIn::Query)) {
+                    Self::add(op, "400", "an unknown or malformed query parameter");
+                    Self::add(op, "422", "a query parameter with an invalid value");
+                }
+                if op.request_body.is_some() {
+                    Self::add(op, "400", "malformed body");
+                    Self::add(op, "408", "the body did not arrive in time");
+                    Self::add(op, "413", "the body is too large");
+                    Self::add(op, "415", "the body is not of the expected type");
+                    Self::add(op, "422", "a field is invalid (`field` names it)");
+                }
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
@@ -37,7 +108,7 @@ impl Modify for Security {
         stream::stream, attachments::upload, attachments::metadata, attachments::of_case, attachments::content,
         attachments::thumbnail,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &ErrorAnswers),
     security(("bearer" = []), ("cookie" = [])),
     tags(
         (name = "auth", description = "登录 login and sessions"),

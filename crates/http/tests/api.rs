@@ -1132,3 +1132,94 @@ async fn photos_are_uploaded_described_by_their_exif_and_seen_only_with_their_ca
     let (s, body) = app.act(&shift, case_id, json!({"action": "void", "reason": "测试", "evidence": [{"id": pid, "name": "a", "mime": "application/pdf", "size": 1}]})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "the shift leader did not upload it: {body}");
 }
+
+/// Every status code an operation answers is in the OpenAPI document: a tour of the API's error
+/// answers, each checked against the document's list for its operation.
+#[tokio::test]
+async fn the_openapi_document_lists_every_status_code_the_api_answers() {
+    let app = spawn_app().await;
+    let doc: Value = serde_json::from_str(&civicgrid_http::openapi::json()).expect("doc");
+    let intake = app.login("intake").await;
+    let worker = app.login("gw002").await;
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let report = app.report(0);
+    let raw = |method: reqwest::Method, path: &str| app.http.request(method, format!("{}{path}", app.base));
+    let tour: Vec<(&str, &str, reqwest::RequestBuilder)> = vec![
+        ("post", "/api/v1/cases", raw(reqwest::Method::POST, "/api/v1/cases").json(&report)),
+        (
+            "post",
+            "/api/v1/cases",
+            raw(reqwest::Method::POST, "/api/v1/cases")
+                .bearer_auth(&intake)
+                .body("{")
+                .header("content-type", "application/json"),
+        ),
+        ("post", "/api/v1/cases", raw(reqwest::Method::POST, "/api/v1/cases").bearer_auth(&intake).body("x")),
+        (
+            "post",
+            "/api/v1/cases",
+            raw(reqwest::Method::POST, "/api/v1/cases").bearer_auth(&intake).json(&json!({"matter": "1"})),
+        ),
+        (
+            "post",
+            "/api/v1/cases",
+            raw(reqwest::Method::POST, "/api/v1/cases")
+                .bearer_auth(&intake)
+                .json(&json!({"d": "x".repeat(civicgrid_http::MAX_BODY)})),
+        ),
+        ("post", "/api/v1/cases", raw(reqwest::Method::POST, "/api/v1/cases").bearer_auth(&worker).json(&report)),
+        ("get", "/api/v1/cases", raw(reqwest::Method::GET, "/api/v1/cases?x=1").bearer_auth(&intake)),
+        ("get", "/api/v1/cases", raw(reqwest::Method::GET, "/api/v1/cases?limit=0").bearer_auth(&intake)),
+        ("get", "/api/v1/cases/{id}", raw(reqwest::Method::GET, "/api/v1/cases/x").bearer_auth(&intake)),
+        ("get", "/api/v1/cases/{id}", raw(reqwest::Method::GET, &format!("/api/v1/cases/{id}")).bearer_auth(&worker)),
+        (
+            "post",
+            "/api/v1/cases/{id}/transitions",
+            raw(reqwest::Method::POST, &format!("/api/v1/cases/{id}/transitions"))
+                .bearer_auth(&intake)
+                .json(&json!({"action": "close"})),
+        ),
+        (
+            "post",
+            "/api/v1/cases/{id}/transitions",
+            raw(reqwest::Method::POST, &format!("/api/v1/cases/{id}/transitions"))
+                .bearer_auth(&intake)
+                .json(&json!({"action": "dispatch", "lead": "huanwei"})),
+        ),
+        ("post", "/api/v1/users", raw(reqwest::Method::POST, "/api/v1/users").bearer_auth(&intake).json(&json!({}))),
+        ("get", "/api/v1/users", raw(reqwest::Method::GET, "/api/v1/users").bearer_auth(&intake)),
+        (
+            "post",
+            "/api/v1/auth/login",
+            raw(reqwest::Method::POST, "/api/v1/auth/login").json(&json!({"username": "intake", "password": "x"})),
+        ),
+        ("get", "/api/v1/attachments/{id}", raw(reqwest::Method::GET, "/api/v1/attachments/99").bearer_auth(&intake)),
+        (
+            "post",
+            "/api/v1/attachments",
+            raw(reqwest::Method::POST, "/api/v1/attachments?name=a.txt").bearer_auth(&intake).body("text"),
+        ),
+        ("get", "/api/v1/stream", raw(reqwest::Method::GET, "/api/v1/stream?after=-1").bearer_auth(&intake)),
+        ("get", "/api/v1/locate", raw(reqwest::Method::GET, "/api/v1/locate?lon=NaN&lat=1").bearer_auth(&intake)),
+        (
+            "put",
+            "/api/v1/calendar",
+            raw(reqwest::Method::PUT, "/api/v1/calendar").bearer_auth(&intake).json(&json!([])),
+        ),
+    ];
+    let mut missing = Vec::new();
+    for (method, template, req) in tour {
+        let status = req.send().await.expect("send").status().as_u16().to_string();
+        let documented = doc["paths"][template][method]["responses"].get(&status).is_some();
+        if !documented {
+            missing.push(format!("{method} {template} answered {status}"));
+        }
+    }
+    assert!(missing.is_empty(), "undocumented answers: {missing:#?}");
+    // And every operation documents at least its internal-error answer with the error body.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("ops") {
+            assert!(op["responses"].get("500").is_some(), "{method} {path}");
+        }
+    }
+}
