@@ -56,6 +56,12 @@ pub struct BenchArgs {
     /// Skip the list and demo-generation benchmarks.
     #[arg(long)]
     quick: bool,
+    /// Live-feed subscribers in the SSE latency benchmark.
+    #[arg(long, default_value_t = 500)]
+    sse_clients: usize,
+    /// Cases reported per second while the SSE clients listen.
+    #[arg(long, default_value_t = 50)]
+    sse_rate: u64,
     /// Internal: run the bare axum server on this address.
     #[arg(long, hide = true)]
     serve_bare: Option<String>,
@@ -107,6 +113,9 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
             result: format!("{} — {:.0} % of bare handler", r.summary(), 100.0 * r.rate() / bare_rate),
         });
     }
+
+    eprintln!("· live feed: {} SSE clients", args.sse_clients);
+    rows.push(sse_bench(&args, &body).await?);
 
     eprintln!("· bare batched insert, SQLite");
     let path = args.dir.join("bench-insert.db");
@@ -358,6 +367,97 @@ async fn load(base: &str, token: Option<&str>, body: &Value, clients: usize, sec
     result.elapsed = started.elapsed();
     result.latencies_us.sort_unstable();
     Ok(result)
+}
+
+/// Event → client latency of the live feed: `sse_clients` subscribers of `GET /api/v1/stream` (as the
+/// shift leader, who sees every case) while cases are reported at `sse_rate` per second. Latency is the
+/// time from the event's own timestamp (taken when the change was decided, before its commit) to the
+/// moment a subscriber has read it, on one clock (server and clients share the machine).
+async fn sse_bench(args: &BenchArgs, body: &Value) -> AppResult<Row> {
+    let database = args.dir.join("bench-sse.db").to_string_lossy().into_owned();
+    remove_sqlite(&database)?;
+    run_child(&["demo", "--database", &database, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"])?;
+    let (child, base) = spawn_server(&database, "full")?;
+    let result = sse_load(&base, body, args).await;
+    kill(child);
+    let (latencies, expected, received, sent) = result?;
+    let p = |q: f64| percentile(&latencies, q) as f64 / 1000.0;
+    Ok(Row {
+        what: format!("live feed (SSE), {} subscribers, {} cases/s for {} s", args.sse_clients, args.sse_rate, args.seconds),
+        result: format!(
+            "event → client p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({received} of {expected} deliveries, {sent} cases)",
+            p(0.50),
+            p(0.99),
+            p(1.0)
+        ),
+    })
+}
+
+async fn sse_load(base: &str, body: &Value, args: &BenchArgs) -> AppResult<(Vec<u64>, u64, u64, u64)> {
+    let shift = login(base, "shift").await?;
+    let intake = login(base, "intake").await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.sse_clients + 8).build()?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut subscribers = Vec::new();
+    for _ in 0..args.sse_clients {
+        let resp = http.get(format!("{base}/api/v1/stream")).bearer_auth(&shift).send().await?;
+        if !resp.status().is_success() {
+            return Err(format!("subscribe: {}", resp.status()).into());
+        }
+        let mut stop = stop.clone();
+        subscribers.push(tokio::spawn(async move {
+            let mut resp = resp;
+            let (mut buf, mut lat) = (String::new(), Vec::new());
+            loop {
+                let chunk = tokio::select! {
+                    c = resp.chunk() => c,
+                    _ = stop.changed() => break,
+                };
+                let Ok(Some(chunk)) = chunk else { break };
+                let now = jiff::Timestamp::now();
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let message: String = buf.drain(..end + 2).collect();
+                    let Some(data) = message.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(data.trim()) else { continue };
+                    let Some(at) = v["event"]["at"].as_str().and_then(|s| s.parse::<jiff::Timestamp>().ok()) else {
+                        continue;
+                    };
+                    lat.push(now.duration_since(at).as_micros().max(0) as u64);
+                }
+            }
+            lat
+        }));
+    }
+    // Let every subscription settle before the first event.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let payload = serde_json::to_vec(body)?;
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / args.sse_rate.max(1)));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let r = http
+            .post(format!("{base}/api/v1/cases"))
+            .bearer_auth(&intake)
+            .header("content-type", "application/json")
+            .body(payload.clone())
+            .send()
+            .await?;
+        if r.status() == reqwest::StatusCode::CREATED {
+            sent += 1;
+        }
+    }
+    // Give the last events time to arrive, then stop listening.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop_tx.send(true);
+    let mut all = Vec::new();
+    for s in subscribers {
+        all.extend(s.await?);
+    }
+    all.sort_unstable();
+    let received = all.len() as u64;
+    Ok((all, sent * args.sse_clients as u64, received, sent))
 }
 
 /// The bare handler: parse the same JSON, answer 201 with a small body. No auth, no storage.
