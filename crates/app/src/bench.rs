@@ -383,7 +383,10 @@ async fn sse_bench(args: &BenchArgs, body: &Value) -> AppResult<Row> {
     let (latencies, expected, received, sent) = result?;
     let p = |q: f64| percentile(&latencies, q) as f64 / 1000.0;
     Ok(Row {
-        what: format!("live feed (SSE), {} subscribers, {} cases/s for {} s", args.sse_clients, args.sse_rate, args.seconds),
+        what: format!(
+            "live feed (SSE), {} subscribers, {} cases/s for {} s",
+            args.sse_clients, args.sse_rate, args.seconds
+        ),
         result: format!(
             "event → client p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({received} of {expected} deliveries, {sent} cases)",
             p(0.50),

@@ -30,6 +30,13 @@ pub fn migrator() -> Migrator {
     crate::shared::migrator(&MIGRATIONS)
 }
 
+/// The migrations up to and including `version`: a database as an older release left it, for tests
+/// of the upgrade path.
+pub fn migrator_until(version: i64) -> Migrator {
+    let n = MIGRATIONS.iter().take_while(|(v, _, _)| *v <= version).count();
+    crate::shared::migrator(&MIGRATIONS[..n])
+}
+
 /// The SQLite implementation of [`crate::Store`].
 #[derive(Debug)]
 pub struct SqliteStore {

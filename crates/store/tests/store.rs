@@ -858,3 +858,144 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
         assert_eq!(CaseStatus::replay(&events).expect("replay"), c.status);
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Upgrading a database an older release left behind
+
+fn sql_text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A database at migration 3 (the Foundation) with one closed, escalated case about a component, written
+/// as that release wrote it; returns the statements and the case's events and final status.
+fn foundation_rows(fx: &Fixture) -> (String, Vec<CaseEvent>, CaseStatus) {
+    let mut facts = fx.facts(fx.grid_a, "旧库", fx.now);
+    facts.component_id = Some("32058301037000009".parse().expect("component"));
+    let (mut status, report) = CaseStatus::report(&facts, actor(), &fx.ctx(fx.now));
+    let mut events = vec![report];
+    for (k, action) in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch { lead: dept("huanwei"), co: vec![] },
+        Action::Sign,
+        Action::Escalate,
+        Action::Reply,
+        Action::VerifyPass,
+        Action::Close,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cmd = Command { action, reason: None, evidence: vec![] };
+        let at = fx.now + SignedDuration::from_mins(7 * (k as i64 + 1)) + SignedDuration::from_micros(123_456);
+        let e = decide(&facts, &status, &cmd, actor(), &fx.ctx(at)).expect("legal");
+        status.apply(&e).expect("apply");
+        events.push(e);
+    }
+    let json = |v: &dyn erased::Json| sql_text(&v.json());
+    let mut sql = format!(
+        "INSERT INTO cases (id, number, matter, source, grid, micro_grid, reporter_user_id, reported_at, state, version, \
+         lead_dept, co_depts, due_at, updated_at, facts, status) VALUES (7, '32058310020261123000001', '06010', \
+         'grid_patrol', '{}', '{}', 42, {}, 'closed', {}, 'huanwei', '[]', NULL, {}, {}, {});\n",
+        facts.grid,
+        facts.micro_grid,
+        facts.reported_at.as_microsecond(),
+        status.version,
+        status.updated_at.as_microsecond(),
+        json(&facts),
+        json(&status)
+    );
+    for e in &events {
+        sql.push_str(&format!(
+            "INSERT INTO case_events (case_id, seq, at, actor_user_id, action, to_state, body) VALUES (7, {}, {}, 1, '{}', '{}', {});\n",
+            e.seq,
+            e.at.as_microsecond(),
+            e.action.name(),
+            e.to.as_str(),
+            json(e)
+        ));
+    }
+    (sql, events, status)
+}
+
+/// Serialising test rows to JSON without naming each type.
+mod erased {
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("json")
+        }
+    }
+}
+
+async fn check_upgraded(store: &dyn Store, events: &[CaseEvent], status: &CaseStatus) {
+    let log = read_log(store, 0).await;
+    assert_eq!(
+        log.iter().map(|e| (e.seq, e.event.seq)).collect::<Vec<_>>(),
+        (1..=events.len() as i64).map(|i| (i, i)).collect::<Vec<_>>()
+    );
+    assert_eq!(store.last_seq().await.expect("last"), events.len() as i64, "the counter continues after the history");
+    let closed_at = status.closed_at.expect("closed");
+    let filter = CaseFilter {
+        closed_from: Some(closed_at),
+        closed_to: Some(closed_at + SignedDuration::from_millis(1)),
+        escalated: true,
+        component: Some("32058301037000009".parse().expect("component")),
+        ..Default::default()
+    };
+    let found = store.list_cases(&filter, PageRequest { before: None, limit: 10 }).await.expect("list");
+    assert_eq!(
+        found.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![7],
+        "promoted columns were filled from the JSON"
+    );
+    assert_eq!(found.items[0].status, *status);
+}
+
+#[tokio::test]
+async fn a_foundation_sqlite_database_upgrades_with_its_history_in_the_log() {
+    let path = temp_db();
+    let fresh = SqliteStore::open(&temp_db()).await.expect("scratch");
+    let fx = Fixture::seed(&fresh).await;
+    let (sql, events, status) = foundation_rows(&fx);
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let old = sqlx::SqlitePool::connect_with(options).await.expect("old release");
+    civicgrid_store::sqlite::migrator_until(3).run(&old).await.expect("foundation schema");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&old).await.expect("old rows");
+    old.close().await;
+    let upgraded = SqliteStore::open(&path).await.expect("upgrade");
+    check_upgraded(&upgraded, &events, &status).await;
+}
+
+#[tokio::test]
+async fn a_foundation_postgres_database_upgrades_with_its_history_in_the_log() {
+    let Some((scratch, scratch_schema)) = pg_store("upfix").await else { return };
+    let fx = Fixture::seed(&scratch).await;
+    let (sql, events, status) = foundation_rows(&fx);
+    let schema = format!("cg_test_up_{}_{}", std::process::id(), Timestamp::now().as_millisecond() % 1_000_000);
+    let admin = sqlx::PgPool::connect(&pg_url()).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.expect("schema");
+    let set_path = format!("SET search_path TO {schema}");
+    let old = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |conn, _| {
+            let set_path = set_path.clone();
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, sqlx::AssertSqlSafe(set_path)).await?;
+                Ok(())
+            })
+        })
+        .connect(&pg_url())
+        .await
+        .expect("old release");
+    civicgrid_store::postgres::migrator_until(3).run(&old).await.expect("foundation schema");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&old).await.expect("old rows");
+    old.close().await;
+    let upgraded = PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("upgrade");
+    check_upgraded(&upgraded, &events, &status).await;
+    drop((upgraded, scratch));
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop");
+    PgStore::drop_schema(&pg_url(), &scratch_schema).await.expect("drop");
+}

@@ -22,7 +22,7 @@ SELECT ROW_NUMBER() OVER (ORDER BY at, case_id, seq), 'case', case_id, seq, at F
 INSERT INTO event_counter (id, last) SELECT 1, COALESCE(MAX(seq), 0) FROM event_log;
 
 -- Fields that timers and KPIs filter on, promoted out of the JSON columns. Old rows are filled from
--- the JSON (SQLite parses instants to the millisecond; every stored deadline is whole seconds).
+-- the JSON, to the microsecond: an instant there reads YYYY-MM-DDTHH:MM:SS[.fraction]Z.
 ALTER TABLE cases ADD COLUMN handle_due_at BIGINT;
 ALTER TABLE cases ADD COLUMN replied_at BIGINT;
 ALTER TABLE cases ADD COLUMN closed_at BIGINT;
@@ -31,9 +31,9 @@ ALTER TABLE cases ADD COLUMN component_id TEXT;
 ALTER TABLE cases ADD COLUMN escalation_level BIGINT NOT NULL DEFAULT 0;
 
 UPDATE cases SET
-    handle_due_at = CAST(ROUND(unixepoch(json_extract(status, '$.handle_due_at'), 'subsec') * 1000) AS INTEGER) * 1000,
-    replied_at = CAST(ROUND(unixepoch(json_extract(status, '$.replied_at'), 'subsec') * 1000) AS INTEGER) * 1000,
-    closed_at = CAST(ROUND(unixepoch(json_extract(status, '$.closed_at'), 'subsec') * 1000) AS INTEGER) * 1000,
+    handle_due_at = CASE WHEN json_extract(status, '$.handle_due_at') IS NULL THEN NULL ELSE unixepoch(substr(json_extract(status, '$.handle_due_at'), 1, 19)) * 1000000 + CASE WHEN instr(json_extract(status, '$.handle_due_at'), '.') > 0 THEN CAST(substr(substr(json_extract(status, '$.handle_due_at'), instr(json_extract(status, '$.handle_due_at'), '.') + 1, length(json_extract(status, '$.handle_due_at')) - instr(json_extract(status, '$.handle_due_at'), '.') - 1) || '000000', 1, 6) AS INTEGER) ELSE 0 END END,
+    replied_at = CASE WHEN json_extract(status, '$.replied_at') IS NULL THEN NULL ELSE unixepoch(substr(json_extract(status, '$.replied_at'), 1, 19)) * 1000000 + CASE WHEN instr(json_extract(status, '$.replied_at'), '.') > 0 THEN CAST(substr(substr(json_extract(status, '$.replied_at'), instr(json_extract(status, '$.replied_at'), '.') + 1, length(json_extract(status, '$.replied_at')) - instr(json_extract(status, '$.replied_at'), '.') - 1) || '000000', 1, 6) AS INTEGER) ELSE 0 END END,
+    closed_at = CASE WHEN json_extract(status, '$.closed_at') IS NULL THEN NULL ELSE unixepoch(substr(json_extract(status, '$.closed_at'), 1, 19)) * 1000000 + CASE WHEN instr(json_extract(status, '$.closed_at'), '.') > 0 THEN CAST(substr(substr(json_extract(status, '$.closed_at'), instr(json_extract(status, '$.closed_at'), '.') + 1, length(json_extract(status, '$.closed_at')) - instr(json_extract(status, '$.closed_at'), '.') - 1) || '000000', 1, 6) AS INTEGER) ELSE 0 END END,
     close_type = json_extract(status, '$.close_type'),
     component_id = json_extract(facts, '$.component_id'),
     escalation_level = COALESCE(json_extract(status, '$.escalation_level'), 0);
