@@ -28,7 +28,20 @@ pub fn install() -> Option<PrometheusHandle> {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full("civicgrid_writer_batch_size".into()), &sizes))
                 .and_then(|b| b.install_recorder());
             match built {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    // Histograms buffer samples until drained: drain them even when nobody scrapes.
+                    let upkeep = h.clone();
+                    std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(std::time::Duration::from_secs(5));
+                                upkeep.run_upkeep();
+                            }
+                        })
+                        .ok();
+                    Some(h)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
                     None

@@ -57,8 +57,6 @@ struct PgApplier {
     conn: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
     /// Told about every commit.
     feed: tokio::sync::watch::Sender<i64>,
-    /// The NOTIFY channel of this schema.
-    channel: String,
 }
 
 /// Aborts a task when dropped.
@@ -104,11 +102,10 @@ impl PgStore {
         migrator().run(&pool).await?;
         let current: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
         let channel = format!("civicgrid_events_{current}");
-        let last: i64 = sqlx::query_scalar("SELECT last FROM event_counter WHERE id = 1").fetch_one(&pool).await?;
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&pool).await?;
         let feed = tokio::sync::watch::Sender::new(last);
         let listener = tokio::spawn(listen(pool.clone(), channel.clone(), feed.clone()));
-        let writer =
-            Writer::spawn(PgApplier { pool: pool.clone(), conn: Default::default(), feed: feed.clone(), channel });
+        let writer = Writer::spawn(PgApplier { pool: pool.clone(), conn: Default::default(), feed: feed.clone() });
         Ok(Self { read: pool.clone(), write: pool, writer, feed, _listener: AbortOnDrop(listener.abort_handle()) })
     }
 
@@ -131,6 +128,7 @@ impl PgStore {
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;
+        pool.execute("DROP FUNCTION IF EXISTS civicgrid_announce_events() CASCADE").await?;
         pool.close().await;
         Ok(())
     }
@@ -155,10 +153,15 @@ impl PgApplier {
         Ok(())
     }
 
-    /// Tells every node, at commit, the newest event-log number.
-    async fn announce(&self, tx: &mut sqlx::PgConnection, last: i64) -> crate::Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(&self.channel).bind(last.to_string()).execute(tx).await?;
-        Ok(())
+    /// The first of `n` new event-log numbers, from the counter row. The row stays locked until this
+    /// transaction commits, so another node's batch gets its numbers only after these are visible; a
+    /// trigger on the row sends `NOTIFY` with the new last number, delivered at commit.
+    async fn number_events(tx: &mut sqlx::PgConnection, n: i64) -> crate::Result<i64> {
+        let last: i64 = sqlx::query_scalar("UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last")
+            .bind(n)
+            .fetch_one(tx)
+            .await?;
+        Ok(last - n + 1)
     }
 }
 

@@ -60,6 +60,7 @@ pub(crate) fn case_number(town: &str, day: &str, serial: i64) -> String {
 
 /// A case status as the columns of its row: the indexed fields timers, lists and KPIs filter on, and
 /// the whole status as JSON. Encoded before the row is written.
+#[derive(Debug, Clone)]
 pub(crate) struct StatusColumns {
     pub(crate) state: &'static str,
     pub(crate) version: i64,
@@ -142,11 +143,12 @@ macro_rules! store_impl {
 
         type Tx<'a> = sqlx::Transaction<'a, $db>;
 
-        /// Rows of a case to insert: (number, facts, status, events).
+        /// A case row to insert, its JSON already encoded.
         struct CaseInsert<'a> {
             number: String,
             facts: &'a CaseFacts,
-            status: &'a CaseStatus,
+            facts_json: &'a str,
+            cols: &'a StatusColumns,
         }
 
         async fn allocate_numbers(tx: &mut Tx<'_>, town: &str, reported: &[Timestamp]) -> Result<Vec<String>> {
@@ -188,11 +190,8 @@ macro_rules! store_impl {
                      component_id, facts, state, version, lead_dept, co_depts, due_at, handle_due_at, replied_at, \
                      closed_at, close_type, escalation_level, updated_at, status) ",
                 );
-                let mut encoded = Vec::with_capacity(chunk.len());
-                for r in chunk {
-                    encoded.push((to_json(r.facts)?, StatusColumns::of(r.status)?));
-                }
-                qb.push_values(chunk.iter().zip(encoded), |mut b, (r, (facts, st))| {
+                qb.push_values(chunk, |mut b, r| {
+                    let (facts, st) = (r.facts_json, r.cols);
                     b.push_bind(r.number.clone())
                         .push_bind(r.facts.matter.to_string())
                         .push_bind(r.facts.source.as_str())
@@ -204,8 +203,8 @@ macro_rules! store_impl {
                         .push_bind(facts)
                         .push_bind(st.state)
                         .push_bind(st.version)
-                        .push_bind(st.lead_dept)
-                        .push_bind(st.co_depts)
+                        .push_bind(st.lead_dept.as_deref())
+                        .push_bind(st.co_depts.as_str())
                         .push_bind(st.due_at)
                         .push_bind(st.handle_due_at)
                         .push_bind(st.replied_at)
@@ -213,7 +212,7 @@ macro_rules! store_impl {
                         .push_bind(st.close_type)
                         .push_bind(st.escalation_level)
                         .push_bind(st.updated_at)
-                        .push_bind(st.json);
+                        .push_bind(st.json.as_str());
                 });
                 qb.push(" RETURNING id, number");
                 let returned: Vec<(i64, String)> =
@@ -223,11 +222,10 @@ macro_rules! store_impl {
             Ok(ids)
         }
 
-        /// Inserts the events' bodies and numbers them in the global log, in the order given. The
-        /// counter row is taken here, last in the transaction, and held until commit, so on PostgreSQL
-        /// a second node's batch gets its numbers only after this one is visible. Returns the last
-        /// number handed out.
-        async fn insert_events(tx: &mut Tx<'_>, rows: &[(i64, &CaseEvent)]) -> Result<Option<i64>> {
+        /// Inserts the events (their bodies already encoded) and numbers them in the global log, in the
+        /// order given; the numbers come last in the transaction (see `$applier::number_events`).
+        /// Returns the last number handed out.
+        async fn insert_events(tx: &mut Tx<'_>, rows: &[(i64, &CaseEvent, &str)]) -> Result<Option<i64>> {
             if rows.is_empty() {
                 return Ok(None);
             }
@@ -235,32 +233,25 @@ macro_rules! store_impl {
                 let mut qb: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO case_events (case_id, seq, at, actor_user_id, action, to_state, body) ",
                 );
-                let mut bodies = Vec::with_capacity(chunk.len());
-                for (_, e) in chunk {
-                    bodies.push(to_json(e)?);
-                }
-                qb.push_values(chunk.iter().zip(bodies), |mut b, ((id, e), body)| {
+                qb.push_values(chunk, |mut b, (id, e, body)| {
                     b.push_bind(*id)
                         .push_bind(e.seq)
                         .push_bind(micros(e.at))
                         .push_bind(e.actor.user_id.unwrap_or(0))
                         .push_bind(e.action.name())
                         .push_bind(e.to.as_str())
-                        .push_bind(body);
+                        .push_bind(*body);
                 });
                 qb.build().execute(&mut **tx).await.map_err(|e| map_db_error(e, "event"))?;
             }
             let n = i64::try_from(rows.len()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let last: i64 = sqlx::query_scalar("UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last")
-                .bind(n)
-                .fetch_one(&mut **tx)
-                .await?;
-            let first = last - n + 1;
+            let first = $applier::number_events(tx, n).await?;
+            let last = first + n - 1;
             for (k, chunk) in rows.chunks(4000).enumerate() {
                 let base = first + (k as i64) * 4000;
                 let mut qb: QueryBuilder<$db> =
                     QueryBuilder::new("INSERT INTO event_log (seq, stream, stream_id, version, at) ");
-                qb.push_values(chunk.iter().enumerate(), |mut b, (i, (id, e))| {
+                qb.push_values(chunk.iter().enumerate(), |mut b, (i, (id, e, _))| {
                     b.push_bind(base + i as i64)
                         .push_bind($crate::Stream::Case.as_str())
                         .push_bind(*id)
@@ -357,7 +348,7 @@ macro_rules! store_impl {
                     *held = Some(conn);
                 }
                 let Some(conn) = held.as_mut() else { return Err(StoreError::Closed) };
-                let outcome = apply_in_transaction(self, conn, ops).await;
+                let outcome = apply_in_transaction(conn, ops).await;
                 if matches!(outcome, Err(StoreError::Database(_))) {
                     // The connection may be broken (e.g. the server restarted): take a fresh one next time.
                     *held = None;
@@ -371,7 +362,6 @@ macro_rules! store_impl {
         }
 
         async fn apply_in_transaction(
-            applier: &$applier,
             conn: &mut sqlx::pool::PoolConnection<$db>,
             ops: &[WriteOp],
         ) -> Result<(Vec<Result<Written>>, Option<i64>)> {
@@ -381,7 +371,8 @@ macro_rules! store_impl {
             let mut plans: Vec<CreatePlan> = Vec::new();
             let mut seen_keys: BTreeMap<(&str, &str), usize> = BTreeMap::new();
             for (i, op) in ops.iter().enumerate() {
-                let WriteOp::Create(n, _) = op else { continue };
+                let WriteOp::Create(p) = op else { continue };
+                let n = &p.new;
                 let plan = match &n.idempotency {
                     None => CreatePlan::Insert(i),
                     Some(k) => match seen_keys.get(&(k.scope.as_str(), k.key.as_str())) {
@@ -398,39 +389,45 @@ macro_rules! store_impl {
                 };
                 plans.push(plan);
             }
-            let creates: Vec<(&NewCase, &CaseStatus)> = plans
+            let creates: Vec<&$crate::writer::PreparedCreate> = plans
                 .iter()
                 .filter_map(|p| match (p, ops.get(p.op())) {
-                    (CreatePlan::Insert(_), Some(WriteOp::Create(n, s))) => Some((n, s)),
+                    (CreatePlan::Insert(_), Some(WriteOp::Create(c))) => Some(c.as_ref()),
                     _ => None,
                 })
                 .collect();
             let mut numbers = Vec::new();
             let mut ids = BTreeMap::new();
-            if let Some((first, _)) = creates.first() {
-                let town = first.town.to_string();
-                let reported: Vec<Timestamp> = creates.iter().map(|(n, _)| n.facts.reported_at).collect();
+            if let Some(first) = creates.first() {
+                let town = first.new.town.to_string();
+                let reported: Vec<Timestamp> = creates.iter().map(|c| c.new.facts.reported_at).collect();
                 numbers = allocate_numbers(&mut tx, &town, &reported).await?;
                 let rows: Vec<CaseInsert<'_>> = creates
                     .iter()
                     .zip(&numbers)
-                    .map(|((n, s), number)| CaseInsert { number: number.clone(), facts: &n.facts, status: s })
+                    .map(|(c, number)| CaseInsert {
+                        number: number.clone(),
+                        facts: &c.new.facts,
+                        facts_json: &c.facts_json,
+                        cols: &c.cols,
+                    })
                     .collect();
                 ids = insert_cases(&mut tx, &rows).await?;
             }
             let mut plans = plans.into_iter();
             let mut created: BTreeMap<usize, Case> = BTreeMap::new();
             let mut outcomes = Vec::with_capacity(ops.len());
-            let mut events: Vec<(i64, &CaseEvent)> = Vec::with_capacity(ops.len());
+            let mut events: Vec<(i64, &CaseEvent, &str)> = Vec::with_capacity(ops.len());
             let mut assigned: Vec<(i64, &CaseStatus)> = Vec::new();
             let mut next_number = numbers.into_iter();
             for op in ops {
                 match op {
-                    WriteOp::Create(n, status) => match plans.next() {
+                    WriteOp::Create(prepared) => match plans.next() {
                         Some(CreatePlan::Insert(i)) => {
+                            let (n, status) = (&prepared.new, &prepared.status);
                             let number = next_number.next().unwrap_or_default();
                             let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
-                            events.push((id, &n.event));
+                            events.push((id, &n.event, prepared.event_json.as_str()));
                             if status.lead_dept.is_some() || !status.co_depts.is_empty() {
                                 assigned.push((id, status));
                             }
@@ -450,11 +447,11 @@ macro_rules! store_impl {
                         Some(CreatePlan::Refuse(_, e)) => outcomes.push(Err(e)),
                         Some(CreatePlan::SameAs(_, first)) => {
                             let same = ops.get(first).and_then(|op| match op {
-                                WriteOp::Create(f, _) => f.idempotency.as_ref(),
+                                WriteOp::Create(f) => f.new.idempotency.as_ref(),
                                 WriteOp::Append { .. } => None,
                             });
                             let outcome = match (created.get(&first), same) {
-                                (Some(case), Some(k)) if Some(k) == n.idempotency.as_ref() => {
+                                (Some(case), Some(k)) if Some(k) == prepared.new.idempotency.as_ref() => {
                                     Ok(Written::Created($crate::Created { case: case.clone(), replayed: true }))
                                 }
                                 (Some(_), _) => Err(StoreError::IdempotencyMismatch),
@@ -465,10 +462,10 @@ macro_rules! store_impl {
                         }
                         None => return Err(StoreError::Corrupt("create without a plan".into())),
                     },
-                    WriteOp::Append { id, expected, event } => match fold_and_update(&mut tx, *id, *expected, event).await {
+                    WriteOp::Append { id, expected, event, event_json } => match fold_and_update(&mut tx, *id, *expected, event).await {
                         Ok(Some(status)) => {
                             link_attachments(&mut tx, *id, &event.evidence).await?;
-                            events.push((*id, event));
+                            events.push((*id, event, event_json.as_str()));
                             outcomes.push(Ok(Written::Appended(status)));
                         }
                         Ok(None) => outcomes.push(Err(StoreError::Conflict { expected: *expected })),
@@ -479,9 +476,6 @@ macro_rules! store_impl {
             }
             assign(&mut tx, &assigned).await?;
             let last = insert_events(&mut tx, &events).await?;
-            if let Some(last) = last {
-                applier.announce(&mut tx, last).await?;
-            }
             tx.commit().await?;
             Ok((outcomes, last))
         }
@@ -1199,10 +1193,15 @@ macro_rules! store_impl {
                 let mut tx = self.write.begin().await?;
                 let reported: Vec<Timestamp> = cases.iter().map(|c| c.facts.reported_at).collect();
                 let numbers = allocate_numbers(&mut tx, &town.to_string(), &reported).await?;
+                let encoded = cases
+                    .iter()
+                    .map(|c| Ok((to_json(&c.facts)?, StatusColumns::of(&c.status)?)))
+                    .collect::<Result<Vec<_>>>()?;
                 let rows: Vec<CaseInsert<'_>> = cases
                     .iter()
                     .zip(numbers)
-                    .map(|(c, number)| CaseInsert { number, facts: &c.facts, status: &c.status })
+                    .zip(&encoded)
+                    .map(|((c, number), (facts_json, cols))| CaseInsert { number, facts: &c.facts, facts_json, cols })
                     .collect();
                 let ids = insert_cases(&mut tx, &rows).await?;
                 let mut events = Vec::new();
@@ -1216,6 +1215,9 @@ macro_rules! store_impl {
                 }
                 // History enters the global log in the order it happened.
                 events.sort_by_key(|(id, e)| (e.at, *id, e.seq));
+                let bodies = events.iter().map(|(_, e)| to_json(e)).collect::<Result<Vec<_>>>()?;
+                let events: Vec<(i64, &CaseEvent, &str)> =
+                    events.iter().zip(&bodies).map(|((id, e), b)| (*id, *e, b.as_str())).collect();
                 let last = insert_events(&mut tx, &events).await?;
                 assign(&mut tx, &assigned).await?;
                 tx.commit().await?;
@@ -1574,7 +1576,7 @@ macro_rules! store_impl {
             }
 
             async fn last_seq(&self) -> Result<i64> {
-                Ok(sqlx::query_scalar("SELECT last FROM event_counter WHERE id = 1").fetch_one(&self.read).await?)
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&self.read).await?)
             }
 
             fn committed(&self) -> tokio::sync::watch::Receiver<i64> {

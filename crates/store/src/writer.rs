@@ -21,7 +21,7 @@ const MAX_BATCH: usize = 512;
 #[allow(clippy::large_enum_variant)] // queued briefly, never stored in bulk
 pub(crate) enum WriteOp {
     /// Create a case with the status its report event replays to.
-    Create(NewCase, CaseStatus),
+    Create(Box<PreparedCreate>),
     /// Append an event to a case.
     Append {
         /// The case.
@@ -30,7 +30,19 @@ pub(crate) enum WriteOp {
         expected: i64,
         /// The event.
         event: CaseEvent,
+        /// The event as stored.
+        event_json: String,
     },
+}
+
+/// A case to create with its JSON encoded in the caller's task, off the writer's critical path.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedCreate {
+    pub(crate) new: NewCase,
+    pub(crate) status: CaseStatus,
+    pub(crate) facts_json: String,
+    pub(crate) cols: crate::shared::StatusColumns,
+    pub(crate) event_json: String,
 }
 
 /// What one write produced.
@@ -78,7 +90,14 @@ impl Writer {
     pub(crate) async fn create(&self, new: NewCase) -> Result<crate::Created> {
         let status =
             CaseStatus::replay(std::slice::from_ref(&new.event)).map_err(|e| StoreError::BadEvent(e.to_string()))?;
-        match self.submit(WriteOp::Create(new, status)).await? {
+        let prepared = PreparedCreate {
+            facts_json: crate::shared::to_json(&new.facts)?,
+            cols: crate::shared::StatusColumns::of(&status)?,
+            event_json: crate::shared::to_json(&new.event)?,
+            new,
+            status,
+        };
+        match self.submit(WriteOp::Create(Box::new(prepared))).await? {
             Written::Created(case) => Ok(case),
             Written::Appended(_) => Err(StoreError::Corrupt("the writer answered a create with an append".into())),
         }
@@ -86,7 +105,8 @@ impl Writer {
 
     /// Appends an event if the case is still at `expected`; returns the new status.
     pub(crate) async fn append(&self, id: CaseId, expected: i64, event: CaseEvent) -> Result<CaseStatus> {
-        match self.submit(WriteOp::Append { id, expected, event }).await? {
+        let event_json = crate::shared::to_json(&event)?;
+        match self.submit(WriteOp::Append { id, expected, event, event_json }).await? {
             Written::Appended(status) => Ok(status),
             Written::Created(_) => Err(StoreError::Corrupt("the writer answered an append with a create".into())),
         }

@@ -21,6 +21,17 @@ SELECT ROW_NUMBER() OVER (ORDER BY at, case_id, seq), 'case', case_id, seq, at F
 
 INSERT INTO event_counter (id, last) SELECT 1, COALESCE(MAX(seq), 0) FROM event_log;
 
+-- Every node LISTENs on its schema's channel; the counter's update announces the new last number,
+-- delivered when the writer's transaction commits.
+CREATE FUNCTION civicgrid_announce_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('civicgrid_events_' || TG_TABLE_SCHEMA, NEW.last::text);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER event_counter_announce AFTER UPDATE ON event_counter
+    FOR EACH ROW EXECUTE FUNCTION civicgrid_announce_events();
+
 ALTER TABLE cases ADD COLUMN handle_due_at BIGINT;
 ALTER TABLE cases ADD COLUMN replied_at BIGINT;
 ALTER TABLE cases ADD COLUMN closed_at BIGINT;

@@ -19,6 +19,7 @@ CREATE TABLE event_log (
 INSERT INTO event_log (seq, stream, stream_id, version, at)
 SELECT ROW_NUMBER() OVER (ORDER BY at, case_id, seq), 'case', case_id, seq, at FROM case_events;
 
+-- PostgreSQL numbers from this counter (several nodes); SQLite, with one writer, from the log itself.
 INSERT INTO event_counter (id, last) SELECT 1, COALESCE(MAX(seq), 0) FROM event_log;
 
 -- Fields that timers and KPIs filter on, promoted out of the JSON columns. Old rows are filled from
