@@ -25,9 +25,20 @@ impl Default for HttpConfig {
     }
 }
 
-/// Everything a handler needs.
+/// Everything a handler needs. Cloned for every request and extractor, so it is one `Arc`.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct Shared {
     /// The use cases.
     pub services: Services,
     /// Persistence, for reference-data reads.
@@ -55,14 +66,14 @@ impl AppState {
         )
         .await?;
         let (feed, feed_task) = Feed::spawn(store.clone()).await.map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             services,
             store,
             clock,
             feed,
             config: Arc::new(config),
             tasks: Arc::new(std::sync::Mutex::new(vec![("live feed", feed_task)])),
-        })
+        })))
     }
 
     /// The current reference data.

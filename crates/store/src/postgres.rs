@@ -153,15 +153,31 @@ impl PgApplier {
         Ok(())
     }
 
-    /// The first of `n` new event-log numbers, from the counter row. The row stays locked until this
-    /// transaction commits, so another node's batch gets its numbers only after these are visible; a
-    /// trigger on the row sends `NOTIFY` with the new last number, delivered at commit.
-    async fn number_events(tx: &mut sqlx::PgConnection, n: i64) -> crate::Result<i64> {
+    /// Adds rows to the global event log, numbered from the counter row, and returns the last number.
+    /// The row stays locked until this transaction commits, so another node's batch gets its numbers
+    /// only after these are visible; a trigger on the row sends `NOTIFY` with the new last number,
+    /// delivered at commit.
+    async fn append_log(tx: &mut sqlx::PgConnection, rows: &[crate::shared::LogRow]) -> crate::Result<i64> {
+        let n = i64::try_from(rows.len()).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         let last: i64 = sqlx::query_scalar("UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last")
             .bind(n)
-            .fetch_one(tx)
+            .fetch_one(&mut *tx)
             .await?;
-        Ok(last - n + 1)
+        let mut seq = last - n;
+        for chunk in rows.chunks(crate::shared::LOG_CHUNK) {
+            let mut qb: sqlx::QueryBuilder<sqlx::Postgres> =
+                sqlx::QueryBuilder::new("INSERT INTO event_log (seq, stream, stream_id, version, at) ");
+            qb.push_values(chunk, |mut b, r| {
+                seq += 1;
+                b.push_bind(seq)
+                    .push_bind(crate::Stream::Case.as_str())
+                    .push_bind(r.stream_id)
+                    .push_bind(r.version)
+                    .push_bind(r.at);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        Ok(last)
     }
 }
 

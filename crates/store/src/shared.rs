@@ -58,6 +58,17 @@ pub(crate) fn case_number(town: &str, day: &str, serial: i64) -> String {
     format!("{town}{day}{serial:06}")
 }
 
+/// One row to add to the global event log (its number is the backend's to give).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogRow {
+    pub(crate) stream_id: i64,
+    pub(crate) version: i64,
+    pub(crate) at: i64,
+}
+
+/// Rows of the event log per INSERT statement (5 binds each).
+pub(crate) const LOG_CHUNK: usize = 4000;
+
 /// A case status as the columns of its row: the indexed fields timers, lists and KPIs filter on, and
 /// the whole status as JSON. Encoded before the row is written.
 #[derive(Debug, Clone)]
@@ -244,23 +255,9 @@ macro_rules! store_impl {
                 });
                 qb.build().execute(&mut **tx).await.map_err(|e| map_db_error(e, "event"))?;
             }
-            let n = i64::try_from(rows.len()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let first = $applier::number_events(tx, n).await?;
-            let last = first + n - 1;
-            for (k, chunk) in rows.chunks(4000).enumerate() {
-                let base = first + (k as i64) * 4000;
-                let mut qb: QueryBuilder<$db> =
-                    QueryBuilder::new("INSERT INTO event_log (seq, stream, stream_id, version, at) ");
-                qb.push_values(chunk.iter().enumerate(), |mut b, (i, (id, e, _))| {
-                    b.push_bind(base + i as i64)
-                        .push_bind($crate::Stream::Case.as_str())
-                        .push_bind(*id)
-                        .push_bind(e.seq)
-                        .push_bind(micros(e.at));
-                });
-                qb.build().execute(&mut **tx).await?;
-            }
-            Ok(Some(last))
+            let entries: Vec<$crate::shared::LogRow> =
+                rows.iter().map(|(id, e, _)| $crate::shared::LogRow { stream_id: *id, version: e.seq, at: micros(e.at) }).collect();
+            Ok(Some($applier::append_log(tx, &entries).await?))
         }
 
         /// Adds `case_departments` rows for the lead and co-departments of new assignments.

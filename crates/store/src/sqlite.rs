@@ -150,11 +150,20 @@ impl SqliteApplier {
         Ok(())
     }
 
-    /// The first of `n` new event-log numbers. One process writes an SQLite file, one transaction at a
-    /// time, so the log itself says what comes next; no counter page is rewritten on every commit.
-    async fn number_events(tx: &mut sqlx::SqliteConnection, _n: i64) -> crate::Result<i64> {
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(tx).await?;
-        Ok(last + 1)
+    /// Adds rows to the global event log and returns the last number. One process writes an SQLite
+    /// file, one transaction at a time, so SQLite numbers them itself (`seq` is the rowid: the next is
+    /// the largest + 1, in insertion order): no counter page is rewritten and no extra query made.
+    async fn append_log(tx: &mut sqlx::SqliteConnection, rows: &[crate::shared::LogRow]) -> crate::Result<i64> {
+        let mut last = 0;
+        for chunk in rows.chunks(crate::shared::LOG_CHUNK) {
+            let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> =
+                sqlx::QueryBuilder::new("INSERT INTO event_log (stream, stream_id, version, at) ");
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(crate::Stream::Case.as_str()).push_bind(r.stream_id).push_bind(r.version).push_bind(r.at);
+            });
+            last = qb.build().execute(&mut *tx).await?.last_insert_rowid();
+        }
+        Ok(last)
     }
 }
 
