@@ -224,8 +224,22 @@ pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: im
     let addr = listener.local_addr()?;
     banner(&format!("http://{addr}"));
     let options = civicgrid_http::ServeOptions { max_connections: cfg.max_connections, ..Default::default() };
-    civicgrid_http::serve_with(listener, state.clone(), options, shutdown_signal()).await?;
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    let watched = state.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            why = watched.fatal() => {
+                tracing::error!(reason = %why, "shutting down: the node cannot go on");
+                let _ = fatal_tx.send(why);
+            }
+        }
+    };
+    civicgrid_http::serve_with(listener, state.clone(), options, stop).await?;
     state.stop_tasks();
+    if let Ok(why) = fatal_rx.await {
+        return Err(why.into());
+    }
     Ok(())
 }
 

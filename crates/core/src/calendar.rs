@@ -31,6 +31,7 @@ pub enum DayKind {
 
 /// One row of the working calendar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CalendarEntry {
     /// The local date.
     #[schema(value_type = String, format = Date)]

@@ -222,6 +222,10 @@ pub async fn put_calendar(
     if entries.is_empty() || entries.len() > MAX_CALENDAR_ROWS {
         return Err(ApiError::invalid("entries", format!("send 1–{MAX_CALENDAR_ROWS} rows")));
     }
+    for e in &entries {
+        civicgrid_core::text::line("name_zh", &e.name_zh, 1, 50)?;
+        civicgrid_core::text::line("name_en", &e.name_en, 0, 80)?;
+    }
     let mut days: Vec<_> = entries.iter().map(|e| e.date).collect();
     days.sort();
     days.dedup();

@@ -34,11 +34,11 @@ struct ErrorAnswers;
 
 impl ErrorAnswers {
     fn add(op: &mut utoipa::openapi::path::Operation, code: &str, why: &str) {
-        use utoipa::openapi::{Ref, ResponseBuilder};
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
         op.responses.responses.entry(code.to_owned()).or_insert_with(|| {
             ResponseBuilder::new()
                 .description(why)
-                .content_ref("application/json", Ref::from_schema_name("ErrorBody"))
+                .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
                 .build()
                 .into()
         });
@@ -86,8 +86,36 @@ impl Modify for ErrorAnswers {
                     Self::add(op, "415", "the body is not of the expected type");
                     Self::add(op, "422", "a field is invalid (`field` names it)");
                 }
+                // OpenAPI requires a description on every response.
+                for (code, resp) in op.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(resp) = resp
+                        && resp.description.is_empty()
+                    {
+                        resp.description = describe(code).to_owned();
+                    }
+                }
             }
         }
+    }
+}
+
+/// What a status code means here, for responses documented without a description.
+fn describe(code: &str) -> &'static str {
+    match code {
+        "200" => "done",
+        "201" => "created",
+        "204" => "done; no content",
+        "400" => "malformed request",
+        "401" => "no valid session or API key",
+        "403" => "the post or scope does not allow it",
+        "404" => "not found, or not in the caller's scope",
+        "409" => "conflicts with the current state",
+        "413" => "the body is too large",
+        "415" => "the body is not of the expected type",
+        "422" => "a field is invalid (`field` names it)",
+        "429" => "too many attempts; see Retry-After",
+        "503" => "not ready or shutting down",
+        _ => "see the error body",
     }
 }
 

@@ -106,6 +106,7 @@ pub async fn micro_grids_geojson(State(state): State<AppState>, _: Authed) -> Ap
 /// Point to look up.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct LocateQuery {
     /// Longitude.
     pub lon: f64,
@@ -124,12 +125,19 @@ pub struct Located {
 
 /// The micro-grid and grid containing a point.
 #[utoipa::path(get, path = "/api/v1/locate", tag = "grids", params(LocateQuery),
-    responses((status = 200, body = Located), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Located), (status = 404, body = ErrorBody, description = "outside the town's grids"),
+        (status = 422, body = ErrorBody, description = "not a longitude/latitude")))]
 pub async fn locate(
     State(state): State<AppState>,
     _: Authed,
     ApiQuery(q): ApiQuery<LocateQuery>,
 ) -> ApiResult<Json<Located>> {
+    if !(q.lon.is_finite() && q.lon.abs() <= 180.0) {
+        return Err(ApiError::invalid("lon", "longitude is a number from -180 to 180"));
+    }
+    if !(q.lat.is_finite() && q.lat.abs() <= 90.0) {
+        return Err(ApiError::invalid("lat", "latitude is a number from -90 to 90"));
+    }
     let m = state
         .world()
         .index
@@ -165,6 +173,7 @@ pub async fn calendar(State(state): State<AppState>, _: Authed) -> ApiResult<Jso
 /// Component list filters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ComponentQuery {
     /// Grid code.
     pub grid: Option<GridCode>,

@@ -111,6 +111,22 @@ impl AppState {
             .unwrap_or_default()
     }
 
+    /// Resolves when the node cannot go on: a watched background task stopped, or the store's writer
+    /// did. The server then shuts down and the process exits with an error, for its supervisor
+    /// (systemd, a container runtime) to start it again, rather than serve while silently broken.
+    pub async fn fatal(&self) -> String {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Some(name) = self.dead_tasks().first() {
+                return format!("background task stopped: {name}");
+            }
+            if let Err(civicgrid_store::StoreError::Closed) = self.store.ping().await {
+                return "the group-commit writer stopped".to_owned();
+            }
+        }
+    }
+
     /// Stops every background task (at shutdown).
     pub fn stop_tasks(&self) {
         if let Ok(tasks) = self.tasks.lock() {

@@ -683,6 +683,10 @@ async fn review_findings_answer_in_the_json_error_format_and_change_nothing() {
     // Bad path ids, unknown fields, repeated single-value filters, unknown query parameters.
     expect(app.get("/api/v1/cases/abc", Some(&intake)).await, StatusCode::BAD_REQUEST, "invalid_path");
     expect(app.get("/api/v1/cases/-4", Some(&intake)).await, StatusCode::BAD_REQUEST, "invalid_path");
+    for bad in ["lon=NaN&lat=31", "lon=120&lat=inf", "lon=999&lat=31"] {
+        let locate = format!("/api/v1/locate?{bad}");
+        expect(app.get(&locate, Some(&intake)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    }
     let body = expect(
         app.act(&intake, id, json!({"action": "accept", "expectedVersion": 7})).await,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -1201,6 +1205,7 @@ async fn the_openapi_document_lists_every_status_code_the_api_answers() {
         ),
         ("get", "/api/v1/stream", raw(reqwest::Method::GET, "/api/v1/stream?after=-1").bearer_auth(&intake)),
         ("get", "/api/v1/locate", raw(reqwest::Method::GET, "/api/v1/locate?lon=NaN&lat=1").bearer_auth(&intake)),
+        ("get", "/api/v1/locate", raw(reqwest::Method::GET, "/api/v1/locate?lon=1&lat=1").bearer_auth(&intake)),
         (
             "put",
             "/api/v1/calendar",
@@ -1222,4 +1227,18 @@ async fn the_openapi_document_lists_every_status_code_the_api_answers() {
             assert!(op["responses"].get("500").is_some(), "{method} {path}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_stopped_background_task_makes_the_node_unready() {
+    let app = spawn_app().await;
+    let (s, body) = app.get("/readyz", None).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    app.state.watch("test job runner", tokio::spawn(async {}));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (s, body) = app.get("/readyz", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["tasks"], json!(["test job runner"]));
+    let why = tokio::time::timeout(std::time::Duration::from_secs(3), app.state.fatal()).await.expect("noticed");
+    assert!(why.contains("test job runner"), "{why}");
 }
