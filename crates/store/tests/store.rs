@@ -400,6 +400,9 @@ async fn conformance(store: Arc<dyn Store>) {
     the_event_log_numbers_every_event_once_in_order(store.as_ref(), &fx).await;
     jobs_are_leased_retried_and_dead_lettered(store.as_ref(), &fx).await;
     idempotency_keys_return_the_first_case(store.clone(), &fx).await;
+    accounts_can_be_disabled_and_their_sessions_ended(store.as_ref(), &fx).await;
+    service_accounts_and_their_keys(store.as_ref(), &fx).await;
+    attachments_belong_to_the_case_that_names_them(store.as_ref(), &fx).await;
     promoted_columns_follow_the_status(store.as_ref(), &fx).await;
 }
 
@@ -443,6 +446,113 @@ async fn the_event_log_numbers_every_event_once_in_order(store: &dyn Store, fx: 
     assert_eq!(tail[0].grid, fx.grid_b);
     assert_eq!(tail[0].reporter_user_id, Some(42));
     assert!(store.events_after(last + 2, 10).await.expect("empty tail").is_empty());
+}
+
+async fn accounts_can_be_disabled_and_their_sessions_ended(store: &dyn Store, fx: &Fixture) {
+    let u = store.user_by_username("wangwu").await.expect("lookup").expect("exists");
+    let later = fx.now + SignedDuration::from_hours(1);
+    for t in ["s-a", "s-b", "s-c"] {
+        store.create_session(t, u.id, fx.now, later).await.expect("session");
+    }
+    assert!(store.set_password_hash(u.id, "$argon2id$new", Some("s-a")).await.expect("password"));
+    assert_eq!(store.user(u.id).await.expect("user").map(|u| u.password_hash), Some("$argon2id$new".into()));
+    assert!(store.session_user("s-a", fx.now).await.expect("kept").is_some(), "the session that changed it stays");
+    assert!(store.session_user("s-b", fx.now).await.expect("ended").is_none());
+    store.create_session("s-d", u.id, fx.now, later).await.expect("session");
+    assert_eq!(store.delete_user_sessions(u.id).await.expect("end"), 2);
+    store.create_session("s-e", u.id, fx.now, later).await.expect("session");
+    assert!(store.set_user_disabled(u.id, Some(fx.now)).await.expect("disable"));
+    assert!(store.session_user("s-e", fx.now).await.expect("lookup").is_none(), "disabling ends sessions");
+    store.create_session("s-f", u.id, fx.now, later).await.expect("session");
+    assert!(
+        store.session_user("s-f", fx.now).await.expect("lookup").is_none(),
+        "a disabled account has no live session"
+    );
+    assert_eq!(store.user(u.id).await.expect("user").and_then(|u| u.disabled_at), Some(fx.now));
+    assert!(store.set_user_disabled(u.id, None).await.expect("enable"));
+    assert!(store.session_user("s-f", fx.now).await.expect("lookup").is_some());
+    assert!(!store.set_user_disabled(999_999, None).await.expect("missing"), "no such user");
+}
+
+async fn service_accounts_and_their_keys(store: &dyn Store, fx: &Fixture) {
+    use civicgrid_core::access::Channel;
+    let a = store.create_service_account("hotline-sz", Channel::Hotline12345, fx.now).await.expect("create");
+    assert!(matches!(
+        store.create_service_account("hotline-sz", Channel::Open311, fx.now).await,
+        Err(StoreError::Duplicate { field: "name" })
+    ));
+    let k1 = store.add_api_key(a.id, "cgk_aaaa0001", "hash-1", fx.now).await.expect("key");
+    let k2 = store.add_api_key(a.id, "cgk_aaaa0002", "hash-2", fx.now).await.expect("key");
+    assert!(matches!(store.add_api_key(999_999, "cgk_x", "hash-x", fx.now).await, Err(StoreError::BadReference)));
+    assert_eq!(store.api_keys(a.id).await.expect("keys").iter().map(|k| k.id).collect::<Vec<_>>(), vec![k2.id, k1.id]);
+    let (found, key) = store.api_key_account("hash-1").await.expect("lookup").expect("live");
+    assert_eq!((found.name.as_str(), found.channel, key.id), ("hotline-sz", Channel::Hotline12345, k1.id));
+    store.touch_api_key(k1.id, fx.now).await.expect("touch");
+    assert_eq!(store.api_keys(a.id).await.expect("keys")[1].last_used_at, Some(fx.now));
+    assert!(store.revoke_api_key(k1.id, fx.now).await.expect("revoke"));
+    assert!(!store.revoke_api_key(k1.id, fx.now).await.expect("revoke"), "once");
+    assert!(store.api_key_account("hash-1").await.expect("lookup").is_none(), "a revoked key is dead");
+    assert!(store.set_service_account_disabled(a.id, Some(fx.now)).await.expect("disable"));
+    assert!(store.api_key_account("hash-2").await.expect("lookup").is_none(), "a disabled account's keys are dead");
+    assert!(store.set_service_account_disabled(a.id, None).await.expect("enable"));
+    assert!(store.api_key_account("hash-2").await.expect("lookup").is_some());
+    assert_eq!(store.service_accounts().await.expect("list").len(), 1);
+}
+
+async fn attachments_belong_to_the_case_that_names_them(store: &dyn Store, fx: &Fixture) {
+    use civicgrid_core::case::Attachment;
+    use civicgrid_store::StoredAttachment;
+    let bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3];
+    let sha = "ab".repeat(32);
+    store.put_blob(&sha, &bytes).await.expect("blob");
+    store.put_blob(&sha, &bytes).await.expect("blob again is a no-op");
+    assert_eq!(store.blob(&sha).await.expect("blob"), Some(bytes.clone()));
+    assert_eq!(store.blob(&"cd".repeat(32)).await.expect("blob"), None);
+    let upload = |name: &str| StoredAttachment {
+        id: 0,
+        sha256: sha.clone(),
+        name: name.into(),
+        mime: "image/jpeg".into(),
+        size: bytes.len() as u64,
+        uploaded_by: "user:1".into(),
+        uploaded_at: fx.now,
+        taken_at: Some(fx.now - SignedDuration::from_mins(3)),
+        location: Some(GeoPoint { lon: 120.005, lat: 31.005 }),
+        width: Some(4000),
+        height: Some(3000),
+        thumb_sha256: None,
+        case_id: None,
+    };
+    let a = store.insert_attachment(&upload("现场.jpg")).await.expect("insert");
+    let b = store.insert_attachment(&upload("另一张.jpg")).await.expect("insert");
+    assert_eq!(store.attachment(a.id).await.expect("read"), Some(a.clone()));
+    let named = |id: i64| Attachment {
+        id: Some(id),
+        name: "现场.jpg".into(),
+        mime: "image/jpeg".into(),
+        size: 7,
+        sha256: None,
+        taken_at: None,
+    };
+    let mut new = fx.new_case(fx.grid_a, "带照片", fx.now);
+    new.facts.attachments = vec![named(a.id)];
+    let (_, event) = CaseStatus::report(&new.facts, actor(), &fx.ctx(fx.now));
+    let case = store.create_case(NewCase { event, ..new }).await.expect("create");
+    let linked = store.case_attachments(case.id).await.expect("list");
+    assert_eq!(linked.iter().map(|x| (x.id, x.case_id)).collect::<Vec<_>>(), vec![(a.id, Some(case.id))]);
+    // Evidence on a transition is linked in the same write; a photo of another case is refused.
+    let accepted = {
+        let cmd = Command { action: Action::Accept, reason: None, evidence: vec![named(b.id)] };
+        let e = decide(&case.facts, &case.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal");
+        store.append(case.id, case.status.version, e).await.expect("append")
+    };
+    assert_eq!(store.case_attachments(case.id).await.expect("list").len(), 2);
+    let other = fx.create(store, fx.grid_a, "别的案卷").await;
+    let cmd = Command { action: Action::Accept, reason: None, evidence: vec![named(a.id)] };
+    let e = decide(&other.facts, &other.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal");
+    assert!(matches!(store.append(other.id, other.status.version, e).await, Err(StoreError::BadReference)));
+    assert_eq!(store.case(other.id).await.expect("read").map(|c| c.status.version), Some(1), "nothing was written");
+    assert_eq!(accepted.version, 2);
 }
 
 fn keyed(fx: &Fixture, scope: &str, key: &str, text: &str) -> NewCase {
@@ -539,9 +649,9 @@ async fn jobs_are_leased_retried_and_dead_lettered(store: &dyn Store, fx: &Fixtu
     assert_eq!(store.session_user("gone", t0).await.expect("lookup"), None);
 }
 
-async fn promoted_columns_follow_the_status(store: &dyn Store, fx: &Fixture) {
-    let case = fx.create(store, fx.grid_a, "升列").await;
-    for a in [
+/// From report to closure through a lead department, escalated once on the way.
+fn escalated_to_closure() -> Vec<Action> {
+    vec![
         Action::Accept,
         Action::File,
         Action::Dispatch { lead: dept("huanwei"), co: vec![] },
@@ -550,7 +660,12 @@ async fn promoted_columns_follow_the_status(store: &dyn Store, fx: &Fixture) {
         Action::Reply,
         Action::VerifyPass,
         Action::Close,
-    ] {
+    ]
+}
+
+async fn promoted_columns_follow_the_status(store: &dyn Store, fx: &Fixture) {
+    let case = fx.create(store, fx.grid_a, "升列").await;
+    for a in escalated_to_closure() {
         fx.act(store, case.id, a).await.expect("transition");
     }
     let closed = CaseFilter { states: vec![CaseState::Closed], grids: vec![fx.grid_a], ..Default::default() };
@@ -873,19 +988,7 @@ fn foundation_rows(fx: &Fixture) -> (String, Vec<CaseEvent>, CaseStatus) {
     facts.component_id = Some("32058301037000009".parse().expect("component"));
     let (mut status, report) = CaseStatus::report(&facts, actor(), &fx.ctx(fx.now));
     let mut events = vec![report];
-    for (k, action) in [
-        Action::Accept,
-        Action::File,
-        Action::Dispatch { lead: dept("huanwei"), co: vec![] },
-        Action::Sign,
-        Action::Escalate,
-        Action::Reply,
-        Action::VerifyPass,
-        Action::Close,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (k, action) in escalated_to_closure().into_iter().enumerate() {
         let cmd = Command { action, reason: None, evidence: vec![] };
         let at = fx.now + SignedDuration::from_mins(7 * (k as i64 + 1)) + SignedDuration::from_micros(123_456);
         let e = decide(&facts, &status, &cmd, actor(), &fx.ctx(at)).expect("legal");
