@@ -198,7 +198,9 @@ impl Services {
                 mime: mime.to_owned(),
                 size: bytes.len() as u64,
                 uploaded_by: actor.idempotency_scope(),
-                uploaded_at: self.clock.now(),
+                // Stored to the microsecond: answer what a later read will say.
+                uploaded_at: Timestamp::from_microsecond(self.clock.now().as_microsecond())
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
                 taken_at: facts.taken_at,
                 location: facts.location,
                 width,
