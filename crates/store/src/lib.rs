@@ -27,6 +27,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub mod postgres;
+mod rows;
 mod shared;
 pub mod sqlite;
 mod writer;

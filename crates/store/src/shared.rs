@@ -131,6 +131,7 @@ pub(crate) fn map_db_error(e: sqlx::Error, unique_field: &'static str) -> StoreE
 /// `pool: sqlx::Pool<$db>`.
 macro_rules! store_impl {
     ($store:ident, $applier:ident, $db:ty, $backend:expr) => {
+        use $crate::rows::*;
         use $crate::shared::{
             CASE_COLUMNS, StatusColumns, case_from_row, case_number, day_key, from_json, map_db_error, parse,
             to_json,
@@ -142,25 +143,17 @@ macro_rules! store_impl {
         };
         use civicgrid_core::access::CaseScope;
         use civicgrid_core::calendar::{CalendarEntry, DayKind};
-        use civicgrid_core::case::{Case, CaseEvent, CaseFacts, CaseId, CaseStatus};
+        use civicgrid_core::case::{Case, CaseEvent, CaseId, CaseStatus};
         use civicgrid_core::catalog::{ComponentClass, Matter};
         use civicgrid_core::codes::ComponentId;
         use civicgrid_core::component::Component;
-        use civicgrid_core::grid::{Grid, MicroGrid, Town, Workstation, polygon_from_geojson, polygon_to_geojson};
+        use civicgrid_core::grid::{Grid, MicroGrid, Town, Workstation};
         use civicgrid_core::org::Department;
         use jiff::Timestamp;
         use sqlx::QueryBuilder;
         use std::collections::BTreeMap;
 
         type Tx<'a> = sqlx::Transaction<'a, $db>;
-
-        /// A case row to insert, its JSON already encoded.
-        struct CaseInsert<'a> {
-            number: String,
-            facts: &'a CaseFacts,
-            facts_json: &'a str,
-            cols: &'a StatusColumns,
-        }
 
         async fn allocate_numbers(tx: &mut Tx<'_>, town: &str, reported: &[Timestamp]) -> Result<Vec<String>> {
             let mut per_day: BTreeMap<String, i64> = BTreeMap::new();
@@ -495,26 +488,6 @@ macro_rules! store_impl {
             Ok(())
         }
 
-        /// What to do with one create of a batch.
-        enum CreatePlan {
-            /// Insert it (op index).
-            Insert(usize),
-            /// Its key is known: return that case.
-            Replay(usize, Box<Case>),
-            /// Its key is known for a different request.
-            Refuse(usize, StoreError),
-            /// Its key was used earlier in this batch (op index, first op index).
-            SameAs(usize, usize),
-        }
-
-        impl CreatePlan {
-            fn op(&self) -> usize {
-                match self {
-                    CreatePlan::Insert(i) | CreatePlan::Replay(i, _) | CreatePlan::Refuse(i, _) | CreatePlan::SameAs(i, _) => *i,
-                }
-            }
-        }
-
         /// The case an idempotency key created, or a refusal if the key came with another request.
         async fn known_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey) -> Result<Option<Result<Case>>> {
             let row: Option<(String, i64)> =
@@ -545,45 +518,6 @@ macro_rules! store_impl {
             Ok(())
         }
 
-        type UserRow = (i64, String, String, String, String, Option<String>, Option<String>, String, Option<i64>);
-
-        fn user_from_row(
-            (id, username, display_name, role, password_hash, department, phone, grids, disabled_at): UserRow,
-        ) -> Result<User> {
-            Ok(User {
-                id,
-                username,
-                display_name,
-                role: parse(&role)?,
-                password_hash,
-                department: department.as_deref().map(parse).transpose()?,
-                phone,
-                grids: from_json(&grids)?,
-                disabled_at: disabled_at
-                    .map(|t| Timestamp::from_microsecond(t).map_err(|e| StoreError::Corrupt(e.to_string())))
-                    .transpose()?,
-            })
-        }
-
-        const USER_COLUMNS: &str = "id, username, display_name, role, password_hash, department, phone, grids, disabled_at";
-
-        /// The columns grids and micro-grids share: code, parent code, name, households, worker, polygon.
-        type AreaRow = (String, String, String, i64, Option<i64>, String);
-
-        fn area_row(code: String, parent: String, name: &str, households: u32, worker: Option<i64>, polygon: &civicgrid_core::grid::Polygon<f64>) -> AreaRow {
-            (code, parent, name.to_owned(), i64::from(households), worker, polygon_to_geojson(polygon).to_string())
-        }
-
-        /// Parses an area row's polygon and hands the parts to `build`.
-        fn from_area_row<T>(
-            (code, parent, name, households, worker, polygon): AreaRow,
-            build: impl FnOnce(String, String, String, u32, Option<i64>, civicgrid_core::grid::Polygon<f64>) -> Result<T>,
-        ) -> Result<T> {
-            let json: serde_json::Value = from_json(&polygon)?;
-            let polygon = polygon_from_geojson(&json).map_err(|e| StoreError::Corrupt(format!("{code}: {e}")))?;
-            build(code, parent, name, u32::try_from(households).unwrap_or_default(), worker, polygon)
-        }
-
         impl $store {
             /// Upserts area rows with `sql` (an INSERT … ON CONFLICT of six binds) in one transaction.
             async fn put_areas(&self, sql: &'static str, rows: Vec<AreaRow>) -> Result<()> {
@@ -602,37 +536,6 @@ macro_rules! store_impl {
                 }
                 tx.commit().await?;
                 Ok(())
-            }
-        }
-
-        fn component_from_row(
-            (id, name, status, lon, lat, grid, micro_grid, department): (
-                String,
-                String,
-                String,
-                f64,
-                f64,
-                String,
-                String,
-                String,
-            ),
-        ) -> Result<Component> {
-            Ok(Component {
-                id: parse(&id)?,
-                name,
-                status: parse(&status)?,
-                location: civicgrid_core::case::GeoPoint { lon, lat },
-                grid: parse(&grid)?,
-                micro_grid: parse(&micro_grid)?,
-                department: parse(&department)?,
-            })
-        }
-
-        /// The department a case list is driven by: the actor's department scope, else the filter's.
-        fn driving_department(f: &CaseFilter) -> Option<&civicgrid_core::org::DeptCode> {
-            match &f.scope {
-                Some(CaseScope::Department(d)) => Some(d),
-                _ => f.department.as_ref(),
             }
         }
 
@@ -1225,23 +1128,6 @@ macro_rules! store_impl {
             }
         }
 
-        const JOB_COLUMNS: &str = "id, kind, effect_key, payload, state, run_at, attempts, max_attempts, last_error";
-        type JobRow = (i64, String, String, String, String, i64, i64, i64, Option<String>);
-
-        fn job_from_row((id, kind, effect_key, payload, state, run_at, attempts, max_attempts, last_error): JobRow) -> Result<$crate::Job> {
-            Ok($crate::Job {
-                id,
-                kind,
-                effect_key,
-                payload: from_json(&payload)?,
-                state: parse(&state)?,
-                run_at: Timestamp::from_microsecond(run_at).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
-                last_error,
-            })
-        }
-
         #[async_trait::async_trait]
         impl $crate::JobStore for $store {
             async fn enqueue(&self, job: &$crate::NewJob) -> Result<bool> {
@@ -1332,36 +1218,6 @@ macro_rules! store_impl {
                 }
                 Ok(counts)
             }
-        }
-
-        fn ts(micros: i64) -> Result<Timestamp> {
-            Timestamp::from_microsecond(micros).map_err(|e| StoreError::Corrupt(e.to_string()))
-        }
-
-        type AccountRow = (i64, String, String, i64, Option<i64>);
-
-        fn service_account_from_row((id, name, channel, created_at, disabled_at): AccountRow) -> Result<$crate::ServiceAccount> {
-            Ok($crate::ServiceAccount {
-                id,
-                name,
-                channel: parse(&channel)?,
-                created_at: ts(created_at)?,
-                disabled_at: disabled_at.map(ts).transpose()?,
-            })
-        }
-
-        const KEY_COLUMNS: &str = "k.id, k.account_id, k.prefix, k.created_at, k.last_used_at, k.revoked_at";
-        type KeyRow = (i64, i64, String, i64, Option<i64>, Option<i64>);
-
-        fn api_key_from_row((id, account_id, prefix, created_at, last_used_at, revoked_at): KeyRow) -> Result<$crate::ApiKeyInfo> {
-            Ok($crate::ApiKeyInfo {
-                id,
-                account_id,
-                prefix,
-                created_at: ts(created_at)?,
-                last_used_at: last_used_at.map(ts).transpose()?,
-                revoked_at: revoked_at.map(ts).transpose()?,
-            })
         }
 
         #[async_trait::async_trait]
@@ -1459,32 +1315,6 @@ macro_rules! store_impl {
                     .await?;
                 Ok(())
             }
-        }
-
-        const ATTACHMENT_COLUMNS: &str = "id, sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, \
-                                          width, height, thumb_sha256, case_id";
-        type AttachmentRow = (
-            i64, String, String, String, i64, String, i64, Option<i64>, Option<f64>, Option<f64>, Option<i64>, Option<i64>,
-            Option<String>, Option<i64>,
-        );
-
-        fn attachment_from_row(r: AttachmentRow) -> Result<$crate::StoredAttachment> {
-            let (id, sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, width, height, thumb, case_id) = r;
-            Ok($crate::StoredAttachment {
-                id,
-                sha256,
-                name,
-                mime,
-                size: u64::try_from(size).unwrap_or_default(),
-                uploaded_by,
-                uploaded_at: ts(uploaded_at)?,
-                taken_at: taken_at.map(ts).transpose()?,
-                location: lon.zip(lat).map(|(lon, lat)| civicgrid_core::case::GeoPoint { lon, lat }),
-                width: width.and_then(|w| u32::try_from(w).ok()),
-                height: height.and_then(|h| u32::try_from(h).ok()),
-                thumb_sha256: thumb,
-                case_id,
-            })
         }
 
         #[async_trait::async_trait]
