@@ -159,24 +159,24 @@ impl PgApplier {
     /// delivered at commit.
     async fn append_log(tx: &mut sqlx::PgConnection, rows: &[crate::shared::LogRow]) -> crate::Result<i64> {
         let n = i64::try_from(rows.len()).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-        let last: i64 = sqlx::query_scalar("UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last")
-            .bind(n)
-            .fetch_one(&mut *tx)
-            .await?;
-        let mut seq = last - n;
-        for chunk in rows.chunks(crate::shared::LOG_CHUNK) {
-            let mut qb: sqlx::QueryBuilder<sqlx::Postgres> =
-                sqlx::QueryBuilder::new("INSERT INTO event_log (seq, stream, stream_id, version, at) ");
-            qb.push_values(chunk, |mut b, r| {
-                seq += 1;
-                b.push_bind(seq)
-                    .push_bind(crate::Stream::Case.as_str())
-                    .push_bind(r.stream_id)
-                    .push_bind(r.version)
-                    .push_bind(r.at);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.stream_id).collect();
+        let versions: Vec<i64> = rows.iter().map(|r| r.version).collect();
+        let ats: Vec<i64> = rows.iter().map(|r| r.at).collect();
+        // One round trip: take the counter, insert the rows numbered from it, answer the last number.
+        let last: i64 = sqlx::query_scalar(
+            "WITH c AS (UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last), \
+             ins AS (INSERT INTO event_log (seq, stream, stream_id, version, at) \
+                     SELECT c.last - $1 + t.ord, $2, t.stream_id, t.version, t.at \
+                     FROM c, unnest($3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS t(stream_id, version, at, ord)) \
+             SELECT last FROM c",
+        )
+        .bind(n)
+        .bind(crate::Stream::Case.as_str())
+        .bind(ids)
+        .bind(versions)
+        .bind(ats)
+        .fetch_one(&mut *tx)
+        .await?;
         Ok(last)
     }
 }
