@@ -15,6 +15,10 @@ use crate::{NewCase, Result, StoreError};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
+/// A batch at least this large means load: wait a few scheduler turns for more.
+const GATHER_FROM: usize = 4;
+/// Scheduler turns to wait for more writes while they keep coming.
+const GATHER_TURNS: usize = 4;
 
 /// One write.
 #[derive(Debug, Clone)]
@@ -124,13 +128,29 @@ async fn run<A: ApplyBatch>(applier: A, mut rx: mpsc::Receiver<Job>) {
     while let Some((op, reply)) = rx.recv().await {
         ops.push(op);
         replies.push(reply);
-        while ops.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok((op, reply)) => {
-                    ops.push(op);
-                    replies.push(reply);
+        let mut drain = |ops: &mut Vec<WriteOp>, replies: &mut Vec<_>| {
+            let before = ops.len();
+            while ops.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok((op, reply)) => {
+                        ops.push(op);
+                        replies.push(reply);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
+            }
+            ops.len() > before
+        };
+        drain(&mut ops, &mut replies);
+        // Under load, give the request tasks that are about to queue a write a moment to do so (a few
+        // scheduler turns, no timer): larger batches mean fewer commits, fewer WAL frames and fsyncs.
+        // A lone write never waits.
+        if ops.len() >= GATHER_FROM {
+            for _ in 0..GATHER_TURNS {
+                tokio::task::yield_now().await;
+                if !drain(&mut ops, &mut replies) {
+                    break;
+                }
             }
         }
         let started = std::time::Instant::now();
