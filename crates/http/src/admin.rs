@@ -1,23 +1,21 @@
-//! Administrator endpoints: accounts, the working calendar (next year's holidays are added here) and
-//! components.
-//! Only the `admin` post may call them.
+//! Administrator endpoints: accounts, log-in locks, service accounts and API keys, the working calendar
+//! (next year's holidays are added here) and components. Each parses, calls the service layer (which
+//! refuses every post but `admin`) and maps the answer.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use civicgrid_core::access::{AccountInput, Role};
+use axum::response::IntoResponse;
+use civicgrid_core::access::AccountInput;
 use civicgrid_core::calendar::CalendarEntry;
+use civicgrid_service::integrations::{IssuedKey, ServiceAccountView};
+use civicgrid_service::reference::ComponentInput;
 use civicgrid_store::User;
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
-use axum::response::IntoResponse;
-use civicgrid_service::integrations::{IssuedKey, ServiceAccountView};
-
-/// Most calendar rows accepted in one request.
-const MAX_CALENDAR_ROWS: usize = 400;
 
 /// Create an account (administrators only).
 #[utoipa::path(post, path = "/api/v1/users", tag = "admin", request_body = AccountInput,
@@ -215,41 +213,10 @@ pub async fn revoke_api_key(
     responses((status = 200, body = [CalendarEntry]), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_calendar(
     State(state): State<AppState>,
-    authed: Authed,
+    Authed(actor): Authed,
     ApiJson(entries): ApiJson<Vec<CalendarEntry>>,
 ) -> ApiResult<Json<Vec<CalendarEntry>>> {
-    authed.require(&[Role::Admin])?;
-    if entries.is_empty() || entries.len() > MAX_CALENDAR_ROWS {
-        return Err(ApiError::invalid("entries", format!("send 1–{MAX_CALENDAR_ROWS} rows")));
-    }
-    for e in &entries {
-        civicgrid_core::text::line("name_zh", &e.name_zh, 1, 50)?;
-        civicgrid_core::text::line("name_en", &e.name_en, 0, 80)?;
-    }
-    let mut days: Vec<_> = entries.iter().map(|e| e.date).collect();
-    days.sort();
-    days.dedup();
-    if days.len() != entries.len() {
-        return Err(ApiError::invalid("date", "each date at most once"));
-    }
-    state.store.put_calendar(&entries).await?;
-    state.services.reload_world().await?;
-    Ok(Json(state.store.calendar().await?))
-}
-
-/// A component as an administrator submits it (the ID is in the path).
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ComponentInput {
-    /// Name, e.g. 路灯 0012.
-    pub name: String,
-    /// Status (default intact).
-    #[serde(default)]
-    pub status: civicgrid_core::component::ComponentStatus,
-    /// Where it stands (WGS84); the grid and micro-grid follow from it.
-    pub location: civicgrid_core::case::GeoPoint,
-    /// Responsible department.
-    pub department: civicgrid_core::org::DeptCode,
+    Ok(Json(state.services.put_calendar(&actor, &entries).await?))
 }
 
 /// Add or replace a component (administrators only). The ID must belong to the town's county and name
@@ -260,36 +227,11 @@ pub struct ComponentInput {
         (status = 422, body = ErrorBody)))]
 pub async fn put_component(
     State(state): State<AppState>,
-    authed: Authed,
+    Authed(actor): Authed,
     axum::extract::Path(id): axum::extract::Path<String>,
     ApiJson(input): ApiJson<ComponentInput>,
 ) -> ApiResult<Json<civicgrid_core::component::Component>> {
-    authed.require(&[Role::Admin])?;
-    let world = state.world();
     let id: civicgrid_core::codes::ComponentId =
         id.parse().map_err(|e: civicgrid_core::codes::CodeError| ApiError::invalid("id", e.to_string()))?;
-    let town = world.town.as_ref().ok_or_else(|| ApiError::not_found("town"))?;
-    civicgrid_core::component::Component::check_id(id, town.code.division(), &world.catalog)?;
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid("name", "1–100 characters"));
-    }
-    if !world.departments.contains_key(&input.department) {
-        return Err(ApiError::invalid("department", format!("department {} does not exist", input.department)));
-    }
-    let micro_grid = world
-        .index
-        .locate(input.location)
-        .ok_or_else(|| ApiError::invalid("location", "the location is outside the town's grids"))?;
-    let component = civicgrid_core::component::Component {
-        id,
-        name: name.to_owned(),
-        status: input.status,
-        location: input.location,
-        grid: micro_grid.grid(),
-        micro_grid,
-        department: input.department,
-    };
-    state.store.put_components(std::slice::from_ref(&component)).await?;
-    Ok(Json(component))
+    Ok(Json(state.services.put_component(&actor, id, input).await?))
 }

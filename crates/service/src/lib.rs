@@ -9,6 +9,7 @@
 //! - [`accounts`] — accounts, passwords, log-in with its throttles, sessions.
 //! - [`feed`] — the live feed: committed events, in order, to every subscriber that may see them.
 //! - [`integrations`] — service accounts and API keys for outside systems.
+//! - [`reference`] — the calendar and components administrators maintain.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
 //! - [`error`] — the layer's one error type.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod feed;
 pub mod integrations;
 pub mod jobs;
+pub mod reference;
 pub mod world;
 
 use std::sync::Arc;
