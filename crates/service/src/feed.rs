@@ -110,6 +110,18 @@ impl Feed {
     }
 }
 
+/// Counts subscribers that fell behind the broadcast (they read the log instead).
+fn metrics_lagged() {
+    LAGGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+static LAGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times a subscriber fell behind the broadcast and read the log instead, since start.
+pub fn lagged_total() -> u64 {
+    LAGGED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// One subscriber's view of the feed.
 #[derive(Debug)]
 pub struct Subscription {
@@ -124,7 +136,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next entry the subscriber may see; `None` when the feed has stopped.
+    /// The next entry the subscriber may see; `None` when the feed has stopped. Cancel-safe: a call
+    /// dropped while it waits loses nothing.
     pub async fn next(&mut self) -> ServiceResult<Option<Arc<LogEntry>>> {
         loop {
             if let Some(e) = self.backlog.pop_front() {
@@ -146,7 +159,11 @@ impl Subscription {
             match self.rx.recv().await {
                 Ok(e) if e.seq <= self.cursor => {}
                 Ok(e) => self.backlog.push_back(e),
-                Err(broadcast::error::RecvError::Lagged(_)) => self.replaying = true,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "a feed subscriber fell behind; reading the log instead");
+                    metrics_lagged();
+                    self.replaying = true;
+                }
                 Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }
         }

@@ -273,3 +273,104 @@ async fn attachments_on_disk_are_stored_once_by_hash() {
     let (_, thumb) = s.attachment_content(&worker, a.id, true).await.expect("thumbnail");
     assert!(matches!(thumb, Content::File(_)));
 }
+
+/// A subscriber that falls behind the broadcast (more than its buffer) reads the log instead and still
+/// gets every entry, in order, once.
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_misses_nothing() {
+    let path = temp_db();
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    let town = populate(store.as_ref()).await;
+    let s = services(store.clone(), &clock).await;
+    let (feed, task) = civicgrid_service::feed::Feed::spawn(store.clone()).await.expect("feed");
+    let mut slow = feed.subscribe(Actor::system("test"), None);
+    // Read one live entry first, so the subscriber is on the broadcast, not replaying the log.
+    report_cases(&s, &town, 1).await;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), slow.next())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("entry");
+    let start = first.seq;
+    // Caught up: the next read finds the log empty and waits on the broadcast (cancel-safe).
+    let idle = tokio::time::timeout(std::time::Duration::from_millis(100), slow.next()).await;
+    assert!(idle.is_err(), "nothing new yet");
+    // One bulk import puts 6,000 entries in the log at once: more than the broadcast holds.
+    let m = &town.layout.micro_grids[0];
+    let p = civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5);
+    let cal = civicgrid_core::calendar::WorkCalendar::china_2026();
+    let sla = civicgrid_core::sla::SlaPolicy::default();
+    let cases: Vec<civicgrid_store::ImportCase> = (0..6000)
+        .map(|i| {
+            let facts = civicgrid_core::case::CaseFacts {
+                matter: "06010".parse().expect("matter"),
+                component_id: None,
+                source: civicgrid_core::case::Source::Hotline12345,
+                urgency: civicgrid_core::case::Urgency::Normal,
+                description: format!("积压 {i}"),
+                location: civicgrid_core::case::GeoPoint { lon: p.x, lat: p.y },
+                address: String::new(),
+                grid: m.grid(),
+                micro_grid: m.code,
+                reporter: Default::default(),
+                attachments: vec![],
+                reported_at: clock.now(),
+            };
+            let ctx = civicgrid_core::case::Context { now: clock.now(), calendar: &cal, sla: &sla };
+            let (status, event) =
+                civicgrid_core::case::CaseStatus::report(&facts, Actor::system("test").event_actor(), &ctx);
+            civicgrid_store::ImportCase { facts, events: vec![event], status }
+        })
+        .collect();
+    store.import_cases(town.town.code, cases).await.expect("import");
+    // And a few ordinary reports after it.
+    report_cases(&s, &town, 3).await;
+    // Let the feed broadcast all of it before the subscriber reads a thing.
+    let last = store.last_seq().await.expect("last");
+    while feed.head() < last {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 6003 {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), slow.next())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("entry");
+        seqs.push(e.seq);
+    }
+    assert!(seqs.iter().enumerate().all(|(i, s)| *s == start + 1 + i as i64), "every entry once, in order");
+    assert!(civicgrid_service::feed::lagged_total() >= 1, "the subscriber did fall behind the broadcast");
+    task.abort();
+}
+
+/// The standard runner schedules its recurring work once per period and the purges do their job.
+#[tokio::test]
+async fn recurring_purges_run_once_per_period() {
+    let path = temp_db();
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    populate(store.as_ref()).await;
+    let s = services(store.clone(), &clock).await;
+    let user = store.users().await.expect("users").into_iter().next().expect("a user");
+    store
+        .create_session("stale", user.id, clock.now(), clock.now() + SignedDuration::from_mins(5))
+        .await
+        .expect("session");
+    store
+        .create_session("fresh", user.id, clock.now(), clock.now() + SignedDuration::from_hours(5))
+        .await
+        .expect("session");
+    let runner = JobRunner::standard(s.clone(), "node-1");
+    let other = JobRunner::standard(s.clone(), "node-2");
+    clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(runner.run_once().await.expect("run"), 2, "this hour's two purges");
+    assert_eq!(other.run_once().await.expect("run"), 0, "another node finds them done");
+    assert_eq!(store.session_user("stale", monday_morning()).await.expect("lookup"), None, "expired session purged");
+    assert!(store.session_user("fresh", clock.now()).await.expect("lookup").is_some());
+    assert_eq!(runner.run_once().await.expect("run"), 0, "nothing more this hour");
+    clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(other.run_once().await.expect("run"), 2, "the next hour's purges");
+}
