@@ -31,7 +31,8 @@ pub struct UploadQuery {
 
 /// Upload a photo or document (JPEG, PNG, WebP, PDF; at most 20 MiB). Name it by its `id` in a report's
 /// `attachments` or a transition's `evidence`.
-#[utoipa::path(post, path = "/api/v1/attachments", tag = "attachments", params(UploadQuery),
+#[utoipa::path(post, path = "/api/v1/attachments", tag = "attachments", params(UploadQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "a retried upload with the same key returns the first attachment")),
     request_body(content_type = "multipart/form-data", description = "a `file` field; or the raw bytes with `?name=`"),
     responses((status = 201, body = StoredAttachment), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "not an accepted type, or damaged")))]
@@ -40,7 +41,13 @@ pub async fn upload(
     Authed(actor): Authed,
     ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
-) -> ApiResult<(StatusCode, Json<StoredAttachment>)> {
+) -> ApiResult<Response> {
+    let key = match req.headers().get("idempotency-key") {
+        Some(v) => {
+            Some(v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII characters"))?.to_owned())
+        }
+        None => None,
+    };
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -64,8 +71,12 @@ pub async fn upload(
             axum::body::Bytes::from_request(req, &()).await.map_err(|e| body_error(e.status(), e.body_text()))?;
         (name, bytes.to_vec())
     };
-    let stored = state.services.upload_attachment(&actor, &name, bytes).await?;
-    Ok((StatusCode::CREATED, Json(stored)))
+    let created = state.services.upload_attachment_once(&actor, &name, bytes, key.as_deref()).await?;
+    let mut resp = (StatusCode::CREATED, Json(created.case)).into_response();
+    if created.replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
 }
 
 fn body_error(status: StatusCode, text: String) -> ApiError {

@@ -1131,6 +1131,23 @@ async fn photos_are_uploaded_described_by_their_exif_and_seen_only_with_their_ca
     assert_eq!(pdf.status(), StatusCode::CREATED);
     let pdf: Value = pdf.json().await.expect("json");
     assert_eq!((pdf["mime"].as_str(), pdf["name"].as_str()), (Some("application/pdf"), Some("通知.pdf")));
+    // A retried upload with the same key gets the first attachment back; another file under it is refused.
+    let retry = |body: Vec<u8>| {
+        app.http
+            .post(format!("{}/api/v1/attachments?name=retry.pdf", app.base))
+            .bearer_auth(&worker)
+            .header("idempotency-key", "upload-0001")
+            .header("content-type", "application/pdf")
+            .body(body)
+            .send()
+    };
+    let first = retry(b"%PDF-1.4\n1\n".to_vec()).await.expect("send");
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.expect("json");
+    let again = retry(b"%PDF-1.4\n1\n".to_vec()).await.expect("send");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.expect("json")["id"], first["id"]);
+    assert_eq!(retry(b"%PDF-1.4\n2\n".to_vec()).await.expect("send").status(), StatusCode::UNPROCESSABLE_ENTITY);
     // Evidence on a transition is linked the same way.
     let pid = pdf["id"].as_i64().expect("id");
     let (s, body) = app.act(&shift, case_id, json!({"action": "void", "reason": "测试", "evidence": [{"id": pid, "name": "a", "mime": "application/pdf", "size": 1}]})).await;

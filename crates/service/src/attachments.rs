@@ -162,6 +162,21 @@ impl Services {
         name: &str,
         bytes: Vec<u8>,
     ) -> ServiceResult<StoredAttachment> {
+        Ok(self.upload_attachment_once(actor, name, bytes, None).await?.case)
+    }
+
+    /// Like [`Services::upload_attachment`], once per `idempotency_key` of this actor: a phone that
+    /// retries an upload after a lost answer gets the first attachment back (`replayed`).
+    pub async fn upload_attachment_once(
+        &self,
+        actor: &Actor,
+        name: &str,
+        bytes: Vec<u8>,
+        idempotency_key: Option<&str>,
+    ) -> ServiceResult<civicgrid_store::Created<StoredAttachment>> {
+        if let Some(key) = idempotency_key {
+            crate::cases::check_idempotency_key(key)?;
+        }
         let name = civicgrid_core::text::file_name("name", name)?;
         if bytes.is_empty() || bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
             return Err(ServiceError::invalid("file", format!("1 byte to {} MiB", MAX_ATTACHMENT_BYTES >> 20)));
@@ -189,28 +204,45 @@ impl Services {
             }
             None => (None, None, None),
         };
-        let stored = self
-            .store
-            .insert_attachment(&StoredAttachment {
-                id: 0,
-                sha256,
-                name,
-                mime: mime.to_owned(),
-                size: bytes.len() as u64,
-                uploaded_by: actor.idempotency_scope(),
-                // Stored to the microsecond: answer what a later read will say.
-                uploaded_at: Timestamp::from_microsecond(self.clock.now().as_microsecond())
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?,
-                taken_at: facts.taken_at,
-                location: facts.location,
-                width,
-                height,
-                thumb_sha256,
-                case_id: None,
-            })
-            .await?;
-        tracing::info!(id = stored.id, mime, size = stored.size, by = actor.username, "attachment uploaded");
-        Ok(stored)
+        let row = StoredAttachment {
+            id: 0,
+            sha256,
+            name,
+            mime: mime.to_owned(),
+            size: bytes.len() as u64,
+            uploaded_by: actor.idempotency_scope(),
+            // Stored to the microsecond: answer what a later read will say.
+            uploaded_at: Timestamp::from_microsecond(self.clock.now().as_microsecond())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            taken_at: facts.taken_at,
+            location: facts.location,
+            width,
+            height,
+            thumb_sha256,
+            case_id: None,
+        };
+        let created = match idempotency_key {
+            Some(key) => {
+                let fingerprint = sha256_hex(format!("{}\n{}", row.sha256, row.name).as_bytes());
+                let key = civicgrid_store::IdempotencyKey {
+                    scope: actor.idempotency_scope(),
+                    key: key.to_owned(),
+                    fingerprint,
+                };
+                self.store.insert_attachment_once(&row, &key).await?
+            }
+            None => civicgrid_store::Created { case: self.store.insert_attachment(&row).await?, replayed: false },
+        };
+        let stored = &created.case;
+        tracing::info!(
+            id = stored.id,
+            mime,
+            size = stored.size,
+            replayed = created.replayed,
+            by = actor.username,
+            "attachment uploaded"
+        );
+        Ok(created)
     }
 
     /// An attachment's metadata, if the actor uploaded it or may see its case.

@@ -179,12 +179,13 @@ pub struct IdempotencyKey {
     pub fingerprint: String,
 }
 
-/// A created case, and whether it was created earlier by a request with the same idempotency key.
+/// What a creating request made, and whether an earlier request with the same idempotency key made
+/// it (then it is returned again rather than made twice).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Created {
-    /// The case.
-    pub case: Case,
-    /// True when this is the first request's case, returned again.
+pub struct Created<T = Case> {
+    /// The case (or other record) created.
+    pub case: T,
+    /// True when this is the first request's result, returned again.
     pub replayed: bool,
 }
 
@@ -528,6 +529,13 @@ pub struct StoredAttachment {
 pub trait AttachmentStore: Send + Sync {
     /// Stores an attachment's metadata (its `id` is assigned here).
     async fn insert_attachment(&self, a: &StoredAttachment) -> Result<StoredAttachment>;
+    /// Like [`AttachmentStore::insert_attachment`], once per idempotency key: a repeated key returns the
+    /// first upload (`replayed`), a key used for something else is `IdempotencyMismatch`.
+    async fn insert_attachment_once(
+        &self,
+        a: &StoredAttachment,
+        key: &IdempotencyKey,
+    ) -> Result<Created<StoredAttachment>>;
     /// One attachment.
     async fn attachment(&self, id: i64) -> Result<Option<StoredAttachment>>;
     /// The attachments of a case, in upload order.

@@ -490,16 +490,16 @@ macro_rules! store_impl {
 
         /// The case an idempotency key created, or a refusal if the key came with another request.
         async fn known_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey) -> Result<Option<Result<Case>>> {
-            let row: Option<(String, i64)> =
+            let row: Option<(String, Option<i64>)> =
                 sqlx::query_as("SELECT fingerprint, case_id FROM idempotency WHERE scope = $1 AND idem_key = $2")
                     .bind(k.scope.clone())
                     .bind(k.key.clone())
                     .fetch_optional(&mut **tx)
                     .await?;
             let Some((fingerprint, id)) = row else { return Ok(None) };
-            if fingerprint != k.fingerprint {
+            let Some(id) = id.filter(|_| fingerprint == k.fingerprint) else {
                 return Ok(Some(Err(StoreError::IdempotencyMismatch)));
-            }
+            };
             let sql = sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
             let row = sqlx::query_as(sql).bind(id).fetch_one(&mut **tx).await?;
             Ok(Some(Ok(case_from_row(row)?)))
@@ -1317,28 +1317,78 @@ macro_rules! store_impl {
             }
         }
 
+        async fn insert_attachment_row(tx: &mut Tx<'_>, a: &$crate::StoredAttachment) -> Result<$crate::StoredAttachment> {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO attachments (sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, \
+                 width, height, thumb_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            )
+            .bind(a.sha256.clone())
+            .bind(a.name.clone())
+            .bind(a.mime.clone())
+            .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
+            .bind(a.uploaded_by.clone())
+            .bind(micros(a.uploaded_at))
+            .bind(a.taken_at.map(micros))
+            .bind(a.location.map(|p| p.lon))
+            .bind(a.location.map(|p| p.lat))
+            .bind(a.width.map(i64::from))
+            .bind(a.height.map(i64::from))
+            .bind(a.thumb_sha256.clone())
+            .fetch_one(&mut **tx)
+            .await?;
+            Ok($crate::StoredAttachment { id, case_id: None, ..a.clone() })
+        }
+
         #[async_trait::async_trait]
         impl $crate::AttachmentStore for $store {
+            async fn insert_attachment_once(
+                &self,
+                a: &$crate::StoredAttachment,
+                key: &$crate::IdempotencyKey,
+            ) -> Result<$crate::Created<$crate::StoredAttachment>> {
+                for _ in 0..2 {
+                    let mut tx = self.write.begin().await?;
+                    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+                        "SELECT fingerprint, attachment_id FROM idempotency WHERE scope = $1 AND idem_key = $2",
+                    )
+                    .bind(key.scope.clone())
+                    .bind(key.key.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((fingerprint, id)) = row {
+                        let id = id.filter(|_| fingerprint == key.fingerprint).ok_or(StoreError::IdempotencyMismatch)?;
+                        drop(tx);
+                        let first = self.attachment(id).await?.ok_or(StoreError::NotFound)?;
+                        return Ok($crate::Created { case: first, replayed: true });
+                    }
+                    let stored = insert_attachment_row(&mut tx, a).await?;
+                    let remembered = sqlx::query(
+                        "INSERT INTO idempotency (scope, idem_key, fingerprint, attachment_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(key.scope.clone())
+                    .bind(key.key.clone())
+                    .bind(key.fingerprint.clone())
+                    .bind(stored.id)
+                    .bind(micros(a.uploaded_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| map_db_error(e, "idempotency_key"));
+                    match remembered {
+                        // Another request with the same key won the race: answer with its upload.
+                        Err(StoreError::Duplicate { .. }) => continue,
+                        other => other?,
+                    };
+                    tx.commit().await?;
+                    return Ok($crate::Created { case: stored, replayed: false });
+                }
+                Err(StoreError::Conflict { expected: 0 })
+            }
+
             async fn insert_attachment(&self, a: &$crate::StoredAttachment) -> Result<$crate::StoredAttachment> {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO attachments (sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, \
-                     width, height, thumb_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-                )
-                .bind(a.sha256.clone())
-                .bind(a.name.clone())
-                .bind(a.mime.clone())
-                .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
-                .bind(a.uploaded_by.clone())
-                .bind(micros(a.uploaded_at))
-                .bind(a.taken_at.map(micros))
-                .bind(a.location.map(|p| p.lon))
-                .bind(a.location.map(|p| p.lat))
-                .bind(a.width.map(i64::from))
-                .bind(a.height.map(i64::from))
-                .bind(a.thumb_sha256.clone())
-                .fetch_one(&self.write)
-                .await?;
-                Ok($crate::StoredAttachment { id, case_id: None, ..a.clone() })
+                let mut tx = self.write.begin().await?;
+                let stored = insert_attachment_row(&mut tx, a).await?;
+                tx.commit().await?;
+                Ok(stored)
             }
 
             async fn attachment(&self, id: i64) -> Result<Option<$crate::StoredAttachment>> {

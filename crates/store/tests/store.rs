@@ -553,6 +553,19 @@ async fn attachments_belong_to_the_case_that_names_them(store: &dyn Store, fx: &
     assert!(matches!(store.append(other.id, other.status.version, e).await, Err(StoreError::BadReference)));
     assert_eq!(store.case(other.id).await.expect("read").map(|c| c.status.version), Some(1), "nothing was written");
     assert_eq!(accepted.version, 2);
+    // Uploads once per idempotency key, on both backends; a key of an upload cannot name a case.
+    let key = civicgrid_store::IdempotencyKey { scope: "user:1".into(), key: "up-1".into(), fingerprint: "fp".into() };
+    let first = store.insert_attachment_once(&upload("重传.jpg"), &key).await.expect("upload");
+    let again = store.insert_attachment_once(&upload("重传.jpg"), &key).await.expect("retry");
+    assert_eq!((first.replayed, again.replayed, again.case.id), (false, true, first.case.id));
+    let other = civicgrid_store::IdempotencyKey { fingerprint: "other".into(), ..key.clone() };
+    assert!(matches!(
+        store.insert_attachment_once(&upload("x.jpg"), &other).await,
+        Err(StoreError::IdempotencyMismatch)
+    ));
+    let mut new = fx.new_case(fx.grid_a, "同键", fx.now);
+    new.idempotency = Some(key);
+    assert!(matches!(store.create_case_once(new).await, Err(StoreError::IdempotencyMismatch)));
 }
 
 fn keyed(fx: &Fixture, scope: &str, key: &str, text: &str) -> NewCase {

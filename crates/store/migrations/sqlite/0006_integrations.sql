@@ -1,7 +1,7 @@
 -- Service accounts for outside systems (an Open311 app, the 12345 and 110 upstreams, an IoT gateway),
 -- each bound to one channel, with API keys of which only the SHA-256 is kept; and the idempotency
--- keys of creating requests, written in the same transaction as what they created, so a retry finds
--- the first result instead of creating a second case. Same tables and columns in the other backend.
+-- keys of creating requests, written in the same transaction as what they created (a case or an
+-- upload), so a retry finds the first result instead of creating a second one. Same tables and columns in the other backend.
 CREATE TABLE service_accounts (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -24,7 +24,8 @@ CREATE TABLE idempotency (
     scope TEXT NOT NULL,
     idem_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
-    case_id BIGINT NOT NULL,
+    case_id BIGINT,
+    attachment_id BIGINT,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (scope, idem_key)
 );
