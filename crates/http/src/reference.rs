@@ -1,5 +1,6 @@
 //! Reference endpoints: the town, workstations, grids (JSON and GeoJSON), point lookup, departments,
-//! the code tables, the working calendar and components. Any logged-in user may read them.
+//! the code tables, the working calendar and components. Any logged-in user may read them; the data
+//! comes from the service layer's reference snapshot or its reference use cases.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -31,7 +32,7 @@ pub async fn town(State(state): State<AppState>, _: Authed) -> ApiResult<Json<To
 /// Village and community workstations.
 #[utoipa::path(get, path = "/api/v1/workstations", tag = "grids", responses((status = 200, body = [Workstation])))]
 pub async fn workstations(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<Workstation>>> {
-    Ok(Json(state.store.workstations().await?))
+    Ok(Json(state.services.workstations().await?))
 }
 
 /// A grid without its polygon.
@@ -52,7 +53,7 @@ pub struct GridSummary {
 /// Unit grids (without polygons; see `/api/v1/grids.geojson`).
 #[utoipa::path(get, path = "/api/v1/grids", tag = "grids", responses((status = 200, body = [GridSummary])))]
 pub async fn grids(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<GridSummary>>> {
-    let grids = state.store.grids().await?;
+    let grids = state.services.grids().await?;
     Ok(Json(
         grids
             .into_iter()
@@ -75,7 +76,7 @@ fn geojson_response(value: serde_json::Value) -> Response {
 #[utoipa::path(get, path = "/api/v1/grids.geojson", tag = "grids", responses((status = 200, content_type = "application/geo+json", body = Object)))]
 pub async fn grids_geojson(State(state): State<AppState>, _: Authed) -> ApiResult<Response> {
     let features: Vec<serde_json::Value> = state
-        .store
+        .services
         .grids()
         .await?
         .iter()
@@ -91,7 +92,7 @@ pub async fn grids_geojson(State(state): State<AppState>, _: Authed) -> ApiResul
 #[utoipa::path(get, path = "/api/v1/micro-grids.geojson", tag = "grids", responses((status = 200, content_type = "application/geo+json", body = Object)))]
 pub async fn micro_grids_geojson(State(state): State<AppState>, _: Authed) -> ApiResult<Response> {
     let features: Vec<serde_json::Value> = state
-        .store
+        .services
         .micro_grids()
         .await?
         .iter()
@@ -132,17 +133,7 @@ pub async fn locate(
     _: Authed,
     ApiQuery(q): ApiQuery<LocateQuery>,
 ) -> ApiResult<Json<Located>> {
-    if !(q.lon.is_finite() && q.lon.abs() <= 180.0) {
-        return Err(ApiError::invalid("lon", "longitude is a number from -180 to 180"));
-    }
-    if !(q.lat.is_finite() && q.lat.abs() <= 90.0) {
-        return Err(ApiError::invalid("lat", "latitude is a number from -90 to 90"));
-    }
-    let m = state
-        .world()
-        .index
-        .locate(GeoPoint { lon: q.lon, lat: q.lat })
-        .ok_or_else(|| ApiError::not_found("grid at that point"))?;
+    let m = state.services.locate(GeoPoint { lon: q.lon, lat: q.lat })?;
     Ok(Json(Located { micro_grid: m, grid: m.grid() }))
 }
 
@@ -167,7 +158,7 @@ pub async fn component_classes(State(state): State<AppState>, _: Authed) -> ApiR
 /// Public holidays and make-up working days.
 #[utoipa::path(get, path = "/api/v1/calendar", tag = "reference", responses((status = 200, body = [CalendarEntry])))]
 pub async fn calendar(State(state): State<AppState>, _: Authed) -> ApiResult<Json<Vec<CalendarEntry>>> {
-    Ok(Json(state.store.calendar().await?))
+    Ok(Json(state.services.calendar().await?))
 }
 
 /// Component list filters.
@@ -195,12 +186,14 @@ pub async fn components(
     _: Authed,
     ApiQuery(q): ApiQuery<ComponentQuery>,
 ) -> ApiResult<Json<Vec<Component>>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "limit must be between 1 and 1000"));
-    }
-    let f = ComponentFilter { grid: q.grid, class: q.class, status: q.status, after: q.after, limit };
-    Ok(Json(state.store.list_components(&f).await?))
+    let f = ComponentFilter {
+        grid: q.grid,
+        class: q.class,
+        status: q.status,
+        after: q.after,
+        limit: q.limit.unwrap_or(100),
+    };
+    Ok(Json(state.services.components(&f).await?))
 }
 
 /// One component.
@@ -209,5 +202,5 @@ pub async fn components(
 pub async fn component(State(state): State<AppState>, _: Authed, Path(id): Path<String>) -> ApiResult<Json<Component>> {
     let id: ComponentId =
         id.parse().map_err(|e: civicgrid_core::codes::CodeError| ApiError::invalid("id", e.to_string()))?;
-    state.store.component(id).await?.map(Json).ok_or_else(|| ApiError::not_found("component"))
+    Ok(Json(state.services.component(id).await?))
 }

@@ -1,13 +1,16 @@
-//! Reference data administrators maintain: the working calendar (next year's holidays and make-up
-//! days) and the town's components. A change reloads this node's snapshot at once; other nodes pick it
-//! up on their next refresh.
+//! Reference data: reading the town's map, calendar and components (any authenticated caller may; the
+//! adapter checks the caller is logged in), and maintaining the working calendar (next year's holidays
+//! and make-up days) and the components (administrators). A change reloads this node's snapshot at
+//! once; other nodes pick it up on their next refresh.
 
 use civicgrid_core::access::{Actor, Role};
 use civicgrid_core::calendar::CalendarEntry;
 use civicgrid_core::case::GeoPoint;
-use civicgrid_core::codes::ComponentId;
+use civicgrid_core::codes::{ComponentId, MicroGridCode};
 use civicgrid_core::component::{Component, ComponentStatus};
+use civicgrid_core::grid::{Grid, MicroGrid, Workstation};
 use civicgrid_core::org::DeptCode;
+use civicgrid_store::ComponentFilter;
 
 use crate::accounts::require;
 use crate::{ServiceError, ServiceResult, Services};
@@ -30,7 +33,54 @@ pub struct ComponentInput {
     pub department: DeptCode,
 }
 
+/// Largest page of a component list.
+pub const MAX_COMPONENT_PAGE: u32 = 1000;
+
 impl Services {
+    /// Village and community workstations.
+    pub async fn workstations(&self) -> ServiceResult<Vec<Workstation>> {
+        Ok(self.store.workstations().await?)
+    }
+
+    /// Unit grids with their polygons.
+    pub async fn grids(&self) -> ServiceResult<Vec<Grid>> {
+        Ok(self.store.grids().await?)
+    }
+
+    /// Micro-grids with their polygons.
+    pub async fn micro_grids(&self) -> ServiceResult<Vec<MicroGrid>> {
+        Ok(self.store.micro_grids().await?)
+    }
+
+    /// The working calendar's holidays and make-up days.
+    pub async fn calendar(&self) -> ServiceResult<Vec<CalendarEntry>> {
+        Ok(self.store.calendar().await?)
+    }
+
+    /// The micro-grid a WGS84 point falls in.
+    pub fn locate(&self, point: GeoPoint) -> ServiceResult<MicroGridCode> {
+        if !(point.lon.is_finite() && point.lon.abs() <= 180.0) {
+            return Err(ServiceError::invalid("lon", "longitude is a number from -180 to 180"));
+        }
+        if !(point.lat.is_finite() && point.lat.abs() <= 90.0) {
+            return Err(ServiceError::invalid("lat", "latitude is a number from -90 to 90"));
+        }
+        self.world().index.locate(point).ok_or(ServiceError::NotFound("grid at that point"))
+    }
+
+    /// Components in ascending id order (pages of 1–1000).
+    pub async fn components(&self, filter: &ComponentFilter) -> ServiceResult<Vec<Component>> {
+        if !(1..=MAX_COMPONENT_PAGE).contains(&filter.limit) {
+            return Err(ServiceError::invalid("limit", format!("limit must be between 1 and {MAX_COMPONENT_PAGE}")));
+        }
+        Ok(self.store.list_components(filter).await?)
+    }
+
+    /// One component.
+    pub async fn component(&self, id: ComponentId) -> ServiceResult<Component> {
+        self.store.component(id).await?.ok_or(ServiceError::NotFound("component"))
+    }
+
     /// Adds or replaces working-calendar rows (administrators); the whole calendar after the change.
     pub async fn put_calendar(&self, actor: &Actor, entries: &[CalendarEntry]) -> ServiceResult<Vec<CalendarEntry>> {
         require(actor, &[Role::Admin])?;
