@@ -72,7 +72,7 @@ pub async fn upload(
         (name, bytes.to_vec())
     };
     let created = state.services.upload_attachment_once(&actor, &name, bytes, key.as_deref()).await?;
-    let mut resp = (StatusCode::CREATED, Json(created.case)).into_response();
+    let mut resp = (StatusCode::CREATED, Json(created.value)).into_response();
     if created.replayed {
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }

@@ -61,7 +61,7 @@ pub async fn create_case(
         None => None,
     };
     let created = state.services.report_case_once(&actor, input, key).await?;
-    let mut resp = (StatusCode::CREATED, Json(view(created.case, &actor, state.clock.now()))).into_response();
+    let mut resp = (StatusCode::CREATED, Json(view(created.value, &actor, state.clock.now()))).into_response();
     if created.replayed {
         resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
     }

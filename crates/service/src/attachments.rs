@@ -162,7 +162,7 @@ impl Services {
         name: &str,
         bytes: Vec<u8>,
     ) -> ServiceResult<StoredAttachment> {
-        Ok(self.upload_attachment_once(actor, name, bytes, None).await?.case)
+        Ok(self.upload_attachment_once(actor, name, bytes, None).await?.value)
     }
 
     /// Like [`Services::upload_attachment`], once per `idempotency_key` of this actor: a phone that
@@ -231,9 +231,9 @@ impl Services {
                 };
                 self.store.insert_attachment_once(&row, &key).await?
             }
-            None => civicgrid_store::Created { case: self.store.insert_attachment(&row).await?, replayed: false },
+            None => civicgrid_store::Created { value: self.store.insert_attachment(&row).await?, replayed: false },
         };
-        let stored = &created.case;
+        let stored = &created.value;
         tracing::info!(
             id = stored.id,
             mime,

@@ -16,7 +16,7 @@ pub const MAX_PAGE: u32 = 500;
 impl Services {
     /// Reports a new case; `actor` is its reporter (or the system, for ingest).
     pub async fn report_case(&self, actor: &Actor, input: ReportInput) -> ServiceResult<Case> {
-        Ok(self.report_case_once(actor, input, None).await?.case)
+        Ok(self.report_case_once(actor, input, None).await?.value)
     }
 
     /// Reports a new case at most once per `idempotency_key` of this actor: a repeated key with the

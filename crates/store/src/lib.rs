@@ -184,7 +184,7 @@ pub struct IdempotencyKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created<T = Case> {
     /// The case (or other record) created.
-    pub case: T,
+    pub value: T,
     /// True when this is the first request's result, returned again.
     pub replayed: bool,
 }

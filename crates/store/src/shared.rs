@@ -427,12 +427,12 @@ macro_rules! store_impl {
                             link_attachments(&mut tx, id, &n.facts.attachments).await?;
                             let case = Case { id, number, facts: n.facts.clone(), status: status.clone() };
                             created.insert(i, case.clone());
-                            outcomes.push(Ok(Written::Created($crate::Created { case, replayed: false })));
+                            outcomes.push(Ok(Written::Created($crate::Created { value: case, replayed: false })));
                         }
                         Some(CreatePlan::Replay(i, case)) => {
                             let case = *case;
                             created.insert(i, case.clone());
-                            outcomes.push(Ok(Written::Created($crate::Created { case, replayed: true })))
+                            outcomes.push(Ok(Written::Created($crate::Created { value: case, replayed: true })))
                         }
                         Some(CreatePlan::Refuse(_, e)) => outcomes.push(Err(e)),
                         Some(CreatePlan::SameAs(_, first)) => {
@@ -442,7 +442,7 @@ macro_rules! store_impl {
                             });
                             let outcome = match (created.get(&first), same) {
                                 (Some(case), Some(k)) if Some(k) == prepared.new.idempotency.as_ref() => {
-                                    Ok(Written::Created($crate::Created { case: case.clone(), replayed: true }))
+                                    Ok(Written::Created($crate::Created { value: case.clone(), replayed: true }))
                                 }
                                 (Some(_), _) => Err(StoreError::IdempotencyMismatch),
                                 // The first use was refused; a retry, alone, gets the right answer.
@@ -1029,7 +1029,7 @@ macro_rules! store_impl {
         #[async_trait::async_trait]
         impl CaseStore for $store {
             async fn create_case(&self, new: NewCase) -> Result<Case> {
-                Ok(self.writer.create(new).await?.case)
+                Ok(self.writer.create(new).await?.value)
             }
 
             async fn create_case_once(&self, new: NewCase) -> Result<$crate::Created> {
@@ -1359,7 +1359,7 @@ macro_rules! store_impl {
                         let id = id.filter(|_| fingerprint == key.fingerprint).ok_or(StoreError::IdempotencyMismatch)?;
                         drop(tx);
                         let first = self.attachment(id).await?.ok_or(StoreError::NotFound)?;
-                        return Ok($crate::Created { case: first, replayed: true });
+                        return Ok($crate::Created { value: first, replayed: true });
                     }
                     let stored = insert_attachment_row(&mut tx, a).await?;
                     let remembered = sqlx::query(
@@ -1379,7 +1379,7 @@ macro_rules! store_impl {
                         other => other?,
                     };
                     tx.commit().await?;
-                    return Ok($crate::Created { case: stored, replayed: false });
+                    return Ok($crate::Created { value: stored, replayed: false });
                 }
                 Err(StoreError::Conflict { expected: 0 })
             }

@@ -557,7 +557,7 @@ async fn attachments_belong_to_the_case_that_names_them(store: &dyn Store, fx: &
     let key = civicgrid_store::IdempotencyKey { scope: "user:1".into(), key: "up-1".into(), fingerprint: "fp".into() };
     let first = store.insert_attachment_once(&upload("重传.jpg"), &key).await.expect("upload");
     let again = store.insert_attachment_once(&upload("重传.jpg"), &key).await.expect("retry");
-    assert_eq!((first.replayed, again.replayed, again.case.id), (false, true, first.case.id));
+    assert_eq!((first.replayed, again.replayed, again.value.id), (false, true, first.value.id));
     let other = civicgrid_store::IdempotencyKey { fingerprint: "other".into(), ..key.clone() };
     assert!(matches!(
         store.insert_attachment_once(&upload("x.jpg"), &other).await,
@@ -583,14 +583,14 @@ async fn idempotency_keys_return_the_first_case(store: Arc<dyn Store>, fx: &Fixt
     let first = store.create_case_once(keyed(fx, "user:1", "k-1", "幂等")).await.expect("create");
     assert!(!first.replayed);
     let again = store.create_case_once(keyed(fx, "user:1", "k-1", "幂等")).await.expect("replay");
-    assert_eq!((again.case.id, again.replayed), (first.case.id, true));
-    assert_eq!(again.case.number, first.case.number);
+    assert_eq!((again.value.id, again.replayed), (first.value.id, true));
+    assert_eq!(again.value.number, first.value.number);
     assert!(matches!(
         store.create_case_once(keyed(fx, "user:1", "k-1", "另一件事")).await,
         Err(StoreError::IdempotencyMismatch)
     ));
     let other = store.create_case_once(keyed(fx, "user:2", "k-1", "幂等")).await.expect("another caller");
-    assert_ne!(other.case.id, first.case.id, "keys of different callers never meet");
+    assert_ne!(other.value.id, first.value.id, "keys of different callers never meet");
     // Twenty concurrent retries of one request, batched together or not: one case.
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -606,7 +606,7 @@ async fn idempotency_keys_return_the_first_case(store: Arc<dyn Store>, fx: &Fixt
     }
     let mut ids = BTreeSet::new();
     for t in tasks {
-        ids.insert(t.await.expect("join").expect("created").case.id);
+        ids.insert(t.await.expect("join").expect("created").value.id);
     }
     assert_eq!(ids.len(), 1, "one case for one key");
     assert_eq!(store.count_cases().await.expect("count"), before + 3);
