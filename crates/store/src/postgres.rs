@@ -28,14 +28,13 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
 
 /// The schema migrations of the PostgreSQL backend.
 pub fn migrator() -> Migrator {
-    crate::shared::migrator(&MIGRATIONS)
+    migrator_until(i64::MAX)
 }
 
 /// The migrations up to and including `version`: a database as an older release left it, for tests
 /// of the upgrade path.
 pub fn migrator_until(version: i64) -> Migrator {
-    let n = MIGRATIONS.iter().take_while(|(v, _, _)| *v <= version).count();
-    crate::shared::migrator(&MIGRATIONS[..n])
+    crate::shared::migrator(&MIGRATIONS, version)
 }
 
 /// The PostgreSQL implementation of [`crate::Store`].
@@ -202,7 +201,7 @@ async fn listen(pool: PgPool, channel: String, feed: tokio::sync::watch::Sender<
             match listener.recv().await {
                 Ok(n) => {
                     if let Ok(last) = n.payload().parse::<i64>() {
-                        feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
+                        crate::shared::advance(&feed, last);
                     }
                 }
                 Err(e) => {

@@ -19,6 +19,25 @@ pub(crate) struct CaseInsert<'a> {
     pub(crate) cols: &'a StatusColumns,
 }
 
+/// What an idempotency key made: its column in `idempotency`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyTarget {
+    /// A reported case.
+    Case,
+    /// An upload.
+    Attachment,
+}
+
+impl KeyTarget {
+    /// The column that holds the id.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            KeyTarget::Case => "case_id",
+            KeyTarget::Attachment => "attachment_id",
+        }
+    }
+}
+
 /// What to do with one create of a batch.
 pub(crate) enum CreatePlan {
     /// Insert it (op index).

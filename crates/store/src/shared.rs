@@ -11,18 +11,25 @@ use serde::de::DeserializeOwned;
 
 use crate::{Result, StoreError};
 
-/// A migrator from (version, description, SQL) steps.
-pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)]) -> sqlx::migrate::Migrator {
+/// A migrator from (version, description, SQL) steps, up to and including version `until`.
+pub(crate) fn migrator(steps: &[(i64, &'static str, &'static str)], until: i64) -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr;
     use sqlx::migrate::{Migration, MigrationType};
     sqlx::migrate::Migrator::with_migrations(
         steps
             .iter()
+            .take_while(|(version, _, _)| *version <= until)
             .map(|&(version, description, sql)| {
                 Migration::new(version, description.into(), MigrationType::Simple, sql.into_sql_str(), false)
             })
             .collect(),
     )
+}
+
+/// Moves the commit hint readers wake on forward to `last` (never back: a late notification from
+/// another node may carry an older number).
+pub(crate) fn advance(feed: &tokio::sync::watch::Sender<i64>, last: i64) {
+    feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
 }
 
 /// Case row columns, in the order `case_from_row` expects.
@@ -345,7 +352,7 @@ macro_rules! store_impl {
                 }
                 let (outcomes, last) = outcome?;
                 if let Some(last) = last {
-                    self.feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
+                    $crate::shared::advance(&self.feed, last);
                 }
                 Ok(outcomes)
             }
@@ -369,10 +376,11 @@ macro_rules! store_impl {
                         Some(first) => CreatePlan::SameAs(i, *first),
                         None => {
                             seen_keys.insert((&k.scope, &k.key), i);
-                            match known_key(&mut tx, k).await? {
-                                Some(Ok(case)) => CreatePlan::Replay(i, Box::new(case)),
-                                Some(Err(e)) => CreatePlan::Refuse(i, e),
-                                None => CreatePlan::Insert(i),
+                            match known_key(&mut tx, k, KeyTarget::Case).await {
+                                Ok(Some(id)) => CreatePlan::Replay(i, Box::new(case_in(&mut tx, id).await?)),
+                                Ok(None) => CreatePlan::Insert(i),
+                                Err(e @ StoreError::IdempotencyMismatch) => CreatePlan::Refuse(i, e),
+                                Err(e) => return Err(e),
                             }
                         }
                     },
@@ -422,7 +430,7 @@ macro_rules! store_impl {
                                 assigned.push((id, status));
                             }
                             if let Some(k) = &n.idempotency {
-                                remember_key(&mut tx, k, id, n.facts.reported_at).await?;
+                                remember_key(&mut tx, k, KeyTarget::Case, id, n.facts.reported_at).await?;
                             }
                             link_attachments(&mut tx, id, &n.facts.attachments).await?;
                             let case = Case { id, number, facts: n.facts.clone(), status: status.clone() };
@@ -488,34 +496,45 @@ macro_rules! store_impl {
             Ok(())
         }
 
-        /// The case an idempotency key created, or a refusal if the key came with another request.
-        async fn known_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey) -> Result<Option<Result<Case>>> {
+        /// The id of what an idempotency key made; `IdempotencyMismatch` if the key came with another
+        /// request, or made another kind of record.
+        async fn known_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey, target: KeyTarget) -> Result<Option<i64>> {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "SELECT fingerprint, {} FROM idempotency WHERE scope = $1 AND idem_key = $2",
+                target.column()
+            ));
             let row: Option<(String, Option<i64>)> =
-                sqlx::query_as("SELECT fingerprint, case_id FROM idempotency WHERE scope = $1 AND idem_key = $2")
-                    .bind(k.scope.clone())
-                    .bind(k.key.clone())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            let Some((fingerprint, id)) = row else { return Ok(None) };
-            let Some(id) = id.filter(|_| fingerprint == k.fingerprint) else {
-                return Ok(Some(Err(StoreError::IdempotencyMismatch)));
-            };
-            let sql = sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
-            let row = sqlx::query_as(sql).bind(id).fetch_one(&mut **tx).await?;
-            Ok(Some(Ok(case_from_row(row)?)))
+                sqlx::query_as(sql).bind(k.scope.clone()).bind(k.key.clone()).fetch_optional(&mut **tx).await?;
+            match row {
+                None => Ok(None),
+                Some((fingerprint, Some(id))) if fingerprint == k.fingerprint => Ok(Some(id)),
+                Some(_) => Err(StoreError::IdempotencyMismatch),
+            }
         }
 
-        async fn remember_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey, case_id: i64, at: Timestamp) -> Result<()> {
-            sqlx::query("INSERT INTO idempotency (scope, idem_key, fingerprint, case_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+        /// Records what an idempotency key made, in the transaction that made it.
+        async fn remember_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey, target: KeyTarget, id: i64, at: Timestamp) -> Result<()> {
+            let sql = sqlx::AssertSqlSafe(format!(
+                "INSERT INTO idempotency (scope, idem_key, fingerprint, {}, created_at) VALUES ($1, $2, $3, $4, $5)",
+                target.column()
+            ));
+            sqlx::query(sql)
                 .bind(k.scope.clone())
                 .bind(k.key.clone())
                 .bind(k.fingerprint.clone())
-                .bind(case_id)
+                .bind(id)
                 .bind(micros(at))
                 .execute(&mut **tx)
                 .await
                 .map_err(|e| map_db_error(e, "idempotency_key"))?;
             Ok(())
+        }
+
+        /// One case, read inside a transaction.
+        async fn case_in(tx: &mut Tx<'_>, id: i64) -> Result<Case> {
+            let sql = sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
+            let row = sqlx::query_as(sql).bind(id).fetch_one(&mut **tx).await?;
+            case_from_row(row)
         }
 
         impl $store {
@@ -1122,7 +1141,7 @@ macro_rules! store_impl {
                 assign(&mut tx, &assigned).await?;
                 tx.commit().await?;
                 if let Some(last) = last {
-                    self.feed.send_if_modified(|seen| std::mem::replace(seen, (*seen).max(last)) < last);
+                    $crate::shared::advance(&self.feed, last);
                 }
                 Ok(())
             }
@@ -1348,32 +1367,13 @@ macro_rules! store_impl {
             ) -> Result<$crate::Created<$crate::StoredAttachment>> {
                 for _ in 0..2 {
                     let mut tx = self.write.begin().await?;
-                    let row: Option<(String, Option<i64>)> = sqlx::query_as(
-                        "SELECT fingerprint, attachment_id FROM idempotency WHERE scope = $1 AND idem_key = $2",
-                    )
-                    .bind(key.scope.clone())
-                    .bind(key.key.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some((fingerprint, id)) = row {
-                        let id = id.filter(|_| fingerprint == key.fingerprint).ok_or(StoreError::IdempotencyMismatch)?;
+                    if let Some(id) = known_key(&mut tx, key, KeyTarget::Attachment).await? {
                         drop(tx);
                         let first = self.attachment(id).await?.ok_or(StoreError::NotFound)?;
                         return Ok($crate::Created { value: first, replayed: true });
                     }
                     let stored = insert_attachment_row(&mut tx, a).await?;
-                    let remembered = sqlx::query(
-                        "INSERT INTO idempotency (scope, idem_key, fingerprint, attachment_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(key.scope.clone())
-                    .bind(key.key.clone())
-                    .bind(key.fingerprint.clone())
-                    .bind(stored.id)
-                    .bind(micros(a.uploaded_at))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| map_db_error(e, "idempotency_key"));
-                    match remembered {
+                    match remember_key(&mut tx, key, KeyTarget::Attachment, stored.id, a.uploaded_at).await {
                         // Another request with the same key won the race: answer with its upload.
                         Err(StoreError::Duplicate { .. }) => continue,
                         other => other?,

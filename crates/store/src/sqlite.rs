@@ -27,14 +27,13 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
 
 /// The schema migrations of the SQLite backend.
 pub fn migrator() -> Migrator {
-    crate::shared::migrator(&MIGRATIONS)
+    migrator_until(i64::MAX)
 }
 
 /// The migrations up to and including `version`: a database as an older release left it, for tests
 /// of the upgrade path.
 pub fn migrator_until(version: i64) -> Migrator {
-    let n = MIGRATIONS.iter().take_while(|(v, _, _)| *v <= version).count();
-    crate::shared::migrator(&MIGRATIONS[..n])
+    crate::shared::migrator(&MIGRATIONS, version)
 }
 
 /// The SQLite implementation of [`crate::Store`].
