@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, IdPath};
+use crate::extract::{ApiQuery, IdPath, idempotency_key};
 use crate::state::AppState;
 
 /// Largest upload body accepted (the largest attachment plus multipart framing).
@@ -42,12 +42,7 @@ pub async fn upload(
     ApiQuery(q): ApiQuery<UploadQuery>,
     req: Request,
 ) -> ApiResult<Response> {
-    let key = match req.headers().get("idempotency-key") {
-        Some(v) => {
-            Some(v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII characters"))?.to_owned())
-        }
-        None => None,
-    };
+    let key = idempotency_key(req.headers())?;
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -72,11 +67,7 @@ pub async fn upload(
         (name, bytes.to_vec())
     };
     let created = state.services.upload_attachment_once(&actor, &name, bytes, key.as_deref()).await?;
-    let mut resp = (StatusCode::CREATED, Json(created.value)).into_response();
-    if created.replayed {
-        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(resp)
+    Ok(crate::extract::created(created.value, created.replayed))
 }
 
 fn body_error(status: StatusCode, text: String) -> ApiError {

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use civicgrid_core::access::Actor;
 use civicgrid_core::case::{Case, CaseEvent, CaseState, Command, Source};
 use civicgrid_core::codes::{ComponentId, GridCode, MatterCode};
@@ -20,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::extract::{ApiJson, ApiQuery, IdPath, idempotency_key};
 use crate::state::AppState;
 
 /// A case as returned by the API: personal data masked for roles that do not need it.
@@ -56,16 +55,9 @@ pub async fn create_case(
     headers: axum::http::HeaderMap,
     ApiJson(input): ApiJson<ReportInput>,
 ) -> ApiResult<axum::response::Response> {
-    let key = match headers.get("idempotency-key") {
-        Some(v) => Some(v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII characters"))?),
-        None => None,
-    };
-    let created = state.services.report_case_once(&actor, input, key).await?;
-    let mut resp = (StatusCode::CREATED, Json(view(created.value, &actor, state.clock.now()))).into_response();
-    if created.replayed {
-        resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
-    }
-    Ok(resp)
+    let key = idempotency_key(&headers)?;
+    let created = state.services.report_case_once(&actor, input, key.as_deref()).await?;
+    Ok(crate::extract::created(view(created.value, &actor, state.clock.now()), created.replayed))
 }
 
 /// Read one case.

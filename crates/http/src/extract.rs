@@ -54,6 +54,28 @@ pub fn too_large() -> ApiError {
     )
 }
 
+/// The `Idempotency-Key` header of a creating request, if it was sent (its form is the service's
+/// to check).
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str().map(str::to_owned).map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII characters"))
+        })
+        .transpose()
+}
+
+/// A 201 answer with `body`, marked `Idempotent-Replayed: true` when it repeats what an earlier request
+/// with the same key created.
+pub fn created<T: serde::Serialize>(body: T, replayed: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if replayed {
+        resp.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    resp
+}
+
 /// A numeric id in the path; anything but a positive integer is a 400 in the JSON error format.
 #[derive(Debug, Clone, Copy)]
 pub struct IdPath(pub i64);
