@@ -24,11 +24,25 @@ pub use civicgrid_service::accounts::{hash_password, random_password, token_hash
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "cg_session";
 
-fn token_from(headers: &HeaderMap) -> Option<String> {
+/// How a request carried its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A header the client set itself (`Authorization`, `X-API-Key`): browsers never send it on their own.
+    Header,
+    /// The session cookie, which a browser sends by itself.
+    Cookie,
+}
+
+/// The bearer token, else the session cookie.
+fn credential(headers: &HeaderMap) -> Option<(String, Via)> {
     if let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return auth.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+        return auth.strip_prefix("Bearer ").map(|t| (t.trim().to_owned(), Via::Header));
     }
-    cookie_token(headers)
+    cookie_token(headers).map(|t| (t, Via::Cookie))
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    credential(headers).map(|(token, _)| token)
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -71,17 +85,16 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).map(str::to_owned);
-        let token = api_key.or_else(|| token_from(&parts.headers)).ok_or_else(ApiError::unauthenticated)?;
+        let api_key =
+            parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|k| (k.trim().to_owned(), Via::Header));
+        let (token, via) = api_key.or_else(|| credential(&parts.headers)).ok_or_else(ApiError::unauthenticated)?;
         if token.is_empty() || token.len() > 128 {
             return Err(ApiError::unauthenticated());
         }
         if token.starts_with(civicgrid_service::integrations::KEY_PREFIX) {
             return Ok(Authed(state.services.api_key_actor(&token).await?));
         }
-        let by_cookie =
-            parts.headers.get(AUTHORIZATION).is_none() && cookie_token(&parts.headers).as_ref() == Some(&token);
-        if by_cookie {
+        if via == Via::Cookie {
             check_origin(parts)?;
         }
         Ok(Authed(state.services.session_actor(&token).await?))
