@@ -41,16 +41,16 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The use cases.
     pub services: Services,
-    /// Persistence, for reference-data reads.
+    /// Persistence, for the operational probes (`/readyz`, `/metrics`, `/`).
     pub store: Arc<dyn Store>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The live feed of committed events.
     pub feed: Feed,
     /// Settings.
-    pub config: Arc<HttpConfig>,
+    pub config: HttpConfig,
     /// Background tasks whose death makes the node unready.
-    tasks: Arc<std::sync::Mutex<Vec<Watched>>>,
+    tasks: std::sync::Mutex<Vec<Watched>>,
 }
 
 /// A background task the node cannot do without, by name.
@@ -71,8 +71,8 @@ impl AppState {
             store,
             clock,
             feed,
-            config: Arc::new(config),
-            tasks: Arc::new(std::sync::Mutex::new(vec![("live feed", feed_task)])),
+            config,
+            tasks: std::sync::Mutex::new(vec![("live feed", feed_task)]),
         })))
     }
 

@@ -8,6 +8,7 @@
 //! Every entry is checked against the subscriber's scope before it is handed out.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use civicgrid_core::access::Actor;
@@ -29,7 +30,7 @@ const COALESCE: Duration = Duration::from_millis(10);
 pub struct Feed {
     store: Arc<dyn Store>,
     tx: broadcast::Sender<Arc<LogEntry>>,
-    head: Arc<tokio::sync::watch::Sender<i64>>,
+    head: Arc<AtomicI64>,
 }
 
 impl Feed {
@@ -37,7 +38,7 @@ impl Feed {
     pub async fn spawn(store: Arc<dyn Store>) -> ServiceResult<(Feed, tokio::task::JoinHandle<()>)> {
         let start = store.last_seq().await?;
         let (tx, _) = broadcast::channel(BUFFER);
-        let feed = Feed { store, tx, head: Arc::new(tokio::sync::watch::Sender::new(start)) };
+        let feed = Feed { store, tx, head: Arc::new(AtomicI64::new(start)) };
         let task = tokio::spawn(feed.clone().follow(start));
         Ok((feed, task))
     }
@@ -57,7 +58,7 @@ impl Feed {
                 let known = *committed.borrow_and_update();
                 if known > after {
                     after = known;
-                    self.head.send_replace(after);
+                    self.head.store(after, Ordering::SeqCst);
                 }
                 continue;
             }
@@ -68,7 +69,7 @@ impl Feed {
                         // The head moves first: a subscriber that joins mid-page starts after it and
                         // skips the rest of the page, which it did not ask for.
                         after = page.last().map_or(after, |e| e.seq);
-                        self.head.send_replace(after);
+                        self.head.store(after, Ordering::SeqCst);
                         for e in page {
                             let _ = self.tx.send(Arc::new(e));
                         }
@@ -85,7 +86,7 @@ impl Feed {
 
     /// The number of the newest entry broadcast so far.
     pub fn head(&self) -> i64 {
-        *self.head.borrow()
+        self.head.load(Ordering::SeqCst)
     }
 
     /// Subscribers connected now.
