@@ -89,9 +89,8 @@ impl AppState {
 
     /// Starts this process's job runner (standard handlers and schedules), watched by `/readyz`.
     pub fn spawn_jobs(&self) {
-        let mut suffix = [0u8; 4];
-        let _ = getrandom::fill(&mut suffix);
-        let owner = format!("node-{}-{:08x}", std::process::id(), u32::from_le_bytes(suffix));
+        let suffix = civicgrid_service::accounts::random_hex(4).unwrap_or_default();
+        let owner = format!("node-{}-{suffix}", std::process::id());
         let runner = civicgrid_service::jobs::JobRunner::standard(self.services.clone(), owner);
         self.watch("job runner", runner.spawn(std::time::Duration::from_secs(1)));
     }

@@ -77,10 +77,15 @@ pub fn random_password() -> ServiceResult<String> {
     Ok(bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect())
 }
 
+/// `bytes` random bytes, hex (tokens, key prefixes and secrets, node names).
+pub fn random_hex(bytes: usize) -> ServiceResult<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(hex(&buf))
+}
+
 fn new_token() -> ServiceResult<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| ServiceError::Internal(e.to_string()))?;
-    Ok(hex(&bytes))
+    random_hex(32)
 }
 
 /// The actor of a user account.
@@ -199,39 +204,53 @@ impl LoginGuard {
     }
 }
 
-/// Sessions checked recently on this node: token hash → (actor, when the entry lapses).
-#[derive(Debug, Default)]
-pub(crate) struct SessionCache {
-    entries: Mutex<HashMap<String, (Actor, Instant)>>,
+/// Credentials checked recently on this node: hash → (what was found, when the entry lapses). Sessions
+/// and API keys are each trusted for a short time without asking the store again; a change elsewhere
+/// (a log-out, a revoked key) takes effect here within that time, a change here at once (`clear`).
+#[derive(Debug)]
+pub(crate) struct TtlCache<V> {
+    entries: Mutex<HashMap<String, (V, Instant)>>,
+    ttl: Duration,
+    /// Entries kept before lapsed ones are dropped.
+    cap: usize,
 }
 
-impl SessionCache {
-    fn get(&self, hash: &str) -> Option<Actor> {
-        let entries = self.entries.lock().ok()?;
-        entries.get(hash).filter(|(_, until)| *until > Instant::now()).map(|(a, _)| a.clone())
+impl<V: Clone> TtlCache<V> {
+    pub(crate) fn new(ttl: Duration, cap: usize) -> Self {
+        Self { entries: Mutex::default(), ttl, cap }
     }
 
-    fn put(&self, hash: String, actor: Actor) {
+    pub(crate) fn get(&self, hash: &str) -> Option<V> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(hash).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone())
+    }
+
+    pub(crate) fn put(&self, hash: String, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() > 50_000 {
+            if entries.len() > self.cap {
                 let now = Instant::now();
                 entries.retain(|_, (_, until)| *until > now);
             }
-            entries.insert(hash, (actor, Instant::now() + SESSION_CACHE_TTL));
+            entries.insert(hash, (value, Instant::now() + self.ttl));
         }
     }
 
-    fn forget(&self, hash: &str) {
+    pub(crate) fn forget(&self, hash: &str) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.remove(hash);
         }
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
             entries.clear();
         }
     }
+}
+
+/// The session cache of a node.
+pub(crate) fn session_cache() -> TtlCache<Actor> {
+    TtlCache::new(SESSION_CACHE_TTL, 50_000)
 }
 
 /// A started session.

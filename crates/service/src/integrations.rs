@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use civicgrid_core::access::{Actor, Channel, Role};
 use civicgrid_store::{ApiKeyInfo, ServiceAccount};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::accounts::{require, sha256_hex};
+use crate::accounts::{TtlCache, random_hex, require, sha256_hex};
 use crate::{ServiceError, ServiceResult, Services};
 
 /// The prefix every API key starts with.
@@ -41,17 +41,17 @@ pub struct IssuedKey {
     pub info: ApiKeyInfo,
 }
 
-/// Recently checked keys: hash → (actor, key id, last touch, when the entry lapses).
-#[derive(Debug, Default)]
+/// Recently checked keys (hash → actor and key id), and when each key's use was last written.
+#[derive(Debug)]
 pub(crate) struct KeyCache {
-    entries: Mutex<HashMap<String, (Actor, i64, Instant)>>,
+    checked: TtlCache<(Actor, i64)>,
     touched: Mutex<HashMap<i64, Timestamp>>,
 }
 
-fn random_hex(bytes: usize) -> ServiceResult<String> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| ServiceError::Internal(e.to_string()))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self { checked: TtlCache::new(KEY_CACHE_TTL, 10_000), touched: Mutex::default() }
+    }
 }
 
 impl Services {
@@ -91,7 +91,7 @@ impl Services {
         if !self.store.set_service_account_disabled(id, at).await? {
             return Err(ServiceError::NotFound("service account"));
         }
-        self.keys.forget_all();
+        self.keys.checked.clear();
         tracing::info!(account = id, enabled, by = actor.username, "service account changed");
         Ok(())
     }
@@ -118,7 +118,7 @@ impl Services {
         if !self.store.revoke_api_key(key_id, self.clock.now()).await? {
             return Err(ServiceError::NotFound("live API key"));
         }
-        self.keys.forget_all();
+        self.keys.checked.clear();
         tracing::info!(key = key_id, by = actor.username, "API key revoked");
         Ok(())
     }
@@ -130,12 +130,12 @@ impl Services {
         }
         let hash = sha256_hex(key.as_bytes());
         let now = self.clock.now();
-        let (actor, key_id) = match self.keys.get(&hash) {
+        let (actor, key_id) = match self.keys.checked.get(&hash) {
             Some(hit) => hit,
             None => {
                 let (account, info) = self.store.api_key_account(&hash).await?.ok_or(ServiceError::Unauthenticated)?;
                 let actor = Actor::integration(account.id, &account.name, account.channel);
-                self.keys.put(hash, actor.clone(), info.id);
+                self.keys.checked.put(hash, (actor.clone(), info.id));
                 (actor, info.id)
             }
         };
@@ -147,27 +147,6 @@ impl Services {
 }
 
 impl KeyCache {
-    fn get(&self, hash: &str) -> Option<(Actor, i64)> {
-        let entries = self.entries.lock().ok()?;
-        entries.get(hash).filter(|(_, _, until)| *until > Instant::now()).map(|(a, id, _)| (a.clone(), *id))
-    }
-
-    fn put(&self, hash: String, actor: Actor, key_id: i64) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() > 10_000 {
-                let now = Instant::now();
-                entries.retain(|_, (_, _, until)| *until > now);
-            }
-            entries.insert(hash, (actor, key_id, Instant::now() + KEY_CACHE_TTL));
-        }
-    }
-
-    fn forget_all(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
-        }
-    }
-
     /// Whether this use should be written (the first in [`TOUCH_EVERY`]).
     fn should_touch(&self, key_id: i64, now: Timestamp) -> bool {
         let Ok(mut touched) = self.touched.lock() else { return false };

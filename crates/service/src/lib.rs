@@ -59,7 +59,7 @@ pub struct Services {
     pub config: Arc<ServiceConfig>,
     world: world::WorldCell,
     logins: Arc<accounts::LoginGuard>,
-    sessions: Arc<accounts::SessionCache>,
+    sessions: Arc<accounts::TtlCache<Actor>>,
     keys: Arc<integrations::KeyCache>,
 }
 
@@ -73,7 +73,7 @@ impl Services {
             config: Arc::new(config),
             world,
             logins: Arc::new(accounts::LoginGuard::new()),
-            sessions: Arc::new(accounts::SessionCache::default()),
+            sessions: Arc::new(accounts::session_cache()),
             keys: Arc::new(integrations::KeyCache::default()),
         })
     }
