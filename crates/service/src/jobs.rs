@@ -48,6 +48,9 @@ pub struct JobRunner {
     owner: String,
     handlers: HashMap<&'static str, Handler>,
     recurring: Vec<Recurring>,
+    /// The period each recurring job was last enqueued for by this runner, so the loop writes only when
+    /// a new period starts, not on every turn.
+    scheduled: Arc<std::sync::Mutex<HashMap<&'static str, i64>>>,
 }
 
 impl std::fmt::Debug for JobRunner {
@@ -92,7 +95,13 @@ pub fn escalate_key(case_id: CaseId, version: i64) -> String {
 impl JobRunner {
     /// A runner with no handlers; `owner` names this process in leases (unique per node).
     pub fn new(services: Services, owner: impl Into<String>) -> Self {
-        Self { services, owner: owner.into(), handlers: HashMap::new(), recurring: Vec::new() }
+        Self {
+            services,
+            owner: owner.into(),
+            handlers: HashMap::new(),
+            recurring: Vec::new(),
+            scheduled: Arc::default(),
+        }
     }
 
     /// The runner with every standard handler and schedule: the one place jobs are scheduled.
@@ -135,6 +144,10 @@ impl JobRunner {
         for r in &self.recurring {
             let every = r.every.as_micros().max(1) as i64;
             let slot = now.as_microsecond().div_euclid(every);
+            let done = self.scheduled.lock().map(|m| m.get(r.kind) == Some(&slot)).unwrap_or(false);
+            if done {
+                continue;
+            }
             let run_at =
                 Timestamp::from_microsecond(slot * every).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let job = NewJob {
@@ -145,6 +158,9 @@ impl JobRunner {
                 max_attempts: 3,
             };
             self.services.store.enqueue(&job).await?;
+            if let Ok(mut m) = self.scheduled.lock() {
+                m.insert(r.kind, slot);
+            }
         }
         Ok(())
     }
