@@ -27,6 +27,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub mod postgres;
+mod batch;
 mod rows;
 mod shared;
 pub mod sqlite;
@@ -68,6 +69,9 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// SQLite failed under the group-commit writer (which talks to SQLite through rusqlite).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
     /// Migrations failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -12,7 +12,10 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
+mod writer;
+
 use crate::writer::Writer;
+use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
 const MIGRATIONS: [(i64, &str, &str); 8] = [
@@ -47,15 +50,6 @@ pub struct PgStore {
     feed: tokio::sync::watch::Sender<i64>,
     /// Ends the listener task when the store is dropped.
     _listener: AbortOnDrop,
-}
-
-#[derive(Debug)]
-struct PgApplier {
-    pool: PgPool,
-    /// The connection the writer keeps between batches.
-    conn: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>>,
-    /// Told about every commit.
-    feed: tokio::sync::watch::Sender<i64>,
 }
 
 /// Aborts a task when dropped.
@@ -104,7 +98,8 @@ impl PgStore {
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&pool).await?;
         let feed = tokio::sync::watch::Sender::new(last);
         let listener = tokio::spawn(listen(pool.clone(), channel.clone(), feed.clone()));
-        let writer = Writer::spawn(PgApplier { pool: pool.clone(), conn: Default::default(), feed: feed.clone() });
+        let (writer, queue) = Writer::new();
+        tokio::spawn(crate::writer::run(PgApplier::new(pool.clone(), feed.clone()), queue));
         Ok(Self { read: pool.clone(), write: pool, writer, feed, _listener: AbortOnDrop(listener.abort_handle()) })
     }
 
@@ -146,40 +141,6 @@ impl PgStore {
     const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 }
 
-impl PgApplier {
-    /// Nothing to set up on the writer's connection.
-    async fn prepare_connection(_conn: &mut sqlx::PgConnection) -> crate::Result<()> {
-        Ok(())
-    }
-
-    /// Adds rows to the global event log, numbered from the counter row, and returns the last number.
-    /// The row stays locked until this transaction commits, so another node's batch gets its numbers
-    /// only after these are visible; a trigger on the row sends `NOTIFY` with the new last number,
-    /// delivered at commit.
-    async fn append_log(tx: &mut sqlx::PgConnection, rows: &[crate::shared::LogRow]) -> crate::Result<i64> {
-        let n = i64::try_from(rows.len()).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.stream_id).collect();
-        let versions: Vec<i64> = rows.iter().map(|r| r.version).collect();
-        let ats: Vec<i64> = rows.iter().map(|r| r.at).collect();
-        // One round trip: take the counter, insert the rows numbered from it, answer the last number.
-        let last: i64 = sqlx::query_scalar(
-            "WITH c AS (UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last), \
-             ins AS (INSERT INTO event_log (seq, stream, stream_id, version, at) \
-                     SELECT c.last - $1 + t.ord, $2, t.stream_id, t.version, t.at \
-                     FROM c, unnest($3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS t(stream_id, version, at, ord)) \
-             SELECT last FROM c",
-        )
-        .bind(n)
-        .bind(crate::Stream::Case.as_str())
-        .bind(ids)
-        .bind(versions)
-        .bind(ats)
-        .fetch_one(&mut *tx)
-        .await?;
-        Ok(last)
-    }
-}
-
 /// Listens for other nodes' commits and passes the numbers on to this node's readers; reconnects after
 /// a lost connection (sqlx's listener does) and keeps going until the store is dropped.
 async fn listen(pool: PgPool, channel: String, feed: tokio::sync::watch::Sender<i64>) {
@@ -214,4 +175,4 @@ async fn listen(pool: PgPool, channel: String, feed: tokio::sync::watch::Sender<
     }
 }
 
-crate::shared::store_impl!(PgStore, PgApplier, sqlx::Postgres, Backend::Postgres);
+crate::shared::store_impl!(PgStore, sqlx::Postgres, Backend::Postgres);

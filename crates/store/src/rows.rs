@@ -29,11 +29,26 @@ pub(crate) enum KeyTarget {
 }
 
 impl KeyTarget {
-    /// The column that holds the id.
-    pub(crate) fn column(self) -> &'static str {
+    /// The fingerprint and id stored for key (`$1` scope, `$2` key).
+    pub(crate) fn find_sql(self) -> &'static str {
         match self {
-            KeyTarget::Case => "case_id",
-            KeyTarget::Attachment => "attachment_id",
+            KeyTarget::Case => "SELECT fingerprint, case_id FROM idempotency WHERE scope = $1 AND idem_key = $2",
+            KeyTarget::Attachment => {
+                "SELECT fingerprint, attachment_id FROM idempotency WHERE scope = $1 AND idem_key = $2"
+            }
+        }
+    }
+
+    /// Stores (scope, key, fingerprint, id, created at).
+    pub(crate) fn store_sql(self) -> &'static str {
+        match self {
+            KeyTarget::Case => {
+                "INSERT INTO idempotency (scope, idem_key, fingerprint, case_id, created_at) VALUES ($1, $2, $3, $4, $5)"
+            }
+            KeyTarget::Attachment => {
+                "INSERT INTO idempotency (scope, idem_key, fingerprint, attachment_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)"
+            }
         }
     }
 }

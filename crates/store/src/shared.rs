@@ -73,8 +73,6 @@ pub(crate) struct LogRow {
     pub(crate) at: i64,
 }
 
-/// Rows of the event log per INSERT statement (5 binds each).
-pub(crate) const LOG_CHUNK: usize = 4000;
 
 /// A case status as the columns of its row: the indexed fields timers, lists and KPIs filter on, and
 /// the whole status as JSON. Encoded before the row is written.
@@ -137,13 +135,11 @@ pub(crate) fn map_db_error(e: sqlx::Error, unique_field: &'static str) -> StoreE
 /// write; one connection on SQLite) and `writer: crate::writer::Writer`; `$applier` must have a field
 /// `pool: sqlx::Pool<$db>`.
 macro_rules! store_impl {
-    ($store:ident, $applier:ident, $db:ty, $backend:expr) => {
+    ($store:ident, $db:ty, $backend:expr) => {
         use $crate::rows::*;
         use $crate::shared::{
-            CASE_COLUMNS, StatusColumns, case_from_row, case_number, day_key, from_json, map_db_error, parse,
-            to_json,
+CASE_COLUMNS, case_from_row, from_json, map_db_error, parse, to_json,
         };
-        use $crate::writer::{ApplyBatch, WriteOp, Written};
         use $crate::{
             AccountStore, Backend, CaseFilter, CaseStore, ComponentFilter, EventLog, ImportCase, LogEntry, NewCase,
             NewUser, Page, PageRequest, ReferenceStore, Result, Store, StoreError, User, micros,
@@ -158,367 +154,19 @@ macro_rules! store_impl {
         use civicgrid_core::org::Department;
         use jiff::Timestamp;
         use sqlx::QueryBuilder;
-        use std::collections::BTreeMap;
 
         type Tx<'a> = sqlx::Transaction<'a, $db>;
-
-        async fn allocate_numbers(tx: &mut Tx<'_>, town: &str, reported: &[Timestamp]) -> Result<Vec<String>> {
-            let mut per_day: BTreeMap<String, i64> = BTreeMap::new();
-            for t in reported {
-                *per_day.entry(day_key(*t)).or_default() += 1;
-            }
-            let mut next: BTreeMap<String, i64> = BTreeMap::new();
-            for (day, n) in per_day {
-                let last: i64 = sqlx::query_scalar(
-                    "INSERT INTO case_counters (day, last) VALUES ($1, $2) \
-                     ON CONFLICT (day) DO UPDATE SET last = case_counters.last + excluded.last RETURNING last",
-                )
-                .bind(&day)
-                .bind(n)
-                .fetch_one(&mut **tx)
-                .await?;
-                next.insert(day, last - n + 1);
-            }
-            Ok(reported
-                .iter()
-                .map(|t| {
-                    let day = day_key(*t);
-                    let serial = next.get_mut(&day).map(|s| {
-                        *s += 1;
-                        *s - 1
-                    });
-                    case_number(town, &day, serial.unwrap_or_default())
-                })
-                .collect())
-        }
-
-        async fn insert_cases(tx: &mut Tx<'_>, rows: &[CaseInsert<'_>]) -> Result<BTreeMap<String, i64>> {
-            let mut ids = BTreeMap::new();
-            // 20 binds a row; stay well under SQLite's 32,766-variable limit.
-            for chunk in rows.chunks(1000) {
-                let mut qb: QueryBuilder<$db> = QueryBuilder::new(
-                    "INSERT INTO cases (number, matter, source, grid, micro_grid, reporter_user_id, reported_at, \
-                     component_id, facts, state, version, lead_dept, co_depts, due_at, handle_due_at, replied_at, \
-                     closed_at, close_type, escalation_level, updated_at, status) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    let (facts, st) = (r.facts_json, r.cols);
-                    b.push_bind(r.number.clone())
-                        .push_bind(r.facts.matter.to_string())
-                        .push_bind(r.facts.source.as_str())
-                        .push_bind(r.facts.grid.to_string())
-                        .push_bind(r.facts.micro_grid.to_string())
-                        .push_bind(r.facts.reporter.user_id)
-                        .push_bind(micros(r.facts.reported_at))
-                        .push_bind(r.facts.component_id.map(|c| c.to_string()))
-                        .push_bind(facts)
-                        .push_bind(st.state)
-                        .push_bind(st.version)
-                        .push_bind(st.lead_dept.as_deref())
-                        .push_bind(st.co_depts.as_str())
-                        .push_bind(st.due_at)
-                        .push_bind(st.handle_due_at)
-                        .push_bind(st.replied_at)
-                        .push_bind(st.closed_at)
-                        .push_bind(st.close_type)
-                        .push_bind(st.escalation_level)
-                        .push_bind(st.updated_at)
-                        .push_bind(st.json.as_str());
-                });
-                qb.push(" RETURNING id, number");
-                let returned: Vec<(i64, String)> =
-                    qb.build_query_as().fetch_all(&mut **tx).await.map_err(|e| map_db_error(e, "number"))?;
-                ids.extend(returned.into_iter().map(|(id, number)| (number, id)));
-            }
-            Ok(ids)
-        }
-
-        /// Inserts the events (their bodies already encoded) and numbers them in the global log, in the
-        /// order given; the numbers come last in the transaction (see `$applier::number_events`).
-        /// Returns the last number handed out.
-        async fn insert_events(tx: &mut Tx<'_>, rows: &[(i64, &CaseEvent, &str)]) -> Result<Option<i64>> {
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            for chunk in rows.chunks(2000) {
-                let mut qb: QueryBuilder<$db> = QueryBuilder::new(
-                    "INSERT INTO case_events (case_id, seq, at, actor_user_id, action, to_state, body) ",
-                );
-                qb.push_values(chunk, |mut b, (id, e, body)| {
-                    b.push_bind(*id)
-                        .push_bind(e.seq)
-                        .push_bind(micros(e.at))
-                        .push_bind(e.actor.user_id.unwrap_or(0))
-                        .push_bind(e.action.name())
-                        .push_bind(e.to.as_str())
-                        .push_bind(*body);
-                });
-                qb.build().execute(&mut **tx).await.map_err(|e| map_db_error(e, "event"))?;
-            }
-            let entries: Vec<$crate::shared::LogRow> =
-                rows.iter().map(|(id, e, _)| $crate::shared::LogRow { stream_id: *id, version: e.seq, at: micros(e.at) }).collect();
-            Ok(Some($applier::append_log(tx, &entries).await?))
-        }
-
-        /// Adds `case_departments` rows for the lead and co-departments of new assignments.
-        async fn assign(tx: &mut Tx<'_>, cases: &[(i64, &CaseStatus)]) -> Result<()> {
-            let rows: Vec<(String, i64)> = cases
-                .iter()
-                .flat_map(|(id, s)| s.lead_dept.iter().chain(&s.co_depts).map(move |d| (d.to_string(), *id)))
-                .collect();
-            for chunk in rows.chunks(2000) {
-                let mut ins: QueryBuilder<$db> = QueryBuilder::new("INSERT INTO case_departments (dept, case_id) ");
-                ins.push_values(chunk, |mut b, (dept, id)| {
-                    b.push_bind(dept.clone()).push_bind(*id);
-                });
-                ins.build().execute(&mut **tx).await?;
-            }
-            Ok(())
-        }
-
-        /// Moves a case from the departments of `old` to those of `new`.
-        async fn reassign(tx: &mut Tx<'_>, id: i64, old: &CaseStatus, new: &CaseStatus) -> Result<()> {
-            for dept in old.lead_dept.iter().chain(&old.co_depts) {
-                sqlx::query("DELETE FROM case_departments WHERE dept = $1 AND case_id = $2")
-                    .bind(dept.to_string())
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            assign(tx, &[(id, new)]).await
-        }
-
-        /// Reads a case's status, folds `event` into it and stores the result, if the case is still at
-        /// `expected`. `Ok(None)` means the case moved on (a conflict).
-        async fn fold_and_update(
-            tx: &mut Tx<'_>,
-            id: CaseId,
-            expected: i64,
-            event: &CaseEvent,
-        ) -> Result<Option<CaseStatus>> {
-            let row: Option<(i64, String)> = sqlx::query_as("SELECT version, status FROM cases WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            let Some((version, json)) = row else { return Err(StoreError::NotFound) };
-            if version != expected {
-                return Ok(None);
-            }
-            let old: CaseStatus = from_json(&json)?;
-            let mut status = old.clone();
-            status.apply(event).map_err(|e| StoreError::BadEvent(e.to_string()))?;
-            let st = StatusColumns::of(&status)?;
-            sqlx::query(
-                "UPDATE cases SET state = $1, version = $2, lead_dept = $3, co_depts = $4, due_at = $5, \
-                 handle_due_at = $6, replied_at = $7, closed_at = $8, close_type = $9, escalation_level = $10, \
-                 updated_at = $11, status = $12 WHERE id = $13 AND version = $14",
-            )
-            .bind(st.state)
-            .bind(st.version)
-            .bind(st.lead_dept)
-            .bind(st.co_depts)
-            .bind(st.due_at)
-            .bind(st.handle_due_at)
-            .bind(st.replied_at)
-            .bind(st.closed_at)
-            .bind(st.close_type)
-            .bind(st.escalation_level)
-            .bind(st.updated_at)
-            .bind(st.json)
-            .bind(id)
-            .bind(expected)
-            .execute(&mut **tx)
-            .await?;
-            if (&old.lead_dept, &old.co_depts) != (&status.lead_dept, &status.co_depts) {
-                reassign(tx, id, &old, &status).await?;
-            }
-            Ok(Some(status))
-        }
-
-        #[async_trait::async_trait]
-        impl ApplyBatch for $applier {
-            async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>> {
-                let mut held = self.conn.lock().await;
-                if held.is_none() {
-                    let mut conn = self.pool.acquire().await?;
-                    Self::prepare_connection(&mut conn).await?;
-                    *held = Some(conn);
-                }
-                let Some(conn) = held.as_mut() else { return Err(StoreError::Closed) };
-                let outcome = apply_in_transaction(conn, ops).await;
-                if matches!(outcome, Err(StoreError::Database(_))) {
-                    // The connection may be broken (e.g. the server restarted): take a fresh one next time.
-                    *held = None;
-                }
-                let (outcomes, last) = outcome?;
-                if let Some(last) = last {
-                    $crate::shared::advance(&self.feed, last);
-                }
-                Ok(outcomes)
-            }
-        }
-
-        async fn apply_in_transaction(
-            conn: &mut sqlx::pool::PoolConnection<$db>,
-            ops: &[WriteOp],
-        ) -> Result<(Vec<Result<Written>>, Option<i64>)> {
-            let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
-            // Creates whose idempotency key is already known get the first case back; a key repeated
-            // within the batch follows its first use.
-            let mut plans: Vec<CreatePlan> = Vec::new();
-            let mut seen_keys: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-            for (i, op) in ops.iter().enumerate() {
-                let WriteOp::Create(p) = op else { continue };
-                let n = &p.new;
-                let plan = match &n.idempotency {
-                    None => CreatePlan::Insert(i),
-                    Some(k) => match seen_keys.get(&(k.scope.as_str(), k.key.as_str())) {
-                        Some(first) => CreatePlan::SameAs(i, *first),
-                        None => {
-                            seen_keys.insert((&k.scope, &k.key), i);
-                            match known_key(&mut tx, k, KeyTarget::Case).await {
-                                Ok(Some(id)) => CreatePlan::Replay(i, Box::new(case_in(&mut tx, id).await?)),
-                                Ok(None) => CreatePlan::Insert(i),
-                                Err(e @ StoreError::IdempotencyMismatch) => CreatePlan::Refuse(i, e),
-                                Err(e) => return Err(e),
-                            }
-                        }
-                    },
-                };
-                plans.push(plan);
-            }
-            let creates: Vec<&$crate::writer::PreparedCreate> = plans
-                .iter()
-                .filter_map(|p| match (p, ops.get(p.op())) {
-                    (CreatePlan::Insert(_), Some(WriteOp::Create(c))) => Some(c.as_ref()),
-                    _ => None,
-                })
-                .collect();
-            let mut numbers = Vec::new();
-            let mut ids = BTreeMap::new();
-            if let Some(first) = creates.first() {
-                let town = first.new.town.to_string();
-                let reported: Vec<Timestamp> = creates.iter().map(|c| c.new.facts.reported_at).collect();
-                numbers = allocate_numbers(&mut tx, &town, &reported).await?;
-                let rows: Vec<CaseInsert<'_>> = creates
-                    .iter()
-                    .zip(&numbers)
-                    .map(|(c, number)| CaseInsert {
-                        number: number.clone(),
-                        facts: &c.new.facts,
-                        facts_json: &c.facts_json,
-                        cols: &c.cols,
-                    })
-                    .collect();
-                ids = insert_cases(&mut tx, &rows).await?;
-            }
-            let mut plans = plans.into_iter();
-            let mut created: BTreeMap<usize, Case> = BTreeMap::new();
-            let mut outcomes = Vec::with_capacity(ops.len());
-            let mut events: Vec<(i64, &CaseEvent, &str)> = Vec::with_capacity(ops.len());
-            let mut assigned: Vec<(i64, &CaseStatus)> = Vec::new();
-            let mut next_number = numbers.into_iter();
-            for op in ops {
-                match op {
-                    WriteOp::Create(prepared) => match plans.next() {
-                        Some(CreatePlan::Insert(i)) => {
-                            let (n, status) = (&prepared.new, &prepared.status);
-                            let number = next_number.next().unwrap_or_default();
-                            let id = *ids.get(&number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
-                            events.push((id, &n.event, prepared.event_json.as_str()));
-                            if status.lead_dept.is_some() || !status.co_depts.is_empty() {
-                                assigned.push((id, status));
-                            }
-                            if let Some(k) = &n.idempotency {
-                                remember_key(&mut tx, k, KeyTarget::Case, id, n.facts.reported_at).await?;
-                            }
-                            link_attachments(&mut tx, id, &n.facts.attachments).await?;
-                            let case = Case { id, number, facts: n.facts.clone(), status: status.clone() };
-                            created.insert(i, case.clone());
-                            outcomes.push(Ok(Written::Created($crate::Created { value: case, replayed: false })));
-                        }
-                        Some(CreatePlan::Replay(i, case)) => {
-                            let case = *case;
-                            created.insert(i, case.clone());
-                            outcomes.push(Ok(Written::Created($crate::Created { value: case, replayed: true })))
-                        }
-                        Some(CreatePlan::Refuse(_, e)) => outcomes.push(Err(e)),
-                        Some(CreatePlan::SameAs(_, first)) => {
-                            let same = ops.get(first).and_then(|op| match op {
-                                WriteOp::Create(f) => f.new.idempotency.as_ref(),
-                                WriteOp::Append { .. } => None,
-                            });
-                            let outcome = match (created.get(&first), same) {
-                                (Some(case), Some(k)) if Some(k) == prepared.new.idempotency.as_ref() => {
-                                    Ok(Written::Created($crate::Created { value: case.clone(), replayed: true }))
-                                }
-                                (Some(_), _) => Err(StoreError::IdempotencyMismatch),
-                                // The first use was refused; a retry, alone, gets the right answer.
-                                (None, _) => Err(StoreError::Conflict { expected: 0 }),
-                            };
-                            outcomes.push(outcome);
-                        }
-                        None => return Err(StoreError::Corrupt("create without a plan".into())),
-                    },
-                    WriteOp::Append { id, expected, event, event_json } => match fold_and_update(&mut tx, *id, *expected, event).await {
-                        Ok(Some(status)) => {
-                            link_attachments(&mut tx, *id, &event.evidence).await?;
-                            events.push((*id, event, event_json.as_str()));
-                            outcomes.push(Ok(Written::Appended(status)));
-                        }
-                        Ok(None) => outcomes.push(Err(StoreError::Conflict { expected: *expected })),
-                        Err(e @ (StoreError::NotFound | StoreError::BadEvent(_))) => outcomes.push(Err(e)),
-                        Err(e) => return Err(e),
-                    },
-                }
-            }
-            assign(&mut tx, &assigned).await?;
-            let last = insert_events(&mut tx, &events).await?;
-            tx.commit().await?;
-            Ok((outcomes, last))
-        }
-
-        /// Gives uploaded attachments to the case that names them; one that is gone or belongs to another
-        /// case fails the write (the writer then retries its writes one by one, so only this one fails).
-        async fn link_attachments(tx: &mut Tx<'_>, case_id: i64, items: &[civicgrid_core::case::Attachment]) -> Result<()> {
-            for id in items.iter().filter_map(|a| a.id) {
-                let done = sqlx::query(
-                    "UPDATE attachments SET case_id = $1 WHERE id = $2 AND (case_id IS NULL OR case_id = $1)",
-                )
-                .bind(case_id)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::BadReference);
-                }
-            }
-            Ok(())
-        }
 
         /// The id of what an idempotency key made; `IdempotencyMismatch` if the key came with another
         /// request, or made another kind of record.
         async fn known_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey, target: KeyTarget) -> Result<Option<i64>> {
-            let sql = sqlx::AssertSqlSafe(format!(
-                "SELECT fingerprint, {} FROM idempotency WHERE scope = $1 AND idem_key = $2",
-                target.column()
-            ));
-            let row: Option<(String, Option<i64>)> =
-                sqlx::query_as(sql).bind(k.scope.clone()).bind(k.key.clone()).fetch_optional(&mut **tx).await?;
-            match row {
-                None => Ok(None),
-                Some((fingerprint, Some(id))) if fingerprint == k.fingerprint => Ok(Some(id)),
-                Some(_) => Err(StoreError::IdempotencyMismatch),
-            }
+            let row = sqlx::query_as(target.find_sql()).bind(k.scope.clone()).bind(k.key.clone()).fetch_optional(&mut **tx).await?;
+            $crate::batch::key_match(row, k)
         }
 
         /// Records what an idempotency key made, in the transaction that made it.
         async fn remember_key(tx: &mut Tx<'_>, k: &$crate::IdempotencyKey, target: KeyTarget, id: i64, at: Timestamp) -> Result<()> {
-            let sql = sqlx::AssertSqlSafe(format!(
-                "INSERT INTO idempotency (scope, idem_key, fingerprint, {}, created_at) VALUES ($1, $2, $3, $4, $5)",
-                target.column()
-            ));
-            sqlx::query(sql)
+            sqlx::query(target.store_sql())
                 .bind(k.scope.clone())
                 .bind(k.key.clone())
                 .bind(k.fingerprint.clone())
@@ -528,13 +176,6 @@ macro_rules! store_impl {
                 .await
                 .map_err(|e| map_db_error(e, "idempotency_key"))?;
             Ok(())
-        }
-
-        /// One case, read inside a transaction.
-        async fn case_in(tx: &mut Tx<'_>, id: i64) -> Result<Case> {
-            let sql = sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
-            let row = sqlx::query_as(sql).bind(id).fetch_one(&mut **tx).await?;
-            case_from_row(row)
         }
 
         impl $store {
@@ -1109,41 +750,7 @@ macro_rules! store_impl {
             }
 
             async fn import_cases(&self, town: civicgrid_core::codes::TownCode, cases: Vec<ImportCase>) -> Result<()> {
-                let mut tx = self.write.begin().await?;
-                let reported: Vec<Timestamp> = cases.iter().map(|c| c.facts.reported_at).collect();
-                let numbers = allocate_numbers(&mut tx, &town.to_string(), &reported).await?;
-                let encoded = cases
-                    .iter()
-                    .map(|c| Ok((to_json(&c.facts)?, StatusColumns::of(&c.status)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                let rows: Vec<CaseInsert<'_>> = cases
-                    .iter()
-                    .zip(numbers)
-                    .zip(&encoded)
-                    .map(|((c, number), (facts_json, cols))| CaseInsert { number, facts: &c.facts, facts_json, cols })
-                    .collect();
-                let ids = insert_cases(&mut tx, &rows).await?;
-                let mut events = Vec::new();
-                let mut assigned = Vec::new();
-                for (row, c) in rows.iter().zip(&cases) {
-                    let id = *ids.get(&row.number).ok_or(StoreError::Corrupt("insert returned no id".into()))?;
-                    events.extend(c.events.iter().map(|e| (id, e)));
-                    if c.status.lead_dept.is_some() || !c.status.co_depts.is_empty() {
-                        assigned.push((id, &c.status));
-                    }
-                }
-                // History enters the global log in the order it happened.
-                events.sort_by_key(|(id, e)| (e.at, *id, e.seq));
-                let bodies = events.iter().map(|(_, e)| to_json(e)).collect::<Result<Vec<_>>>()?;
-                let events: Vec<(i64, &CaseEvent, &str)> =
-                    events.iter().zip(&bodies).map(|((id, e), b)| (*id, *e, b.as_str())).collect();
-                let last = insert_events(&mut tx, &events).await?;
-                assign(&mut tx, &assigned).await?;
-                tx.commit().await?;
-                if let Some(last) = last {
-                    $crate::shared::advance(&self.feed, last);
-                }
-                Ok(())
+                self.writer.import(town.to_string(), cases).await
             }
         }
 

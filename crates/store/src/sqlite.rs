@@ -1,7 +1,9 @@
 //! The embedded SQLite store: one file, WAL journal, `synchronous = FULL` by default (a committed case
-//! survives a power cut, not only a killed process; `normal` trades that for throughput), a busy timeout, foreign keys on. Every write goes through a
-//! single-connection pool, so writers queue in the process instead of meeting "database is locked";
-//! reads use their own pool and never wait for the writer (WAL).
+//! survives a power cut, not only a killed process; `normal` trades that for throughput), a busy
+//! timeout, foreign keys on. Case writes go through the group-commit writer's own connection
+//! ([`writer`]), other writes through a one-connection pool, so writers queue in the
+//! process instead of meeting "database is locked"; reads use their own pool and never wait for a
+//! writer (WAL).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,6 +13,9 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::SqliteSync;
+mod writer;
+
+use writer::SqliteApplier;
 use crate::writer::Writer;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
@@ -48,15 +53,6 @@ pub struct SqliteStore {
     _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
 }
 
-#[derive(Debug)]
-struct SqliteApplier {
-    pool: SqlitePool,
-    /// The connection the writer keeps between batches.
-    conn: tokio::sync::Mutex<Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>>,
-    /// Told about every commit.
-    feed: tokio::sync::watch::Sender<i64>,
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and migrates it; commits are fsynced.
     pub async fn open(path: &str) -> crate::Result<Self> {
@@ -78,14 +74,15 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
             .pragma("journal_size_limit", "67108864");
-        // Two write connections: the group-commit writer keeps one; rare writes (users, reference data)
-        // take the other and wait on SQLite's busy timeout while the writer commits.
-        let write = SqlitePoolOptions::new().max_connections(2).connect_with(options.clone()).await?;
+        // Case writes go through the group-commit writer's own connection; rare writes (users, reference
+        // data, jobs) take this one and wait on SQLite's busy timeout while the writer commits.
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         migrator().run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&read).await?;
         let feed = tokio::sync::watch::Sender::new(last);
-        let writer = Writer::spawn(SqliteApplier { pool: write.clone(), conn: Default::default(), feed: feed.clone() });
+        let (writer, queue) = Writer::new();
+        SqliteApplier::open(path, sync, feed.clone())?.spawn(queue)?;
         let (stop_checkpoints, stop) = tokio::sync::oneshot::channel();
         tokio::spawn(checkpointer(read.clone(), stop));
         Ok(Self { read, write, writer, feed, _stop_checkpoints: stop_checkpoints })
@@ -139,33 +136,6 @@ impl SqliteStore {
     const SKIP_LOCKED: &str = "";
 }
 
-impl SqliteApplier {
-    /// The group-commit connection checkpoints rarely: copying WAL pages into the database file sits on
-    /// the commit path, so [`checkpointer`] does most of it in the background. The writer's own
-    /// checkpoint every 4,000 pages (16 MiB) then finds little left to copy, and lets the next commit
-    /// start the WAL over, so it stays small under sustained load.
-    async fn prepare_connection(conn: &mut sqlx::SqliteConnection) -> crate::Result<()> {
-        sqlx::query("PRAGMA wal_autocheckpoint = 4000").execute(conn).await?;
-        Ok(())
-    }
-
-    /// Adds rows to the global event log and returns the last number. One process writes an SQLite
-    /// file, one transaction at a time, so SQLite numbers them itself (`seq` is the rowid: the next is
-    /// the largest + 1, in insertion order): no counter page is rewritten and no extra query made.
-    async fn append_log(tx: &mut sqlx::SqliteConnection, rows: &[crate::shared::LogRow]) -> crate::Result<i64> {
-        let mut last = 0;
-        for chunk in rows.chunks(crate::shared::LOG_CHUNK) {
-            let mut qb: sqlx::QueryBuilder<sqlx::Sqlite> =
-                sqlx::QueryBuilder::new("INSERT INTO event_log (stream, stream_id, version, at) ");
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(crate::Stream::Case.as_str()).push_bind(r.stream_id).push_bind(r.version).push_bind(r.at);
-            });
-            last = qb.build().execute(&mut *tx).await?.last_insert_rowid();
-        }
-        Ok(last)
-    }
-}
-
 /// Checkpoints the WAL into the database file every second, off the writer's path. PASSIVE never blocks
 /// the writer; once a checkpoint has caught up, the next write starts the WAL over, and
 /// `journal_size_limit` trims the file. Ends when the store is dropped.
@@ -183,4 +153,4 @@ async fn checkpointer(pool: SqlitePool, mut stop: tokio::sync::oneshot::Receiver
     }
 }
 
-crate::shared::store_impl!(SqliteStore, SqliteApplier, sqlx::Sqlite, Backend::Sqlite);
+crate::shared::store_impl!(SqliteStore, sqlx::Sqlite, Backend::Sqlite);

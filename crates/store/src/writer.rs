@@ -1,6 +1,9 @@
-//! The group-commit writer: one task that takes case writes from a queue, applies everything waiting
+//! The group-commit writer: one loop that takes case writes from a queue, applies everything waiting
 //! in one transaction, commits once, then answers every caller. Under load a batch holds hundreds of
 //! writes and costs one fsync; when idle a write commits alone at once.
+//!
+//! PostgreSQL's writer is a task on the runtime ([`run`]); SQLite's has a thread of its own
+//! ([`run_blocking`]), where its statements run without a hop per statement.
 //!
 //! If a batch fails as a whole (a constraint violation in one write), each write is retried alone so
 //! one bad write cannot fail its neighbours.
@@ -11,7 +14,7 @@
 use civicgrid_core::case::{CaseEvent, CaseId, CaseStatus};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{NewCase, Result, StoreError};
+use crate::{ImportCase, NewCase, Result, StoreError};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -37,6 +40,19 @@ pub(crate) enum WriteOp {
         /// The event as stored.
         event_json: String,
     },
+    /// Import whole historical cases.
+    Import(Box<PreparedImport>),
+}
+
+/// Historical cases to import, their JSON encoded in the caller's task.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedImport {
+    pub(crate) town: String,
+    pub(crate) cases: Vec<ImportCase>,
+    /// Per case: facts JSON and status columns.
+    pub(crate) encoded: Vec<(String, crate::shared::StatusColumns)>,
+    /// Per case: each event's JSON.
+    pub(crate) event_json: Vec<Vec<String>>,
 }
 
 /// A case to create with its JSON encoded in the caller's task, off the writer's critical path.
@@ -57,30 +73,34 @@ pub(crate) enum Written {
     Created(crate::Created),
     /// The appended case's new status.
     Appended(CaseStatus),
+    /// The import is stored.
+    Imported,
 }
 
 /// Applies a batch of writes in one transaction.
-#[async_trait::async_trait]
-pub(crate) trait ApplyBatch: Send + Sync + 'static {
+pub(crate) trait ApplyBatch {
     /// Applies all ops in one transaction and commits. The outer error fails the whole batch (nothing
     /// was committed); inner errors are per-op outcomes such as a version conflict.
-    async fn apply_batch(&self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>>;
+    async fn apply_batch(&mut self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>>;
 }
 
-type Job = (WriteOp, oneshot::Sender<Result<Written>>);
+type Reply = oneshot::Sender<Result<Written>>;
+type Job = (WriteOp, Reply);
 
-/// Handle to the writer task.
+/// The writer's end of the queue.
+pub(crate) type Queue = mpsc::Receiver<Job>;
+
+/// Handle to the writer.
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Job>,
 }
 
 impl Writer {
-    /// Starts the writer task on the current runtime.
-    pub(crate) fn spawn<A: ApplyBatch>(applier: A) -> Self {
+    /// A handle and the queue the backend's writer loop ([`run`] or [`run_blocking`]) serves.
+    pub(crate) fn new() -> (Self, Queue) {
         let (queue, rx) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(run(applier, rx));
-        Self { queue }
+        (Self { queue }, rx)
     }
 
     /// Queues a write and waits until it is committed (or refused).
@@ -103,7 +123,26 @@ impl Writer {
         };
         match self.submit(WriteOp::Create(Box::new(prepared))).await? {
             Written::Created(case) => Ok(case),
-            Written::Appended(_) => Err(StoreError::Corrupt("the writer answered a create with an append".into())),
+            _ => Err(StoreError::Corrupt("the writer answered a create with something else".into())),
+        }
+    }
+
+    /// Imports historical cases in one transaction. Each case's status must be what its events replay
+    /// to: the writer stores no status it has not checked.
+    pub(crate) async fn import(&self, town: String, cases: Vec<ImportCase>) -> Result<()> {
+        let mut encoded = Vec::with_capacity(cases.len());
+        let mut event_json = Vec::with_capacity(cases.len());
+        for c in &cases {
+            let replayed = CaseStatus::replay(&c.events).map_err(|e| StoreError::BadEvent(e.to_string()))?;
+            if replayed != c.status {
+                return Err(StoreError::BadEvent("the status is not what the events replay to".into()));
+            }
+            encoded.push((crate::shared::to_json(&c.facts)?, crate::shared::StatusColumns::of(&c.status)?));
+            event_json.push(c.events.iter().map(crate::shared::to_json).collect::<Result<Vec<_>>>()?);
+        }
+        match self.submit(WriteOp::Import(Box::new(PreparedImport { town, cases, encoded, event_json }))).await? {
+            Written::Imported => Ok(()),
+            _ => Err(StoreError::Corrupt("the writer answered an import with something else".into())),
         }
     }
 
@@ -112,76 +151,114 @@ impl Writer {
         let event_json = crate::shared::to_json(&event)?;
         match self.submit(WriteOp::Append { id, expected, event, event_json }).await? {
             Written::Appended(status) => Ok(status),
-            Written::Created(_) => Err(StoreError::Corrupt("the writer answered an append with a create".into())),
+            _ => Err(StoreError::Corrupt("the writer answered an append with something else".into())),
         }
     }
 
-    /// Whether the writer task is still running.
+    /// Whether the writer is still running.
     pub(crate) fn is_alive(&self) -> bool {
         !self.queue.is_closed()
     }
 }
 
-async fn run<A: ApplyBatch>(applier: A, mut rx: mpsc::Receiver<Job>) {
+/// The writer as a task on the async runtime, for a backend whose statements are network round trips
+/// (PostgreSQL): while one batch is in flight the next gathers in the queue.
+pub(crate) async fn run<A: ApplyBatch>(mut applier: A, mut rx: Queue) {
     let mut ops = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some((op, reply)) = rx.recv().await {
         ops.push(op);
         replies.push(reply);
-        let mut drain = |ops: &mut Vec<WriteOp>, replies: &mut Vec<_>| {
-            let before = ops.len();
-            while ops.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok((op, reply)) => {
-                        ops.push(op);
-                        replies.push(reply);
-                    }
-                    Err(_) => break,
-                }
-            }
-            ops.len() > before
-        };
-        drain(&mut ops, &mut replies);
+        drain(&mut rx, &mut ops, &mut replies);
         // Under load, give the request tasks that are about to queue a write a moment to do so (a few
-        // scheduler turns, no timer): larger batches mean fewer commits, fewer WAL frames and fsyncs.
-        // A lone write never waits.
+        // scheduler turns, no timer): larger batches mean fewer commits. A lone write never waits.
         if ops.len() >= GATHER_FROM {
             for _ in 0..GATHER_TURNS {
                 tokio::task::yield_now().await;
-                if !drain(&mut ops, &mut replies) {
+                if !drain(&mut rx, &mut ops, &mut replies) {
                     break;
                 }
             }
         }
-        let started = std::time::Instant::now();
-        let result = applier.apply_batch(&ops).await;
-        metrics::histogram!("civicgrid_writer_batch_size").record(ops.len() as f64);
-        metrics::histogram!("civicgrid_writer_commit_seconds").record(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            metrics::counter!("civicgrid_writer_failed_batches_total").increment(1);
-        }
-        match result {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.drain(..).zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) if ops.len() == 1 => {
-                if let Some(reply) = replies.pop() {
-                    let _ = reply.send(Err(e));
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, size = ops.len(), "batch failed; retrying its writes one by one");
-                for (op, reply) in ops.iter().zip(replies.drain(..)) {
-                    let outcome = match applier.apply_batch(std::slice::from_ref(op)).await {
-                        Ok(mut v) => v.pop().unwrap_or(Err(StoreError::Closed)),
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(outcome);
-                }
-            }
+        commit(&mut applier, &ops, &mut replies).await;
+        ops.clear();
+    }
+}
+
+/// The writer on a thread of its own, for a backend whose statements complete without waiting
+/// (SQLite through rusqlite): no runtime hop per statement, and while one batch commits (its fsync) the
+/// next gathers in the queue. Ends when every [`Writer`] handle is gone; panics end it too, and then
+/// [`Writer::is_alive`] says so.
+pub(crate) fn run_blocking<A: ApplyBatch>(mut applier: A, mut rx: Queue) {
+    let mut ops = Vec::with_capacity(MAX_BATCH);
+    let mut replies = Vec::with_capacity(MAX_BATCH);
+    while let Some((op, reply)) = rx.blocking_recv() {
+        ops.push(op);
+        replies.push(reply);
+        drain(&mut rx, &mut ops, &mut replies);
+        let committed = commit(&mut applier, &ops, &mut replies);
+        if complete_now(committed).is_none() {
+            // An applier that waits has no place on this thread; its callers were answered `Closed`.
+            tracing::error!("the blocking writer's applier waited; stopping the writer");
+            return;
         }
         ops.clear();
+    }
+}
+
+/// Moves whatever is queued (up to a full batch) into `ops`; whether anything was.
+fn drain(rx: &mut Queue, ops: &mut Vec<WriteOp>, replies: &mut Vec<Reply>) -> bool {
+    let before = ops.len();
+    while ops.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok((op, reply)) => {
+                ops.push(op);
+                replies.push(reply);
+            }
+            Err(_) => break,
+        }
+    }
+    ops.len() > before
+}
+
+/// Applies one batch and answers its callers. A batch that fails as a whole is retried write by write,
+/// so that one bad write cannot fail its neighbours.
+async fn commit<A: ApplyBatch>(applier: &mut A, ops: &[WriteOp], replies: &mut Vec<Reply>) {
+    let started = std::time::Instant::now();
+    let result = applier.apply_batch(ops).await;
+    metrics::histogram!("civicgrid_writer_batch_size").record(ops.len() as f64);
+    metrics::histogram!("civicgrid_writer_commit_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) if ops.len() == 1 => {
+            metrics::counter!("civicgrid_writer_failed_batches_total").increment(1);
+            if let Some(reply) = replies.pop() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            metrics::counter!("civicgrid_writer_failed_batches_total").increment(1);
+            tracing::debug!(error = %e, size = ops.len(), "batch failed; retrying its writes one by one");
+            for (op, reply) in ops.iter().zip(replies.drain(..)) {
+                let outcome = match applier.apply_batch(std::slice::from_ref(op)).await {
+                    Ok(mut v) => v.pop().unwrap_or(Err(StoreError::Closed)),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+}
+
+/// Runs a future that never waits to its end on this thread: one poll. `None` if it did wait.
+pub(crate) fn complete_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
     }
 }
