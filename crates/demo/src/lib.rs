@@ -263,7 +263,7 @@ pub async fn populate(
     store.put_departments(&data.departments).await?;
     let mut users = Vec::new();
     for u in accounts(&data, opts) {
-        users.push(store.create_user(&u).await?);
+        users.push(store.create_user(&u, None).await?.value);
     }
     for g in &mut data.layout.grids {
         g.worker_user_id = users.iter().find(|u| u.grids == [g.code]).map(|u| u.id);

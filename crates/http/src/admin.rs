@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use civicgrid_core::access::AccountInput;
 use civicgrid_core::calendar::CalendarEntry;
 use civicgrid_service::integrations::{IssuedKey, ServiceAccountView};
@@ -14,20 +13,24 @@ use civicgrid_store::User;
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, IdPath};
+use crate::extract::{ApiJson, IdPath, IdemKey, created as created_response};
 use crate::state::AppState;
 
-/// Create an account (administrators only).
+/// Create an account (administrators only). With an `Idempotency-Key` header, repeating the request
+/// returns the first account (`Idempotent-Replayed: true`) instead of a 409 for the taken username.
 #[utoipa::path(post, path = "/api/v1/users", tag = "admin", request_body = AccountInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–100 visible ASCII characters, unique per account")),
     responses((status = 201, body = User), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
     Authed(actor): Authed,
+    IdemKey(key): IdemKey,
     ApiJson(input): ApiJson<AccountInput>,
-) -> ApiResult<(StatusCode, Json<User>)> {
-    Ok((StatusCode::CREATED, Json(state.services.create_account(&actor, input).await?)))
+) -> ApiResult<axum::response::Response> {
+    let created = state.services.create_account(&actor, input, key.as_deref()).await?;
+    Ok(created_response(created.value, created.replayed))
 }
 
 /// All accounts (administrators only).
@@ -132,18 +135,21 @@ pub struct ServiceAccountInput {
     pub channel: civicgrid_core::access::Channel,
 }
 
-/// Create a service account for an outside system (administrators only).
+/// Create a service account for an outside system (administrators only). With an `Idempotency-Key`
+/// header, repeating the request returns the first account (`Idempotent-Replayed: true`).
 #[utoipa::path(post, path = "/api/v1/service-accounts", tag = "admin", request_body = ServiceAccountInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1–100 visible ASCII characters, unique per account")),
     responses((status = 201, body = civicgrid_store::ServiceAccount), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_service_account(
     State(state): State<AppState>,
     Authed(actor): Authed,
+    IdemKey(key): IdemKey,
     ApiJson(input): ApiJson<ServiceAccountInput>,
-) -> ApiResult<(StatusCode, Json<civicgrid_store::ServiceAccount>)> {
-    let account = state.services.create_service_account(&actor, &input.name, input.channel).await?;
-    Ok((StatusCode::CREATED, Json(account)))
+) -> ApiResult<axum::response::Response> {
+    let created = state.services.create_service_account(&actor, &input.name, input.channel, key.as_deref()).await?;
+    Ok(created_response(created.value, created.replayed))
 }
 
 /// Every service account with its keys (never the keys themselves; administrators only).
@@ -180,17 +186,22 @@ pub async fn set_service_account_state(
 }
 
 /// Issue an API key for a service account; the key is shown in this answer only (administrators only).
+/// With an `Idempotency-Key` header, repeating the request issues no second key: the answer is the
+/// first key's record with `key: null` (`Idempotent-Replayed: true`), since the secret is not kept.
 #[utoipa::path(post, path = "/api/v1/service-accounts/{id}/keys", tag = "admin",
-    params(("id" = i64, Path, description = "service account id")),
+    params(("id" = i64, Path, description = "service account id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–100 visible ASCII characters, unique per key")),
     responses((status = 201, body = IssuedKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "the idempotency key was used for another request")))]
 pub async fn issue_api_key(
     State(state): State<AppState>,
     Authed(actor): Authed,
     IdPath(id): IdPath,
+    IdemKey(key): IdemKey,
 ) -> ApiResult<axum::response::Response> {
-    let issued = state.services.issue_api_key(&actor, id).await?;
-    let mut resp = (StatusCode::CREATED, Json(issued)).into_response();
+    let issued = state.services.issue_api_key(&actor, id, key.as_deref()).await?;
+    let mut resp = created_response(issued.value, issued.replayed);
     resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     Ok(resp)
 }

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, IdPath, idempotency_key};
+use crate::extract::{ApiJson, ApiQuery, IdPath, IdemKey};
 use crate::state::AppState;
 
 /// A case as returned by the API: personal data masked for roles that do not need it.
@@ -52,10 +52,9 @@ fn view(case: Case, actor: &Actor, now: Timestamp) -> CaseView {
 pub async fn create_case(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    headers: axum::http::HeaderMap,
+    IdemKey(key): IdemKey,
     ApiJson(input): ApiJson<ReportInput>,
 ) -> ApiResult<axum::response::Response> {
-    let key = idempotency_key(&headers)?;
     let created = state.services.report_case_once(&actor, input, key.as_deref()).await?;
     Ok(crate::extract::created(view(created.value, &actor, state.clock.now()), created.replayed))
 }

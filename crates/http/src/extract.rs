@@ -65,6 +65,18 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
         .transpose()
 }
 
+/// The `Idempotency-Key` header as an extractor, for creating requests whose body is JSON.
+#[derive(Debug, Clone, Default)]
+pub struct IdemKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        idempotency_key(&parts.headers).map(IdemKey)
+    }
+}
+
 /// A 201 answer with `body`, marked `Idempotent-Replayed: true` when it repeats what an earlier request
 /// with the same key created.
 pub fn created<T: serde::Serialize>(body: T, replayed: bool) -> axum::response::Response {

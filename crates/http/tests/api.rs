@@ -800,6 +800,49 @@ async fn an_idempotency_key_turns_a_retried_report_into_the_first_case() {
 }
 
 #[tokio::test]
+async fn every_creating_post_of_the_administrator_takes_an_idempotency_key() {
+    let app = spawn_app().await;
+    let admin = app.login("admin").await;
+    let post = |path: String, key: &'static str, body: Value| {
+        let req = app.http.post(format!("{}{path}", app.base)).bearer_auth(&admin).header("idempotency-key", key);
+        async move {
+            let resp = req.json(&body).send().await.expect("send");
+            let replayed = resp.headers().get("idempotent-replayed").is_some();
+            (resp.status(), replayed, resp.json::<Value>().await.expect("json"))
+        }
+    };
+    // An account: the retry gets the first account, not 409 for the taken username.
+    let account = json!({"username": "clerk_li", "display_name": "李文员", "role": "intake_operator", "password": "a-long-password-1"});
+    let (s, replayed, first) = post("/api/v1/users".into(), "acct-1", account.clone()).await;
+    assert_eq!((s, replayed), (StatusCode::CREATED, false), "{first}");
+    let (s, replayed, again) = post("/api/v1/users".into(), "acct-1", account.clone()).await;
+    assert_eq!((s, replayed, &again["id"]), (StatusCode::CREATED, true, &first["id"]), "{again}");
+    let mut other = account.clone();
+    other["display_name"] = json!("另一个人");
+    let (s, _, body) = post("/api/v1/users".into(), "acct-1", other).await;
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    let (s, _, _) = post("/api/v1/users".into(), "acct-2", account).await;
+    assert_eq!(s, StatusCode::CONFLICT, "a new key for a taken username is a real duplicate");
+    // A service account.
+    let sa = json!({"name": "open311-app", "channel": "open311"});
+    let (s, _, first) = post("/api/v1/service-accounts".into(), "sa-1", sa.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, replayed, again) = post("/api/v1/service-accounts".into(), "sa-1", sa).await;
+    assert_eq!((s, replayed, &again["id"]), (StatusCode::CREATED, true, &first["id"]));
+    // An API key: the retry issues no second key, and cannot show the first one's secret again.
+    let id = first["id"].as_i64().expect("id");
+    let (s, replayed, issued) = post(format!("/api/v1/service-accounts/{id}/keys"), "key-1", json!({})).await;
+    assert_eq!((s, replayed), (StatusCode::CREATED, false), "{issued}");
+    assert!(issued["key"].as_str().is_some_and(|k| k.starts_with("cgk_")));
+    let (s, replayed, again) = post(format!("/api/v1/service-accounts/{id}/keys"), "key-1", json!({})).await;
+    assert_eq!((s, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!((&again["info"]["id"], &again["key"]), (&issued["info"]["id"], &Value::Null));
+    let (_, accounts) = app.get("/api/v1/service-accounts", Some(&admin)).await;
+    let keys = accounts.as_array().and_then(|a| a.iter().find(|a| a["id"] == id)).map(|a| a["keys"].clone());
+    assert_eq!(keys.and_then(|k| k.as_array().map(Vec::len)), Some(1), "one key, however often the request came");
+}
+
+#[tokio::test]
 async fn a_service_account_reports_on_its_channel_with_an_api_key_until_it_is_revoked() {
     let app = spawn_app().await;
     let admin = app.login("admin").await;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use civicgrid_core::access::{AccountInput, Actor, Role};
-use civicgrid_store::{NewUser, User};
+use civicgrid_store::{Created, IdempotencyKey, NewUser, User};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -389,14 +389,28 @@ impl Services {
     }
 
     /// Creates an account after checking it against the town's grids and departments (administrators).
-    pub async fn create_account(&self, actor: &Actor, input: AccountInput) -> ServiceResult<User> {
+    /// With an `idempotency_key`, a repeat of the same request returns the first account
+    /// (`replayed`) instead of failing on the taken username.
+    pub async fn create_account(
+        &self,
+        actor: &Actor,
+        input: AccountInput,
+        idempotency_key: Option<&str>,
+    ) -> ServiceResult<Created<User>> {
         require(actor, &[Role::Admin])?;
-        self.create_account_unchecked(input).await
+        // The password stays out of the fingerprint: it would sit in the table as an unsalted hash.
+        let request = (&input.username, &input.display_name, input.role, &input.department, &input.grids, &input.phone);
+        let key = crate::idempotency::key_for(actor, idempotency_key, &request)?;
+        self.add_account(input, key.as_ref()).await
     }
 
     /// Creates an account with no acting user: how `civicgrid user add` makes the first administrator
     /// of a fresh installation (whoever can run the binary on the database already holds it).
     pub async fn create_account_unchecked(&self, input: AccountInput) -> ServiceResult<User> {
+        Ok(self.add_account(input, None).await?.value)
+    }
+
+    async fn add_account(&self, input: AccountInput, key: Option<&IdempotencyKey>) -> ServiceResult<Created<User>> {
         let world = self.world();
         let grids = self.store.grids().await?;
         input.check(|g| grids.iter().any(|x| x.code == g), |d| world.has_department(d))?;
@@ -411,9 +425,12 @@ impl Services {
             phone: input.phone,
             grids: input.grids,
         };
-        let user = self.store.create_user(&user).await?;
-        tracing::info!(username = user.username, role = user.role.as_str(), "account created");
-        Ok(user)
+        let created = self.store.create_user(&user, key).await?;
+        if !created.replayed {
+            let user = &created.value;
+            tracing::info!(username = user.username, role = user.role.as_str(), "account created");
+        }
+        Ok(created)
     }
 
     /// Every account (administrators).

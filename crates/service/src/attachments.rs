@@ -175,7 +175,7 @@ impl Services {
         idempotency_key: Option<&str>,
     ) -> ServiceResult<civicgrid_store::Created<StoredAttachment>> {
         if let Some(key) = idempotency_key {
-            crate::cases::check_idempotency_key(key)?;
+            crate::idempotency::check_key(key)?;
         }
         let name = civicgrid_core::text::file_name("name", name)?;
         if bytes.is_empty() || bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
@@ -221,16 +221,9 @@ impl Services {
             thumb_sha256,
             case_id: None,
         };
-        let created = match idempotency_key {
-            Some(key) => {
-                let fingerprint = sha256_hex(format!("{}\n{}", row.sha256, row.name).as_bytes());
-                let key = civicgrid_store::IdempotencyKey {
-                    scope: actor.idempotency_scope(),
-                    key: key.to_owned(),
-                    fingerprint,
-                };
-                self.store.insert_attachment_once(&row, &key).await?
-            }
+        let key = crate::idempotency::key_for(actor, idempotency_key, &(&row.sha256, &row.name))?;
+        let created = match key {
+            Some(key) => self.store.insert_attachment_once(&row, &key).await?,
             None => civicgrid_store::Created { value: self.store.insert_attachment(&row).await?, replayed: false },
         };
         let stored = &created.value;

@@ -6,7 +6,7 @@
 use civicgrid_core::access::{Actor, mask_name, mask_phone};
 use civicgrid_core::case::{Action, Case, CaseEvent, CaseId, CaseStatus, Command, Context};
 use civicgrid_core::intake::{ReportInput, check_report};
-use civicgrid_store::{CaseFilter, Created, IdempotencyKey, NewCase, Page, PageRequest, StoreError};
+use civicgrid_store::{CaseFilter, Created, NewCase, Page, PageRequest, StoreError};
 
 use crate::{ServiceError, ServiceResult, Services};
 
@@ -29,15 +29,7 @@ impl Services {
         mut input: ReportInput,
         idempotency_key: Option<&str>,
     ) -> ServiceResult<Created> {
-        let idempotency = match idempotency_key {
-            None => None,
-            Some(key) => {
-                check_idempotency_key(key)?;
-                let body = serde_json::to_vec(&input).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                let fingerprint = crate::accounts::sha256_hex(&body);
-                Some(IdempotencyKey { scope: actor.idempotency_scope(), key: key.to_owned(), fingerprint })
-            }
-        };
+        let idempotency = crate::idempotency::key_for(actor, idempotency_key, &input)?;
         let world = self.world();
         let town = world
             .town
@@ -122,14 +114,6 @@ impl Services {
         filter.scope = Some(actor.case_scope());
         Ok(self.store.list_cases(&filter, page).await?)
     }
-}
-
-/// Checks an idempotency key: 1–100 visible ASCII characters.
-pub fn check_idempotency_key(key: &str) -> ServiceResult<()> {
-    if key.is_empty() || key.len() > 100 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ServiceError::invalid("Idempotency-Key", "1–100 visible ASCII characters"));
-    }
-    Ok(())
 }
 
 /// The case as `actor` may read it: the reporter's phone and name are masked for every post that does

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use civicgrid_core::access::{Actor, Channel, Role};
-use civicgrid_store::{ApiKeyInfo, ServiceAccount};
+use civicgrid_store::{ApiKeyInfo, Created, ServiceAccount};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::accounts::{TtlCache, random_hex, require, sha256_hex};
@@ -35,8 +35,9 @@ pub struct ServiceAccountView {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct IssuedKey {
     /// The key: send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Store it now; it
-    /// cannot be shown again.
-    pub key: String,
+    /// cannot be shown again. `null` when a repeated `Idempotency-Key` answers with the key issued the
+    /// first time: its secret is not kept (revoke that key if the first answer was lost).
+    pub key: Option<String>,
     /// What is kept of it.
     pub info: ApiKeyInfo,
 }
@@ -55,22 +56,27 @@ impl Default for KeyCache {
 }
 
 impl Services {
-    /// Creates a service account (administrators).
+    /// Creates a service account (administrators). With an `idempotency_key`, a repeat of the same
+    /// request returns the first account (`replayed`).
     pub async fn create_service_account(
         &self,
         actor: &Actor,
         name: &str,
         channel: Channel,
-    ) -> ServiceResult<ServiceAccount> {
+        idempotency_key: Option<&str>,
+    ) -> ServiceResult<Created<ServiceAccount>> {
         require(actor, &[Role::Admin])?;
         let ok = (3..=40).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
         if !ok {
             return Err(ServiceError::invalid("name", "3–40 characters of a–z, 0–9, '-', '_', '.'"));
         }
-        let account = self.store.create_service_account(name, channel, self.clock.now()).await?;
-        tracing::info!(account = name, channel = channel.as_str(), by = actor.username, "service account created");
-        Ok(account)
+        let key = crate::idempotency::key_for(actor, idempotency_key, &(name, channel))?;
+        let created = self.store.create_service_account(name, channel, self.clock.now(), key.as_ref()).await?;
+        if !created.replayed {
+            tracing::info!(account = name, channel = channel.as_str(), by = actor.username, "service account created");
+        }
+        Ok(created)
     }
 
     /// Every service account with its keys (administrators).
@@ -96,20 +102,30 @@ impl Services {
         Ok(())
     }
 
-    /// Issues a new key for a service account (administrators). The key is in the answer only.
-    pub async fn issue_api_key(&self, actor: &Actor, account_id: i64) -> ServiceResult<IssuedKey> {
+    /// Issues a new key for a service account (administrators). The key is in the answer only. With an
+    /// `idempotency_key`, a repeat of the same request issues no second key: it answers the first key's
+    /// record (`replayed`) without the secret, which is not kept; whoever lost it revokes that key.
+    pub async fn issue_api_key(
+        &self,
+        actor: &Actor,
+        account_id: i64,
+        idempotency_key: Option<&str>,
+    ) -> ServiceResult<Created<IssuedKey>> {
         require(actor, &[Role::Admin])?;
+        let idem = crate::idempotency::key_for(actor, idempotency_key, &account_id)?;
         let prefix = format!("{KEY_PREFIX}{}", random_hex(4)?);
         let key = format!("{prefix}_{}", random_hex(24)?);
-        let info =
-            match self.store.add_api_key(account_id, &prefix, &sha256_hex(key.as_bytes()), self.clock.now()).await {
-                Err(civicgrid_store::StoreError::BadReference) => {
-                    return Err(ServiceError::NotFound("service account"));
-                }
-                other => other?,
-            };
+        let hash = sha256_hex(key.as_bytes());
+        let created = match self.store.add_api_key(account_id, &prefix, &hash, self.clock.now(), idem.as_ref()).await {
+            Err(civicgrid_store::StoreError::BadReference) => return Err(ServiceError::NotFound("service account")),
+            other => other?,
+        };
+        let (info, replayed) = (created.value, created.replayed);
+        if replayed {
+            return Ok(Created { value: IssuedKey { key: None, info }, replayed });
+        }
         tracing::info!(account = account_id, key = prefix, by = actor.username, "API key issued");
-        Ok(IssuedKey { key, info })
+        Ok(Created { value: IssuedKey { key: Some(key), info }, replayed })
     }
 
     /// Revokes a key (administrators).

@@ -18,6 +18,7 @@ pub mod attachments;
 pub mod cases;
 pub mod error;
 pub mod feed;
+pub mod idempotency;
 pub mod integrations;
 pub mod jobs;
 pub mod reference;

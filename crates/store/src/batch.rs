@@ -63,7 +63,12 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Ve
         let rows: Vec<CaseInsert<'_>> = creates
             .iter()
             .zip(&numbers)
-            .map(|(c, number)| CaseInsert { number: number.clone(), facts: &c.new.facts, facts_json: &c.facts_json, cols: &c.cols })
+            .map(|(c, number)| CaseInsert {
+                number: number.clone(),
+                facts: &c.new.facts,
+                facts_json: &c.facts_json,
+                cols: &c.cols,
+            })
             .collect();
         let ids = tx.insert_cases(&rows).await?;
         inserted = numbers.into_iter().zip(ids).collect();
@@ -79,7 +84,8 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Ve
             WriteOp::Create(prepared) => {
                 let outcome = match plans.next() {
                     Some(CreatePlan::Insert(i)) => {
-                        let (number, id) = inserted.next().ok_or(StoreError::Corrupt("insert returned no id".into()))?;
+                        let (number, id) =
+                            inserted.next().ok_or(StoreError::Corrupt("insert returned no id".into()))?;
                         let (n, status) = (&prepared.new, &prepared.status);
                         events.push((id, &n.event, prepared.event_json.as_str()));
                         assigned.extend(departments(status).map(|d| (d, id)));

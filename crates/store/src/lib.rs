@@ -26,8 +26,8 @@ use civicgrid_core::org::{Department, DeptCode};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub mod postgres;
 mod batch;
+pub mod postgres;
 mod rows;
 mod shared;
 pub mod sqlite;
@@ -371,8 +371,9 @@ pub trait ReferenceStore: Send + Sync {
 /// Accounts and their sessions.
 #[async_trait::async_trait]
 pub trait AccountStore: Send + Sync {
-    /// Creates a user; `Duplicate` if the username is taken.
-    async fn create_user(&self, user: &NewUser) -> Result<User>;
+    /// Creates a user; `Duplicate` if the username is taken. With an idempotency key, a repeat of the
+    /// same request returns the first user instead (`replayed`).
+    async fn create_user(&self, user: &NewUser, key: Option<&IdempotencyKey>) -> Result<Created<User>>;
     /// A user by login name.
     async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
     /// A user by id.
@@ -465,19 +466,30 @@ pub struct ApiKeyInfo {
 /// Service accounts and their API keys.
 #[async_trait::async_trait]
 pub trait IntegrationStore: Send + Sync {
-    /// Creates a service account; `Duplicate` if the name is taken.
+    /// Creates a service account; `Duplicate` if the name is taken. With an idempotency key, a repeat
+    /// of the same request returns the first account instead (`replayed`).
     async fn create_service_account(
         &self,
         name: &str,
         channel: civicgrid_core::access::Channel,
         now: Timestamp,
-    ) -> Result<ServiceAccount>;
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Created<ServiceAccount>>;
     /// Every service account in id order.
     async fn service_accounts(&self) -> Result<Vec<ServiceAccount>>;
     /// Disables or re-enables a service account; whether it exists.
     async fn set_service_account_disabled(&self, id: i64, disabled_at: Option<Timestamp>) -> Result<bool>;
-    /// Stores a new key's hash for an account; `BadReference` if there is no such account.
-    async fn add_api_key(&self, account_id: i64, prefix: &str, key_hash: &str, now: Timestamp) -> Result<ApiKeyInfo>;
+    /// Stores a new key's hash for an account; `BadReference` if there is no such account. With an
+    /// idempotency key, a repeat of the same request returns the first key's record instead
+    /// (`replayed`; the secret itself was shown once and is not kept).
+    async fn add_api_key(
+        &self,
+        account_id: i64,
+        prefix: &str,
+        key_hash: &str,
+        now: Timestamp,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Created<ApiKeyInfo>>;
     /// The keys of an account, newest first.
     async fn api_keys(&self, account_id: i64) -> Result<Vec<ApiKeyInfo>>;
     /// Revokes a key; whether a live key was revoked.

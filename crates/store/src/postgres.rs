@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 8] = [
+const MIGRATIONS: [(i64, &str, &str); 9] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -27,6 +27,7 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
     (6, "integrations", include_str!("../migrations/postgres/0006_integrations.sql")),
     (7, "account state", include_str!("../migrations/postgres/0007_account_state.sql")),
     (8, "attachments", include_str!("../migrations/postgres/0008_attachments.sql")),
+    (9, "idempotent administration", include_str!("../migrations/postgres/0009_idempotent_admin.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.

@@ -26,30 +26,47 @@ pub(crate) enum KeyTarget {
     Case,
     /// An upload.
     Attachment,
+    /// An account.
+    User,
+    /// A service account.
+    ServiceAccount,
+    /// An API key.
+    ApiKey,
+}
+
+/// The statements that find and store a key of one target column.
+macro_rules! key_sql {
+    ($column:literal) => {
+        (
+            concat!("SELECT fingerprint, ", $column, " FROM idempotency WHERE scope = $1 AND idem_key = $2"),
+            concat!(
+                "INSERT INTO idempotency (scope, idem_key, fingerprint, ",
+                $column,
+                ", created_at) VALUES ($1, $2, $3, $4, $5)"
+            ),
+        )
+    };
 }
 
 impl KeyTarget {
+    fn statements(self) -> (&'static str, &'static str) {
+        match self {
+            KeyTarget::Case => key_sql!("case_id"),
+            KeyTarget::Attachment => key_sql!("attachment_id"),
+            KeyTarget::User => key_sql!("user_id"),
+            KeyTarget::ServiceAccount => key_sql!("service_account_id"),
+            KeyTarget::ApiKey => key_sql!("api_key_id"),
+        }
+    }
+
     /// The fingerprint and id stored for key (`$1` scope, `$2` key).
     pub(crate) fn find_sql(self) -> &'static str {
-        match self {
-            KeyTarget::Case => "SELECT fingerprint, case_id FROM idempotency WHERE scope = $1 AND idem_key = $2",
-            KeyTarget::Attachment => {
-                "SELECT fingerprint, attachment_id FROM idempotency WHERE scope = $1 AND idem_key = $2"
-            }
-        }
+        self.statements().0
     }
 
     /// Stores (scope, key, fingerprint, id, created at).
     pub(crate) fn store_sql(self) -> &'static str {
-        match self {
-            KeyTarget::Case => {
-                "INSERT INTO idempotency (scope, idem_key, fingerprint, case_id, created_at) VALUES ($1, $2, $3, $4, $5)"
-            }
-            KeyTarget::Attachment => {
-                "INSERT INTO idempotency (scope, idem_key, fingerprint, attachment_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)"
-            }
-        }
+        self.statements().1
     }
 }
 

@@ -73,7 +73,6 @@ pub(crate) struct LogRow {
     pub(crate) at: i64,
 }
 
-
 /// A case status as the columns of its row: the indexed fields timers, lists and KPIs filter on, and
 /// the whole status as JSON. Encoded before the row is written.
 #[derive(Debug, Clone)]
@@ -114,6 +113,27 @@ impl StatusColumns {
             json: to_json(s)?,
         })
     }
+}
+
+/// Runs a create under an optional idempotency key. If it fails on a unique value while a key was
+/// given, another request with the same key may have committed first (two nodes, or a retry racing
+/// the original): one more attempt then finds the key and answers with that request's result; a real
+/// duplicate fails again.
+pub(crate) async fn once<T, F, Fut>(key: Option<&crate::IdempotencyKey>, mut attempt: F) -> Result<crate::Created<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<crate::Created<T>>>,
+{
+    match attempt().await {
+        Err(StoreError::Duplicate { .. }) if key.is_some() => attempt().await,
+        other => other,
+    }
+}
+
+/// The answer to a repeated idempotency key: the first result, which must still exist.
+pub(crate) fn replay<T>(first: Option<T>) -> Result<crate::Created<T>> {
+    let value = first.ok_or_else(|| StoreError::Corrupt("an idempotency key names a record that is gone".into()))?;
+    Ok(crate::Created { value, replayed: true })
 }
 
 /// Maps constraint violations to typed errors.
@@ -175,6 +195,40 @@ CASE_COLUMNS, case_from_row, from_json, map_db_error, parse, to_json,
                 .execute(&mut **tx)
                 .await
                 .map_err(|e| map_db_error(e, "idempotency_key"))?;
+            Ok(())
+        }
+
+        impl $store {
+            /// Opens a write transaction for a create under `key`: `Err(id)` if the key already made
+            /// something (what to replay).
+            async fn begin_once(
+                &self,
+                key: Option<&$crate::IdempotencyKey>,
+                target: KeyTarget,
+            ) -> Result<std::result::Result<Tx<'static>, i64>> {
+                let mut tx = self.write.begin().await?;
+                match key {
+                    Some(k) => match known_key(&mut tx, k, target).await? {
+                        Some(id) => Ok(Err(id)),
+                        None => Ok(Ok(tx)),
+                    },
+                    None => Ok(Ok(tx)),
+                }
+            }
+        }
+
+        /// Records `key` as having made `id` and commits.
+        async fn commit_once(
+            mut tx: Tx<'static>,
+            key: Option<&$crate::IdempotencyKey>,
+            target: KeyTarget,
+            id: i64,
+            at: Timestamp,
+        ) -> Result<()> {
+            if let Some(k) = key {
+                remember_key(&mut tx, k, target, id, at).await?;
+            }
+            tx.commit().await?;
             Ok(())
         }
 
@@ -570,33 +624,43 @@ CASE_COLUMNS, case_from_row, from_json, map_db_error, parse, to_json,
 
         #[async_trait::async_trait]
         impl AccountStore for $store {
-            async fn create_user(&self, u: &NewUser) -> Result<User> {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO users (username, display_name, role, password_hash, department, phone, grids, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                )
-                .bind(&u.username)
-                .bind(&u.display_name)
-                .bind(u.role.as_str())
-                .bind(&u.password_hash)
-                .bind(u.department.as_ref().map(|d| d.to_string()))
-                .bind(&u.phone)
-                .bind(to_json(&u.grids)?)
-                .bind(micros(Timestamp::now()))
-                .fetch_one(&self.write)
-                .await
-                .map_err(|e| map_db_error(e, "username"))?;
-                Ok(User {
-                    id,
-                    disabled_at: None,
-                    username: u.username.clone(),
-                    display_name: u.display_name.clone(),
-                    role: u.role,
-                    department: u.department.clone(),
-                    phone: u.phone.clone(),
-                    grids: u.grids.clone(),
-                    password_hash: u.password_hash.clone(),
+            async fn create_user(&self, u: &NewUser, key: Option<&$crate::IdempotencyKey>) -> Result<$crate::Created<User>> {
+                $crate::shared::once(key, move || async move {
+                    let mut tx = match self.begin_once(key, KeyTarget::User).await? {
+                        Ok(tx) => tx,
+                        Err(id) => return $crate::shared::replay(self.user(id).await?),
+                    };
+                    let now = Timestamp::now();
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO users (username, display_name, role, password_hash, department, phone, grids, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                    )
+                    .bind(&u.username)
+                    .bind(&u.display_name)
+                    .bind(u.role.as_str())
+                    .bind(&u.password_hash)
+                    .bind(u.department.as_ref().map(|d| d.to_string()))
+                    .bind(&u.phone)
+                    .bind(to_json(&u.grids)?)
+                    .bind(micros(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| map_db_error(e, "username"))?;
+                    commit_once(tx, key, KeyTarget::User, id, now).await?;
+                    let user = User {
+                        id,
+                        disabled_at: None,
+                        username: u.username.clone(),
+                        display_name: u.display_name.clone(),
+                        role: u.role,
+                        department: u.department.clone(),
+                        phone: u.phone.clone(),
+                        grids: u.grids.clone(),
+                        password_hash: u.password_hash.clone(),
+                    };
+                    Ok($crate::Created { value: user, replayed: false })
                 })
+                .await
             }
 
             async fn user_by_username(&self, username: &str) -> Result<Option<User>> {
@@ -853,17 +917,31 @@ CASE_COLUMNS, case_from_row, from_json, map_db_error, parse, to_json,
                 name: &str,
                 channel: civicgrid_core::access::Channel,
                 now: Timestamp,
-            ) -> Result<$crate::ServiceAccount> {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO service_accounts (name, channel, created_at) VALUES ($1, $2, $3) RETURNING id",
-                )
-                .bind(name.to_owned())
-                .bind(channel.as_str())
-                .bind(micros(now))
-                .fetch_one(&self.write)
+                key: Option<&$crate::IdempotencyKey>,
+            ) -> Result<$crate::Created<$crate::ServiceAccount>> {
+                $crate::shared::once(key, move || async move {
+                    let mut tx = match self.begin_once(key, KeyTarget::ServiceAccount).await? {
+                        Ok(tx) => tx,
+                        Err(id) => {
+                            let first = self.service_accounts().await?.into_iter().find(|a| a.id == id);
+                            return $crate::shared::replay(first);
+                        }
+                    };
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO service_accounts (name, channel, created_at) VALUES ($1, $2, $3) RETURNING id",
+                    )
+                    .bind(name.to_owned())
+                    .bind(channel.as_str())
+                    .bind(micros(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| map_db_error(e, "name"))?;
+                    commit_once(tx, key, KeyTarget::ServiceAccount, id, now).await?;
+                    let account =
+                        $crate::ServiceAccount { id, name: name.to_owned(), channel, created_at: ts(micros(now))?, disabled_at: None };
+                    Ok($crate::Created { value: account, replayed: false })
+                })
                 .await
-                .map_err(|e| map_db_error(e, "name"))?;
-                Ok($crate::ServiceAccount { id, name: name.to_owned(), channel, created_at: ts(micros(now))?, disabled_at: None })
             }
 
             async fn service_accounts(&self) -> Result<Vec<$crate::ServiceAccount>> {
@@ -883,25 +961,44 @@ CASE_COLUMNS, case_from_row, from_json, map_db_error, parse, to_json,
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn add_api_key(&self, account_id: i64, prefix: &str, key_hash: &str, now: Timestamp) -> Result<$crate::ApiKeyInfo> {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO api_keys (account_id, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                )
-                .bind(account_id)
-                .bind(prefix.to_owned())
-                .bind(key_hash.to_owned())
-                .bind(micros(now))
-                .fetch_one(&self.write)
-                .await
-                .map_err(|e| map_db_error(e, "key"))?;
-                Ok($crate::ApiKeyInfo {
-                    id,
-                    account_id,
-                    prefix: prefix.to_owned(),
-                    created_at: ts(micros(now))?,
-                    last_used_at: None,
-                    revoked_at: None,
+            async fn add_api_key(
+                &self,
+                account_id: i64,
+                prefix: &str,
+                key_hash: &str,
+                now: Timestamp,
+                key: Option<&$crate::IdempotencyKey>,
+            ) -> Result<$crate::Created<$crate::ApiKeyInfo>> {
+                $crate::shared::once(key, move || async move {
+                    let mut tx = match self.begin_once(key, KeyTarget::ApiKey).await? {
+                        Ok(tx) => tx,
+                        Err(id) => {
+                            let first = self.api_keys(account_id).await?.into_iter().find(|k| k.id == id);
+                            return $crate::shared::replay(first);
+                        }
+                    };
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO api_keys (account_id, prefix, key_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                    )
+                    .bind(account_id)
+                    .bind(prefix.to_owned())
+                    .bind(key_hash.to_owned())
+                    .bind(micros(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| map_db_error(e, "key"))?;
+                    commit_once(tx, key, KeyTarget::ApiKey, id, now).await?;
+                    let info = $crate::ApiKeyInfo {
+                        id,
+                        account_id,
+                        prefix: prefix.to_owned(),
+                        created_at: ts(micros(now))?,
+                        last_used_at: None,
+                        revoked_at: None,
+                    };
+                    Ok($crate::Created { value: info, replayed: false })
                 })
+                .await
             }
 
             async fn api_keys(&self, account_id: i64) -> Result<Vec<$crate::ApiKeyInfo>> {
@@ -972,23 +1069,16 @@ CASE_COLUMNS, case_from_row, from_json, map_db_error, parse, to_json,
                 a: &$crate::StoredAttachment,
                 key: &$crate::IdempotencyKey,
             ) -> Result<$crate::Created<$crate::StoredAttachment>> {
-                for _ in 0..2 {
-                    let mut tx = self.write.begin().await?;
-                    if let Some(id) = known_key(&mut tx, key, KeyTarget::Attachment).await? {
-                        drop(tx);
-                        let first = self.attachment(id).await?.ok_or(StoreError::NotFound)?;
-                        return Ok($crate::Created { value: first, replayed: true });
-                    }
-                    let stored = insert_attachment_row(&mut tx, a).await?;
-                    match remember_key(&mut tx, key, KeyTarget::Attachment, stored.id, a.uploaded_at).await {
-                        // Another request with the same key won the race: answer with its upload.
-                        Err(StoreError::Duplicate { .. }) => continue,
-                        other => other?,
+                $crate::shared::once(Some(key), move || async move {
+                    let mut tx = match self.begin_once(Some(key), KeyTarget::Attachment).await? {
+                        Ok(tx) => tx,
+                        Err(id) => return $crate::shared::replay(self.attachment(id).await?),
                     };
-                    tx.commit().await?;
-                    return Ok($crate::Created { value: stored, replayed: false });
-                }
-                Err(StoreError::Conflict { expected: 0 })
+                    let stored = insert_attachment_row(&mut tx, a).await?;
+                    commit_once(tx, Some(key), KeyTarget::Attachment, stored.id, a.uploaded_at).await?;
+                    Ok($crate::Created { value: stored, replayed: false })
+                })
+                .await
             }
 
             async fn insert_attachment(&self, a: &$crate::StoredAttachment) -> Result<$crate::StoredAttachment> {

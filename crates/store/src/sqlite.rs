@@ -15,11 +15,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::SqliteSync;
 mod writer;
 
-use writer::SqliteApplier;
 use crate::writer::Writer;
+use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 8] = [
+const MIGRATIONS: [(i64, &str, &str); 9] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -28,6 +28,7 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
     (6, "integrations", include_str!("../migrations/sqlite/0006_integrations.sql")),
     (7, "account state", include_str!("../migrations/sqlite/0007_account_state.sql")),
     (8, "attachments", include_str!("../migrations/sqlite/0008_attachments.sql")),
+    (9, "idempotent administration", include_str!("../migrations/sqlite/0009_idempotent_admin.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.

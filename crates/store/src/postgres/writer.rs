@@ -215,4 +215,3 @@ impl BatchTx for PgBatch<'_> {
         Ok(last)
     }
 }
-

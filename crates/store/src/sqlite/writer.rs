@@ -77,9 +77,11 @@ impl ApplyBatch for SqliteApplier {
 struct SqliteBatch<'t>(&'t rusqlite::Transaction<'t>);
 
 /// One case row: [`sql::INSERT_CASE`] with its 21 values.
-static INSERT_CASE_ROW: LazyLock<String> = LazyLock::new(|| format!("{}VALUES ({})", sql::INSERT_CASE, placeholders(21)));
+static INSERT_CASE_ROW: LazyLock<String> =
+    LazyLock::new(|| format!("{}VALUES ({})", sql::INSERT_CASE, placeholders(21)));
 /// One event row.
-static INSERT_EVENT_ROW: LazyLock<String> = LazyLock::new(|| format!("{}VALUES ({})", sql::INSERT_EVENT, placeholders(7)));
+static INSERT_EVENT_ROW: LazyLock<String> =
+    LazyLock::new(|| format!("{}VALUES ({})", sql::INSERT_EVENT, placeholders(7)));
 /// One case by id.
 static CASE_BY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
 
@@ -222,9 +224,8 @@ impl BatchTx for SqliteBatch<'_> {
     /// (`seq` is the rowid: the next is the largest + 1, in insertion order): no counter page is
     /// rewritten.
     async fn append_log(&mut self, rows: &[LogRow]) -> Result<i64> {
-        let mut stmt = self
-            .0
-            .prepare_cached("INSERT INTO event_log (stream, stream_id, version, at) VALUES ($1, $2, $3, $4)")?;
+        let mut stmt =
+            self.0.prepare_cached("INSERT INTO event_log (stream, stream_id, version, at) VALUES ($1, $2, $3, $4)")?;
         for r in rows {
             stmt.execute(params![crate::Stream::Case.as_str(), r.stream_id, r.version, r.at])?;
         }
