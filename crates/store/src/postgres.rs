@@ -176,4 +176,12 @@ async fn listen(pool: PgPool, channel: String, feed: tokio::sync::watch::Sender<
     }
 }
 
-crate::shared::store_impl!(PgStore, sqlx::Postgres, Backend::Postgres);
+/// What [`queries`] is compiled for here.
+type Db = sqlx::Postgres;
+/// The store [`queries`] implements here.
+type This = PgStore;
+/// This backend.
+const BACKEND: crate::Backend = crate::Backend::Postgres;
+
+#[path = "queries.rs"]
+mod queries;

@@ -1,6 +1,6 @@
 //! Row mapping shared by both backends: the column lists, the tuple each query returns and the pure
 //! functions that turn those tuples into domain values (and back). Nothing here touches a database, so
-//! it lives outside the `store_impl!` macro, where rustfmt and the compiler's messages reach it.
+//! it is plain Rust that both backends and the writer share.
 
 use civicgrid_core::access::CaseScope;
 use civicgrid_core::case::{Case, CaseFacts};

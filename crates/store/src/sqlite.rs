@@ -154,4 +154,12 @@ async fn checkpointer(pool: SqlitePool, mut stop: tokio::sync::oneshot::Receiver
     }
 }
 
-crate::shared::store_impl!(SqliteStore, sqlx::Sqlite, Backend::Sqlite);
+/// What [`queries`] is compiled for here.
+type Db = sqlx::Sqlite;
+/// The store [`queries`] implements here.
+type This = SqliteStore;
+/// This backend.
+const BACKEND: crate::Backend = crate::Backend::Sqlite;
+
+#[path = "queries.rs"]
+mod queries;
