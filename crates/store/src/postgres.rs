@@ -183,5 +183,7 @@ type This = PgStore;
 /// This backend.
 const BACKEND: crate::Backend = crate::Backend::Postgres;
 
+// Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
 #[path = "queries.rs"]
 mod queries;

@@ -161,5 +161,7 @@ type This = SqliteStore;
 /// This backend.
 const BACKEND: crate::Backend = crate::Backend::Sqlite;
 
+// Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
 #[path = "queries.rs"]
 mod queries;
