@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use civicgrid_core::case::{Case, CaseEvent};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params, params_from_iter};
 
 use crate::batch::{self, BatchTx, sql};
 use crate::rows::{CaseInsert, KeyTarget};
@@ -85,6 +85,24 @@ static INSERT_EVENT_ROW: LazyLock<String> =
 /// One case by id.
 static CASE_BY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
 
+/// A case's status columns in the order [`sql::INSERT_CASE`] and [`sql::UPDATE_STATUS`] name them.
+fn status_params(st: &StatusColumns) -> [&dyn ToSql; 12] {
+    [
+        &st.state,
+        &st.version,
+        &st.lead_dept,
+        &st.co_depts,
+        &st.due_at,
+        &st.handle_due_at,
+        &st.replied_at,
+        &st.closed_at,
+        &st.close_type,
+        &st.escalation_level,
+        &st.updated_at,
+        &st.json,
+    ]
+}
+
 /// `$1, $2, …, $n`.
 fn placeholders(n: usize) -> String {
     (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
@@ -131,30 +149,20 @@ impl BatchTx for SqliteBatch<'_> {
         let mut ids = Vec::with_capacity(rows.len());
         for r in rows {
             let (f, st) = (r.facts, r.cols);
-            stmt.execute(params![
-                r.number,
-                f.matter.as_str(),
-                f.source.as_str(),
-                f.grid.as_str(),
-                f.micro_grid.as_str(),
-                f.reporter.user_id,
-                micros(f.reported_at),
-                f.component_id.map(|c| c.to_string()),
-                r.facts_json,
-                st.state,
-                st.version,
-                st.lead_dept,
-                st.co_depts,
-                st.due_at,
-                st.handle_due_at,
-                st.replied_at,
-                st.closed_at,
-                st.close_type,
-                st.escalation_level,
-                st.updated_at,
-                st.json,
-            ])
-            .map_err(|e| constraint(e, "number"))?;
+            let component = f.component_id.map(|c| c.to_string());
+            let facts: [&dyn ToSql; 9] = [
+                &r.number,
+                &f.matter.as_str(),
+                &f.source.as_str(),
+                &f.grid.as_str(),
+                &f.micro_grid.as_str(),
+                &f.reporter.user_id,
+                &micros(f.reported_at),
+                &component,
+                &r.facts_json,
+            ];
+            stmt.execute(params_from_iter(facts.into_iter().chain(status_params(st))))
+                .map_err(|e| constraint(e, "number"))?;
             ids.push(self.0.last_insert_rowid());
         }
         Ok(ids)
@@ -167,22 +175,8 @@ impl BatchTx for SqliteBatch<'_> {
 
     async fn update_status(&mut self, id: i64, expected: i64, st: &StatusColumns) -> Result<()> {
         let mut stmt = self.0.prepare_cached(sql::UPDATE_STATUS)?;
-        stmt.execute(params![
-            st.state,
-            st.version,
-            st.lead_dept,
-            st.co_depts,
-            st.due_at,
-            st.handle_due_at,
-            st.replied_at,
-            st.closed_at,
-            st.close_type,
-            st.escalation_level,
-            st.updated_at,
-            st.json,
-            id,
-            expected,
-        ])?;
+        let key: [&dyn ToSql; 2] = [&id, &expected];
+        stmt.execute(params_from_iter(status_params(st).into_iter().chain(key)))?;
         Ok(())
     }
 
