@@ -13,9 +13,9 @@ use civicgrid_core::case::{Case, CaseEvent, CaseId, CaseStatus};
 use jiff::Timestamp;
 
 use crate::rows::{CaseInsert, CreatePlan, KeyTarget};
-use crate::shared::{LogRow, StatusColumns, case_number, day_key, from_json};
+use crate::shared::{StatusColumns, case_number, day_key, from_json};
 use crate::writer::{PreparedCreate, PreparedImport, WriteOp, Written};
-use crate::{Created, IdempotencyKey, Result, StoreError, micros};
+use crate::{Created, IdempotencyKey, Result, StoreError};
 
 /// The statements a batch runs inside one open transaction.
 pub(crate) trait BatchTx {
@@ -39,10 +39,11 @@ pub(crate) trait BatchTx {
     async fn remove_department(&mut self, dept: &str, case_id: i64) -> Result<()>;
     /// Gives an uploaded attachment to a case, if it has no case or already this one; whether it did.
     async fn link_attachment(&mut self, case_id: i64, attachment_id: i64) -> Result<bool>;
-    /// Inserts events (case id, event, event JSON).
-    async fn insert_events(&mut self, rows: &[(i64, &CaseEvent, &str)]) -> Result<()>;
-    /// Adds rows to the global event log; returns the last number given.
-    async fn append_log(&mut self, rows: &[LogRow]) -> Result<i64>;
+    /// Inserts events (case id, event, event JSON) and numbers them in the global event log, in the
+    /// order given; returns the last number handed out. Called once per batch, as its last statement:
+    /// on PostgreSQL the numbers come from a counter row held from here to the commit, so readers see
+    /// them in order.
+    async fn insert_events(&mut self, rows: &[(i64, &CaseEvent, &str)]) -> Result<i64>;
 }
 
 /// Applies `ops` inside the open transaction `tx`. Returns each op's outcome and the last event-log
@@ -128,13 +129,7 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Ve
     if !assigned.is_empty() {
         tx.add_departments(&assigned).await?;
     }
-    let mut last = None;
-    if !events.is_empty() {
-        tx.insert_events(&events).await?;
-        let log: Vec<LogRow> =
-            events.iter().map(|(id, e, _)| LogRow { stream_id: *id, version: e.seq, at: micros(e.at) }).collect();
-        last = Some(tx.append_log(&log).await?);
-    }
+    let last = if events.is_empty() { None } else { Some(tx.insert_events(&events).await?) };
     Ok((outcomes, last))
 }
 

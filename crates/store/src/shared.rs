@@ -63,14 +63,6 @@ pub(crate) fn case_number(town: &str, day: &str, serial: i64) -> String {
     format!("{town}{day}{serial:06}")
 }
 
-/// One row to add to the global event log (its number is the backend's to give).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LogRow {
-    pub(crate) stream_id: i64,
-    pub(crate) version: i64,
-    pub(crate) at: i64,
-}
-
 /// A case status as the columns of its row: the indexed fields timers, lists and KPIs filter on, and
 /// the whole status as JSON. Encoded before the row is written.
 #[derive(Debug, Clone)]

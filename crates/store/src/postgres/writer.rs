@@ -7,7 +7,7 @@ use sqlx::{PgPool, QueryBuilder};
 
 use crate::batch::{self, BatchTx};
 use crate::rows::{CaseInsert, KeyTarget};
-use crate::shared::{CASE_COLUMNS, LogRow, StatusColumns, map_db_error};
+use crate::shared::{CASE_COLUMNS, StatusColumns, map_db_error};
 use crate::writer::{ApplyBatch, WriteOp, Written};
 use crate::{IdempotencyKey, Result, StoreError};
 
@@ -172,46 +172,41 @@ impl BatchTx for PgBatch<'_> {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_events(&mut self, rows: &[(i64, &CaseEvent, &str)]) -> Result<()> {
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(batch::sql::INSERT_EVENT);
-            qb.push_values(chunk, |mut b, (id, e, body)| {
-                b.push_bind(*id)
-                    .push_bind(e.seq)
-                    .push_bind(crate::micros(e.at))
-                    .push_bind(e.actor.user_id.unwrap_or(0))
-                    .push_bind(e.action.name())
-                    .push_bind(e.to.as_str())
-                    .push_bind(*body);
-            });
-            qb.build().execute(&mut *self.0).await.map_err(|e| map_db_error(e, "event"))?;
-        }
-        Ok(())
-    }
-
-    /// Numbers the rows from the counter row. The row stays locked until this transaction commits, so
-    /// another node's batch gets its numbers only after these are visible; a trigger on the row sends
-    /// `NOTIFY` with the new last number, delivered at commit. One round trip: take the counter, insert
-    /// the rows numbered from it, answer the last number.
-    async fn append_log(&mut self, rows: &[LogRow]) -> Result<i64> {
+    /// One statement, one round trip: insert the events, take the counter, and add the log rows
+    /// numbered from it. The counter row stays locked until this transaction commits, so another node's
+    /// batch gets its numbers only after these are visible; a trigger on the row sends `NOTIFY` with the
+    /// new last number, delivered at commit.
+    async fn insert_events(&mut self, rows: &[(i64, &CaseEvent, &str)]) -> Result<i64> {
         let n = i64::try_from(rows.len()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.stream_id).collect();
-        let versions: Vec<i64> = rows.iter().map(|r| r.version).collect();
-        let ats: Vec<i64> = rows.iter().map(|r| r.at).collect();
+        let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+        let seqs: Vec<i64> = rows.iter().map(|(_, e, _)| e.seq).collect();
+        let ats: Vec<i64> = rows.iter().map(|(_, e, _)| crate::micros(e.at)).collect();
+        let actors: Vec<i64> = rows.iter().map(|(_, e, _)| e.actor.user_id.unwrap_or(0)).collect();
+        let actions: Vec<&str> = rows.iter().map(|(_, e, _)| e.action.name()).collect();
+        let states: Vec<&str> = rows.iter().map(|(_, e, _)| e.to.as_str()).collect();
+        let bodies: Vec<&str> = rows.iter().map(|(_, _, body)| *body).collect();
         let last: i64 = sqlx::query_scalar(
-            "WITH c AS (UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last), \
-             ins AS (INSERT INTO event_log (seq, stream, stream_id, version, at) \
-                     SELECT c.last - $1 + t.ord, $2, t.stream_id, t.version, t.at \
-                     FROM c, unnest($3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS t(stream_id, version, at, ord)) \
+            "WITH t AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], \
+                        $7::text[], $8::text[]) WITH ORDINALITY AS t(case_id, seq, at, actor, action, to_state, body, ord)), \
+             ev AS (INSERT INTO case_events (case_id, seq, at, actor_user_id, action, to_state, body) \
+                    SELECT case_id, seq, at, actor, action, to_state, body FROM t), \
+             c AS (UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last), \
+             log AS (INSERT INTO event_log (seq, stream, stream_id, version, at) \
+                     SELECT c.last - $1 + t.ord, $9, t.case_id, t.seq, t.at FROM c, t) \
              SELECT last FROM c",
         )
         .bind(n)
-        .bind(crate::Stream::Case.as_str())
         .bind(ids)
-        .bind(versions)
+        .bind(seqs)
         .bind(ats)
+        .bind(actors)
+        .bind(actions)
+        .bind(states)
+        .bind(bodies)
+        .bind(crate::Stream::Case.as_str())
         .fetch_one(&mut *self.0)
-        .await?;
+        .await
+        .map_err(|e| map_db_error(e, "event"))?;
         Ok(last)
     }
 }

@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params
 
 use crate::batch::{self, BatchTx, sql};
 use crate::rows::{CaseInsert, KeyTarget};
-use crate::shared::{CASE_COLUMNS, LogRow, StatusColumns, advance, case_from_row};
+use crate::shared::{CASE_COLUMNS, StatusColumns, advance, case_from_row};
 use crate::writer::{ApplyBatch, Queue, WriteOp, Written};
 use crate::{IdempotencyKey, Result, SqliteSync, StoreError, micros};
 
@@ -197,31 +197,19 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(self.0.prepare_cached(sql::LINK_ATTACHMENT)?.execute(params![case_id, attachment_id])? == 1)
     }
 
-    async fn insert_events(&mut self, rows: &[(i64, &CaseEvent, &str)]) -> Result<()> {
-        let mut stmt = self.0.prepare_cached(&INSERT_EVENT_ROW)?;
-        for (id, e, body) in rows {
-            stmt.execute(params![
-                id,
-                e.seq,
-                micros(e.at),
-                e.actor.user_id.unwrap_or(0),
-                e.action.name(),
-                e.to.as_str(),
-                body
-            ])
-            .map_err(|e| constraint(e, "event"))?;
-        }
-        Ok(())
-    }
-
-    /// One process writes an SQLite file, one transaction at a time, so SQLite numbers the rows itself
+    /// One process writes an SQLite file, one transaction at a time, so SQLite numbers the log itself
     /// (`seq` is the rowid: the next is the largest + 1, in insertion order): no counter page is
     /// rewritten.
-    async fn append_log(&mut self, rows: &[LogRow]) -> Result<i64> {
-        let mut stmt =
+    async fn insert_events(&mut self, rows: &[(i64, &CaseEvent, &str)]) -> Result<i64> {
+        let mut event = self.0.prepare_cached(&INSERT_EVENT_ROW)?;
+        let mut log =
             self.0.prepare_cached("INSERT INTO event_log (stream, stream_id, version, at) VALUES ($1, $2, $3, $4)")?;
-        for r in rows {
-            stmt.execute(params![crate::Stream::Case.as_str(), r.stream_id, r.version, r.at])?;
+        for (id, e, body) in rows {
+            let at = micros(e.at);
+            event
+                .execute(params![id, e.seq, at, e.actor.user_id.unwrap_or(0), e.action.name(), e.to.as_str(), body])
+                .map_err(|e| constraint(e, "event"))?;
+            log.execute(params![crate::Stream::Case.as_str(), id, e.seq, at])?;
         }
         Ok(self.0.last_insert_rowid())
     }
