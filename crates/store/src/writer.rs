@@ -262,3 +262,45 @@ pub(crate) fn complete_now<F: std::future::Future>(f: F) -> Option<F::Output> {
         std::task::Poll::Pending => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An applier that never finishes.
+    struct Waits;
+
+    impl ApplyBatch for Waits {
+        async fn apply_batch(&mut self, _: &[WriteOp]) -> Result<Vec<Result<Written>>> {
+            std::future::pending().await
+        }
+    }
+
+    /// An applier that stores everything.
+    struct Stores;
+
+    impl ApplyBatch for Stores {
+        async fn apply_batch(&mut self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>> {
+            Ok(ops.iter().map(|_| Ok(Written::Imported)).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_thread_writer_answers_and_ends_with_its_last_handle() {
+        let (writer, queue) = Writer::new();
+        let thread = std::thread::spawn(move || run_blocking(Stores, queue));
+        writer.import("320583116".into(), Vec::new()).await.expect("stored");
+        assert!(writer.is_alive());
+        drop(writer);
+        thread.join().expect("the thread ends when no handle is left");
+    }
+
+    #[tokio::test]
+    async fn a_thread_writer_whose_applier_waits_stops_and_says_so() {
+        let (writer, queue) = Writer::new();
+        let thread = std::thread::spawn(move || run_blocking(Waits, queue));
+        assert!(matches!(writer.import("320583116".into(), Vec::new()).await, Err(StoreError::Closed)));
+        thread.join().expect("the writer returns");
+        assert!(!writer.is_alive(), "readiness sees a stopped writer");
+    }
+}
