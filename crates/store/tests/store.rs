@@ -1006,6 +1006,12 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
         }
         batch.push(ImportCase { facts, events, status });
     }
+    // The writer stores no status it has not replayed: one forged case refuses the whole import.
+    let before = store.count_cases().await.expect("count");
+    let mut forged = batch.clone();
+    forged[7].status.escalation_level = 3;
+    assert!(matches!(store.import_cases(fx.town, forged).await, Err(StoreError::BadEvent(_))));
+    assert_eq!(store.count_cases().await.expect("count"), before, "nothing of a refused import is stored");
     store.import_cases(fx.town, batch).await.expect("import");
     let march = CaseFilter {
         reported_from: Some(start),
