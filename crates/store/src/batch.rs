@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use civicgrid_core::case::{Case, CaseEvent, CaseId, CaseStatus};
+use civicgrid_core::case::{Case, CaseEvent, CaseFacts, CaseId, CaseStatus};
 use jiff::Timestamp;
 
 use crate::rows::{CaseInsert, CreatePlan, KeyTarget};
@@ -57,24 +57,14 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Ve
             _ => None,
         })
         .collect();
-    let mut inserted = Vec::new();
-    if let Some(first) = creates.first() {
-        let town = first.new.town.to_string();
-        let numbers = allocate_numbers(tx, &town, creates.iter().map(|c| c.new.facts.reported_at)).await?;
-        let rows: Vec<CaseInsert<'_>> = creates
-            .iter()
-            .zip(&numbers)
-            .map(|(c, number)| CaseInsert {
-                number: number.clone(),
-                facts: &c.new.facts,
-                facts_json: &c.facts_json,
-                cols: &c.cols,
-            })
-            .collect();
-        let ids = tx.insert_cases(&rows).await?;
-        inserted = numbers.into_iter().zip(ids).collect();
+    let mut inserted = match creates.first() {
+        Some(first) => {
+            let rows = creates.iter().map(|c| (&c.new.facts, c.facts_json.as_str(), &c.cols));
+            insert_new(tx, &first.new.town.to_string(), rows).await?
+        }
+        None => Vec::new(),
     }
-    let mut inserted = inserted.into_iter();
+    .into_iter();
     let mut plans = plans.into_iter();
     let mut created: BTreeMap<usize, Case> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(ops.len());
@@ -140,17 +130,10 @@ async fn add_import<'a, T: BatchTx>(
     events: &mut Vec<(i64, &'a CaseEvent, &'a str)>,
     assigned: &mut Vec<(String, i64)>,
 ) -> Result<()> {
-    let numbers = allocate_numbers(tx, &import.town, import.cases.iter().map(|c| c.facts.reported_at)).await?;
-    let rows: Vec<CaseInsert<'_>> = import
-        .cases
-        .iter()
-        .zip(numbers)
-        .zip(&import.encoded)
-        .map(|((c, number), (facts_json, cols))| CaseInsert { number, facts: &c.facts, facts_json, cols })
-        .collect();
-    let ids = tx.insert_cases(&rows).await?;
+    let rows = import.cases.iter().zip(&import.encoded).map(|(c, (json, cols))| (&c.facts, json.as_str(), cols));
+    let inserted = insert_new(tx, &import.town, rows).await?;
     let mut history = Vec::new();
-    for ((c, id), bodies) in import.cases.iter().zip(ids).zip(&import.event_json) {
+    for ((c, (_, id)), bodies) in import.cases.iter().zip(inserted).zip(&import.event_json) {
         history.extend(c.events.iter().zip(bodies).map(|(e, body)| (id, e, body.as_str())));
         assigned.extend(departments(&c.status).map(|d| (d, id)));
     }
@@ -158,6 +141,22 @@ async fn add_import<'a, T: BatchTx>(
     history.sort_by_key(|(id, e, _)| (e.at, *id, e.seq));
     events.extend(history);
     Ok(())
+}
+
+/// Numbers and inserts new case rows (facts, facts JSON, status columns); returns each one's number and
+/// id, in the order given.
+async fn insert_new<'a, T: BatchTx>(
+    tx: &mut T,
+    town: &str,
+    rows: impl Iterator<Item = (&'a CaseFacts, &'a str, &'a StatusColumns)> + Clone,
+) -> Result<Vec<(String, i64)>> {
+    let numbers = allocate_numbers(tx, town, rows.clone().map(|(facts, _, _)| facts.reported_at)).await?;
+    let inserts: Vec<CaseInsert<'_>> = rows
+        .zip(&numbers)
+        .map(|((facts, facts_json, cols), number)| CaseInsert { number: number.clone(), facts, facts_json, cols })
+        .collect();
+    let ids = tx.insert_cases(&inserts).await?;
+    Ok(numbers.into_iter().zip(ids).collect())
 }
 
 /// Decides, for every create of the batch, whether to insert it: a key already stored gets the first

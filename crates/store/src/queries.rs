@@ -30,29 +30,31 @@ use sqlx::QueryBuilder;
 
 type Tx<'a> = sqlx::Transaction<'a, Db>;
 
-/// The id of what an idempotency key made; `IdempotencyMismatch` if the key came with another
-/// request, or made another kind of record.
-async fn known_key(tx: &mut Tx<'_>, k: &crate::IdempotencyKey, target: KeyTarget) -> Result<Option<i64>> {
-    let row =
-        sqlx::query_as(target.find_sql()).bind(k.scope.clone()).bind(k.key.clone()).fetch_optional(&mut **tx).await?;
-    crate::batch::key_match(row, k)
+/// The fingerprint and id stored for an idempotency key, if any (the group-commit writer's PostgreSQL
+/// statements use this too).
+pub(super) async fn find_key(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    k: &crate::IdempotencyKey,
+    target: KeyTarget,
+) -> Result<Option<(String, Option<i64>)>> {
+    Ok(sqlx::query_as(target.find_sql()).bind(&k.scope).bind(&k.key).fetch_optional(conn).await?)
 }
 
 /// Records what an idempotency key made, in the transaction that made it.
-async fn remember_key(
-    tx: &mut Tx<'_>,
+pub(super) async fn store_key(
+    conn: &mut <Db as sqlx::Database>::Connection,
     k: &crate::IdempotencyKey,
     target: KeyTarget,
     id: i64,
     at: Timestamp,
 ) -> Result<()> {
     sqlx::query(target.store_sql())
-        .bind(k.scope.clone())
-        .bind(k.key.clone())
-        .bind(k.fingerprint.clone())
+        .bind(&k.scope)
+        .bind(&k.key)
+        .bind(&k.fingerprint)
         .bind(id)
         .bind(micros(at))
-        .execute(&mut **tx)
+        .execute(conn)
         .await
         .map_err(|e| map_db_error(e, "idempotency_key"))?;
     Ok(())
@@ -68,7 +70,7 @@ impl This {
     ) -> Result<std::result::Result<Tx<'static>, i64>> {
         let mut tx = self.write.begin().await?;
         match key {
-            Some(k) => match known_key(&mut tx, k, target).await? {
+            Some(k) => match crate::batch::key_match(find_key(&mut tx, k, target).await?, k)? {
                 Some(id) => Ok(Err(id)),
                 None => Ok(Ok(tx)),
             },
@@ -86,7 +88,7 @@ async fn commit_once(
     at: Timestamp,
 ) -> Result<()> {
     if let Some(k) = key {
-        remember_key(&mut tx, k, target, id, at).await?;
+        store_key(&mut tx, k, target, id, at).await?;
     }
     tx.commit().await?;
     Ok(())

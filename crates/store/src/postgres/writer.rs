@@ -61,20 +61,11 @@ const ROWS_PER_INSERT: usize = 1000;
 
 impl BatchTx for PgBatch<'_> {
     async fn find_key(&mut self, k: &IdempotencyKey, target: KeyTarget) -> Result<Option<(String, Option<i64>)>> {
-        Ok(sqlx::query_as(target.find_sql()).bind(&k.scope).bind(&k.key).fetch_optional(&mut *self.0).await?)
+        super::queries::find_key(self.0, k, target).await
     }
 
     async fn store_key(&mut self, k: &IdempotencyKey, target: KeyTarget, id: i64, at: Timestamp) -> Result<()> {
-        sqlx::query(target.store_sql())
-            .bind(&k.scope)
-            .bind(&k.key)
-            .bind(&k.fingerprint)
-            .bind(id)
-            .bind(crate::micros(at))
-            .execute(&mut *self.0)
-            .await
-            .map_err(|e| map_db_error(e, "idempotency_key"))?;
-        Ok(())
+        super::queries::store_key(self.0, k, target, id, at).await
     }
 
     async fn case(&mut self, id: i64) -> Result<Case> {
