@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, IdPath, idempotency_key};
+use crate::extract::{ApiQuery, IdPath, IdemKey};
 use crate::state::AppState;
 
 /// Largest upload body accepted (the largest attachment plus multipart framing).
@@ -40,9 +40,9 @@ pub async fn upload(
     State(state): State<AppState>,
     Authed(actor): Authed,
     ApiQuery(q): ApiQuery<UploadQuery>,
+    IdemKey(key): IdemKey,
     req: Request,
 ) -> ApiResult<Response> {
-    let key = idempotency_key(req.headers())?;
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)

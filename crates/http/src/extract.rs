@@ -54,18 +54,8 @@ pub fn too_large() -> ApiError {
     )
 }
 
-/// The `Idempotency-Key` header of a creating request, if it was sent (its form is the service's
-/// to check).
-pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
-    headers
-        .get("idempotency-key")
-        .map(|v| {
-            v.to_str().map(str::to_owned).map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII characters"))
-        })
-        .transpose()
-}
-
-/// The `Idempotency-Key` header as an extractor, for creating requests whose body is JSON.
+/// The `Idempotency-Key` header of a creating request, if it was sent (its form is the service's to
+/// check).
 #[derive(Debug, Clone, Default)]
 pub struct IdemKey(pub Option<String>);
 
@@ -73,7 +63,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdemKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        idempotency_key(&parts.headers).map(IdemKey)
+        let value = parts.headers.get("idempotency-key").map(|v| {
+            v.to_str().map(str::to_owned).map_err(|_| ApiError::invalid("Idempotency-Key", "visible ASCII characters"))
+        });
+        value.transpose().map(IdemKey)
     }
 }
 
