@@ -19,7 +19,7 @@ use axum::routing::post;
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::WorkCalendar;
 use civicgrid_core::case::{CaseFacts, CaseStatus, Context, EventActor, GeoPoint, Reporter, Source, Urgency};
-use civicgrid_core::sla::SlaPolicy;
+use civicgrid_core::sla::{Clocks, SlaPolicy};
 use civicgrid_demo::DemoOptions;
 use civicgrid_store::ImportCase;
 use clap::Args;
@@ -479,8 +479,8 @@ async fn serve_bare(addr: &str) -> AppResult<()> {
 async fn bare_insert(database: &str) -> AppResult<f64> {
     let store = civicgrid_store::open(database).await?;
     let town = civicgrid_demo::town(&demo_options(0.05))?;
-    let cal = WorkCalendar::china_2026();
     let sla = SlaPolicy::default();
+    let clocks = Clocks::single(WorkCalendar::china_2026());
     let m = &town.layout.micro_grids[0];
     let now = jiff::Timestamp::now();
     let matter: civicgrid_core::codes::MatterCode = "06010".parse()?;
@@ -502,7 +502,7 @@ async fn bare_insert(database: &str) -> AppResult<f64> {
         let (status, event) = CaseStatus::report(
             &facts,
             EventActor::user(1, Role::IntakeOperator),
-            &Context { now, calendar: &cal, sla: &sla },
+            &Context { now, clocks: &clocks, sla: &sla },
         );
         ImportCase { facts, events: vec![event], status }
     };

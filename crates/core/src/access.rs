@@ -190,10 +190,10 @@ impl Role {
     pub fn may(self, action: &Action) -> bool {
         use Role::*;
         if matches!(self, Admin | System | Integration) {
-            return self == System && matches!(action, Action::Escalate);
+            return self == System && matches!(action, Action::Escalate | Action::Warn { .. });
         }
         match action {
-            Action::Report => false,
+            Action::Report | Action::Warn { .. } => false,
             Action::Accept => matches!(self, IntakeOperator | ShiftLeader),
             Action::File | Action::Close | Action::Park | Action::Unpark => self == ShiftLeader,
             Action::Dispatch { .. }

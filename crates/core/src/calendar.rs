@@ -84,6 +84,8 @@ pub struct WorkCalendar {
     overrides: BTreeMap<Date, DayKind>,
     /// Working periods as seconds since local midnight, ordered and disjoint.
     periods: Vec<(i64, i64)>,
+    /// Every day is a working day (the command centre's own 24-hour clock).
+    every_day: bool,
 }
 
 impl WorkCalendar {
@@ -93,7 +95,21 @@ impl WorkCalendar {
         Self::new(&entries, &default_periods()).unwrap_or_else(|_| Self {
             overrides: BTreeMap::new(),
             periods: vec![(8 * 3600, 12 * 3600), (14 * 3600, 18 * 3600)],
+            every_day: false,
         })
+    }
+
+    /// The command centre's clock: every day, all day. A "working day" of limit is then 24 hours.
+    pub fn around_the_clock() -> Self {
+        Self { overrides: BTreeMap::new(), periods: vec![(0, 86_400)], every_day: true }
+    }
+
+    /// The same days (holidays, make-up days) with other working periods: a department's own hours.
+    pub fn with_periods(&self, periods: &[(Time, Time)]) -> Result<Self, CalendarError> {
+        let mut c = Self::new(&[], periods)?;
+        c.overrides = self.overrides.clone();
+        c.every_day = self.every_day;
+        Ok(c)
     }
 
     /// Builds a calendar from override rows and working periods given as local times.
@@ -104,7 +120,7 @@ impl WorkCalendar {
         if periods.is_empty() || !ordered {
             return Err(CalendarError::BadPeriods);
         }
-        Ok(Self { overrides: entries.iter().map(|e| (e.date, e.kind)).collect(), periods })
+        Ok(Self { overrides: entries.iter().map(|e| (e.date, e.kind)).collect(), periods, every_day: false })
     }
 
     /// Working seconds in one working day (28,800 with the default periods).
@@ -114,6 +130,9 @@ impl WorkCalendar {
 
     /// Whether `date` is a working day.
     pub fn is_working_day(&self, date: Date) -> bool {
+        if self.every_day {
+            return true;
+        }
         match self.overrides.get(&date) {
             Some(DayKind::Holiday) => false,
             Some(DayKind::Workday) => true,
@@ -322,6 +341,23 @@ mod tests {
         assert_eq!(c.working_seconds_between(at(2026, 11, 23, 0, 0), at(2026, 11, 24, 0, 0)), 8 * 3600);
         assert_eq!(c.working_seconds_between(at(2026, 11, 28, 0, 0), at(2026, 11, 30, 0, 0)), 0, "weekend");
         assert_eq!(c.working_seconds_between(at(2026, 11, 24, 0, 0), at(2026, 11, 23, 0, 0)), 0, "reversed");
+    }
+
+    #[test]
+    fn around_the_clock_counts_nights_weekends_and_holidays() {
+        let c = WorkCalendar::around_the_clock();
+        assert_eq!(c.deadline(at(2026, 10, 1, 23, 0), TimeLimit::WorkingHours(2)), at(2026, 10, 2, 1, 0));
+        assert_eq!(c.deadline(at(2026, 11, 28, 9, 0), TimeLimit::WorkingDays(1)), at(2026, 11, 29, 9, 0));
+        assert!(c.is_working_time(at(2026, 11, 29, 3, 0)));
+    }
+
+    #[test]
+    fn a_department_keeps_the_holidays_with_its_own_hours() {
+        let t = |h| Time::constant(h, 0, 0, 0);
+        let c = cal().with_periods(&[(t(9), t(17))]).expect("valid periods");
+        assert_eq!(c.seconds_per_day(), 8 * 3600);
+        assert!(!c.is_working_day(date(2026, 10, 1)), "National Day is still off");
+        assert_eq!(c.deadline(at(2026, 11, 23, 16, 0), TimeLimit::WorkingHours(2)), at(2026, 11, 24, 10, 0));
     }
 
     #[test]

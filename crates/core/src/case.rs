@@ -17,10 +17,9 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::calendar::WorkCalendar;
 use crate::codes::{ComponentId, GridCode, MatterCode, MicroGridCode};
 use crate::org::DeptCode;
-use crate::sla::SlaPolicy;
+use crate::sla::{Clocks, SlaPolicy, StepTimers};
 
 /// Database identity of a case.
 pub type CaseId = i64;
@@ -78,8 +77,20 @@ pub enum Urgency {
     /// Normal.
     #[default]
     Normal,
-    /// Urgent (shorter dispatch limit).
+    /// Urgent (紧急: shorter limits).
     Urgent,
+    /// Very urgent (特急: the shortest limits).
+    Critical,
+}
+
+/// The level of a deadline warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WarnLevel {
+    /// 黄灯: most of the step's time has passed.
+    Yellow,
+    /// 红灯: the step is past its deadline.
+    Red,
 }
 
 /// A WGS84 point.
@@ -385,6 +396,12 @@ pub enum Action {
     },
     /// 督办: escalate one level; the state does not change.
     Escalate,
+    /// 预警: the system warns that the current step's deadline is near (yellow) or passed (red); the
+    /// state does not change.
+    Warn {
+        /// Yellow or red.
+        level: WarnLevel,
+    },
     /// 重新办理: reopen a closed case for re-dispatch (reason required).
     Reopen,
     /// 作废: void an invalid or duplicate case (reason required).
@@ -416,6 +433,7 @@ impl Action {
             Action::Close => "close",
             Action::CallBack { .. } => "call_back",
             Action::Escalate => "escalate",
+            Action::Warn { .. } => "warn",
             Action::Reopen => "reopen",
             Action::Void => "void",
         }
@@ -500,6 +518,12 @@ pub struct CaseEvent {
     /// How the case was closed (close events only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_type: Option<CloseType>,
+    /// When the current step's warning and escalations fall due (with `due_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers: Option<StepTimers>,
+    /// The same for the handling deadline (with `handle_due_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle_timers: Option<StepTimers>,
 }
 
 /// Everything about a case that changes; derived from its events.
@@ -553,6 +577,12 @@ pub struct CaseStatus {
     /// The reporter's rating, once called back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub satisfaction: Option<Satisfaction>,
+    /// When the current step's warning and escalations fall due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers: Option<StepTimers>,
+    /// When the handling deadline's warning and escalations fall due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle_timers: Option<StepTimers>,
     /// Time of the latest event.
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
@@ -608,13 +638,13 @@ pub enum TransitionError {
     AlreadyRated,
 }
 
-/// What [`decide`] needs besides the case: the time and the rules.
+/// What [`decide`] needs besides the case: the time, the clocks and the rules.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     /// The current instant.
     pub now: Timestamp,
-    /// The working calendar.
-    pub calendar: &'a WorkCalendar,
+    /// The working-time clocks (standard, centre, per department).
+    pub clocks: &'a Clocks,
     /// The time-limit rules.
     pub sla: &'a SlaPolicy,
 }
@@ -636,7 +666,7 @@ pub struct Command {
 impl CaseStatus {
     /// The status of a freshly reported case, and the report event that records it.
     pub fn report(facts: &CaseFacts, actor: EventActor, ctx: &Context<'_>) -> (CaseStatus, CaseEvent) {
-        let due = ctx.calendar.deadline(facts.reported_at, ctx.sla.dispatch_limit(facts.urgency));
+        let (due, timers) = ctx.sla.step(&ctx.clocks.centre, facts.reported_at, ctx.sla.dispatch_limit(facts.urgency));
         let event = CaseEvent {
             seq: 1,
             at: facts.reported_at,
@@ -649,6 +679,8 @@ impl CaseStatus {
             due_at: Some(due),
             handle_due_at: None,
             close_type: None,
+            timers: Some(timers),
+            handle_timers: None,
         };
         let status =
             CaseStatus::replay(std::slice::from_ref(&event)).unwrap_or_else(|_| CaseStatus::empty(facts.reported_at));
@@ -673,6 +705,8 @@ impl CaseStatus {
             requested_extension_hours: None,
             request_from: None,
             satisfaction: None,
+            timers: None,
+            handle_timers: None,
             updated_at: at,
         }
     }
@@ -736,6 +770,7 @@ impl CaseStatus {
             | Action::DenyReturn
             | Action::SendBack
             | Action::VerifyPass
+            | Action::Warn { .. }
             | Action::Void => {}
         }
         self.request_from = match e.to {
@@ -745,6 +780,8 @@ impl CaseStatus {
         self.state = e.to;
         self.due_at = e.due_at;
         self.handle_due_at = e.handle_due_at;
+        self.timers = e.timers.clone();
+        self.handle_timers = e.handle_timers.clone();
         self.version = e.seq;
         self.updated_at = e.at;
         Ok(())
@@ -787,10 +824,25 @@ fn check_departments(lead: &DeptCode, co: &[DeptCode]) -> Result<(), TransitionE
     Ok(())
 }
 
+/// A deadline with its timers, as [`decide`] passes it around.
+#[derive(Debug, Clone)]
+struct Deadline {
+    at: Timestamp,
+    timers: Option<StepTimers>,
+}
+
+impl Deadline {
+    fn kept(at: Option<Timestamp>, timers: &Option<StepTimers>) -> Option<Deadline> {
+        at.map(|at| Deadline { at, timers: timers.clone() })
+    }
+}
+
 /// Decides whether `cmd` may happen to a case and, if so, returns the event that records it.
 ///
 /// This is the whole state machine: every legal `(action, state)` pair is listed here, and everything
-/// else is [`TransitionError::Illegal`]. Who may do it is [`crate::access`]'s business.
+/// else is [`TransitionError::Illegal`]. Who may do it is [`crate::access`]'s business. Deadlines are
+/// counted on the clock of whoever owns the step: the centre's for dispatch and closing, the lead
+/// department's for signing and handling, the standard working hours for the grid worker's check.
 pub fn decide(
     facts: &CaseFacts,
     status: &CaseStatus,
@@ -811,63 +863,66 @@ pub fn decide(
     }
     let evidence = check_attachments("evidence", &cmd.evidence).map_err(|e| TransitionError::Invalid(e.to_string()))?;
     let now = ctx.now;
-    let cal = ctx.calendar;
-    let limit = |l| Some(cal.deadline(now, l));
-    let keep_due = status.due_at;
-    let handle = status.handle_due_at;
+    let (sla, clocks) = (ctx.sla, ctx.clocks);
+    let step = |clock, limit| {
+        let (at, timers) = sla.step(clock, now, limit);
+        Some(Deadline { at, timers: Some(timers) })
+    };
+    let until = |clock, at| Some(Deadline { at, timers: Some(sla.step_until(clock, now, at)) });
+    let dept_clock = clocks.department(status.lead_dept.as_ref());
+    let dispatch = || step(&clocks.centre, sla.dispatch_limit(facts.urgency));
+    let keep = Deadline::kept(status.due_at, &status.timers);
+    let handle = Deadline::kept(status.handle_due_at, &status.handle_timers);
 
-    let (to, due_at, handle_due_at, close_type) = match (action, from) {
-        (Action::Accept, S::Reported) => (S::Accepted, keep_due, handle, None),
-        (Action::File, S::Accepted) => (S::Filed, keep_due, handle, None),
-        (Action::SendBack, S::Filed) => (S::Accepted, keep_due, handle, None),
+    let (to, due, handle_due, close_type): (_, Option<Deadline>, Option<Deadline>, _) = match (action, from) {
+        (Action::Accept, S::Reported) => (S::Accepted, keep, handle, None),
+        (Action::File, S::Accepted) => (S::Filed, keep, handle, None),
+        (Action::SendBack, S::Filed) => (S::Accepted, keep, handle, None),
         (Action::Dispatch { lead, co }, S::Filed)
         | (Action::Reassign { lead, co }, S::Dispatched | S::Handling | S::ReturnRequested) => {
             check_departments(lead, co)?;
-            let h = limit(ctx.sla.handle_limit(facts));
-            (S::Dispatched, limit(ctx.sla.sign), h, None)
+            let clock = clocks.department(Some(lead));
+            (S::Dispatched, step(clock, sla.sign), step(clock, sla.handle_limit(facts)), None)
         }
-        (Action::Sign, S::Dispatched) => (S::Handling, handle, handle, None),
-        (Action::RejectAssignment, S::Dispatched | S::Handling) => {
-            (S::ReturnRequested, limit(ctx.sla.dispatch_limit(facts.urgency)), handle, None)
-        }
-        (Action::ApproveReturn, S::ReturnRequested) => {
-            (S::Filed, limit(ctx.sla.dispatch_limit(facts.urgency)), None, None)
-        }
+        (Action::Sign, S::Dispatched) => (S::Handling, handle.clone(), handle, None),
+        (Action::RejectAssignment, S::Dispatched | S::Handling) => (S::ReturnRequested, dispatch(), handle, None),
+        (Action::ApproveReturn, S::ReturnRequested) => (S::Filed, dispatch(), None, None),
         (Action::DenyReturn, S::ReturnRequested) => match status.request_from {
-            Some(S::Dispatched) => (S::Dispatched, limit(ctx.sla.sign), handle, None),
-            _ => (S::Handling, handle, handle, None),
+            Some(S::Dispatched) => (S::Dispatched, step(dept_clock, sla.sign), handle, None),
+            _ => (S::Handling, handle.clone(), handle, None),
         },
         (Action::RequestExtension { working_hours }, S::Handling) => {
             if *working_hours == 0 || *working_hours > 2400 {
                 return Err(TransitionError::Invalid("working_hours must be between 1 and 2400".into()));
             }
-            (S::ExtensionRequested, handle, handle, None)
+            (S::ExtensionRequested, handle.clone(), handle, None)
         }
         (Action::ApproveExtension, S::ExtensionRequested) => {
             let hours = i64::from(status.requested_extension_hours.unwrap_or(0));
-            let base = handle.unwrap_or(now).max(now);
-            let new = Some(cal.add_working_seconds(base, hours * 3600));
-            (S::Handling, new, new, None)
+            let base = status.handle_due_at.unwrap_or(now).max(now);
+            let new = until(dept_clock, dept_clock.add_working_seconds(base, hours * 3600));
+            (S::Handling, new.clone(), new, None)
         }
-        (Action::DenyExtension, S::ExtensionRequested) => (S::Handling, handle, handle, None),
+        (Action::DenyExtension, S::ExtensionRequested) => (S::Handling, handle.clone(), handle, None),
         (Action::Park, S::Handling) => (S::Parked, None, handle, None),
         (Action::Unpark, S::Parked) => {
-            let new = match (status.parked_at, handle) {
+            let new = match (status.parked_at, status.handle_due_at) {
                 (Some(parked), Some(due)) => {
-                    Some(cal.add_working_seconds(now, cal.working_seconds_between(parked, due)))
+                    let left = dept_clock.working_seconds_between(parked, due);
+                    until(dept_clock, dept_clock.add_working_seconds(now, left))
                 }
-                _ => limit(ctx.sla.handle_limit(facts)),
+                _ => step(dept_clock, sla.handle_limit(facts)),
             };
-            (S::Handling, new, new, None)
+            (S::Handling, new.clone(), new, None)
         }
-        (Action::Reply, S::Handling) => (S::Replied, limit(ctx.sla.verify), handle, None),
-        (Action::VerifyPass, S::Replied) => (S::Verified, limit(ctx.sla.close), handle, None),
+        (Action::Reply, S::Handling) => (S::Replied, step(&clocks.standard, sla.verify), handle, None),
+        (Action::VerifyPass, S::Replied) => (S::Verified, step(&clocks.centre, sla.close), handle, None),
         (Action::VerifyFail, S::Replied) => {
-            let new = limit(ctx.sla.handle_limit(facts));
-            (S::Handling, new, new, None)
+            let new = step(dept_clock, sla.handle_limit(facts));
+            (S::Handling, new.clone(), new, None)
         }
         (Action::Close, S::Verified) => {
-            let on_time = match (status.replied_at, handle) {
+            let on_time = match (status.replied_at, status.handle_due_at) {
                 (Some(replied), Some(due)) => replied <= due,
                 _ => true,
             };
@@ -885,12 +940,15 @@ pub fn decide(
                     "the case is already at the highest escalation level ({MAX_ESCALATION_LEVEL})"
                 )));
             }
-            (s, keep_due, handle, None)
+            (s, keep, handle, None)
         }
-        (Action::Reopen, S::Closed) => (S::Filed, limit(ctx.sla.dispatch_limit(facts.urgency)), None, None),
+        (Action::Warn { .. }, s) if s.is_open() && s != S::Parked && status.due_at.is_some() => (s, keep, handle, None),
+        (Action::Reopen, S::Closed) => (S::Filed, dispatch(), None, None),
         (Action::Void, S::Reported | S::Accepted | S::Filed) => (S::Void, None, handle, None),
         _ => return Err(illegal()),
     };
+    let (due_at, timers) = due.map_or((None, None), |d| (Some(d.at), d.timers));
+    let (handle_due_at, handle_timers) = handle_due.map_or((None, None), |d| (Some(d.at), d.timers));
     Ok(CaseEvent {
         seq: status.version + 1,
         at: now,
@@ -903,6 +961,8 @@ pub fn decide(
         due_at,
         handle_due_at,
         close_type,
+        timers,
+        handle_timers,
     })
 }
 

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::access::Role;
-use crate::calendar::{TimeLimit, from_local};
+use crate::calendar::{TimeLimit, WorkCalendar, from_local};
+use crate::sla::Clocks;
 use jiff::civil::date;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -35,6 +36,7 @@ fn dept(s: &str) -> DeptCode {
 
 struct World {
     cal: WorkCalendar,
+    clocks: Clocks,
     sla: SlaPolicy,
     now: Timestamp,
     facts: CaseFacts,
@@ -48,12 +50,13 @@ impl World {
         let cal = WorkCalendar::china_2026();
         let sla = SlaPolicy::default();
         let facts = facts(now);
-        let (status, event) = CaseStatus::report(&facts, actor(), &Context { now, calendar: &cal, sla: &sla });
-        World { cal, sla, now, facts, status, events: vec![event] }
+        let clocks = sla.clocks(&cal).expect("valid policy");
+        let (status, event) = CaseStatus::report(&facts, actor(), &Context { now, clocks: &clocks, sla: &sla });
+        World { cal, clocks, sla, now, facts, status, events: vec![event] }
     }
 
     fn cmd(&mut self, action: Action, reason: Option<&str>) -> Result<&CaseEvent, TransitionError> {
-        let ctx = Context { now: self.now, calendar: &self.cal, sla: &self.sla };
+        let ctx = Context { now: self.now, clocks: &self.clocks, sla: &self.sla };
         let cmd = Command { action, reason: reason.map(str::to_owned), evidence: vec![] };
         let event = decide(&self.facts, &self.status, &cmd, actor(), &ctx)?;
         self.status.apply(&event).expect("decided events apply");
@@ -320,6 +323,7 @@ fn urgent_cases_get_ten_minutes_to_dispatch() {
     let now = from_local(date(2026, 10, 1).at(3, 0, 0, 0)); // night of a holiday: the centre runs 24 h
     let mut f = facts(now);
     f.urgency = Urgency::Urgent;
-    let (status, _) = CaseStatus::report(&f, actor(), &Context { now, calendar: &cal, sla: &sla });
+    let clocks = sla.clocks(&cal).expect("valid policy");
+    let (status, _) = CaseStatus::report(&f, actor(), &Context { now, clocks: &clocks, sla: &sla });
     assert_eq!(status.due_at, Some(now + SignedDuration::from_mins(10)));
 }

@@ -8,7 +8,8 @@
 //! - [`case`] — cases and their state machine (the only one).
 //! - [`intake`] — the rules a report must meet to become a case.
 //! - [`calendar`] — the working-time clock (the only one).
-//! - [`sla`] — which time limit applies to which step.
+//! - [`sla`] — which time limit applies to which step, on whose clock, and the step's timers.
+//! - [`duty`] — the duty roster and who is told about a deadline.
 //! - [`clock`] — the injected clock.
 //! - [`access`] — roles, actors and scope checks.
 //! - [`kpi`] — the performance formulas.
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod clock;
 pub mod codes;
 pub mod component;
+pub mod duty;
 pub mod error;
 pub mod grid;
 pub mod intake;

@@ -16,7 +16,7 @@ use civicgrid_core::codes::{ComponentClassCode, GridCode, MatterCode};
 use civicgrid_core::component::Component;
 use civicgrid_core::grid::{MicroGrid, Polygon};
 use civicgrid_core::org::DeptCode;
-use civicgrid_core::sla::SlaPolicy;
+use civicgrid_core::sla::{Clocks, SlaPolicy};
 use civicgrid_store::{ImportCase, User};
 use jiff::civil::{Date, Weekday};
 use jiff::{SignedDuration, Timestamp};
@@ -146,7 +146,7 @@ pub struct Plan {
     components: BTreeMap<ComponentClassCode, Vec<Component>>,
     departments: Vec<DeptCode>,
     cast: Cast,
-    calendar: WorkCalendar,
+    clocks: Clocks,
     sla: SlaPolicy,
     seed: u64,
     now: Timestamp,
@@ -156,6 +156,7 @@ impl Plan {
     /// Plans the year ending at `opts.now`.
     pub fn new(data: &TownData, users: &[User], opts: &DemoOptions) -> Plan {
         let calendar = WorkCalendar::china_2026();
+        let sla = SlaPolicy::default();
         let mut rng = fastrand::Rng::with_seed(opts.seed ^ 0x5eed);
         let today = local(opts.now).date();
         let first = today.checked_sub(jiff::Span::new().days(364)).unwrap_or(today);
@@ -197,8 +198,9 @@ impl Plan {
             components,
             departments: data.departments.iter().map(|d| d.code.clone()).collect(),
             cast: Cast::new(users),
-            calendar,
-            sla: SlaPolicy::default(),
+            // The clocks the live service uses with the default policy (the centre runs 24 h).
+            clocks: sla.clocks(&calendar).unwrap_or_else(|_| Clocks::single(calendar)),
+            sla,
             seed: opts.seed,
             now: opts.now,
         }
@@ -362,7 +364,7 @@ struct Sim<'a> {
 
 impl<'a> Sim<'a> {
     fn new(plan: &'a Plan, facts: CaseFacts, reporter: EventActor) -> Sim<'a> {
-        let ctx = Context { now: facts.reported_at, calendar: &plan.calendar, sla: &plan.sla };
+        let ctx = Context { now: facts.reported_at, clocks: &plan.clocks, sla: &plan.sla };
         let (status, event) = CaseStatus::report(&facts, reporter, &ctx);
         let clock = facts.reported_at;
         Sim { plan, facts, status, events: vec![event], clock }
@@ -374,7 +376,7 @@ impl<'a> Sim<'a> {
         if at >= self.plan.now {
             return false;
         }
-        let ctx = Context { now: at, calendar: &self.plan.calendar, sla: &self.plan.sla };
+        let ctx = Context { now: at, clocks: &self.plan.clocks, sla: &self.plan.sla };
         let cmd = Command { action, reason: reason.map(str::to_owned), evidence: Vec::new() };
         match decide(&self.facts, &self.status, &cmd, actor.clone(), &ctx) {
             Ok(event) => {

@@ -42,7 +42,7 @@ impl Services {
         };
         let now = self.clock.now();
         let facts = check_report(input, actor, &world.catalog, &world.index, component.as_ref(), now)?;
-        let ctx = Context { now, calendar: &world.calendar, sla: &world.sla };
+        let ctx = Context { now, clocks: &world.clocks, sla: &world.sla };
         let (_, event) = CaseStatus::report(&facts, actor.event_actor(), &ctx);
         Ok(self.store.create_case_once(NewCase { town: town.code, facts, event, idempotency }).await?)
     }
@@ -94,7 +94,7 @@ impl Services {
         }
         let evidence = self.resolve_attachments(actor, "evidence", &cmd.evidence, Some(id)).await?;
         let cmd = Command { evidence, ..cmd.clone() };
-        let ctx = Context { now: self.clock.now(), calendar: &world.calendar, sla: &world.sla };
+        let ctx = Context { now: self.clock.now(), clocks: &world.clocks, sla: &world.sla };
         let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;
         let status = self.store.append(id, case.status.version, event).await?;
         Ok(Case { status, ..case })

@@ -4,9 +4,8 @@
 //! with exponential backoff and, after its last attempt, kept as a dead letter.
 //!
 //! A job can therefore *run* more than once, so every handler makes its *effect* happen once: each
-//! effect is keyed (the job's `effect_key`, e.g. case + version + kind) and a handler that finds its
-//! effect already made treats the job as done. The case escalation below shows the pattern: it acts on
-//! the version it was scheduled for, and a second run meets a conflict, which means "already done".
+//! effect is keyed (the job's `effect_key`, e.g. case + deadline + timer) and a handler that finds its
+//! effect already made treats the job as done (see [`crate::deadlines`] for the pattern).
 //!
 //! Recurring work (purging expired sessions and old idempotency keys) is scheduled as one job per period, keyed by the period,
 //! so several nodes enqueue it once between them. The schedule lives in one place: [`JobRunner::standard`].
@@ -15,12 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use civicgrid_core::access::Actor;
-use civicgrid_core::case::{Action, CaseId, Command};
-use civicgrid_store::{Job, NewJob, StoreError};
+use civicgrid_store::{Job, NewJob};
 use futures_util::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
 
 use crate::{ServiceError, ServiceResult, Services};
 
@@ -68,17 +64,6 @@ pub fn backoff(attempt: u32) -> SignedDuration {
     SignedDuration::from_secs(secs.min(3600))
 }
 
-/// Input of the `case.escalate` job.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EscalatePayload {
-    /// The case.
-    pub case_id: CaseId,
-    /// The version the escalation was scheduled for.
-    pub version: i64,
-}
-
-/// The job that escalates a case (督办) as the system, once, if the case is still at `version`.
-pub const ESCALATE: &str = "case.escalate";
 /// The recurring job that deletes expired sessions.
 pub const PURGE_SESSIONS: &str = "purge_sessions";
 /// The recurring job that forgets old idempotency keys.
@@ -86,11 +71,6 @@ pub const PURGE_IDEMPOTENCY: &str = "purge_idempotency";
 /// How long an idempotency key is remembered (clients retry within minutes; upstream systems may
 /// resend a ticket days later).
 pub const IDEMPOTENCY_RETENTION: SignedDuration = SignedDuration::from_hours(7 * 24);
-
-/// The effect key of escalating `case_id` at `version`.
-pub fn escalate_key(case_id: CaseId, version: i64) -> String {
-    format!("{ESCALATE}:{case_id}:v{version}")
-}
 
 impl JobRunner {
     /// A runner with no handlers; `owner` names this process in leases (unique per node).
@@ -120,7 +100,10 @@ impl JobRunner {
                 Ok(())
             })
             .every(PURGE_IDEMPOTENCY, SignedDuration::from_hours(1))
-            .handle(ESCALATE, |s, job| async move { escalate(&s, &job).await })
+            .handle(crate::deadlines::WARN, |s, job| async move { crate::deadlines::run_timer(&s, &job).await })
+            .handle(crate::deadlines::ESCALATE, |s, job| async move { crate::deadlines::run_timer(&s, &job).await })
+            .handle(crate::notify::FOLLOW_UP, |s, job| async move { crate::notify::run_follow_up(&s, &job).await })
+            .handle(crate::outbound::DELIVER, |s, job| async move { crate::outbound::run_deliver(&s, &job).await })
     }
 
     /// Registers the handler of `kind`.
@@ -139,8 +122,10 @@ impl JobRunner {
         self
     }
 
-    /// Enqueues this period's run of every recurring job (a no-op where a node already did).
+    /// Enqueues this period's run of every recurring job (a no-op where a node already did), and the
+    /// deadline timers of every event committed since the last turn.
     pub async fn schedule(&self, now: Timestamp) -> ServiceResult<()> {
+        self.services.schedule_timers().await?;
         for r in &self.recurring {
             let every = r.every.as_micros().max(1) as i64;
             let slot = now.as_microsecond().div_euclid(every);
@@ -226,47 +211,6 @@ impl JobRunner {
             }
         })
     }
-}
-
-/// Escalates a case as the system if it is still at the scheduled version; a case that moved on (or
-/// an escalation already made by an earlier run of this job) needs nothing more.
-async fn escalate(services: &Services, job: &Job) -> Result<(), String> {
-    let p: EscalatePayload = serde_json::from_value(job.payload.clone()).map_err(|e| e.to_string())?;
-    let system = Actor::system("sla_timer");
-    let cmd = Command {
-        action: Action::Escalate,
-        reason: Some("超时自动督办 (overdue: escalated by the system)".into()),
-        evidence: vec![],
-    };
-    match services.transition(&system, p.case_id, &cmd, Some(p.version)).await {
-        Ok(_) => Ok(()),
-        Err(ServiceError::Store(StoreError::Conflict { .. })) => Ok(()),
-        Err(ServiceError::NotFound(_)) => Ok(()),
-        Err(ServiceError::Domain(e)) => {
-            tracing::info!(case = p.case_id, reason = %e, "escalation not applicable");
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Enqueues the escalation of `case_id` at `version`, due at `at`; once per case version, whoever asks.
-pub async fn schedule_escalation(
-    services: &Services,
-    case_id: CaseId,
-    version: i64,
-    at: Timestamp,
-) -> ServiceResult<bool> {
-    let payload = serde_json::to_value(EscalatePayload { case_id, version })
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let job = NewJob {
-        kind: ESCALATE.to_owned(),
-        effect_key: escalate_key(case_id, version),
-        payload,
-        run_at: at,
-        max_attempts: MAX_ATTEMPTS,
-    };
-    Ok(services.store.enqueue(&job).await?)
 }
 
 #[cfg(test)]

@@ -11,16 +11,22 @@
 //! - [`integrations`] — service accounts and API keys for outside systems.
 //! - [`reference`] — the calendar and components administrators maintain.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
+//! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
+//! - [`notify`] — the duty roster, alerts, inboxes and outbound channels.
+//! - [`outbound`] — writing, signing and posting to webhooks, WeCom/DingTalk robots and SMS gateways.
 //! - [`error`] — the layer's one error type.
 
 pub mod accounts;
 pub mod attachments;
 pub mod cases;
+pub mod deadlines;
 pub mod error;
 pub mod feed;
 pub mod idempotency;
 pub mod integrations;
 pub mod jobs;
+pub mod notify;
+pub mod outbound;
 pub mod reference;
 pub mod world;
 

@@ -1,5 +1,5 @@
 //! The reference data a use case reads — town, point → micro-grid index, code tables, calendar, SLA
-//! rules, departments — loaded from the store as one immutable snapshot, replaced whole when it changes.
+//! rules and their clocks, departments — loaded from the store as one immutable snapshot, replaced whole when it changes.
 //! A use case takes the snapshot once and uses it throughout, so it never mixes two versions.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use civicgrid_core::calendar::{CALENDAR_2026_CSV, WorkCalendar, default_periods,
 use civicgrid_core::catalog::{Catalog, ComponentClass, Matter};
 use civicgrid_core::grid::{GridIndex, Town};
 use civicgrid_core::org::{Department, DeptCode};
-use civicgrid_core::sla::SlaPolicy;
+use civicgrid_core::sla::{Clocks, SlaPolicy};
 use civicgrid_store::{Store, StoreError};
 
 /// Reference data loaded from the store.
@@ -21,10 +21,12 @@ pub struct World {
     pub index: GridIndex,
     /// Component classes and matters.
     pub catalog: Catalog,
-    /// Working calendar.
+    /// Working calendar (standard working hours).
     pub calendar: WorkCalendar,
-    /// Time-limit rules.
+    /// Time-limit rules: the administrator's, or the defaults.
     pub sla: SlaPolicy,
+    /// The clocks deadlines are counted on (standard, centre, departments with their own hours).
+    pub clocks: Clocks,
     /// Departments by code.
     pub departments: BTreeMap<DeptCode, Department>,
 }
@@ -47,7 +49,9 @@ impl World {
             WorkCalendar::new(&entries, &default_periods()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let index = GridIndex::new(store.micro_grids().await?.into_iter().map(|m| (m.code, m.polygon)));
         let departments = store.departments().await?.into_iter().map(|d| (d.code.clone(), d)).collect();
-        Ok(World { town: store.town().await?, index, catalog, calendar, sla: SlaPolicy::default(), departments })
+        let sla = store.sla_policy().await?.unwrap_or_default();
+        let clocks = sla.clocks(&calendar).map_err(|e| StoreError::Corrupt(format!("stored SLA policy: {e}")))?;
+        Ok(World { town: store.town().await?, index, catalog, calendar, sla, clocks, departments })
     }
 
     /// Whether a department exists.

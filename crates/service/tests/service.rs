@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use civicgrid_core::access::Actor;
-use civicgrid_core::case::{Action, CaseState};
+use civicgrid_core::case::{Action, CaseState, WarnLevel};
 use civicgrid_core::clock::{Clock, ManualClock};
 use civicgrid_core::intake::ReportInput;
 use civicgrid_demo::{DemoOptions, TownData};
-use civicgrid_service::jobs::{JobRunner, LEASE, escalate_key, schedule_escalation};
+use civicgrid_service::jobs::{JobRunner, LEASE};
 use civicgrid_service::{ServiceConfig, Services};
 use civicgrid_store::postgres::PgStore;
 use civicgrid_store::sqlite::SqliteStore;
-use civicgrid_store::{JobState, Store};
+use civicgrid_store::{PageRequest, Store};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
@@ -116,13 +116,52 @@ fn kill() -> impl Strategy<Value = Kill> {
     prop_oneof![Just(Kill::AfterClaim), Just(Kill::AfterEffect), Just(Kill::Never)]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+/// What the timers of a case reported at 09:00 must have done by 10:31: the dispatch limit is 30
+/// minutes on the centre's clock, so yellow at 09:24, red at 09:30, and the three rungs at 09:30,
+/// 10:00 and 10:30 — each exactly once, and each notification once per recipient.
+async fn assert_timers_fired_once(store: &dyn Store, ids: &[i64]) {
+    let users = store.users().await.expect("users");
+    let id_of = |name: &str| users.iter().find(|u| u.username == name).map(|u| u.id).expect("demo user");
+    for id in ids {
+        let case = store.case(*id).await.expect("read").expect("case");
+        let events = store.case_events(*id).await.expect("events");
+        let count = |a: &Action| events.iter().filter(|e| &e.action == a).count();
+        assert_eq!(count(&Action::Warn { level: WarnLevel::Yellow }), 1, "case {id}: one yellow");
+        assert_eq!(count(&Action::Warn { level: WarnLevel::Red }), 1, "case {id}: one red");
+        assert_eq!((case.status.escalation_level, count(&Action::Escalate)), (3, 3), "case {id}: the whole ladder");
+        let yellow = events.iter().find(|e| e.action == Action::Warn { level: WarnLevel::Yellow }).expect("yellow");
+        let warn_at = events[0].timers.as_ref().map(|t| t.warn_at);
+        assert_eq!(warn_at, Some(monday_morning() + SignedDuration::from_mins(24)), "yellow at 80 % of 30 min");
+        assert!(warn_at.is_some_and(|w| yellow.at >= w), "not before its time");
+        assert!(events.iter().skip(1).all(|e| e.actor.job.as_deref() == Some("sla_timer")));
+    }
+    // The intake operators own a reported case: yellow and red; the shift leader: rungs 1 and 2
+    // (no lead department yet); the town leader: rung 3.
+    let inbox = |user: i64| async move {
+        let page = PageRequest { before: None, limit: 500 };
+        store.notifications(user, false, page).await.expect("inbox").items
+    };
+    for (name, kinds) in [
+        ("intake", vec!["sla_breach", "sla_warning"]),
+        ("shift", vec!["escalation", "escalation"]),
+        ("leader", vec!["escalation"]),
+    ] {
+        let items = inbox(id_of(name)).await;
+        for id in ids {
+            let mut got: Vec<&str> = items.iter().filter(|n| n.case_id == Some(*id)).map(|n| n.kind.as_str()).collect();
+            got.sort_unstable();
+            assert_eq!(got, kinds, "{name}, case {id}");
+        }
+    }
+}
 
-    /// Escalation jobs scheduled for several cases run through a process that is killed at random
-    /// points and started again on the same file: every escalation happens exactly once.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    /// The timers of several cases run through a process that is killed at random points and started
+    /// again on the same file: every warning, escalation and notification happens exactly once.
     #[test]
-    fn jobs_take_effect_exactly_once_across_crashes_on_sqlite(kills in proptest::collection::vec(kill(), 1..6), cases in 1usize..5) {
+    fn timers_take_effect_exactly_once_across_crashes_on_sqlite(kills in proptest::collection::vec(kill(), 1..6), cases in 1usize..4) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async move {
             let path = temp_db();
@@ -131,16 +170,14 @@ proptest! {
             let town = populate(store.as_ref()).await;
             let s = services(store.clone(), &clock).await;
             let ids = report_cases(&s, &town, cases).await;
-            for id in &ids {
-                assert!(schedule_escalation(&s, *id, 1, clock.now()).await.expect("schedule"));
-                assert!(!schedule_escalation(&s, *id, 1, clock.now()).await.expect("schedule"), "once per version");
-            }
             drop((s, store));
-            for (life, k) in kills.iter().chain(std::iter::once(&Kill::Never)).enumerate() {
+            clock.advance(SignedDuration::from_mins(91));
+            for (life, k) in kills.iter().enumerate() {
                 // A new process on the same file; the previous one's leases have run out.
                 clock.advance(LEASE + SignedDuration::from_secs(1));
                 let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("reopen"));
                 let runner = JobRunner::standard(services(store.clone(), &clock).await, format!("life-{life}"));
+                runner.schedule(clock.now()).await.expect("schedule");
                 let jobs = runner.claim().await.expect("claim");
                 for job in &jobs {
                     if matches!(k, Kill::AfterClaim) {
@@ -153,25 +190,20 @@ proptest! {
                     runner.finish(job, outcome).await.expect("finish");
                 }
             }
+            clock.advance(LEASE + SignedDuration::from_secs(1));
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("reopen"));
-            for id in &ids {
-                let case = store.case(*id).await.expect("read").expect("case");
-                let events = store.case_events(*id).await.expect("events");
-                let escalations = events.iter().filter(|e| e.action == Action::Escalate).count();
-                assert_eq!((case.status.escalation_level, escalations), (1, 1), "case {id}");
-                let system = events.iter().find(|e| e.action == Action::Escalate).expect("escalation");
-                assert_eq!((system.actor.user_id, system.actor.job.as_deref()), (None, Some("sla_timer")));
-                let job = store.job(&escalate_key(*id, 1)).await.expect("job").expect("exists");
-                assert_eq!(job.state, JobState::Done);
-            }
+            let runner = JobRunner::standard(services(store.clone(), &clock).await, "last-life");
+            while runner.run_once().await.expect("run") > 0 {}
+            assert_timers_fired_once(store.as_ref(), &ids).await;
+            let counts = store.job_counts().await.expect("counts");
+            assert_eq!((counts.running, counts.dead), (0, 0));
         });
     }
 }
 
-/// Two nodes run the same queue at once: every job is claimed by one node at a time and every
-/// escalation happens once.
+/// Two nodes read the log and run the same queue at once: every timer fires once.
 #[tokio::test]
-async fn two_postgres_nodes_run_each_job_once() {
+async fn two_postgres_nodes_fire_each_timer_once() {
     let Some((first, schema)) = pg_schema("jobs").await else { return };
     let clock = ManualClock::new(monday_morning());
     let first: Arc<dyn Store> = Arc::new(first);
@@ -179,10 +211,10 @@ async fn two_postgres_nodes_run_each_job_once() {
     let a = services(first.clone(), &clock).await;
     let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
     let b = services(second.clone(), &clock).await;
-    let ids = report_cases(&a, &town, 60).await;
-    for id in &ids {
-        schedule_escalation(if id % 2 == 0 { &a } else { &b }, *id, 1, clock.now()).await.expect("schedule");
-    }
+    // Both nodes' schedulers start before the cases, so they read them from the log.
+    a.schedule_timers().await.expect("first run");
+    let ids = report_cases(&a, &town, 40).await;
+    clock.advance(SignedDuration::from_mins(91));
     let runners = [JobRunner::standard(a.clone(), "node-a"), JobRunner::standard(b.clone(), "node-b")];
     let mut tasks = Vec::new();
     for r in runners {
@@ -201,12 +233,8 @@ async fn two_postgres_nodes_run_each_job_once() {
     for t in tasks {
         total += t.await.expect("runner");
     }
-    assert!(total >= ids.len(), "every job ran ({total})");
-    for id in &ids {
-        let events = first.case_events(*id).await.expect("events");
-        assert_eq!(events.iter().filter(|e| e.action == Action::Escalate).count(), 1, "case {id}");
-        assert_eq!(first.job(&escalate_key(*id, 1)).await.expect("job").map(|j| j.state), Some(JobState::Done));
-    }
+    assert!(total >= ids.len() * 5, "every timer ran ({total})");
+    assert_timers_fired_once(first.as_ref(), &ids).await;
     let counts = first.job_counts().await.expect("counts");
     assert_eq!((counts.running, counts.dead), (0, 0));
     drop((a, b, first, second));
@@ -299,8 +327,8 @@ async fn a_subscriber_that_falls_behind_misses_nothing() {
     // One bulk import puts 6,000 entries in the log at once: more than the broadcast holds.
     let m = &town.layout.micro_grids[0];
     let p = civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5);
-    let cal = civicgrid_core::calendar::WorkCalendar::china_2026();
     let sla = civicgrid_core::sla::SlaPolicy::default();
+    let clocks = civicgrid_core::sla::Clocks::single(civicgrid_core::calendar::WorkCalendar::china_2026());
     let cases: Vec<civicgrid_store::ImportCase> = (0..6000)
         .map(|i| {
             let facts = civicgrid_core::case::CaseFacts {
@@ -317,7 +345,7 @@ async fn a_subscriber_that_falls_behind_misses_nothing() {
                 attachments: vec![],
                 reported_at: clock.now(),
             };
-            let ctx = civicgrid_core::case::Context { now: clock.now(), calendar: &cal, sla: &sla };
+            let ctx = civicgrid_core::case::Context { now: clock.now(), clocks: &clocks, sla: &sla };
             let (status, event) =
                 civicgrid_core::case::CaseStatus::report(&facts, Actor::system("test").event_actor(), &ctx);
             civicgrid_store::ImportCase { facts, events: vec![event], status }

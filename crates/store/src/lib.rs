@@ -21,9 +21,12 @@ use civicgrid_core::case::{Case, CaseEvent, CaseFacts, CaseId, CaseState, CaseSt
 use civicgrid_core::catalog::{ComponentClass, Matter};
 use civicgrid_core::codes::{ComponentClassCode, ComponentId, GridCode, MatterCode, TownCode};
 use civicgrid_core::component::{Component, ComponentStatus};
+use civicgrid_core::duty::{DutyEntry, Severity};
 use civicgrid_core::grid::{Grid, MicroGrid, Town, Workstation};
 use civicgrid_core::org::{Department, DeptCode};
+use civicgrid_core::sla::SlaPolicy;
 use jiff::Timestamp;
+use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 mod batch;
@@ -338,6 +341,10 @@ pub trait ReferenceStore: Send + Sync {
     async fn put_calendar(&self, entries: &[CalendarEntry]) -> Result<()>;
     /// All working-calendar rows in date order.
     async fn calendar(&self) -> Result<Vec<CalendarEntry>>;
+    /// The SLA policy an administrator set, if any.
+    async fn sla_policy(&self) -> Result<Option<SlaPolicy>>;
+    /// Replaces the SLA policy; `by` is the administrator.
+    async fn put_sla_policy(&self, policy: &SlaPolicy, by: i64, now: Timestamp) -> Result<()>;
 
     /// Sets the town.
     async fn put_town(&self, town: &Town) -> Result<()>;
@@ -690,15 +697,177 @@ pub trait EventLog: Send + Sync {
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>>;
     /// The highest sequence number committed so far.
     async fn last_seq(&self) -> Result<i64>;
+    /// How far the reader `name` has handled the log; `None` before its first run.
+    async fn consumer_position(&self, name: &str) -> Result<Option<i64>>;
+    /// Records that `name` has handled the log up to `position` (a position never moves back).
+    async fn advance_consumer(&self, name: &str, position: i64) -> Result<()>;
     /// Changes whenever this node commits events, or (PostgreSQL) another node announces a commit;
     /// holds a sequence number at or below the newest one. A hint to read again, never the data.
     fn committed(&self) -> tokio::sync::watch::Receiver<i64>;
 }
 
+/// A notification in someone's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Notification {
+    /// Id.
+    pub id: i64,
+    /// The recipient.
+    pub user_id: i64,
+    /// What happened (`sla_warning`, `sla_breach`, `escalation`, `unacknowledged`, …).
+    pub kind: String,
+    /// How much it matters.
+    pub severity: Severity,
+    /// The case concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<CaseId>,
+    /// One line.
+    pub title: String,
+    /// Details.
+    pub body: String,
+    /// When it was made.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When the recipient opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub read_at: Option<Timestamp>,
+    /// When the recipient acknowledged it (critical notifications escalate until someone does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub acked_at: Option<Timestamp>,
+}
+
+/// A notification to put in one or more inboxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    /// Makes it once per recipient, however often it is sent (e.g. `sla:42:1700000000:warn`).
+    pub dedup_key: String,
+    /// What happened.
+    pub kind: String,
+    /// How much it matters.
+    pub severity: Severity,
+    /// The case concerned.
+    pub case_id: Option<CaseId>,
+    /// One line.
+    pub title: String,
+    /// Details.
+    pub body: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// The kind of an outbound channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// A generic webhook: JSON, signed with HMAC-SHA256 in `X-Civicgrid-Signature`.
+    Webhook,
+    /// A WeCom (企业微信) group robot.
+    Wecom,
+    /// A DingTalk (钉钉) group robot, signed as DingTalk specifies.
+    Dingtalk,
+    /// An SMS gateway taking JSON (recipients' phones and the text).
+    Sms,
+}
+
+impl ChannelKind {
+    /// Every kind.
+    pub const ALL: [ChannelKind; 4] =
+        [ChannelKind::Webhook, ChannelKind::Wecom, ChannelKind::Dingtalk, ChannelKind::Sms];
+
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Wecom => "wecom",
+            ChannelKind::Dingtalk => "dingtalk",
+            ChannelKind::Sms => "sms",
+        }
+    }
+}
+
+impl std::str::FromStr for ChannelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ChannelKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown channel kind {s:?}"))
+    }
+}
+
+/// An outbound notification channel. The secret is never serialised.
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NotifyChannel {
+    /// Id.
+    pub id: i64,
+    /// Name, unique.
+    pub name: String,
+    /// Kind.
+    pub kind: ChannelKind,
+    /// Where messages are posted.
+    pub url: String,
+    /// Signing secret; never answered back.
+    #[serde(skip)]
+    pub secret: String,
+    /// Messages below this severity are not sent.
+    pub min_severity: Severity,
+    /// When it was made.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it was switched off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for NotifyChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyChannel")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The duty roster, the in-app inbox and the outbound channels.
+#[async_trait::async_trait]
+pub trait NotifyStore: Send + Sync {
+    /// Replaces the roster of the dates `from..=to` with `entries` (all within those dates).
+    async fn replace_roster(&self, from: Date, to: Date, entries: &[DutyEntry]) -> Result<()>;
+    /// The roster of the dates `from..=to`.
+    async fn roster(&self, from: Date, to: Date) -> Result<Vec<DutyEntry>>;
+    /// Puts a notification in each recipient's inbox, once per recipient and dedup key; the ones made
+    /// now (recipients who already had it are left out).
+    async fn notify(&self, n: &NewNotification, user_ids: &[i64]) -> Result<Vec<Notification>>;
+    /// A user's notifications, newest first, below id `before`.
+    async fn notifications(&self, user_id: i64, unread_only: bool, page: PageRequest) -> Result<Page<Notification>>;
+    /// A notification by id.
+    async fn notification(&self, id: i64) -> Result<Option<Notification>>;
+    /// How many of a user's notifications are unread, and how many critical ones unacknowledged.
+    async fn unread_count(&self, user_id: i64) -> Result<(i64, i64)>;
+    /// Marks a user's notification read (and acknowledged, with `ack`); whether it was theirs.
+    async fn mark_notification(&self, id: i64, user_id: i64, now: Timestamp, ack: bool) -> Result<bool>;
+    /// Creates an outbound channel.
+    async fn create_channel(&self, c: &NotifyChannel) -> Result<NotifyChannel>;
+    /// Every channel, oldest first.
+    async fn channels(&self) -> Result<Vec<NotifyChannel>>;
+    /// Switches a channel off (or on again); whether it exists.
+    async fn set_channel_disabled(&self, id: i64, at: Option<Timestamp>) -> Result<bool>;
+}
+
 /// Everything civicgrid keeps.
 #[async_trait::async_trait]
 pub trait Store:
-    ReferenceStore + AccountStore + IntegrationStore + CaseStore + AttachmentStore + EventLog + JobStore + fmt::Debug
+    ReferenceStore
+    + AccountStore
+    + IntegrationStore
+    + CaseStore
+    + AttachmentStore
+    + EventLog
+    + JobStore
+    + NotifyStore
+    + fmt::Debug
 {
     /// Which backend this is.
     fn backend(&self) -> Backend;
@@ -709,7 +878,8 @@ pub trait Store:
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AttachmentStore, CaseStore, EventLog, IntegrationStore, JobStore, ReferenceStore, Store,
+        AccountStore, AttachmentStore, CaseStore, EventLog, IntegrationStore, JobStore, NotifyStore, ReferenceStore,
+        Store,
     };
 }
 

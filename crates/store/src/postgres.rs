@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 9] = [
+const MIGRATIONS: [(i64, &str, &str); 10] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -28,6 +28,7 @@ const MIGRATIONS: [(i64, &str, &str); 9] = [
     (7, "account state", include_str!("../migrations/postgres/0007_account_state.sql")),
     (8, "attachments", include_str!("../migrations/postgres/0008_attachments.sql")),
     (9, "idempotent administration", include_str!("../migrations/postgres/0009_idempotent_admin.sql")),
+    (10, "dispatch", include_str!("../migrations/postgres/0010_dispatch.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -119,7 +120,7 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;
@@ -184,6 +185,9 @@ type This = PgStore;
 const BACKEND: crate::Backend = crate::Backend::Postgres;
 
 // Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
+#[path = "notify_queries.rs"]
+mod notify_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "queries.rs"]
 mod queries;

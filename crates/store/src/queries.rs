@@ -278,6 +278,27 @@ impl ReferenceStore for This {
             .collect()
     }
 
+    async fn sla_policy(&self) -> Result<Option<civicgrid_core::sla::SlaPolicy>> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'sla_policy'")
+            .fetch_optional(&self.read)
+            .await?;
+        doc.as_deref().map(from_json).transpose()
+    }
+
+    async fn put_sla_policy(&self, policy: &civicgrid_core::sla::SlaPolicy, by: i64, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at, updated_by) VALUES ('sla_policy', $1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by",
+        )
+        .bind(to_json(policy)?)
+        .bind(micros(now))
+        .bind(by)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
     async fn put_town(&self, town: &Town) -> Result<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query("DELETE FROM town").execute(&mut *tx).await?;
@@ -1067,6 +1088,25 @@ impl EventLog for This {
 
     async fn last_seq(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&self.read).await?)
+    }
+
+    async fn consumer_position(&self, name: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT position FROM log_consumers WHERE name = $1")
+            .bind(name.to_owned())
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn advance_consumer(&self, name: &str, position: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO log_consumers (name, position) VALUES ($1, $2) ON CONFLICT (name) \
+             DO UPDATE SET position = excluded.position WHERE log_consumers.position < excluded.position",
+        )
+        .bind(name.to_owned())
+        .bind(position)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 
     fn committed(&self) -> tokio::sync::watch::Receiver<i64> {

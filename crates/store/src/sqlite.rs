@@ -19,7 +19,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 9] = [
+const MIGRATIONS: [(i64, &str, &str); 10] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -29,6 +29,7 @@ const MIGRATIONS: [(i64, &str, &str); 9] = [
     (7, "account state", include_str!("../migrations/sqlite/0007_account_state.sql")),
     (8, "attachments", include_str!("../migrations/sqlite/0008_attachments.sql")),
     (9, "idempotent administration", include_str!("../migrations/sqlite/0009_idempotent_admin.sql")),
+    (10, "dispatch", include_str!("../migrations/sqlite/0010_dispatch.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
@@ -162,6 +163,9 @@ type This = SqliteStore;
 const BACKEND: crate::Backend = crate::Backend::Sqlite;
 
 // Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
+#[path = "notify_queries.rs"]
+mod notify_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "queries.rs"]
 mod queries;

@@ -260,7 +260,7 @@ struct Fixture {
     town: TownCode,
     grid_a: GridCode,
     grid_b: GridCode,
-    cal: WorkCalendar,
+    clocks: civicgrid_core::sla::Clocks,
     sla: SlaPolicy,
     now: Timestamp,
 }
@@ -333,7 +333,7 @@ impl Fixture {
             town,
             grid_a,
             grid_b,
-            cal: WorkCalendar::china_2026(),
+            clocks: civicgrid_core::sla::Clocks::single(WorkCalendar::china_2026()),
             sla: SlaPolicy::default(),
             now: from_local(date(2026, 11, 23).at(9, 0, 0, 0)),
         }
@@ -357,7 +357,7 @@ impl Fixture {
     }
 
     fn ctx(&self, now: Timestamp) -> Context<'_> {
-        Context { now, calendar: &self.cal, sla: &self.sla }
+        Context { now, clocks: &self.clocks, sla: &self.sla }
     }
 
     fn new_case(&self, grid: GridCode, text: &str, at: Timestamp) -> NewCase {
@@ -401,6 +401,95 @@ async fn conformance(store: Arc<dyn Store>) {
     service_accounts_and_their_keys(store.as_ref(), &fx).await;
     attachments_belong_to_the_case_that_names_them(store.as_ref(), &fx).await;
     promoted_columns_follow_the_status(store.as_ref(), &fx).await;
+    policy_roster_inbox_and_channels(store.as_ref(), &fx).await;
+}
+
+/// The SLA policy document, log readers' positions, the duty roster, the inbox with its dedup and
+/// acknowledgements, and outbound channels whose secret stays in the store.
+async fn policy_roster_inbox_and_channels(store: &dyn Store, fx: &Fixture) {
+    use civicgrid_core::duty::{DutyEntry, DutyPost, Severity, Shift};
+    use civicgrid_store::{ChannelKind, NewNotification, NotifyChannel, PageRequest};
+    assert_eq!(store.sla_policy().await.expect("policy"), None, "none until an administrator sets one");
+    let mut policy = SlaPolicy { warn_percent: 75, ..SlaPolicy::default() };
+    policy.department_hours.insert(
+        dept("huanwei"),
+        vec![civicgrid_core::sla::WorkPeriod {
+            start: jiff::civil::time(7, 0, 0, 0),
+            end: jiff::civil::time(19, 0, 0, 0),
+        }],
+    );
+    store.put_sla_policy(&policy, 1, fx.now).await.expect("put policy");
+    store.put_sla_policy(&policy, 1, fx.now).await.expect("replace policy");
+    assert_eq!(store.sla_policy().await.expect("policy"), Some(policy));
+
+    assert_eq!(store.consumer_position("reader").await.expect("position"), None);
+    store.advance_consumer("reader", 10).await.expect("advance");
+    store.advance_consumer("reader", 7).await.expect("never back");
+    assert_eq!(store.consumer_position("reader").await.expect("position"), Some(10));
+
+    let worker = store.user_by_username("wangwu").await.expect("user").expect("exists");
+    let day = date(2026, 11, 23);
+    let entry = |date, post, department: Option<&str>| DutyEntry {
+        date,
+        shift: Shift::Day,
+        post,
+        department: department.map(dept),
+        user_id: worker.id,
+    };
+    let first =
+        vec![entry(day, DutyPost::ShiftLeader, None), entry(date(2026, 11, 24), DutyPost::DeptHead, Some("huanwei"))];
+    store.replace_roster(day, date(2026, 11, 24), &first).await.expect("roster");
+    assert_eq!(store.roster(day, date(2026, 11, 30)).await.expect("roster"), first);
+    store.replace_roster(day, day, &[entry(day, DutyPost::Leader, None)]).await.expect("replace one day");
+    let after = store.roster(day, date(2026, 11, 24)).await.expect("roster");
+    assert_eq!(after, vec![entry(day, DutyPost::Leader, None), first[1].clone()], "other dates are kept");
+
+    let n = NewNotification {
+        dedup_key: "sla:1:2:red".into(),
+        kind: "sla_breach".into(),
+        severity: Severity::Critical,
+        case_id: None,
+        title: "红灯".into(),
+        body: "超时".into(),
+        created_at: fx.now,
+    };
+    let made = store.notify(&n, &[worker.id]).await.expect("notify");
+    assert_eq!(made.len(), 1);
+    assert!(store.notify(&n, &[worker.id]).await.expect("again").is_empty(), "once per recipient and key");
+    let info = NewNotification { dedup_key: "x".into(), severity: Severity::Info, ..n.clone() };
+    store.notify(&info, &[worker.id]).await.expect("info");
+    assert_eq!(store.unread_count(worker.id).await.expect("count"), (2, 1));
+    let page = store.notifications(worker.id, false, PageRequest { before: None, limit: 1 }).await.expect("inbox");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].kind, "sla_breach", "newest first");
+    let rest =
+        store.notifications(worker.id, false, PageRequest { before: page.next, limit: 10 }).await.expect("page 2");
+    assert_eq!((rest.items.len(), rest.next), (1, None));
+    assert!(!store.mark_notification(made[0].id, worker.id + 1, fx.now, true).await.expect("not theirs"));
+    assert!(store.mark_notification(made[0].id, worker.id, fx.now, false).await.expect("read"));
+    assert_eq!(store.unread_count(worker.id).await.expect("count"), (1, 1), "read is not acknowledged");
+    assert!(store.mark_notification(made[0].id, worker.id, fx.now, true).await.expect("ack"));
+    assert_eq!(store.unread_count(worker.id).await.expect("count"), (1, 0));
+    let unread = store.notifications(worker.id, true, PageRequest { before: None, limit: 10 }).await.expect("unread");
+    assert_eq!(unread.items.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(), vec!["sla_breach"]);
+
+    let channel = NotifyChannel {
+        id: 0,
+        name: "值班群".into(),
+        kind: ChannelKind::Dingtalk,
+        url: "http://127.0.0.1:9/robot".into(),
+        secret: "SECabcdefabcdefabcdef".into(),
+        min_severity: Severity::Warning,
+        created_at: fx.now,
+        disabled_at: None,
+    };
+    let c = store.create_channel(&channel).await.expect("channel");
+    assert!(matches!(store.create_channel(&channel).await, Err(StoreError::Duplicate { field: "name" })));
+    assert!(store.set_channel_disabled(c.id, Some(fx.now)).await.expect("disable"));
+    let all = store.channels().await.expect("channels");
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].secret.as_str(), all[0].disabled_at), (channel.secret.as_str(), Some(fx.now)));
+    assert!(!serde_json::to_string(&all[0]).expect("json").contains("SECabc"), "the secret is never serialised");
 }
 
 /// Reads the whole log after `after`, page by page.

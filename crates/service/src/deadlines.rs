@@ -1,0 +1,255 @@
+//! Deadlines: the SLA policy an administrator edits, and the timers that act on it. Every event that
+//! sets a step's deadline carries the step's timers (computed once, by `core::case::decide`); a reader
+//! of the global event log ([`Services::schedule_timers`]) turns them into durable jobs keyed by case,
+//! deadline and timer, so however many nodes read the log, each timer is one job. When a job runs it
+//! acts only if the case still has that deadline, and only if the effect is not there yet:
+//!
+//! - `sla.warn`: a yellow (at the policy's share of the limit) or red (at the deadline) warning event,
+//!   and a notification to whoever owns the step, per the duty roster;
+//! - `sla.escalate`: rung k of the ladder (department head → centre shift leader → town leader): a
+//!   督办 event by the system if the case is below level k, and a notification to that rung.
+//!
+//! A job can run twice (a lease that ran out); the event is then found in the history and the
+//! notifications are deduplicated per recipient, so each effect happens once.
+
+use civicgrid_core::access::{Actor, Role};
+use civicgrid_core::case::{Action, Case, CaseId, CaseState, Command, WarnLevel};
+use civicgrid_core::duty::{self, Severity};
+use civicgrid_core::sla::{SlaPolicy, StepTimers};
+use civicgrid_store::{CaseFilter, Job, NewJob, PageRequest, StoreError};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::require;
+use crate::notify::Alert;
+use crate::{ServiceError, ServiceResult, Services};
+
+/// The log reader that schedules timers.
+pub const TIMERS_CONSUMER: &str = "sla_timers";
+/// Job kind of a yellow or red warning.
+pub const WARN: &str = "sla.warn";
+/// Job kind of a rung of the escalation ladder.
+pub const ESCALATE: &str = "sla.escalate";
+/// Log entries read per turn.
+const LOG_BATCH: u32 = 500;
+
+/// What a timer job does when it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "timer", content = "value")]
+pub enum Timer {
+    /// A warning of this level.
+    Warn(WarnLevel),
+    /// Rung k (1-based) of the escalation ladder.
+    Rung(u8),
+}
+
+/// Input of a timer job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerPayload {
+    /// The case.
+    pub case_id: CaseId,
+    /// The deadline the timer belongs to; the timer does nothing once the case has another.
+    pub due_at: Timestamp,
+    /// What to do.
+    pub timer: Timer,
+}
+
+impl TimerPayload {
+    /// The job's effect key: one job per case, deadline and timer.
+    pub fn effect_key(&self) -> String {
+        let what = match self.timer {
+            Timer::Warn(WarnLevel::Yellow) => "yellow".to_owned(),
+            Timer::Warn(WarnLevel::Red) => "red".to_owned(),
+            Timer::Rung(k) => format!("rung{k}"),
+        };
+        format!("sla:{}:{}:{what}", self.case_id, self.due_at.as_microsecond())
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.timer {
+            Timer::Warn(_) => WARN,
+            Timer::Rung(_) => ESCALATE,
+        }
+    }
+}
+
+/// Posts that may read the SLA policy.
+const POLICY_READERS: [Role; 8] = [
+    Role::Admin,
+    Role::ShiftLeader,
+    Role::Dispatcher,
+    Role::Commander,
+    Role::Supervisor,
+    Role::Leader,
+    Role::Analyst,
+    Role::IntakeOperator,
+];
+
+impl Services {
+    /// The SLA policy in force.
+    pub fn sla_policy(&self, actor: &Actor) -> ServiceResult<SlaPolicy> {
+        require(actor, &POLICY_READERS)?;
+        Ok(self.world().sla.clone())
+    }
+
+    /// Replaces the SLA policy (administrators). New deadlines follow it at once on this node, and on
+    /// other nodes at their next reference-data refresh; deadlines already set are kept.
+    pub async fn set_sla_policy(&self, actor: &Actor, policy: SlaPolicy) -> ServiceResult<SlaPolicy> {
+        require(actor, &[Role::Admin])?;
+        let world = self.world();
+        policy.check(|m| world.catalog.matter(*m).is_some(), |d| world.has_department(d))?;
+        policy.clocks(&world.calendar)?;
+        self.store.put_sla_policy(&policy, actor.user_id, self.clock.now()).await?;
+        self.reload_world().await?;
+        tracing::info!(admin = actor.user_id, "SLA policy replaced");
+        Ok(policy)
+    }
+
+    /// Reads the event log from where the timer scheduler left off and enqueues the timers of every
+    /// deadline set since; how many log entries it read. On its first run it starts at the end of
+    /// the log and schedules the timers of every open case instead of reading the whole history.
+    pub async fn schedule_timers(&self) -> ServiceResult<usize> {
+        let Some(mut position) = self.store.consumer_position(TIMERS_CONSUMER).await? else {
+            let end = self.store.last_seq().await?;
+            self.schedule_open_cases().await?;
+            self.store.advance_consumer(TIMERS_CONSUMER, end).await?;
+            return Ok(0);
+        };
+        let mut read = 0;
+        loop {
+            let entries = self.store.events_after(position, LOG_BATCH).await?;
+            for e in &entries {
+                if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers)
+                    && e.event.to.is_open()
+                    && e.event.to != CaseState::Parked
+                {
+                    self.enqueue_timers(e.case_id, due, timers).await?;
+                }
+            }
+            let Some(last) = entries.last() else { break };
+            position = last.seq;
+            read += entries.len();
+            self.store.advance_consumer(TIMERS_CONSUMER, position).await?;
+            if entries.len() < LOG_BATCH as usize {
+                break;
+            }
+        }
+        Ok(read)
+    }
+
+    async fn schedule_open_cases(&self) -> ServiceResult<()> {
+        let states = CaseState::ALL.into_iter().filter(|s| s.is_open() && *s != CaseState::Parked).collect();
+        let filter = CaseFilter { states, ..CaseFilter::default() };
+        let mut page = PageRequest { before: None, limit: 500 };
+        loop {
+            let cases = self.store.list_cases(&filter, page).await?;
+            for c in &cases.items {
+                if let (Some(due), Some(timers)) = (c.status.due_at, &c.status.timers) {
+                    self.enqueue_timers(c.id, due, timers).await?;
+                }
+            }
+            match cases.next {
+                Some(next) => page.before = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn enqueue_timers(&self, case_id: CaseId, due_at: Timestamp, timers: &StepTimers) -> ServiceResult<()> {
+        let mut all = vec![(timers.warn_at, Timer::Warn(WarnLevel::Yellow)), (due_at, Timer::Warn(WarnLevel::Red))];
+        all.extend(timers.escalate_at.iter().enumerate().map(|(i, at)| (*at, Timer::Rung(i as u8 + 1))));
+        for (run_at, timer) in all {
+            let p = TimerPayload { case_id, due_at, timer };
+            let payload = serde_json::to_value(&p).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let job =
+                NewJob { kind: p.kind().to_owned(), effect_key: p.effect_key(), payload, run_at, max_attempts: 8 };
+            self.store.enqueue(&job).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a timer job: the event (once), then the notifications (once per recipient). Rung k brings
+    /// the case to escalation level k, whatever order the rungs run in.
+    pub(crate) async fn fire_timer(&self, p: &TimerPayload) -> ServiceResult<()> {
+        let system = Actor::system("sla_timer");
+        for _ in 0..10 {
+            let Some(case) = self.store.case(p.case_id).await? else { return Ok(()) };
+            let st = &case.status;
+            if !st.state.is_open() || st.state == CaseState::Parked || st.due_at != Some(p.due_at) {
+                return Ok(());
+            }
+            let action = match p.timer {
+                Timer::Warn(level) => {
+                    let events = self.store.case_events(case.id).await?;
+                    let made = events.iter().any(|e| e.action == Action::Warn { level } && e.due_at == Some(p.due_at));
+                    (!made).then_some(Action::Warn { level })
+                }
+                Timer::Rung(k) => (st.escalation_level < i32::from(k)).then_some(Action::Escalate),
+            };
+            let Some(action) = action else {
+                return self.raise(self.timer_alert(&case, p)).await;
+            };
+            let cmd = Command { action, reason: Some(timer_reason(p.timer)), evidence: vec![] };
+            match self.transition(&system, case.id, &cmd, Some(st.version)).await {
+                Ok(_) | Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
+                Err(ServiceError::Domain(e)) => {
+                    tracing::info!(case = case.id, reason = %e, "timer not applicable");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ServiceError::Internal(format!("case {} kept changing under its timer", p.case_id)))
+    }
+
+    fn timer_alert(&self, case: &Case, p: &TimerPayload) -> Alert {
+        let world = self.world();
+        let matter = world.catalog.matter(case.facts.matter).map(|m| m.name_zh.clone()).unwrap_or_default();
+        let due = civicgrid_core::calendar::local(p.due_at).strftime("%m-%d %H:%M").to_string();
+        let state = case.status.state.label_zh();
+        let lead = case.status.lead_dept.as_ref();
+        let (kind, severity, addressee, title) = match p.timer {
+            Timer::Warn(WarnLevel::Yellow) => (
+                "sla_warning",
+                Severity::Warning,
+                duty::step_owner(case.status.state, lead),
+                format!("黄灯预警：案卷 {} {state}，{due} 到期", case.number),
+            ),
+            Timer::Warn(WarnLevel::Red) => (
+                "sla_breach",
+                Severity::Critical,
+                duty::step_owner(case.status.state, lead),
+                format!("红灯：案卷 {} {state}已超时（{due} 到期）", case.number),
+            ),
+            Timer::Rung(k) => (
+                "escalation",
+                Severity::Critical,
+                Some(duty::ladder(usize::from(k), lead)),
+                format!("督办（第{k}级）：案卷 {} {state}超时未办", case.number),
+            ),
+        };
+        Alert {
+            dedup_key: p.effect_key(),
+            kind,
+            severity,
+            case: Some(case.clone()),
+            addressee,
+            title,
+            body: format!("{matter} · {} · {}", case.facts.address, case.facts.description),
+        }
+    }
+}
+
+fn timer_reason(timer: Timer) -> String {
+    match timer {
+        Timer::Warn(WarnLevel::Yellow) => "临近时限 (deadline near)".into(),
+        Timer::Warn(WarnLevel::Red) => "已超时 (deadline passed)".into(),
+        Timer::Rung(k) => format!("超时自动督办，第{k}级 (overdue: escalated by the system, rung {k})"),
+    }
+}
+
+/// The handler of both timer kinds.
+pub(crate) async fn run_timer(services: &Services, job: &Job) -> Result<(), String> {
+    let p: TimerPayload = serde_json::from_value(job.payload.clone()).map_err(|e| e.to_string())?;
+    services.fire_timer(&p).await.map_err(|e| e.to_string())
+}
