@@ -2,7 +2,7 @@
 //!
 //! - [`state`] — what handlers share (store, clock, reference data).
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
-//! - [`cases`], [`attachments`], [`reference`], [`admin`] — the API handlers.
+//! - [`cases`], [`attachments`], [`reference`], [`admin`], [`duty`] — the API handlers.
 //! - [`stream`] — the live feed over Server-Sent Events.
 //! - [`pages`] — landing page, API docs page, static files, health.
 //! - [`metrics`] — Prometheus metrics.
@@ -13,6 +13,7 @@ pub mod admin;
 pub mod attachments;
 pub mod auth;
 pub mod cases;
+pub mod duty;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -76,6 +77,14 @@ pub fn router(state: AppState) -> Router {
         .route("/service-accounts/{id}/keys", post(admin::issue_api_key))
         .route("/api-keys/{id}", axum::routing::delete(admin::revoke_api_key))
         .route("/stream", get(stream::stream))
+        .route("/sla-policy", get(duty::sla_policy).put(duty::put_sla_policy))
+        .route("/duty-roster", get(duty::roster).put(duty::put_roster))
+        .route("/notifications", get(duty::inbox))
+        .route("/notifications/summary", get(duty::inbox_summary))
+        .route("/notifications/{id}/read", post(duty::mark_read))
+        .route("/notifications/{id}/ack", post(duty::acknowledge))
+        .route("/notify-channels", get(duty::channels).post(duty::create_channel))
+        .route("/notify-channels/{id}/state", axum::routing::put(duty::set_channel_state))
         .route("/components", get(reference::components))
         .route("/components/{id}", get(reference::component).put(admin::put_component))
         .route("/cases", post(cases::create_case).get(cases::list_cases))

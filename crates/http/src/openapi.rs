@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, attachments, auth, cases, pages, reference, stream};
+use crate::{admin, attachments, auth, cases, duty, pages, reference, stream};
 
 struct Security;
 
@@ -135,6 +135,8 @@ fn describe(code: &str) -> &'static str {
         admin::list_service_accounts, admin::set_service_account_state, admin::issue_api_key, admin::revoke_api_key, admin::put_calendar, admin::put_component,
         stream::stream, attachments::upload, attachments::metadata, attachments::of_case, attachments::content,
         attachments::thumbnail,
+        duty::sla_policy, duty::put_sla_policy, duty::roster, duty::put_roster, duty::inbox, duty::inbox_summary,
+        duty::mark_read, duty::acknowledge, duty::channels, duty::create_channel, duty::set_channel_state,
     ),
     modifiers(&Security, &ErrorAnswers),
     security(("bearer" = []), ("cookie" = [])),
@@ -146,6 +148,7 @@ fn describe(code: &str) -> &'static str {
         (name = "components", description = "部件 components"),
         (name = "reference", description = "代码表 code tables, departments, calendar"),
         (name = "admin", description = "管理 accounts, calendar, components (administrators)"),
+        (name = "dispatch", description = "指挥调度 SLA policy, duty roster, notifications and their channels"),
         (name = "ops", description = "health"),
     )
 )]

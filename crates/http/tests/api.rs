@@ -1302,3 +1302,194 @@ async fn a_stopped_background_task_makes_the_node_unready() {
     let why = tokio::time::timeout(std::time::Duration::from_secs(3), app.state.fatal()).await.expect("noticed");
     assert!(why.contains("test job runner"), "{why}");
 }
+
+/// What the local receiver heard: path (with query), headers of interest, body.
+type Heard = Arc<std::sync::Mutex<Vec<(String, Option<String>, Option<String>, String)>>>;
+
+/// A local HTTP receiver standing in for a webhook, a DingTalk robot and a broken endpoint.
+async fn receiver() -> (String, Heard) {
+    use axum::http::{HeaderMap, Uri};
+    let heard: Heard = Arc::default();
+    let record = |heard: Heard, answer: (u16, &'static str)| {
+        move |uri: Uri, headers: HeaderMap, body: String| {
+            let heard = heard.clone();
+            async move {
+                let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                heard.lock().expect("lock").push((
+                    uri.to_string(),
+                    h("x-civicgrid-timestamp"),
+                    h("x-civicgrid-signature"),
+                    body,
+                ));
+                (axum::http::StatusCode::from_u16(answer.0).expect("status"), answer.1)
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(record(heard.clone(), (200, "ok"))))
+        .route("/robot/send", axum::routing::post(record(heard.clone(), (200, r#"{"errcode":0,"errmsg":"ok"}"#))))
+        .route("/broken", axum::routing::post(record(heard.clone(), (500, "down"))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, heard)
+}
+
+/// The SLA policy, the duty roster, timers that warn and escalate, inboxes with acknowledgement and
+/// follow-up, and outbound channels that reach a local receiver signed — driven over HTTP, with the
+/// job runner turned by hand on the manual clock.
+#[tokio::test]
+async fn deadlines_warn_escalate_and_reach_the_roster_and_the_channels() {
+    let app = spawn_app().await;
+    let (rx, heard) = receiver().await;
+    let runner = civicgrid_service::jobs::JobRunner::standard(app.state.services.clone(), "test-node");
+    let run = || async { while runner.run_once().await.expect("jobs") > 0 {} };
+    let admin = app.login("admin").await;
+    let shift = app.login("shift").await;
+    let intake = app.login("intake").await;
+    let leader = app.login("leader").await;
+
+    // Channels: refused without http:// or a long enough secret; the secret is never answered.
+    let channel = |name: &str, kind: &str, path: &str, min: &str| json!({"name": name, "kind": kind, "url": format!("{rx}{path}"), "secret": "s3cret-s3cret-s3cret", "min_severity": min});
+    let (s, e) = app
+        .post(
+            "/api/v1/notify-channels",
+            Some(&admin),
+            &json!({"name": "x", "kind": "webhook", "url": "https://a/b", "secret": "s3cret-s3cret-s3cret"}),
+        )
+        .await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("url")), "{e}");
+    let (s, e) = app
+        .post(
+            "/api/v1/notify-channels",
+            Some(&admin),
+            &json!({"name": "x", "kind": "webhook", "url": format!("{rx}/hook"), "secret": "short"}),
+        )
+        .await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("secret")), "{e}");
+    let (s, _) = app.post("/api/v1/notify-channels", Some(&shift), &channel("a", "webhook", "/hook", "warning")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (name, kind, path, min) in [
+        ("平台", "webhook", "/hook", "warning"),
+        ("值班群", "dingtalk", "/robot/send?access_token=t", "critical"),
+        ("坏的", "webhook", "/broken", "critical"),
+    ] {
+        let (s, c) = app.post("/api/v1/notify-channels", Some(&admin), &channel(name, kind, path, min)).await;
+        assert_eq!(s, StatusCode::CREATED, "{c}");
+        assert!(c.get("secret").is_none());
+    }
+
+    // The policy: readable by the centre, writable by the administrator, checked.
+    let (s, mut policy) = app.get("/api/v1/sla-policy", Some(&shift)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(policy["warn_percent"], 80);
+    policy["warn_percent"] = json!(100);
+    let (s, e) = app.put("/api/v1/sla-policy", &admin, &policy).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("warn_percent")), "{e}");
+    policy["warn_percent"] = json!(50);
+    let (s, _) = app.put("/api/v1/sla-policy", &shift, &policy).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, saved) = app.put("/api/v1/sla-policy", &admin, &policy).await;
+    assert_eq!((s, &saved["warn_percent"]), (StatusCode::OK, &json!(50)), "{saved}");
+
+    // The roster: today's day shift has one shift leader on duty (of the two there are).
+    let users = app.store.users().await.expect("users");
+    let id = |name: &str| users.iter().find(|u| u.username == name).map(|u| u.id).expect("user");
+    let roster = json!({"from": "2026-11-23", "to": "2026-11-23", "entries": [
+        {"date": "2026-11-23", "shift": "day", "post": "shift_leader", "user_id": id("shift")},
+        {"date": "2026-11-23", "shift": "day", "post": "leader", "user_id": id("leader")},
+    ]});
+    let bad = json!({"from": "2026-11-23", "to": "2026-11-23", "entries": [
+        {"date": "2026-11-23", "shift": "day", "post": "dept_head", "user_id": id("shift")}]});
+    let (s, e) = app.put("/api/v1/duty-roster", &shift, &bad).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("entries")), "{e}");
+    let (s, r) = app.put("/api/v1/duty-roster", &shift, &roster).await;
+    assert_eq!((s, r.as_array().map(Vec::len)), (StatusCode::OK, Some(2)), "{r}");
+    let (s, _) = app.put("/api/v1/duty-roster", &intake, &roster).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // A case reported at 09:00 has 30 minutes to be dispatched: yellow at 50 % (09:15), red and the
+    // first rung at 09:30, the next rungs at 10:00 and 10:30.
+    run().await;
+    let case = app.create(&intake, 0).await;
+    let case_id = case["id"].as_i64().expect("id");
+    app.clock.advance(SignedDuration::from_mins(16));
+    run().await;
+    let (_, inbox) = app.get("/api/v1/notifications", Some(&intake)).await;
+    let kinds: Vec<&str> =
+        inbox["items"].as_array().expect("items").iter().filter_map(|n| n["kind"].as_str()).collect();
+    assert_eq!(kinds, vec!["sla_warning"], "{inbox}");
+    let (_, summary) = app.get("/api/v1/notifications/summary", Some(&intake)).await;
+    assert_eq!(summary, json!({"unread": 1, "unacknowledged_critical": 0}));
+    let (_, events) = app.get(&format!("/api/v1/cases/{case_id}/events"), Some(&intake)).await;
+    let last = &events.as_array().expect("events").last().expect("event").clone();
+    assert_eq!(last["action"], json!({"action": "warn", "level": "yellow"}), "{last}");
+
+    app.clock.advance(SignedDuration::from_mins(75)); // 10:31
+    run().await;
+    let (_, c) = app.get(&format!("/api/v1/cases/{case_id}"), Some(&shift)).await;
+    assert_eq!(c["escalation_level"], 3, "{c}");
+    let kinds_of = |inbox: &Value| -> Vec<String> {
+        let mut k: Vec<String> = inbox["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|n| n["kind"].as_str().map(str::to_owned))
+            .collect();
+        k.sort();
+        k
+    };
+    let (_, shift_inbox) = app.get("/api/v1/notifications", Some(&shift)).await;
+    assert_eq!(
+        kinds_of(&shift_inbox),
+        vec!["escalation", "escalation"],
+        "rungs 1 and 2 reach the shift leader on duty"
+    );
+    let (_, leader_inbox) = app.get("/api/v1/notifications", Some(&leader)).await;
+    assert_eq!(kinds_of(&leader_inbox), vec!["escalation"], "rung 3 reaches the town leader");
+
+    // Each notification is the caller's own; acknowledging one stops its follow-up.
+    let first = shift_inbox["items"][0]["id"].as_i64().expect("id");
+    let (s, _) = app.post(&format!("/api/v1/notifications/{first}/ack"), Some(&intake), &json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, n) = app.post(&format!("/api/v1/notifications/{first}/ack"), Some(&shift), &json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(n["acked_at"].is_string() && n["read_at"].is_string(), "{n}");
+    app.clock.advance(SignedDuration::from_mins(31));
+    run().await;
+    let (_, leader_inbox) = app.get("/api/v1/notifications", Some(&leader)).await;
+    assert_eq!(
+        kinds_of(&leader_inbox),
+        vec!["escalation", "unacknowledged"],
+        "only the unacknowledged rung follows up"
+    );
+    let (_, shift_inbox) = app.get("/api/v1/notifications", Some(&shift)).await;
+    assert_eq!(
+        kinds_of(&shift_inbox),
+        vec!["escalation", "escalation", "unacknowledged", "unacknowledged"],
+        "both intake operators left the red warning unacknowledged"
+    );
+
+    // The channels: the webhook heard every alert, signed; the robot only the critical ones, signed in
+    // its URL; the broken endpoint was retried and ended as a dead letter.
+    for _ in 0..8 {
+        app.clock.advance(SignedDuration::from_hours(1));
+        run().await;
+    }
+    let heard = heard.lock().expect("lock").clone();
+    let hooks: Vec<_> = heard.iter().filter(|h| h.0 == "/hook").collect();
+    assert!(hooks.len() >= 7, "yellow, red, three rungs and follow-ups ({})", hooks.len());
+    for (_, ts, sig, body) in &hooks {
+        let ts = ts.as_deref().expect("timestamp");
+        let expected = civicgrid_service::outbound::hmac_hex("s3cret-s3cret-s3cret", format!("{ts}.{body}").as_bytes());
+        assert_eq!(sig.as_deref(), Some(format!("sha256={expected}").as_str()));
+        assert!(!body.contains("13812345678"), "no personal data leaves");
+    }
+    let yellow = hooks.iter().filter(|h| h.3.contains("\"sla_warning\"")).count();
+    assert_eq!(yellow, 1, "one delivery per alert and channel");
+    let robot: Vec<_> = heard.iter().filter(|h| h.0.starts_with("/robot/send")).collect();
+    assert!(!robot.is_empty() && robot.iter().all(|h| h.0.contains("&timestamp=") && h.0.contains("&sign=")));
+    assert!(robot.iter().all(|h| !h.3.contains("黄灯")), "the robot takes critical alerts only");
+    assert!(heard.iter().filter(|h| h.0 == "/broken").count() >= 6, "retried with backoff");
+    assert!(app.store.job_counts().await.expect("counts").dead >= 1, "and kept as a dead letter");
+}
