@@ -650,7 +650,7 @@ pub struct Context<'a> {
 }
 
 /// A requested change with its reason and evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Command {
     /// What to do.
     #[serde(flatten)]
@@ -661,6 +661,51 @@ pub struct Command {
     /// Evidence files.
     #[serde(default)]
     pub evidence: Vec<Attachment>,
+    /// Where the actor's phone says they are (on-site verification, when the photos carry no GPS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<GeoPoint>,
+}
+
+/// Great-circle distance between two WGS84 points, in metres (haversine on a 6,371 km sphere; well
+/// under a metre off at the distances of an on-site check).
+pub fn distance_m(a: GeoPoint, b: GeoPoint) -> f64 {
+    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
+    let (dla, dlo) = ((b.lat - a.lat).to_radians(), (b.lon - a.lon).to_radians());
+    let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+    2.0 * 6_371_000.0 * h.sqrt().asin()
+}
+
+/// The on-site rule of a passed verification (核查通过): at least one uploaded photo, and a position
+/// — the nearest photo's EXIF GPS, or else the phone's reported `position` — within `radius_m` of the
+/// case. `photos` holds each evidence photo's GPS position, if it has one.
+pub fn check_on_site(
+    case: GeoPoint,
+    photos: &[Option<GeoPoint>],
+    reported: Option<GeoPoint>,
+    radius_m: f64,
+) -> Result<(), crate::DomainError> {
+    use crate::DomainError;
+    if photos.is_empty() {
+        return Err(DomainError::invalid("evidence", "a passed verification needs at least one uploaded photo"));
+    }
+    let nearest = photos.iter().flatten().map(|p| distance_m(case, *p)).fold(f64::INFINITY, f64::min);
+    let (distance, what) = match (nearest.is_finite(), reported) {
+        (true, _) => (nearest, "the photo was taken"),
+        (false, Some(p)) => (distance_m(case, p), "the reported position is"),
+        (false, None) => {
+            return Err(DomainError::invalid(
+                "position",
+                "no photo carries a GPS position: send the phone's position with the verification",
+            ));
+        }
+    };
+    if distance > radius_m {
+        return Err(DomainError::invalid(
+            "evidence",
+            format!("{what} {distance:.0} m from the case; verification is on site, within {radius_m:.0} m"),
+        ));
+    }
+    Ok(())
 }
 
 impl CaseStatus {

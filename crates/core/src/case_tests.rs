@@ -57,7 +57,7 @@ impl World {
 
     fn cmd(&mut self, action: Action, reason: Option<&str>) -> Result<&CaseEvent, TransitionError> {
         let ctx = Context { now: self.now, clocks: &self.clocks, sla: &self.sla };
-        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: vec![] };
+        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: vec![], position: None };
         let event = decide(&self.facts, &self.status, &cmd, actor(), &ctx)?;
         self.status.apply(&event).expect("decided events apply");
         self.events.push(event);
@@ -326,4 +326,27 @@ fn urgent_cases_get_ten_minutes_to_dispatch() {
     let clocks = sla.clocks(&cal).expect("valid policy");
     let (status, _) = CaseStatus::report(&f, actor(), &Context { now, clocks: &clocks, sla: &sla });
     assert_eq!(status.due_at, Some(now + SignedDuration::from_mins(10)));
+}
+
+#[test]
+fn distances_are_great_circle_metres() {
+    let a = GeoPoint { lon: 120.65, lat: 31.35 };
+    // 0.001° of latitude is about 111 m anywhere.
+    let d = distance_m(a, GeoPoint { lat: 31.351, ..a });
+    assert!((d - 111.2).abs() < 0.5, "{d}");
+    assert_eq!(distance_m(a, a), 0.0);
+}
+
+#[test]
+fn on_site_check_takes_the_nearest_photo_then_the_reported_position() {
+    let case = GeoPoint { lon: 120.65, lat: 31.35 };
+    let near = Some(GeoPoint { lat: 31.3502, ..case }); // ~22 m
+    let far = Some(GeoPoint { lat: 31.352, ..case }); // ~222 m
+    assert!(check_on_site(case, &[far, near], None, 50.0).is_ok());
+    assert_eq!(check_on_site(case, &[far], None, 50.0).expect_err("far").field(), Some("evidence"));
+    assert_eq!(check_on_site(case, &[None], None, 50.0).expect_err("no gps").field(), Some("position"));
+    assert!(check_on_site(case, &[None], near, 50.0).is_ok());
+    assert_eq!(check_on_site(case, &[], near, 50.0).expect_err("no photo").field(), Some("evidence"));
+    // A photo's own position wins over the reported one.
+    assert!(check_on_site(case, &[far], near, 50.0).is_err());
 }

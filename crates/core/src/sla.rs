@@ -83,6 +83,9 @@ pub struct SlaPolicy {
     /// A critical notification nobody acknowledges within this many minutes goes to the next post up
     /// (5–1440).
     pub ack_within_minutes: u16,
+    /// A passed on-site verification's photo (or reported position) lies within this many metres of
+    /// the case (10–1000).
+    pub verify_radius_m: u16,
     /// Whether the centre's own steps (dispatch, close) count every hour of every day.
     pub centre_around_the_clock: bool,
     /// Departments whose working hours differ from the standard 08:00–12:00, 14:00–18:00.
@@ -122,6 +125,7 @@ impl Default for SlaPolicy {
             warn_percent: 80,
             escalate_multiples: vec![1, 2, 3],
             ack_within_minutes: 30,
+            verify_radius_m: 50,
             centre_around_the_clock: true,
             department_hours: BTreeMap::new(),
         }
@@ -300,6 +304,9 @@ impl SlaPolicy {
                 "escalate_multiples",
                 "up to three rising multiples of the limit, from 1 to 20 (e.g. [1, 2, 3])",
             ));
+        }
+        if !(10..=1000).contains(&self.verify_radius_m) {
+            return Err(DomainError::invalid("verify_radius_m", "10 to 1000 metres"));
         }
         if !(5..=1440).contains(&self.ack_within_minutes) {
             return Err(DomainError::invalid("ack_within_minutes", "5 to 1440 minutes"));

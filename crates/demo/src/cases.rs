@@ -377,7 +377,7 @@ impl<'a> Sim<'a> {
             return false;
         }
         let ctx = Context { now: at, clocks: &self.plan.clocks, sla: &self.plan.sla };
-        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: Vec::new() };
+        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: Vec::new(), position: None };
         match decide(&self.facts, &self.status, &cmd, actor.clone(), &ctx) {
             Ok(event) => {
                 if self.status.apply(&event).is_err() {

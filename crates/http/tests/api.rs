@@ -117,6 +117,23 @@ impl TestApp {
         body
     }
 
+    /// Uploads a small JPEG as `token`, with EXIF GPS at `lon_lat` when given; its attachment id.
+    async fn upload_photo(&self, token: &str, lon_lat: Option<(f64, f64)>) -> i64 {
+        let photo = civicgrid_demo::photos::jpeg(
+            64,
+            48,
+            [90, 120, 60],
+            Some(civicgrid_core::clock::Clock::now(&self.clock)),
+            lon_lat,
+        );
+        let part = reqwest::multipart::Part::bytes(photo).file_name("核查.jpg").mime_str("image/jpeg").expect("mime");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let resp = self.http.post(format!("{}/api/v1/attachments", self.base)).bearer_auth(token).multipart(form);
+        let resp = resp.send().await.expect("upload");
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json::<Value>().await.expect("json")["id"].as_i64().expect("id")
+    }
+
     async fn act(&self, token: &str, id: i64, body: Value) -> (StatusCode, Value) {
         self.post(&format!("/api/v1/cases/{id}/transitions"), Some(token), &body).await
     }
@@ -241,6 +258,8 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
     assert_eq!(case["state"], "reported");
     assert_eq!(case["source"], "hotline12345");
     assert!(case["number"].as_str().expect("number").starts_with("32058311620261123"));
+    let spot = app.point_in_grid(0);
+    let photo = app.upload_photo(&worker, spot["lon"].as_f64().zip(spot["lat"].as_f64())).await;
     let steps: [(&str, Value, &str); 8] = [
         (&intake, json!({"action": "accept"}), "accepted"),
         (&shift, json!({"action": "file"}), "filed"),
@@ -251,7 +270,11 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
             json!({"action": "reply", "evidence": [{"name": "after.jpg", "mime": "image/jpeg", "size": 1024}]}),
             "replied",
         ),
-        (&worker, json!({"action": "verify_pass"}), "verified"),
+        (
+            &worker,
+            json!({"action": "verify_pass", "evidence": [{"id": photo, "name": "x", "mime": "image/jpeg", "size": 1}]}),
+            "verified",
+        ),
         (&shift, json!({"action": "close"}), "closed"),
         (&intake, json!({"action": "call_back", "satisfaction": "satisfied"}), "closed"),
     ];
@@ -1492,4 +1515,54 @@ async fn deadlines_warn_escalate_and_reach_the_roster_and_the_channels() {
     assert!(robot.iter().all(|h| !h.3.contains("黄灯")), "the robot takes critical alerts only");
     assert!(heard.iter().filter(|h| h.0 == "/broken").count() >= 6, "retried with backoff");
     assert!(app.store.job_counts().await.expect("counts").dead >= 1, "and kept as a dead letter");
+}
+
+/// 核查: a passed verification needs an uploaded photo taken within the policy's radius of the case, or
+/// the phone's position when the photo has no GPS; everything else is refused and changes nothing.
+#[tokio::test]
+async fn verification_is_refused_without_a_photo_taken_on_site() {
+    let app = spawn_app().await;
+    let shift = app.login("shift").await;
+    let dept = app.login("dept_huanwei").await;
+    let worker = app.login("gw001").await;
+    let id = app.create(&shift, 0).await["id"].as_i64().expect("id");
+    for step in
+        [json!({"action": "accept"}), json!({"action": "file"}), json!({"action": "dispatch", "lead": "huanwei"})]
+    {
+        assert_eq!(app.act(&shift, id, step).await.0, StatusCode::OK);
+    }
+    assert_eq!(app.act(&dept, id, json!({"action": "sign"})).await.0, StatusCode::OK);
+    assert_eq!(app.act(&dept, id, json!({"action": "reply"})).await.0, StatusCode::OK);
+    let spot = app.point_in_grid(0);
+    let (lon, lat) = (spot["lon"].as_f64().expect("lon"), spot["lat"].as_f64().expect("lat"));
+    let photo = |id: i64| json!([{"id": id, "name": "x", "mime": "image/jpeg", "size": 1}]);
+    let refused = |body: Value, field: &'static str| {
+        let app = &app;
+        let worker = worker.clone();
+        async move {
+            let (s, e) = app.act(&worker, id, body).await;
+            assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{e}");
+            let (_, c) = app.get(&format!("/api/v1/cases/{id}"), Some(&worker)).await;
+            assert_eq!(c["state"], "replied", "a refusal changes nothing");
+            e["message"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    refused(json!({"action": "verify_pass"}), "evidence").await;
+    // About 110 m north of the case.
+    let far = app.upload_photo(&worker, Some((lon, lat + 0.001))).await;
+    let why = refused(json!({"action": "verify_pass", "evidence": photo(far)}), "evidence").await;
+    assert!(why.contains("111 m") && why.contains("50 m"), "{why}");
+    let blind = app.upload_photo(&worker, None).await;
+    refused(json!({"action": "verify_pass", "evidence": photo(blind)}), "position").await;
+    let away = json!({"lon": lon, "lat": lat + 0.001});
+    refused(json!({"action": "verify_pass", "evidence": photo(blind), "position": away}), "evidence").await;
+    // A failed check needs no photo; it sends the case back as rework.
+    let (s, c) = app.act(&worker, id, json!({"action": "verify_fail", "reason": "垃圾仍在"})).await;
+    assert_eq!((s, c["rework_count"].as_i64()), (StatusCode::OK, Some(1)), "{c}");
+    assert_eq!(app.act(&dept, id, json!({"action": "reply"})).await.0, StatusCode::OK);
+    // No GPS in the photo, but the phone was there (about 11 m away): passed.
+    let near = json!({"lon": lon, "lat": lat + 0.0001});
+    let (s, c) =
+        app.act(&worker, id, json!({"action": "verify_pass", "evidence": photo(blind), "position": near})).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("verified")), "{c}");
 }

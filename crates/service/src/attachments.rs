@@ -96,6 +96,8 @@ pub fn photo_facts(bytes: &[u8]) -> PhotoFacts {
     let location = lat
         .zip(lon)
         .filter(|(lat, lon)| lat.abs() <= 90.0 && lon.abs() <= 180.0)
+        // 0°, 0° is what a camera without a fix writes, not a place in a Chinese town.
+        .filter(|(lat, lon)| *lat != 0.0 || *lon != 0.0)
         .map(|(lat, lon)| GeoPoint { lon, lat });
     PhotoFacts { taken_at, location }
 }

@@ -93,11 +93,37 @@ impl Services {
             }
         }
         let evidence = self.resolve_attachments(actor, "evidence", &cmd.evidence, Some(id)).await?;
+        if *action == Action::VerifyPass {
+            self.check_on_site(&case, &evidence, cmd.position, f64::from(world.sla.verify_radius_m)).await?;
+        }
         let cmd = Command { evidence, ..cmd.clone() };
         let ctx = Context { now: self.clock.now(), clocks: &world.clocks, sla: &world.sla };
         let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;
         let status = self.store.append(id, case.status.version, event).await?;
         Ok(Case { status, ..case })
+    }
+
+    /// A passed verification is made on site: the uploaded photos' GPS positions (or the phone's) are
+    /// checked against the case's location (`core::case::check_on_site`).
+    async fn check_on_site(
+        &self,
+        case: &Case,
+        evidence: &[civicgrid_core::case::Attachment],
+        reported: Option<civicgrid_core::case::GeoPoint>,
+        radius_m: f64,
+    ) -> ServiceResult<()> {
+        let mut photos = Vec::new();
+        for a in evidence.iter().filter(|a| a.mime.starts_with("image/")) {
+            if let Some(id) = a.id {
+                photos.push(self.store.attachment(id).await?.and_then(|s| s.location));
+            }
+        }
+        if let Some(p) = reported
+            && !(p.lat.is_finite() && p.lon.is_finite() && p.lat.abs() <= 90.0 && p.lon.abs() <= 180.0)
+        {
+            return Err(ServiceError::invalid("position", "a WGS84 longitude and latitude"));
+        }
+        Ok(civicgrid_core::case::check_on_site(case.facts.location, &photos, reported, radius_m)?)
     }
 
     /// Cases the actor may see that match `filter`, newest first. The actor's scope is always applied,

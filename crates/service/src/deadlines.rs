@@ -189,7 +189,7 @@ impl Services {
             let Some(action) = action else {
                 return self.raise(self.timer_alert(&case, p)).await;
             };
-            let cmd = Command { action, reason: Some(timer_reason(p.timer)), evidence: vec![] };
+            let cmd = Command { action, reason: Some(timer_reason(p.timer)), evidence: vec![], position: None };
             match self.transition(&system, case.id, &cmd, Some(st.version)).await {
                 Ok(_) | Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
                 Err(ServiceError::Domain(e)) => {
