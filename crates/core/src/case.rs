@@ -102,6 +102,13 @@ pub struct GeoPoint {
     pub lat: f64,
 }
 
+impl GeoPoint {
+    /// Whether both coordinates are finite and in range (longitude ±180°, latitude ±90°).
+    pub fn is_wgs84(&self) -> bool {
+        self.lon.is_finite() && self.lat.is_finite() && self.lon.abs() <= 180.0 && self.lat.abs() <= 90.0
+    }
+}
+
 /// Metadata of an attached file (the bytes live elsewhere). An attachment uploaded to civicgrid is
 /// named by its `id`; its other fields are then taken from the upload, not from the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -685,6 +692,9 @@ pub fn check_on_site(
     radius_m: f64,
 ) -> Result<(), crate::DomainError> {
     use crate::DomainError;
+    if reported.is_some_and(|p| !p.is_wgs84()) {
+        return Err(DomainError::invalid("position", "a WGS84 longitude and latitude"));
+    }
     if photos.is_empty() {
         return Err(DomainError::invalid("evidence", "a passed verification needs at least one uploaded photo"));
     }

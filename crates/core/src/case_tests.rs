@@ -347,6 +347,8 @@ fn on_site_check_takes_the_nearest_photo_then_the_reported_position() {
     assert_eq!(check_on_site(case, &[None], None, 50.0).expect_err("no gps").field(), Some("position"));
     assert!(check_on_site(case, &[None], near, 50.0).is_ok());
     assert_eq!(check_on_site(case, &[], near, 50.0).expect_err("no photo").field(), Some("evidence"));
+    let nowhere = Some(GeoPoint { lon: f64::NAN, lat: 31.35 });
+    assert_eq!(check_on_site(case, &[near], nowhere, 50.0).expect_err("bad position").field(), Some("position"));
     // A photo's own position wins over the reported one.
     assert!(check_on_site(case, &[far], near, 50.0).is_err());
 }

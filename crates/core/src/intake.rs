@@ -101,7 +101,7 @@ pub fn check_report(
         input.reporter_name.as_deref().map(|n| crate::text::line("reporter_name", n, 0, MAX_NAME)).transpose()?;
     let attachments = crate::case::check_attachments("attachments", &input.attachments)?;
     let GeoPoint { lon, lat } = input.location;
-    if !(lon.is_finite() && lat.is_finite() && lon.abs() <= 180.0 && lat.abs() <= 90.0) {
+    if !input.location.is_wgs84() {
         return Err(DomainError::invalid("location", "longitude/latitude out of range"));
     }
     let micro_grid = index

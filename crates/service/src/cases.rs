@@ -118,11 +118,6 @@ impl Services {
                 photos.push(self.store.attachment(id).await?.and_then(|s| s.location));
             }
         }
-        if let Some(p) = reported
-            && !(p.lat.is_finite() && p.lon.is_finite() && p.lat.abs() <= 90.0 && p.lon.abs() <= 180.0)
-        {
-            return Err(ServiceError::invalid("position", "a WGS84 longitude and latitude"));
-        }
         Ok(civicgrid_core::case::check_on_site(case.facts.location, &photos, reported, radius_m)?)
     }
 

@@ -98,7 +98,6 @@ impl Services {
         require(actor, &[Role::Admin])?;
         let world = self.world();
         policy.check(|m| world.catalog.matter(*m).is_some(), |d| world.has_department(d))?;
-        policy.clocks(&world.calendar)?;
         self.store.put_sla_policy(&policy, actor.user_id, self.clock.now()).await?;
         self.reload_world().await?;
         tracing::info!(admin = actor.user_id, "SLA policy replaced");

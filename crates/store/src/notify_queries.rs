@@ -137,12 +137,7 @@ impl NotifyStore for This {
             .bind(i64::from(page.limit) + 1)
             .fetch_all(&self.read)
             .await?;
-        let mut items = rows.into_iter().map(notification_from_row).collect::<Result<Vec<_>>>()?;
-        let next = (items.len() > page.limit as usize).then(|| {
-            items.truncate(page.limit as usize);
-            items.last().map(|n| n.id)
-        });
-        Ok(Page { items, next: next.flatten() })
+        crate::shared::keyset_page(rows, page.limit as usize, notification_from_row, |n| n.id)
     }
 
     async fn notification(&self, id: i64) -> Result<Option<Notification>> {

@@ -719,10 +719,7 @@ impl CaseStore for This {
         }
         qb.push(format!(" ORDER BY {key} DESC LIMIT ")).push_bind(limit + 1);
         let rows: Vec<(i64, String, String, String)> = qb.build_query_as().fetch_all(&self.read).await?;
-        let more = rows.len() as i64 > limit;
-        let items = rows.into_iter().take(limit as usize).map(case_from_row).collect::<Result<Vec<_>>>()?;
-        let next = if more { items.last().map(|c| c.id) } else { None };
-        Ok(Page { items, next })
+        crate::shared::keyset_page(rows, limit as usize, case_from_row, |c| c.id)
     }
 
     async fn count_cases(&self) -> Result<i64> {

@@ -138,3 +138,17 @@ pub(crate) fn map_db_error(e: sqlx::Error, unique_field: &'static str) -> StoreE
     }
     StoreError::Database(e)
 }
+
+/// A keyset page from rows fetched with `LIMIT limit + 1`, newest first: the extra row only says that
+/// there is a next page, which starts below the last item kept.
+pub(crate) fn keyset_page<R, T>(
+    rows: Vec<R>,
+    limit: usize,
+    item: impl Fn(R) -> Result<T>,
+    id: impl Fn(&T) -> i64,
+) -> Result<crate::Page<T>> {
+    let more = rows.len() > limit;
+    let items = rows.into_iter().take(limit).map(item).collect::<Result<Vec<_>>>()?;
+    let next = if more { items.last().map(&id) } else { None };
+    Ok(crate::Page { items, next })
+}
