@@ -195,7 +195,15 @@ impl Role {
         match action {
             Action::Report | Action::Warn { .. } => false,
             Action::Accept => matches!(self, IntakeOperator | ShiftLeader),
-            Action::File | Action::Close | Action::Park | Action::Unpark => self == ShiftLeader,
+            Action::File
+            | Action::Close
+            | Action::Park
+            | Action::Unpark
+            | Action::ApprovePark
+            | Action::DenyPark
+            | Action::DenyVoid => self == ShiftLeader,
+            Action::RequestPark => self == DeptHandler,
+            Action::RequestVoid => self == IntakeOperator,
             Action::Dispatch { .. }
             | Action::Reassign { .. }
             | Action::ApproveReturn
@@ -369,14 +377,20 @@ impl Actor {
         }
     }
 
-    /// Whether this actor may take `action` on `case`: the post allows it, the case is in scope, and a
-    /// department's own actions are taken only by the lead department.
-    pub fn can_act(&self, case: &Case, action: &Action) -> bool {
+    /// Whether this actor may take `action` on `case`, on the co-department `task` when one is named:
+    /// the post allows it, the case is in scope, a department acts only on its own part (the lead's
+    /// steps, or its own task), and intake does not void a public report on its own (作废 of a 12345,
+    /// H5 or 110 report is the shift leader's decision, asked for with a void request).
+    pub fn can_act(&self, case: &Case, action: &Action, task: Option<&DeptCode>) -> bool {
         if !self.role.may(action) || !self.can_see(case) {
             return false;
         }
-        match (self.role, action) {
-            (Role::DeptHandler, _) => case.status.lead_dept.is_some() && case.status.lead_dept == self.department,
+        match (self.role, action, task) {
+            (Role::DeptHandler, _, Some(d)) => self.department.as_ref() == Some(d),
+            (Role::DeptHandler, _, None) => case.status.lead_dept.is_some() && case.status.lead_dept == self.department,
+            (Role::IntakeOperator, Action::Void, _) => {
+                !case.facts.source.is_public() && case.status.state != crate::case::CaseState::VoidRequested
+            }
             _ => true,
         }
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::codes::{ComponentId, GridCode, MatterCode, MicroGridCode};
+pub use crate::cotask::{CoTask, TaskState};
 use crate::org::DeptCode;
 use crate::sla::{Clocks, SlaPolicy, StepTimers};
 
@@ -56,6 +57,11 @@ impl Source {
             Source::Video => "video",
             Source::Leader => "leader",
         }
+    }
+
+    /// Reports from the public (12345, the H5 page, 110 diversion): voiding one needs the shift leader.
+    pub fn is_public(self) -> bool {
+        matches!(self, Source::Hotline12345 | Source::CitizenH5 | Source::Police110)
     }
 
     /// All sources, for iteration.
@@ -229,6 +235,8 @@ pub enum CaseState {
     ReturnRequested,
     /// 延期申请: the department asks for more time.
     ExtensionRequested,
+    /// 挂账申请: the department asks to park the case; the shift leader decides, the clock runs on.
+    ParkRequested,
     /// 挂账: parked (e.g. needs budget); the clock is stopped.
     Parked,
     /// 待核查: the department replied, waiting for on-site verification.
@@ -237,13 +245,15 @@ pub enum CaseState {
     Verified,
     /// 已结案: closed.
     Closed,
+    /// 作废申请: intake asks to void a public report; the shift leader decides.
+    VoidRequested,
     /// 已作废: voided (invalid report or duplicate).
     Void,
 }
 
 impl CaseState {
     /// Every state, for iteration.
-    pub const ALL: [CaseState; 12] = [
+    pub const ALL: [CaseState; 14] = [
         CaseState::Reported,
         CaseState::Accepted,
         CaseState::Filed,
@@ -251,16 +261,43 @@ impl CaseState {
         CaseState::Handling,
         CaseState::ReturnRequested,
         CaseState::ExtensionRequested,
+        CaseState::ParkRequested,
         CaseState::Parked,
         CaseState::Replied,
         CaseState::Verified,
         CaseState::Closed,
+        CaseState::VoidRequested,
         CaseState::Void,
     ];
 
     /// Closed and void cases are finished: no clock runs on them.
     pub fn is_open(self) -> bool {
         !matches!(self, CaseState::Closed | CaseState::Void)
+    }
+
+    /// States in which a request waits for someone's decision; the state before it is kept in
+    /// [`CaseStatus::request_from`].
+    pub fn is_request(self) -> bool {
+        matches!(
+            self,
+            CaseState::ReturnRequested
+                | CaseState::ExtensionRequested
+                | CaseState::ParkRequested
+                | CaseState::VoidRequested
+        )
+    }
+
+    /// States in which the departments work: co-department tasks may act (a pending request of the
+    /// lead department does not block them).
+    pub fn departments_at_work(self) -> bool {
+        matches!(
+            self,
+            CaseState::Dispatched
+                | CaseState::Handling
+                | CaseState::ReturnRequested
+                | CaseState::ExtensionRequested
+                | CaseState::ParkRequested
+        )
     }
 
     /// The snake_case name used in JSON and SQL.
@@ -273,10 +310,12 @@ impl CaseState {
             CaseState::Handling => "handling",
             CaseState::ReturnRequested => "return_requested",
             CaseState::ExtensionRequested => "extension_requested",
+            CaseState::ParkRequested => "park_requested",
             CaseState::Parked => "parked",
             CaseState::Replied => "replied",
             CaseState::Verified => "verified",
             CaseState::Closed => "closed",
+            CaseState::VoidRequested => "void_requested",
             CaseState::Void => "void",
         }
     }
@@ -291,10 +330,12 @@ impl CaseState {
             CaseState::Handling => "处置中",
             CaseState::ReturnRequested => "退单申请",
             CaseState::ExtensionRequested => "延期申请",
+            CaseState::ParkRequested => "挂账申请",
             CaseState::Parked => "挂账",
             CaseState::Replied => "待核查",
             CaseState::Verified => "待结案",
             CaseState::Closed => "已结案",
+            CaseState::VoidRequested => "作废申请",
             CaseState::Void => "已作废",
         }
     }
@@ -384,7 +425,14 @@ pub enum Action {
     ApproveExtension,
     /// Refuse the pending extension.
     DenyExtension,
-    /// 挂账: park the case; its clock stops (reason required).
+    /// 挂账申请: the lead department asks the shift leader to park the case (reason required).
+    RequestPark,
+    /// The shift leader approves the pending parking: the clock stops.
+    ApprovePark,
+    /// The shift leader refuses the pending parking: the department handles on.
+    DenyPark,
+    /// 挂账: the shift leader parks the case on the centre's own authority; its clock stops (reason
+    /// required).
     Park,
     /// Resume a parked case; the remaining working time starts again.
     Unpark,
@@ -411,7 +459,12 @@ pub enum Action {
     },
     /// 重新办理: reopen a closed case for re-dispatch (reason required).
     Reopen,
-    /// 作废: void an invalid or duplicate case (reason required).
+    /// 作废申请: intake asks the shift leader to void a public report (reason required).
+    RequestVoid,
+    /// The shift leader refuses the pending void: the case goes on where it was.
+    DenyVoid,
+    /// 作废: void an invalid or duplicate case (reason required); from a pending request, the shift
+    /// leader's approval.
     Void,
 }
 
@@ -432,6 +485,9 @@ impl Action {
             Action::RequestExtension { .. } => "request_extension",
             Action::ApproveExtension => "approve_extension",
             Action::DenyExtension => "deny_extension",
+            Action::RequestPark => "request_park",
+            Action::ApprovePark => "approve_park",
+            Action::DenyPark => "deny_park",
             Action::Park => "park",
             Action::Unpark => "unpark",
             Action::Reply => "reply",
@@ -442,6 +498,8 @@ impl Action {
             Action::Escalate => "escalate",
             Action::Warn { .. } => "warn",
             Action::Reopen => "reopen",
+            Action::RequestVoid => "request_void",
+            Action::DenyVoid => "deny_void",
             Action::Void => "void",
         }
     }
@@ -451,6 +509,23 @@ impl Action {
         matches!(self, Action::Dispatch { .. } | Action::Reassign { .. } | Action::ApproveReturn | Action::Reopen)
     }
 
+    /// Actions a co-department's task takes or receives (a command naming a `task`): sign, return and
+    /// its decision, extension and its decision, reply, and the system's warnings.
+    pub fn applies_to_tasks(&self) -> bool {
+        matches!(
+            self,
+            Action::Sign
+                | Action::RejectAssignment
+                | Action::ApproveReturn
+                | Action::DenyReturn
+                | Action::RequestExtension { .. }
+                | Action::ApproveExtension
+                | Action::DenyExtension
+                | Action::Reply
+                | Action::Warn { .. }
+        )
+    }
+
     /// Actions that must carry a reason.
     pub fn needs_reason(&self) -> bool {
         matches!(
@@ -458,9 +533,11 @@ impl Action {
             Action::RejectAssignment
                 | Action::SendBack
                 | Action::RequestExtension { .. }
+                | Action::RequestPark
                 | Action::Park
                 | Action::VerifyFail
                 | Action::Reopen
+                | Action::RequestVoid
                 | Action::Void
         )
     }
@@ -531,6 +608,13 @@ pub struct CaseEvent {
     /// The same for the handling deadline (with `handle_due_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle_timers: Option<StepTimers>,
+    /// The co-department whose task this event concerns; absent for the case's own steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub task: Option<DeptCode>,
+    /// The co-department tasks after this event, when it changed them (dispatch, a task's step, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<CoTask>>,
 }
 
 /// Everything about a case that changes; derived from its events.
@@ -554,10 +638,17 @@ pub struct CaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub handle_due_at: Option<Timestamp>,
-    /// When the latest reply came in.
+    /// When the case was replied: the last of the lead's and the co-departments' replies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub replied_at: Option<Timestamp>,
+    /// When the lead department replied while co-departments were still at work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub lead_replied_at: Option<Timestamp>,
+    /// One task per co-department (协办), each with its own state and deadline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<CoTask>,
     /// When the case was closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -643,6 +734,24 @@ pub enum TransitionError {
     /// A case can be rated once.
     #[error("the case has already been called back")]
     AlreadyRated,
+    /// The action is not allowed from the co-department task's current state.
+    #[error("cannot {action} the task of {dept}, which is {from:?}")]
+    IllegalTask {
+        /// The co-department.
+        dept: DeptCode,
+        /// The task's state.
+        from: crate::cotask::TaskState,
+        /// The refused action's name.
+        action: &'static str,
+    },
+}
+
+/// Checks the working hours of an extension request: 1 to 2,400.
+pub(crate) fn check_extension_hours(working_hours: u32) -> Result<(), TransitionError> {
+    if working_hours == 0 || working_hours > 2400 {
+        return Err(TransitionError::Invalid("working_hours must be between 1 and 2400".into()));
+    }
+    Ok(())
 }
 
 /// What [`decide`] needs besides the case: the time, the clocks and the rules.
@@ -671,6 +780,28 @@ pub struct Command {
     /// Where the actor's phone says they are (on-site verification, when the photos carry no GPS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<GeoPoint>,
+    /// The co-department whose task the action concerns (sign, return, extension, reply and their
+    /// decisions); absent for the lead's and the centre's steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub task: Option<DeptCode>,
+}
+
+impl Command {
+    /// A command with no reason, evidence, position or task.
+    pub fn new(action: Action) -> Self {
+        Command { action, reason: None, evidence: Vec::new(), position: None, task: None }
+    }
+
+    /// The same command with a reason.
+    pub fn because(self, reason: impl Into<String>) -> Self {
+        Command { reason: Some(reason.into()), ..self }
+    }
+
+    /// The same command aimed at a co-department's task.
+    pub fn for_task(self, dept: DeptCode) -> Self {
+        Command { task: Some(dept), ..self }
+    }
 }
 
 /// Great-circle distance between two WGS84 points, in metres (haversine on a 6,371 km sphere; well
@@ -736,6 +867,8 @@ impl CaseStatus {
             close_type: None,
             timers: Some(timers),
             handle_timers: None,
+            task: None,
+            tasks: None,
         };
         let status =
             CaseStatus::replay(std::slice::from_ref(&event)).unwrap_or_else(|_| CaseStatus::empty(facts.reported_at));
@@ -751,6 +884,8 @@ impl CaseStatus {
             due_at: None,
             handle_due_at: None,
             replied_at: None,
+            lead_replied_at: None,
+            tasks: Vec::new(),
             closed_at: None,
             close_type: None,
             rework_count: 0,
@@ -791,17 +926,26 @@ impl CaseStatus {
             Action::Dispatch { lead, co } | Action::Reassign { lead, co } => {
                 self.lead_dept = Some(lead.clone());
                 self.co_depts = co.clone();
+                self.lead_replied_at = None;
             }
-            Action::ApproveReturn => {
+            Action::ApproveReturn if e.task.is_none() => {
                 self.lead_dept = None;
                 self.co_depts.clear();
+                self.lead_replied_at = None;
             }
-            Action::RequestExtension { working_hours } => self.requested_extension_hours = Some(*working_hours),
-            Action::ApproveExtension | Action::DenyExtension => self.requested_extension_hours = None,
-            Action::Park => self.parked_at = Some(e.at),
+            Action::RequestExtension { working_hours } if e.task.is_none() => {
+                self.requested_extension_hours = Some(*working_hours)
+            }
+            Action::ApproveExtension | Action::DenyExtension if e.task.is_none() => {
+                self.requested_extension_hours = None
+            }
+            Action::Park | Action::ApprovePark => self.parked_at = Some(e.at),
             Action::Unpark => self.parked_at = None,
-            Action::Reply => self.replied_at = Some(e.at),
-            Action::VerifyFail => self.rework_count += 1,
+            Action::Reply if e.task.is_none() && e.to == CaseState::Handling => self.lead_replied_at = Some(e.at),
+            Action::VerifyFail => {
+                self.rework_count += 1;
+                self.lead_replied_at = None;
+            }
             Action::Close => {
                 self.closed_at = Some(e.at);
                 self.close_type = e.close_type;
@@ -814,23 +958,24 @@ impl CaseStatus {
                 self.close_type = None;
                 self.satisfaction = None;
                 self.replied_at = None;
+                self.lead_replied_at = None;
                 self.lead_dept = None;
                 self.co_depts.clear();
             }
-            Action::Report
-            | Action::Accept
-            | Action::File
-            | Action::Sign
-            | Action::RejectAssignment
-            | Action::DenyReturn
-            | Action::SendBack
-            | Action::VerifyPass
-            | Action::Warn { .. }
-            | Action::Void => {}
+            _ => {}
         }
-        self.request_from = match e.to {
-            CaseState::ReturnRequested | CaseState::ExtensionRequested => e.from,
-            _ => None,
+        if e.to == CaseState::Replied && e.from != Some(CaseState::Replied) {
+            self.replied_at = Some(e.at);
+            self.lead_replied_at = None;
+        }
+        if let Some(tasks) = &e.tasks {
+            self.tasks = tasks.clone();
+        }
+        self.request_from = match (e.to.is_request(), e.task.is_some()) {
+            (true, true) => self.request_from,
+            (true, false) if e.from.is_some_and(CaseState::is_request) => self.request_from,
+            (true, false) => e.from,
+            (false, _) => None,
         };
         self.state = e.to;
         self.due_at = e.due_at;
@@ -928,6 +1073,29 @@ pub fn decide(
     let dispatch = || step(&clocks.centre, sla.dispatch_limit(facts.urgency));
     let keep = Deadline::kept(status.due_at, &status.timers);
     let handle = Deadline::kept(status.handle_due_at, &status.handle_timers);
+    let verify = || step(&clocks.standard, sla.verify);
+
+    if let Some(dept) = &cmd.task {
+        if !action.applies_to_tasks() {
+            return Err(TransitionError::Invalid(format!("{} is not a step of a co-department's task", action.name())));
+        }
+        let outcome = crate::cotask::decide_task(status, action, dept, ctx)?;
+        let (to, due) = if outcome.case_replied { (S::Replied, verify()) } else { (from, keep) };
+        return Ok(event(status, cmd, actor, now, (to, due, handle, None), evidence, reason)
+            .with_tasks(Some(dept.clone()), Some(outcome.tasks)));
+    }
+    if status.lead_replied_at.is_some()
+        && from == S::Handling
+        && matches!(
+            action,
+            Action::Reply | Action::RejectAssignment | Action::RequestExtension { .. } | Action::RequestPark
+        )
+    {
+        return Err(TransitionError::Invalid(
+            "the lead department has replied; the case waits for its co-departments".into(),
+        ));
+    }
+    let mut tasks = None;
 
     let (to, due, handle_due, close_type): (_, Option<Deadline>, Option<Deadline>, _) = match (action, from) {
         (Action::Accept, S::Reported) => (S::Accepted, keep, handle, None),
@@ -937,19 +1105,21 @@ pub fn decide(
         | (Action::Reassign { lead, co }, S::Dispatched | S::Handling | S::ReturnRequested) => {
             check_departments(lead, co)?;
             let clock = clocks.department(Some(lead));
+            tasks = Some(crate::cotask::dispatch_tasks(facts, co, ctx));
             (S::Dispatched, step(clock, sla.sign), step(clock, sla.handle_limit(facts)), None)
         }
         (Action::Sign, S::Dispatched) => (S::Handling, handle.clone(), handle, None),
         (Action::RejectAssignment, S::Dispatched | S::Handling) => (S::ReturnRequested, dispatch(), handle, None),
-        (Action::ApproveReturn, S::ReturnRequested) => (S::Filed, dispatch(), None, None),
+        (Action::ApproveReturn, S::ReturnRequested) => {
+            tasks = Some(Vec::new());
+            (S::Filed, dispatch(), None, None)
+        }
         (Action::DenyReturn, S::ReturnRequested) => match status.request_from {
             Some(S::Dispatched) => (S::Dispatched, step(dept_clock, sla.sign), handle, None),
             _ => (S::Handling, handle.clone(), handle, None),
         },
         (Action::RequestExtension { working_hours }, S::Handling) => {
-            if *working_hours == 0 || *working_hours > 2400 {
-                return Err(TransitionError::Invalid("working_hours must be between 1 and 2400".into()));
-            }
+            check_extension_hours(*working_hours)?;
             (S::ExtensionRequested, handle.clone(), handle, None)
         }
         (Action::ApproveExtension, S::ExtensionRequested) => {
@@ -959,8 +1129,11 @@ pub fn decide(
             (S::Handling, new.clone(), new, None)
         }
         (Action::DenyExtension, S::ExtensionRequested) => (S::Handling, handle.clone(), handle, None),
-        (Action::Park, S::Handling) => (S::Parked, None, handle, None),
+        (Action::RequestPark, S::Handling) => (S::ParkRequested, keep, handle, None),
+        (Action::ApprovePark, S::ParkRequested) | (Action::Park, S::Handling) => (S::Parked, None, handle, None),
+        (Action::DenyPark, S::ParkRequested) => (S::Handling, keep, handle, None),
         (Action::Unpark, S::Parked) => {
+            tasks = crate::cotask::resume_tasks(status, ctx);
             let new = match (status.parked_at, status.handle_due_at) {
                 (Some(parked), Some(due)) => {
                     let left = dept_clock.working_seconds_between(parked, due);
@@ -970,7 +1143,10 @@ pub fn decide(
             };
             (S::Handling, new.clone(), new, None)
         }
-        (Action::Reply, S::Handling) => (S::Replied, step(&clocks.standard, sla.verify), handle, None),
+        (Action::Reply, S::Handling) if crate::cotask::all_finished(&status.tasks) => {
+            (S::Replied, verify(), handle, None)
+        }
+        (Action::Reply, S::Handling) => (S::Handling, None, handle, None),
         (Action::VerifyPass, S::Replied) => (S::Verified, step(&clocks.centre, sla.close), handle, None),
         (Action::VerifyFail, S::Replied) => {
             let new = step(dept_clock, sla.handle_limit(facts));
@@ -998,18 +1174,41 @@ pub fn decide(
             (s, keep, handle, None)
         }
         (Action::Warn { .. }, s) if s.is_open() && s != S::Parked && status.due_at.is_some() => (s, keep, handle, None),
-        (Action::Reopen, S::Closed) => (S::Filed, dispatch(), None, None),
-        (Action::Void, S::Reported | S::Accepted | S::Filed) => (S::Void, None, handle, None),
+        (Action::Reopen, S::Closed) => {
+            tasks = Some(Vec::new());
+            (S::Filed, dispatch(), None, None)
+        }
+        (Action::RequestVoid, S::Reported | S::Accepted | S::Filed) => (S::VoidRequested, keep, handle, None),
+        (Action::DenyVoid, S::VoidRequested) => (status.request_from.unwrap_or(S::Reported), keep, handle, None),
+        (Action::Void, S::Reported | S::Accepted | S::Filed | S::VoidRequested) => (S::Void, None, handle, None),
         _ => return Err(illegal()),
     };
+    // While the lead has replied and co-departments are still at work, the case's own step has no
+    // deadline: each co-department's task carries its own.
+    let due = if status.lead_replied_at.is_some() && to == S::Handling { None } else { due };
+    Ok(event(status, cmd, actor, now, (to, due, handle_due, close_type), evidence, reason).with_tasks(None, tasks))
+}
+
+/// What a decision sets: the state after, the step's and the handling deadline, the close type.
+type Decided = (CaseState, Option<Deadline>, Option<Deadline>, Option<CloseType>);
+
+fn event(
+    status: &CaseStatus,
+    cmd: &Command,
+    actor: EventActor,
+    now: Timestamp,
+    (to, due, handle_due, close_type): Decided,
+    evidence: Vec<Attachment>,
+    reason: Option<String>,
+) -> CaseEvent {
     let (due_at, timers) = due.map_or((None, None), |d| (Some(d.at), d.timers));
     let (handle_due_at, handle_timers) = handle_due.map_or((None, None), |d| (Some(d.at), d.timers));
-    Ok(CaseEvent {
+    CaseEvent {
         seq: status.version + 1,
         at: now,
         actor,
-        action: action.clone(),
-        from: Some(from),
+        action: cmd.action.clone(),
+        from: Some(status.state),
         to,
         reason,
         evidence,
@@ -1018,7 +1217,15 @@ pub fn decide(
         close_type,
         timers,
         handle_timers,
-    })
+        task: None,
+        tasks: None,
+    }
+}
+
+impl CaseEvent {
+    fn with_tasks(self, task: Option<DeptCode>, tasks: Option<Vec<CoTask>>) -> Self {
+        CaseEvent { task, tasks, ..self }
+    }
 }
 
 #[cfg(test)]

@@ -56,9 +56,13 @@ impl World {
     }
 
     fn cmd(&mut self, action: Action, reason: Option<&str>) -> Result<&CaseEvent, TransitionError> {
+        let cmd = Command { reason: reason.map(str::to_owned), ..Command::new(action) };
+        self.run(&cmd)
+    }
+
+    fn run(&mut self, cmd: &Command) -> Result<&CaseEvent, TransitionError> {
         let ctx = Context { now: self.now, clocks: &self.clocks, sla: &self.sla };
-        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: vec![], position: None };
-        let event = decide(&self.facts, &self.status, &cmd, actor(), &ctx)?;
+        let event = decide(&self.facts, &self.status, cmd, actor(), &ctx)?;
         self.status.apply(&event).expect("decided events apply");
         self.events.push(event);
         Ok(self.events.last().expect("just pushed"))
@@ -66,6 +70,15 @@ impl World {
 
     fn ok(&mut self, action: Action) {
         self.cmd(action, Some("因为")).expect("legal");
+    }
+
+    /// A step of `dept`'s co-department task.
+    fn task(&mut self, d: &str, action: Action) -> Result<&CaseEvent, TransitionError> {
+        self.run(&Command::new(action).because("因为").for_task(dept(d)))
+    }
+
+    fn task_of(&self, d: &str) -> &CoTask {
+        self.status.tasks.iter().find(|t| t.dept == dept(d)).expect("task")
     }
 
     fn wait(&mut self, minutes: i64) {
@@ -86,13 +99,15 @@ fn standard_flow_closes_on_time() {
     w.ok(Action::Sign);
     w.wait(120);
     w.ok(Action::Reply);
+    w.task("chengguan", Action::Sign).expect("co sign");
+    w.task("chengguan", Action::Reply).expect("co reply");
     w.ok(Action::VerifyPass);
     w.ok(Action::Close);
     assert_eq!(w.status.state, CaseState::Closed);
     assert_eq!(w.status.close_type, Some(CloseType::Normal));
     assert_eq!(w.status.closed_at, Some(w.now));
     assert_eq!(w.status.due_at, None);
-    assert_eq!(w.status.version, 8);
+    assert_eq!(w.status.version, 10);
     assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
 }
 
@@ -229,6 +244,155 @@ fn call_back_only_once_and_reopen_clears_the_closure() {
     assert_eq!((w.status.reopen_count, w.status.closed_at, w.status.satisfaction), (1, None, None));
 }
 
+fn dispatched_with_co(co: &[&str]) -> World {
+    let mut w = World::new();
+    let co = co.iter().map(|d| dept(d)).collect();
+    for a in [Action::Accept, Action::File, Action::Dispatch { lead: dept("huanwei"), co }] {
+        w.ok(a);
+    }
+    w
+}
+
+#[test]
+fn each_co_department_gets_a_task_on_its_own_clock_and_the_last_reply_makes_the_case_replied() {
+    let mut w = World::new();
+    // The water company works 07:00–22:00; the others keep standard hours.
+    let period = |a: i8, b: i8| crate::sla::WorkPeriod {
+        start: jiff::civil::time(a, 0, 0, 0),
+        end: jiff::civil::time(b, 0, 0, 0),
+    };
+    w.sla.department_hours.insert(dept("shuiwu"), vec![period(7, 22)]);
+    w.clocks = w.sla.clocks(&w.cal).expect("clocks");
+    for a in [Action::Accept, Action::File] {
+        w.ok(a);
+    }
+    w.now = from_local(date(2026, 11, 23).at(18, 30, 0, 0));
+    w.ok(Action::Dispatch { lead: dept("huanwei"), co: vec![dept("chengguan"), dept("shuiwu")] });
+    assert_eq!(w.status.tasks.len(), 2);
+    let (cg, sw) = (w.task_of("chengguan").clone(), w.task_of("shuiwu").clone());
+    assert_eq!((cg.state, sw.state), (TaskState::Dispatched, TaskState::Dispatched));
+    assert_eq!(cg.due_at, w.status.due_at, "same standard clock as the lead");
+    assert!(sw.due_at < cg.due_at, "the late-working department's sign deadline falls tonight");
+    assert!(cg.timers.is_some() && sw.handle_timers.is_some(), "each task has its own timers");
+
+    // The co-departments act before the lead has even signed: nothing waits for the lead.
+    w.wait(10);
+    w.task("chengguan", Action::Sign).expect("co sign");
+    assert_eq!(w.status.state, CaseState::Dispatched, "a task's step leaves the case where it is");
+    assert_eq!(w.events.last().map(|e| e.task.clone()), Some(Some(dept("chengguan"))));
+    w.task("chengguan", Action::Reply).expect("co reply");
+    assert_eq!(w.task_of("chengguan").state, TaskState::Replied);
+    assert_eq!(w.task_of("chengguan").due_at, None);
+
+    w.ok(Action::Sign);
+    w.ok(Action::Reply);
+    assert_eq!(w.status.state, CaseState::Handling, "shuiwu has not replied yet");
+    assert!(w.status.lead_replied_at.is_some());
+    assert_eq!(w.status.due_at, None, "the lead's step is done; the open task carries the clock");
+    assert!(matches!(w.cmd(Action::Reply, None), Err(TransitionError::Invalid(_))), "the lead replies once");
+
+    w.wait(30);
+    assert!(matches!(w.task("shuiwu", Action::Reply), Err(TransitionError::IllegalTask { .. })), "sign first");
+    w.task("shuiwu", Action::Sign).expect("sign");
+    w.task("shuiwu", Action::Reply).expect("last reply");
+    assert_eq!(w.status.state, CaseState::Replied, "the last reply moves the case");
+    assert_eq!(w.status.replied_at, Some(w.now));
+    assert_eq!(w.status.lead_replied_at, None);
+    assert!(w.status.due_at.is_some(), "the verification deadline runs");
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+}
+
+#[test]
+fn a_returned_co_task_is_not_waited_for_and_requests_never_block_the_other_parties() {
+    let mut w = dispatched_with_co(&["chengguan", "shuiwu"]);
+    w.ok(Action::Sign);
+    // The lead asks for more time; the co-departments go on regardless.
+    w.ok(Action::RequestExtension { working_hours: 4 });
+    w.task("chengguan", Action::Sign).expect("sign");
+    w.task("chengguan", Action::RequestExtension { working_hours: 8 }).expect("co extension");
+    assert_eq!(w.task_of("chengguan").state, TaskState::ExtensionRequested);
+    assert_eq!(w.status.state, CaseState::ExtensionRequested, "the lead's request is untouched");
+    w.task("shuiwu", Action::RejectAssignment).expect("co return request");
+    // The dispatcher decides the co-department requests one by one.
+    let lead_due = w.status.handle_due_at;
+    let co_due = w.task_of("chengguan").handle_due_at.expect("due");
+    w.task("chengguan", Action::ApproveExtension).expect("approve");
+    let t = w.task_of("chengguan");
+    assert_eq!(t.state, TaskState::Handling);
+    assert_eq!(t.handle_due_at, Some(w.cal.add_working_seconds(co_due, 8 * 3600)));
+    assert_eq!(t.due_at, t.handle_due_at);
+    assert_eq!(w.status.handle_due_at, lead_due, "the lead's deadline does not move");
+    w.task("shuiwu", Action::ApproveReturn).expect("approve return");
+    assert_eq!(w.task_of("shuiwu").state, TaskState::Returned);
+    assert_eq!(w.status.lead_dept, Some(dept("huanwei")), "a co-department's return keeps the lead");
+    w.ok(Action::DenyExtension);
+    w.ok(Action::Reply);
+    assert_eq!(w.status.state, CaseState::Handling, "chengguan still at work");
+    w.task("chengguan", Action::Reply).expect("reply");
+    assert_eq!(w.status.state, CaseState::Replied, "the returned task is not waited for");
+}
+
+#[test]
+fn co_task_refusals_name_the_task() {
+    let mut w = dispatched_with_co(&["chengguan"]);
+    assert!(matches!(w.task("shuiwu", Action::Sign), Err(TransitionError::Invalid(_))), "not a co-department");
+    assert!(matches!(w.task("chengguan", Action::Close), Err(TransitionError::Invalid(_))), "not a task step");
+    match w.task("chengguan", Action::ApproveReturn) {
+        Err(TransitionError::IllegalTask { from: TaskState::Dispatched, .. }) => {}
+        other => panic!("expected a task refusal, got {other:?}"),
+    }
+    w.task("chengguan", Action::RejectAssignment).expect("return request");
+    w.task("chengguan", Action::DenyReturn).expect("denied");
+    assert_eq!(w.task_of("chengguan").state, TaskState::Dispatched, "back to where it came from");
+    let before = w.status.clone();
+    assert!(w.task("chengguan", Action::RequestExtension { working_hours: 0 }).is_err());
+    assert_eq!(w.status, before);
+    // Once the case is parked or finished, tasks wait too.
+    w.ok(Action::Sign);
+    w.ok(Action::Park);
+    assert!(matches!(w.task("chengguan", Action::Sign), Err(TransitionError::Illegal { .. })));
+}
+
+#[test]
+fn parking_needs_the_shift_leaders_approval_and_stops_every_task_clock() {
+    let mut w = dispatched_with_co(&["chengguan"]);
+    w.ok(Action::Sign);
+    w.task("chengguan", Action::Sign).expect("sign");
+    let due = w.status.due_at;
+    w.ok(Action::RequestPark);
+    assert_eq!((w.status.state, w.status.request_from), (CaseState::ParkRequested, Some(CaseState::Handling)));
+    assert_eq!(w.status.due_at, due, "the clock runs while the request waits");
+    assert_eq!(w.status.parked_at, None);
+    w.task("chengguan", Action::RequestExtension { working_hours: 2 }).expect("a pending park blocks no task");
+    w.ok(Action::DenyPark);
+    assert_eq!((w.status.state, w.status.due_at), (CaseState::Handling, due));
+    w.wait(60); // 10:00
+    w.ok(Action::RequestPark);
+    w.ok(Action::ApprovePark);
+    assert_eq!(w.status.state, CaseState::Parked);
+    assert_eq!(w.status.parked_at, Some(w.now));
+    let co_left = w.cal.working_seconds_between(w.now, w.task_of("chengguan").handle_due_at.expect("due"));
+    w.now = from_local(date(2026, 11, 30).at(9, 0, 0, 0));
+    w.ok(Action::Unpark);
+    let t = w.task_of("chengguan");
+    assert_eq!(t.handle_due_at, Some(w.cal.add_working_seconds(w.now, co_left)), "the task got its time back");
+}
+
+#[test]
+fn a_void_request_waits_for_the_shift_leader_and_a_refusal_goes_back() {
+    let mut w = World::new();
+    w.ok(Action::Accept);
+    w.ok(Action::RequestVoid);
+    assert_eq!((w.status.state, w.status.request_from), (CaseState::VoidRequested, Some(CaseState::Accepted)));
+    w.ok(Action::Escalate);
+    assert_eq!(w.status.request_from, Some(CaseState::Accepted), "a 督办 keeps the pending request");
+    w.ok(Action::DenyVoid);
+    assert_eq!(w.status.state, CaseState::Accepted);
+    w.ok(Action::RequestVoid);
+    w.ok(Action::Void);
+    assert_eq!(w.status.state, CaseState::Void);
+}
+
 fn any_action() -> impl Strategy<Value = Action> {
     let d = prop_oneof![Just("huanwei"), Just("chengguan"), Just("shuiwu")].prop_map(dept);
     prop_oneof![
@@ -246,7 +410,12 @@ fn any_action() -> impl Strategy<Value = Action> {
         Just(Action::ApproveExtension),
         Just(Action::DenyExtension),
         Just(Action::Park),
+        Just(Action::RequestPark),
+        Just(Action::ApprovePark),
+        Just(Action::DenyPark),
         Just(Action::Unpark),
+        Just(Action::RequestVoid),
+        Just(Action::DenyVoid),
         Just(Action::Reply),
         Just(Action::VerifyPass),
         Just(Action::VerifyFail),
@@ -263,13 +432,17 @@ proptest! {
 
     #[test]
     fn random_command_sequences_stay_consistent_and_replay_exactly(
-        steps in proptest::collection::vec((any_action(), any::<bool>(), 0i64..3000), 1..60)
+        steps in proptest::collection::vec(
+            (any_action(), any::<bool>(), proptest::option::weighted(0.4, prop_oneof![Just("chengguan"), Just("shuiwu")]), 0i64..3000),
+            1..60,
+        )
     ) {
         let mut w = World::new();
-        for (action, with_reason, minutes) in steps {
+        for (action, with_reason, task, minutes) in steps {
             w.wait(minutes);
             let before = w.status.clone();
-            let accepted = w.cmd(action, with_reason.then_some("原因")).is_ok();
+            let cmd = Command { reason: with_reason.then(|| "原因".to_owned()), task: task.map(dept), ..Command::new(action) };
+            let accepted = w.run(&cmd).is_ok();
             if !accepted {
                 prop_assert_eq!(&w.status, &before, "a refused command changes nothing");
             }
@@ -282,13 +455,17 @@ proptest! {
             prop_assert_eq!(
                 s.lead_dept.is_some(),
                 matches!(s.state, CaseState::Dispatched | CaseState::Handling | CaseState::ReturnRequested
-                    | CaseState::ExtensionRequested | CaseState::Parked | CaseState::Replied
+                    | CaseState::ExtensionRequested | CaseState::ParkRequested | CaseState::Parked | CaseState::Replied
                     | CaseState::Verified | CaseState::Closed)
 ,
             );
             prop_assert_eq!(s.requested_extension_hours.is_some(), s.state == CaseState::ExtensionRequested);
             prop_assert!(s.lead_dept.as_ref().is_none_or(|l| !s.co_depts.contains(l)));
             prop_assert!(s.rework_count >= 0 && s.escalation_level >= 0);
+            prop_assert!(s.tasks.iter().all(|t| s.co_depts.contains(&t.dept)), "a task per co-department");
+            prop_assert!(s.state != CaseState::Replied || crate::cotask::all_finished(&s.tasks), "replied waits for every task");
+            prop_assert!(s.lead_replied_at.is_none() || matches!(s.state, CaseState::Handling | CaseState::Parked));
+            prop_assert_eq!(s.request_from.is_some(), s.state.is_request());
         }
         prop_assert_eq!(CaseStatus::replay(&w.events).expect("history replays"), w.status.clone());
         // Events survive a JSON round trip (they are stored as JSON).

@@ -163,7 +163,7 @@ pub fn step_owner(state: CaseState, lead: Option<&DeptCode>) -> Option<Addressee
     use CaseState as S;
     Some(match state {
         S::Reported => Addressee::Post(DutyPost::IntakeOperator, None),
-        S::Accepted | S::Verified => Addressee::Post(DutyPost::ShiftLeader, None),
+        S::Accepted | S::Verified | S::ParkRequested | S::VoidRequested => Addressee::Post(DutyPost::ShiftLeader, None),
         S::Filed | S::ReturnRequested => Addressee::Post(DutyPost::Dispatcher, None),
         S::Dispatched | S::Handling | S::ExtensionRequested => match lead {
             Some(d) => Addressee::Post(DutyPost::DeptHandler, Some(d.clone())),
@@ -171,6 +171,17 @@ pub fn step_owner(state: CaseState, lead: Option<&DeptCode>) -> Option<Addressee
         },
         S::Replied => Addressee::GridWorkers,
         S::Parked | S::Closed | S::Void => return None,
+    })
+}
+
+/// Who owns a co-department task's step: its handlers, or the dispatcher while a request of the task
+/// waits for a decision.
+pub fn task_owner(state: crate::cotask::TaskState, dept: &DeptCode) -> Option<Addressee> {
+    use crate::cotask::TaskState as T;
+    Some(match state {
+        T::Dispatched | T::Handling => Addressee::Post(DutyPost::DeptHandler, Some(dept.clone())),
+        T::ReturnRequested | T::ExtensionRequested => Addressee::Post(DutyPost::Dispatcher, None),
+        T::Replied | T::Returned => return None,
     })
 }
 

@@ -38,7 +38,9 @@ impl DomainError {
     pub fn code(&self) -> &'static str {
         match self {
             DomainError::Invalid { .. } => "invalid_input",
-            DomainError::Transition(TransitionError::Illegal { .. }) => "illegal_transition",
+            DomainError::Transition(TransitionError::Illegal { .. } | TransitionError::IllegalTask { .. }) => {
+                "illegal_transition"
+            }
             DomainError::Transition(TransitionError::ReasonRequired { .. }) => "reason_required",
             DomainError::Transition(TransitionError::Invalid(_)) => "invalid_input",
             DomainError::Transition(TransitionError::AlreadyRated) => "already_rated",
@@ -51,6 +53,7 @@ impl DomainError {
         match self {
             DomainError::Invalid { field, .. } => field.as_deref(),
             DomainError::Transition(TransitionError::ReasonRequired { .. }) => Some("reason"),
+            DomainError::Transition(TransitionError::IllegalTask { .. }) => Some("task"),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@
 //! - [`org`] — departments.
 //! - [`component`] — physical assets (部件).
 //! - [`case`] — cases and their state machine (the only one).
+//! - [`cotask`] — the co-departments' tasks within that state machine.
 //! - [`intake`] — the rules a report must meet to become a case.
 //! - [`calendar`] — the working-time clock (the only one).
 //! - [`sla`] — which time limit applies to which step, on whose clock, and the step's timers.
@@ -23,6 +24,7 @@ pub mod catalog;
 pub mod clock;
 pub mod codes;
 pub mod component;
+pub mod cotask;
 pub mod duty;
 pub mod error;
 pub mod grid;

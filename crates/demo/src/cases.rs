@@ -14,6 +14,7 @@ use civicgrid_core::case::{
 };
 use civicgrid_core::codes::{ComponentClassCode, GridCode, MatterCode};
 use civicgrid_core::component::Component;
+use civicgrid_core::cotask::TaskState;
 use civicgrid_core::grid::{MicroGrid, Polygon};
 use civicgrid_core::org::DeptCode;
 use civicgrid_core::sla::{Clocks, SlaPolicy};
@@ -372,13 +373,30 @@ impl<'a> Sim<'a> {
 
     /// Takes `action` after `minutes`, unless that lies in the future; false when the case stops here.
     fn step(&mut self, minutes: i64, actor: &EventActor, action: Action, reason: Option<&str>) -> bool {
+        let cmd = Command { reason: reason.map(str::to_owned), ..Command::new(action) };
+        self.command(minutes, actor, &cmd)
+    }
+
+    /// Takes a step of `dept`'s co-department task after `minutes`.
+    fn task_step(
+        &mut self,
+        minutes: i64,
+        actor: &EventActor,
+        dept: &DeptCode,
+        action: Action,
+        reason: Option<&str>,
+    ) -> bool {
+        let cmd = Command { reason: reason.map(str::to_owned), ..Command::new(action).for_task(dept.clone()) };
+        self.command(minutes, actor, &cmd)
+    }
+
+    fn command(&mut self, minutes: i64, actor: &EventActor, cmd: &Command) -> bool {
         let at = self.clock + SignedDuration::from_mins(minutes.max(1));
         if at >= self.plan.now {
             return false;
         }
         let ctx = Context { now: at, clocks: &self.plan.clocks, sla: &self.plan.sla };
-        let cmd = Command { action, reason: reason.map(str::to_owned), evidence: Vec::new(), position: None };
-        match decide(&self.facts, &self.status, &cmd, actor.clone(), &ctx) {
+        match decide(&self.facts, &self.status, cmd, actor.clone(), &ctx) {
             Ok(event) => {
                 if self.status.apply(&event).is_err() {
                     return false;
@@ -396,14 +414,59 @@ impl<'a> Sim<'a> {
         self.status.handle_due_at.map_or(480, |d| d.duration_since(self.clock).as_mins()).max(10)
     }
 
+    /// A co-department's task up to the point where it works: it signs (after asking to be released
+    /// and being refused, sometimes), or is released by the dispatcher, or gets more time.
+    fn co_task_starts(&mut self, rng: &mut fastrand::Rng, dept: &DeptCode, handler: &EventActor) -> bool {
+        let dispatcher = self.plan.cast.dispatcher.clone();
+        let roll = rng.u32(0..100);
+        if roll < 15 {
+            if !self.task_step(rng.i64(10..90), handler, dept, Action::RejectAssignment, Some("本部门无需协办"))
+            {
+                return false;
+            }
+            if roll < 10 {
+                return self.task_step(rng.i64(5..60), &dispatcher, dept, Action::ApproveReturn, Some("同意退回"));
+            }
+            if !self.task_step(rng.i64(5..60), &dispatcher, dept, Action::DenyReturn, Some("请配合主办部门")) {
+                return false;
+            }
+        }
+        if !self.task_step(rng.i64(5..120), handler, dept, Action::Sign, None) {
+            return false;
+        }
+        if roll > 90 {
+            return self.task_step(
+                rng.i64(30..240),
+                handler,
+                dept,
+                Action::RequestExtension { working_hours: 8 },
+                Some("需调配人员"),
+            ) && self.task_step(rng.i64(10..120), &dispatcher, dept, Action::ApproveExtension, None);
+        }
+        true
+    }
+
     fn run(&mut self, rng: &mut fastrand::Rng) {
         let p = self.plan;
         let cast = &p.cast;
         let intake = cast.intake.first().cloned().unwrap_or(cast.shift.clone());
         if rng.u32(0..100) < 4 {
             let reason = if rng.bool() { "重复上报，已并单" } else { "经核实不属实" };
-            self.step(rng.i64(3..30), &intake, Action::Void, Some(reason));
-            return;
+            if !self.facts.source.is_public() {
+                self.step(rng.i64(3..30), &intake, Action::Void, Some(reason));
+                return;
+            }
+            // A public report is voided only by the shift leader, who sometimes refuses.
+            if !self.step(rng.i64(3..30), &intake, Action::RequestVoid, Some(reason)) {
+                return;
+            }
+            if rng.u32(0..100) < 80 {
+                self.step(rng.i64(5..60), &cast.shift, Action::Void, Some("同意作废"));
+                return;
+            }
+            if !self.step(rng.i64(5..60), &cast.shift, Action::DenyVoid, Some("诉求属实，继续办理")) {
+                return;
+            }
         }
         let lead: DeptCode = parse(department_for(self.facts.matter));
         let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.dispatcher.clone());
@@ -416,7 +479,18 @@ impl<'a> Sim<'a> {
         };
         if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
             && self.step(rng.i64(1..8), &cast.shift, Action::File, None)
-            && self.step(rng.i64(2..15), &cast.dispatcher, Action::Dispatch { lead: lead.clone(), co }, None))
+            && self.step(
+                rng.i64(2..15),
+                &cast.dispatcher,
+                Action::Dispatch { lead: lead.clone(), co: co.clone() },
+                None,
+            ))
+        {
+            return;
+        }
+        let co = co.first().map(|d| (d.clone(), cast.departments.get(d).cloned().unwrap_or(cast.dispatcher.clone())));
+        if let Some((dept, co_handler)) = &co
+            && !self.co_task_starts(rng, dept, co_handler)
         {
             return;
         }
@@ -444,11 +518,31 @@ impl<'a> Sim<'a> {
             {
                 return;
             }
-        } else if roll < 35
-            && !(self.step(rng.i64(60..600), &cast.shift, Action::Park, Some("需专项资金，挂账处理"))
-                && self.step(rng.i64(3 * 1440..20 * 1440), &cast.shift, Action::Unpark, None))
+        } else if roll < 40 {
+            // 挂账 is asked for by the department and decided by the shift leader.
+            if !self.step(rng.i64(60..600), &handler, Action::RequestPark, Some("需专项资金，申请挂账")) {
+                return;
+            }
+            let approved = roll < 35;
+            let ok = if approved {
+                self.step(rng.i64(30..240), &cast.shift, Action::ApprovePark, Some("同意挂账"))
+                    && self.step(rng.i64(3 * 1440..20 * 1440), &cast.shift, Action::Unpark, None)
+            } else {
+                self.step(rng.i64(30..240), &cast.shift, Action::DenyPark, Some("可先行处置，不予挂账"))
+            };
+            if !ok {
+                return;
+            }
+        }
+        let co_working =
+            |st: &CaseStatus, d: &DeptCode| st.tasks.iter().any(|t| &t.dept == d && t.state == TaskState::Handling);
+        if let Some((dept, co_handler)) = &co
+            && co_working(&self.status, dept)
         {
-            return;
+            let w = self.window();
+            if !self.task_step((w as f64 * (0.1 + rng.f64() * 0.6)) as i64, co_handler, dept, Action::Reply, None) {
+                return;
+            }
         }
         let late = rng.u32(0..100) < 10;
         if late && rng.u32(0..100) < 25 {

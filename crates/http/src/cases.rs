@@ -97,8 +97,18 @@ pub struct TransitionRequest {
 }
 
 /// The fields a transition request may carry (the action's own fields included).
-const TRANSITION_FIELDS: [&str; 9] =
-    ["action", "reason", "evidence", "position", "expected_version", "lead", "co", "working_hours", "satisfaction"];
+const TRANSITION_FIELDS: [&str; 10] = [
+    "action",
+    "reason",
+    "evidence",
+    "position",
+    "task",
+    "expected_version",
+    "lead",
+    "co",
+    "working_hours",
+    "satisfaction",
+];
 
 /// Change a case: accept, file, dispatch, sign, reply, verify, close, … (see `Action`).
 #[utoipa::path(post, path = "/api/v1/cases/{id}/transitions", tag = "cases", params(("id" = i64, Path, description = "case id")),

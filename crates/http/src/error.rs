@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use civicgrid_core::DomainError;
+use civicgrid_core::case::TransitionError;
 use civicgrid_service::ServiceError;
 use civicgrid_store::StoreError;
 use serde::Serialize;
@@ -144,8 +145,9 @@ impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         let status = match &e {
             DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
-            DomainError::Transition(civicgrid_core::case::TransitionError::Illegal { .. }) => StatusCode::CONFLICT,
-            DomainError::Transition(civicgrid_core::case::TransitionError::AlreadyRated) => StatusCode::CONFLICT,
+            DomainError::Transition(
+                TransitionError::Illegal { .. } | TransitionError::IllegalTask { .. } | TransitionError::AlreadyRated,
+            ) => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let field = e.field().map(str::to_owned);
@@ -153,8 +155,8 @@ impl From<DomainError> for ApiError {
     }
 }
 
-impl From<civicgrid_core::case::TransitionError> for ApiError {
-    fn from(e: civicgrid_core::case::TransitionError) -> Self {
+impl From<TransitionError> for ApiError {
+    fn from(e: TransitionError) -> Self {
         DomainError::from(e).into()
     }
 }

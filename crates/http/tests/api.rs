@@ -252,6 +252,7 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
     let shift = app.login("shift").await;
     let dispatch = app.login("dispatch").await;
     let dept = app.login("dept_huanwei").await;
+    let co = app.login("dept_chengguan").await;
     let worker = app.login("gw001").await;
     let case = app.create(&intake, 0).await;
     let id = case["id"].as_i64().expect("id");
@@ -260,7 +261,7 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
     assert!(case["number"].as_str().expect("number").starts_with("32058311620261123"));
     let spot = app.point_in_grid(0);
     let photo = app.upload_photo(&worker, spot["lon"].as_f64().zip(spot["lat"].as_f64())).await;
-    let steps: [(&str, Value, &str); 8] = [
+    let steps: [(&str, Value, &str); 10] = [
         (&intake, json!({"action": "accept"}), "accepted"),
         (&shift, json!({"action": "file"}), "filed"),
         (&dispatch, json!({"action": "dispatch", "lead": "huanwei", "co": ["chengguan"]}), "dispatched"),
@@ -268,6 +269,13 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
         (
             &dept,
             json!({"action": "reply", "evidence": [{"name": "after.jpg", "mime": "image/jpeg", "size": 1024}]}),
+            "handling",
+        ),
+        // The co-department's handler acts on its own task without naming it.
+        (&co, json!({"action": "sign"}), "handling"),
+        (
+            &co,
+            json!({"action": "reply", "evidence": [{"name": "co.jpg", "mime": "image/jpeg", "size": 512}]}),
             "replied",
         ),
         (
@@ -289,8 +297,13 @@ async fn a_case_runs_the_whole_standard_flow_over_http() {
     let (s, events) = app.get(&format!("/api/v1/cases/{id}/events"), Some(&shift)).await;
     assert_eq!(s, StatusCode::OK);
     let events: Vec<CaseEvent> = serde_json::from_value(events).expect("events");
-    assert_eq!(events.len(), 9);
+    assert_eq!(events.len(), 11);
     assert_eq!(events[5].evidence.len(), 1, "the reply carries its evidence");
+    assert_eq!(
+        events[7].task.as_ref().map(ToString::to_string).as_deref(),
+        Some("chengguan"),
+        "the co-department's reply"
+    );
     let stored = app.store.case(id).await.expect("read").expect("exists");
     assert_eq!(CaseStatus::replay(&events).expect("replay"), stored.status);
 }
@@ -684,8 +697,8 @@ async fn the_live_feed_streams_only_what_the_subscriber_may_see_and_resumes_afte
     // Reconnecting after the first event replays what came after it, then goes on live.
     let mut again = open(Some(seen[0].0)).await.expect("resume");
     assert_eq!(read_events(&mut again, 1).await, vec![seen[1].clone()]);
-    app.act(&intake, mine, json!({"action": "void", "reason": "重复"})).await;
-    assert_eq!(read_events(&mut again, 1).await[0].2, "void");
+    app.act(&intake, mine, json!({"action": "request_void", "reason": "重复"})).await;
+    assert_eq!(read_events(&mut again, 1).await[0].2, "request_void");
     let (s, body) =
         app.send(app.http.get(format!("{}/api/v1/stream", app.base)).header("last-event-id", "x"), Some(&worker)).await;
     assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_input")));
@@ -739,7 +752,7 @@ async fn review_findings_answer_in_the_json_error_format_and_change_nothing() {
         );
         assert_eq!(body["field"], field);
     }
-    let long_reason = json!({"action": "void", "reason": "因".repeat(1001)});
+    let long_reason = json!({"action": "request_void", "reason": "因".repeat(1001)});
     expect(app.act(&intake, id, long_reason).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     // A body over the limit is a JSON 413.
     let mut huge = app.report(0);
@@ -1565,4 +1578,85 @@ async fn verification_is_refused_without_a_photo_taken_on_site() {
     let (s, c) =
         app.act(&worker, id, json!({"action": "verify_pass", "evidence": photo(blind), "position": near})).await;
     assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("verified")), "{c}");
+}
+
+#[tokio::test]
+async fn co_departments_work_their_own_tasks_and_approvals_go_to_the_right_post() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let shift = app.login("shift").await;
+    let dispatch = app.login("dispatch").await;
+    let lead = app.login("dept_huanwei").await;
+    let co = app.login("dept_chengguan").await;
+    let id = app.create(&shift, 0).await["id"].as_i64().expect("id");
+    for step in [json!({"action": "accept"}), json!({"action": "file"})] {
+        assert_eq!(app.act(&shift, id, step).await.0, StatusCode::OK);
+    }
+    let (s, c) = app.act(&dispatch, id, json!({"action": "dispatch", "lead": "huanwei", "co": ["chengguan"]})).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(
+        (c["tasks"][0]["dept"].as_str(), c["tasks"][0]["state"].as_str()),
+        (Some("chengguan"), Some("dispatched"))
+    );
+    let refused = |token: String, body: Value, status: StatusCode| {
+        let app = &app;
+        async move {
+            let before = app.store.case(id).await.expect("read").expect("case").status.version;
+            let (s, e) = app.act(&token, id, body.clone()).await;
+            assert_eq!(s, status, "{body}: {e}");
+            let after = app.store.case(id).await.expect("read").expect("case").status.version;
+            assert_eq!(before, after, "a refusal changes nothing");
+            e
+        }
+    };
+    // The co-department takes none of the lead's steps, and the lead none of the co-department's.
+    let e = refused(lead.clone(), json!({"action": "sign", "task": "chengguan"}), StatusCode::FORBIDDEN).await;
+    assert_eq!(e["code"], "forbidden");
+    refused(co.clone(), json!({"action": "request_park", "reason": "x"}), StatusCode::FORBIDDEN).await;
+    let e = refused(co.clone(), json!({"action": "reply"}), StatusCode::CONFLICT).await;
+    assert_eq!((e["code"].as_str(), e["field"].as_str()), (Some("illegal_transition"), Some("task")), "{e}");
+    // A co-department's extension goes to the dispatcher, not to the department or intake.
+    assert_eq!(app.act(&co, id, json!({"action": "sign"})).await.0, StatusCode::OK);
+    let (s, c) = app.act(&co, id, json!({"action": "request_extension", "working_hours": 8, "reason": "需调配"})).await;
+    assert_eq!((s, c["tasks"][0]["state"].as_str()), (StatusCode::OK, Some("extension_requested")), "{c}");
+    refused(intake.clone(), json!({"action": "approve_extension", "task": "chengguan"}), StatusCode::FORBIDDEN).await;
+    // Meanwhile the lead works on: the pending request blocks nobody else.
+    assert_eq!(app.act(&lead, id, json!({"action": "sign"})).await.0, StatusCode::OK);
+    // 挂账 is a request to the shift leader; the dispatcher may not decide it.
+    let (s, c) = app.act(&lead, id, json!({"action": "request_park", "reason": "需专项资金"})).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("park_requested")), "{c}");
+    refused(dispatch.clone(), json!({"action": "approve_park"}), StatusCode::FORBIDDEN).await;
+    let (s, c) = app.act(&dispatch, id, json!({"action": "approve_extension", "task": "chengguan"})).await;
+    assert_eq!((s, c["tasks"][0]["state"].as_str()), (StatusCode::OK, Some("handling")), "{c}");
+    let (s, c) = app.act(&shift, id, json!({"action": "deny_park", "reason": "先行处置"})).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("handling")), "{c}");
+    // The case is replied when the lead and the co-department have both replied.
+    let (_, c) = app.act(&co, id, json!({"action": "reply"})).await;
+    assert_eq!(c["state"], "handling");
+    let (_, c) = app.act(&lead, id, json!({"action": "reply"})).await;
+    assert_eq!(c["state"], "replied", "{c}");
+}
+
+#[tokio::test]
+async fn a_public_report_is_voided_only_with_the_shift_leaders_approval() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let shift = app.login("shift").await;
+    // Intake reports on the 12345 channel: a public report.
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let (s, e) = app.act(&intake, id, json!({"action": "void", "reason": "不属实"})).await;
+    assert_eq!((s, e["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{e}");
+    let (s, c) = app.act(&intake, id, json!({"action": "request_void", "reason": "不属实"})).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("void_requested")), "{c}");
+    assert_eq!(app.act(&intake, id, json!({"action": "void", "reason": "不属实"})).await.0, StatusCode::FORBIDDEN);
+    let (s, c) = app.act(&shift, id, json!({"action": "deny_void", "reason": "诉求属实"})).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("reported")), "{c}");
+    app.act(&intake, id, json!({"action": "request_void", "reason": "重复"})).await;
+    let (s, c) = app.act(&shift, id, json!({"action": "void", "reason": "同意"})).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("void")), "{c}");
+    // A grid patrol's report is the centre's own: intake voids it directly.
+    let worker = app.login("gw001").await;
+    let own = app.create(&worker, 0).await["id"].as_i64().expect("id");
+    let (s, c) = app.act(&intake, own, json!({"action": "void", "reason": "误报"})).await;
+    assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("void")), "{c}");
 }

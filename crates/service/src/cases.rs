@@ -3,9 +3,10 @@
 //! `core::case::decide`), and hands the event to the store, which folds it and numbers it in the
 //! global log. Out-of-scope cases are "not found", so their existence is not revealed.
 
-use civicgrid_core::access::{Actor, mask_name, mask_phone};
+use civicgrid_core::access::{Actor, Role, mask_name, mask_phone};
 use civicgrid_core::case::{Action, Case, CaseEvent, CaseId, CaseStatus, Command, Context};
 use civicgrid_core::intake::{ReportInput, check_report};
+use civicgrid_core::org::DeptCode;
 use civicgrid_store::{CaseFilter, Created, NewCase, Page, PageRequest, StoreError};
 
 use crate::{ServiceError, ServiceResult, Services};
@@ -73,7 +74,8 @@ impl Services {
     ) -> ServiceResult<Case> {
         let case = self.case(actor, id).await?;
         let action = &cmd.action;
-        if !actor.can_act(&case, action) {
+        let cmd = &Command { task: self.task_of(actor, &case, cmd), ..cmd.clone() };
+        if !actor.can_act(&case, action, cmd.task.as_ref()) {
             return Err(ServiceError::forbidden(format!(
                 "{} may not {} this case",
                 actor.role.label_zh(),
@@ -101,6 +103,17 @@ impl Services {
         let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;
         let status = self.store.append(id, case.status.version, event).await?;
         Ok(Case { status, ..case })
+    }
+
+    /// The co-department task a command concerns: the one it names, or, for a handler of a
+    /// co-department (not the lead) taking a task step, their own department's.
+    fn task_of(&self, actor: &Actor, case: &Case, cmd: &Command) -> Option<DeptCode> {
+        if cmd.task.is_some() {
+            return cmd.task.clone();
+        }
+        let own = actor.department.as_ref().filter(|_| actor.role == Role::DeptHandler)?;
+        let co = case.status.lead_dept.as_ref() != Some(own) && case.status.tasks.iter().any(|t| &t.dept == own);
+        (co && cmd.action.applies_to_tasks()).then(|| own.clone())
     }
 
     /// A passed verification is made on site: the uploaded photos' GPS positions (or the phone's) are

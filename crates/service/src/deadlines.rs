@@ -13,8 +13,9 @@
 //! notifications are deduplicated per recipient, so each effect happens once.
 
 use civicgrid_core::access::{Actor, Role};
-use civicgrid_core::case::{Action, Case, CaseId, CaseState, Command, WarnLevel};
+use civicgrid_core::case::{Action, Case, CaseId, CaseState, CoTask, Command, WarnLevel};
 use civicgrid_core::duty::{self, Severity};
+use civicgrid_core::org::DeptCode;
 use civicgrid_core::sla::{SlaPolicy, StepTimers};
 use civicgrid_store::{CaseFilter, Job, NewJob, PageRequest, StoreError};
 use jiff::Timestamp;
@@ -52,17 +53,21 @@ pub struct TimerPayload {
     pub due_at: Timestamp,
     /// What to do.
     pub timer: Timer,
+    /// The co-department whose task the deadline belongs to; absent for the case's own step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<DeptCode>,
 }
 
 impl TimerPayload {
-    /// The job's effect key: one job per case, deadline and timer.
+    /// The job's effect key: one job per case (and co-department task), deadline and timer.
     pub fn effect_key(&self) -> String {
         let what = match self.timer {
             Timer::Warn(WarnLevel::Yellow) => "yellow".to_owned(),
             Timer::Warn(WarnLevel::Red) => "red".to_owned(),
             Timer::Rung(k) => format!("rung{k}"),
         };
-        format!("sla:{}:{}:{what}", self.case_id, self.due_at.as_microsecond())
+        let task = self.task.as_ref().map(|d| format!("{d}:")).unwrap_or_default();
+        format!("sla:{}:{task}{}:{what}", self.case_id, self.due_at.as_microsecond())
     }
 
     fn kind(&self) -> &'static str {
@@ -118,11 +123,14 @@ impl Services {
         loop {
             let entries = self.store.events_after(position, LOG_BATCH).await?;
             for e in &entries {
+                let running = e.event.to.is_open() && e.event.to != CaseState::Parked;
                 if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers)
-                    && e.event.to.is_open()
-                    && e.event.to != CaseState::Parked
+                    && running
                 {
-                    self.enqueue_timers(e.case_id, due, timers).await?;
+                    self.enqueue_timers(e.case_id, None, due, timers).await?;
+                }
+                if running && let Some(tasks) = &e.event.tasks {
+                    self.enqueue_task_timers(e.case_id, tasks).await?;
                 }
             }
             let Some(last) = entries.last() else { break };
@@ -144,8 +152,9 @@ impl Services {
             let cases = self.store.list_cases(&filter, page).await?;
             for c in &cases.items {
                 if let (Some(due), Some(timers)) = (c.status.due_at, &c.status.timers) {
-                    self.enqueue_timers(c.id, due, timers).await?;
+                    self.enqueue_timers(c.id, None, due, timers).await?;
                 }
+                self.enqueue_task_timers(c.id, &c.status.tasks).await?;
             }
             match cases.next {
                 Some(next) => page.before = Some(next),
@@ -154,11 +163,26 @@ impl Services {
         }
     }
 
-    async fn enqueue_timers(&self, case_id: CaseId, due_at: Timestamp, timers: &StepTimers) -> ServiceResult<()> {
+    async fn enqueue_task_timers(&self, case_id: CaseId, tasks: &[CoTask]) -> ServiceResult<()> {
+        for t in tasks.iter().filter(|t| !t.state.is_finished()) {
+            if let (Some(due), Some(timers)) = (t.due_at, &t.timers) {
+                self.enqueue_timers(case_id, Some(&t.dept), due, timers).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn enqueue_timers(
+        &self,
+        case_id: CaseId,
+        task: Option<&DeptCode>,
+        due_at: Timestamp,
+        timers: &StepTimers,
+    ) -> ServiceResult<()> {
         let mut all = vec![(timers.warn_at, Timer::Warn(WarnLevel::Yellow)), (due_at, Timer::Warn(WarnLevel::Red))];
         all.extend(timers.escalate_at.iter().enumerate().map(|(i, at)| (*at, Timer::Rung(i as u8 + 1))));
         for (run_at, timer) in all {
-            let p = TimerPayload { case_id, due_at, timer };
+            let p = TimerPayload { case_id, due_at, timer, task: task.cloned() };
             let payload = serde_json::to_value(&p).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let job =
                 NewJob { kind: p.kind().to_owned(), effect_key: p.effect_key(), payload, run_at, max_attempts: 8 };
@@ -168,27 +192,35 @@ impl Services {
     }
 
     /// Runs a timer job: the event (once), then the notifications (once per recipient). Rung k brings
-    /// the case to escalation level k, whatever order the rungs run in.
+    /// the case to escalation level k, whatever order the rungs run in. A co-department task's timer
+    /// warns on the task (an event naming it) and escalates by notification only: 督办 levels belong
+    /// to the case.
     pub(crate) async fn fire_timer(&self, p: &TimerPayload) -> ServiceResult<()> {
         let system = Actor::system("sla_timer");
         for _ in 0..10 {
             let Some(case) = self.store.case(p.case_id).await? else { return Ok(()) };
             let st = &case.status;
-            if !st.state.is_open() || st.state == CaseState::Parked || st.due_at != Some(p.due_at) {
+            if !st.state.is_open()
+                || st.state == CaseState::Parked
+                || timer_due(&case, p.task.as_ref()) != Some(p.due_at)
+            {
                 return Ok(());
             }
-            let action = match p.timer {
-                Timer::Warn(level) => {
+            let action = match (p.timer, &p.task) {
+                (Timer::Warn(level), _) => {
                     let events = self.store.case_events(case.id).await?;
-                    let made = events.iter().any(|e| e.action == Action::Warn { level } && e.due_at == Some(p.due_at));
+                    let made = events.iter().any(|e| {
+                        e.action == Action::Warn { level } && warned_due(e, p.task.as_ref()) == Some(p.due_at)
+                    });
                     (!made).then_some(Action::Warn { level })
                 }
-                Timer::Rung(k) => (st.escalation_level < i32::from(k)).then_some(Action::Escalate),
+                (Timer::Rung(k), None) => (st.escalation_level < i32::from(k)).then_some(Action::Escalate),
+                (Timer::Rung(_), Some(_)) => None,
             };
             let Some(action) = action else {
                 return self.raise(self.timer_alert(&case, p)).await;
             };
-            let cmd = Command { action, reason: Some(timer_reason(p.timer)), evidence: vec![], position: None };
+            let cmd = Command { task: p.task.clone(), ..Command::new(action).because(timer_reason(p.timer)) };
             match self.transition(&system, case.id, &cmd, Some(st.version)).await {
                 Ok(_) | Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
                 Err(ServiceError::Domain(e)) => {
@@ -205,19 +237,27 @@ impl Services {
         let world = self.world();
         let matter = world.catalog.matter(case.facts.matter).map(|m| m.name_zh.clone()).unwrap_or_default();
         let due = civicgrid_core::calendar::local(p.due_at).strftime("%m-%d %H:%M").to_string();
-        let state = case.status.state.label_zh();
-        let lead = case.status.lead_dept.as_ref();
-        let (kind, severity, addressee, title) = match p.timer {
-            Timer::Warn(WarnLevel::Yellow) => (
-                "sla_warning",
-                Severity::Warning,
-                duty::step_owner(case.status.state, lead),
-                format!("黄灯预警：案卷 {} {state}，{due} 到期", case.number),
+        let task = p.task.as_ref().and_then(|d| case.status.tasks.iter().find(|t| &t.dept == d));
+        let (state, owner, lead) = match task {
+            Some(t) => (
+                format!("{} 协办任务{}", t.dept, t.state.label_zh()),
+                duty::task_owner(t.state, &t.dept),
+                Some(&t.dept),
             ),
+            None => (
+                case.status.state.label_zh().to_owned(),
+                duty::step_owner(case.status.state, case.status.lead_dept.as_ref()),
+                case.status.lead_dept.as_ref(),
+            ),
+        };
+        let (kind, severity, addressee, title) = match p.timer {
+            Timer::Warn(WarnLevel::Yellow) => {
+                ("sla_warning", Severity::Warning, owner, format!("黄灯预警：案卷 {} {state}，{due} 到期", case.number))
+            }
             Timer::Warn(WarnLevel::Red) => (
                 "sla_breach",
                 Severity::Critical,
-                duty::step_owner(case.status.state, lead),
+                owner,
                 format!("红灯：案卷 {} {state}已超时（{due} 到期）", case.number),
             ),
             Timer::Rung(k) => (
@@ -236,6 +276,23 @@ impl Services {
             title,
             body: format!("{matter} · {} · {}", case.facts.address, case.facts.description),
         }
+    }
+}
+
+/// The deadline a timer of the case (or of its co-department task) is now set on.
+fn timer_due(case: &Case, task: Option<&DeptCode>) -> Option<Timestamp> {
+    match task {
+        None => case.status.due_at,
+        Some(d) => case.status.tasks.iter().find(|t| &t.dept == d).filter(|t| !t.state.is_finished())?.due_at,
+    }
+}
+
+/// The deadline a warning event was made for.
+fn warned_due(e: &civicgrid_core::case::CaseEvent, task: Option<&DeptCode>) -> Option<Timestamp> {
+    match task {
+        None if e.task.is_none() => e.due_at,
+        Some(d) if e.task.as_ref() == Some(d) => e.tasks.as_ref()?.iter().find(|t| &t.dept == d)?.due_at,
+        _ => None,
     }
 }
 

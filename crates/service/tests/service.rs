@@ -402,3 +402,74 @@ async fn recurring_purges_run_once_per_period() {
     clock.advance(SignedDuration::from_hours(1));
     assert_eq!(other.run_once().await.expect("run"), 2, "the next hour's purges");
 }
+
+/// A co-department that never signs gets its own yellow and red warnings, on its own deadline, and its
+/// ladder by notification, while the lead department's reply leaves the case waiting for it.
+#[tokio::test]
+async fn a_silent_co_department_is_warned_on_its_own_task_and_the_case_is_not_escalated_for_it() {
+    use civicgrid_core::case::Command;
+    let path = temp_db();
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    let town = populate(store.as_ref()).await;
+    let s = services(store.clone(), &clock).await;
+    let users = store.users().await.expect("users");
+    let person = |name: &str| {
+        let u = users.iter().find(|u| u.username == name).expect("demo user");
+        Actor {
+            user_id: u.id,
+            username: u.username.clone(),
+            role: u.role,
+            grids: u.grids.clone(),
+            department: u.department.clone(),
+            job: None,
+            channel: None,
+        }
+    };
+    let id = report_cases(&s, &town, 1).await[0];
+    let (shift, lead) = (person("shift"), person("dept_huanwei"));
+    let dispatch = Action::Dispatch { lead: "huanwei".parse().expect("d"), co: vec!["chengguan".parse().expect("d")] };
+    for (who, action) in [(&shift, Action::Accept), (&shift, Action::File), (&shift, dispatch), (&lead, Action::Sign)] {
+        clock.advance(SignedDuration::from_mins(2));
+        s.transition(who, id, &Command::new(action), None).await.expect("step");
+    }
+    let case = s.transition(&lead, id, &Command::new(Action::Reply), None).await.expect("lead reply");
+    assert_eq!((case.status.state, case.status.due_at), (CaseState::Handling, None), "waiting for chengguan");
+    let task_due = case.status.tasks[0].due_at.expect("sign deadline");
+    // Past the third rung of the two-working-hour sign limit (09:08 → 11:08, 15:08, 17:08).
+    clock.advance(SignedDuration::from_hours(9));
+    let runner = JobRunner::standard(s.clone(), "only");
+    while runner.run_once().await.expect("run") > 0 {}
+    let events = store.case_events(id).await.expect("events");
+    let warns: Vec<_> = events.iter().filter(|e| matches!(e.action, Action::Warn { .. })).collect();
+    assert_eq!(warns.len(), 2, "one yellow and one red, for the task: {warns:?}");
+    assert!(warns.iter().all(|e| e.task.as_ref().map(ToString::to_string).as_deref() == Some("chengguan")));
+    let red = warns.iter().find(|e| e.action == Action::Warn { level: WarnLevel::Red }).expect("red");
+    assert!(red.at >= task_due, "red at the task's own deadline");
+    let case = store.case(id).await.expect("read").expect("case");
+    assert_eq!(case.status.escalation_level, 0, "a task's ladder notifies; it does not raise the case's 督办 level");
+    let inbox = |name: &str| {
+        let user = users.iter().find(|u| u.username == name).expect("user").id;
+        let store = store.clone();
+        async move {
+            let page = PageRequest { before: None, limit: 100 };
+            let mut kinds: Vec<String> = store
+                .notifications(user, false, page)
+                .await
+                .expect("inbox")
+                .items
+                .into_iter()
+                .map(|n| n.kind)
+                .collect();
+            kinds.sort_unstable();
+            kinds
+        }
+    };
+    let co_inbox = inbox("dept_chengguan").await;
+    assert!(
+        co_inbox.contains(&"sla_warning".to_owned()) && co_inbox.contains(&"sla_breach".to_owned()),
+        "{co_inbox:?}"
+    );
+    assert!(inbox("dept_huanwei").await.iter().all(|k| k != "sla_breach"), "the lead is not blamed");
+    assert_eq!(inbox("leader").await, vec!["escalation"], "rung 3 reaches the town leader");
+}

@@ -372,7 +372,7 @@ impl Fixture {
 
     async fn act(&self, store: &dyn Store, id: i64, action: Action) -> Result<civicgrid_core::case::Case, StoreError> {
         let case = store.case(id).await.expect("read").expect("exists");
-        let cmd = Command { action, reason: Some("测试".into()), evidence: vec![], position: None };
+        let cmd = Command::new(action).because("测试");
         let event = decide(&case.facts, &case.status, &cmd, actor(), &self.ctx(self.now)).expect("legal");
         let status = store.append(id, case.status.version, event).await?;
         Ok(civicgrid_core::case::Case { status, ..case })
@@ -661,13 +661,13 @@ async fn attachments_belong_to_the_case_that_names_them(store: &dyn Store, fx: &
     assert_eq!(linked.iter().map(|x| (x.id, x.case_id)).collect::<Vec<_>>(), vec![(a.id, Some(case.id))]);
     // Evidence on a transition is linked in the same write; a photo of another case is refused.
     let accepted = {
-        let cmd = Command { action: Action::Accept, reason: None, evidence: vec![named(b.id)], position: None };
+        let cmd = Command { evidence: vec![named(b.id)], ..Command::new(Action::Accept) };
         let e = decide(&case.facts, &case.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal");
         store.append(case.id, case.status.version, e).await.expect("append")
     };
     assert_eq!(store.case_attachments(case.id).await.expect("list").len(), 2);
     let other = fx.create(store, fx.grid_a, "别的案卷").await;
-    let cmd = Command { action: Action::Accept, reason: None, evidence: vec![named(a.id)], position: None };
+    let cmd = Command { evidence: vec![named(a.id)], ..Command::new(Action::Accept) };
     let e = decide(&other.facts, &other.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal");
     assert!(matches!(store.append(other.id, other.status.version, e).await, Err(StoreError::BadReference)));
     assert_eq!(store.case(other.id).await.expect("read").map(|c| c.status.version), Some(1), "nothing was written");
@@ -965,13 +965,13 @@ async fn transitions_append_events_and_detect_conflicts(store: &dyn Store, fx: &
     assert_eq!(accepted.status.state, CaseState::Accepted);
     assert_eq!(accepted.status.version, 2);
     // A stale writer based on version 1 loses.
-    let cmd = Command { action: Action::Void, reason: Some("重复".into()), evidence: vec![], position: None };
+    let cmd = Command::new(Action::Void).because("重复");
     let stale = decide(&case.facts, &case.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal from reported");
     assert!(matches!(store.append(case.id, 1, stale.clone()).await, Err(StoreError::Conflict { expected: 1 })));
     // The store folds the event itself: one that does not follow from the stored state is refused,
     // whatever version the caller claims.
     assert!(matches!(store.append(case.id, 2, stale).await, Err(StoreError::BadEvent(_))));
-    let cmd = Command { action: Action::Accept, reason: None, evidence: vec![], position: None };
+    let cmd = Command::new(Action::Accept);
     let ghost = decide(&case.facts, &case.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal");
     assert!(matches!(store.append(999_999_999, 1, ghost).await, Err(StoreError::NotFound)));
     for a in [Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![dept("chengguan")] }] {
@@ -1087,7 +1087,7 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
         let (mut status, report) = CaseStatus::report(&facts, actor(), &fx.ctx(at));
         let mut events = vec![report];
         for (k, a) in [Action::Accept, Action::File].into_iter().enumerate() {
-            let cmd = Command { action: a, reason: None, evidence: vec![], position: None };
+            let cmd = Command::new(a);
             let e = decide(&facts, &status, &cmd, actor(), &fx.ctx(at + SignedDuration::from_mins(k as i64 + 1)))
                 .expect("legal");
             status.apply(&e).expect("apply");
@@ -1134,7 +1134,7 @@ fn foundation_rows(fx: &Fixture) -> (String, Vec<CaseEvent>, CaseStatus) {
     let (mut status, report) = CaseStatus::report(&facts, actor(), &fx.ctx(fx.now));
     let mut events = vec![report];
     for (k, action) in escalated_to_closure().into_iter().enumerate() {
-        let cmd = Command { action, reason: None, evidence: vec![], position: None };
+        let cmd = Command::new(action);
         let at = fx.now + SignedDuration::from_mins(7 * (k as i64 + 1)) + SignedDuration::from_micros(123_456);
         let e = decide(&facts, &status, &cmd, actor(), &fx.ctx(at)).expect("legal");
         status.apply(&e).expect("apply");
