@@ -31,8 +31,10 @@ pub(crate) trait BatchTx {
     async fn insert_cases(&mut self, rows: &[CaseInsert<'_>]) -> Result<Vec<i64>>;
     /// A case's stored version and status JSON.
     async fn case_status(&mut self, id: i64) -> Result<Option<(i64, String)>>;
-    /// Overwrites a case's status columns, if it is still at `expected`.
-    async fn update_status(&mut self, id: i64, expected: i64, st: &StatusColumns) -> Result<()>;
+    /// Overwrites a case's status columns, if it is still at `expected`; whether it was. (On
+    /// PostgreSQL another node may move the case between reading its status and this update: the
+    /// update then waits for that transaction and finds the version changed.)
+    async fn update_status(&mut self, id: i64, expected: i64, st: &StatusColumns) -> Result<bool>;
     /// Adds (department, case) rows.
     async fn add_departments(&mut self, rows: &[(String, i64)]) -> Result<()>;
     /// Removes one (department, case) row.
@@ -265,7 +267,9 @@ async fn fold_and_update<T: BatchTx>(
     let old: CaseStatus = from_json(&json)?;
     let mut status = old.clone();
     status.apply(event).map_err(|e| StoreError::BadEvent(e.to_string()))?;
-    tx.update_status(id, expected, &StatusColumns::of(&status)?).await?;
+    if !tx.update_status(id, expected, &StatusColumns::of(&status)?).await? {
+        return Ok(None);
+    }
     if (&old.lead_dept, &old.co_depts) != (&status.lead_dept, &status.co_depts) {
         for dept in departments(&old) {
             tx.remove_department(&dept, id).await?;

@@ -120,8 +120,8 @@ impl BatchTx for PgBatch<'_> {
         Ok(sqlx::query_as(batch::sql::CASE_STATUS).bind(id).fetch_optional(&mut *self.0).await?)
     }
 
-    async fn update_status(&mut self, id: i64, expected: i64, st: &StatusColumns) -> Result<()> {
-        sqlx::query(batch::sql::UPDATE_STATUS)
+    async fn update_status(&mut self, id: i64, expected: i64, st: &StatusColumns) -> Result<bool> {
+        let done = sqlx::query(batch::sql::UPDATE_STATUS)
             .bind(st.state)
             .bind(st.version)
             .bind(st.lead_dept.as_deref())
@@ -138,7 +138,7 @@ impl BatchTx for PgBatch<'_> {
             .bind(expected)
             .execute(&mut *self.0)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn add_departments(&mut self, rows: &[(String, i64)]) -> Result<()> {

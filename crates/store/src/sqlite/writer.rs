@@ -173,11 +173,10 @@ impl BatchTx for SqliteBatch<'_> {
         Ok(stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?)
     }
 
-    async fn update_status(&mut self, id: i64, expected: i64, st: &StatusColumns) -> Result<()> {
+    async fn update_status(&mut self, id: i64, expected: i64, st: &StatusColumns) -> Result<bool> {
         let mut stmt = self.0.prepare_cached(sql::UPDATE_STATUS)?;
         let key: [&dyn ToSql; 2] = [&id, &expected];
-        stmt.execute(params_from_iter(status_params(st).into_iter().chain(key)))?;
-        Ok(())
+        Ok(stmt.execute(params_from_iter(status_params(st).into_iter().chain(key)))? == 1)
     }
 
     async fn add_departments(&mut self, rows: &[(String, i64)]) -> Result<()> {
