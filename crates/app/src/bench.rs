@@ -499,11 +499,8 @@ async fn bare_insert(database: &str) -> AppResult<f64> {
             attachments: vec![],
             reported_at: now,
         };
-        let (status, event) = CaseStatus::report(
-            &facts,
-            EventActor::user(1, Role::IntakeOperator),
-            &Context { now, clocks: &clocks, sla: &sla },
-        );
+        let (status, event) =
+            CaseStatus::report(&facts, EventActor::user(1, Role::IntakeOperator), &Context::new(now, &clocks, &sla));
         ImportCase { facts, events: vec![event], status }
     };
     let total = 100_000;

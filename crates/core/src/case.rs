@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use crate::codes::{ComponentId, GridCode, MatterCode, MicroGridCode};
 pub use crate::cotask::{CoTask, TaskState};
 use crate::org::DeptCode;
+use crate::routing::Route;
 use crate::sla::{Clocks, SlaPolicy, StepTimers};
 
 /// Database identity of a case.
@@ -615,6 +616,9 @@ pub struct CaseEvent {
     /// The co-department tasks after this event, when it changed them (dispatch, a task's step, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<CoTask>>,
+    /// The route the routing rules proposed when the case entered 待派遣 (filing, a return, a reopening).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
 }
 
 /// Everything about a case that changes; derived from its events.
@@ -649,6 +653,9 @@ pub struct CaseStatus {
     /// One task per co-department (协办), each with its own state and deadline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<CoTask>,
+    /// The route the rules proposed, while the case waits for dispatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_route: Option<Route>,
     /// When the case was closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -763,6 +770,20 @@ pub struct Context<'a> {
     pub clocks: &'a Clocks,
     /// The time-limit rules.
     pub sla: &'a SlaPolicy,
+    /// The route the routing rules propose for the case, which a step into 待派遣 records.
+    pub route: Option<&'a Route>,
+}
+
+impl<'a> Context<'a> {
+    /// A context without a route proposal.
+    pub fn new(now: Timestamp, clocks: &'a Clocks, sla: &'a SlaPolicy) -> Self {
+        Context { now, clocks, sla, route: None }
+    }
+
+    /// The same context with the rules' route proposal.
+    pub fn with_route(self, route: Option<&'a Route>) -> Self {
+        Context { route, ..self }
+    }
 }
 
 /// A requested change with its reason and evidence.
@@ -869,6 +890,7 @@ impl CaseStatus {
             handle_timers: None,
             task: None,
             tasks: None,
+            route: None,
         };
         let status =
             CaseStatus::replay(std::slice::from_ref(&event)).unwrap_or_else(|_| CaseStatus::empty(facts.reported_at));
@@ -886,6 +908,7 @@ impl CaseStatus {
             replied_at: None,
             lead_replied_at: None,
             tasks: Vec::new(),
+            proposed_route: None,
             closed_at: None,
             close_type: None,
             rework_count: 0,
@@ -970,6 +993,13 @@ impl CaseStatus {
         }
         if let Some(tasks) = &e.tasks {
             self.tasks = tasks.clone();
+        }
+        if e.to == CaseState::Filed {
+            if e.route.is_some() {
+                self.proposed_route = e.route.clone();
+            }
+        } else {
+            self.proposed_route = None;
         }
         self.request_from = match (e.to.is_request(), e.task.is_some()) {
             (true, true) => self.request_from,
@@ -1186,7 +1216,9 @@ pub fn decide(
     // While the lead has replied and co-departments are still at work, the case's own step has no
     // deadline: each co-department's task carries its own.
     let due = if status.lead_replied_at.is_some() && to == S::Handling { None } else { due };
-    Ok(event(status, cmd, actor, now, (to, due, handle_due, close_type), evidence, reason).with_tasks(None, tasks))
+    let route = ctx.route.filter(|_| to == S::Filed && from != S::Filed).cloned();
+    let event = event(status, cmd, actor, now, (to, due, handle_due, close_type), evidence, reason);
+    Ok(CaseEvent { route, ..event.with_tasks(None, tasks) })
 }
 
 /// What a decision sets: the state after, the step's and the handling deadline, the close type.
@@ -1219,6 +1251,7 @@ fn event(
         handle_timers,
         task: None,
         tasks: None,
+        route: None,
     }
 }
 

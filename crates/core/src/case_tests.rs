@@ -51,7 +51,7 @@ impl World {
         let sla = SlaPolicy::default();
         let facts = facts(now);
         let clocks = sla.clocks(&cal).expect("valid policy");
-        let (status, event) = CaseStatus::report(&facts, actor(), &Context { now, clocks: &clocks, sla: &sla });
+        let (status, event) = CaseStatus::report(&facts, actor(), &Context::new(now, &clocks, &sla));
         World { cal, clocks, sla, now, facts, status, events: vec![event] }
     }
 
@@ -61,7 +61,7 @@ impl World {
     }
 
     fn run(&mut self, cmd: &Command) -> Result<&CaseEvent, TransitionError> {
-        let ctx = Context { now: self.now, clocks: &self.clocks, sla: &self.sla };
+        let ctx = Context::new(self.now, &self.clocks, &self.sla);
         let event = decide(&self.facts, &self.status, cmd, actor(), &ctx)?;
         self.status.apply(&event).expect("decided events apply");
         self.events.push(event);
@@ -501,7 +501,7 @@ fn urgent_cases_get_ten_minutes_to_dispatch() {
     let mut f = facts(now);
     f.urgency = Urgency::Urgent;
     let clocks = sla.clocks(&cal).expect("valid policy");
-    let (status, _) = CaseStatus::report(&f, actor(), &Context { now, clocks: &clocks, sla: &sla });
+    let (status, _) = CaseStatus::report(&f, actor(), &Context::new(now, &clocks, &sla));
     assert_eq!(status.due_at, Some(now + SignedDuration::from_mins(10)));
 }
 
@@ -528,4 +528,27 @@ fn on_site_check_takes_the_nearest_photo_then_the_reported_position() {
     assert_eq!(check_on_site(case, &[near], nowhere, 50.0).expect_err("bad position").field(), Some("position"));
     // A photo's own position wins over the reported one.
     assert!(check_on_site(case, &[far], near, 50.0).is_err());
+}
+
+#[test]
+fn filing_records_the_proposed_route_until_the_dispatch() {
+    let mut w = World::new();
+    w.ok(Action::Accept);
+    let route = crate::routing::Route {
+        lead: dept("huanwei"),
+        co: vec![dept("chengguan")],
+        basis: crate::routing::RouteBasis::Rule,
+        rule: Some(3),
+    };
+    let ctx = Context::new(w.now, &w.clocks, &w.sla).with_route(Some(&route));
+    let event = decide(&w.facts, &w.status, &Command::new(Action::File), actor(), &ctx).expect("file");
+    assert_eq!(event.route.as_ref(), Some(&route));
+    w.status.apply(&event).expect("apply");
+    w.events.push(event);
+    assert_eq!(w.status.proposed_route.as_ref(), Some(&route));
+    w.ok(Action::Escalate);
+    assert_eq!(w.status.proposed_route.as_ref(), Some(&route), "kept while the case waits for dispatch");
+    w.ok(Action::Dispatch { lead: dept("shizheng"), co: vec![] });
+    assert_eq!(w.status.proposed_route, None);
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
 }

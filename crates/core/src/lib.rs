@@ -9,6 +9,7 @@
 //! - [`cotask`] — the co-departments' tasks within that state machine.
 //! - [`intake`] — the rules a report must meet to become a case.
 //! - [`calendar`] — the working-time clock (the only one).
+//! - [`routing`] — which departments a case is proposed to go to.
 //! - [`sla`] — which time limit applies to which step, on whose clock, and the step's timers.
 //! - [`duty`] — the duty roster and who is told about a deadline.
 //! - [`clock`] — the injected clock.
@@ -31,6 +32,7 @@ pub mod grid;
 pub mod intake;
 pub mod kpi;
 pub mod org;
+pub mod routing;
 pub mod sla;
 pub mod text;
 

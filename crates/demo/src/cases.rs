@@ -12,11 +12,12 @@ use civicgrid_core::case::{
     Action, CaseEvent, CaseFacts, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter, Satisfaction, Source,
     Urgency, decide,
 };
-use civicgrid_core::codes::{ComponentClassCode, GridCode, MatterCode};
+use civicgrid_core::codes::{CommunityCode, ComponentClassCode, ComponentId, GridCode, MatterCode};
 use civicgrid_core::component::Component;
 use civicgrid_core::cotask::TaskState;
 use civicgrid_core::grid::{MicroGrid, Polygon};
 use civicgrid_core::org::DeptCode;
+use civicgrid_core::routing::{Route, RoutingRule, RoutingTable};
 use civicgrid_core::sla::{Clocks, SlaPolicy};
 use civicgrid_store::{ImportCase, User};
 use jiff::civil::{Date, Weekday};
@@ -58,26 +59,51 @@ const MATTERS: [(&str, u32); 22] = [
 /// Component classes that fail and report (IoT) or get reported, with weights.
 const FAULTS: [(&str, u32); 6] = [("01037", 8), ("01002", 3), ("01001", 2), ("01003", 2), ("03005", 3), ("01013", 1)];
 
-/// Where each matter is dispatched in the demo (the real routing rules come with the dispatch console).
-pub fn department_for(matter: MatterCode) -> &'static str {
-    match matter.as_str() {
-        "06010" | "06011" | "06012" | "06014" | "06017" | "06037" | "06041" | "06042" => "huanwei",
-        "06013" | "06049" | "06050" | "06051" | "06052" | "10001" => "shizheng",
-        "06025" | "06026" | "06030" => "shuiwu",
-        "06027" | "06028" | "06020" => "eco",
-        "09009" => "police",
-        "09012" => "fire",
-        "10002" => "gongdian",
-        "01037" | "01060" => "shizheng-lamp",
-        "01001" | "01002" | "01003" => "shuiwu",
-        "01005" => "gongdian",
-        "01013" => "fire",
-        m if m.starts_with("08") => "housing",
-        m if m.starts_with("02") => "jiaotong",
-        m if m.starts_with("03") => "huanwei",
-        m if m.starts_with("01") || m.starts_with("04") => "shizheng",
-        _ => "chengguan",
+/// The demo town's routing rules (派遣规则): a lead department per matter class, exact matters that
+/// go elsewhere, some with co-departments, and one area rule (rubbish in the first workstation goes to
+/// its own sanitation team's contractor, helped by 城管). Component faults are led by the component's
+/// owner whatever the rules say.
+pub fn routing_rules(first_community: Option<CommunityCode>) -> RoutingTable {
+    let rule = |matter: Option<&str>, class: Option<&str>, lead: &str, co: &[&str]| RoutingRule {
+        matter: matter.map(parse),
+        matter_class: class.map(str::to_owned),
+        community: None,
+        grid: None,
+        component_owner: None,
+        lead: parse(lead),
+        co: co.iter().map(|d| parse(d)).collect(),
+    };
+    let mut rules = vec![
+        rule(None, Some("01"), "shizheng", &[]),
+        rule(None, Some("02"), "jiaotong", &[]),
+        rule(None, Some("03"), "huanwei", &[]),
+        rule(None, Some("04"), "shizheng", &[]),
+        rule(None, Some("05"), "chengguan", &[]),
+        rule(None, Some("06"), "chengguan", &[]),
+        rule(None, Some("07"), "chengguan", &[]),
+        rule(None, Some("08"), "housing", &[]),
+        rule(None, Some("09"), "chengguan", &[]),
+        rule(None, Some("10"), "chengguan", &[]),
+    ];
+    for (matters, lead, co) in [
+        (&["06010", "06011", "06012", "06014", "06017", "06037", "06041", "06042"][..], "huanwei", &[][..]),
+        (&["06013", "06049", "06050", "06051", "06052", "10001"], "shizheng", &[]),
+        (&["06025", "06026", "06030"], "shuiwu", &["huanwei"]),
+        (&["06027", "06028", "06020"], "eco", &["chengguan"]),
+        (&["09009"], "police", &[]),
+        (&["09012"], "fire", &["police"]),
+        (&["10002"], "gongdian", &[]),
+        (&["01037", "01060"], "shizheng-lamp", &[]),
+        (&["01001", "01002", "01003"], "shuiwu", &[]),
+        (&["01005"], "gongdian", &[]),
+        (&["01013"], "fire", &[]),
+    ] {
+        rules.extend(matters.iter().map(|m| rule(Some(m), None, lead, co)));
     }
+    if let Some(c) = first_community {
+        rules.push(RoutingRule { community: Some(c), ..rule(Some("06010"), None, "huanwei", &["chengguan"]) });
+    }
+    RoutingTable { rules }
 }
 
 fn weighted<'a, T>(rng: &mut fastrand::Rng, items: &'a [(T, u32)]) -> &'a T {
@@ -145,6 +171,8 @@ pub struct Plan {
     days: Vec<(Date, u32)>,
     micro: Vec<(MicroGrid, Polygon<f64>)>,
     components: BTreeMap<ComponentClassCode, Vec<Component>>,
+    owners: BTreeMap<ComponentId, DeptCode>,
+    routing: RoutingTable,
     departments: Vec<DeptCode>,
     cast: Cast,
     clocks: Clocks,
@@ -197,6 +225,8 @@ impl Plan {
             days,
             micro: data.layout.micro_grids.iter().map(|m| (m.clone(), m.polygon.clone())).collect(),
             components,
+            owners: data.components.iter().map(|c| (c.id, c.department.clone())).collect(),
+            routing: routing_rules(data.layout.workstations.first().map(|(w, _)| w.code)),
             departments: data.departments.iter().map(|d| d.code.clone()).collect(),
             cast: Cast::new(users),
             // The clocks the live service uses with the default policy (the centre runs 24 h).
@@ -365,7 +395,7 @@ struct Sim<'a> {
 
 impl<'a> Sim<'a> {
     fn new(plan: &'a Plan, facts: CaseFacts, reporter: EventActor) -> Sim<'a> {
-        let ctx = Context { now: facts.reported_at, clocks: &plan.clocks, sla: &plan.sla };
+        let ctx = Context::new(facts.reported_at, &plan.clocks, &plan.sla);
         let (status, event) = CaseStatus::report(&facts, reporter, &ctx);
         let clock = facts.reported_at;
         Sim { plan, facts, status, events: vec![event], clock }
@@ -395,7 +425,7 @@ impl<'a> Sim<'a> {
         if at >= self.plan.now {
             return false;
         }
-        let ctx = Context { now: at, clocks: &self.plan.clocks, sla: &self.plan.sla };
+        let ctx = Context::new(at, &self.plan.clocks, &self.plan.sla);
         match decide(&self.facts, &self.status, cmd, actor.clone(), &ctx) {
             Ok(event) => {
                 if self.status.apply(&event).is_err() {
@@ -406,6 +436,24 @@ impl<'a> Sim<'a> {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// Files the case after `minutes`, recording the rules' route proposal.
+    fn file(&mut self, minutes: i64, route: Option<&Route>) -> bool {
+        let at = self.clock + SignedDuration::from_mins(minutes.max(1));
+        if at >= self.plan.now {
+            return false;
+        }
+        let ctx = Context::new(at, &self.plan.clocks, &self.plan.sla).with_route(route);
+        let shift = self.plan.cast.shift.clone();
+        match decide(&self.facts, &self.status, &Command::new(Action::File), shift, &ctx) {
+            Ok(event) if self.status.apply(&event).is_ok() => {
+                self.events.push(event);
+                self.clock = at;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -468,31 +516,31 @@ impl<'a> Sim<'a> {
                 return;
             }
         }
-        let lead: DeptCode = parse(department_for(self.facts.matter));
-        let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.dispatcher.clone());
-        let worker = cast.grid_workers.get(&self.facts.grid).cloned().unwrap_or(cast.supervisor.clone());
-        let co = if rng.u32(0..100) < 10 {
-            let other = &p.departments[rng.usize(0..p.departments.len())];
-            if *other == lead { vec![] } else { vec![other.clone()] }
-        } else {
-            vec![]
-        };
-        if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
-            && self.step(rng.i64(1..8), &cast.shift, Action::File, None)
-            && self.step(
-                rng.i64(2..15),
-                &cast.dispatcher,
-                Action::Dispatch { lead: lead.clone(), co: co.clone() },
-                None,
-            ))
-        {
+        let owner = self.facts.component_id.and_then(|id| p.owners.get(&id));
+        let route = p.routing.propose(&self.facts, owner);
+        if !(self.step(rng.i64(1..8), &intake, Action::Accept, None) && self.file(rng.i64(1..8), route.as_ref())) {
             return;
         }
-        let co = co.first().map(|d| (d.clone(), cast.departments.get(d).cloned().unwrap_or(cast.dispatcher.clone())));
-        if let Some((dept, co_handler)) = &co
-            && !self.co_task_starts(rng, dept, co_handler)
-        {
+        // The dispatcher follows the proposal, and now and then asks one more department to help.
+        let (lead, mut co) = route.map_or((parse("chengguan"), vec![]), |r| (r.lead, r.co));
+        if rng.u32(0..100) < 6 {
+            let other = &p.departments[rng.usize(0..p.departments.len())];
+            if *other != lead && !co.contains(other) {
+                co.push(other.clone());
+            }
+        }
+        let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.dispatcher.clone());
+        let worker = cast.grid_workers.get(&self.facts.grid).cloned().unwrap_or(cast.supervisor.clone());
+        let dispatch = Action::Dispatch { lead: lead.clone(), co: co.clone() };
+        if !self.step(rng.i64(2..15), &cast.dispatcher, dispatch, None) {
             return;
+        }
+        let co: Vec<_> =
+            co.into_iter().map(|d| (cast.departments.get(&d).cloned().unwrap_or(cast.dispatcher.clone()), d)).collect();
+        for (co_handler, dept) in &co {
+            if !self.co_task_starts(rng, dept, co_handler) {
+                return;
+            }
         }
         if rng.u32(0..100) < 3 {
             if !self.step(rng.i64(10..60), &handler, Action::RejectAssignment, Some("不属于本部门职责")) {
@@ -536,11 +584,12 @@ impl<'a> Sim<'a> {
         }
         let co_working =
             |st: &CaseStatus, d: &DeptCode| st.tasks.iter().any(|t| &t.dept == d && t.state == TaskState::Handling);
-        if let Some((dept, co_handler)) = &co
-            && co_working(&self.status, dept)
-        {
+        for (co_handler, dept) in &co {
+            if !co_working(&self.status, dept) {
+                continue;
+            }
             let w = self.window();
-            if !self.task_step((w as f64 * (0.1 + rng.f64() * 0.6)) as i64, co_handler, dept, Action::Reply, None) {
+            if !self.task_step((w as f64 * (0.1 + rng.f64() * 0.5)) as i64, co_handler, dept, Action::Reply, None) {
                 return;
             }
         }

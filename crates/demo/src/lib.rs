@@ -274,6 +274,9 @@ pub async fn populate(
     store.put_grids(&data.layout.grids).await?;
     store.put_micro_grids(&data.layout.micro_grids).await?;
     store.put_components(&data.components).await?;
+    let rules = cases::routing_rules(data.layout.workstations.first().map(|(w, _)| w.code));
+    let admin = users.iter().find(|u| u.role == civicgrid_core::access::Role::Admin).map_or(0, |u| u.id);
+    store.put_routing_rules(&rules, admin, opts.now).await?;
     progress(Progress::TownWritten);
 
     let plan = cases::Plan::new(&data, &users, opts);

@@ -1,10 +1,12 @@
-//! Deadline and duty endpoints: the SLA policy, the duty roster, each person's notification inbox and
+//! Deadline, routing and duty endpoints: the SLA policy, the routing rules and a case's proposed
+//! route, the duty roster, each person's notification inbox and
 //! the outbound notification channels. Thin: parse, call the service layer (which checks the post),
 //! answer.
 
 use axum::Json;
 use axum::extract::State;
 use civicgrid_core::duty::DutyEntry;
+use civicgrid_core::routing::{Route, RoutingTable};
 use civicgrid_core::sla::SlaPolicy;
 use civicgrid_service::notify::{ChannelInput, InboxSummary, RosterInput};
 use civicgrid_store::{Notification, NotifyChannel, Page, PageRequest};
@@ -36,6 +38,38 @@ pub async fn put_sla_policy(
     ApiJson(policy): ApiJson<SlaPolicy>,
 ) -> ApiResult<Json<SlaPolicy>> {
     Ok(Json(state.services.set_sla_policy(&actor, policy).await?))
+}
+
+/// The routing rules (派遣规则): matter × workstation/grid × component owner → lead and co-departments.
+#[utoipa::path(get, path = "/api/v1/routing-rules", tag = "dispatch",
+    responses((status = 200, body = RoutingTable), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn routing_rules(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Json<RoutingTable>> {
+    Ok(Json(state.services.routing_rules(&actor)?))
+}
+
+/// Replace the routing rules (administrators); cases filed from now on get proposals by them.
+#[utoipa::path(put, path = "/api/v1/routing-rules", tag = "dispatch", request_body = RoutingTable,
+    responses((status = 200, body = RoutingTable), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_routing_rules(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    ApiJson(table): ApiJson<RoutingTable>,
+) -> ApiResult<Json<RoutingTable>> {
+    Ok(Json(state.services.set_routing_rules(&actor, table).await?))
+}
+
+/// The route the current rules propose for a case (`null` when no rule applies); filing records the
+/// proposal on the case as `proposed_route`.
+#[utoipa::path(get, path = "/api/v1/cases/{id}/route", tag = "dispatch", params(("id" = i64, Path, description = "case id")),
+    responses((status = 200, body = Option<Route>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn case_route(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Option<Route>>> {
+    Ok(Json(state.services.propose_route(&actor, id).await?))
 }
 
 /// A span of roster dates.

@@ -78,6 +78,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api-keys/{id}", axum::routing::delete(admin::revoke_api_key))
         .route("/stream", get(stream::stream))
         .route("/sla-policy", get(duty::sla_policy).put(duty::put_sla_policy))
+        .route("/routing-rules", get(duty::routing_rules).put(duty::put_routing_rules))
+        .route("/cases/{id}/route", get(duty::case_route))
         .route("/duty-roster", get(duty::roster).put(duty::put_roster))
         .route("/notifications", get(duty::inbox))
         .route("/notifications/summary", get(duty::inbox_summary))

@@ -1660,3 +1660,63 @@ async fn a_public_report_is_voided_only_with_the_shift_leaders_approval() {
     let (s, c) = app.act(&intake, own, json!({"action": "void", "reason": "误报"})).await;
     assert_eq!((s, c["state"].as_str()), (StatusCode::OK, Some("void")), "{c}");
 }
+
+#[tokio::test]
+async fn filing_proposes_the_route_of_the_most_specific_rule_and_a_components_owner_leads() {
+    let app = spawn_app().await;
+    let admin = app.login("admin").await;
+    let shift = app.login("shift").await;
+    let dispatch = app.login("dispatch").await;
+    let grid = app.town.layout.grids[0].code.to_string();
+    let rules = json!({"rules": [
+        {"matter_class": "06", "grid": grid, "lead": "chengguan"},
+        {"matter": "06010", "lead": "huanwei", "co": ["chengguan"]},
+        {"matter_class": "01", "lead": "shizheng", "co": ["jiaotong"]}
+    ]});
+    // Only administrators write the rules, and a bad rule is refused by its position.
+    let (_, demo_rules) = app.get("/api/v1/routing-rules", Some(&dispatch)).await;
+    assert!(demo_rules["rules"].as_array().is_some_and(|r| r.len() > 10), "the demo town's rules");
+    assert_eq!(app.put("/api/v1/routing-rules", &dispatch, &rules).await.0, StatusCode::FORBIDDEN);
+    let mut bad = rules.clone();
+    bad["rules"][1]["co"] = json!(["huanwei"]);
+    let (s, e) = app.put("/api/v1/routing-rules", &admin, &bad).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("rules[1]")), "{e}");
+    bad["rules"][1]["co"] = json!(["nobody"]);
+    assert_eq!(app.put("/api/v1/routing-rules", &admin, &bad).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.get("/api/v1/routing-rules", Some(&dispatch)).await.1, demo_rules, "nothing written");
+    let (s, saved) = app.put("/api/v1/routing-rules", &admin, &rules).await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+    assert_eq!(app.get("/api/v1/routing-rules", Some(&dispatch)).await.1, saved);
+
+    // Exposed rubbish in grid 0: the class-and-grid rule sets two criteria, the exact matter one.
+    let id = app.create(&shift, 0).await["id"].as_i64().expect("id");
+    app.act(&shift, id, json!({"action": "accept"})).await;
+    let (s, c) = app.act(&shift, id, json!({"action": "file"})).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["proposed_route"]["lead"], "chengguan", "two criteria beat one: {c}");
+    assert_eq!(c["proposed_route"]["rule"], 0);
+    // Outside that grid the exact matter decides.
+    let far = app.create(&shift, 1).await["id"].as_i64().expect("id");
+    app.act(&shift, far, json!({"action": "accept"})).await;
+    let (_, c) = app.act(&shift, far, json!({"action": "file"})).await;
+    assert_eq!(c["proposed_route"], json!({"lead": "huanwei", "co": ["chengguan"], "basis": "rule", "rule": 1}));
+    let (s, r) = app.get(&format!("/api/v1/cases/{far}/route"), Some(&dispatch)).await;
+    assert_eq!((s, &r), (StatusCode::OK, &c["proposed_route"]));
+    let worker = app.login("gw001").await;
+    assert_eq!(app.get(&format!("/api/v1/cases/{id}/route"), Some(&worker)).await.0, StatusCode::FORBIDDEN);
+    // The dispatcher confirms by dispatching to it; the proposal is then history.
+    let (_, c) = app.act(&dispatch, far, json!({"action": "dispatch", "lead": "huanwei", "co": ["chengguan"]})).await;
+    assert_eq!((c["state"].as_str(), c.get("proposed_route")), (Some("dispatched"), None), "{c}");
+
+    // A street lamp owned by the power company: the owner leads, the rule's departments help.
+    let p = app.point_in_grid(1);
+    let lamp = json!({"name": "路灯 R01", "location": p, "department": "gongdian"});
+    assert_eq!(app.put("/api/v1/components/32058301037900011", &admin, &lamp).await.0, StatusCode::OK);
+    let report = json!({"matter": "01037", "component_id": "32058301037900011", "description": "路灯不亮",
+        "location": p, "address": "测试路"});
+    let (s, c) = app.post("/api/v1/cases", Some(&shift), &report).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let lamp_case = c["id"].as_i64().expect("id");
+    let (_, r) = app.get(&format!("/api/v1/cases/{lamp_case}/route"), Some(&dispatch)).await;
+    assert_eq!(r, json!({"lead": "gongdian", "co": ["shizheng", "jiaotong"], "basis": "component_owner", "rule": 2}));
+}

@@ -43,7 +43,7 @@ impl Services {
         };
         let now = self.clock.now();
         let facts = check_report(input, actor, &world.catalog, &world.index, component.as_ref(), now)?;
-        let ctx = Context { now, clocks: &world.clocks, sla: &world.sla };
+        let ctx = Context::new(now, &world.clocks, &world.sla);
         let (_, event) = CaseStatus::report(&facts, actor.event_actor(), &ctx);
         Ok(self.store.create_case_once(NewCase { town: town.code, facts, event, idempotency }).await?)
     }
@@ -99,7 +99,13 @@ impl Services {
             self.check_on_site(&case, &evidence, cmd.position, f64::from(world.sla.verify_radius_m)).await?;
         }
         let cmd = Command { evidence, ..cmd.clone() };
-        let ctx = Context { now: self.clock.now(), clocks: &world.clocks, sla: &world.sla };
+        let route = match action {
+            Action::File | Action::Reopen | Action::ApproveReturn if cmd.task.is_none() => {
+                self.route_for(&case).await?
+            }
+            _ => None,
+        };
+        let ctx = Context::new(self.clock.now(), &world.clocks, &world.sla).with_route(route.as_ref());
         let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;
         let status = self.store.append(id, case.status.version, event).await?;
         Ok(Case { status, ..case })

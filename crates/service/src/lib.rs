@@ -11,6 +11,7 @@
 //! - [`integrations`] — service accounts and API keys for outside systems.
 //! - [`reference`] — the calendar and components administrators maintain.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
+//! - [`routing`] — the routing rules and the route they propose for a case.
 //! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
 //! - [`notify`] — the duty roster, alerts, inboxes and outbound channels.
 //! - [`outbound`] — writing, signing and posting to webhooks, WeCom/DingTalk robots and SMS gateways.
@@ -28,6 +29,7 @@ pub mod jobs;
 pub mod notify;
 pub mod outbound;
 pub mod reference;
+pub mod routing;
 pub mod world;
 
 use std::sync::Arc;

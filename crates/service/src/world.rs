@@ -1,5 +1,5 @@
 //! The reference data a use case reads — town, point → micro-grid index, code tables, calendar, SLA
-//! rules and their clocks, departments — loaded from the store as one immutable snapshot, replaced whole when it changes.
+//! rules and their clocks, departments, routing rules — loaded from the store as one immutable snapshot, replaced whole when it changes.
 //! A use case takes the snapshot once and uses it throughout, so it never mixes two versions.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use civicgrid_core::calendar::{CALENDAR_2026_CSV, WorkCalendar, default_periods,
 use civicgrid_core::catalog::{Catalog, ComponentClass, Matter};
 use civicgrid_core::grid::{GridIndex, Town};
 use civicgrid_core::org::{Department, DeptCode};
+use civicgrid_core::routing::RoutingTable;
 use civicgrid_core::sla::{Clocks, SlaPolicy};
 use civicgrid_store::{Store, StoreError};
 
@@ -29,6 +30,8 @@ pub struct World {
     pub clocks: Clocks,
     /// Departments by code.
     pub departments: BTreeMap<DeptCode, Department>,
+    /// Routing rules (none until an administrator sets them).
+    pub routing: RoutingTable,
 }
 
 impl World {
@@ -51,7 +54,8 @@ impl World {
         let departments = store.departments().await?.into_iter().map(|d| (d.code.clone(), d)).collect();
         let sla = store.sla_policy().await?.unwrap_or_default();
         let clocks = sla.clocks(&calendar).map_err(|e| StoreError::Corrupt(format!("stored SLA policy: {e}")))?;
-        Ok(World { town: store.town().await?, index, catalog, calendar, sla, clocks, departments })
+        let routing = store.routing_rules().await?.unwrap_or_default();
+        Ok(World { town: store.town().await?, index, catalog, calendar, sla, clocks, departments, routing })
     }
 
     /// Whether a department exists.

@@ -345,7 +345,7 @@ async fn a_subscriber_that_falls_behind_misses_nothing() {
                 attachments: vec![],
                 reported_at: clock.now(),
             };
-            let ctx = civicgrid_core::case::Context { now: clock.now(), clocks: &clocks, sla: &sla };
+            let ctx = civicgrid_core::case::Context::new(clock.now(), &clocks, &sla);
             let (status, event) =
                 civicgrid_core::case::CaseStatus::report(&facts, Actor::system("test").event_actor(), &ctx);
             civicgrid_store::ImportCase { facts, events: vec![event], status }

@@ -345,6 +345,15 @@ pub trait ReferenceStore: Send + Sync {
     async fn sla_policy(&self) -> Result<Option<SlaPolicy>>;
     /// Replaces the SLA policy; `by` is the administrator.
     async fn put_sla_policy(&self, policy: &SlaPolicy, by: i64, now: Timestamp) -> Result<()>;
+    /// The routing rules an administrator set, if any.
+    async fn routing_rules(&self) -> Result<Option<civicgrid_core::routing::RoutingTable>>;
+    /// Replaces the routing rules; `by` is the administrator.
+    async fn put_routing_rules(
+        &self,
+        table: &civicgrid_core::routing::RoutingTable,
+        by: i64,
+        now: Timestamp,
+    ) -> Result<()>;
 
     /// Sets the town.
     async fn put_town(&self, town: &Town) -> Result<()>;

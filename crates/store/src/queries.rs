@@ -113,6 +113,31 @@ impl This {
         tx.commit().await?;
         Ok(())
     }
+
+    /// A settings document (a JSON value an administrator edits as a whole), if set.
+    async fn setting<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?;
+        doc.as_deref().map(from_json).transpose()
+    }
+
+    /// Replaces a settings document; `by` is the administrator.
+    async fn put_setting<T: serde::Serialize>(&self, key: &str, value: &T, by: i64, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at, updated_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by",
+        )
+        .bind(key)
+        .bind(to_json(value)?)
+        .bind(micros(now))
+        .bind(by)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
 }
 
 /// Appends the filter's conditions. A department list is driven by `case_departments` (see
@@ -279,24 +304,24 @@ impl ReferenceStore for This {
     }
 
     async fn sla_policy(&self) -> Result<Option<civicgrid_core::sla::SlaPolicy>> {
-        let doc: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'sla_policy'")
-            .fetch_optional(&self.read)
-            .await?;
-        doc.as_deref().map(from_json).transpose()
+        self.setting("sla_policy").await
     }
 
     async fn put_sla_policy(&self, policy: &civicgrid_core::sla::SlaPolicy, by: i64, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO settings (key, value, updated_at, updated_by) VALUES ('sla_policy', $1, $2, $3) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
-             updated_by = excluded.updated_by",
-        )
-        .bind(to_json(policy)?)
-        .bind(micros(now))
-        .bind(by)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        self.put_setting("sla_policy", policy, by, now).await
+    }
+
+    async fn routing_rules(&self) -> Result<Option<civicgrid_core::routing::RoutingTable>> {
+        self.setting("routing_rules").await
+    }
+
+    async fn put_routing_rules(
+        &self,
+        table: &civicgrid_core::routing::RoutingTable,
+        by: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.put_setting("routing_rules", table, by, now).await
     }
 
     async fn put_town(&self, town: &Town) -> Result<()> {

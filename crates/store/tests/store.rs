@@ -111,6 +111,39 @@ async fn postgres_nodes_sharing_one_database_never_hand_out_the_same_number() {
     PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
 
+/// Two nodes change the same case at the same version at once: one wins, the other is told the case
+/// moved on (a conflict the caller retries), never a failed batch.
+#[tokio::test]
+async fn postgres_nodes_racing_on_one_case_get_one_success_and_one_conflict() {
+    let Some((first, schema)) = pg_store("race").await else { return };
+    let fx = Arc::new(Fixture::seed(&first).await);
+    let nodes: Vec<Arc<dyn Store>> =
+        vec![Arc::new(first), Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"))];
+    for i in 0..30 {
+        let case = fx.create(nodes[0].as_ref(), fx.grid_a, &format!("竞争{i}")).await;
+        // Both nodes read the case at version 1 and decide the same step.
+        let cmd = Command::new(Action::Accept);
+        let event = decide(&case.facts, &case.status, &cmd, actor(), &fx.ctx(fx.now)).expect("legal");
+        let racers: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let (node, event) = (node.clone(), event.clone());
+                tokio::spawn(async move { node.append(case.id, 1, event).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for r in racers {
+            outcomes.push(r.await.expect("join"));
+        }
+        let won = outcomes.iter().filter(|o| o.is_ok()).count();
+        let lost = outcomes.iter().filter(|o| matches!(o, Err(StoreError::Conflict { .. }))).count();
+        assert_eq!((won, lost), (1, 1), "case {}: {outcomes:?}", case.id);
+        assert_eq!(nodes[1].case_events(case.id).await.expect("events").len(), 2);
+    }
+    drop(nodes);
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+}
+
 /// Two app nodes write to one PostgreSQL at once while a reader on a third connection keeps asking for
 /// "everything after the last number I saw": it must see every event exactly once, in order, although
 /// the nodes' transactions commit in any order.
@@ -357,7 +390,7 @@ impl Fixture {
     }
 
     fn ctx(&self, now: Timestamp) -> Context<'_> {
-        Context { now, clocks: &self.clocks, sla: &self.sla }
+        Context::new(now, &self.clocks, &self.sla)
     }
 
     fn new_case(&self, grid: GridCode, text: &str, at: Timestamp) -> NewCase {
@@ -421,6 +454,15 @@ async fn policy_roster_inbox_and_channels(store: &dyn Store, fx: &Fixture) {
     store.put_sla_policy(&policy, 1, fx.now).await.expect("put policy");
     store.put_sla_policy(&policy, 1, fx.now).await.expect("replace policy");
     assert_eq!(store.sla_policy().await.expect("policy"), Some(policy));
+    assert_eq!(store.routing_rules().await.expect("rules"), None);
+    let rules: civicgrid_core::routing::RoutingTable = serde_json::from_value(serde_json::json!({"rules": [
+        {"matter_class": "06", "lead": "chengguan"},
+        {"matter": "06010", "grid": "320583116001001", "lead": "huanwei", "co": ["chengguan"]}
+    ]}))
+    .expect("rules");
+    store.put_routing_rules(&rules, 1, fx.now).await.expect("put rules");
+    assert_eq!(store.routing_rules().await.expect("rules"), Some(rules));
+    assert_eq!(store.sla_policy().await.expect("policy").map(|p| p.warn_percent), Some(75), "separate documents");
 
     assert_eq!(store.consumer_position("reader").await.expect("position"), None);
     store.advance_consumer("reader", 10).await.expect("advance");
