@@ -135,6 +135,32 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
     assert!((2..=20).contains(&(late * 100 / n)), "some late: {late}/{n}");
     assert!((1..=8).contains(&(void * 100 / n)), "some void: {void}/{n}");
     assert!(rework > 0 && open > 0, "rework {rework}, open {open}");
+    // The year exercises the co-department tasks, the approvals and the routing proposals.
+    use civicgrid_core::case::Action;
+    let events = || all.iter().flat_map(|c| &c.events);
+    let count = |pred: &dyn Fn(&civicgrid_core::case::CaseEvent) -> bool| events().filter(|e| pred(e)).count();
+    let task_replies = count(&|e| e.task.is_some() && e.action == Action::Reply);
+    let task_returns = count(&|e| e.task.is_some() && e.action == Action::ApproveReturn);
+    let task_extensions = count(&|e| e.task.is_some() && e.action == Action::ApproveExtension);
+    let (parks, refused_parks) =
+        (count(&|e| e.action == Action::ApprovePark), count(&|e| e.action == Action::DenyPark));
+    let (void_requests, refused_voids) =
+        (count(&|e| e.action == Action::RequestVoid), count(&|e| e.action == Action::DenyVoid));
+    let proposed = count(&|e| e.action == Action::File && e.route.is_some());
+    let filed = count(&|e| e.action == Action::File);
+    assert!(
+        task_replies > 50 && task_returns > 0 && task_extensions > 0,
+        "co tasks: {task_replies} replies, {task_returns} returns, {task_extensions} extensions"
+    );
+    assert!(parks > 0 && refused_parks > 0, "parking approved {parks}, refused {refused_parks}");
+    assert!(void_requests > 0 && refused_voids > 0, "void requests {void_requests}, refused {refused_voids}");
+    assert_eq!(proposed, filed, "every filing records the rules' proposal");
+    // Nothing stalls waiting for a co-department the simulation forgot.
+    let stuck = all
+        .iter()
+        .filter(|c| c.status.lead_replied_at.is_some() && c.status.state == civicgrid_core::case::CaseState::Handling)
+        .count();
+    assert!(stuck * 100 / n < 2, "{stuck} cases wait for co-departments");
     // Weekdays carry more than weekends.
     let weekday = |c: &&ImportCase| {
         !matches!(
