@@ -1001,11 +1001,12 @@ impl CaseStatus {
         } else {
             self.proposed_route = None;
         }
-        self.request_from = match (e.to.is_request(), e.task.is_some()) {
-            (true, true) => self.request_from,
-            (true, false) if e.from.is_some_and(CaseState::is_request) => self.request_from,
-            (true, false) => e.from,
+        // Entering a request remembers where it came from; an event that stays in the request (a
+        // warning, a 督办, a co-department's step) keeps it.
+        self.request_from = match (e.to.is_request(), e.from.is_some_and(CaseState::is_request)) {
             (false, _) => None,
+            (true, true) => self.request_from,
+            (true, false) => e.from,
         };
         self.state = e.to;
         self.due_at = e.due_at;
@@ -1098,7 +1099,6 @@ pub fn decide(
         let (at, timers) = sla.step(clock, now, limit);
         Some(Deadline { at, timers: Some(timers) })
     };
-    let until = |clock, at| Some(Deadline { at, timers: Some(sla.step_until(clock, now, at)) });
     let dept_clock = clocks.department(status.lead_dept.as_ref());
     let dispatch = || step(&clocks.centre, sla.dispatch_limit(facts.urgency));
     let keep = Deadline::kept(status.due_at, &status.timers);
@@ -1153,9 +1153,9 @@ pub fn decide(
             (S::ExtensionRequested, handle.clone(), handle, None)
         }
         (Action::ApproveExtension, S::ExtensionRequested) => {
-            let hours = i64::from(status.requested_extension_hours.unwrap_or(0));
-            let base = status.handle_due_at.unwrap_or(now).max(now);
-            let new = until(dept_clock, dept_clock.add_working_seconds(base, hours * 3600));
+            let hours = status.requested_extension_hours.unwrap_or(0);
+            let (at, timers) = sla.extend(dept_clock, now, status.handle_due_at, hours);
+            let new = Some(Deadline { at, timers: Some(timers) });
             (S::Handling, new.clone(), new, None)
         }
         (Action::DenyExtension, S::ExtensionRequested) => (S::Handling, handle.clone(), handle, None),
@@ -1166,8 +1166,8 @@ pub fn decide(
             tasks = crate::cotask::resume_tasks(status, ctx);
             let new = match (status.parked_at, status.handle_due_at) {
                 (Some(parked), Some(due)) => {
-                    let left = dept_clock.working_seconds_between(parked, due);
-                    until(dept_clock, dept_clock.add_working_seconds(now, left))
+                    let (at, timers) = sla.resume(dept_clock, parked, now, due);
+                    Some(Deadline { at, timers: Some(timers) })
                 }
                 _ => step(dept_clock, sla.handle_limit(facts)),
             };

@@ -136,12 +136,7 @@ pub fn resume_tasks(status: &CaseStatus, ctx: &Context<'_>) -> Option<Vec<CoTask
     if status.tasks.is_empty() {
         return None;
     }
-    let shift = |clock: &WorkCalendar, due: Option<Timestamp>| {
-        due.map(|d| {
-            let at = clock.add_working_seconds(ctx.now, clock.working_seconds_between(parked, d));
-            (at, ctx.sla.step_until(clock, ctx.now, at))
-        })
-    };
+    let shift = |clock: &WorkCalendar, due: Option<Timestamp>| due.map(|d| ctx.sla.resume(clock, parked, ctx.now, d));
     let tasks = status
         .tasks
         .iter()
@@ -229,10 +224,9 @@ pub fn decide_task(
             next.request_from = Some(T::Handling);
         }
         (Action::ApproveExtension, T::ExtensionRequested) => {
-            let hours = i64::from(task.requested_extension_hours.unwrap_or(0));
-            let base = task.handle_due_at.unwrap_or(now).max(now);
-            let at = clock.add_working_seconds(base, hours * 3600);
-            let extended = (Some(at), Some(sla.step_until(clock, now, at)));
+            let hours = task.requested_extension_hours.unwrap_or(0);
+            let (at, timers) = sla.extend(clock, now, task.handle_due_at, hours);
+            let extended = (Some(at), Some(timers));
             set(T::Handling, extended.clone());
             (next.handle_due_at, next.handle_timers) = extended;
             next.requested_extension_hours = None;

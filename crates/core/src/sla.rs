@@ -259,6 +259,33 @@ impl SlaPolicy {
         }
     }
 
+    /// An approved extension (延期) of `hours` working hours: the new handling deadline, counted from
+    /// the old one (or from `now`, if that has passed), and its timers from `now`.
+    pub fn extend(
+        &self,
+        clock: &WorkCalendar,
+        now: Timestamp,
+        due: Option<Timestamp>,
+        hours: u32,
+    ) -> (Timestamp, StepTimers) {
+        let base = due.unwrap_or(now).max(now);
+        let at = clock.add_working_seconds(base, i64::from(hours) * 3600);
+        (at, self.step_until(clock, now, at))
+    }
+
+    /// A deadline that was stopped at `parked` and resumes at `now`: the working time it had left then,
+    /// from `now`, and its timers.
+    pub fn resume(
+        &self,
+        clock: &WorkCalendar,
+        parked: Timestamp,
+        now: Timestamp,
+        due: Timestamp,
+    ) -> (Timestamp, StepTimers) {
+        let at = clock.add_working_seconds(now, clock.working_seconds_between(parked, due));
+        (at, self.step_until(clock, now, at))
+    }
+
     /// Checks a policy an administrator submits: every limit positive and at most a year, the warning
     /// between 50 % and 95 %, a rising ladder of at most three rungs, valid working hours, and matters
     /// and departments that exist.

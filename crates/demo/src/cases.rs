@@ -404,7 +404,7 @@ impl<'a> Sim<'a> {
     /// Takes `action` after `minutes`, unless that lies in the future; false when the case stops here.
     fn step(&mut self, minutes: i64, actor: &EventActor, action: Action, reason: Option<&str>) -> bool {
         let cmd = Command { reason: reason.map(str::to_owned), ..Command::new(action) };
-        self.command(minutes, actor, &cmd)
+        self.command(minutes, actor, &cmd, None)
     }
 
     /// Takes a step of `dept`'s co-department task after `minutes`.
@@ -417,37 +417,17 @@ impl<'a> Sim<'a> {
         reason: Option<&str>,
     ) -> bool {
         let cmd = Command { reason: reason.map(str::to_owned), ..Command::new(action).for_task(dept.clone()) };
-        self.command(minutes, actor, &cmd)
+        self.command(minutes, actor, &cmd, None)
     }
 
-    fn command(&mut self, minutes: i64, actor: &EventActor, cmd: &Command) -> bool {
-        let at = self.clock + SignedDuration::from_mins(minutes.max(1));
-        if at >= self.plan.now {
-            return false;
-        }
-        let ctx = Context::new(at, &self.plan.clocks, &self.plan.sla);
-        match decide(&self.facts, &self.status, cmd, actor.clone(), &ctx) {
-            Ok(event) => {
-                if self.status.apply(&event).is_err() {
-                    return false;
-                }
-                self.events.push(event);
-                self.clock = at;
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Files the case after `minutes`, recording the rules' route proposal.
-    fn file(&mut self, minutes: i64, route: Option<&Route>) -> bool {
+    /// Takes `cmd` after `minutes`, with the rules' `route` proposal for a step into 待派遣.
+    fn command(&mut self, minutes: i64, actor: &EventActor, cmd: &Command, route: Option<&Route>) -> bool {
         let at = self.clock + SignedDuration::from_mins(minutes.max(1));
         if at >= self.plan.now {
             return false;
         }
         let ctx = Context::new(at, &self.plan.clocks, &self.plan.sla).with_route(route);
-        let shift = self.plan.cast.shift.clone();
-        match decide(&self.facts, &self.status, &Command::new(Action::File), shift, &ctx) {
+        match decide(&self.facts, &self.status, cmd, actor.clone(), &ctx) {
             Ok(event) if self.status.apply(&event).is_ok() => {
                 self.events.push(event);
                 self.clock = at;
@@ -518,7 +498,9 @@ impl<'a> Sim<'a> {
         }
         let owner = self.facts.component_id.and_then(|id| p.owners.get(&id));
         let route = p.routing.propose(&self.facts, owner);
-        if !(self.step(rng.i64(1..8), &intake, Action::Accept, None) && self.file(rng.i64(1..8), route.as_ref())) {
+        if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
+            && self.command(rng.i64(1..8), &cast.shift, &Command::new(Action::File), route.as_ref()))
+        {
             return;
         }
         // The dispatcher follows the proposal, and now and then asks one more department to help.

@@ -101,7 +101,7 @@ impl Services {
         let cmd = Command { evidence, ..cmd.clone() };
         let route = match action {
             Action::File | Action::Reopen | Action::ApproveReturn if cmd.task.is_none() => {
-                self.route_for(&case).await?
+                self.route_for(&world, &case).await?
             }
             _ => None,
         };

@@ -10,6 +10,7 @@ use civicgrid_core::case::Case;
 use civicgrid_core::routing::{Route, RoutingTable};
 
 use crate::accounts::require;
+use crate::world::World;
 use crate::{ServiceResult, Services};
 
 /// Posts that read the routing rules: the administrator and the centre's posts that dispatch.
@@ -46,15 +47,16 @@ impl Services {
     pub async fn propose_route(&self, actor: &Actor, id: i64) -> ServiceResult<Option<Route>> {
         require(actor, &RULE_READERS)?;
         let case = self.case(actor, id).await?;
-        self.route_for(&case).await
+        self.route_for(&self.world(), &case).await
     }
 
-    /// The route for a case under the current rules, with its component's responsible department.
-    pub(crate) async fn route_for(&self, case: &Case) -> ServiceResult<Option<Route>> {
+    /// The route for a case under `world`'s rules (the caller's snapshot), with its component's
+    /// responsible department.
+    pub(crate) async fn route_for(&self, world: &World, case: &Case) -> ServiceResult<Option<Route>> {
         let owner = match case.facts.component_id {
             Some(c) => self.store.component(c).await?.map(|c| c.department),
             None => None,
         };
-        Ok(self.world().routing.propose(&case.facts, owner.as_ref()))
+        Ok(world.routing.propose(&case.facts, owner.as_ref()))
     }
 }
