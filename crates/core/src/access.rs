@@ -190,11 +190,15 @@ impl Role {
     pub fn may(self, action: &Action) -> bool {
         use Role::*;
         if matches!(self, Admin | System | Integration) {
-            return self == System && matches!(action, Action::Escalate | Action::Warn { .. });
+            return self == System
+                && matches!(action, Action::Escalate | Action::Warn { .. } | Action::CloseWithPrimary);
         }
         match action {
-            Action::Report | Action::Warn { .. } => false,
-            Action::Accept => matches!(self, IntakeOperator | ShiftLeader),
+            Action::Report | Action::Warn { .. } | Action::CloseWithPrimary => false,
+            Action::Accept | Action::RequestCheck => matches!(self, IntakeOperator | ShiftLeader),
+            Action::ConfirmCheck | Action::RefuteCheck | Action::FixOnSpot => self == GridWorker,
+            Action::Merge { .. } | Action::Split => matches!(self, IntakeOperator | ShiftLeader | Dispatcher),
+            Action::Rectify => self == DeptHandler,
             Action::File
             | Action::Close
             | Action::Park
@@ -379,7 +383,8 @@ impl Actor {
 
     /// Whether this actor may take `action` on `case`, on the co-department `task` when one is named:
     /// the post allows it, the case is in scope, a department acts only on its own part (the lead's
-    /// steps, or its own task), and intake does not void a public report on its own (作废 of a 12345,
+    /// steps, or its own task), a fix on the spot is verified by someone other than the worker who
+    /// made it, and intake does not void a public report on its own (作废 of a 12345,
     /// H5 or 110 report is the shift leader's decision, asked for with a void request).
     pub fn can_act(&self, case: &Case, action: &Action, task: Option<&DeptCode>) -> bool {
         if !self.role.may(action) || !self.can_see(case) {
@@ -390,6 +395,11 @@ impl Actor {
             (Role::DeptHandler, _, None) => case.status.lead_dept.is_some() && case.status.lead_dept == self.department,
             (Role::IntakeOperator, Action::Void, _) => {
                 !case.facts.source.is_public() && case.status.state != crate::case::CaseState::VoidRequested
+            }
+            // Only the worker who reported it fixes it on the spot; someone else verifies the fix.
+            (_, Action::FixOnSpot, _) => case.facts.reporter.user_id == Some(self.user_id),
+            (_, Action::VerifyPass | Action::VerifyFail, _) if case.status.fixed_on_spot => {
+                case.facts.reporter.user_id != Some(self.user_id)
             }
             _ => true,
         }

@@ -224,6 +224,8 @@ pub struct CaseFacts {
 pub enum CaseState {
     /// 待受理: reported, waiting for intake.
     Reported,
+    /// 核实中: intake sent the report to the grid's worker for an on-site check before filing.
+    Checking,
     /// 待立案: accepted and checked, waiting for filing.
     Accepted,
     /// 待派遣: filed, waiting for dispatch.
@@ -246,6 +248,8 @@ pub enum CaseState {
     Verified,
     /// 已结案: closed.
     Closed,
+    /// 已并单: merged into another case (the primary), which it follows; it closes with the primary.
+    Merged,
     /// 作废申请: intake asks to void a public report; the shift leader decides.
     VoidRequested,
     /// 已作废: voided (invalid report or duplicate).
@@ -254,8 +258,9 @@ pub enum CaseState {
 
 impl CaseState {
     /// Every state, for iteration.
-    pub const ALL: [CaseState; 14] = [
+    pub const ALL: [CaseState; 16] = [
         CaseState::Reported,
+        CaseState::Checking,
         CaseState::Accepted,
         CaseState::Filed,
         CaseState::Dispatched,
@@ -267,6 +272,7 @@ impl CaseState {
         CaseState::Replied,
         CaseState::Verified,
         CaseState::Closed,
+        CaseState::Merged,
         CaseState::VoidRequested,
         CaseState::Void,
     ];
@@ -305,6 +311,7 @@ impl CaseState {
     pub fn as_str(self) -> &'static str {
         match self {
             CaseState::Reported => "reported",
+            CaseState::Checking => "checking",
             CaseState::Accepted => "accepted",
             CaseState::Filed => "filed",
             CaseState::Dispatched => "dispatched",
@@ -316,6 +323,7 @@ impl CaseState {
             CaseState::Replied => "replied",
             CaseState::Verified => "verified",
             CaseState::Closed => "closed",
+            CaseState::Merged => "merged",
             CaseState::VoidRequested => "void_requested",
             CaseState::Void => "void",
         }
@@ -325,6 +333,7 @@ impl CaseState {
     pub fn label_zh(self) -> &'static str {
         match self {
             CaseState::Reported => "待受理",
+            CaseState::Checking => "核实中",
             CaseState::Accepted => "待立案",
             CaseState::Filed => "待派遣",
             CaseState::Dispatched => "待签收",
@@ -336,9 +345,28 @@ impl CaseState {
             CaseState::Replied => "待核查",
             CaseState::Verified => "待结案",
             CaseState::Closed => "已结案",
+            CaseState::Merged => "已并单",
             CaseState::VoidRequested => "作废申请",
             CaseState::Void => "已作废",
         }
+    }
+}
+
+impl Satisfaction {
+    /// The rating as 1 (very dissatisfied) to 5 (very satisfied).
+    pub fn score(self) -> u8 {
+        match self {
+            Satisfaction::VerySatisfied => 5,
+            Satisfaction::Satisfied => 4,
+            Satisfaction::BasicallySatisfied => 3,
+            Satisfaction::Dissatisfied => 2,
+            Satisfaction::VeryDissatisfied => 1,
+        }
+    }
+
+    /// A poor rating (1–2 of 5): dissatisfied or very dissatisfied.
+    pub fn is_poor(self) -> bool {
+        self.score() <= 2
     }
 }
 
@@ -389,6 +417,29 @@ pub enum Action {
     Report,
     /// 受理: intake accepts the report as genuine.
     Accept,
+    /// 核实: intake sends a public report to the grid's worker for an on-site check before filing.
+    RequestCheck,
+    /// 核实属实: the grid worker found the problem on site; the case is filed (立案).
+    ConfirmCheck,
+    /// 核实不属实: the grid worker found nothing on site; the case is void, with the worker's photos
+    /// (reason required).
+    RefuteCheck,
+    /// 自行处置: the grid worker who reported the problem fixed it on the spot (after photos as
+    /// evidence); the case closes, or waits for a sampled verification by someone else.
+    FixOnSpot,
+    /// 并单: merge into the primary case `into`, which this case then follows.
+    Merge {
+        /// The primary case.
+        #[schema(value_type = i64)]
+        into: CaseId,
+    },
+    /// 拆单: undo a merge; the case goes on on its own from where it was (reason required).
+    Split,
+    /// The system closes a merged case when its primary closes.
+    CloseWithPrimary,
+    /// 整改反馈: the lead department reports the rectification a poor rating asked for (reason
+    /// required).
+    Rectify,
     /// 立案: the shift leader files it.
     File,
     /// 派遣: send to a lead department (主办) and co-departments (协办).
@@ -475,6 +526,14 @@ impl Action {
         match self {
             Action::Report => "report",
             Action::Accept => "accept",
+            Action::RequestCheck => "request_check",
+            Action::ConfirmCheck => "confirm_check",
+            Action::RefuteCheck => "refute_check",
+            Action::FixOnSpot => "fix_on_spot",
+            Action::Merge { .. } => "merge",
+            Action::Split => "split",
+            Action::CloseWithPrimary => "close_with_primary",
+            Action::Rectify => "rectify",
             Action::File => "file",
             Action::Dispatch { .. } => "dispatch",
             Action::Sign => "sign",
@@ -540,7 +599,16 @@ impl Action {
                 | Action::Reopen
                 | Action::RequestVoid
                 | Action::Void
+                | Action::RefuteCheck
+                | Action::Split
+                | Action::Rectify
         )
+    }
+
+    /// Actions whose evidence must show the actor on site (photos with GPS, or the phone's position):
+    /// a passed verification, both outcomes of a check, and a fix on the spot.
+    pub fn needs_on_site_evidence(&self) -> bool {
+        matches!(self, Action::VerifyPass | Action::ConfirmCheck | Action::RefuteCheck | Action::FixOnSpot)
     }
 }
 
@@ -682,6 +750,19 @@ pub struct CaseStatus {
     /// The reporter's rating, once called back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub satisfaction: Option<Satisfaction>,
+    /// The rectification (整改) a poor rating of a public report opened for the lead department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rectification: Option<Rectification>,
+    /// The primary case this one was merged into (并单), while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub merged_into: Option<CaseId>,
+    /// The state the case was merged from; a split returns it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<CaseState>,
+    /// The reporting grid worker fixed it on the spot (自行处置).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fixed_on_spot: bool,
     /// When the current step's warning and escalations fall due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timers: Option<StepTimers>,
@@ -691,6 +772,31 @@ pub struct CaseStatus {
     /// Time of the latest event.
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+}
+
+/// A rectification (整改) after a poor rating: the lead department's task, with its own deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rectification {
+    /// The department that rectifies (the case's lead).
+    #[schema(value_type = String)]
+    pub dept: DeptCode,
+    /// When it was opened (the call-back).
+    #[schema(value_type = String, format = DateTime)]
+    pub opened_at: Timestamp,
+    /// Its deadline.
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: Timestamp,
+    /// When the department reported it done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub rectified_at: Option<Timestamp>,
+}
+
+impl Rectification {
+    /// Whether the department still has to report it.
+    pub fn is_open(&self) -> bool {
+        self.rectified_at.is_none()
+    }
 }
 
 /// A case: its number, facts and derived status.
@@ -772,12 +878,19 @@ pub struct Context<'a> {
     pub sla: &'a SlaPolicy,
     /// The route the routing rules propose for the case, which a step into 待派遣 records.
     pub route: Option<&'a Route>,
+    /// Whether a fix on the spot is drawn for a sampled verification (the service draws it).
+    pub sampled: bool,
 }
 
 impl<'a> Context<'a> {
     /// A context without a route proposal.
     pub fn new(now: Timestamp, clocks: &'a Clocks, sla: &'a SlaPolicy) -> Self {
-        Context { now, clocks, sla, route: None }
+        Context { now, clocks, sla, route: None, sampled: false }
+    }
+
+    /// The same context with a fix on the spot drawn (or not) for a sampled verification.
+    pub fn with_sample(self, sampled: bool) -> Self {
+        Context { sampled, ..self }
     }
 
     /// The same context with the rules' route proposal.
@@ -918,6 +1031,10 @@ impl CaseStatus {
             requested_extension_hours: None,
             request_from: None,
             satisfaction: None,
+            rectification: None,
+            merged_into: None,
+            merged_from: None,
+            fixed_on_spot: false,
             timers: None,
             handle_timers: None,
             updated_at: at,
@@ -969,23 +1086,46 @@ impl CaseStatus {
                 self.rework_count += 1;
                 self.lead_replied_at = None;
             }
-            Action::Close => {
-                self.closed_at = Some(e.at);
-                self.close_type = e.close_type;
+            Action::FixOnSpot => self.fixed_on_spot = true,
+            Action::Merge { into } => {
+                self.merged_into = Some(*into);
+                self.merged_from = e.from;
             }
-            Action::CallBack { satisfaction } => self.satisfaction = Some(*satisfaction),
+            Action::Split => {
+                self.merged_into = None;
+                self.merged_from = None;
+            }
+            Action::CallBack { satisfaction } => {
+                self.satisfaction = Some(*satisfaction);
+                if let (Some(dept), Some(due_at)) = (&self.lead_dept, e.due_at) {
+                    self.rectification =
+                        Some(Rectification { dept: dept.clone(), opened_at: e.at, due_at, rectified_at: None });
+                }
+            }
+            Action::Rectify => {
+                if let Some(r) = &mut self.rectification {
+                    r.rectified_at = Some(e.at);
+                }
+            }
             Action::Escalate => self.escalation_level += 1,
             Action::Reopen => {
                 self.reopen_count += 1;
                 self.closed_at = None;
                 self.close_type = None;
                 self.satisfaction = None;
+                self.rectification = None;
+                self.merged_into = None;
+                self.merged_from = None;
                 self.replied_at = None;
                 self.lead_replied_at = None;
                 self.lead_dept = None;
                 self.co_depts.clear();
             }
             _ => {}
+        }
+        if e.to == CaseState::Closed && e.from != Some(CaseState::Closed) {
+            self.closed_at = Some(e.at);
+            self.close_type = e.close_type;
         }
         if e.to == CaseState::Replied && e.from != Some(CaseState::Replied) {
             self.replied_at = Some(e.at);
@@ -1093,6 +1233,9 @@ pub fn decide(
         crate::text::long("reason", r, 1, MAX_REASON).map_err(|e| TransitionError::Invalid(e.to_string()))?;
     }
     let evidence = check_attachments("evidence", &cmd.evidence).map_err(|e| TransitionError::Invalid(e.to_string()))?;
+    if action.needs_on_site_evidence() && !evidence.iter().any(|a| a.mime.starts_with("image/")) {
+        return Err(TransitionError::Invalid(format!("{} needs at least one photo taken on site", action.name())));
+    }
     let now = ctx.now;
     let (sla, clocks) = (ctx.sla, ctx.clocks);
     let step = |clock, limit| {
@@ -1129,6 +1272,36 @@ pub fn decide(
 
     let (to, due, handle_due, close_type): (_, Option<Deadline>, Option<Deadline>, _) = match (action, from) {
         (Action::Accept, S::Reported) => (S::Accepted, keep, handle, None),
+        (Action::RequestCheck, S::Reported | S::Accepted) => {
+            if !facts.source.is_public() {
+                return Err(TransitionError::Invalid(
+                    "only public reports (12345, H5, 110) are sent for an on-site check".into(),
+                ));
+            }
+            (S::Checking, step(&clocks.standard, sla.check), handle, None)
+        }
+        (Action::ConfirmCheck, S::Checking) => (S::Filed, dispatch(), handle, None),
+        (Action::RefuteCheck, S::Checking) => (S::Void, None, handle, None),
+        (Action::FixOnSpot, S::Reported) => {
+            if facts.source != Source::GridPatrol {
+                return Err(TransitionError::Invalid(
+                    "only a grid worker's own patrol report is fixed on the spot".into(),
+                ));
+            }
+            if !facts.attachments.iter().any(|a| a.mime.starts_with("image/")) {
+                return Err(TransitionError::Invalid("a fix on the spot needs the report's before photo".into()));
+            }
+            match ctx.sampled {
+                true => (S::Replied, verify(), handle, None),
+                false => (S::Closed, None, handle, Some(CloseType::Normal)),
+            }
+        }
+        (Action::Merge { .. }, S::Reported | S::Accepted | S::Filed) => (S::Merged, None, handle, None),
+        (Action::Split, S::Merged) => (status.merged_from.unwrap_or(S::Reported), dispatch(), handle, None),
+        (Action::CloseWithPrimary, S::Merged) => (S::Closed, None, handle, None),
+        (Action::Rectify, S::Closed) if status.rectification.as_ref().is_some_and(Rectification::is_open) => {
+            (S::Closed, None, handle, None)
+        }
         (Action::File, S::Accepted) => (S::Filed, keep, handle, None),
         (Action::SendBack, S::Filed) => (S::Accepted, keep, handle, None),
         (Action::Dispatch { lead, co }, S::Filed)
@@ -1178,6 +1351,8 @@ pub fn decide(
         }
         (Action::Reply, S::Handling) => (S::Handling, None, handle, None),
         (Action::VerifyPass, S::Replied) => (S::Verified, step(&clocks.centre, sla.close), handle, None),
+        // A fix on the spot that fails its sampled verification goes the ordinary way: to be dispatched.
+        (Action::VerifyFail, S::Replied) if status.lead_dept.is_none() => (S::Filed, dispatch(), None, None),
         (Action::VerifyFail, S::Replied) => {
             let new = step(dept_clock, sla.handle_limit(facts));
             (S::Handling, new.clone(), new, None)
@@ -1189,11 +1364,13 @@ pub fn decide(
             };
             (S::Closed, None, handle, Some(if on_time { CloseType::Normal } else { CloseType::Late }))
         }
-        (Action::CallBack { .. }, S::Closed) => {
+        (Action::CallBack { satisfaction }, S::Closed) => {
             if status.satisfaction.is_some() {
                 return Err(TransitionError::AlreadyRated);
             }
-            (S::Closed, None, handle, status.close_type)
+            // A poor rating (1–2 of 5) of a public report opens a rectification for the lead department.
+            let rectify = satisfaction.is_poor() && facts.source.is_public() && status.lead_dept.is_some();
+            (S::Closed, if rectify { step(dept_clock, sla.rectify) } else { None }, handle, None)
         }
         (Action::Escalate, s) if s.is_open() => {
             if status.escalation_level >= MAX_ESCALATION_LEVEL {
@@ -1203,7 +1380,8 @@ pub fn decide(
             }
             (s, keep, handle, None)
         }
-        (Action::Warn { .. }, s) if s.is_open() && s != S::Parked && status.due_at.is_some() => (s, keep, handle, None),
+        // A closed case has a deadline only while a rectification is open.
+        (Action::Warn { .. }, s) if s != S::Parked && status.due_at.is_some() => (s, keep, handle, None),
         (Action::Reopen, S::Closed) => {
             tasks = Some(Vec::new());
             (S::Filed, dispatch(), None, None)

@@ -26,6 +26,17 @@ fn facts(at: Timestamp) -> CaseFacts {
     }
 }
 
+fn photo() -> Attachment {
+    Attachment {
+        id: None,
+        name: "现场.jpg".into(),
+        mime: "image/jpeg".into(),
+        size: 2048,
+        sha256: None,
+        taken_at: None,
+    }
+}
+
 fn actor() -> EventActor {
     EventActor::user(7, Role::ShiftLeader)
 }
@@ -42,6 +53,7 @@ struct World {
     facts: CaseFacts,
     status: CaseStatus,
     events: Vec<CaseEvent>,
+    sampled: bool,
 }
 
 impl World {
@@ -52,7 +64,21 @@ impl World {
         let facts = facts(now);
         let clocks = sla.clocks(&cal).expect("valid policy");
         let (status, event) = CaseStatus::report(&facts, actor(), &Context::new(now, &clocks, &sla));
-        World { cal, clocks, sla, now, facts, status, events: vec![event] }
+        World { cal, clocks, sla, now, facts, status, events: vec![event], sampled: false }
+    }
+
+    /// A world whose case was reported with other facts.
+    fn reported(change: impl FnOnce(&mut CaseFacts)) -> Self {
+        let mut w = World::new();
+        change(&mut w.facts);
+        let (status, event) = CaseStatus::report(&w.facts, actor(), &Context::new(w.now, &w.clocks, &w.sla));
+        (w.status, w.events) = (status, vec![event]);
+        w
+    }
+
+    /// Runs `action` with a reason and one photo as evidence.
+    fn with_photo(&mut self, action: Action) -> Result<&CaseEvent, TransitionError> {
+        self.run(&Command { evidence: vec![photo()], ..Command::new(action).because("现场照片") })
     }
 
     fn cmd(&mut self, action: Action, reason: Option<&str>) -> Result<&CaseEvent, TransitionError> {
@@ -61,15 +87,17 @@ impl World {
     }
 
     fn run(&mut self, cmd: &Command) -> Result<&CaseEvent, TransitionError> {
-        let ctx = Context::new(self.now, &self.clocks, &self.sla);
+        let ctx = Context::new(self.now, &self.clocks, &self.sla).with_sample(self.sampled);
         let event = decide(&self.facts, &self.status, cmd, actor(), &ctx)?;
         self.status.apply(&event).expect("decided events apply");
         self.events.push(event);
         Ok(self.events.last().expect("just pushed"))
     }
 
+    /// Runs `action`, which must be legal, with a reason and, where it needs one, an on-site photo.
     fn ok(&mut self, action: Action) {
-        self.cmd(action, Some("因为")).expect("legal");
+        let evidence = if action.needs_on_site_evidence() { vec![photo()] } else { vec![] };
+        self.run(&Command { evidence, ..Command::new(action).because("因为") }).expect("legal");
     }
 
     /// A step of `dept`'s co-department task.
@@ -424,6 +452,15 @@ fn any_action() -> impl Strategy<Value = Action> {
         Just(Action::Escalate),
         Just(Action::Reopen),
         Just(Action::Void),
+        Just(Action::RequestCheck),
+        Just(Action::ConfirmCheck),
+        Just(Action::RefuteCheck),
+        Just(Action::FixOnSpot),
+        Just(Action::Merge { into: 42 }),
+        Just(Action::Split),
+        Just(Action::CloseWithPrimary),
+        Just(Action::Rectify),
+        Just(Action::CallBack { satisfaction: Satisfaction::VeryDissatisfied }),
     ]
 }
 
@@ -435,13 +472,26 @@ proptest! {
         steps in proptest::collection::vec(
             (any_action(), any::<bool>(), proptest::option::weighted(0.4, prop_oneof![Just("chengguan"), Just("shuiwu")]), 0i64..3000),
             1..60,
-        )
+        ),
+        public in any::<bool>(),
+        sampled in any::<bool>(),
     ) {
-        let mut w = World::new();
+        let mut w = World::reported(|f| {
+            f.attachments = vec![photo()];
+            if public {
+                f.source = Source::Hotline12345;
+            }
+        });
+        w.sampled = sampled;
         for (action, with_reason, task, minutes) in steps {
             w.wait(minutes);
             let before = w.status.clone();
-            let cmd = Command { reason: with_reason.then(|| "原因".to_owned()), task: task.map(dept), ..Command::new(action) };
+            let cmd = Command {
+                reason: with_reason.then(|| "原因".to_owned()),
+                evidence: if with_reason { vec![photo()] } else { vec![] },
+                task: task.map(dept),
+                ..Command::new(action)
+            };
             let accepted = w.run(&cmd).is_ok();
             if !accepted {
                 prop_assert_eq!(&w.status, &before, "a refused command changes nothing");
@@ -449,16 +499,20 @@ proptest! {
             let s = &w.status;
             prop_assert_eq!(s.version as usize, w.events.len());
             prop_assert_eq!(s.closed_at.is_some(), s.state == CaseState::Closed);
-            prop_assert_eq!(s.close_type.is_some(), s.state == CaseState::Closed);
+            prop_assert_eq!(s.close_type.is_some(), s.state == CaseState::Closed && s.merged_into.is_none());
             prop_assert_eq!(s.parked_at.is_some(), s.state == CaseState::Parked);
-            prop_assert!(s.state.is_open() || s.due_at.is_none(), "no clock on finished cases");
-            prop_assert_eq!(
-                s.lead_dept.is_some(),
-                matches!(s.state, CaseState::Dispatched | CaseState::Handling | CaseState::ReturnRequested
-                    | CaseState::ExtensionRequested | CaseState::ParkRequested | CaseState::Parked | CaseState::Replied
-                    | CaseState::Verified | CaseState::Closed)
-,
-            );
+            let rectifying = s.rectification.as_ref().is_some_and(Rectification::is_open);
+            prop_assert!(s.state.is_open() || s.due_at.is_none() || rectifying, "no clock on finished cases");
+            prop_assert!(!rectifying || (public && s.state == CaseState::Closed));
+            if s.state.departments_at_work() || s.state == CaseState::Parked {
+                prop_assert!(s.lead_dept.is_some());
+            }
+            if s.lead_dept.is_some() {
+                prop_assert!(s.state.departments_at_work()
+                    || matches!(s.state, CaseState::Parked | CaseState::Replied | CaseState::Verified | CaseState::Closed));
+            }
+            prop_assert_eq!(s.merged_into.is_some(), s.merged_from.is_some());
+            prop_assert!(s.state != CaseState::Merged || s.merged_into.is_some());
             prop_assert_eq!(s.requested_extension_hours.is_some(), s.state == CaseState::ExtensionRequested);
             prop_assert!(s.lead_dept.as_ref().is_none_or(|l| !s.co_depts.contains(l)));
             prop_assert!(s.rework_count >= 0 && s.escalation_level >= 0);
@@ -551,4 +605,145 @@ fn filing_records_the_proposed_route_until_the_dispatch() {
     w.ok(Action::Dispatch { lead: dept("shizheng"), co: vec![] });
     assert_eq!(w.status.proposed_route, None);
     assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+}
+
+#[test]
+fn a_check_on_site_files_a_true_report_and_voids_a_false_one() {
+    let public = |f: &mut CaseFacts| f.source = Source::Hotline12345;
+    let mut w = World::reported(public);
+    w.ok(Action::RequestCheck);
+    assert_eq!(w.status.state, CaseState::Checking);
+    // One working hour on the standard clock: Monday 09:00 → 10:00.
+    assert_eq!(w.status.due_at, Some(from_local(date(2026, 11, 23).at(10, 0, 0, 0))));
+    assert!(matches!(w.cmd(Action::ConfirmCheck, None), Err(TransitionError::Invalid(_))), "no photo, no check");
+    w.wait(40);
+    w.with_photo(Action::ConfirmCheck).expect("confirmed");
+    assert_eq!(w.status.state, CaseState::Filed);
+    assert_eq!(w.status.due_at, Some(w.now + SignedDuration::from_mins(30)), "the dispatch clock starts afresh");
+
+    let mut w = World::reported(public);
+    w.ok(Action::Accept);
+    w.ok(Action::RequestCheck);
+    assert_eq!(
+        w.run(&Command { evidence: vec![photo()], ..Command::new(Action::RefuteCheck) }).map(|_| ()),
+        Err(TransitionError::ReasonRequired { action: "refute_check" })
+    );
+    w.with_photo(Action::RefuteCheck).expect("refuted");
+    assert_eq!((w.status.state, w.status.due_at), (CaseState::Void, None));
+    assert_eq!(w.events.last().map(|e| e.evidence.len()), Some(1), "the worker's photo is on the event");
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+
+    // A grid worker's own patrol report is not sent back to a grid worker.
+    let mut w = World::new();
+    assert!(matches!(w.cmd(Action::RequestCheck, None), Err(TransitionError::Invalid(_))));
+}
+
+#[test]
+fn a_fix_on_the_spot_closes_at_once_or_waits_for_its_sampled_verification() {
+    // Without the report's before photo, there is nothing to compare with.
+    let mut w = World::new();
+    assert!(matches!(w.with_photo(Action::FixOnSpot), Err(TransitionError::Invalid(_))));
+
+    let with_before = |f: &mut CaseFacts| f.attachments = vec![photo()];
+    let mut w = World::reported(with_before);
+    assert!(matches!(w.cmd(Action::FixOnSpot, None), Err(TransitionError::Invalid(_))), "needs the after photo");
+    w.with_photo(Action::FixOnSpot).expect("fixed");
+    let s = &w.status;
+    assert_eq!(
+        (s.state, s.close_type, s.closed_at, s.fixed_on_spot),
+        (CaseState::Closed, Some(CloseType::Normal), Some(w.now), true)
+    );
+
+    let mut w = World::reported(with_before);
+    w.sampled = true;
+    w.with_photo(Action::FixOnSpot).expect("fixed");
+    assert_eq!(w.status.state, CaseState::Replied);
+    assert_eq!(w.status.replied_at, Some(w.now));
+    assert!(w.status.due_at.is_some(), "the verification has its deadline");
+    w.ok(Action::VerifyFail);
+    assert_eq!((w.status.state, w.status.rework_count), (CaseState::Filed, 1), "a failed fix goes to be dispatched");
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+
+    let mut w = World::reported(|f| {
+        with_before(f);
+        f.source = Source::CitizenH5;
+    });
+    assert!(matches!(w.with_photo(Action::FixOnSpot), Err(TransitionError::Invalid(_))), "only patrol reports");
+}
+
+#[test]
+fn a_merged_case_follows_its_primary_until_it_is_split_or_closed_with_it() {
+    let mut w = World::new();
+    w.ok(Action::Accept);
+    w.ok(Action::Merge { into: 42 });
+    let s = &w.status;
+    assert_eq!(
+        (s.state, s.merged_into, s.merged_from, s.due_at),
+        (CaseState::Merged, Some(42), Some(CaseState::Accepted), None)
+    );
+    assert!(matches!(w.cmd(Action::Split, None), Err(TransitionError::ReasonRequired { .. })));
+    w.wait(10);
+    w.ok(Action::Split);
+    assert_eq!((w.status.state, w.status.merged_into), (CaseState::Accepted, None));
+    assert_eq!(w.status.due_at, Some(w.now + SignedDuration::from_mins(30)), "its own clock starts again");
+    w.ok(Action::Merge { into: 43 });
+    assert_eq!(
+        w.cmd(Action::Close, None).map(|_| ()),
+        Err(TransitionError::Illegal { from: CaseState::Merged, action: "close" })
+    );
+    w.ok(Action::CloseWithPrimary);
+    let s = &w.status;
+    assert_eq!((s.state, s.merged_into, s.close_type), (CaseState::Closed, Some(43), None));
+    assert!(s.closed_at.is_some());
+    // A dispatched case is no longer merged: its department is at work.
+    let mut w = dispatched_with_co(&[]);
+    assert!(w.cmd(Action::Merge { into: 42 }, None).is_err());
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+}
+
+fn closed(source: Source) -> World {
+    let mut w = World::reported(|f| f.source = source);
+    for a in [
+        Action::Accept,
+        Action::File,
+        Action::Dispatch { lead: dept("huanwei"), co: vec![] },
+        Action::Sign,
+        Action::Reply,
+        Action::VerifyPass,
+        Action::Close,
+    ] {
+        w.ok(a);
+    }
+    w
+}
+
+#[test]
+fn a_poor_rating_of_a_public_report_opens_a_rectification_with_its_own_deadline() {
+    let mut w = closed(Source::Hotline12345);
+    w.ok(Action::CallBack { satisfaction: Satisfaction::Dissatisfied });
+    let r = w.status.rectification.clone().expect("opened");
+    assert_eq!((r.dept, r.opened_at, r.rectified_at), (dept("huanwei"), w.now, None));
+    // Five working days from Monday 09:00 → the next Monday 09:00.
+    assert_eq!(r.due_at, from_local(date(2026, 11, 30).at(9, 0, 0, 0)));
+    assert_eq!(w.status.due_at, Some(r.due_at), "the deadline is the case's, so its timers warn");
+    w.ok(Action::Warn { level: WarnLevel::Yellow });
+    assert_eq!(w.status.state, CaseState::Closed);
+    w.wait(60);
+    w.ok(Action::Rectify);
+    assert_eq!(w.status.rectification.as_ref().and_then(|r| r.rectified_at), Some(w.now));
+    assert_eq!(w.status.due_at, None);
+    assert!(matches!(w.cmd(Action::Rectify, Some("again")), Err(TransitionError::Illegal { .. })));
+    assert!(matches!(w.cmd(Action::Warn { level: WarnLevel::Red }, None), Err(TransitionError::Illegal { .. })));
+    // The rectification can still lead to a reopening, which supersedes it.
+    w.ok(Action::Reopen);
+    assert_eq!((w.status.state, w.status.rectification.clone()), (CaseState::Filed, None));
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+
+    // A good rating, or a poor one of the centre's own patrol report, opens nothing.
+    let mut w = closed(Source::Hotline12345);
+    w.ok(Action::CallBack { satisfaction: Satisfaction::BasicallySatisfied });
+    assert_eq!((w.status.rectification.clone(), w.status.due_at), (None, None));
+    let mut w = closed(Source::GridPatrol);
+    w.ok(Action::CallBack { satisfaction: Satisfaction::VeryDissatisfied });
+    assert_eq!(w.status.rectification, None);
 }

@@ -169,8 +169,10 @@ pub fn step_owner(state: CaseState, lead: Option<&DeptCode>) -> Option<Addressee
             Some(d) => Addressee::Post(DutyPost::DeptHandler, Some(d.clone())),
             None => Addressee::Post(DutyPost::Dispatcher, None),
         },
-        S::Replied => Addressee::GridWorkers,
-        S::Parked | S::Closed | S::Void => return None,
+        S::Replied | S::Checking => Addressee::GridWorkers,
+        // A closed case has a deadline only while its rectification is open: the lead department's.
+        S::Closed => Addressee::Post(DutyPost::DeptHandler, Some(lead?.clone())),
+        S::Parked | S::Merged | S::Void => return None,
     })
 }
 

@@ -91,6 +91,39 @@ pub struct SlaPolicy {
     /// Departments whose working hours differ from the standard 08:00–12:00, 14:00–18:00.
     #[schema(value_type = BTreeMap<String, Vec<WorkPeriod>>)]
     pub department_hours: BTreeMap<DeptCode, Vec<WorkPeriod>>,
+    /// On-site check (核实) of a public report by the grid's worker, standard working hours.
+    #[serde(default = "default_check")]
+    pub check: TimeLimit,
+    /// Rectification (整改) after a poor rating, on the lead department's clock.
+    #[serde(default = "default_rectify")]
+    pub rectify: TimeLimit,
+    /// Share of fixes on the spot (自行处置) drawn for verification by someone else, in percent.
+    #[serde(default = "default_sample_percent")]
+    pub sample_percent: u8,
+    /// Open cases of the same matter within this many metres of a new report are suggested as
+    /// duplicates (并单), unless the matter has its own radius (10–2000).
+    #[serde(default = "default_duplicate_radius")]
+    pub duplicate_radius_m: u16,
+    /// Duplicate radius per matter, in metres.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, u16>)]
+    pub duplicate_radius_per_matter: BTreeMap<MatterCode, u16>,
+}
+
+fn default_check() -> TimeLimit {
+    TimeLimit::WorkingHours(1)
+}
+
+fn default_rectify() -> TimeLimit {
+    TimeLimit::WorkingDays(5)
+}
+
+fn default_sample_percent() -> u8 {
+    10
+}
+
+fn default_duplicate_radius() -> u16 {
+    50
 }
 
 impl Default for SlaPolicy {
@@ -128,6 +161,12 @@ impl Default for SlaPolicy {
             verify_radius_m: 50,
             centre_around_the_clock: true,
             department_hours: BTreeMap::new(),
+            check: default_check(),
+            rectify: default_rectify(),
+            sample_percent: default_sample_percent(),
+            duplicate_radius_m: default_duplicate_radius(),
+            // Noise and smells carry: a wider radius for an open-air barbecue.
+            duplicate_radius_per_matter: "06029".parse::<MatterCode>().map(|m| (m, 150)).into_iter().collect(),
         }
     }
 }
@@ -195,6 +234,11 @@ fn is_working(l: TimeLimit) -> bool {
 }
 
 impl SlaPolicy {
+    /// How far apart two reports of `matter` may be and still be suggested as one problem, in metres.
+    pub fn duplicate_radius(&self, matter: MatterCode) -> u16 {
+        self.duplicate_radius_per_matter.get(&matter).copied().unwrap_or(self.duplicate_radius_m)
+    }
+
     /// Limit for getting a new case dispatched.
     pub fn dispatch_limit(&self, urgency: Urgency) -> TimeLimit {
         self.dispatch.get(urgency)
@@ -317,6 +361,23 @@ impl SlaPolicy {
             }
             by("per_matter", b)?;
         }
+        limit("check", self.check)?;
+        limit("rectify", self.rectify)?;
+        if self.sample_percent > 100 {
+            return Err(DomainError::invalid("sample_percent", "a share from 0 to 100 %"));
+        }
+        let radius_ok = |r: u16| (10..=2000).contains(&r);
+        if !radius_ok(self.duplicate_radius_m) {
+            return Err(DomainError::invalid("duplicate_radius_m", "10 to 2000 metres"));
+        }
+        for (code, r) in &self.duplicate_radius_per_matter {
+            if self.duplicate_radius_per_matter.len() > 2000 || !matter_exists(code) || !radius_ok(*r) {
+                return Err(DomainError::invalid(
+                    "duplicate_radius_per_matter",
+                    format!("matter {code}: an existing matter and 10 to 2000 metres"),
+                ));
+            }
+        }
         if !(50..=95).contains(&self.warn_percent) {
             return Err(DomainError::invalid("warn_percent", "the warning falls at 50 % to 95 % of a limit"));
         }
@@ -410,6 +471,9 @@ mod tests {
         bad(&|p| p.sign = TimeLimit::WorkingHours(0), "sign");
         bad(&|p| p.handle.critical = TimeLimit::CalendarDays(400), "handle");
         bad(&|p| p.warn_percent = 100, "warn_percent");
+        bad(&|p| p.check = TimeLimit::CalendarMinutes(0), "check");
+        bad(&|p| p.sample_percent = 101, "sample_percent");
+        bad(&|p| p.duplicate_radius_m = 5000, "duplicate_radius_m");
         bad(&|p| p.escalate_multiples = vec![2, 1], "escalate_multiples");
         bad(&|p| p.escalate_multiples = vec![1, 2, 3, 4], "escalate_multiples");
         bad(

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{WorkCalendar, from_local, local};
 use civicgrid_core::case::{
-    Action, CaseEvent, CaseFacts, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter, Satisfaction, Source,
-    Urgency, decide,
+    Action, Attachment, CaseEvent, CaseFacts, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter,
+    Satisfaction, Source, Urgency, decide,
 };
 use civicgrid_core::codes::{CommunityCode, ComponentClassCode, ComponentId, GridCode, MatterCode};
 use civicgrid_core::component::Component;
@@ -407,6 +407,22 @@ impl<'a> Sim<'a> {
         self.command(minutes, actor, &cmd, None)
     }
 
+    /// Takes an on-site step (a verification, a check, a fix) after `minutes`, with the photo taken
+    /// there as evidence.
+    fn on_site(&mut self, minutes: i64, actor: &EventActor, action: Action, reason: Option<&str>) -> bool {
+        let taken_at = self.clock + SignedDuration::from_mins(minutes.max(1));
+        let photo = Attachment {
+            id: None,
+            name: format!("现场_{}.jpg", self.events.len() + 1),
+            mime: "image/jpeg".into(),
+            size: 46_000 + (self.events.len() as u64 % 7) * 1_500,
+            sha256: None,
+            taken_at: Some(taken_at),
+        };
+        let cmd = Command { reason: reason.map(str::to_owned), evidence: vec![photo], ..Command::new(action) };
+        self.command(minutes, actor, &cmd, None)
+    }
+
     /// Takes a step of `dept`'s co-department task after `minutes`.
     fn task_step(
         &mut self,
@@ -596,7 +612,7 @@ impl<'a> Sim<'a> {
                 return;
             }
         }
-        if !(self.step(rng.i64(20..180), &worker, Action::VerifyPass, None)
+        if !(self.on_site(rng.i64(20..180), &worker, Action::VerifyPass, None)
             && self.step(rng.i64(10..120), &cast.shift, Action::Close, None))
         {
             return;
@@ -615,13 +631,25 @@ impl<'a> Sim<'a> {
             if !self.step(rng.i64(240..2880), &intake, Action::CallBack { satisfaction }, None) {
                 return;
             }
-            let unhappy = matches!(satisfaction, Satisfaction::Dissatisfied | Satisfaction::VeryDissatisfied);
-            if unhappy && rng.u32(0..100) < 20 {
+            // A poor rating of a public report opens a rectification: the department reports it, mostly
+            // within its five working days.
+            if self.status.rectification.is_some() {
+                let days = if rng.u32(0..100) < 85 { rng.i64(1..4) } else { rng.i64(7..10) };
+                if !self.step(
+                    days * 1440 + rng.i64(0..480),
+                    &handler,
+                    Action::Rectify,
+                    Some("已约谈责任人，重新清理并加强巡查"),
+                ) {
+                    return;
+                }
+            }
+            if satisfaction.is_poor() && rng.u32(0..100) < 20 {
                 let _ = self.step(rng.i64(60..1440), &cast.shift, Action::Reopen, Some("回访不满意，重新办理"))
                     && self.step(rng.i64(2..30), &cast.dispatcher, Action::Dispatch { lead, co: vec![] }, None)
                     && self.step(rng.i64(5..120), &handler, Action::Sign, None)
                     && self.step(rng.i64(120..960), &handler, Action::Reply, None)
-                    && self.step(rng.i64(20..180), &worker, Action::VerifyPass, None)
+                    && self.on_site(rng.i64(20..180), &worker, Action::VerifyPass, None)
                     && self.step(rng.i64(10..120), &cast.shift, Action::Close, None);
             }
         }

@@ -97,7 +97,7 @@ pub struct TransitionRequest {
 }
 
 /// The fields a transition request may carry (the action's own fields included).
-const TRANSITION_FIELDS: [&str; 10] = [
+const TRANSITION_FIELDS: [&str; 11] = [
     "action",
     "reason",
     "evidence",
@@ -108,6 +108,7 @@ const TRANSITION_FIELDS: [&str; 10] = [
     "co",
     "working_hours",
     "satisfaction",
+    "into",
 ];
 
 /// Change a case: accept, file, dispatch, sign, reply, verify, close, … (see `Action`).
@@ -161,6 +162,8 @@ pub struct CaseQuery {
     pub escalated: Option<bool>,
     /// About this component (17 digits).
     pub component: Option<String>,
+    /// Merged (并单) into this primary case.
+    pub merged_into: Option<i64>,
     /// Keyset cursor: the `next` of the previous page.
     pub before: Option<i64>,
     /// Page size, 1–500 (default 50).
@@ -221,6 +224,8 @@ pub async fn list_cases(
         closed_to: parse_time("closed_to", &q.closed_to)?,
         escalated: q.escalated.unwrap_or(false),
         component: parse_one::<ComponentId>("component", &q.component)?,
+        within: None,
+        merged_into: q.merged_into,
         scope: None,
     };
     let page = PageRequest { before: q.before, limit: q.limit.unwrap_or(50) };

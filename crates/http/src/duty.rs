@@ -1,5 +1,5 @@
 //! Deadline, routing and duty endpoints: the SLA policy, the routing rules and a case's proposed
-//! route, the duty roster, each person's notification inbox and
+//! route and duplicate suggestions, the duty roster, each person's notification inbox and
 //! the outbound notification channels. Thin: parse, call the service layer (which checks the post),
 //! answer.
 
@@ -9,6 +9,7 @@ use civicgrid_core::duty::DutyEntry;
 use civicgrid_core::routing::{Route, RoutingTable};
 use civicgrid_core::sla::SlaPolicy;
 use civicgrid_service::notify::{ChannelInput, InboxSummary, RosterInput};
+use civicgrid_service::workflow::Duplicate;
 use civicgrid_store::{Notification, NotifyChannel, Page, PageRequest};
 use jiff::civil::Date;
 use serde::Deserialize;
@@ -70,6 +71,19 @@ pub async fn case_route(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<Option<Route>>> {
     Ok(Json(state.services.propose_route(&actor, id).await?))
+}
+
+/// Open cases that may report the same problem (并单 suggestions): the same matter within the matter's
+/// duplicate radius, or the same component; nearest first. Merge with the `merge` transition.
+#[utoipa::path(get, path = "/api/v1/cases/{id}/duplicates", tag = "dispatch", params(("id" = i64, Path, description = "case id")),
+    responses((status = 200, body = Vec<Duplicate>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn case_duplicates(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Vec<Duplicate>>> {
+    Ok(Json(state.services.duplicates(&actor, id).await?))
 }
 
 /// A span of roster dates.

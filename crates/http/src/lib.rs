@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sla-policy", get(duty::sla_policy).put(duty::put_sla_policy))
         .route("/routing-rules", get(duty::routing_rules).put(duty::put_routing_rules))
         .route("/cases/{id}/route", get(duty::case_route))
+        .route("/cases/{id}/duplicates", get(duty::case_duplicates))
         .route("/duty-roster", get(duty::roster).put(duty::put_roster))
         .route("/notifications", get(duty::inbox))
         .route("/notifications/summary", get(duty::inbox_summary))

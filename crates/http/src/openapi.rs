@@ -135,7 +135,7 @@ fn describe(code: &str) -> &'static str {
         admin::list_service_accounts, admin::set_service_account_state, admin::issue_api_key, admin::revoke_api_key, admin::put_calendar, admin::put_component,
         stream::stream, attachments::upload, attachments::metadata, attachments::of_case, attachments::content,
         attachments::thumbnail,
-        duty::sla_policy, duty::put_sla_policy, duty::routing_rules, duty::put_routing_rules, duty::case_route, duty::roster, duty::put_roster, duty::inbox, duty::inbox_summary,
+        duty::sla_policy, duty::put_sla_policy, duty::routing_rules, duty::put_routing_rules, duty::case_route, duty::case_duplicates, duty::roster, duty::put_roster, duty::inbox, duty::inbox_summary,
         duty::mark_read, duty::acknowledge, duty::channels, duty::create_channel, duty::set_channel_state,
     ),
     modifiers(&Security, &ErrorAnswers),

@@ -1720,3 +1720,234 @@ async fn filing_proposes_the_route_of_the_most_specific_rule_and_a_components_ow
     let (_, r) = app.get(&format!("/api/v1/cases/{lamp_case}/route"), Some(&dispatch)).await;
     assert_eq!(r, json!({"lead": "gongdian", "co": ["shizheng", "jiaotong"], "basis": "component_owner", "rule": 2}));
 }
+
+impl TestApp {
+    /// The longitude and latitude of [`TestApp::point_in_grid`], moved `north_m` metres north.
+    fn spot(&self, grid: usize, north_m: f64) -> (f64, f64) {
+        let p = self.point_in_grid(grid);
+        (p["lon"].as_f64().expect("lon"), p["lat"].as_f64().expect("lat") + north_m / 111_320.0)
+    }
+
+    /// Evidence: one photo uploaded by `token`, taken `north_m` metres north of grid `grid`'s point.
+    async fn photo_at(&self, token: &str, grid: usize, north_m: f64) -> Value {
+        let id = self.upload_photo(token, Some(self.spot(grid, north_m))).await;
+        json!([{"id": id, "name": "现场.jpg", "mime": "image/jpeg", "size": 1}])
+    }
+
+    async fn case(&self, token: &str, id: i64) -> Value {
+        let (s, c) = self.get(&format!("/api/v1/cases/{id}"), Some(token)).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        c
+    }
+
+    /// Takes `steps` as `token`, each of which must succeed; the case after the last.
+    async fn steps(&self, token: &str, id: i64, steps: &[Value]) -> Value {
+        let mut last = Value::Null;
+        for step in steps {
+            let (s, c) = self.act(token, id, step.clone()).await;
+            assert_eq!(s, StatusCode::OK, "{step}: {c}");
+            last = c;
+        }
+        last
+    }
+}
+
+/// 核实 before filing and 自行处置: the grid's worker checks a public report on site (true → filed
+/// with the rules' proposal, false → void with the worker's photos), and fixes their own report on
+/// the spot with before and after photos; a sampled fix is verified by someone else.
+#[tokio::test]
+async fn checks_on_site_and_fixes_on_the_spot_need_the_worker_there() {
+    let app = spawn_app().await;
+    let (intake, worker, dispatch) = (app.login("intake").await, app.login("gw001").await, app.login("dispatch").await);
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let c = app.steps(&intake, id, &[json!({"action": "request_check"})]).await;
+    assert_eq!(c["state"], "checking");
+    assert_eq!(c["due_at"], "2026-11-23T02:00:00Z", "one working hour from 09:00");
+    assert_eq!(app.act(&dispatch, id, json!({"action": "confirm_check"})).await.0, StatusCode::FORBIDDEN);
+    let (s, e) = app.act(&worker, id, json!({"action": "confirm_check"})).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("evidence")), "{e}");
+    let far = app.photo_at(&worker, 0, 200.0).await;
+    let (s, e) = app.act(&worker, id, json!({"action": "confirm_check", "evidence": far})).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("evidence")), "{e}");
+    assert_eq!(app.case(&intake, id).await["state"], "checking", "refusals change nothing");
+    let near = app.photo_at(&worker, 0, 10.0).await;
+    let c = app.steps(&worker, id, &[json!({"action": "confirm_check", "evidence": near})]).await;
+    assert_eq!(c["state"], "filed");
+    assert_eq!(c["proposed_route"]["lead"], "huanwei", "filing by a check records the proposal too: {c}");
+
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    app.steps(&intake, id, &[json!({"action": "accept"}), json!({"action": "request_check"})]).await;
+    let near = app.photo_at(&worker, 0, 5.0).await;
+    let (s, _) = app.act(&worker, id, json!({"action": "refute_check", "evidence": near})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a false report is voided with a reason");
+    let c =
+        app.steps(&worker, id, &[json!({"action": "refute_check", "reason": "现场无垃圾", "evidence": near})]).await;
+    assert_eq!(c["state"], "void");
+    let (_, events) = app.get(&format!("/api/v1/cases/{id}/events"), Some(&intake)).await;
+    assert_eq!(events.as_array().and_then(|e| e.last()).map(|e| e["evidence"].as_array().map(Vec::len)), Some(Some(1)));
+
+    // The worker's own patrol report is not checked; it can be fixed on the spot.
+    let before = app.upload_photo(&worker, Some(app.spot(0, 0.0))).await;
+    let mut report = app.report(0);
+    report["attachments"] = json!([{"id": before, "name": "before.jpg", "mime": "image/jpeg", "size": 1}]);
+    let (s, c) = app.post("/api/v1/cases", Some(&worker), &report).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_i64().expect("id");
+    assert_eq!(app.act(&intake, id, json!({"action": "request_check"})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.act(&intake, id, json!({"action": "fix_on_spot"})).await.0, StatusCode::FORBIDDEN);
+    let after = app.photo_at(&worker, 0, 3.0).await;
+    let c = app.steps(&worker, id, &[json!({"action": "fix_on_spot", "evidence": after})]).await;
+    assert!(c["fixed_on_spot"].as_bool().unwrap_or(false), "{c}");
+    // 10 % are drawn; whichever this one is, it is closed or waits for someone else's verification.
+    assert!(matches!(c["state"].as_str(), Some("closed" | "replied")), "{c}");
+
+    // Every fix drawn: the worker who fixed it may not verify it; a supervisor on site may.
+    let admin = app.login("admin").await;
+    let (_, mut policy) = app.get("/api/v1/sla-policy", Some(&admin)).await;
+    policy["sample_percent"] = json!(100);
+    assert_eq!(app.put("/api/v1/sla-policy", &admin, &policy).await.0, StatusCode::OK);
+    let before = app.upload_photo(&worker, Some(app.spot(0, 0.0))).await;
+    report["attachments"] = json!([{"id": before, "name": "before.jpg", "mime": "image/jpeg", "size": 1}]);
+    let (s, c) = app.post("/api/v1/cases", Some(&worker), &report).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_i64().expect("id");
+    let after = app.photo_at(&worker, 0, 3.0).await;
+    let c = app.steps(&worker, id, &[json!({"action": "fix_on_spot", "evidence": after})]).await;
+    assert_eq!(c["state"], "replied");
+    let near = app.photo_at(&worker, 0, 3.0).await;
+    assert_eq!(app.act(&worker, id, json!({"action": "verify_pass", "evidence": near})).await.0, StatusCode::FORBIDDEN);
+    let supervisor = app.login("supervisor").await;
+    let near = app.photo_at(&supervisor, 0, 8.0).await;
+    let c = app.steps(&supervisor, id, &[json!({"action": "verify_pass", "evidence": near})]).await;
+    assert_eq!(c["state"], "verified");
+
+    // Without a before photo there is no fix on the spot.
+    let id = app.create(&worker, 0).await["id"].as_i64().expect("id");
+    let after = app.photo_at(&worker, 0, 3.0).await;
+    let (s, e) = app.act(&worker, id, json!({"action": "fix_on_spot", "evidence": after})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    assert!(e["message"].as_str().is_some_and(|m| m.contains("before photo")), "{e}");
+    assert_eq!(app.case(&worker, id).await["state"], "reported");
+}
+
+/// 并单: nearby open reports of the same matter are suggested; a merged case follows its primary,
+/// cannot be left behind by a void, closes with it (a durable job), and can be split off again.
+#[tokio::test]
+async fn duplicates_are_suggested_merged_closed_with_their_primary_and_split() {
+    let app = spawn_app().await;
+    let runner = civicgrid_service::jobs::JobRunner::standard(app.state.services.clone(), "test-node");
+    let run = || async { while runner.run_once().await.expect("jobs") > 0 {} };
+    run().await;
+    let (intake, shift, dept) = (app.login("intake").await, app.login("shift").await, app.login("dept_huanwei").await);
+    let primary = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let second = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let third = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let elsewhere = app.create(&intake, 2).await["id"].as_i64().expect("id");
+    let (s, d) = app.get(&format!("/api/v1/cases/{second}/duplicates"), Some(&intake)).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    let ids: Vec<i64> = d.as_array().expect("list").iter().filter_map(|c| c["id"].as_i64()).collect();
+    assert_eq!(ids.len(), 2, "{d}");
+    assert!(ids.contains(&primary) && ids.contains(&third) && !ids.contains(&elsewhere));
+    assert_eq!(d[0]["distance_m"], 0.0);
+    assert_eq!(app.get(&format!("/api/v1/cases/{second}/duplicates"), Some(&dept)).await.0, StatusCode::FORBIDDEN);
+
+    for (into, why) in [(second, "itself"), (999_999, "does not exist")] {
+        let (s, e) = app.act(&intake, second, json!({"action": "merge", "into": into})).await;
+        assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("into")), "{why}: {e}");
+    }
+    let c = app.steps(&intake, second, &[json!({"action": "merge", "into": primary})]).await;
+    assert_eq!((c["state"].as_str(), c["merged_into"].as_i64()), (Some("merged"), Some(primary)));
+    app.steps(&intake, third, &[json!({"action": "accept"}), json!({"action": "merge", "into": primary})]).await;
+    let (s, e) = app.act(&intake, elsewhere, json!({"action": "merge", "into": second})).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("into")), "not into a merged case");
+    let (_, list) = app.get(&format!("/api/v1/cases?merged_into={primary}"), Some(&shift)).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2), "{list}");
+    let (s, e) = app.act(&shift, primary, json!({"action": "void", "reason": "重复"})).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("merged")), "{e}");
+    // Split off one; it goes on from where it was.
+    assert_eq!(app.act(&intake, third, json!({"action": "split"})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let c = app.steps(&intake, third, &[json!({"action": "split", "reason": "不是同一处"})]).await;
+    assert_eq!((c["state"].as_str(), c.get("merged_into")), (Some("accepted"), None));
+
+    let worker = app.login("gw001").await;
+    app.steps(
+        &shift,
+        primary,
+        &[json!({"action": "accept"}), json!({"action": "file"}), json!({"action": "dispatch", "lead": "huanwei"})],
+    )
+    .await;
+    app.steps(&dept, primary, &[json!({"action": "sign"}), json!({"action": "reply"})]).await;
+    let near = app.photo_at(&worker, 0, 4.0).await;
+    app.steps(&worker, primary, &[json!({"action": "verify_pass", "evidence": near})]).await;
+    app.steps(&shift, primary, &[json!({"action": "close"})]).await;
+    assert_eq!(app.case(&intake, second).await["state"], "merged", "the followers close by the job");
+    run().await;
+    let c = app.case(&intake, second).await;
+    assert_eq!((c["state"].as_str(), c["merged_into"].as_i64()), (Some("closed"), Some(primary)), "{c}");
+    assert!(c["closed_at"].is_string());
+    let (_, events) = app.get(&format!("/api/v1/cases/{second}/events"), Some(&intake)).await;
+    let last = events.as_array().and_then(|e| e.last()).cloned().unwrap_or_default();
+    assert_eq!(
+        (last["action"]["action"].as_str(), last["actor"]["job"].as_str()),
+        (Some("close_with_primary"), Some("merge"))
+    );
+    assert_eq!(app.case(&intake, third).await["state"], "accepted", "a split case is not closed with it");
+    // Its reporter is called back like any other.
+    let c = app.steps(&intake, second, &[json!({"action": "call_back", "satisfaction": "satisfied"})]).await;
+    assert_eq!(c["satisfaction"], "satisfied");
+    run().await;
+}
+
+/// 整改: a poor rating of a public report opens a rectification for the lead department, on its clock,
+/// warned by the timers like any step; only that department reports it; the centre can still reopen.
+#[tokio::test]
+async fn a_poor_rating_opens_a_rectification_the_department_reports() {
+    let app = spawn_app().await;
+    let runner = civicgrid_service::jobs::JobRunner::standard(app.state.services.clone(), "test-node");
+    let run = || async { while runner.run_once().await.expect("jobs") > 0 {} };
+    run().await;
+    let (intake, shift, dept, worker) = (
+        app.login("intake").await,
+        app.login("shift").await,
+        app.login("dept_huanwei").await,
+        app.login("gw001").await,
+    );
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    app.steps(
+        &shift,
+        id,
+        &[json!({"action": "accept"}), json!({"action": "file"}), json!({"action": "dispatch", "lead": "huanwei"})],
+    )
+    .await;
+    app.steps(&dept, id, &[json!({"action": "sign"}), json!({"action": "reply"})]).await;
+    let near = app.photo_at(&worker, 0, 4.0).await;
+    app.steps(&worker, id, &[json!({"action": "verify_pass", "evidence": near})]).await;
+    app.steps(&shift, id, &[json!({"action": "close"})]).await;
+    assert_eq!(
+        app.act(&dept, id, json!({"action": "rectify", "reason": "x"})).await.0,
+        StatusCode::CONFLICT,
+        "nothing to rectify"
+    );
+    let c = app.steps(&intake, id, &[json!({"action": "call_back", "satisfaction": "very_dissatisfied"})]).await;
+    assert_eq!(c["rectification"]["dept"], "huanwei", "{c}");
+    assert_eq!(c["rectification"]["due_at"], "2026-11-30T01:00:00Z", "five working days");
+    // The yellow warning falls at 80 % of the five days, on the closed case.
+    run().await;
+    app.clock.advance(SignedDuration::from_hours(24 * 5));
+    run().await;
+    let (_, events) = app.get(&format!("/api/v1/cases/{id}/events"), Some(&shift)).await;
+    let warned = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|e| e["action"]["action"] == "warn" && e["action"]["level"] == "yellow");
+    assert!(warned, "{events}");
+    let other = app.login("dept_chengguan").await;
+    assert_ne!(app.act(&other, id, json!({"action": "rectify", "reason": "x"})).await.0, StatusCode::OK);
+    assert_eq!(app.act(&dept, id, json!({"action": "rectify"})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let c = app.steps(&dept, id, &[json!({"action": "rectify", "reason": "已重新清理并约谈保洁员"})]).await;
+    assert!(c["rectification"]["rectified_at"].is_string(), "{c}");
+    assert!(c.get("due_at").is_none_or(Value::is_null), "no clock after the rectification: {c}");
+    let c = app.steps(&shift, id, &[json!({"action": "reopen", "reason": "整改后复查仍未解决"})]).await;
+    assert_eq!(c["state"], "filed");
+}

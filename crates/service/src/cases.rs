@@ -85,6 +85,7 @@ impl Services {
         if let Some(v) = expected_version.filter(|v| *v != case.status.version) {
             return Err(StoreError::Conflict { expected: v }.into());
         }
+        self.check_related(actor, &case, action).await?;
         let world = self.world();
         if let Action::Dispatch { lead, co } | Action::Reassign { lead, co } = action {
             if !world.has_department(lead) {
@@ -95,17 +96,21 @@ impl Services {
             }
         }
         let evidence = self.resolve_attachments(actor, "evidence", &cmd.evidence, Some(id)).await?;
-        if *action == Action::VerifyPass {
+        if action.needs_on_site_evidence() {
             self.check_on_site(&case, &evidence, cmd.position, f64::from(world.sla.verify_radius_m)).await?;
         }
         let cmd = Command { evidence, ..cmd.clone() };
         let route = match action {
-            Action::File | Action::Reopen | Action::ApproveReturn if cmd.task.is_none() => {
+            Action::File | Action::Reopen | Action::ApproveReturn | Action::ConfirmCheck | Action::Split
+                if cmd.task.is_none() =>
+            {
                 self.route_for(&world, &case).await?
             }
             _ => None,
         };
-        let ctx = Context::new(self.clock.now(), &world.clocks, &world.sla).with_route(route.as_ref());
+        let sampled = *action == Action::FixOnSpot && self.drawn_for_sampling(id);
+        let ctx =
+            Context::new(self.clock.now(), &world.clocks, &world.sla).with_route(route.as_ref()).with_sample(sampled);
         let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;
         let status = self.store.append(id, case.status.version, event).await?;
         Ok(Case { status, ..case })
@@ -122,8 +127,8 @@ impl Services {
         (co && cmd.action.applies_to_tasks()).then(|| own.clone())
     }
 
-    /// A passed verification is made on site: the uploaded photos' GPS positions (or the phone's) are
-    /// checked against the case's location (`core::case::check_on_site`).
+    /// A passed verification, a check and a fix on the spot are made on site: the uploaded photos' GPS
+    /// positions (or the phone's) are checked against the case's location (`core::case::check_on_site`).
     async fn check_on_site(
         &self,
         case: &Case,

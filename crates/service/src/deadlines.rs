@@ -11,6 +11,9 @@
 //!
 //! A job can run twice (a lease that ran out); the event is then found in the history and the
 //! notifications are deduplicated per recipient, so each effect happens once.
+//!
+//! The same reader hands each event to [`crate::workflow`] too (a closed primary's followers), and
+//! runs for closed cases while a rectification (整改) gives them a deadline.
 
 use civicgrid_core::access::{Actor, Role};
 use civicgrid_core::case::{Action, Case, CaseId, CaseState, CoTask, Command, WarnLevel};
@@ -123,7 +126,9 @@ impl Services {
         loop {
             let entries = self.store.events_after(position, LOG_BATCH).await?;
             for e in &entries {
-                let running = e.event.to.is_open() && e.event.to != CaseState::Parked;
+                // A finished case has a deadline only while a rectification is open.
+                let running = e.event.to != CaseState::Parked;
+                self.react_to(e.case_id, &e.event).await?;
                 if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers)
                     && running
                 {
@@ -200,10 +205,7 @@ impl Services {
         for _ in 0..10 {
             let Some(case) = self.store.case(p.case_id).await? else { return Ok(()) };
             let st = &case.status;
-            if !st.state.is_open()
-                || st.state == CaseState::Parked
-                || timer_due(&case, p.task.as_ref()) != Some(p.due_at)
-            {
+            if st.state == CaseState::Parked || timer_due(&case, p.task.as_ref()) != Some(p.due_at) {
                 return Ok(());
             }
             let action = match (p.timer, &p.task) {
@@ -214,7 +216,9 @@ impl Services {
                     });
                     (!made).then_some(Action::Warn { level })
                 }
-                (Timer::Rung(k), None) => (st.escalation_level < i32::from(k)).then_some(Action::Escalate),
+                (Timer::Rung(k), None) => {
+                    (st.state.is_open() && st.escalation_level < i32::from(k)).then_some(Action::Escalate)
+                }
                 (Timer::Rung(_), Some(_)) => None,
             };
             let Some(action) = action else {

@@ -12,6 +12,7 @@
 //! - [`reference`] — the calendar and components administrators maintain.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
 //! - [`routing`] — the routing rules and the route they propose for a case.
+//! - [`workflow`] — duplicate suggestions, merges and their closing, the sampling of fixes on the spot.
 //! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
 //! - [`notify`] — the duty roster, alerts, inboxes and outbound channels.
 //! - [`outbound`] — writing, signing and posting to webhooks, WeCom/DingTalk robots and SMS gateways.
@@ -30,6 +31,7 @@ pub mod notify;
 pub mod outbound;
 pub mod reference;
 pub mod routing;
+pub mod workflow;
 pub mod world;
 
 use std::sync::Arc;

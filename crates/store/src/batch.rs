@@ -303,17 +303,18 @@ pub(crate) mod sql {
          ON CONFLICT (day) DO UPDATE SET last = case_counters.last + excluded.last RETURNING last";
     /// The columns of a new case row, in the order [`super::CaseInsert`] binds them.
     pub(crate) const INSERT_CASE: &str = "INSERT INTO cases (number, matter, source, grid, micro_grid, \
-         reporter_user_id, reported_at, component_id, facts, state, version, lead_dept, co_depts, due_at, \
-         handle_due_at, replied_at, closed_at, close_type, escalation_level, updated_at, status) ";
+         reporter_user_id, reported_at, component_id, lon, lat, facts, state, version, lead_dept, co_depts, \
+         due_at, handle_due_at, replied_at, closed_at, close_type, escalation_level, merged_into, updated_at, \
+         status) ";
     /// The columns of a new event row.
     pub(crate) const INSERT_EVENT: &str =
         "INSERT INTO case_events (case_id, seq, at, actor_user_id, action, to_state, body) ";
     /// A case's version and status.
     pub(crate) const CASE_STATUS: &str = "SELECT version, status FROM cases WHERE id = $1";
-    /// Overwrites a case's status columns if the case is still at version `$14`.
+    /// Overwrites a case's status columns if the case is still at version `$15`.
     pub(crate) const UPDATE_STATUS: &str = "UPDATE cases SET state = $1, version = $2, lead_dept = $3, \
          co_depts = $4, due_at = $5, handle_due_at = $6, replied_at = $7, closed_at = $8, close_type = $9, \
-         escalation_level = $10, updated_at = $11, status = $12 WHERE id = $13 AND version = $14";
+         escalation_level = $10, merged_into = $11, updated_at = $12, status = $13 WHERE id = $14 AND version = $15";
     /// Adds one (department, case) row.
     pub(crate) const ADD_DEPARTMENT: &str = "INSERT INTO case_departments (dept, case_id) VALUES ($1, $2)";
     /// Removes one (department, case) row.

@@ -263,6 +263,30 @@ pub struct ImportCase {
     pub status: CaseStatus,
 }
 
+/// A box of longitudes and latitudes (WGS84 degrees), for "cases near here".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Area {
+    /// Smallest longitude.
+    pub west: f64,
+    /// Largest longitude.
+    pub east: f64,
+    /// Smallest latitude.
+    pub south: f64,
+    /// Largest latitude.
+    pub north: f64,
+}
+
+impl Area {
+    /// The box that holds every point within `metres` of `centre` (a little more near its corners:
+    /// callers measure the real distance of what it finds).
+    pub fn around(centre: civicgrid_core::case::GeoPoint, metres: f64) -> Area {
+        const METRES_PER_DEGREE: f64 = 111_320.0;
+        let dlat = metres / METRES_PER_DEGREE;
+        let dlon = metres / (METRES_PER_DEGREE * centre.lat.to_radians().cos().max(0.01));
+        Area { west: centre.lon - dlon, east: centre.lon + dlon, south: centre.lat - dlat, north: centre.lat + dlat }
+    }
+}
+
 /// Filters for listing cases. Empty vectors and `None` mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct CaseFilter {
@@ -290,6 +314,10 @@ pub struct CaseFilter {
     pub escalated: bool,
     /// About this component.
     pub component: Option<ComponentId>,
+    /// Located inside this box.
+    pub within: Option<Area>,
+    /// Merged into this primary case.
+    pub merged_into: Option<civicgrid_core::case::CaseId>,
     /// What the asking actor may see.
     pub scope: Option<CaseScope>,
 }

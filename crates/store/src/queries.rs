@@ -191,6 +191,13 @@ fn push_case_filter(qb: &mut QueryBuilder<Db>, f: &CaseFilter) {
     if let Some(c) = f.component {
         qb.push(" AND component_id = ").push_bind(c.to_string());
     }
+    if let Some(a) = &f.within {
+        qb.push(" AND lat BETWEEN ").push_bind(a.south).push(" AND ").push_bind(a.north);
+        qb.push(" AND lon BETWEEN ").push_bind(a.west).push(" AND ").push_bind(a.east);
+    }
+    if let Some(p) = f.merged_into {
+        qb.push(" AND merged_into = ").push_bind(p);
+    }
     match &f.scope {
         None | Some(CaseScope::All) | Some(CaseScope::Department(_)) => {}
         Some(CaseScope::Grids(grids)) if grids.is_empty() => {

@@ -78,6 +78,7 @@ pub(crate) struct StatusColumns {
     pub(crate) closed_at: Option<i64>,
     pub(crate) close_type: Option<&'static str>,
     pub(crate) escalation_level: i64,
+    pub(crate) merged_into: Option<i64>,
     pub(crate) updated_at: i64,
     pub(crate) json: String,
 }
@@ -99,6 +100,7 @@ impl StatusColumns {
                 CloseType::Late => "late",
             }),
             escalation_level: i64::from(s.escalation_level),
+            merged_into: s.merged_into,
             updated_at: crate::micros(s.updated_at),
             json: to_json(s)?,
         })

@@ -19,7 +19,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 10] = [
+const MIGRATIONS: [(i64, &str, &str); 11] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -30,6 +30,7 @@ const MIGRATIONS: [(i64, &str, &str); 10] = [
     (8, "attachments", include_str!("../migrations/sqlite/0008_attachments.sql")),
     (9, "idempotent administration", include_str!("../migrations/sqlite/0009_idempotent_admin.sql")),
     (10, "dispatch", include_str!("../migrations/sqlite/0010_dispatch.sql")),
+    (11, "workflow", include_str!("../migrations/sqlite/0011_workflow.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.

@@ -306,6 +306,19 @@ fn dept(s: &str) -> DeptCode {
     s.parse().expect("dept")
 }
 
+/// The photo an on-site step carries (none for the others).
+fn evidence_for(action: &Action) -> Vec<civicgrid_core::case::Attachment> {
+    let photo = civicgrid_core::case::Attachment {
+        id: None,
+        name: "现场.jpg".into(),
+        mime: "image/jpeg".into(),
+        size: 1024,
+        sha256: None,
+        taken_at: None,
+    };
+    if action.needs_on_site_evidence() { vec![photo] } else { vec![] }
+}
+
 fn actor() -> EventActor {
     EventActor::user(1, Role::ShiftLeader)
 }
@@ -405,7 +418,7 @@ impl Fixture {
 
     async fn act(&self, store: &dyn Store, id: i64, action: Action) -> Result<civicgrid_core::case::Case, StoreError> {
         let case = store.case(id).await.expect("read").expect("exists");
-        let cmd = Command::new(action).because("测试");
+        let cmd = Command { evidence: evidence_for(&action), ..Command::new(action).because("测试") };
         let event = decide(&case.facts, &case.status, &cmd, actor(), &self.ctx(self.now)).expect("legal");
         let status = store.append(id, case.status.version, event).await?;
         Ok(civicgrid_core::case::Case { status, ..case })
@@ -1092,6 +1105,25 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     assert!(store.list_cases(&later, page(None, 10)).await.expect("time").items.is_empty());
     let other_matter = CaseFilter { matter: Some("01037".parse().expect("matter")), ..Default::default() };
     assert!(store.list_cases(&other_matter, page(None, 10)).await.expect("matter").items.is_empty());
+
+    // Near a point: every case here was reported at one spot.
+    let spot = GeoPoint { lon: 120.005, lat: 31.005 };
+    let near = CaseFilter { within: Some(civicgrid_store::Area::around(spot, 50.0)), ..Default::default() };
+    assert_eq!(store.list_cases(&near, page(None, 500)).await.expect("near").items.len(), total.min(500));
+    let away = GeoPoint { lon: 120.006, lat: 31.005 }; // about 95 m east
+    let far = CaseFilter { within: Some(civicgrid_store::Area::around(away, 50.0)), ..Default::default() };
+    assert!(store.list_cases(&far, page(None, 10)).await.expect("far").items.is_empty());
+    // Merged into a primary, and found by it.
+    let reported = CaseFilter { states: vec![CaseState::Reported], ..Default::default() };
+    let two = store.list_cases(&reported, page(None, 2)).await.expect("reported").items;
+    let (primary, follower) = (two[0].id, two[1].id);
+    let merged = fx.act(store, follower, Action::Merge { into: primary }).await.expect("merge");
+    assert_eq!(merged.status.merged_into, Some(primary));
+    let followers = CaseFilter { merged_into: Some(primary), ..Default::default() };
+    let found = store.list_cases(&followers, page(None, 10)).await.expect("followers").items;
+    assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![follower]);
+    fx.act(store, follower, Action::Split).await.expect("split");
+    assert!(store.list_cases(&followers, page(None, 10)).await.expect("followers").items.is_empty());
 }
 
 async fn components_round_trip(store: &dyn Store, fx: &Fixture) {
@@ -1176,7 +1208,7 @@ fn foundation_rows(fx: &Fixture) -> (String, Vec<CaseEvent>, CaseStatus) {
     let (mut status, report) = CaseStatus::report(&facts, actor(), &fx.ctx(fx.now));
     let mut events = vec![report];
     for (k, action) in escalated_to_closure().into_iter().enumerate() {
-        let cmd = Command::new(action);
+        let cmd = Command { evidence: evidence_for(&action), ..Command::new(action) };
         let at = fx.now + SignedDuration::from_mins(7 * (k as i64 + 1)) + SignedDuration::from_micros(123_456);
         let e = decide(&facts, &status, &cmd, actor(), &fx.ctx(at)).expect("legal");
         status.apply(&e).expect("apply");

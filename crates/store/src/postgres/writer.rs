@@ -91,6 +91,8 @@ impl BatchTx for PgBatch<'_> {
                     .push_bind(f.reporter.user_id)
                     .push_bind(crate::micros(f.reported_at))
                     .push_bind(f.component_id.map(|c| c.to_string()))
+                    .push_bind(f.location.lon)
+                    .push_bind(f.location.lat)
                     .push_bind(r.facts_json)
                     .push_bind(st.state)
                     .push_bind(st.version)
@@ -102,6 +104,7 @@ impl BatchTx for PgBatch<'_> {
                     .push_bind(st.closed_at)
                     .push_bind(st.close_type)
                     .push_bind(st.escalation_level)
+                    .push_bind(st.merged_into)
                     .push_bind(st.updated_at)
                     .push_bind(st.json.as_str());
             });
@@ -132,6 +135,7 @@ impl BatchTx for PgBatch<'_> {
             .bind(st.closed_at)
             .bind(st.close_type)
             .bind(st.escalation_level)
+            .bind(st.merged_into)
             .bind(st.updated_at)
             .bind(st.json.as_str())
             .bind(id)

@@ -76,9 +76,9 @@ impl ApplyBatch for SqliteApplier {
 /// so the batch's future never waits.
 struct SqliteBatch<'t>(&'t rusqlite::Transaction<'t>);
 
-/// One case row: [`sql::INSERT_CASE`] with its 21 values.
+/// One case row: [`sql::INSERT_CASE`] with its 24 values.
 static INSERT_CASE_ROW: LazyLock<String> =
-    LazyLock::new(|| format!("{}VALUES ({})", sql::INSERT_CASE, placeholders(21)));
+    LazyLock::new(|| format!("{}VALUES ({})", sql::INSERT_CASE, placeholders(24)));
 /// One event row.
 static INSERT_EVENT_ROW: LazyLock<String> =
     LazyLock::new(|| format!("{}VALUES ({})", sql::INSERT_EVENT, placeholders(7)));
@@ -86,7 +86,7 @@ static INSERT_EVENT_ROW: LazyLock<String> =
 static CASE_BY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {CASE_COLUMNS} FROM cases WHERE id = $1"));
 
 /// A case's status columns in the order [`sql::INSERT_CASE`] and [`sql::UPDATE_STATUS`] name them.
-fn status_params(st: &StatusColumns) -> [&dyn ToSql; 12] {
+fn status_params(st: &StatusColumns) -> [&dyn ToSql; 13] {
     [
         &st.state,
         &st.version,
@@ -98,6 +98,7 @@ fn status_params(st: &StatusColumns) -> [&dyn ToSql; 12] {
         &st.closed_at,
         &st.close_type,
         &st.escalation_level,
+        &st.merged_into,
         &st.updated_at,
         &st.json,
     ]
@@ -150,7 +151,7 @@ impl BatchTx for SqliteBatch<'_> {
         for r in rows {
             let (f, st) = (r.facts, r.cols);
             let component = f.component_id.map(|c| c.to_string());
-            let facts: [&dyn ToSql; 9] = [
+            let facts: [&dyn ToSql; 11] = [
                 &r.number,
                 &f.matter.as_str(),
                 &f.source.as_str(),
@@ -159,6 +160,8 @@ impl BatchTx for SqliteBatch<'_> {
                 &f.reporter.user_id,
                 &micros(f.reported_at),
                 &component,
+                &f.location.lon,
+                &f.location.lat,
                 &r.facts_json,
             ];
             stmt.execute(params_from_iter(facts.into_iter().chain(status_params(st))))
