@@ -88,6 +88,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> AppResult<()> {
             _ => civicgrid_http::auth::random_password().map_err(|e| format!("{e:?}"))?,
         };
         generate(store.as_ref(), &args, &demo_password, &admin).await?;
+        crate::rebuild_kpis(store.clone()).await?;
         Some(admin)
     };
     seed_reference(store.as_ref()).await?;

@@ -57,6 +57,13 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Recount the live KPI counters from every case history (they are kept up to date as events
+    /// commit; rebuild after restoring old data or changing how KPIs are counted).
+    KpiRebuild {
+        /// SQLite path or postgres:// URL.
+        #[arg(long)]
+        database: Option<String>,
+    },
     /// Copy a running SQLite database to a new file, consistently (PostgreSQL: use pg_dump).
     Backup {
         /// SQLite path (the database to copy).
@@ -123,6 +130,27 @@ async fn restore(from: &std::path::Path, database: &str, force: bool) -> AppResu
     std::fs::rename(&tmp, &target)?;
     let store = civicgrid_store::open(&target.to_string_lossy()).await?;
     println!("restored {} to {} ({} cases)", from.display(), target.display(), store.count_cases().await?);
+    Ok(())
+}
+
+/// Recounts the KPI counters with a progress bar.
+pub(crate) async fn rebuild_kpis(store: Arc<dyn civicgrid_store::Store>) -> AppResult<()> {
+    let started = std::time::Instant::now();
+    let services = Services::new(store, Arc::new(SystemClock), ServiceConfig::default()).await?;
+    let bar = indicatif::ProgressBar::new(0).with_message("统计考核指标 KPIs");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, ETA {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let cases = services
+        .rebuild_kpis(&|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await?;
+    bar.finish_and_clear();
+    println!("KPI counters rebuilt from {cases} cases in {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -291,6 +319,11 @@ async fn run(cli: Cli) -> AppResult<()> {
         Command::Demo(args) => demo::run(args, cfg).await,
         Command::Bench(args) => bench::run(args).await,
         Command::User(cmd) => user_command(cmd, &cfg).await,
+        Command::KpiRebuild { database } => {
+            let store =
+                civicgrid_store::open_with(database.as_deref().unwrap_or(&cfg.database), cfg.store_options()).await?;
+            rebuild_kpis(store).await
+        }
         Command::Backup { database, to } => backup(database.as_deref().unwrap_or(&cfg.database), &to).await,
         Command::Restore { from, database, force } => {
             restore(&from, database.as_deref().unwrap_or(&cfg.database), force).await

@@ -1,5 +1,10 @@
 //! KPI formulas as deployed systems compute them (see `shared/reference/README.md`): rates, the
 //! department score, post scores and the A–E grade. Pure arithmetic over counts.
+//!
+//! The counts themselves come from [`projection`]: what each committed event adds to which unit's
+//! counters on which day, the one rule both the live projection and its rebuild follow.
+
+pub mod projection;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

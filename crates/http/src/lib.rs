@@ -2,7 +2,7 @@
 //!
 //! - [`state`] — what handlers share (store, clock, reference data).
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
-//! - [`cases`], [`attachments`], [`reference`], [`admin`], [`duty`] — the API handlers.
+//! - [`cases`], [`attachments`], [`reference`], [`admin`], [`duty`], [`kpi`] — the API handlers.
 //! - [`stream`] — the live feed over Server-Sent Events.
 //! - [`pages`] — landing page, API docs page, static files, health.
 //! - [`metrics`] — Prometheus metrics.
@@ -16,6 +16,7 @@ pub mod cases;
 pub mod duty;
 pub mod error;
 pub mod extract;
+pub mod kpi;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
@@ -81,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/routing-rules", get(duty::routing_rules).put(duty::put_routing_rules))
         .route("/cases/{id}/route", get(duty::case_route))
         .route("/cases/{id}/duplicates", get(duty::case_duplicates))
+        .route("/kpi", get(kpi::table))
+        .route("/kpi.xlsx", get(kpi::xlsx))
         .route("/duty-roster", get(duty::roster).put(duty::put_roster))
         .route("/notifications", get(duty::inbox))
         .route("/notifications/summary", get(duty::inbox_summary))

@@ -1951,3 +1951,44 @@ async fn a_poor_rating_opens_a_rectification_the_department_reports() {
     let c = app.steps(&shift, id, &[json!({"action": "reopen", "reason": "整改后复查仍未解决"})]).await;
     assert_eq!(c["state"], "filed");
 }
+
+/// The KPI table over HTTP: counted live by the job runner, readable by the centre's posts, refused to
+/// departments and for bad periods, and exported as an XLSX workbook.
+#[tokio::test]
+async fn kpi_tables_are_live_and_export_to_xlsx() {
+    let app = spawn_app().await;
+    let runner = civicgrid_service::jobs::JobRunner::standard(app.state.services.clone(), "test-node");
+    let run = || async { while runner.run_once().await.expect("jobs") > 0 {} };
+    run().await;
+    let (intake, shift, dept) = (app.login("intake").await, app.login("shift").await, app.login("dept_huanwei").await);
+    for grid in [0, 1, 1] {
+        app.create(&intake, grid).await;
+    }
+    run().await;
+    let path = "/api/v1/kpi?dim=grid&from=2026-11-01&to=2026-11-30";
+    let (s, t) = app.get(path, Some(&shift)).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let reported: Vec<i64> =
+        t["rows"].as_array().expect("rows").iter().filter_map(|r| r["counts"]["reported"].as_i64()).collect();
+    assert_eq!(reported, vec![1, 2], "{t}");
+    assert_eq!(t["total"]["counts"]["reported"], 3);
+    assert_eq!(t["previous"], json!(["2026-10-02", "2026-10-31"]));
+    assert!(t["rows"][0]["name"].as_str().is_some_and(|n| !n.is_empty()));
+    assert_eq!(app.get(path, Some(&dept)).await.0, StatusCode::FORBIDDEN);
+    let (s, e) = app.get("/api/v1/kpi?dim=planet&from=2026-11-01&to=2026-11-30", Some(&shift)).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("dim")));
+    let (s, e) = app.get("/api/v1/kpi?dim=grid&from=2026-11-30&to=2026-11-01", Some(&shift)).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("to")));
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/kpi.xlsx?dim=department&from=2026-11-01&to=2026-11-30", app.base))
+        .bearer_auth(&shift)
+        .send()
+        .await
+        .expect("xlsx");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let kind = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(kind.contains("spreadsheetml"), "{kind}");
+    let bytes = resp.bytes().await.expect("body");
+    assert!(bytes.starts_with(b"PK"), "an XLSX is a zip");
+}

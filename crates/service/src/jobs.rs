@@ -127,9 +127,10 @@ impl JobRunner {
     }
 
     /// Enqueues this period's run of every recurring job (a no-op where a node already did), and the
-    /// deadline timers of every event committed since the last turn.
+    /// deadline timers of every event committed since the last turn, and counts those events' KPIs.
     pub async fn schedule(&self, now: Timestamp) -> ServiceResult<()> {
         self.services.schedule_timers().await?;
+        self.services.project_kpis().await?;
         for r in &self.recurring {
             let every = r.every.as_micros().max(1) as i64;
             let slot = now.as_microsecond().div_euclid(every);

@@ -14,6 +14,7 @@
 //! - [`routing`] — the routing rules and the route they propose for a case.
 //! - [`workflow`] — duplicate suggestions, merges and their closing, the sampling of fixes on the spot.
 //! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
+//! - [`kpi`] — live KPI counters from the event log, their rebuild, and KPI tables as JSON and XLSX.
 //! - [`notify`] — the duty roster, alerts, inboxes and outbound channels.
 //! - [`outbound`] — writing, signing and posting to webhooks, WeCom/DingTalk robots and SMS gateways.
 //! - [`error`] — the layer's one error type.
@@ -27,6 +28,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod integrations;
 pub mod jobs;
+pub mod kpi;
 pub mod notify;
 pub mod outbound;
 pub mod reference;

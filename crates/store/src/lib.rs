@@ -893,6 +893,43 @@ pub trait NotifyStore: Send + Sync {
     async fn set_channel_disabled(&self, id: i64, at: Option<Timestamp>) -> Result<bool>;
 }
 
+/// The live KPI counters (`core::kpi::projection`) and what their rebuild reads.
+#[async_trait::async_trait]
+pub trait KpiStore: Send + Sync {
+    /// Adds `rows` to the counters and moves log reader `consumer` from `from` to `to`, in one
+    /// transaction, if the reader is still at `from`; whether it was (another node may have moved it).
+    async fn kpi_advance(
+        &self,
+        consumer: &str,
+        from: i64,
+        to: i64,
+        rows: &[(civicgrid_core::kpi::projection::RowKey, civicgrid_core::kpi::projection::Counters)],
+    ) -> Result<bool>;
+    /// Replaces every counter with `rows` and sets reader `consumer` at `position`, in one transaction.
+    async fn kpi_replace(
+        &self,
+        consumer: &str,
+        position: i64,
+        rows: &[(civicgrid_core::kpi::projection::RowKey, civicgrid_core::kpi::projection::Counters)],
+    ) -> Result<()>;
+    /// The counters of each unit of `dim`, summed over the `bucket` periods `from..=to`.
+    async fn kpi_totals(
+        &self,
+        dim: civicgrid_core::kpi::projection::Dim,
+        bucket: civicgrid_core::kpi::projection::Bucket,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, civicgrid_core::kpi::projection::Counters)>>;
+    /// Every counter row, in key order (for checks and exports).
+    async fn kpi_dump(
+        &self,
+    ) -> Result<Vec<(civicgrid_core::kpi::projection::RowKey, civicgrid_core::kpi::projection::Counters)>>;
+    /// Each case's last version numbered in the event log at or before `upto`.
+    async fn logged_versions(&self, upto: i64) -> Result<Vec<(CaseId, i64)>>;
+    /// Up to `limit` cases with ids above `after`, oldest first, with their facts and whole histories.
+    async fn case_histories(&self, after: CaseId, limit: u32) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>>;
+}
+
 /// Everything civicgrid keeps.
 #[async_trait::async_trait]
 pub trait Store:
@@ -904,6 +941,7 @@ pub trait Store:
     + EventLog
     + JobStore
     + NotifyStore
+    + KpiStore
     + fmt::Debug
 {
     /// Which backend this is.
@@ -915,8 +953,8 @@ pub trait Store:
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AttachmentStore, CaseStore, EventLog, IntegrationStore, JobStore, NotifyStore, ReferenceStore,
-        Store,
+        AccountStore, AttachmentStore, CaseStore, EventLog, IntegrationStore, JobStore, KpiStore, NotifyStore,
+        ReferenceStore, Store,
     };
 }
 

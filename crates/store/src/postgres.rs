@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 11] = [
+const MIGRATIONS: [(i64, &str, &str); 12] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -30,6 +30,7 @@ const MIGRATIONS: [(i64, &str, &str); 11] = [
     (9, "idempotent administration", include_str!("../migrations/postgres/0009_idempotent_admin.sql")),
     (10, "dispatch", include_str!("../migrations/postgres/0010_dispatch.sql")),
     (11, "workflow", include_str!("../migrations/postgres/0011_workflow.sql")),
+    (12, "kpi", include_str!("../migrations/postgres/0012_kpi.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -121,7 +122,7 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS kpi_counts, notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;
@@ -186,6 +187,9 @@ type This = PgStore;
 const BACKEND: crate::Backend = crate::Backend::Postgres;
 
 // Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
+#[path = "kpi_queries.rs"]
+mod kpi_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "notify_queries.rs"]
 mod notify_queries;

@@ -19,7 +19,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 11] = [
+const MIGRATIONS: [(i64, &str, &str); 12] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -31,6 +31,7 @@ const MIGRATIONS: [(i64, &str, &str); 11] = [
     (9, "idempotent administration", include_str!("../migrations/sqlite/0009_idempotent_admin.sql")),
     (10, "dispatch", include_str!("../migrations/sqlite/0010_dispatch.sql")),
     (11, "workflow", include_str!("../migrations/sqlite/0011_workflow.sql")),
+    (12, "kpi", include_str!("../migrations/sqlite/0012_kpi.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
@@ -164,6 +165,9 @@ type This = SqliteStore;
 const BACKEND: crate::Backend = crate::Backend::Sqlite;
 
 // Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
+#[path = "kpi_queries.rs"]
+mod kpi_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "notify_queries.rs"]
 mod notify_queries;

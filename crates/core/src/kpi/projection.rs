@@ -1,0 +1,344 @@
+//! What each committed case event adds to the KPI counters: per unit (town, workstation, grid,
+//! department, matter class, source), per day and per month. One pure rule, [`contributions`], used by
+//! the live projection (as events commit) and by its rebuild (replaying every history), so both give
+//! the same numbers by construction; the rates, scores and grades are computed from the counters when
+//! they are read ([`Counters::rates`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::calendar::local;
+use crate::case::{Action, CaseEvent, CaseFacts, CaseState, CaseStatus, CloseType, ReplayError};
+use crate::org::DeptCode;
+
+use super::{CaseCounts, Grade, grade, rate};
+
+/// The kinds of unit counters are kept for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Dim {
+    /// The whole town (key: the town code).
+    Town,
+    /// A workstation (community or village).
+    Workstation,
+    /// A unit grid.
+    Grid,
+    /// A department: what it was dispatched, handled, closed, …
+    Department,
+    /// A matter's major class (两位大类).
+    Class,
+    /// The channel a case came in on.
+    Source,
+}
+
+impl Dim {
+    /// Every dimension.
+    pub const ALL: [Dim; 6] = [Dim::Town, Dim::Workstation, Dim::Grid, Dim::Department, Dim::Class, Dim::Source];
+
+    /// The snake_case name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dim::Town => "town",
+            Dim::Workstation => "workstation",
+            Dim::Grid => "grid",
+            Dim::Department => "department",
+            Dim::Class => "class",
+            Dim::Source => "source",
+        }
+    }
+}
+
+impl std::str::FromStr for Dim {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Dim::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| format!("unknown dimension {s:?}"))
+    }
+}
+
+/// How long a counter row's period is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bucket {
+    /// One local day; period `YYYY-MM-DD`.
+    Day,
+    /// One local month; period `YYYY-MM`.
+    Month,
+}
+
+impl Bucket {
+    /// The name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::Day => "day",
+            Bucket::Month => "month",
+        }
+    }
+}
+
+macro_rules! counters {
+    ($($field:ident: $zh:literal),+ $(,)?) => {
+        /// The counts kept per unit and period. All are event counts except `close_secs`.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        pub struct Counters {
+            $(#[doc = $zh] pub $field: i64,)+
+        }
+
+        impl Counters {
+            /// Column names, in the order of [`Counters::values`].
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),+];
+            /// Chinese headers, in the same order.
+            pub const HEADERS_ZH: &'static [&'static str] = &[$($zh),+];
+
+            /// The counts, in the order of [`Counters::NAMES`].
+            pub fn values(&self) -> Vec<i64> {
+                vec![$(self.$field),+]
+            }
+
+            /// Counters from values in the order of [`Counters::NAMES`] (missing ones are 0).
+            pub fn from_values(v: &[i64]) -> Counters {
+                let mut it = v.iter().copied();
+                Counters { $($field: it.next().unwrap_or(0)),+ }
+            }
+
+            /// Adds `other` to these counts.
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$field += other.$field;)+
+            }
+        }
+    };
+}
+
+counters! {
+    reported: "上报数",
+    filed: "立案数",
+    filed_on_time: "按时立案数",
+    voided: "作废数",
+    dispatched: "派遣数",
+    misdispatched: "错派数",
+    handled: "处置数",
+    handled_on_time: "按期处置数",
+    closed: "结案数",
+    closed_on_time: "按期结案数",
+    closed_late: "超期结案数",
+    close_secs: "结案用时合计(秒)",
+    rework: "返工数",
+    extended: "延期数",
+    parked: "挂账数",
+    returned: "退单数",
+    rated: "回访数",
+    satisfied: "满意数",
+    escalated: "督办数",
+    fixed_on_spot: "自行处置数",
+    merged: "并单数",
+    rectifications: "整改数",
+}
+
+/// The rates of a unit over a period, in percent, with its score and grade.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rates {
+    /// 按时立案率 = filed on time ÷ filed.
+    pub on_time_filing: f64,
+    /// 准确派遣率 = dispatches not undone by an approved 退单 or a 改派 ÷ dispatches.
+    pub accurate_dispatch: f64,
+    /// 按期处置率 = replies within the handling deadline ÷ replies.
+    pub on_time_handling: f64,
+    /// 按期结案率 = closed on time ÷ closed.
+    pub on_time_closure: f64,
+    /// 结案率 = closed ÷ dispatched (at most 100).
+    pub closure: f64,
+    /// 返工率 = failed verifications ÷ replies.
+    pub rework: f64,
+    /// 满意率 = satisfied (5, 4 or 3 of 5) ÷ called back.
+    pub satisfaction: f64,
+    /// Mean hours from report to closure.
+    pub mean_close_hours: f64,
+    /// Department score by the reference formula (count score + closure, on-time handling and
+    /// 100 − rework, 30 % each).
+    pub score: f64,
+    /// A ≥ 90, B ≥ 75, C ≥ 60, D ≥ 40, else E.
+    pub grade: Grade,
+}
+
+fn r(n: i64, d: i64) -> f64 {
+    rate(n.max(0) as u64, d.max(0) as u64)
+}
+
+impl Counters {
+    /// The rates, score and grade of these counts.
+    pub fn rates(&self) -> Rates {
+        let counts = CaseCounts {
+            cases: self.dispatched.max(0) as u64,
+            due_for_closure: self.dispatched.max(0) as u64,
+            closed: self.closed.min(self.dispatched).max(0) as u64,
+            closed_on_time: self.closed_on_time.max(0) as u64,
+            handled_on_time: self.handled_on_time.max(0) as u64,
+            due_for_handling: self.handled.max(0) as u64,
+            rework: self.rework.min(self.dispatched).max(0) as u64,
+        };
+        let score = (counts.department_score() * 100.0).round() / 100.0;
+        Rates {
+            on_time_filing: r(self.filed_on_time, self.filed),
+            accurate_dispatch: r(self.dispatched - self.misdispatched, self.dispatched),
+            on_time_handling: r(self.handled_on_time, self.handled),
+            on_time_closure: r(self.closed_on_time, self.closed),
+            closure: r(self.closed.min(self.dispatched), self.dispatched),
+            rework: if self.handled == 0 { 0.0 } else { r(self.rework, self.handled) },
+            satisfaction: r(self.satisfied, self.rated),
+            mean_close_hours: if self.closed == 0 { 0.0 } else { self.close_secs as f64 / self.closed as f64 / 3600.0 },
+            score,
+            grade: grade(score),
+        }
+    }
+}
+
+/// One counter row's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowKey {
+    /// The kind of unit.
+    pub dim: Dim,
+    /// Day or month.
+    pub bucket: Bucket,
+    /// `YYYY-MM-DD` or `YYYY-MM`, local time.
+    pub period: String,
+    /// The unit's code.
+    pub key: String,
+}
+
+/// What one event adds: to the case's area units always, and to one department when it concerns one.
+/// A 改派 concerns two (a dispatch to the new lead, a wrong dispatch of the old), hence a list.
+pub fn contributions(facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) -> Vec<(Option<DeptCode>, Counters)> {
+    let mut out: Vec<(Option<DeptCode>, Counters)> = Vec::new();
+    let mut add = |dept: Option<&DeptCode>, f: &dyn Fn(&mut Counters)| {
+        let mut c = Counters::default();
+        f(&mut c);
+        out.push((dept.cloned(), c));
+    };
+    let lead = before.lead_dept.as_ref();
+    let task_dept = e.task.as_ref();
+    let on_time = |due: Option<jiff::Timestamp>| i64::from(due.is_none_or(|d| e.at <= d));
+    let close_secs = (e.at.as_second() - facts.reported_at.as_second()).max(0);
+    match &e.action {
+        Action::Report => add(None, &|c| c.reported = 1),
+        Action::File | Action::ConfirmCheck if e.to == CaseState::Filed => {
+            let t = on_time(before.due_at);
+            add(None, &|c| {
+                c.filed = 1;
+                c.filed_on_time = t;
+            })
+        }
+        Action::Void | Action::RefuteCheck if e.to == CaseState::Void => add(None, &|c| c.voided = 1),
+        Action::Dispatch { lead: to, .. } => add(Some(to), &|c| c.dispatched = 1),
+        Action::Reassign { lead: to, .. } => {
+            add(Some(to), &|c| c.dispatched = 1);
+            add(lead, &|c| c.misdispatched = 1);
+        }
+        Action::ApproveReturn if task_dept.is_none() => add(lead, &|c| c.misdispatched = 1),
+        Action::RejectAssignment => add(task_dept.or(lead), &|c| c.returned = 1),
+        Action::Reply => {
+            let due = match task_dept {
+                Some(d) => before.tasks.iter().find(|t| &t.dept == d).and_then(|t| t.handle_due_at),
+                None => before.handle_due_at,
+            };
+            let t = on_time(due);
+            add(task_dept.or(lead), &|c| {
+                c.handled = 1;
+                c.handled_on_time = t;
+            })
+        }
+        Action::VerifyFail => add(lead, &|c| c.rework = 1),
+        Action::ApproveExtension => add(task_dept.or(lead), &|c| c.extended = 1),
+        Action::Park | Action::ApprovePark => add(lead, &|c| c.parked = 1),
+        Action::Escalate => add(lead, &|c| c.escalated = 1),
+        Action::Merge { .. } => add(None, &|c| c.merged = 1),
+        Action::CallBack { satisfaction } => {
+            let (ok, opened) = (i64::from(satisfaction.score() >= 3), i64::from(e.due_at.is_some()));
+            add(lead, &|c| {
+                c.rated = 1;
+                c.satisfied = ok;
+                c.rectifications = opened;
+            })
+        }
+        _ => {}
+    }
+    let closes = e.to == CaseState::Closed && before.state != CaseState::Closed;
+    if closes && matches!(e.action, Action::Close | Action::FixOnSpot) {
+        let (normal, late) = (e.close_type == Some(CloseType::Normal), e.close_type == Some(CloseType::Late));
+        add(lead, &|c| {
+            c.closed = 1;
+            c.closed_on_time = i64::from(normal);
+            c.closed_late = i64::from(late);
+            c.close_secs = close_secs;
+        });
+    }
+    if e.action == Action::FixOnSpot {
+        add(None, &|c| c.fixed_on_spot = 1);
+    }
+    out.retain(|(_, c)| *c != Counters::default());
+    out
+}
+
+/// Counter rows being built: what a batch of events, or every history, adds up to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Projection {
+    rows: BTreeMap<RowKey, Counters>,
+}
+
+impl Projection {
+    /// An empty projection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds what `e` contributes, given the case's status `before` it.
+    pub fn add(&mut self, facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) {
+        let t = local(e.at);
+        let day = t.date().strftime("%Y-%m-%d").to_string();
+        let month = t.date().strftime("%Y-%m").to_string();
+        let areas = [
+            (Dim::Town, facts.grid.town().to_string()),
+            (Dim::Workstation, facts.grid.community().to_string()),
+            (Dim::Grid, facts.grid.to_string()),
+            (Dim::Class, facts.matter.major().to_owned()),
+            (Dim::Source, facts.source.as_str().to_owned()),
+        ];
+        for (dept, c) in contributions(facts, before, e) {
+            let units = areas.iter().cloned().chain(dept.map(|d| (Dim::Department, d.to_string())));
+            for (dim, key) in units {
+                for (bucket, period) in [(Bucket::Day, &day), (Bucket::Month, &month)] {
+                    let k = RowKey { dim, bucket, period: period.clone(), key: key.clone() };
+                    self.rows.entry(k).or_default().add(&c);
+                }
+            }
+        }
+    }
+
+    /// Adds a whole history (or its first `upto` events), replaying the status as it goes.
+    pub fn add_history(&mut self, facts: &CaseFacts, events: &[CaseEvent]) -> Result<(), ReplayError> {
+        let first = events.first().ok_or(ReplayError::Empty)?;
+        let mut status = CaseStatus::replay(std::slice::from_ref(first))?;
+        let empty = CaseStatus { version: 0, ..status.clone() };
+        self.add(facts, &empty, first);
+        for e in &events[1..] {
+            self.add(facts, &status, e);
+            status.apply(e)?;
+        }
+        Ok(())
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows, in key order.
+    pub fn rows(&self) -> impl Iterator<Item = (&RowKey, &Counters)> {
+        self.rows.iter()
+    }
+
+    /// The rows, in key order, taken out.
+    pub fn into_rows(self) -> Vec<(RowKey, Counters)> {
+        self.rows.into_iter().collect()
+    }
+}

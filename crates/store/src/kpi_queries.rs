@@ -1,0 +1,157 @@
+//! The SQL of [`crate::KpiStore`] — the live KPI counters and what their rebuild reads — shared by both
+//! backends the way [`queries`](super::queries) is: this file is compiled once per backend with that
+//! backend's `Db` and `This`.
+
+use civicgrid_core::case::{CaseEvent, CaseFacts, CaseId};
+use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, RowKey};
+use sqlx::{QueryBuilder, Row};
+
+use super::{Db, This};
+use crate::shared::{from_json, parse};
+use crate::{KpiStore, Result};
+
+/// Rows per INSERT: 26 values each, well under both backends' limit on bound values.
+const ROWS_PER_INSERT: usize = 500;
+
+fn counter_columns() -> String {
+    Counters::NAMES.join(", ")
+}
+
+/// Adds `rows` to the counters (or, with `replace`, writes them as they are) inside `tx`.
+async fn upsert(tx: &mut sqlx::Transaction<'_, Db>, rows: &[(RowKey, Counters)]) -> Result<()> {
+    let add: Vec<String> = Counters::NAMES.iter().map(|c| format!("{c} = kpi_counts.{c} + excluded.{c}")).collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("INSERT INTO kpi_counts (dim, bucket, period, key, {}) ", counter_columns()));
+        qb.push_values(chunk, |mut b, (k, c)| {
+            b.push_bind(k.dim.as_str())
+                .push_bind(k.bucket.as_str())
+                .push_bind(k.period.clone())
+                .push_bind(k.key.clone());
+            for v in c.values() {
+                b.push_bind(v);
+            }
+        });
+        qb.push(format!(" ON CONFLICT (dim, bucket, period, key) DO UPDATE SET {}", add.join(", ")));
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl KpiStore for This {
+    async fn kpi_advance(&self, consumer: &str, from: i64, to: i64, rows: &[(RowKey, Counters)]) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let moved = sqlx::query("UPDATE log_consumers SET position = $1 WHERE name = $2 AND position = $3")
+            .bind(to)
+            .bind(consumer.to_owned())
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        upsert(&mut tx, rows).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn kpi_replace(&self, consumer: &str, position: i64, rows: &[(RowKey, Counters)]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM kpi_counts").execute(&mut *tx).await?;
+        upsert(&mut tx, rows).await?;
+        sqlx::query(
+            "INSERT INTO log_consumers (name, position) VALUES ($1, $2) ON CONFLICT (name) \
+             DO UPDATE SET position = excluded.position",
+        )
+        .bind(consumer.to_owned())
+        .bind(position)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn kpi_totals(&self, dim: Dim, bucket: Bucket, from: &str, to: &str) -> Result<Vec<(String, Counters)>> {
+        let sums: Vec<String> = Counters::NAMES.iter().map(|c| format!("CAST(SUM({c}) AS BIGINT)")).collect();
+        let sql = format!(
+            "SELECT key, {} FROM kpi_counts WHERE dim = $1 AND bucket = $2 AND period >= $3 AND period <= $4 \
+             GROUP BY key ORDER BY key",
+            sums.join(", ")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dim.as_str())
+            .bind(bucket.as_str())
+            .bind(from.to_owned())
+            .bind(to.to_owned())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let values: Vec<i64> = (1..=Counters::NAMES.len())
+                    .map(|i| r.try_get::<i64, _>(i))
+                    .collect::<std::result::Result<_, _>>()?;
+                Ok((r.try_get::<String, _>(0)?, Counters::from_values(&values)))
+            })
+            .collect()
+    }
+
+    async fn kpi_dump(&self) -> Result<Vec<(RowKey, Counters)>> {
+        let sql = format!(
+            "SELECT dim, bucket, period, key, {} FROM kpi_counts ORDER BY dim, bucket, period, key",
+            counter_columns()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.read).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let bucket = match r.try_get::<String, _>(1)?.as_str() {
+                "day" => Bucket::Day,
+                _ => Bucket::Month,
+            };
+            let values: Vec<i64> = (4..4 + Counters::NAMES.len())
+                .map(|i| r.try_get::<i64, _>(i))
+                .collect::<std::result::Result<_, _>>()?;
+            let key =
+                RowKey { dim: parse(&r.try_get::<String, _>(0)?)?, bucket, period: r.try_get(2)?, key: r.try_get(3)? };
+            out.push((key, Counters::from_values(&values)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn logged_versions(&self, upto: i64) -> Result<Vec<(CaseId, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT stream_id, MAX(version) FROM event_log WHERE seq <= $1 AND stream = 'case' GROUP BY stream_id",
+        )
+        .bind(upto)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn case_histories(&self, after: CaseId, limit: u32) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>> {
+        let cases: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, facts FROM cases WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(i64::from(limit.clamp(1, 5000)))
+                .fetch_all(&self.read)
+                .await?;
+        let (Some(first), Some(last)) = (cases.first(), cases.last()) else { return Ok(Vec::new()) };
+        let events: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT case_id, body FROM case_events WHERE case_id >= $1 AND case_id <= $2 ORDER BY case_id, seq",
+        )
+        .bind(first.0)
+        .bind(last.0)
+        .fetch_all(&self.read)
+        .await?;
+        let mut events = events.into_iter().peekable();
+        let mut out = Vec::with_capacity(cases.len());
+        for (id, facts) in cases {
+            let mut history = Vec::new();
+            while let Some((_, body)) = events.next_if(|(c, _)| *c == id) {
+                history.push(from_json(&body)?);
+            }
+            out.push((id, from_json(&facts)?, history));
+        }
+        Ok(out)
+    }
+}
