@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// Cases reported per second while the SSE clients listen.
     #[arg(long, default_value_t = 50)]
     sse_rate: u64,
+    /// Run only the KPI query benchmark, at these case counts (e.g. `550000,5000000`); each database
+    /// is generated once in `--dir` and reused.
+    #[arg(long, value_delimiter = ',')]
+    kpi_cases: Vec<u64>,
     /// Internal: run the bare axum server on this address.
     #[arg(long, hide = true)]
     serve_bare: Option<String>,
@@ -81,6 +85,14 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     std::fs::create_dir_all(&args.dir)?;
     let mut rows = Vec::new();
     let body = report_body();
+    if !args.kpi_cases.is_empty() {
+        for &n in &args.kpi_cases {
+            eprintln!("· KPI tables at {n} cases");
+            rows.extend(kpi_bench(&args, n).await?);
+        }
+        print_rows(rows);
+        return Ok(());
+    }
 
     eprintln!("· point → micro-grid lookup");
     rows.push(lookup_bench()?);
@@ -150,11 +162,118 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
         remove_sqlite(&db)?;
     }
 
+    print_rows(rows);
+    Ok(())
+}
+
+fn print_rows(rows: Vec<Row>) {
     println!("| benchmark | result |\n|---|---|");
     for r in rows {
         println!("| {} | {} |", r.what, r.result);
     }
-    Ok(())
+}
+
+/// A demo database of about `cases` cases in `--dir`, generated once (with its KPI counters) and
+/// reused; its path.
+fn demo_db_of(args: &BenchArgs, name: &str, cases: u64) -> AppResult<String> {
+    let db = args.dir.join(format!("{name}-{cases}.db")).to_string_lossy().into_owned();
+    let case_scale = format!("{}", cases as f64 / civicgrid_demo::cases::CASES_PER_YEAR);
+    let have = rusqlite_count(&db);
+    if have.abs_diff(cases) > cases / 50 {
+        remove_sqlite(&db)?;
+        run_child(&["demo", "--database", &db, "--scale", "1", "--case-scale", &case_scale, "--no-serve", "--fresh"])?;
+    }
+    Ok(db)
+}
+
+/// How many cases an SQLite file holds (0 if it is not a civicgrid database).
+fn rusqlite_count(db: &str) -> u64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM cases", [], |r| r.get::<_, i64>(0)))
+        .map_or(0, |n| n.max(0) as u64)
+}
+
+/// KPI tables over HTTP (the live counters) against a database of `cases` cases, beside the
+/// reference: the same year's reports per grid counted straight from the cases table.
+async fn kpi_bench(args: &BenchArgs, cases: u64) -> AppResult<Vec<Row>> {
+    let db = demo_db_of(args, "bench-kpi", cases)?;
+    let count = rusqlite_count(&db);
+    let (child, base) = spawn_server(&db, "full")?;
+    let result = kpi_queries(&base, count).await;
+    kill(child);
+    let mut rows = result?;
+    // The reference: one GROUP BY over the cases of the last year (what a KPI table would cost
+    // without counters), on a read-only connection to the same file.
+    let conn = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let year_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 365)).as_microsecond();
+    let mut lat = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut stmt = conn.prepare_cached(
+            "SELECT grid, COUNT(*), SUM(close_type = 'late') FROM cases WHERE reported_at >= ?1 GROUP BY grid",
+        )?;
+        let n = stmt.query_map([year_ago], |r| r.get::<_, i64>(1))?.count();
+        lat.push(t.elapsed().as_micros() as u64);
+        if n == 0 {
+            return Err("the reference query found no grid".into());
+        }
+    }
+    lat.sort_unstable();
+    rows.push(Row {
+        what: format!("reference: reports and late closures per grid, last 365 days, GROUP BY over the cases table, {count} cases, SQLite"),
+        result: format!("p50 {:.1} ms, max {:.1} ms (5 runs)", percentile(&lat, 0.5) as f64 / 1000.0, percentile(&lat, 1.0) as f64 / 1000.0),
+    });
+    Ok(rows)
+}
+
+async fn kpi_queries(base: &str, count: u64) -> AppResult<Vec<Row>> {
+    let token = login(base, "commander").await?;
+    let http = reqwest::Client::new();
+    let today = jiff::Zoned::now().date();
+    let back = |days: i64| today.checked_sub(jiff::Span::new().days(days)).unwrap_or(today);
+    let shapes: [(&str, &str, jiff::civil::Date); 6] = [
+        ("town, last 365 days", "town", back(364)),
+        ("grid (137 rows), last 365 days", "grid", back(364)),
+        ("workstation, last 90 days", "workstation", back(89)),
+        ("department, last 30 days", "department", back(29)),
+        ("matter class, last 7 days", "class", back(6)),
+        ("source, last 30 days", "source", back(29)),
+    ];
+    let mut rows = Vec::new();
+    let mut all = Vec::new();
+    for (name, dim, from) in shapes {
+        let url = format!("{base}/api/v1/kpi?dim={dim}&from={from}&to={today}");
+        let mut lat = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let r = http.get(&url).bearer_auth(&token).send().await?;
+            if !r.status().is_success() {
+                return Err(format!("{url}: {}", r.status()).into());
+            }
+            let _ = r.bytes().await?;
+            lat.push(t.elapsed().as_micros() as u64);
+        }
+        lat.sort_unstable();
+        rows.push(Row {
+            what: format!("GET /api/v1/kpi {name} (with 环比 and 同比), {count} cases, SQLite"),
+            result: format!(
+                "p50 {:.1} ms, p99 {:.1} ms",
+                percentile(&lat, 0.5) as f64 / 1000.0,
+                percentile(&lat, 0.99) as f64 / 1000.0
+            ),
+        });
+        all.extend(lat);
+    }
+    all.sort_unstable();
+    rows.push(Row {
+        what: format!("GET /api/v1/kpi, all {} requests above, {count} cases", all.len()),
+        result: format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&all, 0.5) as f64 / 1000.0,
+            percentile(&all, 0.99) as f64 / 1000.0
+        ),
+    });
+    Ok(rows)
 }
 
 /// Point → micro-grid lookups over the full demo map (635 micro-grids), random points in the town's box.

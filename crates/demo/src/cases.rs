@@ -391,6 +391,8 @@ struct Sim<'a> {
     status: CaseStatus,
     events: Vec<CaseEvent>,
     clock: Timestamp,
+    /// A fix on the spot is drawn for a sampled verification.
+    sampled: bool,
 }
 
 impl<'a> Sim<'a> {
@@ -398,7 +400,7 @@ impl<'a> Sim<'a> {
         let ctx = Context::new(facts.reported_at, &plan.clocks, &plan.sla);
         let (status, event) = CaseStatus::report(&facts, reporter, &ctx);
         let clock = facts.reported_at;
-        Sim { plan, facts, status, events: vec![event], clock }
+        Sim { plan, facts, status, events: vec![event], clock, sampled: false }
     }
 
     /// Takes `action` after `minutes`, unless that lies in the future; false when the case stops here.
@@ -410,6 +412,18 @@ impl<'a> Sim<'a> {
     /// Takes an on-site step (a verification, a check, a fix) after `minutes`, with the photo taken
     /// there as evidence.
     fn on_site(&mut self, minutes: i64, actor: &EventActor, action: Action, reason: Option<&str>) -> bool {
+        self.on_site_routed(minutes, actor, action, reason, None)
+    }
+
+    /// [`Sim::on_site`] with the rules' route, for a check that files the case.
+    fn on_site_routed(
+        &mut self,
+        minutes: i64,
+        actor: &EventActor,
+        action: Action,
+        reason: Option<&str>,
+        route: Option<&Route>,
+    ) -> bool {
         let taken_at = self.clock + SignedDuration::from_mins(minutes.max(1));
         let photo = Attachment {
             id: None,
@@ -420,7 +434,7 @@ impl<'a> Sim<'a> {
             taken_at: Some(taken_at),
         };
         let cmd = Command { reason: reason.map(str::to_owned), evidence: vec![photo], ..Command::new(action) };
-        self.command(minutes, actor, &cmd, None)
+        self.command(minutes, actor, &cmd, route)
     }
 
     /// Takes a step of `dept`'s co-department task after `minutes`.
@@ -442,7 +456,7 @@ impl<'a> Sim<'a> {
         if at >= self.plan.now {
             return false;
         }
-        let ctx = Context::new(at, &self.plan.clocks, &self.plan.sla).with_route(route);
+        let ctx = Context::new(at, &self.plan.clocks, &self.plan.sla).with_route(route).with_sample(self.sampled);
         match decide(&self.facts, &self.status, cmd, actor.clone(), &ctx) {
             Ok(event) if self.status.apply(&event).is_ok() => {
                 self.events.push(event);
@@ -514,7 +528,44 @@ impl<'a> Sim<'a> {
         }
         let owner = self.facts.component_id.and_then(|id| p.owners.get(&id));
         let route = p.routing.propose(&self.facts, owner);
-        if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
+        let worker = cast.grid_workers.get(&self.facts.grid).cloned().unwrap_or(cast.supervisor.clone());
+        // 自行处置: the reporting grid worker fixes a small problem there and then, with a before photo
+        // on the report and an after photo on the fix; a share is verified by the supervisor.
+        if self.facts.source == Source::GridPatrol && rng.u32(0..100) < 12 {
+            self.facts.attachments = vec![Attachment {
+                id: None,
+                name: "处置前.jpg".into(),
+                mime: "image/jpeg".into(),
+                size: 41_000,
+                sha256: None,
+                taken_at: Some(self.facts.reported_at),
+            }];
+            self.sampled = rng.u32(0..100) < u32::from(p.sla.sample_percent);
+            let reporter = self.events[0].actor.clone();
+            if self.on_site(rng.i64(5..40), &reporter, Action::FixOnSpot, Some("现场已处置"))
+                && self.sampled
+                && self.on_site(rng.i64(60..600), &cast.supervisor, Action::VerifyPass, None)
+            {
+                self.step(rng.i64(10..120), &cast.shift, Action::Close, None);
+            }
+            return;
+        }
+        // 核实: some public reports go to the grid's worker for an on-site check before filing.
+        let checked = self.facts.source.is_public() && rng.u32(0..100) < 10;
+        if checked {
+            if !(self.step(rng.i64(2..15), &intake, Action::Accept, None)
+                && self.step(rng.i64(1..10), &intake, Action::RequestCheck, None))
+            {
+                return;
+            }
+            if rng.u32(0..100) < 12 {
+                self.on_site(rng.i64(20..90), &worker, Action::RefuteCheck, Some("现场核实，未发现反映的问题"));
+                return;
+            }
+            if !self.on_site_routed(rng.i64(20..90), &worker, Action::ConfirmCheck, None, route.as_ref()) {
+                return;
+            }
+        } else if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
             && self.command(rng.i64(1..8), &cast.shift, &Command::new(Action::File), route.as_ref()))
         {
             return;
@@ -528,7 +579,6 @@ impl<'a> Sim<'a> {
             }
         }
         let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.dispatcher.clone());
-        let worker = cast.grid_workers.get(&self.facts.grid).cloned().unwrap_or(cast.supervisor.clone());
         let dispatch = Action::Dispatch { lead: lead.clone(), co: co.clone() };
         if !self.step(rng.i64(2..15), &cast.dispatcher, dispatch, None) {
             return;

@@ -155,6 +155,20 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
     assert!(parks > 0 && refused_parks > 0, "parking approved {parks}, refused {refused_parks}");
     assert!(void_requests > 0 && refused_voids > 0, "void requests {void_requests}, refused {refused_voids}");
     assert_eq!(proposed, filed, "every filing records the rules' proposal");
+    // On-site checks both ways, fixes on the spot (some sampled and verified), rectifications.
+    let (confirmed, refuted) =
+        (count(&|e| e.action == Action::ConfirmCheck), count(&|e| e.action == Action::RefuteCheck));
+    let fixes = count(&|e| e.action == Action::FixOnSpot);
+    let sampled = count(&|e| e.action == Action::FixOnSpot && e.to == civicgrid_core::case::CaseState::Replied);
+    let (rectifications, rectified) = (
+        count(&|e| matches!(e.action, Action::CallBack { .. }) && e.due_at.is_some()),
+        count(&|e| e.action == Action::Rectify),
+    );
+    assert!(confirmed > 0 && refuted > 0, "checks confirmed {confirmed}, refuted {refuted}");
+    assert!(fixes > 100 && sampled > 0 && sampled < fixes / 3, "fixes on the spot {fixes}, sampled {sampled}");
+    assert!(rectifications > 0 && rectified > 0, "rectifications {rectifications}, reported {rectified}");
+    let verified_with_photo = count(&|e| e.action == Action::VerifyPass && !e.evidence.is_empty());
+    assert_eq!(verified_with_photo, count(&|e| e.action == Action::VerifyPass), "every verification has its photo");
     // Nothing stalls waiting for a co-department the simulation forgot.
     let stuck = all
         .iter()
