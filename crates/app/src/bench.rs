@@ -243,37 +243,41 @@ async fn kpi_queries(base: &str, count: u64) -> AppResult<Vec<Row>> {
     let mut all = Vec::new();
     for (name, dim, from) in shapes {
         let url = format!("{base}/api/v1/kpi?dim={dim}&from={from}&to={today}");
-        let mut lat = Vec::new();
-        for _ in 0..200 {
-            let t = Instant::now();
-            let r = http.get(&url).bearer_auth(&token).send().await?;
-            if !r.status().is_success() {
-                return Err(format!("{url}: {}", r.status()).into());
-            }
-            let _ = r.bytes().await?;
-            lat.push(t.elapsed().as_micros() as u64);
-        }
-        lat.sort_unstable();
-        rows.push(Row {
-            what: format!("GET /api/v1/kpi {name} (with 环比 and 同比), {count} cases, SQLite"),
-            result: format!(
-                "p50 {:.1} ms, p99 {:.1} ms",
-                percentile(&lat, 0.5) as f64 / 1000.0,
-                percentile(&lat, 0.99) as f64 / 1000.0
-            ),
-        });
+        let lat = timed_gets(&http, &token, 200, |_| url.clone()).await?;
+        rows.push(latency_row(format!("GET /api/v1/kpi {name} (with 环比 and 同比), {count} cases, SQLite"), &lat));
         all.extend(lat);
     }
     all.sort_unstable();
-    rows.push(Row {
-        what: format!("GET /api/v1/kpi, all {} requests above, {count} cases", all.len()),
-        result: format!(
-            "p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&all, 0.5) as f64 / 1000.0,
-            percentile(&all, 0.99) as f64 / 1000.0
-        ),
-    });
+    rows.push(latency_row(format!("GET /api/v1/kpi, all {} requests above, {count} cases", all.len()), &all));
     Ok(rows)
+}
+
+/// `n` sequential GETs of `url(i)` as `token`, each of which must succeed; their latencies in µs, sorted.
+async fn timed_gets(
+    http: &reqwest::Client,
+    token: &str,
+    n: usize,
+    url: impl Fn(usize) -> String,
+) -> AppResult<Vec<u64>> {
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let url = url(i);
+        let t = Instant::now();
+        let r = http.get(&url).bearer_auth(token).send().await?;
+        if !r.status().is_success() {
+            return Err(format!("{url}: {}", r.status()).into());
+        }
+        let _ = r.bytes().await?;
+        lat.push(t.elapsed().as_micros() as u64);
+    }
+    lat.sort_unstable();
+    Ok(lat)
+}
+
+/// A result row of sorted latencies: p50 and p99 in milliseconds.
+fn latency_row(what: String, sorted: &[u64]) -> Row {
+    let ms = |q| percentile(sorted, q) as f64 / 1000.0;
+    Row { what, result: format!("p50 {:.1} ms, p99 {:.1} ms", ms(0.5), ms(0.99)) }
 }
 
 /// Point → micro-grid lookups over the full demo map (635 micro-grids), random points in the town's box.
@@ -679,36 +683,11 @@ async fn list_queries(base: &str, count: i64) -> AppResult<Vec<Row>> {
     let mut rows = Vec::new();
     let mut all = Vec::new();
     for (name, query) in &shapes {
-        let mut lat = Vec::new();
-        for i in 0..300 {
-            let url = format!("{base}/api/v1/cases?{}", query(i));
-            let t = Instant::now();
-            let r = http.get(&url).bearer_auth(&token).send().await?;
-            if !r.status().is_success() {
-                return Err(format!("{url}: {}", r.status()).into());
-            }
-            let _ = r.bytes().await?;
-            lat.push(t.elapsed().as_micros() as u64);
-        }
-        lat.sort_unstable();
-        rows.push(Row {
-            what: format!("GET /api/v1/cases {name}, {count} cases, SQLite"),
-            result: format!(
-                "p50 {:.1} ms, p99 {:.1} ms",
-                percentile(&lat, 0.5) as f64 / 1000.0,
-                percentile(&lat, 0.99) as f64 / 1000.0
-            ),
-        });
+        let lat = timed_gets(&http, &token, 300, |i| format!("{base}/api/v1/cases?{}", query(i))).await?;
+        rows.push(latency_row(format!("GET /api/v1/cases {name}, {count} cases, SQLite"), &lat));
         all.extend(lat);
     }
     all.sort_unstable();
-    rows.push(Row {
-        what: format!("GET /api/v1/cases, all {} filtered requests above", all.len()),
-        result: format!(
-            "p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&all, 0.5) as f64 / 1000.0,
-            percentile(&all, 0.99) as f64 / 1000.0
-        ),
-    });
+    rows.push(latency_row(format!("GET /api/v1/cases, all {} filtered requests above", all.len()), &all));
     Ok(rows)
 }

@@ -250,18 +250,7 @@ fn return_request_goes_back_to_where_it_came_from_when_denied() {
 
 #[test]
 fn call_back_only_once_and_reopen_clears_the_closure() {
-    let mut w = World::new();
-    for a in [
-        Action::Accept,
-        Action::File,
-        Action::Dispatch { lead: dept("huanwei"), co: vec![] },
-        Action::Sign,
-        Action::Reply,
-        Action::VerifyPass,
-        Action::Close,
-    ] {
-        w.ok(a);
-    }
+    let mut w = closed(Source::GridPatrol);
     w.ok(Action::CallBack { satisfaction: Satisfaction::Dissatisfied });
     assert_eq!(
         w.cmd(Action::CallBack { satisfaction: Satisfaction::Satisfied }, None).map(|_| ()),
