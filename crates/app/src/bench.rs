@@ -173,10 +173,10 @@ fn print_rows(rows: Vec<Row>) {
     }
 }
 
-/// A demo database of about `cases` cases in `--dir`, generated once (with its KPI counters) and
-/// reused; its path.
-fn demo_db_of(args: &BenchArgs, name: &str, cases: u64) -> AppResult<String> {
-    let db = args.dir.join(format!("{name}-{cases}.db")).to_string_lossy().into_owned();
+/// A demo database of about `cases` cases, file `file` in `--dir`, generated once (with its KPI
+/// counters) and reused while it holds that many; its path.
+fn demo_db_of(args: &BenchArgs, file: &str, cases: u64) -> AppResult<String> {
+    let db = args.dir.join(file).to_string_lossy().into_owned();
     let case_scale = format!("{}", cases as f64 / civicgrid_demo::cases::CASES_PER_YEAR);
     let have = rusqlite_count(&db);
     if have.abs_diff(cases) > cases / 50 {
@@ -196,7 +196,7 @@ fn rusqlite_count(db: &str) -> u64 {
 /// KPI tables over HTTP (the live counters) against a database of `cases` cases, beside the
 /// reference: the same year's reports per grid counted straight from the cases table.
 async fn kpi_bench(args: &BenchArgs, cases: u64) -> AppResult<Vec<Row>> {
-    let db = demo_db_of(args, "bench-kpi", cases)?;
+    let db = demo_db_of(args, &format!("bench-kpi-{cases}.db"), cases)?;
     let count = rusqlite_count(&db);
     let (child, base) = spawn_server(&db, "full")?;
     let result = kpi_queries(&base, count).await;
@@ -639,17 +639,8 @@ async fn bare_insert(database: &str) -> AppResult<f64> {
 
 /// Latency of filtered lists against a database of `args.list_cases` cases.
 async fn list_bench(args: &BenchArgs) -> AppResult<Vec<Row>> {
-    let db = args.dir.join("bench-list.db").to_string_lossy().into_owned();
-    let case_scale = format!("{}", args.list_cases as f64 / civicgrid_demo::cases::CASES_PER_YEAR);
-    let have = match civicgrid_store::open(&db).await {
-        Ok(s) => s.count_cases().await.unwrap_or(0),
-        Err(_) => 0,
-    };
-    if have.unsigned_abs().abs_diff(args.list_cases) > args.list_cases / 50 {
-        remove_sqlite(&db)?;
-        run_child(&["demo", "--database", &db, "--scale", "1", "--case-scale", &case_scale, "--no-serve", "--fresh"])?;
-    }
-    let count = civicgrid_store::open(&db).await?.count_cases().await?;
+    let db = demo_db_of(args, "bench-list.db", args.list_cases)?;
+    let count = rusqlite_count(&db) as i64;
     let (child, base) = spawn_server(&db, "full")?;
     let result = list_queries(&base, count).await;
     kill(child);

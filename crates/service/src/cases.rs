@@ -108,7 +108,7 @@ impl Services {
             }
             _ => None,
         };
-        let sampled = *action == Action::FixOnSpot && self.drawn_for_sampling(id);
+        let sampled = *action == Action::FixOnSpot && Self::drawn_for_sampling(&world, id);
         let ctx =
             Context::new(self.clock.now(), &world.clocks, &world.sla).with_route(route.as_ref()).with_sample(sampled);
         let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;

@@ -9,10 +9,10 @@
 //! ([`Services::rebuild_kpis`]) counts every history up to a log position and replaces the counters
 //! and the reader's position together, so the live reader carries on exactly where it stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use civicgrid_core::access::{Actor, Role};
-use civicgrid_core::case::{CaseId, CaseStatus, Source};
+use civicgrid_core::case::{CaseId, Source};
 use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, Projection, Rates};
 use jiff::ToSpan;
 use jiff::civil::Date;
@@ -95,18 +95,18 @@ impl Services {
         loop {
             let entries = self.store.events_after(position, LOG_BATCH).await?;
             let Some(last) = entries.last().map(|e| e.seq) else { break };
-            let mut histories: BTreeMap<CaseId, (civicgrid_core::case::CaseFacts, Vec<CaseStatus>)> = BTreeMap::new();
-            let mut projection = Projection::new();
+            // The events of each case in this batch, by version.
+            let mut batch: BTreeMap<CaseId, BTreeSet<i64>> = BTreeMap::new();
             for e in &entries {
-                if let std::collections::btree_map::Entry::Vacant(slot) = histories.entry(e.case_id) {
-                    let case = self.store.case(e.case_id).await?.ok_or(ServiceError::NotFound("case"))?;
-                    let events = self.store.case_events(e.case_id).await?;
-                    slot.insert((case.facts, statuses(&events)?));
-                }
-                let (facts, statuses) = &histories[&e.case_id];
-                let before = usize::try_from(e.event.seq - 1).ok().and_then(|v| statuses.get(v));
-                let before = before.ok_or_else(|| ServiceError::Internal(format!("case {} history", e.case_id)))?;
-                projection.add(facts, before, &e.event);
+                batch.entry(e.case_id).or_default().insert(e.event.seq);
+            }
+            let mut projection = Projection::new();
+            for (id, versions) in &batch {
+                let case = self.store.case(*id).await?.ok_or(ServiceError::NotFound("case"))?;
+                let events = self.store.case_events(*id).await?;
+                projection
+                    .add_events(&case.facts, &events, |e| versions.contains(&e.seq))
+                    .map_err(|e| ServiceError::Internal(format!("case {id}: {e}")))?;
             }
             let rows = projection.into_rows();
             if !self.store.kpi_advance(KPI_CONSUMER, position, last, &rows).await? {
@@ -221,20 +221,6 @@ impl Services {
         let table = self.kpi_table(actor, query).await?;
         workbook(&table).map_err(|e| ServiceError::Internal(format!("xlsx: {e}")))
     }
-}
-
-/// Every status of a history: the one before event k is `statuses[k - 1]` (k from 1; the empty one
-/// first).
-fn statuses(events: &[civicgrid_core::case::CaseEvent]) -> ServiceResult<Vec<CaseStatus>> {
-    let bad = |e: civicgrid_core::case::ReplayError| ServiceError::Internal(e.to_string());
-    let first = events.first().ok_or_else(|| ServiceError::Internal("a case without events".into()))?;
-    let mut status = CaseStatus::replay(std::slice::from_ref(first)).map_err(bad)?;
-    let mut out = vec![CaseStatus { version: 0, ..status.clone() }, status.clone()];
-    for e in &events[1..] {
-        status.apply(e).map_err(bad)?;
-        out.push(status.clone());
-    }
-    Ok(out)
 }
 
 /// `from..=to` as (bucket, first period, last period) reads: the leading days up to the first whole

@@ -136,9 +136,9 @@ impl Services {
 
     /// Whether a fix on the spot of case `id` is drawn for verification by someone else: a fixed
     /// share of cases, spread evenly over the ids (a multiplicative hash), so the draw is the same on
-    /// every node and on a retry.
-    pub(crate) fn drawn_for_sampling(&self, id: CaseId) -> bool {
-        let share = u64::from(self.world().sla.sample_percent);
+    /// every node and on a retry. Reads the caller's reference snapshot.
+    pub(crate) fn drawn_for_sampling(world: &crate::World, id: CaseId) -> bool {
+        let share = u64::from(world.sla.sample_percent);
         let hashed = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
         hashed % 100 < share
     }

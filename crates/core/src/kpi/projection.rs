@@ -88,8 +88,6 @@ macro_rules! counters {
         impl Counters {
             /// Column names, in the order of [`Counters::values`].
             pub const NAMES: &'static [&'static str] = &[$(stringify!($field)),+];
-            /// Chinese headers, in the same order.
-            pub const HEADERS_ZH: &'static [&'static str] = &[$($zh),+];
 
             /// The counts, in the order of [`Counters::NAMES`].
             pub fn values(&self) -> Vec<i64> {
@@ -314,27 +312,32 @@ impl Projection {
         }
     }
 
-    /// Adds a whole history (or its first `upto` events), replaying the status as it goes.
+    /// Adds a whole history, replaying the status as it goes.
     pub fn add_history(&mut self, facts: &CaseFacts, events: &[CaseEvent]) -> Result<(), ReplayError> {
+        self.add_events(facts, events, |_| true)
+    }
+
+    /// Replays a history (from its report) and adds the events `wanted` picks, each with the status
+    /// before it: the live reader's events of one case in a batch of the log.
+    pub fn add_events(
+        &mut self,
+        facts: &CaseFacts,
+        events: &[CaseEvent],
+        wanted: impl Fn(&CaseEvent) -> bool,
+    ) -> Result<(), ReplayError> {
         let first = events.first().ok_or(ReplayError::Empty)?;
         let mut status = CaseStatus::replay(std::slice::from_ref(first))?;
-        let empty = CaseStatus { version: 0, ..status.clone() };
-        self.add(facts, &empty, first);
+        if wanted(first) {
+            // The report's rule reads nothing of the status before it.
+            self.add(facts, &CaseStatus { version: 0, ..status.clone() }, first);
+        }
         for e in &events[1..] {
-            self.add(facts, &status, e);
+            if wanted(e) {
+                self.add(facts, &status, e);
+            }
             status.apply(e)?;
         }
         Ok(())
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The rows, in key order.
-    pub fn rows(&self) -> impl Iterator<Item = (&RowKey, &Counters)> {
-        self.rows.iter()
     }
 
     /// The rows, in key order, taken out.
