@@ -947,9 +947,9 @@ pub fn distance_m(a: GeoPoint, b: GeoPoint) -> f64 {
     2.0 * 6_371_000.0 * h.sqrt().asin()
 }
 
-/// The on-site rule of a passed verification (核查通过): at least one uploaded photo, and a position
-/// — the nearest photo's EXIF GPS, or else the phone's reported `position` — within `radius_m` of the
-/// case. `photos` holds each evidence photo's GPS position, if it has one.
+/// The on-site rule of a passed verification (核查通过), a check (核实) and a fix on the spot: at least one
+/// uploaded photo, and a position — the nearest photo's EXIF GPS, or else the phone's reported
+/// `position` — within `radius_m` of the case. `photos` holds each evidence photo's GPS position, if it has one.
 pub fn check_on_site(
     case: GeoPoint,
     photos: &[Option<GeoPoint>],
@@ -961,7 +961,10 @@ pub fn check_on_site(
         return Err(DomainError::invalid("position", "a WGS84 longitude and latitude"));
     }
     if photos.is_empty() {
-        return Err(DomainError::invalid("evidence", "a passed verification needs at least one uploaded photo"));
+        return Err(DomainError::invalid(
+            "evidence",
+            "an on-site step (verification, check, fix on the spot) needs at least one uploaded photo",
+        ));
     }
     let nearest = photos.iter().flatten().map(|p| distance_m(case, *p)).fold(f64::INFINITY, f64::min);
     let (distance, what) = match (nearest.is_finite(), reported) {
@@ -970,14 +973,14 @@ pub fn check_on_site(
         (false, None) => {
             return Err(DomainError::invalid(
                 "position",
-                "no photo carries a GPS position: send the phone's position with the verification",
+                "no photo carries a GPS position: send the phone's position with the step",
             ));
         }
     };
     if distance > radius_m {
         return Err(DomainError::invalid(
             "evidence",
-            format!("{what} {distance:.0} m from the case; verification is on site, within {radius_m:.0} m"),
+            format!("{what} {distance:.0} m from the case; this step is taken on site, within {radius_m:.0} m"),
         ));
     }
     Ok(())
