@@ -763,6 +763,12 @@ pub struct CaseStatus {
     /// The reporting grid worker fixed it on the spot (自行处置).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fixed_on_spot: bool,
+    /// Who filed the case (立案), for the shift leader's 准确立案率.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filed_by: Option<i64>,
+    /// Who made the standing dispatch, for the dispatcher's 准确派遣率.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_by: Option<i64>,
     /// When the current step's warning and escalations fall due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timers: Option<StepTimers>,
@@ -1038,6 +1044,8 @@ impl CaseStatus {
             merged_into: None,
             merged_from: None,
             fixed_on_spot: false,
+            filed_by: None,
+            dispatched_by: None,
             timers: None,
             handle_timers: None,
             updated_at: at,
@@ -1070,8 +1078,10 @@ impl CaseStatus {
                 self.lead_dept = Some(lead.clone());
                 self.co_depts = co.clone();
                 self.lead_replied_at = None;
+                self.dispatched_by = e.actor.user_id;
             }
             Action::ApproveReturn if e.task.is_none() => {
+                self.dispatched_by = None;
                 self.lead_dept = None;
                 self.co_depts.clear();
                 self.lead_replied_at = None;
@@ -1122,6 +1132,7 @@ impl CaseStatus {
                 self.replied_at = None;
                 self.lead_replied_at = None;
                 self.lead_dept = None;
+                self.dispatched_by = None;
                 self.co_depts.clear();
             }
             _ => {}
@@ -1136,6 +1147,9 @@ impl CaseStatus {
         }
         if let Some(tasks) = &e.tasks {
             self.tasks = tasks.clone();
+        }
+        if e.to == CaseState::Filed && matches!(e.action, Action::File | Action::ConfirmCheck) {
+            self.filed_by = e.actor.user_id;
         }
         if e.to == CaseState::Filed {
             if e.route.is_some() {

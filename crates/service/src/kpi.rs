@@ -1,6 +1,7 @@
 //! Live KPIs (考核): the counters every committed event adds to (`core::kpi::projection`), kept up to
 //! date by a reader of the global event log, rebuilt from every history on demand, and read as tables
-//! per unit with rates, scores, grades, 环比 and 同比, as JSON or as an XLSX workbook.
+//! per unit with rates, scores, grades, 环比 and 同比, as JSON or as an XLSX workbook. A table of
+//! people (`dim=person`) lists the patrol workers, shift leaders and dispatchers with their post scores.
 //!
 //! The reader ([`Services::project_kpis`]) runs on every turn of the job runner. For each batch of log
 //! entries it replays the cases concerned up to each event (the rule needs the status before it),
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use civicgrid_core::access::{Actor, Role};
 use civicgrid_core::case::{CaseId, Source};
-use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, Projection, Rates};
+use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, Post, Projection, Rates};
 use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
@@ -186,7 +187,67 @@ impl Services {
         };
         let mut total = row("", sum(&now), sum(&before), sum(&year_ago));
         total.name = "合计".into();
-        Ok(KpiTable { query, previous, last_year, rows, total })
+        let mut table = KpiTable { query, previous, last_year, rows, total };
+        if query.dim == Dim::Person {
+            self.score_posts(&mut table).await?;
+        }
+        Ok(table)
+    }
+
+    /// Turns a table of people into a table of posts: one row for every active patrol worker, shift
+    /// leader and dispatcher (idle ones too: an idle worker is news), named with the post, scored by
+    /// the post's formula. A patrol worker's 漏报 count is the public reports filed in their grids.
+    async fn score_posts(&self, table: &mut KpiTable) -> ServiceResult<()> {
+        let users = self.store.users().await?;
+        let people: Vec<_> = users
+            .into_iter()
+            .filter(|u| u.disabled_at.is_none())
+            .filter_map(|u| post_of(u.role).map(|post| (u, post)))
+            .collect();
+        let (from, to) = (table.query.from, table.query.to);
+        let periods = [(from, to), table.previous, table.last_year];
+        let mut missed_by_grid = Vec::new();
+        for (a, b) in periods {
+            let grids = self.totals(Dim::Grid, a, b).await?;
+            missed_by_grid.push(grids.into_iter().map(|(k, c)| (k, c.missed)).collect::<BTreeMap<_, _>>());
+        }
+        let mut found: BTreeMap<String, KpiRow> =
+            std::mem::take(&mut table.rows).into_iter().map(|r| (r.key.clone(), r)).collect();
+        let mut rows = Vec::with_capacity(people.len());
+        for (user, post) in &people {
+            let key = user.id.to_string();
+            let mut row = found.remove(&key).unwrap_or_else(|| KpiRow {
+                key: key.clone(),
+                name: String::new(),
+                counts: Counters::default(),
+                rates: Counters::default().rates(),
+                previous: Counters::default(),
+                last_year: Counters::default(),
+            });
+            row.name = format!("{}（{}）", user.display_name, user.role.label_zh());
+            if *post == Post::Patrol {
+                let missed =
+                    |m: &BTreeMap<String, i64>| user.grids.iter().filter_map(|g| m.get(&g.to_string())).sum::<i64>();
+                row.counts.missed = missed(&missed_by_grid[0]);
+                row.previous.missed = missed(&missed_by_grid[1]);
+                row.last_year.missed = missed(&missed_by_grid[2]);
+            }
+            row.rates = row.counts.rates();
+            rows.push((row, *post));
+        }
+        // The dispatcher's workload score: dispatches against the mean of the dispatchers who dispatched.
+        let loads: Vec<i64> = rows
+            .iter()
+            .filter(|(r, p)| *p == Post::Dispatcher && r.counts.dispatched > 0)
+            .map(|(r, _)| r.counts.dispatched)
+            .collect();
+        let mean = if loads.is_empty() { 0.0 } else { loads.iter().sum::<i64>() as f64 / loads.len() as f64 };
+        for (row, post) in &mut rows {
+            let workload = if mean == 0.0 { 100.0 } else { (100.0 * row.counts.dispatched as f64 / mean).min(100.0) };
+            (row.rates.score, row.rates.grade) = row.counts.post_score(*post, workload);
+        }
+        table.rows = rows.into_iter().map(|(r, _)| r).collect();
+        Ok(())
     }
 
     /// The counters of each unit over `from..=to`: whole months from the monthly rows, the days
@@ -213,6 +274,8 @@ impl Services {
             Dim::Department => world.departments.values().map(|d| (d.code.to_string(), d.name_zh.clone())).collect(),
             Dim::Class => world.catalog.matters().map(|m| (m.major_code.clone(), m.major_name_zh.clone())).collect(),
             Dim::Source => Source::ALL.into_iter().map(|s| (s.as_str().to_owned(), source_zh(s).to_owned())).collect(),
+            // Named with their post by `score_posts`.
+            Dim::Person => BTreeMap::new(),
         })
     }
 
@@ -264,7 +327,7 @@ fn is_decimal(header: &str) -> bool {
     header.contains('(') || header == "考核得分"
 }
 
-const COLUMNS: [Column; 21] = [
+const COLUMNS: [Column; 27] = [
     ("上报数", |r| r.counts.reported as f64),
     ("立案数", |r| r.counts.filed as f64),
     ("按时立案率(%)", |r| r.rates.on_time_filing),
@@ -286,7 +349,23 @@ const COLUMNS: [Column; 21] = [
     ("上报数同比(%)", |r| change(r.counts.reported, r.last_year.reported)),
     ("结案数环比(%)", |r| change(r.counts.closed, r.previous.closed)),
     ("结案数同比(%)", |r| change(r.counts.closed, r.last_year.closed)),
+    ("准确立案率(%)", |r| r.rates.accurate_filing),
+    ("按时派遣率(%)", |r| r.rates.on_time_dispatch),
+    ("按时核实率(%)", |r| r.rates.on_time_check),
+    ("按时核查率(%)", |r| r.rates.on_time_verify),
+    ("有效上报率(%)", |r| r.rates.valid_report),
+    ("主动发现率(%)", |r| r.rates.discovery),
 ];
+
+/// The post a role is scored as, if it has a formula of its own.
+fn post_of(role: Role) -> Option<Post> {
+    match role {
+        Role::GridWorker => Some(Post::Patrol),
+        Role::ShiftLeader => Some(Post::ShiftLeader),
+        Role::Dispatcher => Some(Post::Dispatcher),
+        _ => None,
+    }
+}
 
 /// The change from `before` to `now`, in percent (0 when there was nothing before).
 pub fn change(now: i64, before: i64) -> f64 {
@@ -301,6 +380,7 @@ fn dim_zh(d: Dim) -> &'static str {
         Dim::Department => "部门",
         Dim::Class => "大类",
         Dim::Source => "来源",
+        Dim::Person => "岗位",
     }
 }
 

@@ -505,7 +505,7 @@ async fn demo_actor(store: &dyn Store, name: &str) -> Actor {
 async fn kpi_story(store: Arc<dyn Store>) {
     use civicgrid_core::case::{Attachment, Command, Satisfaction};
     use civicgrid_core::kpi::Grade;
-    use civicgrid_core::kpi::projection::Dim;
+    use civicgrid_core::kpi::projection::{Counters, Dim};
     use civicgrid_service::kpi::KpiQuery;
     let clock = ManualClock::new(monday_morning());
     let town = populate(store.as_ref()).await;
@@ -518,6 +518,7 @@ async fn kpi_story(store: Arc<dyn Store>) {
         demo_actor(store.as_ref(), "gw001").await,
     );
     let intake = demo_actor(store.as_ref(), "intake").await;
+    let dispatcher = demo_actor(store.as_ref(), "dispatch").await;
     let p = civicgrid_demo::layout::point_in(&town.layout.micro_grids[0].polygon, 0.5, 0.5);
     let step = |who: &Actor, id: i64, action: Action, minutes: i64| {
         let (s, clock, who) = (s.clone(), clock.clone(), who.clone());
@@ -553,8 +554,8 @@ async fn kpi_story(store: Arc<dyn Store>) {
     // B: filed late, sent to the wrong department first, replied a day late; rated satisfied.
     step(&shift, b, Action::Accept, 2).await;
     step(&shift, b, Action::File, 40).await;
-    step(&shift, b, Action::Dispatch { lead: d("chengguan"), co: vec![] }, 2).await;
-    step(&shift, b, Action::Reassign { lead: d("huanwei"), co: vec![] }, 5).await;
+    step(&dispatcher, b, Action::Dispatch { lead: d("chengguan"), co: vec![] }, 2).await;
+    step(&dispatcher, b, Action::Reassign { lead: d("huanwei"), co: vec![] }, 5).await;
     step(&dept, b, Action::Sign, 5).await;
     step(&dept, b, Action::Reply, 24 * 60).await;
     step(&worker, b, Action::VerifyPass, 10).await;
@@ -602,6 +603,33 @@ async fn kpi_story(store: Arc<dyn Store>) {
     let hw_mon = mon.rows.iter().find(|r| r.key == "huanwei").expect("row");
     assert_eq!((hw_mon.counts.handled, hw_mon.counts.closed), (1, 1));
     assert!(s.kpi_table(&dept, november(Dim::Town)).await.is_err(), "departments do not read them");
+
+    // Post scores. The shift leader filed A on time and B late (按时立案率 50), voided C before filing
+    // (准确立案率 100) and closed A on time, B late: 25 % × 50 + 40 % × 100 + 35 % × 50 = 70 → C.
+    let people = s.kpi_table(&shift, november(Dim::Person)).await.expect("post table");
+    let person = |a: &Actor| people.rows.iter().find(|r| r.key == a.user_id.to_string()).cloned().expect("person row");
+    let sl = person(&shift);
+    assert_eq!((sl.counts.filed, sl.counts.filed_on_time, sl.counts.closed, sl.counts.closed_on_time), (2, 1, 2, 1));
+    assert_eq!((sl.rates.score, sl.rates.grade), (70.0, Grade::C), "{:?}", sl.rates);
+    assert!(sl.name.contains("值班长"), "{}", sl.name);
+    // The dispatcher made B's wrong dispatch, past the file-and-dispatch limit B's late filing had
+    // used up, and its 改派 (timely by definition): the only dispatcher, so a full workload score;
+    // 20 % × 100 + 40 % × 50 + 40 % × 50 = 60 → C. The shift leader's dispatch of A is the shift
+    // leader's.
+    let dp = person(&dispatcher);
+    assert_eq!((dp.counts.dispatched, dp.counts.dispatched_on_time, dp.counts.misdispatched), (2, 1, 1));
+    assert_eq!((dp.rates.score, dp.rates.grade), (60.0, Grade::C));
+    assert_eq!((sl.counts.dispatched, sl.counts.misdispatched), (1, 0));
+    // The grid worker verified both on time but reported nothing while the two public reports of the
+    // grid were filed (漏报 2, 主动发现率 0): 40 % × 100 + 20 % × 0 + 20 % × 100 + 20 % × 100 = 80 → B.
+    let gw = person(&worker);
+    assert_eq!((gw.counts.verifies, gw.counts.verifies_on_time, gw.counts.missed), (2, 2, 2));
+    assert_eq!((gw.rates.discovery, gw.rates.score, gw.rates.grade), (0.0, 80.0, Grade::B));
+    assert!(
+        people.rows.iter().any(|r| r.key != gw.key && r.name.contains("网格员") && r.counts == Counters::default()),
+        "idle grid workers are listed too"
+    );
+    assert!(people.rows.iter().all(|r| !r.name.contains("受理员")), "only the scored posts are listed");
 
     let live = store.kpi_dump().await.expect("dump");
     assert!(!live.is_empty());

@@ -19,7 +19,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 12] = [
+const MIGRATIONS: [(i64, &str, &str); 13] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -32,6 +32,7 @@ const MIGRATIONS: [(i64, &str, &str); 12] = [
     (10, "dispatch", include_str!("../migrations/sqlite/0010_dispatch.sql")),
     (11, "workflow", include_str!("../migrations/sqlite/0011_workflow.sql")),
     (12, "kpi", include_str!("../migrations/sqlite/0012_kpi.sql")),
+    (13, "post kpis", include_str!("../migrations/sqlite/0013_post_kpis.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
