@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{WorkCalendar, from_local, local};
 use civicgrid_core::case::{
-    Action, Attachment, CaseEvent, CaseFacts, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter,
-    Satisfaction, Source, Urgency, decide,
+    Action, Attachment, CaseEvent, CaseFacts, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter,
+    Satisfaction, Source, Urgency, WarnLevel, decide,
 };
 use civicgrid_core::codes::{CommunityCode, ComponentClassCode, ComponentId, GridCode, MatterCode};
 use civicgrid_core::component::Component;
@@ -380,6 +380,7 @@ impl Plan {
         let (facts, reporter) = self.facts(rng, at);
         let mut sim = Sim::new(self, facts, reporter);
         sim.run(rng);
+        sim.fire_timers(self.now);
         ImportCase { facts: sim.facts, events: sim.events, status: sim.status }
     }
 }
@@ -453,9 +454,54 @@ impl<'a> Sim<'a> {
     /// Takes `cmd` after `minutes`, with the rules' `route` proposal for a step into 待派遣.
     fn command(&mut self, minutes: i64, actor: &EventActor, cmd: &Command, route: Option<&Route>) -> bool {
         let at = self.clock + SignedDuration::from_mins(minutes.max(1));
+        self.fire_timers(at.min(self.plan.now));
         if at >= self.plan.now {
             return false;
         }
+        self.apply(at, actor, cmd, route)
+    }
+
+    /// What the live SLA timers would have done before `until`, at their times, as the system: the
+    /// yellow and red warnings of the current deadline, and the 督办 rungs an open case has not
+    /// reached (`service::deadlines` does the same live). Co-department tasks' timers only notify.
+    fn fire_timers(&mut self, until: Timestamp) {
+        let system = EventActor::system("sla_timer");
+        loop {
+            let (Some(due), Some(timers)) = (self.status.due_at, self.status.timers.as_ref()) else { return };
+            if self.status.state == CaseState::Parked {
+                return;
+            }
+            let warned = |level| {
+                self.events
+                    .iter()
+                    .any(|e| e.action == Action::Warn { level } && e.task.is_none() && e.due_at == Some(due))
+            };
+            let mut next: Vec<(Timestamp, Action, String)> = Vec::new();
+            if !warned(WarnLevel::Yellow) {
+                next.push((timers.warn_at, Action::Warn { level: WarnLevel::Yellow }, "临近时限".into()));
+            }
+            if !warned(WarnLevel::Red) {
+                next.push((due, Action::Warn { level: WarnLevel::Red }, "已超时".into()));
+            }
+            if self.status.state.is_open() {
+                let reached = usize::try_from(self.status.escalation_level).unwrap_or(0);
+                if let Some((k, at)) = timers.escalate_at.iter().enumerate().nth(reached) {
+                    next.push((*at, Action::Escalate, format!("超时自动督办，第{}级", k + 1)));
+                }
+            }
+            let Some((at, action, reason)) = next.into_iter().filter(|(at, ..)| *at < until).min_by_key(|(at, ..)| *at)
+            else {
+                return;
+            };
+            let at = at.max(self.clock);
+            if !self.apply(at, &system, &Command::new(action).because(reason), None) {
+                return;
+            }
+        }
+    }
+
+    /// Decides and applies `cmd` at `at`; false if the state machine refuses it.
+    fn apply(&mut self, at: Timestamp, actor: &EventActor, cmd: &Command, route: Option<&Route>) -> bool {
         let ctx = Context::new(at, &self.plan.clocks, &self.plan.sla).with_route(route).with_sample(self.sampled);
         match decide(&self.facts, &self.status, cmd, actor.clone(), &ctx) {
             Ok(event) if self.status.apply(&event).is_ok() => {
@@ -511,18 +557,18 @@ impl<'a> Sim<'a> {
         if rng.u32(0..100) < 4 {
             let reason = if rng.bool() { "重复上报，已并单" } else { "经核实不属实" };
             if !self.facts.source.is_public() {
-                self.step(rng.i64(3..30), &intake, Action::Void, Some(reason));
+                self.step(rng.i64(3..15), &intake, Action::Void, Some(reason));
                 return;
             }
             // A public report is voided only by the shift leader, who sometimes refuses.
-            if !self.step(rng.i64(3..30), &intake, Action::RequestVoid, Some(reason)) {
+            if !self.step(rng.i64(3..15), &intake, Action::RequestVoid, Some(reason)) {
                 return;
             }
             if rng.u32(0..100) < 80 {
-                self.step(rng.i64(5..60), &cast.shift, Action::Void, Some("同意作废"));
+                self.step(rng.i64(5..25), &cast.shift, Action::Void, Some("同意作废"));
                 return;
             }
-            if !self.step(rng.i64(5..60), &cast.shift, Action::DenyVoid, Some("诉求属实，继续办理")) {
+            if !self.step(rng.i64(5..25), &cast.shift, Action::DenyVoid, Some("诉求属实，继续办理")) {
                 return;
             }
         }
@@ -542,7 +588,7 @@ impl<'a> Sim<'a> {
             }];
             self.sampled = rng.u32(0..100) < u32::from(p.sla.sample_percent);
             let reporter = self.events[0].actor.clone();
-            if self.on_site(rng.i64(5..40), &reporter, Action::FixOnSpot, Some("现场已处置"))
+            if self.on_site(rng.i64(5..25), &reporter, Action::FixOnSpot, Some("现场已处置"))
                 && self.sampled
                 && self.on_site(rng.i64(60..600), &cast.supervisor, Action::VerifyPass, None)
             {
@@ -552,9 +598,11 @@ impl<'a> Sim<'a> {
         }
         // 核实: some public reports go to the grid's worker for an on-site check before filing.
         let checked = self.facts.source.is_public() && rng.u32(0..100) < 10;
+        // The centre moves faster on an urgent case (a 10-minute file-and-dispatch limit).
+        let pace = if self.facts.urgency == Urgency::Normal { 5 } else { 3 };
         if checked {
-            if !(self.step(rng.i64(2..15), &intake, Action::Accept, None)
-                && self.step(rng.i64(1..10), &intake, Action::RequestCheck, None))
+            if !(self.step(rng.i64(1..6), &intake, Action::Accept, None)
+                && self.step(rng.i64(1..5), &intake, Action::RequestCheck, None))
             {
                 return;
             }
@@ -565,8 +613,8 @@ impl<'a> Sim<'a> {
             if !self.on_site_routed(rng.i64(20..90), &worker, Action::ConfirmCheck, None, route.as_ref()) {
                 return;
             }
-        } else if !(self.step(rng.i64(1..8), &intake, Action::Accept, None)
-            && self.command(rng.i64(1..8), &cast.shift, &Command::new(Action::File), route.as_ref()))
+        } else if !(self.step(rng.i64(1..pace), &intake, Action::Accept, None)
+            && self.command(rng.i64(1..pace), &cast.shift, &Command::new(Action::File), route.as_ref()))
         {
             return;
         }
@@ -580,16 +628,11 @@ impl<'a> Sim<'a> {
         }
         let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.dispatcher.clone());
         let dispatch = Action::Dispatch { lead: lead.clone(), co: co.clone() };
-        if !self.step(rng.i64(2..15), &cast.dispatcher, dispatch, None) {
+        if !self.step(rng.i64(2..pace * 2 + 2), &cast.dispatcher, dispatch, None) {
             return;
         }
         let co: Vec<_> =
             co.into_iter().map(|d| (cast.departments.get(&d).cloned().unwrap_or(cast.dispatcher.clone()), d)).collect();
-        for (co_handler, dept) in &co {
-            if !self.co_task_starts(rng, dept, co_handler) {
-                return;
-            }
-        }
         if rng.u32(0..100) < 3 {
             if !self.step(rng.i64(10..60), &handler, Action::RejectAssignment, Some("不属于本部门职责")) {
                 return;
@@ -599,8 +642,13 @@ impl<'a> Sim<'a> {
                 return;
             }
         }
-        if !self.step(rng.i64(5..120), &handler, Action::Sign, None) {
+        if !self.step(rng.i64(5..90), &handler, Action::Sign, None) {
             return;
+        }
+        for (co_handler, dept) in &co {
+            if !self.co_task_starts(rng, dept, co_handler) {
+                return;
+            }
         }
         let roll = rng.u32(0..1000);
         if roll < 30 {
@@ -662,7 +710,7 @@ impl<'a> Sim<'a> {
                 return;
             }
         }
-        if !(self.on_site(rng.i64(20..180), &worker, Action::VerifyPass, None)
+        if !(self.on_site(rng.i64(20..100), &worker, Action::VerifyPass, None)
             && self.step(rng.i64(10..120), &cast.shift, Action::Close, None))
         {
             return;

@@ -2,7 +2,8 @@
 //! replay, and the same seed gives the same town.
 
 use super::*;
-use civicgrid_core::case::CaseStatus;
+use civicgrid_core::access::Role;
+use civicgrid_core::case::{CaseState, CaseStatus};
 use civicgrid_core::grid::GridIndex;
 use civicgrid_store::{ImportCase, User};
 use geo::{Area, BoundingRect, Contains, Point};
@@ -169,6 +170,42 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
     assert!(rectifications > 0 && rectified > 0, "rectifications {rectifications}, reported {rectified}");
     let verified_with_photo = count(&|e| e.action == Action::VerifyPass && !e.evidence.is_empty());
     assert_eq!(verified_with_photo, count(&|e| e.action == Action::VerifyPass), "every verification has its photo");
+    // The SLA timers acted at their times, as the live ones would have: warnings at the yellow share and
+    // at the deadline, 督办 rungs by the system; and nothing is left for the first server start to
+    // catch up on.
+    use civicgrid_core::case::WarnLevel;
+    let mut warned = [0, 0];
+    for c in &all {
+        let mut st = CaseStatus::replay(&c.events[..1]).expect("report");
+        for e in &c.events[1..] {
+            let timers = st.timers.clone();
+            match (&e.action, &timers, st.due_at) {
+                (Action::Warn { level: WarnLevel::Yellow }, Some(t), _) => {
+                    assert!(e.at >= t.warn_at, "yellow before its time");
+                    warned[0] += 1;
+                }
+                (Action::Warn { level: WarnLevel::Red }, _, Some(due)) => {
+                    assert!(e.at >= due, "red before the deadline");
+                    warned[1] += 1;
+                }
+                (Action::Warn { .. }, ..) => panic!("a warning without a deadline"),
+                _ => {}
+            }
+            st.apply(e).expect("replay");
+        }
+        if let (true, Some(t), Some(due)) =
+            (c.status.state.is_open() && c.status.state != CaseState::Parked, &c.status.timers, c.status.due_at)
+        {
+            let made = |level| {
+                c.events.iter().any(|e| e.action == Action::Warn { level } && e.due_at == Some(due) && e.task.is_none())
+            };
+            assert!(t.warn_at >= o.now || made(WarnLevel::Yellow), "case left with a yellow warning to catch up");
+            assert!(due >= o.now || made(WarnLevel::Red), "case left with a red warning to catch up");
+        }
+    }
+    let system_escalations = count(&|e| e.action == Action::Escalate && e.actor.role == Role::System);
+    assert!(warned[0] > 100 && warned[1] > 10, "warnings yellow {} red {}", warned[0], warned[1]);
+    assert!(system_escalations > 0, "督办 by the timers: {system_escalations}");
     // Nothing stalls waiting for a co-department the simulation forgot.
     let stuck = all
         .iter()
