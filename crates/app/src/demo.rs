@@ -175,5 +175,6 @@ fn print_logins(demo_password: &str, admin_password: Option<&str>) {
     for (user, post) in posts {
         println!("    {user:<14} {post:<10} password: {demo_password}");
     }
-    println!("    (every department has dept_<code>, e.g. dept_chengguan; every grid has a worker gw001, gw002, …)");
+    println!("    (every department has dept_<code>, e.g. dept_chengguan; every grid has a worker gw001, gw002, …;");
+    println!("     the night team, by the roster: intake2, shift2, dispatch2 — the teams swap shifts weekly)");
 }

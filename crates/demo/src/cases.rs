@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{WorkCalendar, from_local, local};
 use civicgrid_core::case::{
-    Action, Attachment, CaseEvent, CaseFacts, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter,
-    Satisfaction, Source, Urgency, WarnLevel, decide,
+    Action, Attachment, CaseEvent, CaseFacts, CaseId, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint,
+    Reporter, Satisfaction, Source, Urgency, WarnLevel, decide,
 };
-use civicgrid_core::codes::{CommunityCode, ComponentClassCode, ComponentId, GridCode, MatterCode};
+use civicgrid_core::codes::{CommunityCode, ComponentClassCode, ComponentId, GridCode, MatterCode, MicroGridCode};
 use civicgrid_core::component::Component;
 use civicgrid_core::cotask::TaskState;
+use civicgrid_core::duty::{DutyEntry, DutyPost, Shift};
 use civicgrid_core::grid::{MicroGrid, Polygon};
 use civicgrid_core::org::DeptCode;
 use civicgrid_core::routing::{Route, RoutingRule, RoutingTable};
@@ -128,9 +129,8 @@ where
 /// Who plays each post in the simulation.
 #[derive(Debug, Clone)]
 struct Cast {
-    intake: Vec<EventActor>,
-    shift: EventActor,
-    dispatcher: EventActor,
+    /// The centre's two teams: day and night shifts, swapping every week ([`team_on_duty`]).
+    teams: [Team; 2],
     supervisor: EventActor,
     citizen: EventActor,
     leader: EventActor,
@@ -138,16 +138,89 @@ struct Cast {
     grid_workers: BTreeMap<GridCode, EventActor>,
 }
 
+/// The centre's posts on one shift.
+#[derive(Debug, Clone)]
+struct Team {
+    intake: EventActor,
+    shift: EventActor,
+    dispatcher: EventActor,
+}
+
+/// Which of the two teams stands the shift at `at`: team 0 has the day shift in even ISO weeks and
+/// the night shift in odd ones. The demo's duty roster says the same.
+pub fn team_on_duty(at: Timestamp) -> usize {
+    let (date, shift) = Shift::at(at);
+    let even = date.iso_week_date().week() % 2 == 0;
+    usize::from(even != (shift == Shift::Day))
+}
+
+/// The duty roster of `from..=to` the simulated year follows: the centre's posts by team and shift
+/// ([`team_on_duty`]), the town leader on the day shift, and each department's handler on call day
+/// and night (and its head by day).
+pub fn roster(users: &[User], from: Date, to: Date) -> Vec<DutyEntry> {
+    let cast = Cast::new(users);
+    let mut out = Vec::new();
+    let mut day = from;
+    while day <= to {
+        for (shift, hour) in [(Shift::Day, 9), (Shift::Night, 21)] {
+            let team = &cast.teams[team_on_duty(from_local(day.at(hour, 0, 0, 0)))];
+            let mut put = |post, department: Option<&DeptCode>, who: &EventActor| {
+                if let Some(user_id) = who.user_id {
+                    out.push(DutyEntry { date: day, shift, post, department: department.cloned(), user_id });
+                }
+            };
+            put(DutyPost::IntakeOperator, None, &team.intake);
+            put(DutyPost::ShiftLeader, None, &team.shift);
+            put(DutyPost::Dispatcher, None, &team.dispatcher);
+            if shift == Shift::Day {
+                put(DutyPost::Leader, None, &cast.leader);
+            }
+            for (dept, handler) in &cast.departments {
+                put(DutyPost::DeptHandler, Some(dept), handler);
+                if shift == Shift::Day {
+                    put(DutyPost::DeptHead, Some(dept), handler);
+                }
+            }
+        }
+        match day.tomorrow() {
+            Ok(next) => day = next,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Who takes a step: a centre post (whoever of the team on duty stands it when the step is taken), or a
+/// given person.
+#[derive(Debug, Clone, Copy)]
+enum Who<'x> {
+    Intake,
+    Shift,
+    Dispatcher,
+    Is(&'x EventActor),
+}
+
+impl<'x> From<&'x EventActor> for Who<'x> {
+    fn from(a: &'x EventActor) -> Self {
+        Who::Is(a)
+    }
+}
+
 impl Cast {
     fn new(users: &[User]) -> Cast {
         let actor = |u: &User| EventActor::user(u.id, u.role);
-        let first = |role: Role| {
-            users.iter().find(|u| u.role == role).map(actor).unwrap_or(EventActor { user_id: None, role, job: None })
+        let nth = |role: Role, n: usize| {
+            let all: Vec<&User> = users.iter().filter(|u| u.role == role).collect();
+            all.get(n).or(all.first()).map(|u| actor(u)).unwrap_or(EventActor { user_id: None, role, job: None })
+        };
+        let first = |role: Role| nth(role, 0);
+        let team = |n| Team {
+            intake: nth(Role::IntakeOperator, n),
+            shift: nth(Role::ShiftLeader, n),
+            dispatcher: nth(Role::Dispatcher, n),
         };
         Cast {
-            intake: users.iter().filter(|u| u.role == Role::IntakeOperator).map(actor).collect(),
-            shift: first(Role::ShiftLeader),
-            dispatcher: first(Role::Dispatcher),
+            teams: [team(0), team(1)],
             supervisor: first(Role::Supervisor),
             citizen: first(Role::Citizen),
             leader: first(Role::Leader),
@@ -243,7 +316,7 @@ impl Plan {
     }
 
     /// Generates every case in time order, handing chunks to `sink`; stops early if it returns false.
-    pub fn generate(self, mut sink: impl FnMut(Vec<ImportCase>) -> bool) {
+    pub fn generate(self, mut sink: impl FnMut(Vec<Generated>) -> bool) {
         let mut rng = fastrand::Rng::with_seed(self.seed ^ 0xca5e);
         let hour_weights: [(i8, u32); 24] = [
             (0, 2),
@@ -272,6 +345,8 @@ impl Plan {
             (23, 2),
         ];
         let mut chunk = Vec::with_capacity(CHUNK);
+        let mut recent: BTreeMap<(MatterCode, GridCode), Vec<Candidate>> = BTreeMap::new();
+        let mut ordinal = 0;
         for &(day, n) in &self.days {
             let mut times: Vec<Timestamp> = (0..n)
                 .map(|_| {
@@ -282,7 +357,8 @@ impl Plan {
                 .collect();
             times.sort();
             for t in times {
-                chunk.push(self.one_case(&mut rng, t));
+                chunk.push(self.next_case(&mut rng, t, ordinal, &mut recent));
+                ordinal += 1;
                 if chunk.len() == CHUNK && !sink(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))) {
                     return;
                 }
@@ -322,12 +398,7 @@ impl Plan {
                 (GeoPoint { lon: p.x, lat: p.y }, m.grid(), m.code)
             }
         };
-        let intake = self
-            .cast
-            .intake
-            .get(rng.usize(0..self.cast.intake.len().max(1)))
-            .cloned()
-            .unwrap_or(self.cast.shift.clone());
+        let intake = self.cast.teams[team_on_duty(at)].intake.clone();
         let worker = self.cast.grid_workers.get(&grid).cloned().unwrap_or(intake.clone());
         let (actor, reporter) = match source {
             Source::GridPatrol => (worker.clone(), Reporter { user_id: worker.user_id, name: None, phone: None }),
@@ -376,13 +447,116 @@ impl Plan {
         (facts, actor)
     }
 
-    fn one_case(&self, rng: &mut fastrand::Rng, at: Timestamp) -> ImportCase {
-        let (facts, reporter) = self.facts(rng, at);
-        let mut sim = Sim::new(self, facts, reporter);
-        sim.run(rng);
+    /// The case reported at `at`, the `ordinal`-th of the year. A share of public reports repeat a
+    /// problem already open at the same place (same matter and grid, reported in the last three days):
+    /// these are merged into it (并单) and close with it; the rest are handled on their own and may
+    /// become such a primary.
+    fn next_case(
+        &self,
+        rng: &mut fastrand::Rng,
+        at: Timestamp,
+        ordinal: usize,
+        recent: &mut BTreeMap<(MatterCode, GridCode), Vec<Candidate>>,
+    ) -> Generated {
+        let (mut facts, reporter) = self.facts(rng, at);
+        let key = (facts.matter, facts.grid);
+        let primary = if facts.source.is_public() && rng.u32(0..100) < 25 {
+            let open = recent.get_mut(&key).and_then(|list| {
+                list.retain(|c| at.duration_since(c.reported_at) < SignedDuration::from_hours(72));
+                list.iter_mut().find(|c| {
+                    c.followers < MAX_FOLLOWERS
+                        && c.open_until.is_none_or(|u| u > at + SignedDuration::from_mins(MERGE_WITHIN_MINS))
+                })
+            });
+            open.map(|c| {
+                c.followers += 1;
+                c.clone()
+            })
+        } else {
+            None
+        };
+        let mut sim = match &primary {
+            Some(p) => {
+                // The same problem, a few metres away: well within the duplicate radius.
+                facts.location = GeoPoint {
+                    lon: p.location.lon + (rng.f64() - 0.5) * 2e-4,
+                    lat: p.location.lat + (rng.f64() - 0.5) * 2e-4,
+                };
+                facts.micro_grid = p.micro_grid;
+                facts.address = p.address.clone();
+                let mut sim = Sim::new(self, facts, reporter);
+                sim.follow(rng, p.open_until);
+                sim
+            }
+            None => {
+                let mut sim = Sim::new(self, facts, reporter);
+                sim.run(rng);
+                sim
+            }
+        };
         sim.fire_timers(self.now);
-        ImportCase { facts: sim.facts, events: sim.events, status: sim.status }
+        let voided = sim.events.iter().any(|e| e.to == CaseState::Void);
+        if primary.is_none() && !voided && sim.status.merged_into.is_none() {
+            let open_until = sim.events.iter().find(|e| e.to == CaseState::Closed).map(|e| e.at);
+            recent.entry(key).or_default().push(Candidate {
+                ordinal,
+                location: sim.facts.location,
+                micro_grid: sim.facts.micro_grid,
+                address: sim.facts.address.clone(),
+                reported_at: at,
+                open_until,
+                followers: 0,
+            });
+        }
+        Generated {
+            case: ImportCase { facts: sim.facts, events: sim.events, status: sim.status },
+            primary: primary.map(|p| p.ordinal),
+        }
     }
+}
+
+/// Most followers one primary takes (the service's limit).
+const MAX_FOLLOWERS: u32 = 200;
+/// A duplicate is merged within this many minutes of its report.
+const MERGE_WITHIN_MINS: i64 = 15;
+/// The placeholder a follower's merge names until its primary is stored.
+const UNRESOLVED: CaseId = 0;
+
+/// A generated case; for a duplicate merged into an earlier case, that case's place in the generated
+/// order (its id is known only once it is stored: see [`Generated::resolve`]).
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The case.
+    pub case: ImportCase,
+    /// The ordinal of the case it was merged into.
+    pub primary: Option<usize>,
+}
+
+impl Generated {
+    /// Names the stored primary's id in the follower's merge, generated with a placeholder.
+    pub fn resolve(&mut self, primary_id: CaseId) {
+        for e in &mut self.case.events {
+            if let Action::Merge { into } = &mut e.action {
+                *into = primary_id;
+            }
+        }
+        if self.case.status.merged_into.is_some() {
+            self.case.status.merged_into = Some(primary_id);
+        }
+    }
+}
+
+/// An open case a later report may duplicate.
+#[derive(Debug, Clone)]
+struct Candidate {
+    ordinal: usize,
+    location: GeoPoint,
+    micro_grid: MicroGridCode,
+    address: String,
+    reported_at: Timestamp,
+    /// When it first closed; `None` while open.
+    open_until: Option<Timestamp>,
+    followers: u32,
 }
 
 /// One case on its own simulated clock.
@@ -405,22 +579,22 @@ impl<'a> Sim<'a> {
     }
 
     /// Takes `action` after `minutes`, unless that lies in the future; false when the case stops here.
-    fn step(&mut self, minutes: i64, actor: &EventActor, action: Action, reason: Option<&str>) -> bool {
+    fn step<'x>(&mut self, minutes: i64, who: impl Into<Who<'x>>, action: Action, reason: Option<&str>) -> bool {
         let cmd = Command { reason: reason.map(str::to_owned), ..Command::new(action) };
-        self.command(minutes, actor, &cmd, None)
+        self.command(minutes, who, &cmd, None)
     }
 
     /// Takes an on-site step (a verification, a check, a fix) after `minutes`, with the photo taken
     /// there as evidence.
-    fn on_site(&mut self, minutes: i64, actor: &EventActor, action: Action, reason: Option<&str>) -> bool {
-        self.on_site_routed(minutes, actor, action, reason, None)
+    fn on_site(&mut self, minutes: i64, worker: &EventActor, action: Action, reason: Option<&str>) -> bool {
+        self.on_site_routed(minutes, worker, action, reason, None)
     }
 
     /// [`Sim::on_site`] with the rules' route, for a check that files the case.
     fn on_site_routed(
         &mut self,
         minutes: i64,
-        actor: &EventActor,
+        worker: &EventActor,
         action: Action,
         reason: Option<&str>,
         route: Option<&Route>,
@@ -435,30 +609,37 @@ impl<'a> Sim<'a> {
             taken_at: Some(taken_at),
         };
         let cmd = Command { reason: reason.map(str::to_owned), evidence: vec![photo], ..Command::new(action) };
-        self.command(minutes, actor, &cmd, route)
+        self.command(minutes, worker, &cmd, route)
     }
 
     /// Takes a step of `dept`'s co-department task after `minutes`.
-    fn task_step(
+    fn task_step<'x>(
         &mut self,
         minutes: i64,
-        actor: &EventActor,
+        who: impl Into<Who<'x>>,
         dept: &DeptCode,
         action: Action,
         reason: Option<&str>,
     ) -> bool {
         let cmd = Command { reason: reason.map(str::to_owned), ..Command::new(action).for_task(dept.clone()) };
-        self.command(minutes, actor, &cmd, None)
+        self.command(minutes, who, &cmd, None)
     }
 
     /// Takes `cmd` after `minutes`, with the rules' `route` proposal for a step into 待派遣.
-    fn command(&mut self, minutes: i64, actor: &EventActor, cmd: &Command, route: Option<&Route>) -> bool {
+    fn command<'x>(&mut self, minutes: i64, who: impl Into<Who<'x>>, cmd: &Command, route: Option<&Route>) -> bool {
         let at = self.clock + SignedDuration::from_mins(minutes.max(1));
         self.fire_timers(at.min(self.plan.now));
         if at >= self.plan.now {
             return false;
         }
-        self.apply(at, actor, cmd, route)
+        let team = &self.plan.cast.teams[team_on_duty(at)];
+        let actor = match who.into() {
+            Who::Intake => team.intake.clone(),
+            Who::Shift => team.shift.clone(),
+            Who::Dispatcher => team.dispatcher.clone(),
+            Who::Is(a) => a.clone(),
+        };
+        self.apply(at, &actor, cmd, route)
     }
 
     /// What the live SLA timers would have done before `until`, at their times, as the system: the
@@ -521,7 +702,6 @@ impl<'a> Sim<'a> {
     /// A co-department's task up to the point where it works: it signs (after asking to be released
     /// and being refused, sometimes), or is released by the dispatcher, or gets more time.
     fn co_task_starts(&mut self, rng: &mut fastrand::Rng, dept: &DeptCode, handler: &EventActor) -> bool {
-        let dispatcher = self.plan.cast.dispatcher.clone();
         let roll = rng.u32(0..100);
         if roll < 15 {
             if !self.task_step(rng.i64(10..90), handler, dept, Action::RejectAssignment, Some("本部门无需协办"))
@@ -529,9 +709,10 @@ impl<'a> Sim<'a> {
                 return false;
             }
             if roll < 10 {
-                return self.task_step(rng.i64(5..60), &dispatcher, dept, Action::ApproveReturn, Some("同意退回"));
+                return self.task_step(rng.i64(5..60), Who::Dispatcher, dept, Action::ApproveReturn, Some("同意退回"));
             }
-            if !self.task_step(rng.i64(5..60), &dispatcher, dept, Action::DenyReturn, Some("请配合主办部门")) {
+            if !self.task_step(rng.i64(5..60), Who::Dispatcher, dept, Action::DenyReturn, Some("请配合主办部门"))
+            {
                 return false;
             }
         }
@@ -545,30 +726,54 @@ impl<'a> Sim<'a> {
                 dept,
                 Action::RequestExtension { working_hours: 8 },
                 Some("需调配人员"),
-            ) && self.task_step(rng.i64(10..120), &dispatcher, dept, Action::ApproveExtension, None);
+            ) && self.task_step(rng.i64(10..120), Who::Dispatcher, dept, Action::ApproveExtension, None);
         }
         true
+    }
+
+    /// A duplicate's life: accepted, merged into its primary; split off again now and then (and then
+    /// handled on its own), otherwise closed by the system with the primary when it closes
+    /// (`primary_closes`), and called back like any public report.
+    fn follow(&mut self, rng: &mut fastrand::Rng, primary_closes: Option<Timestamp>) {
+        let merge = Action::Merge { into: UNRESOLVED };
+        if !(self.step(rng.i64(1..5), Who::Intake, Action::Accept, None)
+            && self.step(rng.i64(1..8), Who::Intake, merge, Some("同一问题重复反映，并入主案")))
+        {
+            return;
+        }
+        if rng.u32(0..100) < 8 {
+            if self.step(rng.i64(10..120), Who::Shift, Action::Split, Some("并单有误：并非同一问题，拆分办理"))
+            {
+                self.run(rng);
+            }
+            return;
+        }
+        let Some(closes) = primary_closes else { return };
+        let after = closes.duration_since(self.clock).as_mins() + rng.i64(1..3);
+        if self.step(after, &EventActor::system("merge"), Action::CloseWithPrimary, None) && rng.u32(0..100) < 70 {
+            let satisfaction = if rng.u32(0..100) < 90 { Satisfaction::Satisfied } else { Satisfaction::Dissatisfied };
+            self.step(rng.i64(240..2880), Who::Intake, Action::CallBack { satisfaction }, None);
+        }
     }
 
     fn run(&mut self, rng: &mut fastrand::Rng) {
         let p = self.plan;
         let cast = &p.cast;
-        let intake = cast.intake.first().cloned().unwrap_or(cast.shift.clone());
         if rng.u32(0..100) < 4 {
             let reason = if rng.bool() { "重复上报，已并单" } else { "经核实不属实" };
             if !self.facts.source.is_public() {
-                self.step(rng.i64(3..15), &intake, Action::Void, Some(reason));
+                self.step(rng.i64(3..15), Who::Intake, Action::Void, Some(reason));
                 return;
             }
             // A public report is voided only by the shift leader, who sometimes refuses.
-            if !self.step(rng.i64(3..15), &intake, Action::RequestVoid, Some(reason)) {
+            if !self.step(rng.i64(3..15), Who::Intake, Action::RequestVoid, Some(reason)) {
                 return;
             }
             if rng.u32(0..100) < 80 {
-                self.step(rng.i64(5..25), &cast.shift, Action::Void, Some("同意作废"));
+                self.step(rng.i64(5..25), Who::Shift, Action::Void, Some("同意作废"));
                 return;
             }
-            if !self.step(rng.i64(5..25), &cast.shift, Action::DenyVoid, Some("诉求属实，继续办理")) {
+            if !self.step(rng.i64(5..25), Who::Shift, Action::DenyVoid, Some("诉求属实，继续办理")) {
                 return;
             }
         }
@@ -592,7 +797,7 @@ impl<'a> Sim<'a> {
                 && self.sampled
                 && self.on_site(rng.i64(60..600), &cast.supervisor, Action::VerifyPass, None)
             {
-                self.step(rng.i64(10..120), &cast.shift, Action::Close, None);
+                self.step(rng.i64(10..120), Who::Shift, Action::Close, None);
             }
             return;
         }
@@ -600,9 +805,11 @@ impl<'a> Sim<'a> {
         let checked = self.facts.source.is_public() && rng.u32(0..100) < 10;
         // The centre moves faster on an urgent case (a 10-minute file-and-dispatch limit).
         let pace = if self.facts.urgency == Urgency::Normal { 5 } else { 3 };
+        // A case split off from a primary comes back accepted.
+        let accepted = self.status.state == CaseState::Accepted;
         if checked {
-            if !(self.step(rng.i64(1..6), &intake, Action::Accept, None)
-                && self.step(rng.i64(1..5), &intake, Action::RequestCheck, None))
+            if !((accepted || self.step(rng.i64(1..6), Who::Intake, Action::Accept, None))
+                && self.step(rng.i64(1..5), Who::Intake, Action::RequestCheck, None))
             {
                 return;
             }
@@ -613,8 +820,8 @@ impl<'a> Sim<'a> {
             if !self.on_site_routed(rng.i64(20..90), &worker, Action::ConfirmCheck, None, route.as_ref()) {
                 return;
             }
-        } else if !(self.step(rng.i64(1..pace), &intake, Action::Accept, None)
-            && self.command(rng.i64(1..pace), &cast.shift, &Command::new(Action::File), route.as_ref()))
+        } else if !((accepted || self.step(rng.i64(1..pace), Who::Intake, Action::Accept, None))
+            && self.command(rng.i64(1..pace), Who::Shift, &Command::new(Action::File), route.as_ref()))
         {
             return;
         }
@@ -626,19 +833,20 @@ impl<'a> Sim<'a> {
                 co.push(other.clone());
             }
         }
-        let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.dispatcher.clone());
+        let handler = cast.departments.get(&lead).cloned().unwrap_or(cast.teams[0].dispatcher.clone());
         let dispatch = Action::Dispatch { lead: lead.clone(), co: co.clone() };
-        if !self.step(rng.i64(2..pace * 2 + 2), &cast.dispatcher, dispatch, None) {
+        if !self.step(rng.i64(2..pace * 2 + 2), Who::Dispatcher, dispatch, None) {
             return;
         }
-        let co: Vec<_> =
-            co.into_iter().map(|d| (cast.departments.get(&d).cloned().unwrap_or(cast.dispatcher.clone()), d)).collect();
+        let co: Vec<_> = co
+            .into_iter()
+            .map(|d| (cast.departments.get(&d).cloned().unwrap_or(cast.teams[0].dispatcher.clone()), d))
+            .collect();
         if rng.u32(0..100) < 3 {
             if !self.step(rng.i64(10..60), &handler, Action::RejectAssignment, Some("不属于本部门职责")) {
                 return;
             }
-            if !self.step(rng.i64(5..30), &cast.dispatcher, Action::DenyReturn, Some("职责明确，请继续办理"))
-            {
+            if !self.step(rng.i64(5..30), Who::Dispatcher, Action::DenyReturn, Some("职责明确，请继续办理")) {
                 return;
             }
         }
@@ -658,7 +866,7 @@ impl<'a> Sim<'a> {
                 &handler,
                 Action::RequestExtension { working_hours: hours },
                 Some("需协调材料"),
-            ) && self.step(rng.i64(30..240), &cast.shift, Action::ApproveExtension, None))
+            ) && self.step(rng.i64(30..240), Who::Shift, Action::ApproveExtension, None))
             {
                 return;
             }
@@ -669,10 +877,10 @@ impl<'a> Sim<'a> {
             }
             let approved = roll < 35;
             let ok = if approved {
-                self.step(rng.i64(30..240), &cast.shift, Action::ApprovePark, Some("同意挂账"))
-                    && self.step(rng.i64(3 * 1440..20 * 1440), &cast.shift, Action::Unpark, None)
+                self.step(rng.i64(30..240), Who::Shift, Action::ApprovePark, Some("同意挂账"))
+                    && self.step(rng.i64(3 * 1440..20 * 1440), Who::Shift, Action::Unpark, None)
             } else {
-                self.step(rng.i64(30..240), &cast.shift, Action::DenyPark, Some("可先行处置，不予挂账"))
+                self.step(rng.i64(30..240), Who::Shift, Action::DenyPark, Some("可先行处置，不予挂账"))
             };
             if !ok {
                 return;
@@ -711,7 +919,7 @@ impl<'a> Sim<'a> {
             }
         }
         if !(self.on_site(rng.i64(20..100), &worker, Action::VerifyPass, None)
-            && self.step(rng.i64(10..120), &cast.shift, Action::Close, None))
+            && self.step(rng.i64(10..120), Who::Shift, Action::Close, None))
         {
             return;
         }
@@ -726,7 +934,7 @@ impl<'a> Sim<'a> {
                     (Satisfaction::VeryDissatisfied, 2),
                 ],
             );
-            if !self.step(rng.i64(240..2880), &intake, Action::CallBack { satisfaction }, None) {
+            if !self.step(rng.i64(240..2880), Who::Intake, Action::CallBack { satisfaction }, None) {
                 return;
             }
             // A poor rating of a public report opens a rectification: the department reports it, mostly
@@ -743,12 +951,12 @@ impl<'a> Sim<'a> {
                 }
             }
             if satisfaction.is_poor() && rng.u32(0..100) < 20 {
-                let _ = self.step(rng.i64(60..1440), &cast.shift, Action::Reopen, Some("回访不满意，重新办理"))
-                    && self.step(rng.i64(2..30), &cast.dispatcher, Action::Dispatch { lead, co: vec![] }, None)
+                let _ = self.step(rng.i64(60..1440), Who::Shift, Action::Reopen, Some("回访不满意，重新办理"))
+                    && self.step(rng.i64(2..30), Who::Dispatcher, Action::Dispatch { lead, co: vec![] }, None)
                     && self.step(rng.i64(5..120), &handler, Action::Sign, None)
                     && self.step(rng.i64(120..960), &handler, Action::Reply, None)
                     && self.on_site(rng.i64(20..180), &worker, Action::VerifyPass, None)
-                    && self.step(rng.i64(10..120), &cast.shift, Action::Close, None);
+                    && self.step(rng.i64(10..120), Who::Shift, Action::Close, None);
             }
         }
     }

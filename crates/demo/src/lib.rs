@@ -14,13 +14,13 @@ pub mod photos;
 
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{CALENDAR_2026_CSV, parse_calendar_csv};
-use civicgrid_core::case::GeoPoint;
+use civicgrid_core::case::{CaseId, GeoPoint};
 use civicgrid_core::catalog::Catalog;
 use civicgrid_core::codes::{ComponentClassCode, ComponentId, DivisionCode, TownCode};
 use civicgrid_core::component::{Component, ComponentStatus};
 use civicgrid_core::grid::Town;
 use civicgrid_core::org::{Department, DeptCode};
-use civicgrid_store::{NewUser, Store, StoreError};
+use civicgrid_store::{ImportCase, NewUser, Store, StoreError};
 use jiff::Timestamp;
 
 pub use layout::{Counts, Layout};
@@ -157,7 +157,7 @@ fn class_name(c: ComponentClassCode) -> &'static str {
 
 /// The demo accounts (grid workers: one per grid, `gw001`, `gw002`, …).
 pub fn accounts(data: &TownData, opts: &DemoOptions) -> Vec<NewUser> {
-    let posts: [(&str, Role); 13] = [
+    let posts: [(&str, Role); 15] = [
         ("admin", Role::Admin),
         ("intake", Role::IntakeOperator),
         ("shift", Role::ShiftLeader),
@@ -171,6 +171,8 @@ pub fn accounts(data: &TownData, opts: &DemoOptions) -> Vec<NewUser> {
         ("citizen", Role::Citizen),
         ("leader", Role::Leader),
         ("intake2", Role::IntakeOperator),
+        ("shift2", Role::ShiftLeader),
+        ("dispatch2", Role::Dispatcher),
     ];
     let mut users: Vec<NewUser> = posts
         .iter()
@@ -277,6 +279,10 @@ pub async fn populate(
     let rules = cases::routing_rules(data.layout.workstations.first().map(|(w, _)| w.code));
     let admin = users.iter().find(|u| u.role == civicgrid_core::access::Role::Admin).map_or(0, |u| u.id);
     store.put_routing_rules(&rules, admin, opts.now).await?;
+    // The duty roster: four weeks back (the year's last weeks were worked by it) and five ahead.
+    let today = civicgrid_core::calendar::local(opts.now).date();
+    let (from, to) = (today - jiff::Span::new().days(27), today + jiff::Span::new().days(34));
+    store.replace_roster(from, to, &cases::roster(&users, from, to)).await?;
     progress(Progress::TownWritten);
 
     let plan = cases::Plan::new(&data, &users, opts);
@@ -284,9 +290,33 @@ pub async fn populate(
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let producer = tokio::task::spawn_blocking(move || plan.generate(|chunk| tx.blocking_send(chunk).is_ok()));
     let mut done = 0u64;
+    // Each generated case's id, by its place in the generated order: a duplicate names its primary's.
+    let mut ids: Vec<CaseId> = Vec::with_capacity(total as usize);
     while let Some(chunk) = rx.recv().await {
-        done += chunk.len() as u64;
-        store.import_cases(data.town.code, chunk).await?;
+        let first = ids.len();
+        ids.resize(first + chunk.len(), 0);
+        // Cases whose primary is stored go first; duplicates of a case in this chunk after it.
+        let (ready, later): (Vec<_>, Vec<_>) =
+            chunk.into_iter().enumerate().partition(|(_, g)| g.primary.is_none_or(|p| p < first));
+        for part in [ready, later] {
+            let (places, cases): (Vec<usize>, Vec<ImportCase>) = part
+                .into_iter()
+                .map(|(i, mut g)| {
+                    if let Some(p) = g.primary {
+                        g.resolve(ids[p]);
+                    }
+                    (first + i, g.case)
+                })
+                .unzip();
+            if cases.is_empty() {
+                continue;
+            }
+            let stored = store.import_cases(data.town.code, cases).await?;
+            for (place, id) in places.into_iter().zip(stored) {
+                ids[place] = id;
+            }
+        }
+        done = ids.len() as u64;
         progress(Progress::Cases { done, total });
     }
     producer.await.map_err(|e| DemoError::Reference(format!("case generator failed: {e}")))?;

@@ -116,11 +116,12 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
     let plan = cases::Plan::new(&data, &users_for(&data), &o);
     let total = plan.total();
     assert!((5_000..=6_000).contains(&total), "{total} cases for 1 % of a year");
-    let mut all = Vec::new();
+    let mut generated = Vec::new();
     plan.generate(|chunk| {
-        all.extend(chunk);
+        generated.extend(chunk);
         true
     });
+    let all: Vec<ImportCase> = generated.iter().map(|g| g.case.clone()).collect();
     assert_eq!(all.len() as u64, total);
     for c in &all {
         assert_eq!(CaseStatus::replay(&c.events).as_ref(), Ok(&c.status), "history replays to the row");
@@ -206,6 +207,60 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
     let system_escalations = count(&|e| e.action == Action::Escalate && e.actor.role == Role::System);
     assert!(warned[0] > 100 && warned[1] > 10, "warnings yellow {} red {}", warned[0], warned[1]);
     assert!(system_escalations > 0, "督办 by the timers: {system_escalations}");
+    // Duplicates (并单): merged into an open case of the same matter a few metres away, closed with it
+    // by the system; a few split off again and handled on their own.
+    let (mut merged, mut closed_with, mut split) = (0, 0, 0);
+    for g in &generated {
+        let Some(p) = g.primary else { continue };
+        let (f, primary) = (&g.case, &generated[p].case);
+        assert!(generated[p].primary.is_none(), "a primary is not itself merged");
+        assert_eq!((f.facts.matter, f.facts.grid), (primary.facts.matter, primary.facts.grid));
+        let metres = civicgrid_core::case::distance_m(f.facts.location, primary.facts.location);
+        assert!(metres <= 50.0, "{metres} m from its primary");
+        let merge = f.events.iter().find(|e| matches!(e.action, Action::Merge { .. })).expect("a merge");
+        let primary_closed = primary.events.iter().find(|e| e.to == CaseState::Closed).map(|e| e.at);
+        assert!(
+            merge.at > primary.facts.reported_at && primary_closed.is_none_or(|c| merge.at < c),
+            "merged while open"
+        );
+        assert!(primary.events.iter().all(|e| e.to != CaseState::Void), "a voided case has no followers");
+        merged += 1;
+        if let Some(close) = f.events.iter().find(|e| e.action == Action::CloseWithPrimary) {
+            assert!(primary_closed.is_some_and(|c| close.at >= c), "closes after its primary");
+            assert_eq!(close.actor.role, Role::System);
+            closed_with += 1;
+        }
+        split += usize::from(f.events.iter().any(|e| e.action == Action::Split));
+    }
+    assert!(
+        merged > 30 && closed_with > merged / 2 && split > 0,
+        "merged {merged}, closed with primary {closed_with}, split {split}"
+    );
+    let mut resolved = generated.iter().find(|g| g.primary.is_some()).cloned().expect("a follower");
+    resolved.resolve(4242);
+    assert!(resolved.case.events.iter().any(|e| e.action == Action::Merge { into: 4242 }));
+    assert_eq!(CaseStatus::replay(&resolved.case.events).as_ref(), Ok(&resolved.case.status), "resolved still replays");
+    // The centre's posts worked as the demo roster says: each shift leader's and dispatcher's step of
+    // the roster's four weeks was taken by whoever the roster has on that shift, and both teams worked.
+    let users = users_for(&data);
+    let today = civicgrid_core::calendar::local(o.now).date();
+    let (from, to) = (today - jiff::Span::new().days(27), today);
+    let roster = cases::roster(&users, from, to);
+    assert_eq!(roster.iter().filter(|e| e.post == civicgrid_core::duty::DutyPost::ShiftLeader).count(), 2 * 28);
+    let mut workers = std::collections::BTreeSet::new();
+    for e in events().filter(|e| matches!(e.actor.role, Role::ShiftLeader | Role::Dispatcher)) {
+        let (date, shift) = civicgrid_core::duty::Shift::at(e.at);
+        if date < from {
+            continue;
+        }
+        let on_duty = roster
+            .iter()
+            .find(|r| r.date == date && r.shift == shift && r.post.role() == e.actor.role)
+            .expect("a rostered post");
+        assert_eq!(e.actor.user_id, Some(on_duty.user_id), "{:?} at {}", e.action, e.at);
+        workers.insert(on_duty.user_id);
+    }
+    assert_eq!(workers.len(), 4, "two shift leaders and two dispatchers took turns");
     // Nothing stalls waiting for a co-department the simulation forgot.
     let stuck = all
         .iter()

@@ -414,6 +414,65 @@ async fn recurring_purges_run_once_per_period() {
     assert_eq!(other.run_once().await.expect("run"), 2, "the next hour's purges");
 }
 
+/// The generated year as the live service finds it: duplicates name their stored primaries (the
+/// merged-into filter lists them), and the first start's timers find every case-level warning and
+/// 督办 already made, so the inbox and the timeline are not flooded with a year of catch-up.
+#[tokio::test]
+async fn the_demo_year_is_what_the_service_would_have_made() {
+    use civicgrid_store::CaseFilter;
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
+    let opts = DemoOptions {
+        scale: 0.02,
+        case_scale: 0.004,
+        seed: 11,
+        now: monday_morning(),
+        demo_password_hash: "$argon2id$unused".into(),
+        admin_password_hash: "$argon2id$unused".into(),
+    };
+    civicgrid_demo::populate(store.as_ref(), &opts, &|_| {}).await.expect("populate");
+    let merged = CaseFilter { states: vec![CaseState::Merged, CaseState::Closed], ..CaseFilter::default() };
+    let mut followers = 0;
+    let mut page = PageRequest { before: None, limit: 500 };
+    loop {
+        let cases = store.list_cases(&merged, page).await.expect("list");
+        for c in &cases.items {
+            let events = store.case_events(c.id).await.expect("events");
+            let Some(into) = events.iter().find_map(|e| match e.action {
+                Action::Merge { into } => Some(into),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let primary = store.case(into).await.expect("read").expect("the primary is stored");
+            assert_eq!((primary.facts.matter, primary.facts.grid), (c.facts.matter, c.facts.grid));
+            assert!(primary.status.merged_into.is_none() && primary.id != c.id);
+            if c.status.merged_into.is_some() {
+                let filter = CaseFilter { merged_into: Some(into), ..CaseFilter::default() };
+                let listed = store.list_cases(&filter, PageRequest { before: None, limit: 200 }).await.expect("list");
+                assert!(listed.items.iter().any(|f| f.id == c.id), "the primary lists its follower");
+            }
+            followers += 1;
+        }
+        match cases.next {
+            Some(next) => page.before = Some(next),
+            None => break,
+        }
+    }
+    assert!(followers > 5, "{followers} duplicates merged");
+    let s = services(store.clone(), &clock).await;
+    let before = store.last_seq().await.expect("log end");
+    let runner = JobRunner::standard(s.clone(), "first-start");
+    while runner.run_once().await.expect("run") > 0 {}
+    let made = store.events_after(before, 10_000).await.expect("new events");
+    let case_level: Vec<_> = made
+        .iter()
+        .filter(|e| e.event.task.is_none() && matches!(e.event.action, Action::Warn { .. } | Action::Escalate))
+        .map(|e| (e.case_id, e.event.action.clone()))
+        .collect();
+    assert!(case_level.is_empty(), "the first start caught up on {case_level:?}");
+}
+
 /// A co-department that never signs gets its own yellow and red warnings, on its own deadline, and its
 /// ladder by notification, while the lead department's reply leaves the case waiting for it.
 #[tokio::test]

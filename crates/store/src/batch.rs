@@ -113,8 +113,8 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Ve
                 }
             }
             WriteOp::Import(import) => {
-                add_import(tx, import, &mut events, &mut assigned).await?;
-                outcomes.push(Ok(Written::Imported));
+                let ids = add_import(tx, import, &mut events, &mut assigned).await?;
+                outcomes.push(Ok(Written::Imported(ids)));
             }
         }
     }
@@ -125,24 +125,26 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Ve
     Ok((outcomes, last))
 }
 
-/// Inserts an import's cases and queues their events, oldest first, and departments.
+/// Inserts an import's cases and queues their events, oldest first, and departments; the cases' ids.
 async fn add_import<'a, T: BatchTx>(
     tx: &mut T,
     import: &'a PreparedImport,
     events: &mut Vec<(i64, &'a CaseEvent, &'a str)>,
     assigned: &mut Vec<(String, i64)>,
-) -> Result<()> {
+) -> Result<Vec<i64>> {
     let rows = import.cases.iter().zip(&import.encoded).map(|(c, (json, cols))| (&c.facts, json.as_str(), cols));
     let inserted = insert_new(tx, &import.town, rows).await?;
     let mut history = Vec::new();
+    let mut ids = Vec::with_capacity(inserted.len());
     for ((c, (_, id)), bodies) in import.cases.iter().zip(inserted).zip(&import.event_json) {
         history.extend(c.events.iter().zip(bodies).map(|(e, body)| (id, e, body.as_str())));
         assigned.extend(departments(&c.status).map(|d| (d, id)));
+        ids.push(id);
     }
     // History enters the global log in the order it happened.
     history.sort_by_key(|(id, e, _)| (e.at, *id, e.seq));
     events.extend(history);
-    Ok(())
+    Ok(ids)
 }
 
 /// Numbers and inserts new case rows (facts, facts JSON, status columns); returns each one's number and

@@ -463,8 +463,9 @@ pub trait CaseStore: Send + Sync {
     async fn list_cases(&self, filter: &CaseFilter, page: PageRequest) -> Result<Page<Case>>;
     /// Number of cases.
     async fn count_cases(&self) -> Result<i64>;
-    /// Bulk-imports historical cases in one transaction; numbers are assigned per reported day.
-    async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<()>;
+    /// Bulk-imports historical cases in one transaction; numbers are assigned per reported day. The
+    /// new cases' ids, in the order given.
+    async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<Vec<CaseId>>;
 }
 
 /// A service account: an outside system bound to one channel.

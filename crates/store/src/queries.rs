@@ -758,7 +758,7 @@ impl CaseStore for This {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM cases").fetch_one(&self.read).await?)
     }
 
-    async fn import_cases(&self, town: civicgrid_core::codes::TownCode, cases: Vec<ImportCase>) -> Result<()> {
+    async fn import_cases(&self, town: civicgrid_core::codes::TownCode, cases: Vec<ImportCase>) -> Result<Vec<CaseId>> {
         self.writer.import(town.to_string(), cases).await
     }
 }

@@ -73,8 +73,8 @@ pub(crate) enum Written {
     Created(crate::Created),
     /// The appended case's new status.
     Appended(CaseStatus),
-    /// The import is stored.
-    Imported,
+    /// The import is stored: the ids of its cases, in the order given.
+    Imported(Vec<CaseId>),
 }
 
 /// Applies a batch of writes in one transaction.
@@ -129,7 +129,7 @@ impl Writer {
 
     /// Imports historical cases in one transaction. Each case's status must be what its events replay
     /// to: the writer stores no status it has not checked.
-    pub(crate) async fn import(&self, town: String, cases: Vec<ImportCase>) -> Result<()> {
+    pub(crate) async fn import(&self, town: String, cases: Vec<ImportCase>) -> Result<Vec<CaseId>> {
         let mut encoded = Vec::with_capacity(cases.len());
         let mut event_json = Vec::with_capacity(cases.len());
         for c in &cases {
@@ -141,7 +141,7 @@ impl Writer {
             event_json.push(c.events.iter().map(crate::shared::to_json).collect::<Result<Vec<_>>>()?);
         }
         match self.submit(WriteOp::Import(Box::new(PreparedImport { town, cases, encoded, event_json }))).await? {
-            Written::Imported => Ok(()),
+            Written::Imported(ids) => Ok(ids),
             _ => Err(StoreError::Corrupt("the writer answered an import with something else".into())),
         }
     }
@@ -281,7 +281,7 @@ mod tests {
 
     impl ApplyBatch for Stores {
         async fn apply_batch(&mut self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>> {
-            Ok(ops.iter().map(|_| Ok(Written::Imported)).collect())
+            Ok(ops.iter().map(|_| Ok(Written::Imported(Vec::new()))).collect())
         }
     }
 

@@ -1175,7 +1175,13 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
     forged[7].status.escalation_level = 3;
     assert!(matches!(store.import_cases(fx.town, forged).await, Err(StoreError::BadEvent(_))));
     assert_eq!(store.count_cases().await.expect("count"), before, "nothing of a refused import is stored");
-    store.import_cases(fx.town, batch).await.expect("import");
+    let descriptions: Vec<String> = batch.iter().map(|c| c.facts.description.clone()).collect();
+    let ids = store.import_cases(fx.town, batch).await.expect("import");
+    assert_eq!(ids.len(), 300, "an id per case");
+    for (k, id) in [0, 1, 150, 299].map(|k| (k, ids[k])) {
+        let case = store.case(id).await.expect("read").expect("imported case");
+        assert_eq!(case.facts.description, descriptions[k], "ids come back in the order given");
+    }
     let march = CaseFilter {
         reported_from: Some(start),
         reported_to: Some(start + SignedDuration::from_hours(300)),
