@@ -3,8 +3,17 @@
 use std::path::Path;
 use std::time::Instant;
 
-use civicgrid_demo::{DemoOptions, Progress};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use civicgrid_core::access::Actor;
+use civicgrid_core::case::Attachment;
+use civicgrid_core::clock::SystemClock;
+use civicgrid_demo::{DemoOptions, PhotoStore, Progress};
+use civicgrid_service::{ServiceConfig, Services};
 use civicgrid_store::postgres::PgStore;
+use civicgrid_store::{Store, User};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -87,7 +96,7 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> AppResult<()> {
             Ok(p) if !p.is_empty() => p,
             _ => civicgrid_http::auth::random_password().map_err(|e| format!("{e:?}"))?,
         };
-        generate(store.as_ref(), &args, &demo_password, &admin).await?;
+        generate(store.clone(), &cfg, &args, &demo_password, &admin).await?;
         crate::rebuild_kpis(store.clone()).await?;
         Some(admin)
     };
@@ -104,7 +113,8 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> AppResult<()> {
 }
 
 async fn generate(
-    store: &dyn civicgrid_store::Store,
+    store: Arc<dyn Store>,
+    cfg: &Config,
     args: &DemoArgs,
     demo_password: &str,
     admin: &str,
@@ -129,9 +139,14 @@ async fn generate(
             .progress_chars("=> "),
     );
     bar.set_message("生成网格、部门、部件 town");
-    let summary = civicgrid_demo::populate(store, &opts, &|p| match p {
-        Progress::TownWritten => bar.set_message("生成案卷 cases"),
-        Progress::Cases { done, total } => {
+    let (data, users) = civicgrid_demo::populate_town(store.as_ref(), &opts).await?;
+    bar.set_message("生成案卷 cases");
+    // Recent photos go through the upload path, so they are stored, read and thumbnailed as a phone's.
+    let config = ServiceConfig { session_hours: cfg.session_hours, blobs: cfg.blob_storage() };
+    let services = Services::new(store.clone(), Arc::new(SystemClock), config).await?;
+    let uploader = Uploader { services, users: users.clone() };
+    let summary = civicgrid_demo::populate_cases(store.as_ref(), &data, &users, &opts, Some(&uploader), &|p| {
+        if let Progress::Cases { done, total } = p {
             bar.set_length(total);
             bar.set_position(done);
         }
@@ -149,6 +164,43 @@ async fn generate(
         summary.cases
     );
     Ok(())
+}
+
+/// The demo's photos, uploaded through the service as the people who took them.
+struct Uploader {
+    services: Services,
+    users: Vec<User>,
+}
+
+impl PhotoStore for Uploader {
+    fn store<'a>(
+        &'a self,
+        uploader: i64,
+        name: &'a str,
+        jpeg: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<Attachment, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let u = self.users.iter().find(|u| u.id == uploader).ok_or("a photo by an unknown user")?;
+            let actor = Actor {
+                user_id: u.id,
+                username: u.username.clone(),
+                role: u.role,
+                grids: u.grids.clone(),
+                department: u.department.clone(),
+                job: None,
+                channel: None,
+            };
+            let stored = self.services.upload_attachment(&actor, name, jpeg).await.map_err(|e| e.to_string())?;
+            Ok(Attachment {
+                id: Some(stored.id),
+                name: stored.name,
+                mime: stored.mime,
+                size: stored.size,
+                sha256: Some(stored.sha256),
+                taken_at: stored.taken_at,
+            })
+        })
+    }
 }
 
 fn print_logins(demo_password: &str, admin_password: Option<&str>) {

@@ -198,6 +198,24 @@ async fn demo_generates_once_and_fresh_regenerates_on_postgres() {
     let store = civicgrid_store::open(&url).await.expect("open");
     let n = store.count_cases().await.expect("count");
     assert!((900..1300).contains(&n), "{n} cases");
+    // The last week's on-site photos are real uploads: stored JPEGs with a thumbnail, taken at the case.
+    let week = civicgrid_store::CaseFilter {
+        reported_from: Some(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 7)),
+        ..Default::default()
+    };
+    let recent =
+        store.list_cases(&week, civicgrid_store::PageRequest { before: None, limit: 500 }).await.expect("list");
+    let mut photos = 0;
+    for c in &recent.items {
+        for a in store.case_attachments(c.id).await.expect("attachments") {
+            let at = a.location.expect("EXIF GPS read from the uploaded file");
+            assert!(civicgrid_core::case::distance_m(at, c.facts.location) < 50.0, "taken at the case");
+            assert!(a.thumb_sha256.is_some() && a.taken_at.is_some() && a.mime == "image/jpeg");
+            assert!(store.blob(&a.sha256).await.expect("blob").is_some_and(|b| b.starts_with(&[0xFF, 0xD8])));
+            photos += 1;
+        }
+    }
+    assert!(photos > 0, "photos among {} recent cases", recent.items.len());
     let again = run_ok(&["demo", "--database", &url, "--scale", "0.02", "--no-serve"]);
     assert!(again.contains("Using the demo town already"), "{again}");
     assert_eq!(store.count_cases().await.expect("count"), n, "not regenerated without --fresh");

@@ -14,13 +14,13 @@ pub mod photos;
 
 use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{CALENDAR_2026_CSV, parse_calendar_csv};
-use civicgrid_core::case::{CaseId, GeoPoint};
+use civicgrid_core::case::{Attachment, CaseId, GeoPoint};
 use civicgrid_core::catalog::Catalog;
 use civicgrid_core::codes::{ComponentClassCode, ComponentId, DivisionCode, TownCode};
 use civicgrid_core::component::{Component, ComponentStatus};
 use civicgrid_core::grid::Town;
 use civicgrid_core::org::{Department, DeptCode};
-use civicgrid_store::{ImportCase, NewUser, Store, StoreError};
+use civicgrid_store::{ImportCase, NewUser, Store, StoreError, User};
 use jiff::Timestamp;
 
 pub use layout::{Counts, Layout};
@@ -247,12 +247,36 @@ pub struct Summary {
     pub cases: u64,
 }
 
-/// Writes the whole demo town into an empty store.
+/// Writes the whole demo town into an empty store, without uploaded photos.
 pub async fn populate(
     store: &dyn Store,
     opts: &DemoOptions,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Summary, DemoError> {
+    let (data, users) = populate_town(store, opts).await?;
+    progress(Progress::TownWritten);
+    populate_cases(store, &data, &users, opts, None, progress).await
+}
+
+/// Stores an on-site photo the way an upload would (content checked, EXIF read, thumbnail made) as
+/// the user `uploader`, and answers it as evidence.
+pub trait PhotoStore: Send + Sync {
+    /// Stores `jpeg` named `name`.
+    fn store<'a>(
+        &'a self,
+        uploader: i64,
+        name: &'a str,
+        jpeg: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Attachment, String>> + Send + 'a>>;
+}
+
+/// How many days before "now" the demo's photos are real uploaded files (older ones are described only:
+/// a year of photos would be gigabytes).
+pub const PHOTO_DAYS: i64 = 7;
+
+/// Writes the town without its cases: reference data, map, departments, components, accounts,
+/// routing rules and the duty roster; the town and the stored accounts.
+pub async fn populate_town(store: &dyn Store, opts: &DemoOptions) -> Result<(TownData, Vec<User>), DemoError> {
     let mut data = town(opts)?;
     let classes: Vec<_> = data.catalog.component_classes().cloned().collect();
     let matters: Vec<_> = data.catalog.matters().cloned().collect();
@@ -283,16 +307,33 @@ pub async fn populate(
     let today = civicgrid_core::calendar::local(opts.now).date();
     let (from, to) = (today - jiff::Span::new().days(27), today + jiff::Span::new().days(34));
     store.replace_roster(from, to, &cases::roster(&users, from, to)).await?;
-    progress(Progress::TownWritten);
+    Ok((data, users))
+}
 
-    let plan = cases::Plan::new(&data, &users, opts);
+/// Generates the year of cases into a store that holds the town; with `photos`, the on-site photos of
+/// the last [`PHOTO_DAYS`] days are generated JPEGs (EXIF time and GPS at the case) stored through it.
+pub async fn populate_cases(
+    store: &dyn Store,
+    data: &TownData,
+    users: &[User],
+    opts: &DemoOptions,
+    photos: Option<&dyn PhotoStore>,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Summary, DemoError> {
+    let plan = cases::Plan::new(data, users, opts);
     let total = plan.total();
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let producer = tokio::task::spawn_blocking(move || plan.generate(|chunk| tx.blocking_send(chunk).is_ok()));
     let mut done = 0u64;
     // Each generated case's id, by its place in the generated order: a duplicate names its primary's.
     let mut ids: Vec<CaseId> = Vec::with_capacity(total as usize);
-    while let Some(chunk) = rx.recv().await {
+    let photos_from = opts.now - jiff::SignedDuration::from_hours(24 * PHOTO_DAYS);
+    while let Some(mut chunk) = rx.recv().await {
+        if let Some(photos) = photos {
+            for g in chunk.iter_mut().filter(|g| g.case.facts.reported_at >= photos_from) {
+                photos::upload_case_photos(&mut g.case, photos).await.map_err(DemoError::Reference)?;
+            }
+        }
         let first = ids.len();
         ids.resize(first + chunk.len(), 0);
         // Cases whose primary is stored go first; duplicates of a case in this chunk after it.

@@ -1,6 +1,7 @@
 //! Small generated photos for the demo and the tests: a JPEG of a flat colour with the EXIF a phone
 //! camera writes — when it was taken (China time) and where (GPS, WGS84) — so that the upload path,
-//! EXIF extraction and on-site checks work on real files without shipping any.
+//! EXIF extraction and on-site checks work on real files without shipping any; and the upload of the
+//! demo year's recent photos.
 
 use jiff::Timestamp;
 
@@ -83,4 +84,42 @@ fn exif_segment(taken_at: Option<Timestamp>, lon_lat: Option<(f64, f64)>) -> Vec
     seg.extend_from_slice(b"Exif\0\0");
     seg.extend_from_slice(&tiff);
     seg
+}
+
+/// Replaces the described photos of a generated case (the report's before photo, every step's
+/// evidence) by generated JPEGs stored through `photos`, each uploaded by whoever took it, with the
+/// EXIF time it was taken and the GPS position of the case.
+pub async fn upload_case_photos(
+    case: &mut civicgrid_store::ImportCase,
+    photos: &dyn crate::PhotoStore,
+) -> Result<(), String> {
+    let place = (case.facts.location.lon, case.facts.location.lat);
+    let reporter = case.events.first().and_then(|e| e.actor.user_id);
+    let reported_at = case.facts.reported_at;
+    for a in case.facts.attachments.iter_mut().filter(|a| a.id.is_none() && a.mime.starts_with("image/")) {
+        if let Some(user) = reporter {
+            *a = upload(photos, user, a, reported_at, place).await?;
+        }
+    }
+    for e in &mut case.events {
+        let (Some(user), at) = (e.actor.user_id, e.at) else { continue };
+        for a in e.evidence.iter_mut().filter(|a| a.id.is_none() && a.mime.starts_with("image/")) {
+            *a = upload(photos, user, a, at, place).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn upload(
+    photos: &dyn crate::PhotoStore,
+    user: i64,
+    described: &civicgrid_core::case::Attachment,
+    at: Timestamp,
+    place: (f64, f64),
+) -> Result<civicgrid_core::case::Attachment, String> {
+    let taken_at = described.taken_at.unwrap_or(at);
+    // A muted colour that differs from photo to photo.
+    let k = taken_at.as_second().unsigned_abs();
+    let rgb = [90 + (k % 97) as u8, 100 + (k / 97 % 89) as u8, 80 + (k / 8633 % 101) as u8];
+    photos.store(user, &described.name, jpeg(64, 48, rgb, Some(taken_at), Some(place))).await
 }

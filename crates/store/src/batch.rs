@@ -137,6 +137,11 @@ async fn add_import<'a, T: BatchTx>(
     let mut history = Vec::new();
     let mut ids = Vec::with_capacity(inserted.len());
     for ((c, (_, id)), bodies) in import.cases.iter().zip(inserted).zip(&import.event_json) {
+        // Uploaded photos a history names become the case's, as they do when a live step names them.
+        link_attachments(tx, id, &c.facts.attachments).await?;
+        for e in &c.events {
+            link_attachments(tx, id, &e.evidence).await?;
+        }
         history.extend(c.events.iter().zip(bodies).map(|(e, body)| (id, e, body.as_str())));
         assigned.extend(departments(&c.status).map(|d| (d, id)));
         ids.push(id);
