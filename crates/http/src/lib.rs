@@ -110,6 +110,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::index))
         .route("/docs", get(pages::docs))
         .route("/static/{*path}", get(pages::asset))
+        .route("/web/{name}", get(pages::web_asset))
+        .route("/licenses", get(pages::licenses))
         .route("/healthz", get(pages::healthz))
         .route("/readyz", get(pages::readyz))
         .route("/metrics", get(metrics::render))

@@ -492,6 +492,54 @@ async fn health_pages_and_docs_work_offline() {
     assert_eq!(app.get("/api/v1/nothing-here", None).await.1["code"], "not_found");
 }
 
+/// The front-end libraries come bundled from npm inside the binary: htmx with its SSE extension,
+/// ECharts, Leaflet and the Noto Sans SC font, revalidated by entity tag; `/licenses` lists every shipped
+/// package with its licence texts.
+#[tokio::test]
+async fn bundled_web_libraries_and_their_licences_are_served_from_the_binary() {
+    let app = spawn_app().await;
+    let get = |path: &str, etag: Option<&str>| {
+        let mut req = app.http.get(format!("{}{path}", app.base));
+        if let Some(tag) = etag {
+            req = req.header("if-none-match", tag);
+        }
+        req.send()
+    };
+    let console = get("/web/console.js", None).await.expect("get");
+    assert_eq!(console.status(), StatusCode::OK);
+    let etag = console.headers()["etag"].to_str().expect("etag").to_owned();
+    assert!(console.headers()["content-type"].to_str().expect("type").starts_with("text/javascript"));
+    let js = console.text().await.expect("body");
+    assert!(js.contains("htmx") && js.contains("EventSource"), "htmx and its SSE extension");
+    assert_eq!(get("/web/console.js", Some(&etag)).await.expect("get").status(), StatusCode::NOT_MODIFIED);
+    let cockpit = get("/web/cockpit.js", None).await.expect("get").text().await.expect("body");
+    assert!(cockpit.contains("registerMap"), "ECharts");
+    let css = get("/web/console.css", None).await.expect("get").text().await.expect("body");
+    assert!(css.contains("Noto Sans SC") && css.contains(".leaflet-container"), "fonts and Leaflet's styles");
+    let font = css
+        .split("url(")
+        .skip(1)
+        .filter_map(|s| s.split(')').next())
+        .map(|u| u.trim_matches('"'))
+        .find(|u| u.ends_with(".woff2"))
+        .expect("a font file")
+        .trim_start_matches("./")
+        .to_owned();
+    let woff2 = get(&format!("/web/{font}"), None).await.expect("get");
+    assert_eq!(woff2.headers()["content-type"], "font/woff2");
+    assert!(woff2.headers()["cache-control"].to_str().expect("cache").contains("immutable"));
+    assert!(woff2.bytes().await.expect("font").len() > 500_000, "the simplified-Chinese subset");
+    assert_eq!(get("/web/nothing.js", None).await.expect("get").status(), StatusCode::NOT_FOUND);
+    let (s, page) = app.get("/licenses", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = page.as_str().expect("html");
+    for shipped in ["htmx.org", "htmx-ext-sse", "echarts", "leaflet", "@fontsource/noto-sans-sc"] {
+        assert!(page.contains(&format!("<h2 id=\"{shipped}\">")), "{shipped} listed");
+    }
+    assert!(page.contains("NOTICE") && page.contains("Apache"), "ECharts' NOTICE and licence");
+    assert!(page.contains("OFL"), "the font's licence");
+}
+
 #[tokio::test]
 async fn openapi_document_is_served_and_matches_the_committed_copy() {
     let app = spawn_app().await;

@@ -229,7 +229,7 @@ impl Services {
             None => civicgrid_store::Created { value: self.store.insert_attachment(&row).await?, replayed: false },
         };
         let stored = &created.value;
-        tracing::info!(
+        tracing::debug!(
             id = stored.id,
             mime,
             size = stored.size,
