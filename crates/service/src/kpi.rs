@@ -224,7 +224,12 @@ impl Services {
                 previous: Counters::default(),
                 last_year: Counters::default(),
             });
-            row.name = format!("{}（{}）", user.display_name, user.role.label_zh());
+            let post_zh = user.role.label_zh();
+            row.name = if user.display_name.contains(post_zh) {
+                user.display_name.clone()
+            } else {
+                format!("{}（{post_zh}）", user.display_name)
+            };
             if *post == Post::Patrol {
                 let missed =
                     |m: &BTreeMap<String, i64>| user.grids.iter().filter_map(|g| m.get(&g.to_string())).sum::<i64>();
