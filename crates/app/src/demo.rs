@@ -7,7 +7,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use civicgrid_core::access::Actor;
 use civicgrid_core::case::Attachment;
 use civicgrid_core::clock::SystemClock;
 use civicgrid_demo::{DemoOptions, PhotoStore, Progress};
@@ -181,15 +180,7 @@ impl PhotoStore for Uploader {
     ) -> Pin<Box<dyn Future<Output = Result<Attachment, String>> + Send + 'a>> {
         Box::pin(async move {
             let u = self.users.iter().find(|u| u.id == uploader).ok_or("a photo by an unknown user")?;
-            let actor = Actor {
-                user_id: u.id,
-                username: u.username.clone(),
-                role: u.role,
-                grids: u.grids.clone(),
-                department: u.department.clone(),
-                job: None,
-                channel: None,
-            };
+            let actor = civicgrid_service::accounts::actor_of(u);
             let stored = self.services.upload_attachment(&actor, name, jpeg).await.map_err(|e| e.to_string())?;
             Ok(Attachment {
                 id: Some(stored.id),

@@ -547,15 +547,7 @@ async fn a_silent_co_department_is_warned_on_its_own_task_and_the_case_is_not_es
 /// A demo user as an actor.
 async fn demo_actor(store: &dyn Store, name: &str) -> Actor {
     let u = store.user_by_username(name).await.expect("users").expect("demo user");
-    Actor {
-        user_id: u.id,
-        username: u.username,
-        role: u.role,
-        grids: u.grids,
-        department: u.department,
-        job: None,
-        channel: None,
-    }
+    civicgrid_service::accounts::actor_of(&u)
 }
 
 /// Live KPI counters against figures worked out by hand from a small day of cases, the same after a
