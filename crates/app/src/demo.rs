@@ -182,14 +182,7 @@ impl PhotoStore for Uploader {
             let u = self.users.iter().find(|u| u.id == uploader).ok_or("a photo by an unknown user")?;
             let actor = civicgrid_service::accounts::actor_of(u);
             let stored = self.services.upload_attachment(&actor, name, jpeg).await.map_err(|e| e.to_string())?;
-            Ok(Attachment {
-                id: Some(stored.id),
-                name: stored.name,
-                mime: stored.mime,
-                size: stored.size,
-                sha256: Some(stored.sha256),
-                taken_at: stored.taken_at,
-            })
+            Ok(stored.as_evidence())
         })
     }
 }

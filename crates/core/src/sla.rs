@@ -1,5 +1,5 @@
 //! Time-limit rules (SLA policy): which limit applies to which step of which case, on whose clock, and
-//! when a step's timers (yellow warning, escalation ladder) fall due. The calendar turns a limit into a
+//! when a step's timers (yellow warning, escalation ladder) fall due, and what each does when it fires. The calendar turns a limit into a
 //! deadline; this module chooses the limit and the clock. Defaults follow city practice recorded in
 //! `shared/reference/README.md`; an administrator edits the policy as a whole ([`SlaPolicy::check`]).
 
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::DomainError;
 use crate::calendar::{TimeLimit, WorkCalendar};
-use crate::case::{CaseFacts, MAX_ESCALATION_LEVEL, Source, Urgency};
+use crate::case::{Action, CaseEvent, CaseFacts, CaseStatus, MAX_ESCALATION_LEVEL, Source, Urgency, WarnLevel};
 use crate::codes::MatterCode;
 use crate::org::DeptCode;
 
@@ -204,6 +204,70 @@ pub struct StepTimers {
     /// Escalation rungs, in order.
     #[schema(value_type = Vec<String>)]
     pub escalate_at: Vec<Timestamp>,
+}
+
+impl StepTimers {
+    /// Every timer of the deadline `due`, with when it falls due: the yellow warning, the red one at
+    /// the deadline, and each rung of the ladder.
+    pub fn schedule(&self, due: Timestamp) -> Vec<(Timestamp, Timer)> {
+        let mut all = vec![(self.warn_at, Timer::Warn(WarnLevel::Yellow)), (due, Timer::Warn(WarnLevel::Red))];
+        all.extend(self.escalate_at.iter().enumerate().map(|(i, at)| (*at, Timer::Rung(i as u8 + 1))));
+        all
+    }
+}
+
+/// One timer of a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "timer", content = "value")]
+pub enum Timer {
+    /// A warning of this level.
+    Warn(WarnLevel),
+    /// Rung k (1-based) of the escalation ladder.
+    Rung(u8),
+}
+
+impl Timer {
+    /// The reason the system's event gives.
+    pub fn reason(self) -> String {
+        match self {
+            Timer::Warn(WarnLevel::Yellow) => "临近时限 (deadline near)".into(),
+            Timer::Warn(WarnLevel::Red) => "已超时 (deadline passed)".into(),
+            Timer::Rung(k) => format!("超时自动督办，第{k}级 (overdue: escalated by the system, rung {k})"),
+        }
+    }
+
+    /// What this timer of the deadline `due` (the case's own, or co-department `task`'s) does to the
+    /// case when it fires, given its status and history: a warning, unless the history already has it
+    /// for that deadline; for the case's own deadline, a 督办 while the open case is below rung k.
+    /// `None` when it only notifies. The live timers and the demo's simulated year both ask this.
+    pub fn action(
+        self,
+        status: &CaseStatus,
+        history: &[CaseEvent],
+        due: Timestamp,
+        task: Option<&DeptCode>,
+    ) -> Option<Action> {
+        match (self, task) {
+            (Timer::Warn(level), _) => {
+                let made =
+                    history.iter().any(|e| e.action == Action::Warn { level } && warned_due(e, task) == Some(due));
+                (!made).then_some(Action::Warn { level })
+            }
+            (Timer::Rung(k), None) => {
+                (status.state.is_open() && status.escalation_level < i32::from(k)).then_some(Action::Escalate)
+            }
+            (Timer::Rung(_), Some(_)) => None,
+        }
+    }
+}
+
+/// The deadline a warning event was made for.
+fn warned_due(e: &CaseEvent, task: Option<&DeptCode>) -> Option<Timestamp> {
+    match task {
+        None if e.task.is_none() => e.due_at,
+        Some(d) if e.task.as_ref() == Some(d) => e.tasks.as_ref()?.iter().find(|t| &t.dept == d)?.due_at,
+        _ => None,
+    }
 }
 
 /// The longest limit an administrator may set: a year of working days.

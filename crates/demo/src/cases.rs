@@ -10,7 +10,7 @@ use civicgrid_core::access::Role;
 use civicgrid_core::calendar::{WorkCalendar, from_local, local};
 use civicgrid_core::case::{
     Action, Attachment, CaseEvent, CaseFacts, CaseId, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint,
-    Reporter, Satisfaction, Source, Urgency, WarnLevel, decide,
+    Reporter, Satisfaction, Source, Urgency, decide,
 };
 use civicgrid_core::codes::{CommunityCode, ComponentClassCode, ComponentId, GridCode, MatterCode, MicroGridCode};
 use civicgrid_core::component::Component;
@@ -644,7 +644,8 @@ impl<'a> Sim<'a> {
 
     /// What the live SLA timers would have done before `until`, at their times, as the system: the
     /// yellow and red warnings of the current deadline, and the 督办 rungs an open case has not
-    /// reached (`service::deadlines` does the same live). Co-department tasks' timers only notify.
+    /// reached, by the rule the live timers follow ([`civicgrid_core::sla::Timer::action`]).
+    /// Co-department tasks' timers are not simulated: live, they warn on the task and notify.
     fn fire_timers(&mut self, until: Timestamp) {
         let system = EventActor::system("sla_timer");
         loop {
@@ -652,30 +653,16 @@ impl<'a> Sim<'a> {
             if self.status.state == CaseState::Parked {
                 return;
             }
-            let warned = |level| {
-                self.events
-                    .iter()
-                    .any(|e| e.action == Action::Warn { level } && e.task.is_none() && e.due_at == Some(due))
-            };
-            let mut next: Vec<(Timestamp, Action, String)> = Vec::new();
-            if !warned(WarnLevel::Yellow) {
-                next.push((timers.warn_at, Action::Warn { level: WarnLevel::Yellow }, "临近时限".into()));
-            }
-            if !warned(WarnLevel::Red) {
-                next.push((due, Action::Warn { level: WarnLevel::Red }, "已超时".into()));
-            }
-            if self.status.state.is_open() {
-                let reached = usize::try_from(self.status.escalation_level).unwrap_or(0);
-                if let Some((k, at)) = timers.escalate_at.iter().enumerate().nth(reached) {
-                    next.push((*at, Action::Escalate, format!("超时自动督办，第{}级", k + 1)));
-                }
-            }
-            let Some((at, action, reason)) = next.into_iter().filter(|(at, ..)| *at < until).min_by_key(|(at, ..)| *at)
-            else {
-                return;
-            };
+            // The earliest timer due before `until` that still does something, by the live timers' rule.
+            let next = timers
+                .schedule(due)
+                .into_iter()
+                .filter(|(at, _)| *at < until)
+                .filter_map(|(at, timer)| Some((at, timer, timer.action(&self.status, &self.events, due, None)?)))
+                .min_by_key(|(at, ..)| *at);
+            let Some((at, timer, action)) = next else { return };
             let at = at.max(self.clock);
-            if !self.apply(at, &system, &Command::new(action).because(reason), None) {
+            if !self.apply(at, &system, &Command::new(action).because(timer.reason()), None) {
                 return;
             }
         }

@@ -297,14 +297,7 @@ impl Services {
             let Some(a) = stored.filter(|_| usable) else {
                 return Err(ServiceError::invalid(field, format!("attachment {id} is not one of your uploads")));
             };
-            out.push(Attachment {
-                id: Some(a.id),
-                name: a.name,
-                mime: a.mime,
-                size: a.size,
-                sha256: Some(a.sha256),
-                taken_at: a.taken_at,
-            });
+            out.push(a.as_evidence());
         }
         Ok(out)
     }

@@ -16,9 +16,10 @@
 //! runs for closed cases while a rectification (整改) gives them a deadline.
 
 use civicgrid_core::access::{Actor, Role};
-use civicgrid_core::case::{Action, Case, CaseId, CaseState, CoTask, Command, WarnLevel};
+use civicgrid_core::case::{Case, CaseId, CaseState, CoTask, Command, WarnLevel};
 use civicgrid_core::duty::{self, Severity};
 use civicgrid_core::org::DeptCode;
+pub use civicgrid_core::sla::Timer;
 use civicgrid_core::sla::{SlaPolicy, StepTimers};
 use civicgrid_store::{CaseFilter, Job, NewJob, PageRequest, StoreError};
 use jiff::Timestamp;
@@ -36,16 +37,6 @@ pub const WARN: &str = "sla.warn";
 pub const ESCALATE: &str = "sla.escalate";
 /// Log entries read per turn.
 const LOG_BATCH: u32 = 500;
-
-/// What a timer job does when it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "timer", content = "value")]
-pub enum Timer {
-    /// A warning of this level.
-    Warn(WarnLevel),
-    /// Rung k (1-based) of the escalation ladder.
-    Rung(u8),
-}
 
 /// Input of a timer job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,9 +175,7 @@ impl Services {
         due_at: Timestamp,
         timers: &StepTimers,
     ) -> ServiceResult<()> {
-        let mut all = vec![(timers.warn_at, Timer::Warn(WarnLevel::Yellow)), (due_at, Timer::Warn(WarnLevel::Red))];
-        all.extend(timers.escalate_at.iter().enumerate().map(|(i, at)| (*at, Timer::Rung(i as u8 + 1))));
-        for (run_at, timer) in all {
+        for (run_at, timer) in timers.schedule(due_at) {
             let p = TimerPayload { case_id, due_at, timer, task: task.cloned() };
             let payload = serde_json::to_value(&p).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let job =
@@ -208,23 +197,14 @@ impl Services {
             if st.state == CaseState::Parked || timer_due(&case, p.task.as_ref()) != Some(p.due_at) {
                 return Ok(());
             }
-            let action = match (p.timer, &p.task) {
-                (Timer::Warn(level), _) => {
-                    let events = self.store.case_events(case.id).await?;
-                    let made = events.iter().any(|e| {
-                        e.action == Action::Warn { level } && warned_due(e, p.task.as_ref()) == Some(p.due_at)
-                    });
-                    (!made).then_some(Action::Warn { level })
-                }
-                (Timer::Rung(k), None) => {
-                    (st.state.is_open() && st.escalation_level < i32::from(k)).then_some(Action::Escalate)
-                }
-                (Timer::Rung(_), Some(_)) => None,
-            };
+            // Only a warning reads the history (is it there already?).
+            let history =
+                if matches!(p.timer, Timer::Warn(_)) { self.store.case_events(case.id).await? } else { Vec::new() };
+            let action = p.timer.action(st, &history, p.due_at, p.task.as_ref());
             let Some(action) = action else {
                 return self.raise(self.timer_alert(&case, p)).await;
             };
-            let cmd = Command { task: p.task.clone(), ..Command::new(action).because(timer_reason(p.timer)) };
+            let cmd = Command { task: p.task.clone(), ..Command::new(action).because(p.timer.reason()) };
             match self.transition(&system, case.id, &cmd, Some(st.version)).await {
                 Ok(_) | Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
                 Err(ServiceError::Domain(e)) => {
@@ -288,23 +268,6 @@ fn timer_due(case: &Case, task: Option<&DeptCode>) -> Option<Timestamp> {
     match task {
         None => case.status.due_at,
         Some(d) => case.status.tasks.iter().find(|t| &t.dept == d).filter(|t| !t.state.is_finished())?.due_at,
-    }
-}
-
-/// The deadline a warning event was made for.
-fn warned_due(e: &civicgrid_core::case::CaseEvent, task: Option<&DeptCode>) -> Option<Timestamp> {
-    match task {
-        None if e.task.is_none() => e.due_at,
-        Some(d) if e.task.as_ref() == Some(d) => e.tasks.as_ref()?.iter().find(|t| &t.dept == d)?.due_at,
-        _ => None,
-    }
-}
-
-fn timer_reason(timer: Timer) -> String {
-    match timer {
-        Timer::Warn(WarnLevel::Yellow) => "临近时限 (deadline near)".into(),
-        Timer::Warn(WarnLevel::Red) => "已超时 (deadline passed)".into(),
-        Timer::Rung(k) => format!("超时自动督办，第{k}级 (overdue: escalated by the system, rung {k})"),
     }
 }
 

@@ -249,7 +249,7 @@ impl Services {
         let mean = if loads.is_empty() { 0.0 } else { loads.iter().sum::<i64>() as f64 / loads.len() as f64 };
         for (row, post) in &mut rows {
             let workload = if mean == 0.0 { 100.0 } else { (100.0 * row.counts.dispatched as f64 / mean).min(100.0) };
-            (row.rates.score, row.rates.grade) = row.counts.post_score(*post, workload);
+            (row.rates.score, row.rates.grade) = row.rates.post_score(*post, workload);
         }
         table.rows = rows.into_iter().map(|(r, _)| r).collect();
         Ok(())

@@ -585,6 +585,20 @@ pub struct StoredAttachment {
     pub case_id: Option<CaseId>,
 }
 
+impl StoredAttachment {
+    /// The attachment as a report or a step names it (evidence): id, name, type, size, hash and photo time.
+    pub fn as_evidence(self) -> civicgrid_core::case::Attachment {
+        civicgrid_core::case::Attachment {
+            id: Some(self.id),
+            name: self.name,
+            mime: self.mime,
+            size: self.size,
+            sha256: Some(self.sha256),
+            taken_at: self.taken_at,
+        }
+    }
+}
+
 /// Uploaded files: their metadata and, when the database keeps the content, the bytes.
 #[async_trait::async_trait]
 pub trait AttachmentStore: Send + Sync {

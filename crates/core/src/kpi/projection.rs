@@ -1,8 +1,8 @@
 //! What each committed case event adds to the KPI counters: per unit (town, workstation, grid,
-//! department, matter class, source) and per person (for post scores), per day and per month. One pure rule, [`contributions`], used by
-//! the live projection (as events commit) and by its rebuild (replaying every history), so both give
-//! the same numbers by construction; the rates, scores and grades are computed from the counters when
-//! they are read ([`Counters::rates`]).
+//! department, matter class, source) and per person (for post scores), per day and per month. One
+//! pure rule, [`contributions`], used by the live projection (as events commit) and by its rebuild
+//! (replaying every history), so both give the same numbers by construction; the rates, scores and
+//! grades are computed from the counters when they are read ([`Counters::rates`]).
 
 use std::collections::BTreeMap;
 
@@ -179,7 +179,7 @@ pub struct Rates {
     /// the public had to call. A patrol worker's 漏报 score.
     pub discovery: f64,
     /// Department score by the reference formula (count score + closure, on-time handling and
-    /// 100 − rework, 30 % each); for a person, their post's score ([`Counters::post_score`]).
+    /// 100 − rework, 30 % each); for a person, their post's score ([`Rates::post_score`]).
     pub score: f64,
     /// A ≥ 90, B ≥ 75, C ≥ 60, D ≥ 40, else E.
     pub grade: Grade,
@@ -223,15 +223,16 @@ impl Counters {
     }
 }
 
-impl Counters {
-    /// A person's score by their post's reference formula, with the A–E grade. `dispatch_count_score`
-    /// (0–100) is the dispatcher's workload score, relative to the other dispatchers of the table.
+impl Rates {
+    /// A person's score by their post's reference formula, from their rates, with the A–E grade.
+    /// `dispatch_count_score` (0–100) is the dispatcher's workload score, relative to the other
+    /// dispatchers of the table.
     /// - patrol worker: 有效上报率 40 % + 漏报 score (主动发现率 of their grids) 20 % + 按时核实率 20 % +
     ///   按时核查率 20 %;
     /// - shift leader: 按时立案率 25 % + 准确立案率 40 % + 按期结案率 35 %;
     /// - dispatcher: workload 20 % + 按时派遣率 40 % + 准确派遣率 40 %.
     pub fn post_score(&self, post: Post, dispatch_count_score: f64) -> (f64, Grade) {
-        let r = self.rates();
+        let r = self;
         let score = match post {
             Post::Patrol => 0.4 * r.valid_report + 0.2 * r.discovery + 0.2 * r.on_time_check + 0.2 * r.on_time_verify,
             Post::ShiftLeader => 0.25 * r.on_time_filing + 0.4 * r.accurate_filing + 0.35 * r.on_time_closure,
@@ -363,14 +364,14 @@ pub fn contributions(facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) -> V
             })
         }
         Action::VerifyPass | Action::VerifyFail => {
-            let (t, fail) = (on_time(before.due_at), i64::from(e.action == Action::VerifyFail));
+            let (t, fail) = (on_time(before.due_at), e.action == Action::VerifyFail);
             let counts = move |c: &mut Counters| {
                 c.verifies = 1;
                 c.verifies_on_time = t;
             };
             add(area(), &counts);
             add(actor.clone(), &counts);
-            add(dept(lead).filter(|_| fail == 1), &|c| c.rework = 1);
+            add(dept(lead).filter(|_| fail), &|c| c.rework = 1);
         }
         Action::ApproveExtension => add(dept(task_dept.or(lead)), &|c| c.extended = 1),
         Action::Park | Action::ApprovePark => add(dept(lead), &|c| c.parked = 1),
