@@ -126,7 +126,7 @@ pub async fn licenses() -> Response {
     let shipped: Vec<Shipped> = serde_json::from_slice(json).unwrap_or_default();
     let mut body = String::from(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>第三方软件许可 · Licences</title>\
-         <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main>\
+         <link rel=\"stylesheet\" href=\"/web/fonts.css\"><link rel=\"stylesheet\" href=\"/static/style.css\"></head><body><main>\
          <h1>第三方软件许可 <small>Third-party licences</small></h1>\
          <p>civicgrid 的网页内嵌以下开源软件（离线提供，不从外部加载）。The pages embed the following open-source \
          software, served from the binary.</p><ul>",

@@ -530,6 +530,15 @@ async fn bundled_web_libraries_and_their_licences_are_served_from_the_binary() {
     assert!(woff2.headers()["cache-control"].to_str().expect("cache").contains("immutable"));
     assert!(woff2.bytes().await.expect("font").len() > 500_000, "the simplified-Chinese subset");
     assert_eq!(get("/web/nothing.js", None).await.expect("get").status(), StatusCode::NOT_FOUND);
+    // Every page loads the embedded font before the system ones (machines without CJK fonts show boxes).
+    let fonts = get("/web/fonts.css", None).await.expect("get").text().await.expect("body");
+    assert!(fonts.contains("@font-face") && fonts.contains("Noto Sans SC") && fonts.contains(".woff2"));
+    let style = get("/static/style.css", None).await.expect("get").text().await.expect("body");
+    assert!(style.contains("font: 15px/1.6 \"Noto Sans SC\""), "the embedded font comes first");
+    for page in ["/", "/docs", "/licenses"] {
+        let (_, html) = app.get(page, None).await;
+        assert!(html.as_str().expect("html").contains("href=\"/web/fonts.css\""), "{page} loads the font");
+    }
     let (s, page) = app.get("/licenses", None).await;
     assert_eq!(s, StatusCode::OK);
     let page = page.as_str().expect("html");
