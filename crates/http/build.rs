@@ -125,7 +125,7 @@ fn licences(web: &Path) -> Vec<u8> {
         out.push(serde_json::json!({
             "name": name,
             "version": pkg["version"],
-            // Not every package names its licence in package.json (htmx-ext-sse); its text says it.
+            // A package that does not name its licence in package.json has its text say it.
             "license": pkg["license"].as_str().unwrap_or("see the licence text"),
             "texts": texts,
         }));

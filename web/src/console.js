@@ -1,4 +1,10 @@
-// The consoles' and phone pages' script: htmx with its server-sent-events extension. htmx is put on
-// `window` before the extension loads, as the extension expects.
+// The consoles' and phone pages' script: htmx (partial refreshes), the live feed, and the device's
+// position for on-site forms.
 import './htmx-global.js';
-import 'htmx-ext-sse';
+import { startLive } from './live.js';
+import { fillPosition } from './geo.js';
+
+document.addEventListener('DOMContentLoaded', () => {
+  startLive(document.body);
+  fillPosition(document);
+});

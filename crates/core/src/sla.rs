@@ -192,6 +192,20 @@ impl Clocks {
     pub fn department(&self, dept: Option<&DeptCode>) -> &WorkCalendar {
         dept.and_then(|d| self.departments.get(d)).unwrap_or(&self.standard)
     }
+
+    /// The clock a case's current step is counted on, as `case::decide` sets its deadline: the grid
+    /// worker's check and verification on the standard hours, the lead department's signing,
+    /// handling, requests and rectification on its own, and the centre's steps on the centre's.
+    pub fn of_step(&self, state: crate::case::CaseState, lead: Option<&DeptCode>) -> &WorkCalendar {
+        use crate::case::CaseState as S;
+        match state {
+            S::Checking | S::Replied => &self.standard,
+            S::Dispatched | S::Handling | S::ExtensionRequested | S::ParkRequested | S::Parked | S::Closed => {
+                self.department(lead)
+            }
+            _ => &self.centre,
+        }
+    }
 }
 
 /// When a step's timers fall due: the yellow warning, then each rung of the escalation ladder (the

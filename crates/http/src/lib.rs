@@ -4,7 +4,8 @@
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
 //! - [`cases`], [`attachments`], [`reference`], [`admin`], [`duty`], [`kpi`] — the API handlers.
 //! - [`stream`] — the live feed over Server-Sent Events.
-//! - [`pages`] — landing page, API docs page, static files, health.
+//! - [`ui`] — the consoles: login, each post's queues, the case page, the report form, the inbox.
+//! - [`pages`] — the about page, API docs page, static files, bundled libraries, health.
 //! - [`metrics`] — Prometheus metrics.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
@@ -23,6 +24,7 @@ pub mod pages;
 pub mod reference;
 pub mod state;
 pub mod stream;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,7 +109,8 @@ pub fn router(state: AppState) -> Router {
         .route("/attachments/{id}/thumbnail", get(attachments::thumbnail))
         .fallback(|| async { error::ApiError::not_found("endpoint") });
     Router::new()
-        .route("/", get(pages::index))
+        .merge(ui::routes())
+        .route("/about", get(pages::index))
         .route("/docs", get(pages::docs))
         .route("/static/{*path}", get(pages::asset))
         .route("/web/{name}", get(pages::web_asset))

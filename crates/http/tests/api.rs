@@ -477,7 +477,7 @@ async fn health_pages_and_docs_work_offline() {
     assert_eq!(app.get("/healthz", None).await.0, StatusCode::OK);
     let (s, r) = app.get("/readyz", None).await;
     assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("ready")));
-    for path in ["/", "/docs", "/static/docs.js", "/static/style.css"] {
+    for path in ["/", "/about", "/docs", "/static/docs.js", "/static/style.css"] {
         let (s, body) = app.get(path, None).await;
         assert_eq!(s, StatusCode::OK, "{path}");
         let text = body.as_str().expect("text");
@@ -487,12 +487,12 @@ async fn health_pages_and_docs_work_offline() {
         });
         assert_eq!(external.count(), 0, "{path} must not load anything from outside");
     }
-    let (_, index) = app.get("/", None).await;
+    let (_, index) = app.get("/about", None).await;
     assert!(index.as_str().expect("html").contains("清源镇"));
     assert_eq!(app.get("/api/v1/nothing-here", None).await.1["code"], "not_found");
 }
 
-/// The front-end libraries come bundled from npm inside the binary: htmx with its SSE extension,
+/// The front-end libraries come bundled from npm inside the binary: htmx with the live feed's script,
 /// ECharts, Leaflet and the Noto Sans SC font, revalidated by entity tag; `/licenses` lists every shipped
 /// package with its licence texts.
 #[tokio::test]
@@ -510,7 +510,7 @@ async fn bundled_web_libraries_and_their_licences_are_served_from_the_binary() {
     let etag = console.headers()["etag"].to_str().expect("etag").to_owned();
     assert!(console.headers()["content-type"].to_str().expect("type").starts_with("text/javascript"));
     let js = console.text().await.expect("body");
-    assert!(js.contains("htmx") && js.contains("EventSource"), "htmx and its SSE extension");
+    assert!(js.contains("htmx") && js.contains("EventSource"), "htmx and the live feed");
     assert_eq!(get("/web/console.js", Some(&etag)).await.expect("get").status(), StatusCode::NOT_MODIFIED);
     let cockpit = get("/web/cockpit.js", None).await.expect("get").text().await.expect("body");
     assert!(cockpit.contains("registerMap"), "ECharts");
@@ -535,14 +535,18 @@ async fn bundled_web_libraries_and_their_licences_are_served_from_the_binary() {
     assert!(fonts.contains("@font-face") && fonts.contains("Noto Sans SC") && fonts.contains(".woff2"));
     let style = get("/static/style.css", None).await.expect("get").text().await.expect("body");
     assert!(style.contains("font: 15px/1.6 \"Noto Sans SC\""), "the embedded font comes first");
-    for page in ["/", "/docs", "/licenses"] {
+    for page in ["/about", "/docs", "/licenses"] {
         let (_, html) = app.get(page, None).await;
         assert!(html.as_str().expect("html").contains("href=\"/web/fonts.css\""), "{page} loads the font");
     }
+    // The consoles (here the login page `/` leads to) load the console styles, which carry the font.
+    let (_, login) = app.get("/", None).await;
+    assert!(login.as_str().expect("html").contains("href=\"/web/console.css\""));
+    assert!(css.contains("@font-face"), "the console styles embed the font faces");
     let (s, page) = app.get("/licenses", None).await;
     assert_eq!(s, StatusCode::OK);
     let page = page.as_str().expect("html");
-    for shipped in ["htmx.org", "htmx-ext-sse", "echarts", "leaflet", "@fontsource/noto-sans-sc"] {
+    for shipped in ["htmx.org", "echarts", "leaflet", "@fontsource/noto-sans-sc"] {
         assert!(page.contains(&format!("<h2 id=\"{shipped}\">")), "{shipped} listed");
     }
     assert!(page.contains("NOTICE") && page.contains("Apache"), "ECharts' NOTICE and licence");

@@ -13,6 +13,62 @@ use crate::{ServiceError, ServiceResult, Services};
 
 /// Largest page of a case list.
 pub const MAX_PAGE: u32 = 500;
+/// Highest cap of a case count.
+pub const MAX_COUNT: u32 = 10_000;
+
+/// A step offered to an actor on a case (see [`Services::offered_actions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The step; its fields are samples the form replaces.
+    pub action: Action,
+    /// The co-department task it concerns, when it is one.
+    pub task: Option<DeptCode>,
+}
+
+/// One sample of every step a person takes (never the system's warnings, merge closures or the
+/// report itself). Dispatch and reassignment are sampled only when a department exists.
+fn sample_actions(case: &Case, dept: Option<DeptCode>) -> Vec<Action> {
+    use civicgrid_core::case::Satisfaction;
+    let mut all = vec![
+        Action::Accept,
+        Action::RequestCheck,
+        Action::ConfirmCheck,
+        Action::RefuteCheck,
+        Action::FixOnSpot,
+        Action::Merge { into: case.id },
+        Action::Split,
+        Action::Rectify,
+        Action::File,
+        Action::Sign,
+        Action::RejectAssignment,
+        Action::ApproveReturn,
+        Action::DenyReturn,
+        Action::SendBack,
+        Action::RequestExtension { working_hours: 8 },
+        Action::ApproveExtension,
+        Action::DenyExtension,
+        Action::RequestPark,
+        Action::ApprovePark,
+        Action::DenyPark,
+        Action::Park,
+        Action::Unpark,
+        Action::Reply,
+        Action::VerifyPass,
+        Action::VerifyFail,
+        Action::Close,
+        Action::CallBack { satisfaction: Satisfaction::Satisfied },
+        Action::Escalate,
+        Action::Reopen,
+        Action::RequestVoid,
+        Action::DenyVoid,
+        Action::Void,
+    ];
+    if let Some(lead) = dept {
+        all.push(Action::Dispatch { lead: lead.clone(), co: Vec::new() });
+        all.push(Action::Reassign { lead, co: Vec::new() });
+    }
+    all
+}
 
 impl Services {
     /// Reports a new case; `actor` is its reporter (or the system, for ingest).
@@ -158,6 +214,51 @@ impl Services {
         }
         filter.scope = Some(actor.case_scope());
         Ok(self.store.list_cases(&filter, page).await?)
+    }
+    /// How many cases the actor may see match `filter`, counted up to `cap` (1–10,000).
+    pub async fn count_cases(&self, actor: &Actor, mut filter: CaseFilter, cap: u32) -> ServiceResult<i64> {
+        if !(1..=MAX_COUNT).contains(&cap) {
+            return Err(ServiceError::invalid("cap", format!("cap must be between 1 and {MAX_COUNT}")));
+        }
+        filter.scope = Some(actor.case_scope());
+        Ok(self.store.count_matching(&filter, cap).await?)
+    }
+
+    /// The steps `actor` may take on `case` now: allowed to their post and scope
+    /// (`core::access`) and accepted by the state machine from the current state (`core::case::decide`,
+    /// asked with a sample of each command). Each offer names the co-department task it concerns.
+    /// What the sample cannot know (the merge's primary, the departments of a dispatch, the photos'
+    /// positions) is checked when the step is taken.
+    pub fn offered_actions(&self, actor: &Actor, case: &Case) -> Vec<Offer> {
+        let world = self.world();
+        let ctx = Context::new(self.clock.now(), &world.clocks, &world.sla);
+        let photo = civicgrid_core::case::Attachment {
+            id: None,
+            name: "sample.jpg".into(),
+            mime: "image/jpeg".into(),
+            size: 1,
+            sha256: None,
+            taken_at: None,
+        };
+        let some_dept = case.status.lead_dept.clone().or_else(|| world.departments.keys().next().cloned());
+        sample_actions(case, some_dept)
+            .into_iter()
+            .filter_map(|action| {
+                let sample = Command {
+                    reason: Some("sample".into()),
+                    evidence: vec![photo.clone()],
+                    ..Command::new(action.clone())
+                };
+                let task = self.task_of(actor, case, &sample);
+                if !actor.can_act(case, &action, task.as_ref()) {
+                    return None;
+                }
+                let sample = Command { task: task.clone(), ..sample };
+                civicgrid_core::case::decide(&case.facts, &case.status, &sample, actor.event_actor(), &ctx)
+                    .ok()
+                    .map(|_| Offer { action, task })
+            })
+            .collect()
     }
 }
 

@@ -463,6 +463,9 @@ pub trait CaseStore: Send + Sync {
     async fn list_cases(&self, filter: &CaseFilter, page: PageRequest) -> Result<Page<Case>>;
     /// Number of cases.
     async fn count_cases(&self) -> Result<i64>;
+    /// Number of cases matching a filter, counted up to `cap` (a queue's badge shows "999+" rather
+    /// than scan a year of closed cases).
+    async fn count_matching(&self, filter: &CaseFilter, cap: u32) -> Result<i64>;
     /// Bulk-imports historical cases in one transaction; numbers are assigned per reported day. The
     /// new cases' ids, in the order given.
     async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<Vec<CaseId>>;

@@ -140,6 +140,29 @@ impl This {
     }
 }
 
+/// The cases matching `filter`, as `head` followed by a `SELECT` of the case columns and its
+/// conditions, and the id column to page on. A department's list walks its (dept, case_id) index
+/// newest first; others walk the ids.
+fn case_query(head: &str, filter: &CaseFilter) -> (QueryBuilder<Db>, &'static str) {
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(head);
+    let key = match driving_department(filter) {
+        Some(d) => {
+            qb.push(
+                "SELECT c.id, c.number, c.facts, c.status FROM case_departments d \
+                 JOIN cases c ON c.id = d.case_id WHERE d.dept = ",
+            );
+            qb.push_bind(d.to_string());
+            "d.case_id"
+        }
+        None => {
+            qb.push(format!("SELECT {CASE_COLUMNS} FROM cases WHERE 1 = 1"));
+            "id"
+        }
+    };
+    push_case_filter(&mut qb, filter);
+    (qb, key)
+}
+
 /// Appends the filter's conditions. A department list is driven by `case_departments` (see
 /// `list_cases`); any second department condition becomes a membership test.
 fn push_case_filter(qb: &mut QueryBuilder<Db>, f: &CaseFilter) {
@@ -733,19 +756,7 @@ impl CaseStore for This {
 
     async fn list_cases(&self, filter: &CaseFilter, page: PageRequest) -> Result<Page<Case>> {
         let limit = i64::from(page.limit.clamp(1, 500));
-        // A department's list walks its (dept, case_id) index newest first; others walk the ids.
-        let (mut qb, key) = match driving_department(filter) {
-            Some(d) => {
-                let mut qb: QueryBuilder<Db> = QueryBuilder::new(
-                    "SELECT c.id, c.number, c.facts, c.status FROM case_departments d \
-                     JOIN cases c ON c.id = d.case_id WHERE d.dept = ",
-                );
-                qb.push_bind(d.to_string());
-                (qb, "d.case_id")
-            }
-            None => (QueryBuilder::new(format!("SELECT {CASE_COLUMNS} FROM cases WHERE 1 = 1")), "id"),
-        };
-        push_case_filter(&mut qb, filter);
+        let (mut qb, key) = case_query("", filter);
         if let Some(before) = page.before {
             qb.push(format!(" AND {key} < ")).push_bind(before);
         }
@@ -756,6 +767,12 @@ impl CaseStore for This {
 
     async fn count_cases(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM cases").fetch_one(&self.read).await?)
+    }
+
+    async fn count_matching(&self, filter: &CaseFilter, cap: u32) -> Result<i64> {
+        let (mut qb, _) = case_query("SELECT COUNT(*) FROM (", filter);
+        qb.push(" LIMIT ").push_bind(i64::from(cap)).push(") AS matching");
+        Ok(qb.build_query_scalar().fetch_one(&self.read).await?)
     }
 
     async fn import_cases(&self, town: civicgrid_core::codes::TownCode, cases: Vec<ImportCase>) -> Result<Vec<CaseId>> {

@@ -1069,16 +1069,22 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
 
     let scoped = CaseFilter { scope: Some(CaseScope::Grids(vec![fx.grid_b])), ..Default::default() };
     assert_eq!(store.list_cases(&scoped, page(None, 500)).await.expect("scope").items.len(), 100);
+    // Counting agrees with listing, and stops at its cap.
+    assert_eq!(store.count_matching(&all, 10_000).await.expect("count all") as usize, total);
+    assert_eq!(store.count_matching(&scoped, 10_000).await.expect("count scope"), 100);
+    assert_eq!(store.count_matching(&scoped, 40).await.expect("capped"), 40);
     let nothing = CaseFilter { scope: Some(CaseScope::Nothing), ..Default::default() };
     assert!(store.list_cases(&nothing, page(None, 500)).await.expect("scope").items.is_empty());
 
     let dispatched = CaseFilter { states: vec![CaseState::Dispatched], ..Default::default() };
     assert_eq!(store.list_cases(&dispatched, page(None, 10)).await.expect("state").items.len(), 1);
+    assert_eq!(store.count_matching(&dispatched, 100).await.expect("count state"), 1);
     for d in ["huanwei", "chengguan"] {
         let by_dept = CaseFilter { department: Some(dept(d)), ..Default::default() };
         assert_eq!(store.list_cases(&by_dept, page(None, 10)).await.expect("dept").items.len(), 1, "lead and co: {d}");
         let scope = CaseFilter { scope: Some(CaseScope::Department(dept(d))), ..Default::default() };
         assert_eq!(store.list_cases(&scope, page(None, 10)).await.expect("dept scope").items.len(), 1);
+        assert_eq!(store.count_matching(&scope, 100).await.expect("count dept scope"), 1);
     }
     let none = CaseFilter { department: Some(dept("shuiwu")), ..Default::default() };
     assert!(store.list_cases(&none, page(None, 10)).await.expect("dept").items.is_empty());
