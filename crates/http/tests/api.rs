@@ -894,6 +894,19 @@ async fn an_idempotency_key_turns_a_retried_report_into_the_first_case() {
     let too_long = post(&"k".repeat(101), &report).await.expect("send");
     assert_eq!(too_long.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.counts().await, before, "refusals wrote nothing");
+
+    // A report with a photo: the first attempt links the photo to its case, and a retry still
+    // gets that case back rather than "not one of your uploads".
+    let photo = app.upload_photo(&intake, None).await;
+    let mut with_photo = app.report(0);
+    with_photo["attachments"] = json!([{"id": photo, "name": "p.jpg", "mime": "image/jpeg", "size": 1}]);
+    let first = post("req-0002", &with_photo).await.expect("send");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.expect("json");
+    let again = post("req-0002", &with_photo).await.expect("send");
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.expect("json")["id"], first["id"]);
 }
 
 #[tokio::test]
@@ -2053,3 +2066,6 @@ async fn kpi_tables_are_live_and_export_to_xlsx() {
     let bytes = resp.bytes().await.expect("body");
     assert!(bytes.starts_with(b"PK"), "an XLSX is a zip");
 }
+
+#[path = "api/ui.rs"]
+mod ui;

@@ -87,6 +87,11 @@ impl Services {
         idempotency_key: Option<&str>,
     ) -> ServiceResult<Created> {
         let idempotency = crate::idempotency::key_for(actor, idempotency_key, &input)?;
+        if let Some(key) = &idempotency
+            && let Some(first) = self.store.case_made_by(key).await?
+        {
+            return Ok(Created { value: first, replayed: true });
+        }
         let world = self.world();
         let town = world
             .town

@@ -450,6 +450,10 @@ pub trait CaseStore: Send + Sync {
     /// Like [`CaseStore::create_case`], but says whether the case came back for a repeated
     /// idempotency key (created by an earlier request) rather than being created now.
     async fn create_case_once(&self, new: NewCase) -> Result<Created>;
+    /// The case an earlier report with this idempotency key created, if any; `IdempotencyMismatch` if
+    /// the key was used for a different report. (A retry is answered before its attachments, which
+    /// the first report linked to its case, are checked again.)
+    async fn case_made_by(&self, key: &IdempotencyKey) -> Result<Option<Case>>;
     /// Deletes idempotency keys recorded before `before`; how many.
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;
     /// Appends `event` to case `id` if the case is still at `expected_version`, folds it into the

@@ -728,6 +728,21 @@ impl CaseStore for This {
         self.writer.create(new).await
     }
 
+    async fn case_made_by(&self, key: &crate::IdempotencyKey) -> Result<Option<Case>> {
+        let mut conn = self.read.acquire().await?;
+        let Some((fingerprint, id)) = find_key(&mut conn, key, KeyTarget::Case).await? else {
+            return Ok(None);
+        };
+        if fingerprint != key.fingerprint {
+            return Err(StoreError::IdempotencyMismatch);
+        }
+        drop(conn);
+        match id {
+            Some(id) => self.case(id).await,
+            None => Ok(None),
+        }
+    }
+
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
         let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
             .bind(micros(before))

@@ -87,7 +87,10 @@ impl ActionForm {
     /// The message when the refusal named no field of this form.
     fn general_error(&self) -> bool {
         !self.error.is_empty()
-            && !matches!(self.error_field.as_str(), "reason" | "lead" | "co" | "working_hours" | "satisfaction" | "into" | "evidence" | "position")
+            && !matches!(
+                self.error_field.as_str(),
+                "reason" | "lead" | "co" | "working_hours" | "satisfaction" | "into" | "evidence" | "position"
+            )
     }
 }
 
@@ -137,10 +140,11 @@ struct CasePage {
 }
 
 fn dept_name(state: &AppState, code: &DeptCode, lang: Lang) -> String {
-    state.world().departments.get(code).map_or_else(
-        || code.to_string(),
-        |d| if lang == Lang::Zh { d.name_zh.clone() } else { d.name_en.clone() },
-    )
+    state
+        .world()
+        .departments
+        .get(code)
+        .map_or_else(|| code.to_string(), |d| if lang == Lang::Zh { d.name_zh.clone() } else { d.name_en.clone() })
 }
 
 fn form_of(t: &Catalog, offer: &Offer) -> ActionForm {
@@ -176,9 +180,9 @@ async fn who(state: &AppState, t: &Catalog, e: &CaseEvent, names: &mut HashMap<i
     let role = t.role(e.actor.role);
     match e.actor.user_id {
         Some(id) => {
-            if !names.contains_key(&id) {
-                let name = state.store.user(id).await.ok().flatten().map_or_else(|| format!("#{id}"), |u| u.display_name);
-                names.insert(id, name);
+            if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+                let user = state.store.user(id).await.ok().flatten();
+                slot.insert(user.map_or_else(|| format!("#{id}"), |u| u.display_name));
             }
             let name = names.get(&id).map_or("", String::as_str);
             // Demo and many real names already say the post ("李勇（受理员）").
@@ -223,7 +227,11 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
         });
     }
     let photos = match state.services.case_attachments(&s.actor, case.id).await {
-        Ok(list) => list.into_iter().filter(|a| a.mime.starts_with("image/")).map(|a| Photo { id: a.id, name: a.name }).collect(),
+        Ok(list) => list
+            .into_iter()
+            .filter(|a| a.mime.starts_with("image/"))
+            .map(|a| Photo { id: a.id, name: a.name })
+            .collect(),
         Err(e) => return super::refusal(lang, e),
     };
     let proposal = case.status.proposed_route.clone();
@@ -242,9 +250,7 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
             .services
             .duplicates(&s.actor, case.id)
             .await
-            .map(|list| {
-                list.into_iter().map(|d| (d.id, d.number, format!("{:.0} m", d.distance_m))).collect()
-            })
+            .map(|list| list.into_iter().map(|d| (d.id, d.number, format!("{:.0} m", d.distance_m))).collect())
             .unwrap_or_default()
     } else {
         Vec::new()
@@ -321,11 +327,8 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
         duplicates,
         frame,
     };
-    let status = if page.forms.iter().any(|f| !f.error.is_empty()) {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status =
+        if page.forms.iter().any(|f| !f.error.is_empty()) { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     render(status, &page)
 }
 
@@ -461,7 +464,7 @@ pub async fn act(State(state): State<AppState>, s: Session, Path(id): Path<Strin
         Ok(sent) => sent,
         Err((_, m)) => return super::message_text(s.lang, StatusCode::BAD_REQUEST, m),
     };
-    if let Err(r) = s.check_csrf(sent.get("csrf").unwrap_or_default()) {
+    if let Some(r) = s.csrf_refusal(sent.get("csrf").unwrap_or_default()) {
         return r;
     }
     let name = sent.get("action").unwrap_or_default().to_owned();

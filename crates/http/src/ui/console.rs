@@ -212,11 +212,8 @@ pub fn time_left(state: &AppState, case: &Case, now: Timestamp, lang: Lang) -> S
     };
     let world = state.world();
     let clock = world.clocks.of_step(case.status.state, case.status.lead_dept.as_ref());
-    let secs = if due >= now {
-        clock.working_seconds_between(now, due)
-    } else {
-        -clock.working_seconds_between(due, now)
-    };
+    let secs =
+        if due >= now { clock.working_seconds_between(now, due) } else { -clock.working_seconds_between(due, now) };
     working_span(secs, lang)
 }
 
@@ -266,16 +263,16 @@ pub async fn queue_view(state: &AppState, s: &Session, q: &QueueQuery) -> Result
     let now = state.clock.now();
     let all = queues(s.actor.role);
     let current = q.q.as_deref().and_then(|k| all.iter().find(|x| x.key == k)).unwrap_or(&all[0]);
-    let bad = |field: &str| super::message_text(s.lang, StatusCode::BAD_REQUEST, format!("{}: {field}", t.get("error.filter")));
+    let bad = |field: &str| {
+        super::message_text(s.lang, StatusCode::BAD_REQUEST, format!("{}: {field}", t.get("error.filter")))
+    };
     let parse = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
     let grid = match parse(&q.grid) {
         Some(g) => Some(g.parse::<GridCode>().map_err(|_| bad("grid"))?),
         None => None,
     };
     let source = match parse(&q.source) {
-        Some(v) => Some(
-            serde_json::from_value::<Source>(serde_json::Value::String(v)).map_err(|_| bad("source"))?,
-        ),
+        Some(v) => Some(serde_json::from_value::<Source>(serde_json::Value::String(v)).map_err(|_| bad("source"))?),
         None => None,
     };
     let matter = match parse(&q.matter) {
@@ -295,7 +292,11 @@ pub async fn queue_view(state: &AppState, s: &Session, q: &QueueQuery) -> Result
     };
     let mut tabs = Vec::new();
     for queue in all {
-        let n = state.services.count_cases(&s.actor, filter_of(queue), COUNT_CAP).await.map_err(|e| super::refusal(s.lang, e))?;
+        let n = state
+            .services
+            .count_cases(&s.actor, filter_of(queue), COUNT_CAP)
+            .await
+            .map_err(|e| super::refusal(s.lang, e))?;
         tabs.push(Tab {
             key: queue.key,
             label: t.get(&format!("queue.{}", queue.key)).to_owned(),

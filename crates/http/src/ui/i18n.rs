@@ -159,9 +159,17 @@ mod tests {
         }
         let mut asked = 0;
         for text in &sources {
-            for part in text.split("t.get(\"").skip(1) {
+            let calls = text.match_indices("t.get(\"").filter(|(i, _)| {
+                // `t.get(` itself, not `sent.get(` or `set.get(`.
+                !text[..*i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+            });
+            for (i, call) in calls {
+                let part = &text[i + call.len()..];
                 let key = part.split('"').next().unwrap_or_default();
-                if key.is_empty() || key.contains('{') {
+                // Keys are dotted snake_case; anything else is prose about keys (like this test's doc).
+                if key.is_empty()
+                    || !key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._".contains(c))
+                {
                     continue;
                 }
                 asked += 1;

@@ -76,7 +76,7 @@ pub struct MarkForm {
 
 /// `POST /inbox/{id}`: read, or (with `ack`) read and acknowledged.
 pub async fn mark(State(state): State<AppState>, s: Session, Path(id): Path<i64>, Form(f): Form<MarkForm>) -> Response {
-    if let Err(r) = s.check_csrf(&f.csrf) {
+    if let Some(r) = s.csrf_refusal(&f.csrf) {
         return r;
     }
     match state.services.mark_notification(&s.actor, id, f.ack.is_some()).await {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::i18n::{Catalog, Lang};
 use super::{Frame, LANG_COOKIE, Session, lang_of, render, safe_next, see_other};
-use crate::auth::{ClientAddr, COOKIE_NAME};
+use crate::auth::{COOKIE_NAME, ClientAddr};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -35,7 +35,8 @@ pub struct NextQuery {
 }
 
 fn login_page(state: &AppState, lang: Lang, next: String, username: String, error: Option<String>) -> LoginPage {
-    let town = state.world().town.as_ref().map(|t| if lang == Lang::Zh { t.name_zh.clone() } else { t.name_en.clone() });
+    let town =
+        state.world().town.as_ref().map(|t| if lang == Lang::Zh { t.name_zh.clone() } else { t.name_en.clone() });
     LoginPage {
         t: lang.catalog(),
         lang: lang.tag(),
@@ -110,17 +111,15 @@ pub struct CsrfForm {
 
 /// `POST /logout`: ends the session and clears the cookie.
 pub async fn logout(State(state): State<AppState>, s: Session, Form(f): Form<CsrfForm>) -> Response {
-    if let Err(r) = s.check_csrf(&f.csrf) {
+    if let Some(r) = s.csrf_refusal(&f.csrf) {
         return r;
     }
     if let Err(e) = state.services.logout(&s.token).await {
         return super::refusal(s.lang, e);
     }
     let mut resp = see_other("/login");
-    resp.headers_mut().insert(
-        SET_COOKIE,
-        HeaderValue::from_static("cg_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    resp.headers_mut()
+        .insert(SET_COOKIE, HeaderValue::from_static("cg_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"));
     resp
 }
 
@@ -149,7 +148,7 @@ pub struct PasswordForm {
 
 /// `POST /account/password`: the person's other sessions end; this one stays.
 pub async fn password_submit(State(state): State<AppState>, s: Session, Form(f): Form<PasswordForm>) -> Response {
-    if let Err(r) = s.check_csrf(&f.csrf) {
+    if let Some(r) = s.csrf_refusal(&f.csrf) {
         return r;
     }
     let frame = Frame::new(&state, &s, "/account/password", "password.title").await;

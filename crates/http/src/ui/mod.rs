@@ -94,14 +94,13 @@ impl Session {
         crate::auth::token_hash(&format!("civicgrid-form:{}", self.token))[..32].to_owned()
     }
 
-    /// Refuses a form whose token is not this session's.
-    pub fn check_csrf(&self, sent: &str) -> Result<(), Response> {
+    /// The refusal of a form whose token is not this session's; `None` when it is.
+    pub fn csrf_refusal(&self, sent: &str) -> Option<Response> {
         if sent.len() == 32 && sent == self.csrf() {
-            Ok(())
-        } else {
-            tracing::warn!(user = self.actor.username, "form with a wrong token refused");
-            Err(message(self.lang, StatusCode::FORBIDDEN, "error.csrf"))
+            return None;
         }
+        tracing::warn!(user = self.actor.username, "form with a wrong token refused");
+        Some(message(self.lang, StatusCode::FORBIDDEN, "error.csrf"))
     }
 
     /// This session's catalogue.

@@ -59,7 +59,7 @@ impl ReportPage {
     }
 }
 
-/// The first letters of a name's pinyin (暴露垃圾 → blj); other characters are kept as they are.
+/// The first letters of a name's pinyin (暴露垃圾 → bllj); other characters are kept as they are.
 pub fn initials(name: &str) -> String {
     name.chars()
         .filter_map(|c| match c.to_pinyin() {
@@ -92,7 +92,8 @@ async fn page(
             }
         })
         .collect();
-    let sources = SOURCES.iter().map(|src| (src.as_str(), t.get(&format!("source.{}", src.as_str())).to_owned())).collect();
+    let sources =
+        SOURCES.iter().map(|src| (src.as_str(), t.get(&format!("source.{}", src.as_str())).to_owned())).collect();
     let urgencies = [("normal", "urgency.normal"), ("urgent", "urgency.urgent"), ("critical", "urgency.critical")]
         .into_iter()
         .map(|(v, k)| (v, t.get(k).to_owned()))
@@ -118,23 +119,14 @@ pub async fn submit(State(state): State<AppState>, s: Session, mp: Multipart) ->
         Ok(sent) => sent,
         Err((_, m)) => return super::message_text(s.lang, StatusCode::BAD_REQUEST, m),
     };
-    if let Err(r) = s.check_csrf(sent.get("csrf").unwrap_or_default()) {
+    if let Some(r) = s.csrf_refusal(sent.get("csrf").unwrap_or_default()) {
         return r;
     }
-    let values: std::collections::HashMap<String, String> = [
-        "matter",
-        "source",
-        "urgency",
-        "description",
-        "address",
-        "lat",
-        "lon",
-        "reporter_name",
-        "reporter_phone",
-    ]
-    .into_iter()
-    .filter_map(|k| sent.get(k).map(|v| (k.to_owned(), v.to_owned())))
-    .collect();
+    let values: std::collections::HashMap<String, String> =
+        ["matter", "source", "urgency", "description", "address", "lat", "lon", "reporter_name", "reporter_phone"]
+            .into_iter()
+            .filter_map(|k| sent.get(k).map(|v| (k.to_owned(), v.to_owned())))
+            .collect();
     match report(&state, &s, &sent).await {
         Ok(id) => see_other(&format!("/cases/{id}")),
         Err(e) => page(&state, &s, values, Some(e)).await,
@@ -161,11 +153,17 @@ async fn report(state: &AppState, s: &Session, sent: &super::case::Sent) -> Resu
         let e = ApiError::from(e);
         (e.body.field.unwrap_or_default(), e.body.message)
     };
+    // The form's key makes a resent form upload the same attachments and report the same case.
+    let key = sent.get("key").map(|k| format!("web-report-{k}"));
     let mut attachments = Vec::new();
-    for (name, bytes) in &sent.photos {
-        let stored =
-            state.services.upload_attachment(&s.actor, name, bytes.clone()).await.map_err(|e| ("evidence".to_owned(), refused(e).1))?;
-        attachments.push(stored.as_evidence());
+    for (i, (name, bytes)) in sent.photos.iter().enumerate() {
+        let photo_key = key.as_ref().map(|k| format!("{k}-photo{i}"));
+        let stored = state
+            .services
+            .upload_attachment_once(&s.actor, name, bytes.clone(), photo_key.as_deref())
+            .await
+            .map_err(|e| ("evidence".to_owned(), refused(e).1))?;
+        attachments.push(stored.value.as_evidence());
     }
     let input = ReportInput {
         matter,
@@ -179,7 +177,6 @@ async fn report(state: &AppState, s: &Session, sent: &super::case::Sent) -> Resu
         reporter_phone: sent.get("reporter_phone").map(str::to_owned),
         attachments,
     };
-    let key = sent.get("key").map(|k| format!("web-report-{k}"));
     let created = state.services.report_case_once(&s.actor, input, key.as_deref()).await.map_err(refused)?;
     Ok(created.value.id)
 }
@@ -190,7 +187,7 @@ mod tests {
 
     #[test]
     fn initials_follow_the_pinyin() {
-        assert_eq!(initials("暴露垃圾"), "blj");
+        assert_eq!(initials("暴露垃圾"), "bllj");
         assert_eq!(initials("路灯异常"), "ldyc");
         assert_eq!(initials("5G 基站"), "5gjz");
     }

@@ -1,0 +1,322 @@
+//! The consoles driven like a browser would, on the rendered HTML: log in with the cookie, see each
+//! post's queues, take a case from report to dispatch through the case page's forms, and check what
+//! must never go wrong (form tokens, escaping, masking, errors beside their fields).
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+use super::*;
+
+/// A browser's session: its cookie, and requests sent from our own origin.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookie: String,
+}
+
+/// A page's answer.
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    html: String,
+}
+
+async fn answer(resp: reqwest::Response) -> Answer {
+    let status = resp.status();
+    let location = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Answer { status, location, html: resp.text().await.expect("body") }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// The form token on a page.
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token on the page");
+    html[at + 19..at + 19 + 32].to_owned()
+}
+
+/// The id of the case a redirect names.
+fn case_id(location: &str) -> i64 {
+    location.trim_start_matches("/cases/").parse().expect("a case page")
+}
+
+impl Browser {
+    async fn login(app: &TestApp, username: &str) -> Browser {
+        let http = no_redirects();
+        let resp = http
+            .post(format!("{}/login", app.base))
+            .header("origin", &app.base)
+            .form(&[("username", username), ("password", PASSWORD), ("next", "/")])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "login {username}");
+        let set = resp.headers()[SET_COOKIE].to_str().expect("cookie").to_owned();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        let cookie = set.split(';').next().expect("pair").to_owned();
+        Browser { base: app.base.clone(), http, cookie }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        let req = self.http.get(format!("{}{path}", self.base)).header(COOKIE, &self.cookie);
+        answer(req.send().await.expect("get")).await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let req =
+            self.http.post(format!("{}{path}", self.base)).header(COOKIE, &self.cookie).header("origin", &self.base);
+        answer(req.form(fields).send().await.expect("post")).await
+    }
+
+    /// Sends a multipart form (the case page's steps, the report form) with this page's token.
+    async fn submit(&self, path: &str, page: &str, fields: &[(&str, &str)], photos: Vec<Vec<u8>>) -> Answer {
+        let mut form = reqwest::multipart::Form::new().text("csrf", csrf(page));
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        for (i, bytes) in photos.into_iter().enumerate() {
+            let part = reqwest::multipart::Part::bytes(bytes).file_name(format!("现场{i}.jpg")).mime_str("image/jpeg");
+            form = form.part("photo", part.expect("mime"));
+        }
+        let req =
+            self.http.post(format!("{}{path}", self.base)).header(COOKIE, &self.cookie).header("origin", &self.base);
+        answer(req.multipart(form).send().await.expect("submit")).await
+    }
+
+    /// Takes a step on the case page as it is now.
+    async fn step(&self, id: i64, fields: &[(&str, &str)]) -> Answer {
+        let page = self.get(&format!("/cases/{id}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        self.submit(&format!("/cases/{id}/act"), &page.html, fields, Vec::new()).await
+    }
+}
+
+/// The steps a case page offers.
+fn offered(html: &str) -> Vec<String> {
+    html.split("data-action=\"").skip(1).filter_map(|s| s.split('"').next()).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn consoles_need_a_login_and_every_form_a_token_of_the_session() {
+    let app = spawn_app().await;
+    let anon = no_redirects();
+    let r = answer(anon.get(format!("{}/?q=new", app.base)).send().await.expect("get")).await;
+    assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/login?next=/%3Fq%3Dnew")));
+    // htmx refreshes learn where to go instead of swapping the login page into the queue.
+    let r = anon.get(format!("{}/queue", app.base)).header("hx-request", "true").send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["hx-redirect"].to_str().expect("hx").starts_with("/login"));
+    let login = answer(anon.get(format!("{}/login?next=//evil.example", app.base)).send().await.expect("get")).await;
+    assert!(login.html.contains("name=\"next\" value=\"/\""), "only local paths are returned to");
+
+    // Wrong password: the form again, with the reason, and no cookie.
+    let wrong = anon
+        .post(format!("{}/login", app.base))
+        .header("origin", &app.base)
+        .form(&[("username", "intake"), ("password", "not-the-password")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    assert!(wrong.text().await.expect("html").contains("用户名或密码错误"));
+    // A login form posted from another site is refused.
+    let forged = anon
+        .post(format!("{}/login", app.base))
+        .header("origin", "https://evil.example")
+        .form(&[("username", "intake"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    let intake = Browser::login(&app, "intake").await;
+    let home = intake.get("/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.html.contains("data-queue=\"new\"") && home.html.contains("待受理"), "intake's queues");
+    assert!(home.html.contains("<html lang=\"zh-CN\">"));
+    // A form without this session's token changes nothing.
+    let r = intake.post("/logout", &[("csrf", "0123456789abcdef0123456789abcdef")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(intake.get("/").await.status, StatusCode::OK, "still logged in");
+    let r = intake.post("/logout", &[("csrf", &csrf(&home.html))]).await;
+    assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/login")));
+    assert_eq!(intake.get("/").await.status, StatusCode::SEE_OTHER, "the session has ended");
+}
+
+#[tokio::test]
+async fn each_post_sees_its_queues_with_counts_and_the_warning_colours() {
+    let app = spawn_app().await;
+    let shift = app.login("shift").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.create(&shift, 0).await["id"].as_i64().expect("id"));
+    }
+    app.act(&shift, ids[0], json!({"action": "accept"})).await;
+    app.act(&shift, ids[0], json!({"action": "file"})).await;
+
+    let intake = Browser::login(&app, "intake").await;
+    let home = intake.get("/").await.html;
+    assert!(home.contains("data-queue=\"new\"") && home.contains("<span class=\"count\">2</span>"), "two to accept");
+    for id in &ids[1..] {
+        assert!(home.contains(&format!("href=\"/cases/{id}\"")), "case {id} listed");
+    }
+    assert!(!home.contains(&format!("href=\"/cases/{}\"", ids[0])), "the filed case is not intake's");
+
+    let dispatch = Browser::login(&app, "dispatch").await;
+    let home = dispatch.get("/").await.html;
+    assert!(home.contains("data-queue=\"to_dispatch\""), "the dispatcher's first queue");
+    assert!(home.contains(&format!("href=\"/cases/{}\"", ids[0])));
+    // The partial the live feed refreshes is the queue alone.
+    let part = dispatch.get("/queue?q=to_dispatch").await;
+    assert_eq!(part.status, StatusCode::OK);
+    assert!(part.html.starts_with("<section id=\"queue\"") && part.html.contains("hx-trigger=\"live\""));
+    assert!(!part.html.contains("<header"), "no frame in the partial");
+    // A bad filter is a clear refusal, not an empty list.
+    assert_eq!(dispatch.get("/?q=to_dispatch&grid=abc").await.status, StatusCode::BAD_REQUEST);
+
+    // Past the step's deadline the row turns red, and the overdue queue has it.
+    app.clock.advance(SignedDuration::from_hours(24 * 10));
+    let late = dispatch.get("/?q=overdue").await.html;
+    assert!(late.contains("class=\"warn-red\"") && late.contains(&format!("href=\"/cases/{}\"", ids[0])));
+    assert!(late.contains("<span class=\"light red\""), "the colour has a text equivalent");
+
+    // A grid worker's queues are their grids' checks and verifications.
+    let gw = Browser::login(&app, "gw001").await;
+    assert!(gw.get("/").await.html.contains("data-queue=\"to_check\""));
+}
+
+#[tokio::test]
+async fn the_case_page_offers_only_the_steps_of_this_post_now_and_takes_them() {
+    let app = spawn_app().await;
+    let intake_token = app.login("intake").await;
+    let mut report = app.report(0);
+    report["description"] = json!("井盖缺失 <script>alert('x')</script> & 危险");
+    report["source"] = json!("hotline12345");
+    let (s, case) = app.post("/api/v1/cases", Some(&intake_token), &report).await;
+    assert_eq!(s, StatusCode::CREATED, "{case}");
+    let id = case["id"].as_i64().expect("id");
+
+    let intake = Browser::login(&app, "intake").await;
+    let page = intake.get(&format!("/cases/{id}")).await.html;
+    let steps = offered(&page);
+    assert!(steps.contains(&"accept".to_owned()) && steps.contains(&"request_check".to_owned()), "{steps:?}");
+    assert!(!steps.iter().any(|s| s == "file" || s == "dispatch" || s == "close"), "{steps:?}");
+    // User text is text.
+    assert!(page.contains("井盖缺失 &#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; &#38; 危险"), "shown as typed");
+    assert!(!page.contains("<script>alert"), "the description is escaped");
+    // Intake calls reporters back: the phone is shown in full; the dispatcher sees it masked.
+    assert!(page.contains("13812345678"));
+    let dispatch = Browser::login(&app, "dispatch").await;
+    let seen = dispatch.get(&format!("/cases/{id}")).await.html;
+    assert!(!seen.contains("13812345678") && seen.contains("138****5678"), "masked for the dispatcher");
+    assert_eq!(offered(&seen), ["merge"], "the dispatcher may only merge a new report");
+
+    // A reason-required step without a reason comes back with the message beside the reason.
+    // (Intake asks the shift leader to void a public report rather than voiding it.)
+    assert!(steps.contains(&"request_void".to_owned()) && !steps.contains(&"void".to_owned()), "{steps:?}");
+    let r = intake.step(id, &[("action", "request_void")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.html.contains("id=\"request_void-reason-error\""), "the error is beside the reason");
+    assert!(r.html.contains("data-action=\"request_void\" open>"), "that form is open");
+
+    let r = intake.step(id, &[("action", "accept")]).await;
+    assert_eq!((r.status, r.location), (StatusCode::SEE_OTHER, Some(format!("/cases/{id}"))));
+    let shift = Browser::login(&app, "shift").await;
+    assert!(offered(&shift.get(&format!("/cases/{id}")).await.html).contains(&"file".to_owned()));
+    assert_eq!(shift.step(id, &[("action", "file")]).await.status, StatusCode::SEE_OTHER);
+
+    // The dispatcher's form lists the departments; without a lead it is refused beside the picker.
+    let page = dispatch.get(&format!("/cases/{id}")).await.html;
+    assert!(offered(&page).contains(&"dispatch".to_owned()));
+    assert!(page.contains("<option value=\"huanwei\""), "departments to pick");
+    let r = dispatch.step(id, &[("action", "dispatch")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.html.contains("id=\"dispatch-lead-error\""));
+    // A stale page (someone acted meanwhile) is refused, not applied to the changed case.
+    let r = dispatch
+        .submit(
+            &format!("/cases/{id}/act"),
+            &page,
+            &[("action", "dispatch"), ("lead", "huanwei"), ("version", "1")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "version 1 is not the case's");
+    let r = dispatch.step(id, &[("action", "dispatch"), ("lead", "huanwei"), ("co", "chengguan")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let (_, stored) = app.get(&format!("/api/v1/cases/{id}"), Some(&intake_token)).await;
+    assert_eq!((stored["state"].as_str(), stored["lead_dept"].as_str()), (Some("dispatched"), Some("huanwei")));
+    assert_eq!(stored["co_depts"], json!(["chengguan"]));
+
+    // The department signs; the timeline names who did each step, newest first.
+    let dept = Browser::login(&app, "dept_huanwei").await;
+    assert_eq!(dept.step(id, &[("action", "sign")]).await.status, StatusCode::SEE_OTHER);
+    let page = dept.get(&format!("/cases/{id}")).await.html;
+    let timeline = &page[page.find("class=\"timeline").expect("timeline")..];
+    let order: Vec<usize> = ["签收", "派遣", "立案", "受理", "上报"]
+        .iter()
+        .map(|step| timeline.find(&format!("<strong>{step}</strong>")).expect(step))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "newest first: {order:?}");
+    assert!(offered(&page).contains(&"reply".to_owned()), "{:?}", offered(&page));
+}
+
+#[tokio::test]
+async fn operators_report_a_case_with_a_photo_once_however_often_the_form_is_sent() {
+    let app = spawn_app().await;
+    let intake = Browser::login(&app, "intake").await;
+    let form = intake.get("/report").await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.html.contains("<option value=\"06010\">暴露垃圾 · bllj"), "pinyin initials");
+    let place = app.point_in_grid(1);
+    let (lat, lon) = (place["lat"].to_string(), place["lon"].to_string());
+    let key =
+        form.html.split("name=\"key\" value=\"").nth(1).and_then(|s| s.split('"').next()).expect("key").to_owned();
+    let fields = [
+        ("key", key.as_str()),
+        ("matter", "06010"),
+        ("source", "hotline12345"),
+        ("urgency", "urgent"),
+        ("description", "桥下有人倾倒建筑垃圾"),
+        ("lat", lat.as_str()),
+        ("lon", lon.as_str()),
+        ("address", "清源路 18 号"),
+        ("reporter_name", "王五"),
+        ("reporter_phone", "13900001111"),
+    ];
+    let photo = || civicgrid_demo::photos::jpeg(64, 48, [120, 90, 60], None, None);
+    // Without a place the form comes back, filled in, with the message beside the map.
+    let missing: Vec<(&str, &str)> = fields.iter().copied().filter(|(k, _)| *k != "lat").collect();
+    let r = intake.submit("/report", &form.html, &missing, vec![photo()]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.html.contains("id=\"location-error\"") && r.html.contains("桥下有人倾倒建筑垃圾"));
+
+    let r = intake.submit("/report", &form.html, &fields, vec![photo()]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let id = case_id(r.location.as_deref().expect("to the case"));
+    let again = intake.submit("/report", &form.html, &fields, vec![photo()]).await;
+    assert_eq!(again.location, r.location, "a second send of the same form is the same case: {}", again.html);
+    let token = app.login("intake").await;
+    let (_, case) = app.get(&format!("/api/v1/cases/{id}"), Some(&token)).await;
+    assert_eq!((case["urgency"].as_str(), case["source"].as_str()), (Some("urgent"), Some("hotline12345")));
+    assert_eq!(case["attachments"].as_array().map(Vec::len), Some(1), "{case}");
+    let page = intake.get(&format!("/cases/{id}")).await.html;
+    assert!(page.contains("/thumbnail\""), "the photo is shown as a thumbnail");
+}
+
+#[tokio::test]
+async fn pages_switch_to_english_and_stay_there() {
+    let app = spawn_app().await;
+    let shift = Browser::login(&app, "shift").await;
+    let r = shift.get("/lang?to=en&next=/inbox").await;
+    assert_eq!(r.location.as_deref(), Some("/inbox"));
+    let english = Browser { cookie: format!("{}; cg_lang=en", shift.cookie), ..shift };
+    let inbox = english.get("/inbox").await;
+    assert_eq!(inbox.status, StatusCode::OK);
+    assert!(inbox.html.contains("<html lang=\"en\">") && inbox.html.contains(">Inbox<"));
+    let home = english.get("/").await.html;
+    assert!(home.contains("To file") && home.contains("Log out"), "English labels");
+}
