@@ -86,11 +86,8 @@ impl ActionForm {
 
     /// The message when the refusal named no field of this form.
     fn general_error(&self) -> bool {
-        !self.error.is_empty()
-            && !matches!(
-                self.error_field.as_str(),
-                "reason" | "lead" | "co" | "working_hours" | "satisfaction" | "into" | "evidence" | "position"
-            )
+        let placed = ["reason", "lead", "co", "working_hours", "satisfaction", "into", "evidence", "position"];
+        super::unplaced(&self.error, &self.error_field, &placed)
     }
 }
 

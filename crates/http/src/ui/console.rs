@@ -311,18 +311,10 @@ pub async fn queue_view(state: &AppState, s: &Session, q: &QueueQuery) -> Result
         .await
         .map_err(|e| super::refusal(s.lang, e))?;
     let rows = page.items.iter().map(|c| row(state, c, now, s.lang)).collect();
-    let sources = [
-        Source::GridPatrol,
-        Source::Hotline12345,
-        Source::CitizenH5,
-        Source::Police110,
-        Source::Iot,
-        Source::Video,
-        Source::Leader,
-    ]
-    .into_iter()
-    .map(|src| (src.as_str(), t.get(&format!("source.{}", src.as_str())).to_owned(), Some(src) == source))
-    .collect();
+    let sources = Source::ALL
+        .into_iter()
+        .map(|src| (src.as_str(), t.get(&format!("source.{}", src.as_str())).to_owned(), Some(src) == source))
+        .collect();
     Ok(QueueView {
         t,
         tabs,

@@ -22,7 +22,9 @@ pub mod report;
 use askama::Template;
 use axum::Router;
 use axum::extract::FromRequestParts;
-use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION};
+use axum::http::header::{CACHE_CONTROL, LOCATION};
+
+use crate::auth::cookie;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -57,17 +59,6 @@ pub fn routes() -> Router<AppState> {
                 .post(report::submit)
                 .layer(axum::extract::DefaultBodyLimit::max(crate::attachments::MAX_UPLOAD_BODY)),
         )
-}
-
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// The language a request asks for (its cookie), zh-CN by default.
@@ -168,6 +159,12 @@ pub fn safe_next(next: Option<&str>) -> String {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 512 => n.to_owned(),
         _ => "/".to_owned(),
     }
+}
+
+/// Whether a refusal (`error`, naming `field`) has no place beside one of a form's `placed` fields,
+/// and so is shown at the top of the form.
+pub fn unplaced(error: &str, field: &str, placed: &[&str]) -> bool {
+    !error.is_empty() && !placed.contains(&field)
 }
 
 /// One entry of the page header's navigation.

@@ -51,11 +51,8 @@ impl ReportPage {
     }
 
     fn general_error(&self) -> bool {
-        !self.error.is_empty()
-            && !matches!(
-                self.error_field.as_str(),
-                "matter" | "description" | "location" | "address" | "reporter_name" | "reporter_phone" | "evidence"
-            )
+        let placed = ["matter", "description", "location", "address", "reporter_name", "reporter_phone", "evidence"];
+        super::unplaced(&self.error, &self.error_field, &placed)
     }
 }
 
