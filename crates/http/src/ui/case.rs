@@ -15,9 +15,10 @@ use civicgrid_service::cases::{Offer, masked_for};
 
 use super::console::{time_left, warn_of};
 use super::i18n::{Catalog, Lang, local_time};
-use super::{Frame, Session, render, see_other};
+use super::{Frame, Session, from_snake, render, see_other, snake_name};
 use crate::error::ApiError;
 use crate::state::AppState;
+use civicgrid_service::World;
 
 /// Most photos one form takes.
 pub const MAX_FORM_PHOTOS: usize = 6;
@@ -132,13 +133,12 @@ struct CasePage {
     timeline: Vec<Step>,
     forms: Vec<ActionForm>,
     departments: Vec<DeptOption>,
-    ratings: Vec<(&'static str, String)>,
+    ratings: Vec<(String, String)>,
     duplicates: Vec<(i64, String, String)>,
 }
 
-fn dept_name(state: &AppState, code: &DeptCode, lang: Lang) -> String {
-    state
-        .world()
+fn dept_name(world: &World, code: &DeptCode, lang: Lang) -> String {
+    world
         .departments
         .get(code)
         .map_or_else(|| code.to_string(), |d| if lang == Lang::Zh { d.name_zh.clone() } else { d.name_en.clone() })
@@ -219,7 +219,7 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
             action: t.action(e.action.name()).to_owned(),
             to: t.state(e.to),
             reason: e.reason.clone().unwrap_or_default(),
-            task: e.task.as_ref().map(|d| dept_name(state, d, lang)).unwrap_or_default(),
+            task: e.task.as_ref().map(|d| dept_name(&world, d, lang)).unwrap_or_default(),
             evidence: e.evidence.iter().filter_map(|a| a.id).collect(),
         });
     }
@@ -261,9 +261,9 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
     ]
     .into_iter()
     .map(|r| {
-        let key = serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        let label = t.get(&format!("rating.{key}")).to_owned();
-        (rating_name(r), label)
+        let name = snake_name(r);
+        let label = t.get(&format!("rating.{name}")).to_owned();
+        (name, label)
     })
     .collect();
     let case = masked_for(case, &s.actor);
@@ -273,9 +273,6 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
         || case.facts.matter.to_string(),
         |m| format!("{} {}", m.code, if lang == Lang::Zh { &m.name_zh } else { &m.name_en }),
     );
-    let json_name = |v: serde_json::Result<serde_json::Value>| {
-        v.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-    };
     let page = CasePage {
         id: case.id,
         number: case.number.clone(),
@@ -283,7 +280,7 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
         state: t.state(st.state),
         warn: warn_of(&case, now),
         matter,
-        urgency: t.get(&format!("urgency.{}", json_name(serde_json::to_value(case.facts.urgency)))).to_owned(),
+        urgency: t.get(&format!("urgency.{}", snake_name(case.facts.urgency))).to_owned(),
         source: t.get(&format!("source.{}", case.facts.source.as_str())).to_owned(),
         grid: case.facts.grid.to_string(),
         address: case.facts.address.clone(),
@@ -297,14 +294,14 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
         lat: format!("{:.6}", case.facts.location.lat),
         lon: format!("{:.6}", case.facts.location.lon),
         due: st.due_at.filter(|_| st.state.is_open()).map(local_time).unwrap_or_default(),
-        left: time_left(state, &case, now, lang),
+        left: time_left(&world, &case, now, lang),
         handle_due: st.handle_due_at.map(local_time).unwrap_or_default(),
-        lead: st.lead_dept.as_ref().map(|d| dept_name(state, d, lang)).unwrap_or_default(),
+        lead: st.lead_dept.as_ref().map(|d| dept_name(&world, d, lang)).unwrap_or_default(),
         co: st
             .tasks
             .iter()
             .map(|task| TaskRow {
-                dept: dept_name(state, &task.dept, lang),
+                dept: dept_name(&world, &task.dept, lang),
                 state: t.get(&format!("task.{}", task.state.as_str())).to_owned(),
                 due: task.due_at.map(local_time).unwrap_or_default(),
             })
@@ -313,7 +310,7 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
         rework: st.rework_count,
         satisfaction: st
             .satisfaction
-            .map(|r| t.get(&format!("rating.{}", json_name(serde_json::to_value(r)))).to_owned())
+            .map(|r| t.get(&format!("rating.{}", snake_name(r))).to_owned())
             .unwrap_or_default(),
         merged_into: st.merged_into,
         photos,
@@ -327,16 +324,6 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
     let status =
         if page.forms.iter().any(|f| !f.error.is_empty()) { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     render(status, &page)
-}
-
-fn rating_name(r: Satisfaction) -> &'static str {
-    match r {
-        Satisfaction::VerySatisfied => "very_satisfied",
-        Satisfaction::Satisfied => "satisfied",
-        Satisfaction::BasicallySatisfied => "basically_satisfied",
-        Satisfaction::Dissatisfied => "dissatisfied",
-        Satisfaction::VeryDissatisfied => "very_dissatisfied",
-    }
 }
 
 /// `GET /cases/{id}`.
@@ -436,8 +423,8 @@ fn command_of(name: &str, sent: &Sent) -> Result<Action, (String, String)> {
         }
         "call_back" => {
             let v = sent.get("satisfaction").unwrap_or_default();
-            let r: Satisfaction = serde_json::from_value(serde_json::Value::String(v.to_owned()))
-                .map_err(|_| ("satisfaction".to_owned(), "choose the reporter's rating".to_owned()))?;
+            let r: Satisfaction =
+                from_snake(v).ok_or(("satisfaction".to_owned(), "choose the reporter's rating".to_owned()))?;
             Action::CallBack { satisfaction: r }
         }
         "merge" => {

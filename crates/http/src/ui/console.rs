@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::i18n::{Lang, local_time, working_span};
 use super::{Frame, Session, render, urlencode};
 use crate::state::AppState;
+use civicgrid_service::World;
 
 use CaseState as S;
 
@@ -206,20 +207,18 @@ pub fn warn_of(case: &Case, now: Timestamp) -> &'static str {
 }
 
 /// The working time left on a case's current step, on the clock that step is counted on.
-pub fn time_left(state: &AppState, case: &Case, now: Timestamp, lang: Lang) -> String {
+pub fn time_left(world: &World, case: &Case, now: Timestamp, lang: Lang) -> String {
     let Some(due) = case.status.due_at.filter(|_| case.status.state.is_open()) else {
         return String::new();
     };
-    let world = state.world();
     let clock = world.clocks.of_step(case.status.state, case.status.lead_dept.as_ref());
     let secs =
         if due >= now { clock.working_seconds_between(now, due) } else { -clock.working_seconds_between(due, now) };
     working_span(secs, lang)
 }
 
-fn row(state: &AppState, case: &Case, now: Timestamp, lang: Lang) -> Row {
+fn row(world: &World, case: &Case, now: Timestamp, lang: Lang) -> Row {
     let t = lang.catalog();
-    let world = state.world();
     let matter = world.catalog.matter(case.facts.matter).map_or_else(
         || case.facts.matter.to_string(),
         |m| if lang == Lang::Zh { m.name_zh.clone() } else { m.name_en.clone() },
@@ -233,7 +232,7 @@ fn row(state: &AppState, case: &Case, now: Timestamp, lang: Lang) -> Row {
         address: case.facts.address.chars().take(24).collect(),
         reported: local_time(case.facts.reported_at),
         due: case.status.due_at.filter(|_| case.status.state.is_open()).map(local_time).unwrap_or_default(),
-        left: time_left(state, case, now, lang),
+        left: time_left(world, case, now, lang),
         warn: warn_of(case, now),
         warn_label: match warn_of(case, now) {
             "" => String::new(),
@@ -272,7 +271,7 @@ pub async fn queue_view(state: &AppState, s: &Session, q: &QueueQuery) -> Result
         None => None,
     };
     let source = match parse(&q.source) {
-        Some(v) => Some(serde_json::from_value::<Source>(serde_json::Value::String(v)).map_err(|_| bad("source"))?),
+        Some(v) => Some(super::from_snake::<Source>(&v).ok_or_else(|| bad("source"))?),
         None => None,
     };
     let matter = match parse(&q.matter) {
@@ -310,7 +309,8 @@ pub async fn queue_view(state: &AppState, s: &Session, q: &QueueQuery) -> Result
         .list_cases(&s.actor, filter_of(current), PageRequest { before: q.before, limit: PAGE })
         .await
         .map_err(|e| super::refusal(s.lang, e))?;
-    let rows = page.items.iter().map(|c| row(state, c, now, s.lang)).collect();
+    let world = state.world();
+    let rows = page.items.iter().map(|c| row(&world, c, now, s.lang)).collect();
     let sources = Source::ALL
         .into_iter()
         .map(|src| (src.as_str(), t.get(&format!("source.{}", src.as_str())).to_owned(), Some(src) == source))

@@ -161,6 +161,16 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// The snake_case name an enumeration has in JSON (and in the forms and the catalogue's keys).
+pub fn snake_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The value of an enumeration a form names by its snake_case name.
+pub fn from_snake<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+}
+
 /// Whether a refusal (`error`, naming `field`) has no place beside one of a form's `placed` fields,
 /// and so is shown at the top of the form.
 pub fn unplaced(error: &str, field: &str, placed: &[&str]) -> bool {

@@ -132,7 +132,7 @@ pub async fn submit(State(state): State<AppState>, s: Session, mp: Multipart) ->
 
 /// A field naming one value of an enumeration by its snake_case name.
 fn choice<T: serde::de::DeserializeOwned>(sent: &super::case::Sent, name: &str) -> Result<Option<T>, ()> {
-    sent.get(name).map(|v| serde_json::from_value(serde_json::Value::String(v.to_owned())).map_err(|_| ())).transpose()
+    sent.get(name).map(|v| super::from_snake(v).ok_or(())).transpose()
 }
 
 async fn report(state: &AppState, s: &Session, sent: &super::case::Sent) -> Result<i64, (String, String)> {
