@@ -3,6 +3,7 @@
 //! - [`state`] — what handlers share (store, clock, reference data).
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
 //! - [`cases`], [`attachments`], [`reference`], [`admin`], [`duty`], [`kpi`] — the API handlers.
+//! - [`cockpit`] — the big screen's reads: the open cases now, the KPI figures.
 //! - [`stream`] — the live feed over Server-Sent Events.
 //! - [`ui`] — the consoles: login, each post's queues, the case page, the report form, the inbox.
 //! - [`pages`] — the about page, API docs page, static files, bundled libraries, health.
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod attachments;
 pub mod auth;
 pub mod cases;
+pub mod cockpit;
 pub mod duty;
 pub mod error;
 pub mod extract;
@@ -85,6 +87,8 @@ pub fn router(state: AppState) -> Router {
         .route("/cases/{id}/route", get(duty::case_route))
         .route("/cases/{id}/duplicates", get(duty::case_duplicates))
         .route("/kpi", get(kpi::table))
+        .route("/cockpit/situation", get(cockpit::situation))
+        .route("/cockpit/figures", get(cockpit::figures))
         .route("/kpi.xlsx", get(kpi::xlsx))
         .route("/duty-roster", get(duty::roster).put(duty::put_roster))
         .route("/notifications", get(duty::inbox))

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, attachments, auth, cases, duty, kpi, pages, reference, stream};
+use crate::{admin, attachments, auth, cases, cockpit, duty, kpi, pages, reference, stream};
 
 struct Security;
 
@@ -137,7 +137,7 @@ fn describe(code: &str) -> &'static str {
         attachments::thumbnail,
         duty::sla_policy, duty::put_sla_policy, duty::routing_rules, duty::put_routing_rules, duty::case_route, duty::case_duplicates, duty::roster, duty::put_roster, duty::inbox, duty::inbox_summary,
         duty::mark_read, duty::acknowledge, duty::channels, duty::create_channel, duty::set_channel_state,
-        kpi::table, kpi::xlsx,
+        kpi::table, kpi::xlsx, cockpit::situation, cockpit::figures,
     ),
     modifiers(&Security, &ErrorAnswers),
     security(("bearer" = []), ("cookie" = [])),

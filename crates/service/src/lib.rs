@@ -14,6 +14,7 @@
 //! - [`routing`] — the routing rules and the route they propose for a case.
 //! - [`workflow`] — duplicate suggestions, merges and their closing, the sampling of fixes on the spot.
 //! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
+//! - [`cockpit`] — what the big screen shows: the open cases now, and the KPI figures with trends.
 //! - [`kpi`] — live KPI counters from the event log, their rebuild, and KPI tables as JSON and XLSX.
 //! - [`notify`] — the duty roster, alerts, inboxes and outbound channels.
 //! - [`outbound`] — writing, signing and posting to webhooks, WeCom/DingTalk robots and SMS gateways.
@@ -22,6 +23,7 @@
 pub mod accounts;
 pub mod attachments;
 pub mod cases;
+pub mod cockpit;
 pub mod deadlines;
 pub mod error;
 pub mod feed;

@@ -38,6 +38,13 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, Db>, rows: &[(RowKey, Counters)])
     Ok(())
 }
 
+/// A row of a label (column 0) and the counters after it.
+fn labelled_counters(r: &<Db as sqlx::Database>::Row) -> Result<(String, Counters)> {
+    let values: Vec<i64> =
+        (1..=Counters::NAMES.len()).map(|i| r.try_get::<i64, _>(i)).collect::<std::result::Result<_, _>>()?;
+    Ok((r.try_get::<String, _>(0)?, Counters::from_values(&values)))
+}
+
 #[async_trait::async_trait]
 impl KpiStore for This {
     async fn kpi_advance(&self, consumer: &str, from: i64, to: i64, rows: &[(RowKey, Counters)]) -> Result<bool> {
@@ -86,14 +93,31 @@ impl KpiStore for This {
             .bind(to.to_owned())
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let values: Vec<i64> = (1..=Counters::NAMES.len())
-                    .map(|i| r.try_get::<i64, _>(i))
-                    .collect::<std::result::Result<_, _>>()?;
-                Ok((r.try_get::<String, _>(0)?, Counters::from_values(&values)))
-            })
-            .collect()
+        rows.iter().map(labelled_counters).collect()
+    }
+
+    async fn kpi_series(
+        &self,
+        dim: Dim,
+        bucket: Bucket,
+        key: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, Counters)>> {
+        let sql = format!(
+            "SELECT period, {} FROM kpi_counts WHERE dim = $1 AND bucket = $2 AND key = $3 AND period >= $4 \
+             AND period <= $5 ORDER BY period",
+            counter_columns()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(dim.as_str())
+            .bind(bucket.as_str())
+            .bind(key.to_owned())
+            .bind(from.to_owned())
+            .bind(to.to_owned())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(labelled_counters).collect()
     }
 
     async fn kpi_dump(&self) -> Result<Vec<(RowKey, Counters)>> {

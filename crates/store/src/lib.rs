@@ -470,10 +470,68 @@ pub trait CaseStore: Send + Sync {
     /// Number of cases matching a filter, counted up to `cap` (a queue's badge shows "999+" rather
     /// than scan a year of closed cases).
     async fn count_matching(&self, filter: &CaseFilter, cap: u32) -> Result<i64>;
+    /// The open cases (neither closed, void nor merged), newest first, at most `limit`: the light
+    /// columns a cockpit map and its tallies need, read from the state index without the JSON.
+    async fn open_cases(&self, limit: u32) -> Result<Vec<OpenCase>>;
     /// Bulk-imports historical cases in one transaction; numbers are assigned per reported day. The
     /// new cases' ids, in the order given.
     async fn import_cases(&self, town: TownCode, cases: Vec<ImportCase>) -> Result<Vec<CaseId>>;
 }
+
+/// An open case as a big screen draws it: where it is, what and how late, nothing personal.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct OpenCase {
+    /// The case.
+    #[schema(value_type = i64)]
+    pub id: CaseId,
+    /// Its number.
+    pub number: String,
+    /// Its grid.
+    pub grid: GridCode,
+    /// Its matter.
+    pub matter: MatterCode,
+    /// Where it came from.
+    pub source: Source,
+    /// Where it stands.
+    pub state: CaseState,
+    /// The lead department, once dispatched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lead_dept: Option<DeptCode>,
+    /// Longitude, if it was placed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lon: Option<f64>,
+    /// Latitude, if it was placed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lat: Option<f64>,
+    /// When it was reported.
+    #[schema(value_type = String)]
+    pub reported_at: Timestamp,
+    /// The current step's deadline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub due_at: Option<Timestamp>,
+    /// 督办 rungs reached.
+    pub escalation_level: i64,
+    /// Whether it is about a component (部件).
+    pub component: bool,
+}
+
+/// The states of [`OpenCase`]s: open, not merged into another case (which counts for both).
+pub const OPEN_STATES: [CaseState; 13] = [
+    CaseState::Reported,
+    CaseState::Checking,
+    CaseState::Accepted,
+    CaseState::Filed,
+    CaseState::Dispatched,
+    CaseState::Handling,
+    CaseState::ReturnRequested,
+    CaseState::ExtensionRequested,
+    CaseState::ParkRequested,
+    CaseState::Parked,
+    CaseState::Replied,
+    CaseState::Verified,
+    CaseState::VoidRequested,
+];
 
 /// A service account: an outside system bound to one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -939,6 +997,16 @@ pub trait KpiStore: Send + Sync {
         &self,
         dim: civicgrid_core::kpi::projection::Dim,
         bucket: civicgrid_core::kpi::projection::Bucket,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, civicgrid_core::kpi::projection::Counters)>>;
+    /// The counters of unit `key` of `dim`, one row per `bucket` period in `from..=to` that has any,
+    /// in period order (trend lines).
+    async fn kpi_series(
+        &self,
+        dim: civicgrid_core::kpi::projection::Dim,
+        bucket: civicgrid_core::kpi::projection::Bucket,
+        key: &str,
         from: &str,
         to: &str,
     ) -> Result<Vec<(String, civicgrid_core::kpi::projection::Counters)>>;

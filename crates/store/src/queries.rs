@@ -790,6 +790,20 @@ impl CaseStore for This {
         Ok(qb.build_query_scalar().fetch_one(&self.read).await?)
     }
 
+    async fn open_cases(&self, limit: u32) -> Result<Vec<crate::OpenCase>> {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "SELECT id, number, grid, matter, source, state, lead_dept, lon, lat, reported_at, due_at, \
+             escalation_level, component_id IS NOT NULL FROM cases WHERE state IN (",
+        );
+        let mut states = qb.separated(", ");
+        for s in crate::OPEN_STATES {
+            states.push_bind(s.as_str());
+        }
+        qb.push(") ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+        let rows: Vec<OpenCaseRow> = qb.build_query_as().fetch_all(&self.read).await?;
+        rows.into_iter().map(open_case_from_row).collect()
+    }
+
     async fn import_cases(&self, town: civicgrid_core::codes::TownCode, cases: Vec<ImportCase>) -> Result<Vec<CaseId>> {
         self.writer.import(town.to_string(), cases).await
     }

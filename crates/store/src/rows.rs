@@ -261,3 +261,43 @@ pub(crate) fn attachment_from_row(r: AttachmentRow) -> Result<crate::StoredAttac
         case_id,
     })
 }
+
+pub(crate) type OpenCaseRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+    i64,
+    Option<i64>,
+    i64,
+    bool,
+);
+
+pub(crate) fn open_case_from_row(
+    (id, number, grid, matter, source, state, lead, lon, lat, reported_at, due_at, level, component): OpenCaseRow,
+) -> Result<crate::OpenCase> {
+    let source = civicgrid_core::case::Source::ALL
+        .into_iter()
+        .find(|s| s.as_str() == source)
+        .ok_or_else(|| StoreError::Corrupt(format!("source {source:?}")))?;
+    Ok(crate::OpenCase {
+        id,
+        number,
+        grid: parse(&grid)?,
+        matter: parse(&matter)?,
+        source,
+        state: parse(&state)?,
+        lead_dept: lead.as_deref().map(parse).transpose()?,
+        lon,
+        lat,
+        reported_at: ts(reported_at)?,
+        due_at: due_at.map(ts).transpose()?,
+        escalation_level: level,
+        component,
+    })
+}

@@ -448,6 +448,7 @@ async fn conformance(store: Arc<dyn Store>) {
     attachments_belong_to_the_case_that_names_them(store.as_ref(), &fx).await;
     promoted_columns_follow_the_status(store.as_ref(), &fx).await;
     policy_roster_inbox_and_channels(store.as_ref(), &fx).await;
+    kpi_series_reads_one_unit_in_period_order(store.as_ref()).await;
 }
 
 /// The SLA policy document, log readers' positions, the duty roster, the inbox with its dedup and
@@ -1128,8 +1129,38 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     let followers = CaseFilter { merged_into: Some(primary), ..Default::default() };
     let found = store.list_cases(&followers, page(None, 10)).await.expect("followers").items;
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![follower]);
+    // The open cases a big screen reads are the listing's open states, newest first, the merged
+    // follower left out while it follows its primary.
+    let open = CaseFilter { states: civicgrid_store::OPEN_STATES.to_vec(), ..Default::default() };
+    let listed: Vec<_> = store.list_cases(&open, page(None, 500)).await.expect("open").items;
+    let light = store.open_cases(10_000).await.expect("open cases");
+    assert_eq!(light.iter().map(|c| c.id).collect::<Vec<_>>(), listed.iter().map(|c| c.id).collect::<Vec<_>>());
+    assert!(!light.iter().any(|c| c.id == follower));
+    for (l, c) in light.iter().zip(&listed) {
+        assert_eq!((l.grid, l.matter, l.state, l.due_at), (c.facts.grid, c.facts.matter, c.status.state, c.status.due_at));
+        assert_eq!((l.lon, l.lat), (Some(c.facts.location.lon), Some(c.facts.location.lat)));
+    }
+    assert_eq!(store.open_cases(3).await.expect("capped").len(), 3.min(light.len()));
     fx.act(store, follower, Action::Split).await.expect("split");
     assert!(store.list_cases(&followers, page(None, 10)).await.expect("followers").items.is_empty());
+}
+
+/// Trend lines read one unit's counters period by period.
+async fn kpi_series_reads_one_unit_in_period_order(store: &dyn Store) {
+    use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, RowKey};
+    let key = |period: &str, unit: &str| RowKey { dim: Dim::Town, bucket: Bucket::Day, period: period.into(), key: unit.into() };
+    let n = |reported| Counters { reported, ..Counters::default() };
+    let rows = [
+        (key("2026-03-02", "t"), n(2)),
+        (key("2026-03-01", "t"), n(1)),
+        (key("2026-03-01", "other"), n(50)),
+        (key("2026-03-05", "t"), n(5)),
+    ];
+    store.kpi_replace("series-test", 0, &rows).await.expect("replace");
+    let got = store.kpi_series(Dim::Town, Bucket::Day, "t", "2026-03-01", "2026-03-02").await.expect("series");
+    assert_eq!(got, vec![("2026-03-01".to_owned(), n(1)), ("2026-03-02".to_owned(), n(2))]);
+    assert!(store.kpi_series(Dim::Town, Bucket::Month, "t", "2026-03", "2026-03").await.expect("months").is_empty());
+    store.kpi_replace("series-test", 0, &[]).await.expect("clear");
 }
 
 async fn components_round_trip(store: &dyn Store, fx: &Fixture) {

@@ -8,11 +8,13 @@
 //! - [`case`] — one case: facts, deadlines, photos, timeline, and the steps this post may take now.
 //! - [`report`] — the operators' report form.
 //! - [`inbox`] — the person's notifications.
+//! - [`cockpit`] — the big-screen cockpit's page (drawn by `web/src/cockpit.js`).
 //!
 //! Forms are protected twice: the session cookie is `SameSite=Strict`, and every form carries a token
 //! derived from the session ([`Session::csrf`]) that the handler checks.
 
 pub mod case;
+pub mod cockpit;
 pub mod console;
 pub mod i18n;
 pub mod inbox;
@@ -47,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/account/password", get(login::password_form).post(login::password_submit))
         .route("/lang", get(login::switch_language))
         .route("/inbox", get(inbox::page))
+        .route("/cockpit", get(cockpit::page))
         .route("/inbox/{id}", post(inbox::mark))
         .route("/cases/{id}", get(case::page))
         .route(
@@ -225,6 +228,9 @@ impl Frame {
         let mut nav = vec![("/", "nav.console", None)];
         if role.may_report() && role != Role::Citizen {
             nav.push(("/report", "nav.report", None));
+        }
+        if civicgrid_service::cockpit::WATCHERS.contains(&role) {
+            nav.push(("/cockpit", "nav.cockpit", None));
         }
         nav.push(("/inbox", "nav.inbox", unread.filter(|n| *n > 0)));
         nav.push(("/docs", "nav.api", None));
