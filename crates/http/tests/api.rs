@@ -2067,5 +2067,81 @@ async fn kpi_tables_are_live_and_export_to_xlsx() {
     assert!(bytes.starts_with(b"PK"), "an XLSX is a zip");
 }
 
+/// The big screen's two reads: the open cases now, per grid and workstation with what is overdue
+/// by the injected clock, and the KPI figures with today's counts — for the watching posts only.
+#[tokio::test]
+async fn the_cockpit_reads_open_cases_and_figures() {
+    let app = spawn_app().await;
+    let runner = civicgrid_service::jobs::JobRunner::standard(app.state.services.clone(), "test-node");
+    let run = || async { while runner.run_once().await.expect("jobs") > 0 {} };
+    let (intake, shift, commander) =
+        (app.login("intake").await, app.login("shift").await, app.login("commander").await);
+    let mut ids = Vec::new();
+    for grid in [0, 1, 1] {
+        ids.push(app.create(&intake, grid).await["id"].as_i64().expect("id"));
+    }
+    // One is voided: it leaves the open cases.
+    assert_eq!(
+        app.act(&intake, ids[0], json!({"action": "request_void", "reason": "重复上报"})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(app.act(&shift, ids[0], json!({"action": "void", "reason": "重复上报"})).await.0, StatusCode::OK);
+    let (s, now) = app.get("/api/v1/cockpit/situation", Some(&commander)).await;
+    assert_eq!(s, StatusCode::OK, "{now}");
+    assert_eq!((now["town"]["open"].as_i64(), now["town"]["overdue"].as_i64()), (Some(2), Some(0)), "{now}");
+    assert_eq!(now["by_state"], json!({"reported": 2}));
+    let grid = |v: &Value, n: usize| -> (i64, i64) {
+        let code = app.town.layout.grids[n].code.to_string();
+        let g =
+            v["grids"].as_array().expect("grids").iter().find(|g| g["code"] == code.as_str()).expect("grid").clone();
+        (g["open"].as_i64().expect("open"), g["overdue"].as_i64().expect("overdue"))
+    };
+    assert_eq!((grid(&now, 0), grid(&now, 1)), ((0, 0), (2, 0)));
+    assert_eq!(now["grids"].as_array().expect("grids").len(), app.town.layout.grids.len(), "every grid, zeros too");
+    let ws_open: i64 = now["workstations"].as_array().expect("ws").iter().filter_map(|w| w["open"].as_i64()).sum();
+    assert_eq!(ws_open, 2);
+    let points: Vec<i64> = now["points"].as_array().expect("points").iter().filter_map(|p| p["id"].as_i64()).collect();
+    assert_eq!(points, vec![ids[2], ids[1]], "newest first, the void one gone");
+    let ticker = now["ticker"].as_array().expect("ticker");
+    assert_eq!(ticker[0]["action"], "void", "newest first: {now}");
+    assert!(ticker.iter().all(|t| t["grid"].as_str().is_some_and(|g| g.contains('网'))), "grid names: {now}");
+    assert!(now["seq"].as_i64().expect("seq") >= ticker[0]["seq"].as_i64().expect("seq"));
+
+    // The 30-minute intake limit passes: both are overdue, on the map and in the supervisor's list.
+    app.clock.advance(SignedDuration::from_mins(31));
+    let (_, later) = app.get("/api/v1/cockpit/situation", Some(&commander)).await;
+    assert_eq!((later["town"]["overdue"].as_i64(), grid(&later, 1)), (Some(2), (2, 2)));
+    assert!(later["points"].as_array().expect("points").iter().all(|p| p["overdue"] == true));
+    let late: Vec<i64> =
+        later["most_overdue"].as_array().expect("late").iter().filter_map(|c| c["id"].as_i64()).collect();
+    assert_eq!(late.len(), 2);
+    assert!(later["most_overdue"][0]["matter"].as_str().is_some_and(|m| !m.is_empty() && !m.starts_with('0')));
+
+    run().await;
+    let (s, f) = app.get("/api/v1/cockpit/figures", Some(&commander)).await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_eq!(f["today"], "2026-11-23");
+    assert_eq!(f["day"]["counts"]["reported"], 3, "{f}");
+    assert_eq!(f["month"]["counts"]["reported"], 3);
+    assert_eq!(f["counted_to"], f["seq"], "the KPI reader has caught up");
+    let days = f["days"].as_array().expect("days");
+    assert_eq!(
+        (days.len(), days[29]["period"].as_str(), days[29]["reported"].as_i64()),
+        (30, Some("2026-11-23"), Some(3))
+    );
+    assert_eq!(f["months"].as_array().expect("months").len(), 12);
+    assert_eq!(f["months"][11]["period"], "2026-11");
+    let sources: i64 =
+        f["sources"].as_array().expect("sources").iter().filter_map(|r| r["counts"]["reported"].as_i64()).sum();
+    assert_eq!(sources, 3);
+
+    for post in ["intake", "gw001", "dept_huanwei"] {
+        let t = app.login(post).await;
+        assert_eq!(app.get("/api/v1/cockpit/situation", Some(&t)).await.0, StatusCode::FORBIDDEN, "{post}");
+        assert_eq!(app.get("/api/v1/cockpit/figures", Some(&t)).await.0, StatusCode::FORBIDDEN, "{post}");
+    }
+    assert_eq!(app.get("/api/v1/cockpit/situation", None).await.0, StatusCode::UNAUTHORIZED);
+}
+
 #[path = "api/ui.rs"]
 mod ui;

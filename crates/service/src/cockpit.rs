@@ -235,7 +235,8 @@ impl Services {
         let grid_names: BTreeMap<GridCode, (&str, CommunityCode)> =
             grids.iter().map(|g| (g.code, (g.name_zh.as_str(), g.community))).collect();
 
-        let mut town = Load { code: world.town.as_ref().map(|t| t.code.to_string()).unwrap_or_default(), ..Load::default() };
+        let mut town =
+            Load { code: world.town.as_ref().map(|t| t.code.to_string()).unwrap_or_default(), ..Load::default() };
         town.name = world.town.as_ref().map(|t| t.name_zh.clone()).unwrap_or_default();
         let mut by_grid: BTreeMap<GridCode, Load> = grids
             .iter()
@@ -387,7 +388,12 @@ impl Services {
     }
 
     /// The town's counters for each of `periods` (ascending), beside a year earlier.
-    async fn trend(&self, bucket: Bucket, periods: &[Date], key: impl Fn(Date) -> String) -> ServiceResult<Vec<TrendPoint>> {
+    async fn trend(
+        &self,
+        bucket: Bucket,
+        periods: &[Date],
+        key: impl Fn(Date) -> String,
+    ) -> ServiceResult<Vec<TrendPoint>> {
         let (Some(first), Some(last)) = (periods.first(), periods.last()) else {
             return Ok(Vec::new());
         };

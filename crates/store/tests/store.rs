@@ -1137,7 +1137,10 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     assert_eq!(light.iter().map(|c| c.id).collect::<Vec<_>>(), listed.iter().map(|c| c.id).collect::<Vec<_>>());
     assert!(!light.iter().any(|c| c.id == follower));
     for (l, c) in light.iter().zip(&listed) {
-        assert_eq!((l.grid, l.matter, l.state, l.due_at), (c.facts.grid, c.facts.matter, c.status.state, c.status.due_at));
+        assert_eq!(
+            (l.grid, l.matter, l.state, l.due_at),
+            (c.facts.grid, c.facts.matter, c.status.state, c.status.due_at)
+        );
         assert_eq!((l.lon, l.lat), (Some(c.facts.location.lon), Some(c.facts.location.lat)));
     }
     assert_eq!(store.open_cases(3).await.expect("capped").len(), 3.min(light.len()));
@@ -1148,7 +1151,12 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
 /// Trend lines read one unit's counters period by period.
 async fn kpi_series_reads_one_unit_in_period_order(store: &dyn Store) {
     use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, RowKey};
-    let key = |period: &str, unit: &str| RowKey { dim: Dim::Town, bucket: Bucket::Day, period: period.into(), key: unit.into() };
+    let key = |period: &str, unit: &str| RowKey {
+        dim: Dim::Town,
+        bucket: Bucket::Day,
+        period: period.into(),
+        key: unit.into(),
+    };
     let n = |reported| Counters { reported, ..Counters::default() };
     let rows = [
         (key("2026-03-02", "t"), n(2)),

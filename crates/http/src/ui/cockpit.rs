@@ -81,11 +81,8 @@ pub async fn page(State(state): State<AppState>, s: Session, Query(q): Query<Coc
         Ok(w) => w,
         Err(e) => return super::refusal(s.lang, e),
     };
-    let texts: serde_json::Map<String, serde_json::Value> = t
-        .keys()
-        .filter(|k| TEXTS.iter().any(|p| k.starts_with(p)))
-        .map(|k| (k.to_owned(), json!(t.get(k))))
-        .collect();
+    let texts: serde_json::Map<String, serde_json::Value> =
+        t.keys().filter(|k| TEXTS.iter().any(|p| k.starts_with(p))).map(|k| (k.to_owned(), json!(t.get(k)))).collect();
     let world = state.world();
     let data = json!({
         "lang": s.lang.tag(),

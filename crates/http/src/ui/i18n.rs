@@ -179,6 +179,22 @@ mod tests {
         assert!(asked > 50, "the scan found the keys ({asked})");
     }
 
+    /// Every `T('…')` in the cockpit's script names a key the page hands it (a `cockpit.` key).
+    #[test]
+    fn every_key_the_cockpit_script_asks_for_exists() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/src/cockpit.js");
+        let text = std::fs::read_to_string(path).expect("cockpit.js");
+        let keys: Vec<&str> =
+            text.match_indices("T('").map(|(i, m)| &text[i + m.len()..]).filter_map(|r| r.split('\'').next()).collect();
+        assert!(keys.len() > 30, "the scan found the keys ({})", keys.len());
+        for key in keys {
+            assert!(key.starts_with("cockpit."), "{key} is not handed to the script");
+            for lang in [&*ZH, &*EN] {
+                assert!(lang.texts.contains_key(key), "missing key {key:?}");
+            }
+        }
+    }
+
     #[test]
     fn spans_and_times_read_naturally() {
         assert_eq!(working_span(3 * 3600 + 20 * 60, Lang::Zh), "3小时20分");

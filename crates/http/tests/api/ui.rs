@@ -320,3 +320,65 @@ async fn pages_switch_to_english_and_stay_there() {
     let home = english.get("/").await.html;
     assert!(home.contains("To file") && home.contains("Log out"), "English labels");
 }
+
+/// The cockpit is a page for the watching posts: its tabs, its post view, and the labels its script
+/// draws with, in the reader's language; others do not see it in their menu and are refused.
+#[tokio::test]
+async fn the_cockpit_page_belongs_to_the_watching_posts() {
+    let app = spawn_app().await;
+    let commander = Browser::login(&app, "commander").await;
+    let home = commander.get("/").await;
+    assert!(home.html.contains("href=\"/cockpit\""), "in the commander's menu");
+    let page = commander.get("/cockpit").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for tab in ["平安", "数说经济", "城乡融合", "幸福民生"] {
+        assert!(page.html.contains(&format!(">{tab}</button>")), "tab {tab}");
+    }
+    assert!(page.html.contains("href=\"/cockpit?view=commander\" data-view=\"commander\" aria-current=\"page\""));
+    assert!(page.html.contains("id=\"rotate\" checked"), "the commander's screen rotates");
+    // The script's data sits in an attribute, escaped, and reads back as JSON with every label.
+    let data = cockpit_data(&page.html);
+    assert_eq!((data["view"].as_str(), data["screen"].as_str()), (Some("commander"), Some("safety")));
+    assert_eq!(data["text"]["state.reported"], "待受理");
+    assert_eq!(data["text"]["cockpit.panel.map"], "案件分布");
+    assert_eq!(data["workstations"].as_array().map(Vec::len), Some(app.town.layout.workstations.len()));
+
+    let supervisor = Browser::login(&app, "supervisor").await;
+    let page = supervisor.get("/cockpit?screen=economy").await;
+    assert!(page.html.contains("data-view=\"supervisor\" aria-current=\"page\""), "a desk post's own view");
+    assert!(!page.html.contains("id=\"rotate\" checked"), "a desk post's screen stays put");
+    assert_eq!(cockpit_data(&page.html)["screen"], "economy");
+    let odd = supervisor.get("/cockpit?view=%3Cscript%3E&screen=nowhere").await;
+    let data = cockpit_data(&odd.html);
+    assert_eq!((data["view"].as_str(), data["screen"].as_str()), (Some("supervisor"), Some("safety")));
+    assert!(!odd.html.contains("<script>"));
+    let english = Browser { cookie: format!("{}; cg_lang=en", supervisor.cookie), ..supervisor };
+    let page = english.get("/cockpit").await;
+    assert!(page.html.contains(">Safety</button>") && page.html.contains("Most overdue"));
+    assert_eq!(cockpit_data(&page.html)["text"]["state.reported"], "Reported");
+
+    for post in ["intake", "gw001", "dept_huanwei"] {
+        let b = Browser::login(&app, post).await;
+        assert!(!b.get("/").await.html.contains("href=\"/cockpit\""), "{post}'s menu");
+        let refused = b.get("/cockpit").await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{post}");
+        assert!(refused.html.contains("驾驶舱仅对"));
+    }
+}
+
+/// The cockpit script's data: the page's `data-cockpit` attribute, unescaped.
+fn cockpit_data(html: &str) -> Value {
+    let attr = html.split("data-cockpit=\"").nth(1).and_then(|r| r.split('"').next()).expect("data");
+    let text = [
+        ("&#34;", "\""),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&#x27;", "'"),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&amp;", "&"),
+    ]
+    .iter()
+    .fold(attr.to_owned(), |t, (from, to)| t.replace(from, to));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}

@@ -1,0 +1,72 @@
+// The big-screen cockpit at 1920×1080: it draws only after the embedded font has loaded, a case
+// reported elsewhere reaches it through the live feed (ticker and tallies), the map drills down from
+// the town to a workstation and a grid, and each of the four screens is photographed.
+import { test, expect } from '@playwright/test';
+import { accessible, login, placeOfGw001, shoot, token } from './helpers.mjs';
+
+const BIG_SCREEN = { viewport: { width: 1920, height: 1080 } };
+
+test('a case reported elsewhere appears on the cockpit through the live feed', async ({ browser, request }) => {
+  const place = await placeOfGw001(request);
+  const cockpit = await login(browser, 'commander', BIG_SCREEN);
+  const started = Date.now();
+  await cockpit.goto('/cockpit?rotate=0');
+  await cockpit.waitForSelector('body[data-ready=yes]');
+  const firstPaint = Date.now() - started;
+  expect(firstPaint).toBeLessThan(5_000);
+  // The charts are drawn on canvas: only with the font loaded first are their labels Chinese.
+  expect(await cockpit.evaluate(() => document.fonts.check(`700 16px 'Noto Sans SC'`, '平安'))).toBe(true);
+  await expect(cockpit.locator('#feed')).toHaveAttribute('data-state', 'open');
+  await expect(cockpit.locator('#map-safety canvas')).toHaveCount(1);
+  const openTile = cockpit.locator('[data-tile="open"] .value');
+  await expect(openTile).not.toHaveText('–');
+  const before = Number((await openTile.textContent()).replace(/,/g, ''));
+
+  const created = await request.post('/api/v1/cases', {
+    headers: { authorization: `Bearer ${await token(request, 'intake')}` },
+    data: { matter: '06010', description: '广场边堆放垃圾', location: place, address: '清源广场' },
+  });
+  expect(created.status()).toBe(201);
+  const number = (await created.json()).number;
+  await expect(cockpit.locator('#ticker li').first()).toContainText(number, { timeout: 5_000 });
+  await expect(cockpit.locator('#ticker li').first()).toHaveClass(/fresh/);
+  await expect(openTile).toHaveText(String(before + 1), { timeout: 5_000 });
+  await expect(cockpit.locator('[data-age="situation"]').first()).toHaveText(/秒前/);
+
+  // Drill down: a click on the map opens the workstation, a second its grid; the town is one click back.
+  const map = await cockpit.locator('#map-safety').boundingBox();
+  const centre = [map.x + map.width / 2, map.y + map.height / 2];
+  await cockpit.mouse.click(...centre);
+  await expect(cockpit.locator('[data-crumbs="safety"] button')).toHaveCount(2);
+  await cockpit.mouse.click(...centre);
+  await expect(cockpit.locator('[data-crumbs="safety"] button')).toHaveCount(3);
+  await cockpit.locator('[data-crumbs="safety"] button').first().click();
+  await expect(cockpit.locator('[data-crumbs="safety"] button')).toHaveCount(1);
+
+  await accessible(cockpit);
+  for (const screen of ['safety', 'economy', 'rural', 'livelihood']) {
+    await cockpit.click(`#tab-${screen}`);
+    await expect(cockpit.locator(`#screen-${screen}`)).toBeVisible();
+    await expect(cockpit.locator(`#screen-${screen} .chart canvas`).first()).toBeVisible();
+    await cockpit.waitForTimeout(800); // the charts' entry animation
+    await shoot(cockpit, `cockpit-${screen}`);
+  }
+  console.log(`cockpit first paint: ${firstPaint} ms`);
+});
+
+test('each watching post has its own view; other posts are refused', async ({ browser }) => {
+  const supervisor = await login(browser, 'supervisor', BIG_SCREEN);
+  await supervisor.goto('/cockpit');
+  await supervisor.waitForSelector('body[data-ready=yes]');
+  await expect(supervisor.locator('.post[data-for="supervisor"]')).toBeVisible();
+  await expect(supervisor.locator('.post[data-for="commander"]')).toBeHidden();
+  await expect(supervisor.locator('[data-table="overdue"] th').first()).toHaveText('案件');
+  await expect(supervisor.locator('#rotate')).not.toBeChecked();
+  const coordinator = await login(browser, 'coordinator', BIG_SCREEN);
+  await coordinator.goto('/cockpit');
+  await coordinator.waitForSelector('body[data-ready=yes]');
+  await expect(coordinator.locator('.post[data-for="coordinator"]')).toBeVisible();
+  const intake = await login(browser, 'intake');
+  const refused = await intake.goto('/cockpit');
+  expect(refused.status()).toBe(403);
+});
