@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// is generated once in `--dir` and reused.
     #[arg(long, value_delimiter = ',')]
     kpi_cases: Vec<u64>,
+    /// Run only the web UI benchmark (console pages, the case page, the cockpit's reads and its first
+    /// paint in headless Chromium) at this many cases; the database is generated once in `--dir`.
+    #[arg(long)]
+    ui_cases: Option<u64>,
     /// Internal: run the bare axum server on this address.
     #[arg(long, hide = true)]
     serve_bare: Option<String>,
@@ -85,6 +89,11 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     std::fs::create_dir_all(&args.dir)?;
     let mut rows = Vec::new();
     let body = report_body();
+    if let Some(n) = args.ui_cases {
+        eprintln!("· web UI at {n} cases");
+        print_rows(ui_bench(&args, n).await?);
+        return Ok(());
+    }
     if !args.kpi_cases.is_empty() {
         for &n in &args.kpi_cases {
             eprintln!("· KPI tables at {n} cases");
@@ -243,7 +252,7 @@ async fn kpi_queries(base: &str, count: u64) -> AppResult<Vec<Row>> {
     let mut all = Vec::new();
     for (name, dim, from) in shapes {
         let url = format!("{base}/api/v1/kpi?dim={dim}&from={from}&to={today}");
-        let lat = timed_gets(&http, &token, 200, |_| url.clone()).await?;
+        let lat = timed_gets(&http, Auth::Bearer(&token), 200, |_| url.clone()).await?;
         rows.push(latency_row(format!("GET /api/v1/kpi {name} (with 环比 and 同比), {count} cases, SQLite"), &lat));
         all.extend(lat);
     }
@@ -252,18 +261,124 @@ async fn kpi_queries(base: &str, count: u64) -> AppResult<Vec<Row>> {
     Ok(rows)
 }
 
-/// `n` sequential GETs of `url(i)` as `token`, each of which must succeed; their latencies in µs, sorted.
+/// How a benchmark client proves who it is: a bearer token (the API) or the session cookie (pages).
+#[derive(Debug, Clone, Copy)]
+enum Auth<'a> {
+    Anonymous,
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+/// The web UI against a demo database of `cases` cases: each post's console page (tab counts and the
+/// first page of its queue), a deep page of the closed cases, the case page, and the cockpit's two reads,
+/// 200 sequential requests each by one client; the reference is `GET /healthz` through the same stack.
+/// Then the cockpit's first paint in headless Chromium (cold cache), beside the static about page.
+async fn ui_bench(args: &BenchArgs, cases: u64) -> AppResult<Vec<Row>> {
+    let db = demo_db_of(args, &format!("bench-kpi-{cases}.db"), cases)?;
+    let count = rusqlite_count(&db);
+    let (child, base) = spawn_server(&db, "full")?;
+    let result = ui_requests(&base, count).await;
+    let paint = if result.is_ok() { cockpit_paint(&base) } else { Ok(Vec::new()) };
+    kill(child);
+    let mut rows = result?;
+    rows.extend(paint?);
+    Ok(rows)
+}
+
+async fn ui_requests(base: &str, count: u64) -> AppResult<Vec<Row>> {
+    let http = reqwest::Client::new();
+    let mut rows = Vec::new();
+    let health = timed_gets(&http, Auth::Anonymous, 200, |_| format!("{base}/healthz")).await?;
+    rows.push(latency_row("reference: GET /healthz (the same HTTP stack, no work)".into(), &health));
+    let mut pages = Vec::new();
+    for post in ["intake", "shift", "dispatch", "dept_huanwei", "gw001", "supervisor", "commander"] {
+        let token = login(base, post).await?;
+        let lat = timed_gets(&http, Auth::Cookie(&token), 200, |_| format!("{base}/")).await?;
+        rows.push(latency_row(format!("console page `/` as {post} (tab counts + first 30 rows), {count} cases"), &lat));
+        pages.extend(lat);
+    }
+    let commander = login(base, "commander").await?;
+    let newest: Value =
+        http.get(format!("{base}/api/v1/cases?limit=1")).bearer_auth(&commander).send().await?.json().await?;
+    let top = newest["items"][0]["id"].as_i64().ok_or("no case in the benchmark database")?;
+    let lat = timed_gets(&http, Auth::Cookie(&commander), 200, |i| {
+        format!("{base}/queue?q=closed&before={}", top - (i as i64 * 2_500) % top.max(1))
+    })
+    .await?;
+    rows.push(latency_row(format!("queue page of closed cases, keyset deep in the year, {count} cases"), &lat));
+    pages.extend(lat);
+    let shift = login(base, "shift").await?;
+    let lat = timed_gets(&http, Auth::Cookie(&shift), 200, |i| {
+        format!("{base}/cases/{}", top - (i as i64 * 997) % top.max(1))
+    })
+    .await?;
+    rows.push(latency_row(
+        format!("case page `/cases/{{id}}` as shift leader (facts, timeline, offered steps), {count} cases"),
+        &lat,
+    ));
+    pages.extend(lat);
+    pages.sort_unstable();
+    rows.push(latency_row(format!("**all {} console and case page requests above**", pages.len()), &pages));
+    for read in ["situation", "figures"] {
+        let lat = timed_gets(&http, Auth::Bearer(&commander), 200, |_| format!("{base}/api/v1/cockpit/{read}")).await?;
+        rows.push(latency_row(format!("GET /api/v1/cockpit/{read}, {count} cases"), &lat));
+    }
+    Ok(rows)
+}
+
+/// The cockpit's first paint, measured by `web/e2e/paint.mjs` in headless Chromium (skipped, and said
+/// so, where node, the web packages or Chromium are missing).
+fn cockpit_paint(base: &str) -> AppResult<Vec<Row>> {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() || !web.join("node_modules/playwright-core").exists() {
+        return Ok(vec![Row {
+            what: "cockpit first paint".into(),
+            result: "skipped: no Chromium or web/node_modules".into(),
+        }]);
+    }
+    let out = Command::new("node").arg("e2e/paint.mjs").arg(base).arg("7").current_dir(&web).output()?;
+    if !out.status.success() {
+        return Err(format!("paint.mjs: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let v: Value = serde_json::from_slice(out.stdout.trim_ascii())?;
+    let times = |k: &str| -> Vec<u64> {
+        let mut t: Vec<u64> = v[k].as_array().into_iter().flatten().filter_map(|x| x.as_u64()).collect();
+        t.sort_unstable();
+        t
+    };
+    let row = |what: &str, t: &[u64]| Row {
+        what: what.into(),
+        result: format!("median {} ms, max {} ms ({} cold runs)", percentile(t, 0.5), percentile(t, 1.0), t.len()),
+    };
+    Ok(vec![
+        row(
+            "cockpit first paint at 1920×1080, headless Chromium, cold cache (navigation → all panels drawn)",
+            &times("cockpit"),
+        ),
+        row("reference: the static about page, same browser, cold cache (navigation → load)", &times("about")),
+    ])
+}
+
+/// `n` sequential GETs of `url(i)` with `auth`, each of which must succeed; their latencies in µs, sorted.
 async fn timed_gets(
     http: &reqwest::Client,
-    token: &str,
+    auth: Auth<'_>,
     n: usize,
     url: impl Fn(usize) -> String,
 ) -> AppResult<Vec<u64>> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let url = url(i);
+        let req = match auth {
+            Auth::Anonymous => http.get(&url),
+            Auth::Bearer(token) => http.get(&url).bearer_auth(token),
+            Auth::Cookie(token) => {
+                http.get(&url).header(reqwest::header::COOKIE, format!("{}={token}", civicgrid_http::auth::COOKIE_NAME))
+            }
+        };
         let t = Instant::now();
-        let r = http.get(&url).bearer_auth(token).send().await?;
+        let r = req.send().await?;
         if !r.status().is_success() {
             return Err(format!("{url}: {}", r.status()).into());
         }
@@ -674,7 +789,7 @@ async fn list_queries(base: &str, count: i64) -> AppResult<Vec<Row>> {
     let mut rows = Vec::new();
     let mut all = Vec::new();
     for (name, query) in &shapes {
-        let lat = timed_gets(&http, &token, 300, |i| format!("{base}/api/v1/cases?{}", query(i))).await?;
+        let lat = timed_gets(&http, Auth::Bearer(&token), 300, |i| format!("{base}/api/v1/cases?{}", query(i))).await?;
         rows.push(latency_row(format!("GET /api/v1/cases {name}, {count} cases, SQLite"), &lat));
         all.extend(lat);
     }
