@@ -60,3 +60,12 @@ export async function token(request, username) {
   const resp = await request.post('/api/v1/auth/login', { data: { username, password: PASSWORD } });
   return (await resp.json()).token;
 }
+
+/** A small JPEG "photo" (a rendered patch of colour), as a file for a form's file input. */
+export async function photo(browser, name = '现场.jpg') {
+  const page = await browser.newPage({ viewport: { width: 320, height: 240 } });
+  await page.setContent('<body style="margin:0;background:#6f8f5a"></body>');
+  const buffer = await page.screenshot({ type: 'jpeg', quality: 60 });
+  await page.close();
+  return { name, mimeType: 'image/jpeg', buffer };
+}

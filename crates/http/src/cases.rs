@@ -164,6 +164,8 @@ pub struct CaseQuery {
     pub component: Option<String>,
     /// Merged (并单) into this primary case.
     pub merged_into: Option<i64>,
+    /// Only the cases the caller reported (a grid worker's own history).
+    pub mine: Option<bool>,
     /// Keyset cursor: the `next` of the previous page.
     pub before: Option<i64>,
     /// Page size, 1–500 (default 50).
@@ -226,6 +228,7 @@ pub async fn list_cases(
         component: parse_one::<ComponentId>("component", &q.component)?,
         within: None,
         merged_into: q.merged_into,
+        reporter: q.mine.unwrap_or(false).then_some(actor.user_id),
         scope: None,
     };
     let page = PageRequest { before: q.before, limit: q.limit.unwrap_or(50) };

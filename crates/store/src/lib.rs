@@ -318,6 +318,8 @@ pub struct CaseFilter {
     pub within: Option<Area>,
     /// Merged into this primary case.
     pub merged_into: Option<civicgrid_core::case::CaseId>,
+    /// Reported by this user (a grid worker's own reports).
+    pub reporter: Option<i64>,
     /// What the asking actor may see.
     pub scope: Option<CaseScope>,
 }

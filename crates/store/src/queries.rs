@@ -193,6 +193,9 @@ fn push_case_filter(qb: &mut QueryBuilder<Db>, f: &CaseFilter) {
     if let Some(s) = f.source {
         qb.push(" AND source = ").push_bind(s.as_str());
     }
+    if let Some(u) = f.reporter {
+        qb.push(" AND reporter_user_id = ").push_bind(u);
+    }
     if let Some(t) = f.reported_from {
         qb.push(" AND reported_at >= ").push_bind(micros(t));
     }

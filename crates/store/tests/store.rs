@@ -1108,6 +1108,9 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     assert_eq!(o, total - 1);
     let reporter = CaseFilter { scope: Some(CaseScope::Reporter(42)), ..Default::default() };
     assert_eq!(store.list_cases(&reporter, page(None, 500)).await.expect("reporter").items.len(), total.min(500));
+    let own = |u| CaseFilter { reporter: Some(u), ..Default::default() };
+    assert_eq!(store.count_matching(&own(42), 10_000).await.expect("own reports") as usize, total);
+    assert_eq!(store.count_matching(&own(43), 10_000).await.expect("someone else's"), 0);
     let later = CaseFilter { reported_from: Some(fx.now + SignedDuration::from_secs(1)), ..Default::default() };
     assert!(store.list_cases(&later, page(None, 10)).await.expect("time").items.is_empty());
     let other_matter = CaseFilter { matter: Some("01037".parse().expect("matter")), ..Default::default() };

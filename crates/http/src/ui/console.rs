@@ -32,6 +32,8 @@ pub struct Queue {
     pub overdue: bool,
     /// Only cases escalated (督办) at least once.
     pub escalated: bool,
+    /// Only the cases this person reported.
+    pub mine: bool,
 }
 
 const OPEN: &[CaseState] = &[
@@ -51,11 +53,13 @@ const OPEN: &[CaseState] = &[
 ];
 
 const fn q(key: &'static str, states: &'static [CaseState]) -> Queue {
-    Queue { key, states, overdue: false, escalated: false }
+    Queue { key, states, overdue: false, escalated: false, mine: false }
 }
 
-const OVERDUE: Queue = Queue { key: "overdue", states: OPEN, overdue: true, escalated: false };
-const ESCALATED: Queue = Queue { key: "escalated", states: OPEN, overdue: false, escalated: true };
+const OVERDUE: Queue = Queue { key: "overdue", states: OPEN, overdue: true, escalated: false, mine: false };
+const ESCALATED: Queue = Queue { key: "escalated", states: OPEN, overdue: false, escalated: true, mine: false };
+/// Everything this person reported, open or not: a grid worker's own history.
+const MINE: Queue = Queue { key: "mine", states: &[], overdue: false, escalated: false, mine: true };
 
 const INTAKE: &[Queue] = &[
     q("new", &[S::Reported]),
@@ -90,6 +94,7 @@ const GRID: &[Queue] = &[
     q("to_check", &[S::Checking]),
     q("to_verify", &[S::Replied]),
     q("reported", &[S::Reported]),
+    MINE,
     q("open", OPEN),
     q("closed", &[S::Closed]),
 ];
@@ -285,6 +290,7 @@ pub async fn queue_view(state: &AppState, s: &Session, q: &QueueQuery) -> Result
         states: queue.states.to_vec(),
         overdue_at: queue.overdue.then_some(now),
         escalated: queue.escalated,
+        reporter: queue.mine.then_some(s.actor.user_id),
         // The closed queue shows the last week's closures (call-backs, rectifications).
         closed_from: (queue.states == [S::Closed]).then(|| now - jiff::SignedDuration::from_hours(24 * 7)),
         ..CaseFilter::default()

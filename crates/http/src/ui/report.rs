@@ -73,10 +73,13 @@ const SOURCES: [Source; 6] =
 async fn page(
     state: &AppState,
     s: &Session,
-    values: std::collections::HashMap<String, String>,
+    mut values: std::collections::HashMap<String, String>,
     error: Option<(String, String)>,
 ) -> Response {
     let t = s.t();
+    // What a grid worker reports comes from their patrol; an operator mostly types in the hotline's.
+    let usual = if s.actor.role == civicgrid_core::access::Role::GridWorker { Source::GridPatrol } else { SOURCES[0] };
+    values.entry("source".to_owned()).or_insert_with(|| usual.as_str().to_owned());
     let world = state.world();
     let matters = world
         .catalog

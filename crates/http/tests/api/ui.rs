@@ -183,9 +183,22 @@ async fn each_post_sees_its_queues_with_counts_and_the_warning_colours() {
     assert!(late.contains("class=\"warn-red\"") && late.contains(&format!("href=\"/cases/{}\"", ids[0])));
     assert!(late.contains("<span class=\"light red\""), "the colour has a text equivalent");
 
-    // A grid worker's queues are their grids' checks and verifications.
+    // A grid worker's queues are their grids' checks and verifications, and their own reports.
     let gw = Browser::login(&app, "gw001").await;
     assert!(gw.get("/").await.html.contains("data-queue=\"to_check\""));
+    let gw_token = app.login("gw001").await;
+    let (_, me) = app.get("/api/v1/auth/me", Some(&gw_token)).await;
+    let own_grid = app.town.layout.grids.iter().position(|g| me["grids"][0] == g.code.as_str()).expect("gw001's grid");
+    let own = app.create(&gw_token, own_grid).await["id"].as_i64().expect("id");
+    let other = app.create(&shift, own_grid).await["id"].as_i64().expect("id");
+    let mine = gw.get("/?q=mine").await.html;
+    assert!(mine.contains("aria-current=\"page\" data-queue=\"mine\""), "the tab is open");
+    assert!(mine.contains(&format!("href=\"/cases/{own}\"")), "their own report");
+    assert!(!mine.contains(&format!("href=\"/cases/{other}\"")), "not someone else's in their grid");
+    assert!(
+        gw.get("/?q=open").await.html.contains(&format!("href=\"/cases/{other}\"")),
+        "which their grid's queue has"
+    );
 }
 
 #[tokio::test]
