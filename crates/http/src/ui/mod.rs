@@ -8,6 +8,7 @@
 //! - [`case`] — one case: facts, deadlines, photos, timeline, and the steps this post may take now.
 //! - [`report`] — the operators' report form.
 //! - [`inbox`] — the person's notifications.
+//! - [`kpi`] — the KPI tables with their XLSX export.
 //! - [`cockpit`] — the big-screen cockpit's page (drawn by `web/src/cockpit.js`).
 //!
 //! Forms are protected twice: the session cookie is `SameSite=Strict`, and every form carries a token
@@ -18,6 +19,7 @@ pub mod cockpit;
 pub mod console;
 pub mod i18n;
 pub mod inbox;
+pub mod kpi;
 pub mod login;
 pub mod report;
 
@@ -50,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/lang", get(login::switch_language))
         .route("/inbox", get(inbox::page))
         .route("/cockpit", get(cockpit::page))
+        .route("/kpi", get(kpi::page))
         .route("/inbox/{id}", post(inbox::mark))
         .route("/cases/{id}", get(case::page))
         .route(
@@ -231,6 +234,7 @@ impl Frame {
         }
         if civicgrid_service::cockpit::WATCHERS.contains(&role) {
             nav.push(("/cockpit", "nav.cockpit", None));
+            nav.push(("/kpi", "nav.kpi", None));
         }
         nav.push(("/inbox", "nav.inbox", unread.filter(|n| *n > 0)));
         nav.push(("/docs", "nav.api", None));

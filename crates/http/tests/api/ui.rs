@@ -395,3 +395,49 @@ fn cockpit_data(html: &str) -> Value {
     .fold(attr.to_owned(), |t, (from, to)| t.replace(from, to));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// The KPI page: a unit's table over a period with its total, links to the usual periods, the same
+/// table as a workbook through the session cookie, a clear refusal of a bad period, and no page for the
+/// posts that do not read KPIs.
+#[tokio::test]
+async fn the_kpi_page_shows_a_table_and_exports_it() {
+    let app = spawn_app().await;
+    let runner = civicgrid_service::jobs::JobRunner::standard(app.state.services.clone(), "test-node");
+    let intake_token = app.login("intake").await;
+    for grid in [0, 1, 1] {
+        app.create(&intake_token, grid).await;
+    }
+    while runner.run_once().await.expect("jobs") > 0 {}
+    let shift = Browser::login(&app, "shift").await;
+    assert!(shift.get("/").await.html.contains("href=\"/kpi\""), "in the shift leader's menu");
+    let page = shift.get("/kpi?dim=grid&from=2026-11-01&to=2026-11-30").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let name = |n: usize| app.town.layout.grids[n].name_zh.clone();
+    assert!(page.html.contains(&format!("<th scope=\"row\">{}</th><td>1</td>", name(0))), "{}", page.html);
+    assert!(page.html.contains(&format!("<th scope=\"row\">{}</th><td>2</td>", name(1))));
+    assert!(page.html.contains("<tr class=\"total\">") && page.html.contains("<th scope=\"row\">合计</th><td>3</td>"));
+    assert!(page.html.contains("<a href=\"/kpi?dim=grid&#38;from=2026-10-01&#38;to=2026-10-31\">上月</a>"));
+    let month = shift.get("/kpi?dim=grid&from=2026-11-01&to=2026-11-23").await;
+    assert!(month.html.contains("to=2026-11-23\" aria-current=\"true\">本月</a>"), "the period shown is marked");
+    let xlsx = "/api/v1/kpi.xlsx?dim=grid&#38;from=2026-11-01&#38;to=2026-11-30";
+    assert!(page.html.contains(&format!("href=\"{xlsx}\" download")), "the export button");
+    let resp = shift
+        .http
+        .get(format!("{}{}", app.base, xlsx.replace("&#38;", "&")))
+        .header(COOKIE, &shift.cookie)
+        .send()
+        .await
+        .expect("xlsx");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.bytes().await.expect("body").starts_with(b"PK"), "a workbook");
+    // The default is this month's workstations; the people table scores each post.
+    let default = shift.get("/kpi").await;
+    assert!(default.html.contains("aria-current=\"page\">工作站</a>"));
+    assert!(shift.get("/kpi?dim=person").await.html.contains("网格员"));
+    let bad = shift.get("/kpi?dim=grid&from=2026-11-30&to=2026-11-01").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.html.contains("class=\"error\" role=\"alert\""));
+    let intake = Browser::login(&app, "intake").await;
+    assert!(!intake.get("/").await.html.contains("href=\"/kpi\""));
+    assert_eq!(intake.get("/kpi").await.status, StatusCode::FORBIDDEN);
+}
