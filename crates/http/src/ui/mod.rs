@@ -8,12 +8,14 @@
 //! - [`case`] — one case: facts, deadlines, photos, timeline, and the steps this post may take now.
 //! - [`report`] — the operators' report form.
 //! - [`inbox`] — the person's notifications.
+//! - [`admin`] — the administrator's pages: accounts, keys, calendar, time limits, routing, roster.
 //! - [`kpi`] — the KPI tables with their XLSX export.
 //! - [`cockpit`] — the big-screen cockpit's page (drawn by `web/src/cockpit.js`).
 //!
 //! Forms are protected twice: the session cookie is `SameSite=Strict`, and every form carries a token
 //! derived from the session ([`Session::csrf`]) that the handler checks.
 
+pub mod admin;
 pub mod case;
 pub mod cockpit;
 pub mod console;
@@ -53,6 +55,9 @@ pub fn routes() -> Router<AppState> {
         .route("/inbox", get(inbox::page))
         .route("/cockpit", get(cockpit::page))
         .route("/kpi", get(kpi::page))
+        .route("/admin", get(admin::home))
+        .route("/admin/{section}", get(admin::section).post(admin::change_section))
+        .route("/admin/{section}/{id}", post(admin::change_item))
         .route("/inbox/{id}", post(inbox::mark))
         .route("/cases/{id}", get(case::page))
         .route(
@@ -235,6 +240,9 @@ impl Frame {
         if civicgrid_service::cockpit::WATCHERS.contains(&role) {
             nav.push(("/cockpit", "nav.cockpit", None));
             nav.push(("/kpi", "nav.kpi", None));
+        }
+        if role == Role::Admin {
+            nav.push(("/admin", "nav.admin", None));
         }
         nav.push(("/inbox", "nav.inbox", unread.filter(|n| *n > 0)));
         nav.push(("/docs", "nav.api", None));

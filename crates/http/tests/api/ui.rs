@@ -441,3 +441,210 @@ async fn the_kpi_page_shows_a_table_and_exports_it() {
     assert!(!intake.get("/").await.html.contains("href=\"/kpi\""));
     assert_eq!(intake.get("/kpi").await.status, StatusCode::FORBIDDEN);
 }
+
+/// The administrator's pages change what the API serves: an account made and disabled, a service
+/// account's key issued once and revoked, a holiday added, a time limit changed, a routing rule and a
+/// roster shift set; a refusal is shown on the page and changes nothing; no other post gets in.
+#[tokio::test]
+async fn administrators_run_the_town_from_their_pages() {
+    let app = spawn_app().await;
+    let admin = Browser::login(&app, "admin").await;
+    let admin_token = app.login("admin").await;
+    assert_eq!(admin.get("/admin").await.location.as_deref(), Some("/admin/users"));
+    let page = admin.get("/admin/users").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("<td>gw001</td>") && page.html.contains("href=\"/admin\""));
+    let token = csrf(&page.html);
+    let grid = app.town.layout.grids[2].code.to_string();
+
+    // A grid worker without a grid is refused beside nothing created; with one, the account logs in.
+    let base = [
+        ("csrf", token.as_str()),
+        ("username", "gw_new"),
+        ("display_name", "新网格员"),
+        ("role", "grid_worker"),
+        ("password", "a-long-password-1"),
+    ];
+    let refused = admin.post("/admin/users", &base).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.html.contains("class=\"error\" role=\"alert\""));
+    assert!(!refused.html.contains("<td>gw_new</td>"));
+    let made = admin.post("/admin/users", &[&base[..], &[("grids", grid.as_str())]].concat()).await;
+    assert_eq!(made.location.as_deref(), Some("/admin/users?done=user_created"));
+    assert!(admin.get("/admin/users?done=user_created").await.html.contains("账号已创建"));
+    let (s, _) =
+        app.post("/api/v1/auth/login", None, &json!({"username": "gw_new", "password": "a-long-password-1"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, users) = app.get("/api/v1/users", Some(&admin_token)).await;
+    let id = users.as_array().expect("users").iter().find(|u| u["username"] == "gw_new").expect("made")["id"]
+        .as_i64()
+        .expect("id");
+    assert_eq!(
+        admin.post(&format!("/admin/users/{id}"), &[("csrf", &token), ("op", "disable")]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let (s, _) =
+        app.post("/api/v1/auth/login", None, &json!({"username": "gw_new", "password": "a-long-password-1"})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "disabled");
+    assert_eq!(
+        admin.post(&format!("/admin/users/{id}"), &[("csrf", "0".repeat(32).as_str()), ("op", "enable")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A key is shown once, works, and stops working when revoked.
+    assert_eq!(
+        admin
+            .post("/admin/integrations", &[("csrf", &token), ("name", "fixmystreet"), ("channel", "open311")])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    let (_, accounts) = app.get("/api/v1/service-accounts", Some(&admin_token)).await;
+    let account =
+        accounts.as_array().expect("accounts").iter().find(|a| a["name"] == "fixmystreet").expect("made")["id"]
+            .as_i64()
+            .expect("id");
+    let issued = admin.post(&format!("/admin/integrations/{account}"), &[("csrf", &token), ("op", "issue")]).await;
+    assert_eq!(issued.status, StatusCode::OK);
+    let key =
+        issued.html.split("<code>").nth(1).and_then(|r| r.split("</code>").next()).expect("the key, once").to_owned();
+    assert!(key.starts_with("cgk_"));
+    assert_eq!(app.get("/api/v1/code-tables/matters", Some(&key)).await.0, StatusCode::OK);
+    assert!(!admin.get("/admin/integrations").await.html.contains(&key), "never shown again");
+    let (_, accounts) = app.get("/api/v1/service-accounts", Some(&admin_token)).await;
+    let key_id =
+        accounts.as_array().expect("accounts").iter().find(|a| a["id"] == account).expect("it")["keys"][0]["id"]
+            .as_i64()
+            .expect("key id");
+    assert_eq!(
+        admin.post(&format!("/admin/integrations/{key_id}"), &[("csrf", &token), ("op", "revoke")]).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // Next year's New Year's Day.
+    let add = [
+        ("csrf", token.as_str()),
+        ("op", "add"),
+        ("date", "2027-01-01"),
+        ("kind", "holiday"),
+        ("name_zh", "元旦"),
+        ("name_en", "New Year's Day"),
+    ];
+    assert_eq!(admin.post("/admin/calendar", &add).await.status, StatusCode::SEE_OTHER);
+    let (_, calendar) = app.get("/api/v1/calendar", Some(&admin_token)).await;
+    assert!(
+        calendar.as_array().expect("entries").iter().any(|e| e["date"] == "2027-01-01" && e["name_zh"] == "元旦"),
+        "{calendar}"
+    );
+    assert!(admin.get("/admin/calendar").await.html.contains("<td>2027-01-01</td>"));
+
+    // The dispatch limit becomes 45 working minutes; everything else stays as it was.
+    let (_, before) = app.get("/api/v1/sla-policy", Some(&admin_token)).await;
+    let sla_page = admin.get("/admin/sla").await.html;
+    let mut form: Vec<(String, String)> = vec![("csrf".into(), token.clone())];
+    for path in [
+        "dispatch.normal",
+        "dispatch.urgent",
+        "dispatch.critical",
+        "sign",
+        "handle.normal",
+        "handle.urgent",
+        "handle.critical",
+        "handle_police_110",
+        "verify",
+        "close",
+        "check",
+        "rectify",
+    ] {
+        let limit = path.split('.').fold(&before, |v, k| &v[k]);
+        let amount = if path == "dispatch.normal" { "45".to_owned() } else { limit["amount"].to_string() };
+        let unit = if path == "dispatch.normal" {
+            "working_minutes".to_owned()
+        } else {
+            limit["unit"].as_str().expect("unit").to_owned()
+        };
+        assert!(sla_page.contains(&format!("name=\"{path}.amount\"")));
+        form.push((format!("{path}.amount"), amount));
+        form.push((format!("{path}.unit"), unit));
+    }
+    for n in ["warn_percent", "ack_within_minutes", "verify_radius_m", "sample_percent", "duplicate_radius_m"] {
+        form.push((n.into(), before[n].to_string()));
+    }
+    let multiples: Vec<String> =
+        before["escalate_multiples"].as_array().expect("ladder").iter().map(|m| m.to_string()).collect();
+    form.push(("escalate_multiples".into(), multiples.join(",")));
+    if before["centre_around_the_clock"] == true {
+        form.push(("centre_around_the_clock".into(), "on".into()));
+    }
+    let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = admin.post("/admin/sla", &fields).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.html);
+    let (_, after) = app.get("/api/v1/sla-policy", Some(&admin_token)).await;
+    assert_eq!(after["dispatch"]["normal"], json!({"unit": "working_minutes", "amount": 45}));
+    assert_eq!(
+        (&after["sign"], &after["warn_percent"], &after["per_matter"]),
+        (&before["sign"], &before["warn_percent"], &before["per_matter"])
+    );
+    let mut bad = fields.clone();
+    bad.retain(|(k, _)| *k != "warn_percent");
+    bad.push(("warn_percent", "5"));
+    let refused = admin.post("/admin/sla", &bad).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "a warning at 5 % is refused");
+    assert_eq!(app.get("/api/v1/sla-policy", Some(&admin_token)).await.1, after, "and changes nothing");
+
+    // A routing rule: 06010 in one grid goes to 城管. The demo's rule for the matter town-wide stays,
+    // and a second rule with the same criteria is refused.
+    let twice = [("csrf", token.as_str()), ("op", "add"), ("matter", "06010"), ("lead", "chengguan")];
+    assert_eq!(admin.post("/admin/routing", &twice).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let rule =
+        [("csrf", token.as_str()), ("op", "add"), ("matter", "06010"), ("grid", grid.as_str()), ("lead", "chengguan")];
+    let added = admin.post("/admin/routing", &rule).await;
+    assert_eq!(
+        added.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        added.html.split("role=\"alert\">").nth(1).unwrap_or_default()
+    );
+    let (_, rules) = app.get("/api/v1/routing-rules", Some(&admin_token)).await;
+    assert!(
+        rules["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|r| r["matter"] == "06010" && r["grid"] == grid.as_str() && r["lead"] == "chengguan"),
+        "{rules}"
+    );
+
+    // The day shift's intake operator on 23 November is intake2.
+    let intake2 = users.as_array().expect("users").iter().find(|u| u["username"] == "intake2").expect("intake2")["id"]
+        .to_string();
+    let shift = [
+        ("csrf", token.as_str()),
+        ("op", "set"),
+        ("date", "2026-11-23"),
+        ("shift", "day"),
+        ("post", "intake_operator"),
+        ("department", ""),
+        ("users", intake2.as_str()),
+        ("from", "2026-11-23"),
+    ];
+    let set = admin.post("/admin/roster", &shift).await;
+    let why =
+        set.html.split("role=\"alert\">").nth(1).unwrap_or_default().split("<").next().unwrap_or_default().to_owned();
+    assert_eq!(set.location.as_deref(), Some("/admin/roster?done=roster&from=2026-11-23"), "{why}");
+    let (_, roster) = app.get("/api/v1/duty-roster?from=2026-11-23&to=2026-11-23", Some(&admin_token)).await;
+    let on: Vec<String> = roster
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["shift"] == "day" && e["post"] == "intake_operator")
+        .map(|e| e["user_id"].to_string())
+        .collect();
+    assert_eq!(on, vec![intake2]);
+    assert!(admin.get("/admin/departments").await.html.contains("<td>huanwei</td>"));
+
+    let shift_leader = Browser::login(&app, "shift").await;
+    assert!(!shift_leader.get("/").await.html.contains("href=\"/admin\""));
+    assert_eq!(shift_leader.get("/admin/users").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(admin.get("/admin/nowhere").await.status, StatusCode::NOT_FOUND);
+}
