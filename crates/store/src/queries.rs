@@ -140,27 +140,36 @@ impl This {
     }
 }
 
-/// The cases matching `filter`, as `head` followed by a `SELECT` of the case columns and its
-/// conditions, and the id column to page on. A department's list walks its (dept, case_id) index
-/// newest first; others walk the ids.
-fn case_query(head: &str, filter: &CaseFilter) -> (QueryBuilder<Db>, &'static str) {
+/// The cases matching `filter`, as `head` followed by a `SELECT` of the case columns (or, for
+/// `ids_only`, of the id alone: a count reads no JSON) and its conditions, and the id column to page
+/// on. A department's list walks its (dept, case_id) index newest first; others walk the ids.
+fn case_query(head: &str, filter: &CaseFilter, ids_only: bool) -> (QueryBuilder<Db>, &'static str) {
     let mut qb: QueryBuilder<Db> = QueryBuilder::new(head);
     let key = match driving_department(filter) {
         Some(d) => {
-            qb.push(
-                "SELECT c.id, c.number, c.facts, c.status FROM case_departments d \
-                 JOIN cases c ON c.id = d.case_id WHERE d.dept = ",
-            );
+            let columns = if ids_only { "c.id" } else { "c.id, c.number, c.facts, c.status" };
+            qb.push(format!(
+                "SELECT {columns} FROM case_departments d JOIN cases c ON c.id = d.case_id WHERE d.dept = "
+            ));
             qb.push_bind(d.to_string());
             "d.case_id"
         }
         None => {
-            qb.push(format!("SELECT {CASE_COLUMNS} FROM cases WHERE 1 = 1"));
+            let columns = if ids_only { "id" } else { CASE_COLUMNS };
+            qb.push(format!("SELECT {columns} FROM cases WHERE 1 = 1"));
             "id"
         }
     };
     push_case_filter(&mut qb, filter);
     (qb, key)
+}
+
+/// Appends "the case is assigned to `d`" as a probe of the (dept, case_id) key per candidate row: the
+/// candidates are few (open states, a grid), a department's whole list is long.
+fn push_member_of(qb: &mut QueryBuilder<Db>, d: &civicgrid_core::org::DeptCode) {
+    qb.push(" AND EXISTS (SELECT 1 FROM case_departments m WHERE m.dept = ")
+        .push_bind(d.to_string())
+        .push(" AND m.case_id = id)");
 }
 
 /// Appends the filter's conditions. A department list is driven by `case_departments` (see
@@ -188,7 +197,7 @@ fn push_case_filter(qb: &mut QueryBuilder<Db>, f: &CaseFilter) {
     if let Some(d) = &f.department
         && Some(d) != driving_department(f)
     {
-        qb.push(" AND id IN (SELECT case_id FROM case_departments WHERE dept = ").push_bind(d.to_string()).push(")");
+        push_member_of(qb, d);
     }
     if let Some(s) = f.source {
         qb.push(" AND source = ").push_bind(s.as_str());
@@ -225,7 +234,12 @@ fn push_case_filter(qb: &mut QueryBuilder<Db>, f: &CaseFilter) {
         qb.push(" AND merged_into = ").push_bind(p);
     }
     match &f.scope {
-        None | Some(CaseScope::All) | Some(CaseScope::Department(_)) => {}
+        None | Some(CaseScope::All) => {}
+        Some(CaseScope::Department(d)) => {
+            if driving_department(f) != Some(d) {
+                push_member_of(qb, d);
+            }
+        }
         Some(CaseScope::Grids(grids)) if grids.is_empty() => {
             qb.push(" AND 1 = 0");
         }
@@ -774,7 +788,7 @@ impl CaseStore for This {
 
     async fn list_cases(&self, filter: &CaseFilter, page: PageRequest) -> Result<Page<Case>> {
         let limit = i64::from(page.limit.clamp(1, 500));
-        let (mut qb, key) = case_query("", filter);
+        let (mut qb, key) = case_query("", filter, false);
         if let Some(before) = page.before {
             qb.push(format!(" AND {key} < ")).push_bind(before);
         }
@@ -788,8 +802,10 @@ impl CaseStore for This {
     }
 
     async fn count_matching(&self, filter: &CaseFilter, cap: u32) -> Result<i64> {
-        let (mut qb, _) = case_query("SELECT COUNT(*) FROM (", filter);
-        qb.push(" LIMIT ").push_bind(i64::from(cap)).push(") AS matching");
+        // Newest first, like the list the count stands beside: a capped count of recent cases (the
+        // last week's closures) stops after `cap` rows instead of walking the whole year to them.
+        let (mut qb, key) = case_query("SELECT COUNT(*) FROM (", filter, true);
+        qb.push(format!(" ORDER BY {key} DESC LIMIT ")).push_bind(i64::from(cap)).push(") AS matching");
         Ok(qb.build_query_scalar().fetch_one(&self.read).await?)
     }
 

@@ -165,6 +165,13 @@ pub(crate) fn component_from_row(
 
 /// The department a case list is driven by: the actor's department scope, else the filter's.
 pub(crate) fn driving_department(f: &CaseFilter) -> Option<&civicgrid_core::org::DeptCode> {
+    // Open cases are few: the state index finds a department's cases in some open states faster than
+    // a walk through the department's whole history, which such a filter may match nowhere in.
+    let open = |s: &civicgrid_core::case::CaseState| s.is_open() && *s != civicgrid_core::case::CaseState::Merged;
+    // So are recent closures, found newest first in the state index.
+    if (!f.states.is_empty() && f.states.iter().all(open)) || f.closed_from.is_some() {
+        return None;
+    }
     match &f.scope {
         Some(CaseScope::Department(d)) => Some(d),
         _ => f.department.as_ref(),
