@@ -141,6 +141,7 @@ pub enum Body {
     /// A week of the roster.
     Roster {
         from: String,
+        dept: String,
         posts: Vec<Choice>,
         rows: Vec<RosterRow>,
         shifts: Vec<Choice>,
@@ -167,6 +168,7 @@ struct AdminPage {
 #[derive(Debug, Default, Deserialize)]
 pub struct SectionQuery {
     from: Option<String>,
+    dept: Option<String>,
     done: Option<String>,
 }
 
@@ -203,7 +205,8 @@ pub async fn section(
     Query(q): Query<SectionQuery>,
 ) -> Response {
     let notice = q.done.as_deref().map(|k| s.t().get(&format!("admin.done.{k}")).to_owned()).unwrap_or_default();
-    show(&state, &s, &section, q.from.as_deref(), notice, String::new(), None).await
+    let from = (q.from.as_deref(), q.dept.as_deref());
+    show(&state, &s, &section, from, notice, String::new(), None).await
 }
 
 /// Draws a section; `error` (with status 422, or the error's own) when a change was refused.
@@ -211,7 +214,7 @@ async fn show(
     state: &AppState,
     s: &Session,
     section: &str,
-    from: Option<&str>,
+    (from, dept): (Option<&str>, Option<&str>),
     notice: String,
     error: String,
     issued: Option<String>,
@@ -223,7 +226,7 @@ async fn show(
         return super::message(s.lang, StatusCode::FORBIDDEN, "admin.forbidden");
     }
     let t = s.t();
-    let body = match body(state, s, section, from, issued).await {
+    let body = match body(state, s, section, (from, dept), issued).await {
         Ok(b) => b,
         Err(e) => return super::refusal(s.lang, e),
     };
@@ -257,7 +260,7 @@ async fn body(
     state: &AppState,
     s: &Session,
     section: &str,
-    from: Option<&str>,
+    (from, dept): (Option<&str>, Option<&str>),
     issued: Option<String>,
 ) -> Result<Body, ApiError> {
     let t = s.t();
@@ -421,6 +424,7 @@ async fn body(
         "roster" => {
             let today = local(state.clock.now()).date();
             let from = from.and_then(|d| d.parse::<Date>().ok()).unwrap_or(today);
+            let shown: Option<civicgrid_core::org::DeptCode> = dept.and_then(|d| d.parse().ok());
             let to = from.checked_add((ROSTER_DAYS - 1).days()).map_err(|e| invalid("from", e.to_string()))?;
             let entries = services.roster(&s.actor, from, to).await?;
             let users = services.users(&s.actor).await?;
@@ -432,18 +436,45 @@ async fn body(
                     let cells = DutyPost::ALL
                         .iter()
                         .map(|post| {
-                            entries
+                            (post, {
+                                entries
+                                    .iter()
+                                    .filter(|e| e.date == day && e.shift == shift && e.post == *post)
+                                    .filter(|e| {
+                                        e.department.is_none()
+                                            || shown.is_none()
+                                            || e.department.as_ref() == shown.as_ref()
+                                    })
+                                    .map(|e| {
+                                        let who = names.get(&e.user_id).copied().unwrap_or("?");
+                                        match &e.department {
+                                            // Without a chosen department, a departmental post says how many have someone.
+                                            Some(_) if shown.is_none() => String::new(),
+                                            Some(d) if !who.contains(&dept_name(d)) => {
+                                                format!("{who}（{}）", dept_name(d))
+                                            }
+                                            _ => who.to_owned(),
+                                        }
+                                    })
+                                    .filter(|x| !x.is_empty())
+                                    .collect::<Vec<_>>()
+                                    .join("、")
+                            })
+                        })
+                        .map(|(post, text): (&DutyPost, String)| {
+                            if shown.is_some() || !matches!(post, DutyPost::DeptHead | DutyPost::DeptHandler) {
+                                return text;
+                            }
+                            let staffed: std::collections::BTreeSet<_> = entries
                                 .iter()
                                 .filter(|e| e.date == day && e.shift == shift && e.post == *post)
-                                .map(|e| {
-                                    let who = names.get(&e.user_id).copied().unwrap_or("?");
-                                    match &e.department {
-                                        Some(d) => format!("{who}（{}）", dept_name(d)),
-                                        None => who.to_owned(),
-                                    }
-                                })
-                                .collect::<Vec<_>>()
-                                .join("、")
+                                .filter_map(|e| e.department.as_ref())
+                                .collect();
+                            if staffed.is_empty() {
+                                text
+                            } else {
+                                t.get("admin.roster.departments").replace("{n}", &staffed.len().to_string())
+                            }
                         })
                         .collect();
                     rows.push(RosterRow {
@@ -488,7 +519,11 @@ async fn body(
                         active: false,
                     })
                     .collect(),
-                departments: departments(state),
+                departments: departments(state)
+                    .into_iter()
+                    .map(|c| Choice { active: shown.as_ref().is_some_and(|d| d.as_str() == c.value), ..c })
+                    .collect(),
+                dept: shown.as_ref().map(|d| d.to_string()).unwrap_or_default(),
                 rows,
                 prev: week(-ROSTER_DAYS),
                 next: week(ROSTER_DAYS),
@@ -543,7 +578,8 @@ async fn change(state: &AppState, s: &Session, section: String, id: Option<i64>,
             see_other(&format!("/admin/{section}?done={key}{back}"))
         }
         Ok(Applied::Issued(key)) => {
-            show(state, s, &section, None, s.t().get("admin.done.issued").to_owned(), String::new(), Some(key)).await
+            show(state, s, &section, (None, None), s.t().get("admin.done.issued").to_owned(), String::new(), Some(key))
+                .await
         }
         Err(e) => {
             let message = match e.body.field.as_deref() {
@@ -551,7 +587,7 @@ async fn change(state: &AppState, s: &Session, section: String, id: Option<i64>,
                 _ => e.body.message,
             };
             let from = Some(from.as_str()).filter(|x| !x.is_empty());
-            show(state, s, &section, from, String::new(), message, None).await
+            show(state, s, &section, (from, None), String::new(), message, None).await
         }
     }
 }

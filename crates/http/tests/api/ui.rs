@@ -641,6 +641,11 @@ async fn administrators_run_the_town_from_their_pages() {
         .map(|e| e["user_id"].to_string())
         .collect();
     assert_eq!(on, vec![intake2]);
+    // The week's table counts the departments with someone on duty, or names one department's people.
+    let week = admin.get("/admin/roster?from=2026-11-23").await.html;
+    assert!(week.contains("个部门已排班"), "departments counted");
+    let one = admin.get("/admin/roster?from=2026-11-23&dept=huanwei").await.html;
+    assert!(!one.contains("个部门已排班") && one.contains("<option value=\"huanwei\" selected>"), "one department shown");
     assert!(admin.get("/admin/departments").await.html.contains("<td>huanwei</td>"));
 
     let shift_leader = Browser::login(&app, "shift").await;
