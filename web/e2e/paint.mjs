@@ -2,10 +2,10 @@
 // fresh browser context (cold cache: bundle, font and data all fetched), logged in through the form,
 // then the time from navigation to the cockpit saying it has drawn (body[data-ready=yes]). The
 // reference is the same navigation to the static about page (until its load event).
-// Usage: node paint.mjs BASE_URL RUNS; prints one JSON line {"cockpit": [ms…], "about": [ms…]}.
+// Usage: node paint.mjs BASE_URL RUNS [PASSWORD of `commander`]; prints one JSON line {"cockpit": [ms…], "about": [ms…]}.
 import { chromium } from 'playwright-core';
 
-const [base, runsArg] = process.argv.slice(2);
+const [base, runsArg, password = 'civicgrid-demo'] = process.argv.slice(2);
 const runs = Number(runsArg || 5);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -16,7 +16,7 @@ const login = await browser.newContext({ locale: 'zh-CN' });
 const form = await login.newPage();
 await form.goto(`${base}/login`);
 await form.fill('#username', 'commander');
-await form.fill('#password', 'civicgrid-demo');
+await form.fill('#password', password);
 await Promise.all([form.waitForURL(`${base}/`), form.click('button[type=submit]')]);
 const storageState = await login.storageState();
 await login.close();

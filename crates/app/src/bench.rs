@@ -337,7 +337,7 @@ fn cockpit_paint(base: &str) -> AppResult<Vec<Row>> {
             result: "skipped: no Chromium or web/node_modules".into(),
         }]);
     }
-    let out = Command::new("node").arg("e2e/paint.mjs").arg(base).arg("7").current_dir(&web).output()?;
+    let out = Command::new("node").args(["e2e/paint.mjs", base, "7", PASSWORD]).current_dir(&web).output()?;
     if !out.status.success() {
         return Err(format!("paint.mjs: {}", String::from_utf8_lossy(&out.stderr)).into());
     }

@@ -215,7 +215,9 @@ fn push_case_filter(qb: &mut QueryBuilder<Db>, f: &CaseFilter) {
         qb.push(" AND due_at IS NOT NULL AND due_at < ").push_bind(micros(t));
     }
     if let Some(t) = f.closed_from {
-        qb.push(" AND closed_at >= ").push_bind(micros(t));
+        // As a set from the closed_at index: a queue of recent closures then walks only index
+        // entries (a membership test each) past a year of older closures, never their rows.
+        qb.push(" AND id IN (SELECT id FROM cases WHERE closed_at >= ").push_bind(micros(t)).push(")");
     }
     if let Some(t) = f.closed_to {
         qb.push(" AND closed_at < ").push_bind(micros(t));

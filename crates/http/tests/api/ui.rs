@@ -645,7 +645,10 @@ async fn administrators_run_the_town_from_their_pages() {
     let week = admin.get("/admin/roster?from=2026-11-23").await.html;
     assert!(week.contains("个部门已排班"), "departments counted");
     let one = admin.get("/admin/roster?from=2026-11-23&dept=huanwei").await.html;
-    assert!(!one.contains("个部门已排班") && one.contains("<option value=\"huanwei\" selected>"), "one department shown");
+    assert!(
+        !one.contains("个部门已排班") && one.contains("<option value=\"huanwei\" selected>"),
+        "one department shown"
+    );
     assert!(admin.get("/admin/departments").await.html.contains("<td>huanwei</td>"));
 
     let shift_leader = Browser::login(&app, "shift").await;
