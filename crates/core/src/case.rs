@@ -277,6 +277,24 @@ impl CaseState {
         CaseState::Void,
     ];
 
+    /// The states in which someone still has to act: open, and not merged into another case (a
+    /// follower moves with its primary). The queues, the big screen and their indexes count these.
+    pub const ACTIVE: [CaseState; 13] = [
+        CaseState::Reported,
+        CaseState::Checking,
+        CaseState::Accepted,
+        CaseState::Filed,
+        CaseState::Dispatched,
+        CaseState::Handling,
+        CaseState::ReturnRequested,
+        CaseState::ExtensionRequested,
+        CaseState::ParkRequested,
+        CaseState::Parked,
+        CaseState::Replied,
+        CaseState::Verified,
+        CaseState::VoidRequested,
+    ];
+
     /// Closed and void cases are finished: no clock runs on them.
     pub fn is_open(self) -> bool {
         !matches!(self, CaseState::Closed | CaseState::Void)

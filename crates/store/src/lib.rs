@@ -472,7 +472,7 @@ pub trait CaseStore: Send + Sync {
     /// Number of cases matching a filter, counted up to `cap` (a queue's badge shows "999+" rather
     /// than scan a year of closed cases).
     async fn count_matching(&self, filter: &CaseFilter, cap: u32) -> Result<i64>;
-    /// The open cases (neither closed, void nor merged), newest first, at most `limit`: the light
+    /// The open cases ([`CaseState::ACTIVE`]: neither closed, void nor merged), newest first, at most `limit`: the light
     /// columns a cockpit map and its tallies need, read from the state index without the JSON.
     async fn open_cases(&self, limit: u32) -> Result<Vec<OpenCase>>;
     /// Bulk-imports historical cases in one transaction; numbers are assigned per reported day. The
@@ -517,23 +517,6 @@ pub struct OpenCase {
     /// Whether it is about a component (部件).
     pub component: bool,
 }
-
-/// The states of [`OpenCase`]s: open, not merged into another case (which counts for both).
-pub const OPEN_STATES: [CaseState; 13] = [
-    CaseState::Reported,
-    CaseState::Checking,
-    CaseState::Accepted,
-    CaseState::Filed,
-    CaseState::Dispatched,
-    CaseState::Handling,
-    CaseState::ReturnRequested,
-    CaseState::ExtensionRequested,
-    CaseState::ParkRequested,
-    CaseState::Parked,
-    CaseState::Replied,
-    CaseState::Verified,
-    CaseState::VoidRequested,
-];
 
 /// A service account: an outside system bound to one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

@@ -19,7 +19,7 @@ use crate::{
 };
 use civicgrid_core::access::CaseScope;
 use civicgrid_core::calendar::{CalendarEntry, DayKind};
-use civicgrid_core::case::{Case, CaseEvent, CaseId, CaseStatus};
+use civicgrid_core::case::{Case, CaseEvent, CaseId, CaseState, CaseStatus};
 use civicgrid_core::catalog::{ComponentClass, Matter};
 use civicgrid_core::codes::ComponentId;
 use civicgrid_core::component::Component;
@@ -817,7 +817,7 @@ impl CaseStore for This {
              escalation_level, component_id IS NOT NULL FROM cases WHERE state IN (",
         );
         let mut states = qb.separated(", ");
-        for s in crate::OPEN_STATES {
+        for s in CaseState::ACTIVE {
             states.push_bind(s.as_str());
         }
         qb.push(") ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));

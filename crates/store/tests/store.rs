@@ -1099,7 +1099,7 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     }
     // The same through the state index (open states are few, so a department's open queues are not
     // driven by its whole history): listing and counting agree with the walk above.
-    let open_in = |d: &str| CaseFilter { states: civicgrid_store::OPEN_STATES.to_vec(), ..list_of(d) };
+    let open_in = |d: &str| CaseFilter { states: CaseState::ACTIVE.to_vec(), ..list_of(d) };
     for (d, n) in [("huanwei", 0), ("shuiwu", 1)] {
         assert_eq!(store.list_cases(&open_in(d), page(None, 10)).await.expect("open in dept").items.len(), n, "{d}");
         assert_eq!(store.count_matching(&open_in(d), 100).await.expect("count open in dept"), n as i64, "{d}");
@@ -1141,7 +1141,7 @@ async fn listing_filters_scopes_and_pages(store: &dyn Store, fx: &Fixture) {
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![follower]);
     // The open cases a big screen reads are the listing's open states, newest first, the merged
     // follower left out while it follows its primary.
-    let open = CaseFilter { states: civicgrid_store::OPEN_STATES.to_vec(), ..Default::default() };
+    let open = CaseFilter { states: CaseState::ACTIVE.to_vec(), ..Default::default() };
     let listed: Vec<_> = store.list_cases(&open, page(None, 500)).await.expect("open").items;
     let light = store.open_cases(10_000).await.expect("open cases");
     assert_eq!(light.iter().map(|c| c.id).collect::<Vec<_>>(), listed.iter().map(|c| c.id).collect::<Vec<_>>());

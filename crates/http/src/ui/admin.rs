@@ -30,7 +30,7 @@ use crate::state::AppState;
 /// The sections, in the order of the tabs.
 const SECTIONS: [&str; 7] = ["users", "integrations", "calendar", "sla", "routing", "roster", "departments"];
 /// The time limits an administrator sets, by their path in the policy document.
-const LIMITS: [&str; 12] = [
+pub const LIMITS: [&str; 12] = [
     "dispatch.normal",
     "dispatch.urgent",
     "dispatch.critical",
@@ -48,7 +48,7 @@ const LIMITS: [&str; 12] = [
 const UNITS: [&str; 6] =
     ["working_minutes", "working_hours", "working_days", "calendar_minutes", "calendar_hours", "calendar_days"];
 /// The policy's plain numbers.
-const NUMBERS: [&str; 5] =
+pub const NUMBERS: [&str; 5] =
     ["warn_percent", "ack_within_minutes", "verify_radius_m", "sample_percent", "duplicate_radius_m"];
 /// Days of the roster shown at once.
 const ROSTER_DAYS: i64 = 7;

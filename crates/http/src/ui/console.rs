@@ -36,21 +36,7 @@ pub struct Queue {
     pub mine: bool,
 }
 
-const OPEN: &[CaseState] = &[
-    S::Reported,
-    S::Checking,
-    S::Accepted,
-    S::Filed,
-    S::Dispatched,
-    S::Handling,
-    S::ReturnRequested,
-    S::ExtensionRequested,
-    S::ParkRequested,
-    S::Parked,
-    S::Replied,
-    S::Verified,
-    S::VoidRequested,
-];
+const OPEN: &[CaseState] = &CaseState::ACTIVE;
 
 const fn q(key: &'static str, states: &'static [CaseState]) -> Queue {
     Queue { key, states, overdue: false, escalated: false, mine: false }

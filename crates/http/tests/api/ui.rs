@@ -542,20 +542,7 @@ async fn administrators_run_the_town_from_their_pages() {
     let (_, before) = app.get("/api/v1/sla-policy", Some(&admin_token)).await;
     let sla_page = admin.get("/admin/sla").await.html;
     let mut form: Vec<(String, String)> = vec![("csrf".into(), token.clone())];
-    for path in [
-        "dispatch.normal",
-        "dispatch.urgent",
-        "dispatch.critical",
-        "sign",
-        "handle.normal",
-        "handle.urgent",
-        "handle.critical",
-        "handle_police_110",
-        "verify",
-        "close",
-        "check",
-        "rectify",
-    ] {
+    for path in civicgrid_http::ui::admin::LIMITS {
         let limit = path.split('.').fold(&before, |v, k| &v[k]);
         let amount = if path == "dispatch.normal" { "45".to_owned() } else { limit["amount"].to_string() };
         let unit = if path == "dispatch.normal" {
@@ -567,7 +554,7 @@ async fn administrators_run_the_town_from_their_pages() {
         form.push((format!("{path}.amount"), amount));
         form.push((format!("{path}.unit"), unit));
     }
-    for n in ["warn_percent", "ack_within_minutes", "verify_radius_m", "sample_percent", "duplicate_radius_m"] {
+    for n in civicgrid_http::ui::admin::NUMBERS {
         form.push((n.into(), before[n].to_string()));
     }
     let multiples: Vec<String> =
