@@ -1,5 +1,6 @@
 // Small maps on the consoles, drawn with Leaflet from the town's own grid GeoJSON (no tile server is
-// needed on an intranet):
+// needed on an intranet; one configured as `map_tiles`, e.g. a 天地图 node, is drawn beneath, from
+// `<body data-tiles>`):
 // - `data-map-point="lat,lon"`: a case's place among the grids, with a marker;
 // - `data-map-pick="<geojson url>"`: click to pick a place; it fills the form's `data-geo` fields.
 import L from 'leaflet';
@@ -8,7 +9,13 @@ window.L = L;
 
 const gridStyle = { color: '#0b5cad', weight: 1, fillColor: '#0b5cad', fillOpacity: 0.04 };
 
+function drawTiles(map) {
+  const tiles = document.body.dataset.tiles;
+  if (tiles) L.tileLayer(tiles, { maxZoom: 19 }).addTo(map);
+}
+
 async function drawGrids(map, url) {
+  drawTiles(map);
   const resp = await fetch(url, { credentials: 'same-origin' });
   if (!resp.ok) return null;
   const layer = L.geoJSON(await resp.json(), { style: gridStyle }).addTo(map);

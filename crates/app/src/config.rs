@@ -30,6 +30,9 @@ pub struct Config {
     /// Where attachment content is kept: `auto` (a folder beside an SQLite file; the database with
     /// PostgreSQL, so every node sees it), `database`, or a folder path.
     pub attachments: String,
+    /// An intranet map tile server for the consoles' small maps (e.g. a 天地图 node), as a URL template
+    /// with `{z}`, `{x}` and `{y}`; empty for none (the maps then draw the town's own grids alone).
+    pub map_tiles: String,
 }
 
 /// How log lines are written.
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("log_format", &self.log_format)
             .field("attachments", &self.attachments)
+            .field("map_tiles", &self.map_tiles)
             .finish()
     }
 }
@@ -96,6 +100,7 @@ impl Default for Config {
             max_connections: 10_000,
             log_format: LogFormat::Text,
             attachments: "auto".into(),
+            map_tiles: String::new(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl Config {
                 "max_connections",
                 "log_format",
                 "attachments",
+                "map_tiles",
             ]))
             .extract::<Config>()
             .map_err(Box::new)?
@@ -132,6 +138,12 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.max_connections) {
             return Err(Box::new(figment::Error::from("max_connections must be between 1 and 1000000".to_owned())));
+        }
+        if !self.map_tiles.is_empty() && civicgrid_http::tiles_origin(&self.map_tiles).is_none() {
+            return Err(Box::new(figment::Error::from(format!(
+                "map_tiles must be an http(s) URL template with {{z}}, {{x}} and {{y}}, not {:?}",
+                self.map_tiles
+            ))));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
             return Err(Box::new(figment::Error::from(format!("listen must be host:port, not {:?}", self.listen))));
@@ -155,6 +167,10 @@ mod tests {
             assert_eq!(c.listen, "0.0.0.0:9000");
             assert_eq!(c.session_hours, 8);
             assert_eq!(c.database, "civicgrid.db");
+            jail.set_env("CIVICGRID_MAP_TILES", "https://tiles.local/{z}/{x}");
+            assert!(Config::load(None).is_err(), "a tile URL without {{y}} is refused");
+            jail.set_env("CIVICGRID_MAP_TILES", "https://tiles.local/{z}/{x}/{y}.png");
+            assert_eq!(Config::load(None).expect("loads").map_tiles, "https://tiles.local/{z}/{x}/{y}.png");
             for bad in ["0", "100000", "-3"] {
                 jail.set_env("CIVICGRID_SESSION_HOURS", bad);
                 assert!(Config::load(None).is_err(), "session_hours {bad} is refused");

@@ -241,8 +241,12 @@ pub async fn seed_reference(store: &dyn Store) -> AppResult<()> {
 
 /// Serves `store` on `listen` until Ctrl-C or SIGTERM.
 pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: impl FnOnce(&str)) -> AppResult<()> {
-    let http =
-        HttpConfig { secure_cookies: cfg.secure_cookies, session_hours: cfg.session_hours, blobs: cfg.blob_storage() };
+    let http = HttpConfig {
+        secure_cookies: cfg.secure_cookies,
+        session_hours: cfg.session_hours,
+        blobs: cfg.blob_storage(),
+        map_tiles: Some(cfg.map_tiles.clone()).filter(|t| !t.is_empty()),
+    };
     civicgrid_http::metrics::install();
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;
     state.spawn_refresh(std::time::Duration::from_secs(60));

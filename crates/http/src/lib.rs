@@ -48,11 +48,43 @@ pub use state::{AppState, HttpConfig};
 pub const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'self'; \
                        form-action 'self'; frame-ancestors 'none'";
 
+/// The origin (`scheme://host[:port]`) of a tile server's URL template, which the pages' content
+/// security policy then lets images come from; `None` unless it is an http(s) URL with `{z}`, `{x}`
+/// and `{y}` and nothing that could break out of a header or an attribute.
+pub fn tiles_origin(template: &str) -> Option<String> {
+    let rest = template
+        .strip_prefix("https://")
+        .map(|r| ("https", r))
+        .or_else(|| template.strip_prefix("http://").map(|r| ("http", r)));
+    let (scheme, rest) = rest?;
+    let host = rest.split('/').next().filter(|h| !h.is_empty())?;
+    let clean = |c: char| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | ';' | ',' | '<' | '>' | '\\' | '`');
+    let placeholders = ["{z}", "{x}", "{y}"].iter().all(|p| template.contains(p));
+    (template.len() <= 500
+        && template.chars().all(clean)
+        && placeholders
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+    .then(|| format!("{scheme}://{host}"))
+}
+
+/// The pages' content security policy, with the tile server's origin among the image sources when
+/// one is configured.
+fn csp(config: &HttpConfig) -> HeaderValue {
+    match config.map_tiles.as_deref().and_then(tiles_origin) {
+        Some(origin) => HeaderValue::from_str(
+            &CSP.replace("img-src 'self' data: blob:", &format!("img-src 'self' data: blob: {origin}")),
+        )
+        .unwrap_or(HeaderValue::from_static(CSP)),
+        None => HeaderValue::from_static(CSP),
+    }
+}
+
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
+    let policy = csp(&state.config);
     let api = Router::new()
         .route(
             "/openapi.json",
@@ -124,7 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, policy))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -223,4 +255,33 @@ pub async fn serve_with(
         tracing::info!("shutdown: closing connections still open (live feeds)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_tile_urls_open_the_image_policy() {
+        assert_eq!(
+            tiles_origin("https://t0.tianditu.local/vec_w/{z}/{x}/{y}.png").as_deref(),
+            Some("https://t0.tianditu.local")
+        );
+        assert_eq!(tiles_origin("http://10.1.2.3:8080/tiles/{z}/{x}/{y}").as_deref(), Some("http://10.1.2.3:8080"));
+        for bad in [
+            "ftp://tiles/{z}/{x}/{y}",
+            "https://tiles.local/{z}/{x}",
+            "https://tiles.local/{z}/{x}/{y}; script-src *",
+            "https://tiles.local/{z}/{x}/{y}\" onload=\"x",
+            "https:///{z}/{x}/{y}",
+            "javascript:alert(1)//{z}{x}{y}",
+        ] {
+            assert_eq!(tiles_origin(bad), None, "{bad}");
+        }
+        let with =
+            HttpConfig { map_tiles: Some("https://tiles.local/{z}/{x}/{y}.png".into()), ..HttpConfig::default() };
+        let policy = csp(&with);
+        assert!(policy.to_str().expect("ascii").contains("img-src 'self' data: blob: https://tiles.local;"));
+        assert_eq!(csp(&HttpConfig::default()), HeaderValue::from_static(CSP));
+    }
 }

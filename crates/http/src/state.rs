@@ -17,11 +17,18 @@ pub struct HttpConfig {
     pub session_hours: i64,
     /// Where attachment content is kept.
     pub blobs: civicgrid_service::attachments::BlobStorage,
+    /// An intranet tile server's URL template for the small maps (checked by [`crate::tiles_origin`]).
+    pub map_tiles: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { secure_cookies: false, session_hours: 12, blobs: civicgrid_service::attachments::BlobStorage::Database }
+        Self {
+            secure_cookies: false,
+            session_hours: 12,
+            blobs: civicgrid_service::attachments::BlobStorage::Database,
+            map_tiles: None,
+        }
     }
 }
 

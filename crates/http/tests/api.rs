@@ -41,6 +41,10 @@ async fn spawn_app() -> TestApp {
 }
 
 async fn spawn_app_with(options: civicgrid_http::ServeOptions) -> TestApp {
+    spawn_app_configured(options, HttpConfig::default()).await
+}
+
+async fn spawn_app_configured(options: civicgrid_http::ServeOptions, config: HttpConfig) -> TestApp {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
     let now: Timestamp = "2026-11-23T01:00:00Z".parse().expect("time"); // Monday 09:00 in China
     let hash = civicgrid_http::auth::hash_password(PASSWORD).expect("hash");
@@ -55,7 +59,7 @@ async fn spawn_app_with(options: civicgrid_http::ServeOptions) -> TestApp {
     civicgrid_demo::populate(store.as_ref(), &opts, &|_| {}).await.expect("populate");
     let town = civicgrid_demo::town(&opts).expect("town");
     let clock = ManualClock::new(now);
-    let state = AppState::new(store.clone(), Arc::new(clock.clone()), HttpConfig::default()).await.expect("state");
+    let state = AppState::new(store.clone(), Arc::new(clock.clone()), config).await.expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(civicgrid_http::serve_with(listener, state.clone(), options, std::future::pending()));

@@ -225,6 +225,8 @@ pub struct Frame {
     pub here: String,
     /// The town's name.
     pub town: String,
+    /// An intranet tile server's URL template for the small maps, or empty.
+    pub tiles: String,
 }
 
 impl Frame {
@@ -265,6 +267,7 @@ impl Frame {
             nav,
             here: here.to_owned(),
             town: town.unwrap_or_default(),
+            tiles: state.config.map_tiles.clone().filter(|t| crate::tiles_origin(t).is_some()).unwrap_or_default(),
         }
     }
 }

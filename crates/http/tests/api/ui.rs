@@ -643,3 +643,25 @@ async fn administrators_run_the_town_from_their_pages() {
     assert_eq!(shift_leader.get("/admin/users").await.status, StatusCode::FORBIDDEN);
     assert_eq!(admin.get("/admin/nowhere").await.status, StatusCode::NOT_FOUND);
 }
+
+/// An intranet tile server in the configuration reaches the small maps (`data-tiles`) and the
+/// content security policy lets its images in; without one, neither changes.
+#[tokio::test]
+async fn a_configured_tile_server_reaches_the_maps_and_the_policy() {
+    let template = "https://t0.tianditu.local/vec_w/{z}/{x}/{y}.png";
+    let config = HttpConfig { map_tiles: Some(template.into()), ..HttpConfig::default() };
+    let app = spawn_app_configured(civicgrid_http::ServeOptions::default(), config).await;
+    let shift = Browser::login(&app, "shift").await;
+    let resp = shift.http.get(format!("{}/report", app.base)).header(COOKIE, &shift.cookie).send().await.expect("get");
+    let policy = resp.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(policy.contains("img-src 'self' data: blob: https://t0.tianditu.local;"), "{policy}");
+    let html = resp.text().await.expect("body");
+    assert!(html.contains("data-tiles=\"https://t0.tianditu.local/vec_w/{z}/{x}/{y}.png\""), "the maps' tiles");
+
+    let plain = spawn_app().await;
+    let shift = Browser::login(&plain, "shift").await;
+    let resp =
+        shift.http.get(format!("{}/report", plain.base)).header(COOKIE, &shift.cookie).send().await.expect("get");
+    assert!(!resp.headers()["content-security-policy"].to_str().expect("ascii").contains("tianditu"));
+    assert!(!resp.text().await.expect("body").contains("data-tiles"));
+}
