@@ -246,3 +246,36 @@ pub async fn put_component(
         id.parse().map_err(|e: civicgrid_core::codes::CodeError| ApiError::invalid("id", e.to_string()))?;
     Ok(Json(state.services.put_component(&actor, id, input).await?))
 }
+
+/// A department's names and parent, as an administrator submits them.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentInput {
+    /// Chinese name (1–40 characters).
+    pub name_zh: String,
+    /// English name (up to 80 characters).
+    #[serde(default)]
+    pub name_en: String,
+    /// Parent department's code, for a sub-unit.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub parent: Option<civicgrid_core::org::DeptCode>,
+}
+
+/// Add a department or rename one (administrators only). Codes are lowercase slugs and are never removed.
+#[utoipa::path(put, path = "/api/v1/departments/{code}", tag = "admin", request_body = DepartmentInput,
+    params(("code" = String, Path, description = "department code, a lowercase slug")),
+    responses((status = 200, body = civicgrid_core::org::Department), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_department(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    axum::extract::Path(code): axum::extract::Path<String>,
+    ApiJson(input): ApiJson<DepartmentInput>,
+) -> ApiResult<Json<civicgrid_core::org::Department>> {
+    let code =
+        code.parse().map_err(|e: civicgrid_core::org::DeptCodeError| ApiError::invalid("code", e.to_string()))?;
+    let department =
+        civicgrid_core::org::Department { code, name_zh: input.name_zh, name_en: input.name_en, parent: input.parent };
+    Ok(Json(state.services.put_department(&actor, department).await?))
+}

@@ -101,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/micro-grids.geojson", get(reference::micro_grids_geojson))
         .route("/locate", get(reference::locate))
         .route("/departments", get(reference::departments))
+        .route("/departments/{code}", axum::routing::put(admin::put_department))
         .route("/code-tables/matters", get(reference::matters))
         .route("/code-tables/components", get(reference::component_classes))
         .route("/calendar", get(reference::calendar).put(admin::put_calendar))

@@ -132,7 +132,7 @@ fn describe(code: &str) -> &'static str {
         reference::component_classes, reference::calendar, reference::components, reference::component,
         cases::create_case, cases::list_cases, cases::get_case, cases::transition, cases::case_events,
         admin::create_user, admin::list_users, admin::unlock_user, admin::reset_password, admin::set_user_state, admin::end_sessions, admin::create_service_account,
-        admin::list_service_accounts, admin::set_service_account_state, admin::issue_api_key, admin::revoke_api_key, admin::put_calendar, admin::put_component,
+        admin::list_service_accounts, admin::set_service_account_state, admin::issue_api_key, admin::revoke_api_key, admin::put_calendar, admin::put_component, admin::put_department,
         stream::stream, attachments::upload, attachments::metadata, attachments::of_case, attachments::content,
         attachments::thumbnail,
         duty::sla_policy, duty::put_sla_policy, duty::routing_rules, duty::put_routing_rules, duty::case_route, duty::case_duplicates, duty::roster, duty::put_roster, duty::inbox, duty::inbox_summary,

@@ -9,6 +9,7 @@ use civicgrid_core::case::GeoPoint;
 use civicgrid_core::codes::{ComponentId, MicroGridCode};
 use civicgrid_core::component::{Component, ComponentStatus};
 use civicgrid_core::grid::{Grid, MicroGrid, Workstation};
+use civicgrid_core::org::Department;
 use civicgrid_core::org::DeptCode;
 use civicgrid_store::ComponentFilter;
 
@@ -135,5 +136,25 @@ impl Services {
         self.store.put_components(std::slice::from_ref(&component)).await?;
         tracing::info!(component = %id, by = actor.username, "component registered");
         Ok(component)
+    }
+
+    /// Adds a department or renames one (administrators): names of 1–40 (Chinese) and up to 80
+    /// (English) characters, a parent that exists and is not the department itself. Codes are never
+    /// removed: cases and accounts keep naming them.
+    pub async fn put_department(&self, actor: &Actor, department: Department) -> ServiceResult<Department> {
+        require(actor, &[Role::Admin])?;
+        let world = self.world();
+        let name_zh = civicgrid_core::text::line("name_zh", &department.name_zh, 1, 40)?;
+        let name_en = civicgrid_core::text::line("name_en", &department.name_en, 0, 80)?;
+        if let Some(parent) = &department.parent
+            && (parent == &department.code || !world.has_department(parent))
+        {
+            return Err(ServiceError::invalid("parent", format!("department {parent} cannot be the parent")));
+        }
+        let department = Department { name_zh, name_en, ..department };
+        self.store.put_departments(std::slice::from_ref(&department)).await?;
+        self.reload_world().await?;
+        tracing::info!(department = %department.code, by = actor.username, "department saved");
+        Ok(department)
     }
 }

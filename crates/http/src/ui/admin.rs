@@ -150,8 +150,8 @@ pub enum Body {
         prev: String,
         next: String,
     },
-    /// Departments.
-    Departments { rows: Vec<(String, String, String, String)> },
+    /// Departments, and the form to add or rename one.
+    Departments { rows: Vec<(String, String, String, String)>, parents: Vec<Choice> },
 }
 
 #[derive(Template)]
@@ -542,6 +542,7 @@ async fn body(
                     )
                 })
                 .collect(),
+            parents: departments(state),
         },
     })
 }
@@ -737,6 +738,23 @@ async fn apply(state: &AppState, s: &Session, section: &str, id: Option<i64>, f:
             }
             services.set_roster(actor, RosterInput { from: date, to: date, entries }).await?;
             Ok(Applied::Done("roster"))
+        }
+        ("departments", None, _) => {
+            let code = field(f, "code")
+                .parse()
+                .map_err(|e: civicgrid_core::org::DeptCodeError| invalid("code", e.to_string()))?;
+            let parent = match field(f, "parent") {
+                "" => None,
+                p => Some(p.parse().map_err(|e: civicgrid_core::org::DeptCodeError| invalid("parent", e.to_string()))?),
+            };
+            let department = civicgrid_core::org::Department {
+                code,
+                name_zh: field(f, "name_zh").to_owned(),
+                name_en: field(f, "name_en").to_owned(),
+                parent,
+            };
+            services.put_department(actor, department).await?;
+            Ok(Applied::Done("department"))
         }
         _ => Err(ApiError::not_found("change")),
     }

@@ -637,6 +637,27 @@ async fn administrators_run_the_town_from_their_pages() {
         "one department shown"
     );
     assert!(admin.get("/admin/departments").await.html.contains("<td>huanwei</td>"));
+    // A new department under 城管 can be dispatched to at once; a department cannot be its own parent.
+    let dept = [
+        ("csrf", token.as_str()),
+        ("code", "chengguan-3"),
+        ("name_zh", "城管执法三中队"),
+        ("name_en", "Enforcement squad 3"),
+        ("parent", "chengguan"),
+    ];
+    assert_eq!(admin.post("/admin/departments", &dept).await.status, StatusCode::SEE_OTHER);
+    let (_, departments) = app.get("/api/v1/departments", Some(&admin_token)).await;
+    assert!(
+        departments
+            .as_array()
+            .expect("departments")
+            .iter()
+            .any(|d| d["code"] == "chengguan-3" && d["parent"] == "chengguan")
+    );
+    let own = [("csrf", token.as_str()), ("code", "chengguan-3"), ("name_zh", "三中队"), ("parent", "chengguan-3")];
+    assert_eq!(admin.post("/admin/departments", &own).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.put("/api/v1/departments/Bad Code", &admin_token, &json!({"name_zh": "x"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 
     let shift_leader = Browser::login(&app, "shift").await;
     assert!(!shift_leader.get("/").await.html.contains("href=\"/admin\""));
