@@ -170,10 +170,11 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
     // JSON errors are already in the format; the consoles' own error pages are HTML for people.
-    let is_json = resp
-        .headers()
-        .get(axum::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
+    let is_json = resp.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        // Open311 answers its errors in its own format, JSON or XML.
+        v.starts_with(b"application/json") || v.starts_with(b"text/html") || v.starts_with(b"text/xml")
+    });
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return resp;
     }

@@ -8,6 +8,7 @@
 //! - [`ui`] — the consoles: login, each post's queues, the case page, the report form, the inbox.
 //! - [`pages`] — the about page, API docs page, static files, bundled libraries, health.
 //! - [`metrics`] — Prometheus metrics.
+//! - [`open311`] — Open311 GeoReport v2 (`/open311/v2`), JSON and XML.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
 
@@ -21,6 +22,7 @@ pub mod error;
 pub mod extract;
 pub mod kpi;
 pub mod metrics;
+pub mod open311;
 pub mod openapi;
 pub mod pages;
 pub mod reference;
@@ -156,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(pages::readyz))
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", api)
+        .nest("/open311/v2", open311::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, policy))
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -2147,5 +2147,7 @@ async fn the_cockpit_reads_open_cases_and_figures() {
     assert_eq!(app.get("/api/v1/cockpit/situation", None).await.0, StatusCode::UNAUTHORIZED);
 }
 
+#[path = "api/open311.rs"]
+mod open311;
 #[path = "api/ui.rs"]
 mod ui;

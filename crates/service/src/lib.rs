@@ -16,6 +16,7 @@
 //! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
 //! - [`cockpit`] — what the big screen shows: the open cases now, and the KPI figures with trends.
 //! - [`kpi`] — live KPI counters from the event log, their rebuild, and KPI tables as JSON and XLSX.
+//! - [`open311`] — the matters as Open311 GeoReport v2 services, with typed service definitions.
 //! - [`notify`] — the duty roster, alerts, inboxes and outbound channels.
 //! - [`outbound`] — writing, signing and posting to webhooks, WeCom/DingTalk robots and SMS gateways.
 //! - [`error`] — the layer's one error type.
@@ -32,6 +33,7 @@ pub mod integrations;
 pub mod jobs;
 pub mod kpi;
 pub mod notify;
+pub mod open311;
 pub mod outbound;
 pub mod reference;
 pub mod routing;
