@@ -5,13 +5,17 @@
 //! Errors are the specification's list of `{code, description}` in the asked format (JSON when the
 //! format cannot be told), and a method an endpoint does not take is a 405 with `Allow`.
 //!
-//! This part serves discovery, the service list and service definitions.
+//! Reports come in with `POST requests` and an API key of a service account on the `open311`
+//! channel; anyone may read a request's public fields (`GET requests/{id}`, or the singular
+//! `request/{id}` of the official Swagger).
 
+use axum::Form;
 use axum::Router;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use civicgrid_service::open311::Open311Report;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use serde_json::{Value, json};
@@ -32,9 +36,21 @@ pub enum Format {
 
 /// The routes, to be nested at `/open311/v2`.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/{file}", only_get(top)).route("/services/{file}", only_get(definition)).fallback(
-        |uri: OriginalUri| async move { error(format_of(uri.path()), StatusCode::NOT_FOUND, "no such resource") },
-    )
+    Router::new()
+        .route(
+            "/{file}",
+            get(top).post(report).fallback(|uri: OriginalUri| async move {
+                let allow = if is_requests(uri.path()) { "GET, HEAD, POST" } else { "GET, HEAD" };
+                not_allowed(&uri, allow)
+            }),
+        )
+        .route("/services/{file}", only_get(definition))
+        .route("/requests/{file}", only_get(one_request))
+        .route("/request/{file}", only_get(one_request))
+        .route("/tokens/{file}", only_get(token))
+        .fallback(
+            |uri: OriginalUri| async move { error(format_of(uri.path()), StatusCode::NOT_FOUND, "no such resource") },
+        )
 }
 
 /// A GET route whose other methods are the specification's 405.
@@ -43,11 +59,37 @@ where
     H: axum::handler::Handler<T, AppState>,
     T: 'static,
 {
-    get(handler).fallback(|uri: OriginalUri| async move {
-        let mut resp = error(format_of(uri.path()), StatusCode::METHOD_NOT_ALLOWED, "this resource takes GET");
-        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        resp
-    })
+    get(handler).fallback(|uri: OriginalUri| async move { not_allowed(&uri, "GET, HEAD") })
+}
+
+/// The specification's 405, saying which methods the resource takes.
+fn not_allowed(uri: &OriginalUri, allow: &'static str) -> Response {
+    let mut resp =
+        error(format_of(uri.path()), StatusCode::METHOD_NOT_ALLOWED, &format!("this resource takes {allow}"));
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+/// A service layer refusal as the specification's error: 400 for bad input, 403 for a missing or
+/// wrong key, 404 for what does not exist.
+fn refusal(format: Format, e: civicgrid_service::ServiceError) -> Response {
+    let e: crate::error::ApiError = e.into();
+    let status = match e.status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND => StatusCode::NOT_FOUND,
+        s if s.is_server_error() => s,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let description = match e.body.field {
+        Some(field) if !field.is_empty() => format!("{field}: {}", e.body.message),
+        _ => e.body.message,
+    };
+    error(format, status, &description)
+}
+
+/// Whether a path names the requests collection (the one resource that takes POST).
+fn is_requests(path: &str) -> bool {
+    path.ends_with("/requests.json") || path.ends_with("/requests.xml")
 }
 
 /// The format a path asks for by its extension (JSON when it names none we know).
@@ -89,6 +131,106 @@ async fn definition(State(state): State<AppState>, Path(file): Path<String>) -> 
         Ok(d) => reply(format, "service_definition", "", &serde_json::to_value(d).unwrap_or_default()),
         Err(_) => error(format, StatusCode::NOT_FOUND, &format!("no service definition for {code:?}")),
     }
+}
+
+/// `POST /open311/v2/requests.{format}`: a report, with `api_key` among the form's fields.
+async fn report(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let format = match split(&file) {
+        Some(("requests", format)) => format,
+        Some(("discovery" | "services", format)) => {
+            let mut resp = error(format, StatusCode::METHOD_NOT_ALLOWED, "this resource takes GET, HEAD");
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        _ => return error(format_of(&file), StatusCode::NOT_FOUND, "reports go to requests.json or requests.xml"),
+    };
+    let Ok(Form(fields)) = form else {
+        return error(format, StatusCode::BAD_REQUEST, "send the report as application/x-www-form-urlencoded fields");
+    };
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
+    let actor = match state.services.api_key_actor(field("api_key").trim()).await {
+        Ok(a) => a,
+        Err(_) => return error(format, StatusCode::FORBIDDEN, "api_key: missing or not valid"),
+    };
+    // An empty value is an absent one; anything else must be a number.
+    let number = |name: &str| -> Result<Option<f64>, String> {
+        match field(name).trim() {
+            "" => Ok(None),
+            v => v.parse::<f64>().ok().filter(|n| n.is_finite()).map(Some).ok_or_else(|| format!("{name}: a number")),
+        }
+    };
+    let (lat, long) = match (number("lat"), number("long")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(why), _) | (_, Err(why)) => return error(format, StatusCode::BAD_REQUEST, &why),
+    };
+    let mut attributes: Vec<(String, Vec<String>)> = Vec::new();
+    for (k, v) in &fields {
+        if let Some(code) = k
+            .strip_prefix("attribute[")
+            .and_then(|r| r.strip_suffix("[]").or(Some(r)))
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            match attributes.iter_mut().find(|(c, _)| c == code) {
+                Some((_, values)) => values.push(v.clone()),
+                None => attributes.push((code.to_owned(), vec![v.clone()])),
+            }
+        }
+    }
+    let input = Open311Report {
+        service_code: field("service_code").to_owned(),
+        lat,
+        long,
+        address_string: field("address_string").to_owned(),
+        description: field("description").to_owned(),
+        media_url: field("media_url").to_owned(),
+        first_name: field("first_name").to_owned(),
+        last_name: field("last_name").to_owned(),
+        phone: field("phone").to_owned(),
+        attributes,
+    };
+    match state.services.open311_report(&actor, input).await {
+        Ok(case) => {
+            let account = Some(field("account_id").trim())
+                .filter(|a| !a.is_empty())
+                .map(|a| a.chars().take(64).collect::<String>());
+            let body = json!([{
+                "service_request_id": case.id.to_string(),
+                "service_notice": format!("案件编号 {}", case.number),
+                "account_id": account,
+            }]);
+            reply(format, "service_requests", "request", &body)
+        }
+        Err(e) => refusal(format, e),
+    }
+}
+
+/// `GET /open311/v2/requests/{id}.{format}` (and the singular `request/{id}`): one request, as a list
+/// of one.
+async fn one_request(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    Query(_): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some((id, format)) = split(&file) else {
+        return error(format_of(&file), StatusCode::NOT_FOUND, "ask for .json or .xml");
+    };
+    match state.services.open311_request(id).await {
+        Ok(r) => reply(format, "service_requests", "request", &json!([r])),
+        Err(e) => refusal(format, e),
+    }
+}
+
+/// `GET /open311/v2/tokens/{token}.{format}`: every request gets its id at once, so no token exists.
+async fn token(Path(file): Path<String>) -> Response {
+    error(
+        format_of(&file),
+        StatusCode::NOT_FOUND,
+        "this server answers reports with their id at once; it issues no tokens",
+    )
 }
 
 /// The discovery document, naming this server as the request reached it.

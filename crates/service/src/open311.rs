@@ -10,7 +10,7 @@ use civicgrid_core::catalog::Matter;
 use civicgrid_core::codes::MatterCode;
 use serde::Serialize;
 
-use crate::{ServiceError, ServiceResult, Services};
+use crate::{Actor, ServiceError, ServiceResult, Services};
 
 /// One Open311 service (a matter).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -213,5 +213,222 @@ mod tests {
         assert!(service_of(lamp).metadata);
         let plain = catalog.matters().find(|m| questions(m).is_empty()).expect("a matter without questions");
         assert!(!service_of(plain).metadata);
+    }
+}
+
+/// A report as an Open311 client sends it (`POST requests`), its fields already read from the form.
+#[derive(Debug, Clone, Default)]
+pub struct Open311Report {
+    /// The service (matter) code.
+    pub service_code: String,
+    /// Latitude (WGS84).
+    pub lat: Option<f64>,
+    /// Longitude (WGS84).
+    pub long: Option<f64>,
+    /// Address text.
+    pub address_string: String,
+    /// What is wrong.
+    pub description: String,
+    /// A photo's address on the client's side (kept as text: an intranet server fetches nothing).
+    pub media_url: String,
+    /// Reporter's first name.
+    pub first_name: String,
+    /// Reporter's last name.
+    pub last_name: String,
+    /// Reporter's phone.
+    pub phone: String,
+    /// Answers to the service definition's questions: code → values (one, or several for a
+    /// multi-value list).
+    pub attributes: Vec<(String, Vec<String>)>,
+}
+
+/// A service request as the public may see it (`GET requests`): no reporter's data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Open311Request {
+    /// The case id, as a string.
+    pub service_request_id: String,
+    /// `open` or `closed`.
+    pub status: &'static str,
+    /// Where it stands, in words.
+    pub status_notes: String,
+    /// The matter's name.
+    pub service_name: String,
+    /// The matter code.
+    pub service_code: String,
+    /// What was reported.
+    pub description: String,
+    /// The lead department, once dispatched.
+    pub agency_responsible: String,
+    /// The tracking number.
+    pub service_notice: String,
+    /// When it was reported.
+    pub requested_datetime: String,
+    /// When it last changed.
+    pub updated_datetime: String,
+    /// The current deadline (handling, else the step's).
+    pub expected_datetime: String,
+    /// Address text.
+    pub address: String,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    #[serde(rename = "long")]
+    pub long: f64,
+}
+
+/// A time as Open311 writes it: ISO 8601 with the town's offset.
+fn w3c(t: jiff::Timestamp) -> String {
+    civicgrid_core::calendar::local(t).strftime("%Y-%m-%dT%H:%M:%S+08:00").to_string()
+}
+
+/// Longest description a report may carry (the specification's limit).
+const MAX_DESCRIPTION: usize = 4000;
+
+/// Checks the answers against the service's questions; the lines they add to the description.
+fn answers(matter: &Matter, given: &[(String, Vec<String>)]) -> ServiceResult<Vec<String>> {
+    let asked = questions(matter);
+    for (code, _) in given {
+        if !asked.iter().any(|a| a.code == code) {
+            return Err(ServiceError::invalid(&format!("attribute[{code}]"), "this service asks no such question"));
+        }
+    }
+    let mut lines = Vec::new();
+    for a in &asked {
+        let field = format!("attribute[{}]", a.code);
+        let values: Vec<&str> = given
+            .iter()
+            .filter(|(c, _)| c == a.code)
+            .flat_map(|(_, v)| v.iter().map(|x| x.trim()))
+            .filter(|v| !v.is_empty())
+            .collect();
+        if values.is_empty() {
+            if a.required {
+                return Err(ServiceError::invalid(&field, format!("{} is required", a.description)));
+            }
+            continue;
+        }
+        if values.len() > 1 && a.datatype != Datatype::Multivaluelist {
+            return Err(ServiceError::invalid(&field, "one value"));
+        }
+        let name_of = |key: &str| a.values.iter().find(|c| c.key == key).map(|c| c.name);
+        let shown = match a.datatype {
+            Datatype::String | Datatype::Text => {
+                let max = if a.datatype == Datatype::Text { 500 } else { 200 };
+                civicgrid_core::text::line(&field, values[0], 1, max)?
+            }
+            Datatype::Number => match values[0].parse::<f64>() {
+                Ok(n) if n.is_finite() && (0.0..=1000.0).contains(&n) => n.to_string(),
+                _ => return Err(ServiceError::invalid(&field, "a number from 0 to 1000")),
+            },
+            Datatype::Datetime => match values[0].parse::<jiff::Timestamp>() {
+                Ok(t) => w3c(t),
+                Err(_) => return Err(ServiceError::invalid(&field, "a W3C date-time with its offset")),
+            },
+            Datatype::Singlevaluelist | Datatype::Multivaluelist => {
+                let names: Option<Vec<&str>> = values.iter().map(|v| name_of(v)).collect();
+                names.ok_or_else(|| ServiceError::invalid(&field, "one of the listed keys"))?.join("、")
+            }
+        };
+        lines.push(format!("{}：{shown}", a.description));
+    }
+    Ok(lines)
+}
+
+impl Services {
+    /// A report from an Open311 client (a service account of the `open311` channel): checked against
+    /// the service and its questions, then reported like any other case (source 群众H5).
+    pub async fn open311_report(
+        &self,
+        actor: &Actor,
+        report: Open311Report,
+    ) -> ServiceResult<civicgrid_core::case::Case> {
+        if actor.channel != Some(civicgrid_core::access::Channel::Open311) {
+            return Err(ServiceError::forbidden("only an API key of the open311 channel may report here"));
+        }
+        let matter_code: MatterCode = report
+            .service_code
+            .trim()
+            .parse()
+            .map_err(|_| ServiceError::invalid("service_code", "a service code from services"))?;
+        let world = self.world();
+        let matter = world
+            .catalog
+            .matter(matter_code)
+            .ok_or_else(|| ServiceError::invalid("service_code", "no such service"))?;
+        let (Some(lat), Some(lon)) = (report.lat, report.long) else {
+            return Err(ServiceError::invalid(
+                "lat",
+                "lat and long are required: this server cannot look up an address_string (no geocoder on the intranet)",
+            ));
+        };
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return Err(ServiceError::invalid("lat", "lat in -90..90 and long in -180..180"));
+        }
+        let description = report.description.trim();
+        if description.chars().count() > MAX_DESCRIPTION {
+            return Err(ServiceError::invalid("description", format!("at most {MAX_DESCRIPTION} characters")));
+        }
+        if description.contains('<') && description.contains('>') {
+            return Err(ServiceError::invalid("description", "plain text, no HTML"));
+        }
+        let media = report.media_url.trim();
+        if !media.is_empty()
+            && (!(media.starts_with("http://") || media.starts_with("https://"))
+                || media.len() > 500
+                || media.contains(char::is_whitespace))
+        {
+            return Err(ServiceError::invalid("media_url", "an http(s) address"));
+        }
+        let mut text = vec![if description.is_empty() { matter.name_zh.clone() } else { description.to_owned() }];
+        text.extend(answers(matter, &report.attributes)?);
+        if !media.is_empty() {
+            text.push(format!("照片：{media}"));
+        }
+        let name = format!("{}{}", report.last_name.trim(), report.first_name.trim());
+        let input = civicgrid_core::intake::ReportInput {
+            matter: matter_code,
+            component_id: None,
+            source: None,
+            urgency: civicgrid_core::case::Urgency::Normal,
+            description: text.join("\n"),
+            location: civicgrid_core::case::GeoPoint { lon, lat },
+            address: report.address_string.trim().to_owned(),
+            reporter_name: Some(name).filter(|n| !n.is_empty()),
+            reporter_phone: Some(report.phone.trim().to_owned()).filter(|p| !p.is_empty()),
+            attachments: Vec::new(),
+        };
+        self.report_case(actor, input).await
+    }
+
+    /// A service request as the public may see it; `NotFound` for anything but a case id.
+    pub async fn open311_request(&self, id: &str) -> ServiceResult<Open311Request> {
+        let id: i64 = id.trim().parse().map_err(|_| ServiceError::NotFound("service request"))?;
+        let case = self.store.case(id).await?.ok_or(ServiceError::NotFound("service request"))?;
+        let events = self.store.case_events(id).await?;
+        let world = self.world();
+        let status = &case.status;
+        let closed =
+            matches!(status.state, civicgrid_core::case::CaseState::Closed | civicgrid_core::case::CaseState::Void);
+        let updated = events.last().map_or(case.facts.reported_at, |e| e.at);
+        Ok(Open311Request {
+            service_request_id: case.id.to_string(),
+            status: if closed { "closed" } else { "open" },
+            status_notes: status.state.label_zh().to_owned(),
+            service_name: world.catalog.matter(case.facts.matter).map_or_else(String::new, |m| m.name_zh.clone()),
+            service_code: case.facts.matter.to_string(),
+            description: case.facts.description.clone(),
+            agency_responsible: status
+                .lead_dept
+                .as_ref()
+                .map(|d| world.departments.get(d).map_or_else(|| d.to_string(), |x| x.name_zh.clone()))
+                .unwrap_or_default(),
+            service_notice: format!("案件编号 {}", case.number),
+            requested_datetime: w3c(case.facts.reported_at),
+            updated_datetime: w3c(updated),
+            expected_datetime: status.handle_due_at.or(status.due_at).map(w3c).unwrap_or_default(),
+            address: case.facts.address.clone(),
+            lat: case.facts.location.lat,
+            long: case.facts.location.lon,
+        })
     }
 }

@@ -83,3 +83,128 @@ async fn open311_lists_services_and_definitions_in_json_and_xml() {
     let (s, kind, _, _) = raw(&app, reqwest::Method::GET, "nowhere/at/all.xml").await;
     assert_eq!((s, kind.as_str()), (StatusCode::NOT_FOUND, "text/xml; charset=utf-8"));
 }
+
+/// A key of the open311 channel, issued through the administrator's API.
+async fn open311_key(app: &TestApp) -> String {
+    let admin = app.login("admin").await;
+    let (s, account) =
+        app.post("/api/v1/service-accounts", Some(&admin), &json!({"name": "fixmystreet", "channel": "open311"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{account}");
+    let id = account["id"].as_i64().expect("id");
+    let (s, key) = app.post(&format!("/api/v1/service-accounts/{id}/keys"), Some(&admin), &json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{key}");
+    key["key"].as_str().expect("key").to_owned()
+}
+
+async fn post_form(app: &TestApp, path: &str, fields: &[(&str, String)]) -> (StatusCode, String) {
+    let resp = app.http.post(format!("{}/open311/v2/{path}", app.base)).form(fields).send().await.expect("post");
+    (resp.status(), resp.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn open311_clients_report_with_a_key_and_read_requests_back() {
+    let app = spawn_app().await;
+    let key = open311_key(&app).await;
+    let at = app.point_in_grid(0);
+    let (lat, long) = (at["lat"].to_string(), at["lon"].to_string());
+    let form = |extra: &[(&str, &str)]| -> Vec<(&'static str, String)> {
+        let mut f: Vec<(&'static str, String)> = vec![
+            ("api_key", key.clone()),
+            ("service_code", "06028".into()),
+            ("lat", lat.clone()),
+            ("long", long.clone()),
+            ("address_string", "清源路 12 号".into()),
+            ("description", "夜里施工噪声很大".into()),
+            ("first_name", "明".into()),
+            ("last_name", "李".into()),
+            ("phone", "13900001111".into()),
+            ("media_url", "https://photos.example/1.jpg".into()),
+        ];
+        for (k, v) in extra {
+            f.push((Box::leak(k.to_string().into_boxed_str()), v.to_string()));
+        }
+        f
+    };
+    let count = || async { app.store.count_cases().await.expect("count") };
+    let before = count().await;
+
+    // Refusals in the specification's format, and nothing written.
+    let (s, body) = post_form(&app, "requests.json", &form(&[])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "the required question is missing: {body}");
+    assert!(body.contains("attribute[periods]"), "{body}");
+    let (s, body) = post_form(&app, "requests.xml", &form(&[("attribute[periods][]", "midnight")])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("<?xml") && body.contains("<errors><error><code>400</code>"), "{body}");
+    let mut wrong_key = form(&[("attribute[periods][]", "night")]);
+    wrong_key[0].1 = "cgk_0000_nothing".into();
+    assert_eq!(post_form(&app, "requests.json", &wrong_key).await.0, StatusCode::FORBIDDEN);
+    let mut html = form(&[("attribute[periods][]", "night")]);
+    html[5].1 = "<script>alert(1)</script>".into();
+    assert_eq!(post_form(&app, "requests.json", &html).await.0, StatusCode::BAD_REQUEST);
+    let mut far = form(&[("attribute[periods][]", "night")]);
+    far[2].1 = "39.9".into();
+    assert_eq!(post_form(&app, "requests.json", &far).await.0, StatusCode::BAD_REQUEST, "outside the town");
+    let mut no_place = form(&[("attribute[periods][]", "night")]);
+    no_place.retain(|(k, _)| *k != "lat" && *k != "long");
+    let (s, body) = post_form(&app, "requests.json", &no_place).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("geocoder"), "says why an address alone is not enough: {body}");
+    let intake_token = app.login("intake").await;
+    let mut someone = form(&[("attribute[periods][]", "night")]);
+    someone[0].1 = intake_token;
+    assert_eq!(
+        post_form(&app, "requests.json", &someone).await.0,
+        StatusCode::FORBIDDEN,
+        "a person's session is no key"
+    );
+    assert_eq!(count().await, before, "nothing was written");
+
+    // A good report: two periods of a multi-value list, an optional text answer.
+    let good = form(&[
+        ("attribute[periods][]", "night"),
+        ("attribute[periods][]", "morning"),
+        ("attribute[source_note]", "工地打桩"),
+        ("account_id", "u-77"),
+    ]);
+    let (s, body) = post_form(&app, "requests.json", &good).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let made: Value = serde_json::from_str(&body).expect("json");
+    let id = made[0]["service_request_id"].as_str().expect("a string id").to_owned();
+    assert_eq!(made[0]["account_id"], "u-77");
+    assert!(made[0]["service_notice"].as_str().is_some_and(|n| n.contains("案件编号")));
+    let staff = app.login("shift").await;
+    let (_, case) = app.get(&format!("/api/v1/cases/{id}"), Some(&staff)).await;
+    assert_eq!(
+        (case["source"].as_str(), case["reporter"]["name"].as_str()),
+        (Some("citizen_h5"), Some("李明")),
+        "{case}"
+    );
+    let text = case["description"].as_str().expect("description");
+    assert!(
+        text.contains("夜里施工噪声很大")
+            && text.contains("噪声出现的时段：夜间（22:00–06:00）、早晨")
+            && text.contains("工地打桩"),
+        "{text}"
+    );
+    assert!(text.contains("照片：https://photos.example/1.jpg"));
+
+    // Read back by anyone, plural and singular, JSON and XML, without the reporter's data.
+    for path in [format!("requests/{id}.json"), format!("request/{id}.json")] {
+        let (s, _, body, _) = raw(&app, reqwest::Method::GET, &path).await;
+        assert_eq!(s, StatusCode::OK);
+        let r: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!((r[0]["service_request_id"].as_str(), r[0]["status"].as_str()), (Some(id.as_str()), Some("open")));
+        assert_eq!((r[0]["service_code"].as_str(), r[0]["status_notes"].as_str()), (Some("06028"), Some("待受理")));
+        assert!(r[0]["requested_datetime"].as_str().is_some_and(|t| t.ends_with("+08:00")));
+        assert!(!body.contains("13900001111") && !body.contains("李明"), "no reporter data: {body}");
+    }
+    let (_, kind, xml, _) = raw(&app, reqwest::Method::GET, &format!("requests/{id}.xml")).await;
+    assert_eq!(kind, "text/xml; charset=utf-8");
+    assert_eq!(&elements(&xml)[..3], ["service_requests", "request", "address"]);
+    assert_eq!(raw(&app, reqwest::Method::GET, "requests/999999.json").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(raw(&app, reqwest::Method::GET, "tokens/abc.json").await.0, StatusCode::NOT_FOUND);
+    let (s, _, _, allow) = raw(&app, reqwest::Method::POST, "services.json").await;
+    assert_eq!((s, allow.as_deref()), (StatusCode::METHOD_NOT_ALLOWED, Some("GET, HEAD")));
+    let (_, _, _, allow) = raw(&app, reqwest::Method::PUT, "requests.json").await;
+    assert_eq!(allow.as_deref(), Some("GET, HEAD, POST"));
+}
