@@ -108,7 +108,12 @@ fn split(file: &str) -> Option<(&str, Format)> {
 }
 
 /// `GET /open311/v2/{discovery|services}.{format}`.
-async fn top(State(state): State<AppState>, headers: HeaderMap, Path(file): Path<String>) -> Response {
+async fn top(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
     let Some((name, format)) = split(&file) else {
         return error(format_of(&file), StatusCode::NOT_FOUND, "ask for .json or .xml");
     };
@@ -118,6 +123,13 @@ async fn top(State(state): State<AppState>, headers: HeaderMap, Path(file): Path
             let services = serde_json::to_value(state.services.open311_services()).unwrap_or_default();
             reply(format, "services", "service", &services)
         }
+        "requests" => match query(&params) {
+            Ok(q) => match state.services.open311_requests(&q).await {
+                Ok(list) => reply(format, "service_requests", "request", &Value::Array(list)),
+                Err(e) => refusal(format, e),
+            },
+            Err(why) => error(format, StatusCode::BAD_REQUEST, &why),
+        },
         _ => error(format, StatusCode::NOT_FOUND, "no such resource"),
     }
 }
@@ -222,6 +234,76 @@ async fn one_request(
         Ok(r) => reply(format, "service_requests", "request", &json!([r])),
         Err(e) => refusal(format, e),
     }
+}
+
+/// The filters of `GET requests`. Empty values are absent ones; unknown parameters (an `api_key`, a
+/// client's own) are ignored.
+fn query(params: &[(String, String)]) -> Result<civicgrid_service::open311::Open311Query, String> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty());
+    let list = |name: &str| {
+        get(name).map(|v| v.split(',').map(str::trim).filter(|x| !x.is_empty()).collect::<Vec<_>>()).unwrap_or_default()
+    };
+    let time = |name: &str| -> Result<Option<jiff::Timestamp>, String> {
+        get(name)
+            .map(|v| v.parse::<jiff::Timestamp>().map_err(|_| format!("{name}: a W3C date-time with its offset")))
+            .transpose()
+    };
+    let number = |name: &str| -> Result<Option<f64>, String> {
+        get(name)
+            .map(|v| v.parse::<f64>().ok().filter(|n| n.is_finite()).ok_or(format!("{name}: a number")))
+            .transpose()
+    };
+    let ids = list("service_request_id");
+    if ids.len() > 1000 {
+        return Err("service_request_id: at most 1000".into());
+    }
+    let ids = ids
+        .iter()
+        .map(|v| v.parse::<i64>().map_err(|_| format!("service_request_id: {v:?} is not an id")))
+        .collect::<Result<_, _>>()?;
+    let service_codes = list("service_code")
+        .iter()
+        .map(|v| v.parse().map_err(|_| format!("service_code: {v:?} is not a service code")))
+        .collect::<Result<_, _>>()?;
+    let statuses = list("status");
+    if let Some(bad) = statuses.iter().find(|s| !matches!(**s, "open" | "closed")) {
+        return Err(format!("status: {bad:?} is neither open nor closed"));
+    }
+    let open = match (statuses.contains(&"open"), statuses.contains(&"closed")) {
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        _ => None,
+    };
+    if get("updated_after").is_some() || get("updated_before").is_some() {
+        return Err("updated_after and updated_before are not supported yet; use start_date and end_date".into());
+    }
+    let near = match (number("lat")?, number("long")?, number("radius")?) {
+        (None, None, None) => None,
+        (Some(lat), Some(lon), radius) => {
+            let radius = radius.unwrap_or(500.0);
+            if !(1.0..=5000.0).contains(&radius) || !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                return Err("lat, long and radius: a point and 1–5000 metres".into());
+            }
+            Some((civicgrid_core::case::GeoPoint { lon, lat }, radius))
+        }
+        _ => return Err("lat and long go together".into()),
+    };
+    let whole = |name: &str, default: u32| -> Result<u32, String> {
+        get(name).map_or(Ok(default), |v| {
+            v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or(format!("{name}: a whole number from 1"))
+        })
+    };
+    Ok(civicgrid_service::open311::Open311Query {
+        ids,
+        service_codes,
+        start: time("start_date")?,
+        end: time("end_date")?,
+        open,
+        near,
+        page: whole("page", 1)?,
+        page_size: whole("page_size", 100)?.min(civicgrid_service::open311::MAX_REQUESTS),
+        extensions: get("extensions") == Some("true"),
+    })
 }
 
 /// `GET /open311/v2/tokens/{token}.{format}`: every request gets its id at once, so no token exists.

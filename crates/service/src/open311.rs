@@ -9,6 +9,7 @@
 use civicgrid_core::catalog::Matter;
 use civicgrid_core::codes::MatterCode;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::{Actor, ServiceError, ServiceResult, Services};
 
@@ -404,15 +405,18 @@ impl Services {
     pub async fn open311_request(&self, id: &str) -> ServiceResult<Open311Request> {
         let id: i64 = id.trim().parse().map_err(|_| ServiceError::NotFound("service request"))?;
         let case = self.store.case(id).await?.ok_or(ServiceError::NotFound("service request"))?;
-        let events = self.store.case_events(id).await?;
+        self.public_view(&case).await
+    }
+
+    /// A case's public fields.
+    async fn public_view(&self, case: &civicgrid_core::case::Case) -> ServiceResult<Open311Request> {
+        let events = self.store.case_events(case.id).await?;
         let world = self.world();
         let status = &case.status;
-        let closed =
-            matches!(status.state, civicgrid_core::case::CaseState::Closed | civicgrid_core::case::CaseState::Void);
         let updated = events.last().map_or(case.facts.reported_at, |e| e.at);
         Ok(Open311Request {
             service_request_id: case.id.to_string(),
-            status: if closed { "closed" } else { "open" },
+            status: if is_open(case) { "open" } else { "closed" },
             status_notes: status.state.label_zh().to_owned(),
             service_name: world.catalog.matter(case.facts.matter).map_or_else(String::new, |m| m.name_zh.clone()),
             service_code: case.facts.matter.to_string(),
@@ -431,4 +435,115 @@ impl Services {
             long: case.facts.location.lon,
         })
     }
+}
+
+/// What `GET requests` asks for, already parsed; empty lists and `None` mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct Open311Query {
+    /// These requests only (they win over every other filter but `status`).
+    pub ids: Vec<i64>,
+    /// Of these services.
+    pub service_codes: Vec<MatterCode>,
+    /// Reported at or after.
+    pub start: Option<jiff::Timestamp>,
+    /// Reported before or at.
+    pub end: Option<jiff::Timestamp>,
+    /// `open`, `closed`, or both when empty.
+    pub open: Option<bool>,
+    /// Within `radius` metres of this point.
+    pub near: Option<(civicgrid_core::case::GeoPoint, f64)>,
+    /// 1-based page.
+    pub page: u32,
+    /// Requests per page (1–1000).
+    pub page_size: u32,
+    /// Add the internal state and departments.
+    pub extensions: bool,
+}
+
+/// Longest span of `start_date..end_date` (the specification's 90 days).
+pub const MAX_SPAN_DAYS: i64 = 90;
+/// Most requests one answer carries (the specification's cap).
+pub const MAX_REQUESTS: u32 = 1000;
+
+impl Services {
+    /// Service requests matching `q`, newest first, with their public fields (and, with extensions,
+    /// the internal state and departments).
+    pub async fn open311_requests(&self, q: &Open311Query) -> ServiceResult<Vec<Value>> {
+        let now = self.clock.now();
+        let end = q.end.unwrap_or(now);
+        let start = q.start.unwrap_or(end - jiff::SignedDuration::from_hours(24 * MAX_SPAN_DAYS));
+        if start > end {
+            return Err(ServiceError::invalid("start_date", "before end_date"));
+        }
+        if end.duration_since(start) > jiff::SignedDuration::from_hours(24 * MAX_SPAN_DAYS) {
+            return Err(ServiceError::invalid("start_date", format!("a span of at most {MAX_SPAN_DAYS} days")));
+        }
+        let size = q.page_size.clamp(1, MAX_REQUESTS) as usize;
+        let skip = (q.page.max(1) as usize - 1) * size;
+        let mut found: Vec<civicgrid_core::case::Case> = Vec::new();
+        if q.ids.is_empty() {
+            let filter = civicgrid_store::CaseFilter {
+                matter: (q.service_codes.len() == 1).then(|| q.service_codes[0]),
+                reported_from: Some(start),
+                reported_to: Some(end + jiff::SignedDuration::from_secs(1)),
+                within: q.near.map(|(p, r)| civicgrid_store::Area::around(p, r)),
+                ..Default::default()
+            };
+            let mut before = None;
+            // Read newest first until this page is full (a page never needs more than skip + size rows).
+            while found.len() < skip + size {
+                let page = self.store.list_cases(&filter, civicgrid_store::PageRequest { before, limit: 500 }).await?;
+                found.extend(page.items.into_iter().filter(|c| self.open311_wanted(q, c)));
+                match page.next {
+                    Some(n) => before = Some(n),
+                    None => break,
+                }
+            }
+        } else {
+            for id in q.ids.iter().take(MAX_REQUESTS as usize) {
+                if let Some(c) = self.store.case(*id).await?
+                    && q.open.is_none_or(|open| open == is_open(&c))
+                {
+                    found.push(c);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for case in found.into_iter().skip(skip).take(size) {
+            let mut v = serde_json::to_value(self.public_view(&case).await?)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            if q.extensions {
+                v["extended_attributes"] = serde_json::json!({
+                    "state": case.status.state.as_str(),
+                    "state_zh": case.status.state.label_zh(),
+                    "lead_department": case.status.lead_dept.as_ref().map(|d| d.to_string()),
+                    "co_departments": case.status.co_depts.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                    "grid": case.facts.grid.to_string(),
+                    "number": case.number,
+                });
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Whether a listed case passes the filters the store does not apply.
+    fn open311_wanted(&self, q: &Open311Query, c: &civicgrid_core::case::Case) -> bool {
+        (q.service_codes.is_empty() || q.service_codes.contains(&c.facts.matter))
+            && q.open.is_none_or(|open| open == is_open(c))
+            && q.near.is_none_or(|(p, r)| distance_m(p, c.facts.location) <= r)
+    }
+}
+
+/// Open in Open311's sense: not closed and not void.
+fn is_open(c: &civicgrid_core::case::Case) -> bool {
+    !matches!(c.status.state, civicgrid_core::case::CaseState::Closed | civicgrid_core::case::CaseState::Void)
+}
+
+/// Metres between two points (haversine; plenty for a town).
+fn distance_m(a: civicgrid_core::case::GeoPoint, b: civicgrid_core::case::GeoPoint) -> f64 {
+    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
+    let (dla, dlo) = ((b.lat - a.lat).to_radians(), (b.lon - a.lon).to_radians());
+    let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+    2.0 * 6_371_000.0 * h.sqrt().asin()
 }

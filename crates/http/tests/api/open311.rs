@@ -208,3 +208,70 @@ async fn open311_clients_report_with_a_key_and_read_requests_back() {
     let (_, _, _, allow) = raw(&app, reqwest::Method::PUT, "requests.json").await;
     assert_eq!(allow.as_deref(), Some("GET, HEAD, POST"));
 }
+
+#[tokio::test]
+async fn open311_lists_requests_with_the_specification_filters() {
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let shift = app.login("shift").await;
+    let mut ids = Vec::new();
+    for grid in [0, 1, 2] {
+        ids.push(app.create(&intake, grid).await["id"].as_i64().expect("id"));
+    }
+    // One is voided: closed in Open311's sense.
+    assert_eq!(app.act(&intake, ids[0], json!({"action": "request_void", "reason": "重复"})).await.0, StatusCode::OK);
+    assert_eq!(app.act(&shift, ids[0], json!({"action": "void", "reason": "重复"})).await.0, StatusCode::OK);
+    let listed = |body: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        v.as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|r| r["service_request_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let s = |id: i64| id.to_string();
+    let (st, _, body, _) = raw(&app, reqwest::Method::GET, "requests.json").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(listed(&body), vec![s(ids[2]), s(ids[1]), s(ids[0])], "newest first, last 90 days by default");
+    let (_, _, body, _) = raw(&app, reqwest::Method::GET, "requests.json?status=closed").await;
+    assert_eq!(listed(&body), vec![s(ids[0])]);
+    let (_, _, body, _) =
+        raw(&app, reqwest::Method::GET, "requests.json?status=open&service_code=06010,06028&page_size=1&page=2").await;
+    assert_eq!(listed(&body), vec![s(ids[1])], "second page of one");
+    let (_, _, body, _) =
+        raw(&app, reqwest::Method::GET, &format!("requests.json?service_request_id={},{}", ids[0], ids[2])).await;
+    assert_eq!(listed(&body), vec![s(ids[0]), s(ids[2])]);
+    let p = app.point_in_grid(1);
+    let (_, _, body, _) =
+        raw(&app, reqwest::Method::GET, &format!("requests.json?lat={}&long={}&radius=30", p["lat"], p["lon"])).await;
+    assert_eq!(listed(&body), vec![s(ids[1])], "near the second report only");
+    let (_, _, body, _) =
+        raw(&app, reqwest::Method::GET, "requests.json?extensions=true&status=open&service_code=&jurisdiction_id=")
+            .await;
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v[0]["extended_attributes"]["state"], "reported", "empty parameters are absent ones: {body}");
+    let (_, _, body, _) = raw(
+        &app,
+        reqwest::Method::GET,
+        "requests.json?start_date=2026-11-24T00:00:00%2B08:00&end_date=2026-11-30T00:00:00%2B08:00",
+    )
+    .await;
+    assert!(listed(&body).is_empty(), "nothing reported after today's start");
+    let (_, _, xml, _) = raw(&app, reqwest::Method::GET, "requests.xml").await;
+    assert_eq!(elements(&xml).iter().filter(|n| *n == "request").count(), 3);
+    for bad in [
+        "status=pending",
+        "start_date=yesterday",
+        "start_date=2026-01-01T00:00:00Z&end_date=2026-11-23T00:00:00Z",
+        "service_code=abc",
+        "lat=31.2",
+        "radius=99999&lat=31.2&long=120.9",
+        "page_size=0",
+        "updated_after=2026-11-01T00:00:00Z",
+    ] {
+        let (st, _, body, _) = raw(&app, reqwest::Method::GET, &format!("requests.json?{bad}")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        let e: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(e[0]["code"], 400, "{bad}");
+    }
+}
