@@ -372,6 +372,16 @@ impl Services {
         if description.contains('<') && description.contains('>') {
             return Err(ServiceError::invalid("description", "plain text, no HTML"));
         }
+        // What XML 1.0 cannot carry could never be answered back in the XML format.
+        let unsendable = |t: &str| {
+            t.chars()
+                .any(|c| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}')
+        };
+        for (field, text) in [("description", description), ("address_string", report.address_string.as_str())] {
+            if unsendable(text) {
+                return Err(ServiceError::invalid(field, "control characters cannot be stored"));
+            }
+        }
         let media = report.media_url.trim();
         if !media.is_empty()
             && (!(media.starts_with("http://") || media.starts_with("https://"))

@@ -141,6 +141,9 @@ async fn open311_clients_report_with_a_key_and_read_requests_back() {
     let mut html = form(&[("attribute[periods][]", "night")]);
     html[5].1 = "<script>alert(1)</script>".into();
     assert_eq!(post_form(&app, "requests.json", &html).await.0, StatusCode::BAD_REQUEST);
+    let mut control = form(&[("attribute[periods][]", "night")]);
+    control[5].1 = "噪声\u{1}扰民".into();
+    assert_eq!(post_form(&app, "requests.json", &control).await.0, StatusCode::BAD_REQUEST, "XML cannot carry it");
     let mut far = form(&[("attribute[periods][]", "night")]);
     far[2].1 = "39.9".into();
     assert_eq!(post_form(&app, "requests.json", &far).await.0, StatusCode::BAD_REQUEST, "outside the town");
