@@ -5,6 +5,9 @@
 //! Errors are the specification's list of `{code, description}` in the asked format (JSON when the
 //! format cannot be told), and a method an endpoint does not take is a 405 with `Allow`.
 //!
+//! mySociety's extension `GET servicerequestupdates` lists every change since a time, read from the
+//! global event log, so FixMyStreet-style sites follow each request's progress.
+//!
 //! Reports come in with `POST requests` and an API key of a service account on the `open311`
 //! channel; anyone may read a request's public fields (`GET requests/{id}`, or the singular
 //! `request/{id}` of the official Swagger).
@@ -122,6 +125,24 @@ async fn top(
         "services" => {
             let services = serde_json::to_value(state.services.open311_services()).unwrap_or_default();
             reply(format, "services", "service", &services)
+        }
+        "servicerequestupdates" => {
+            let get =
+                |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty());
+            let time = |name: &str| {
+                get(name)
+                    .map(|v| {
+                        v.parse::<jiff::Timestamp>().map_err(|_| format!("{name}: a W3C date-time with its offset"))
+                    })
+                    .transpose()
+            };
+            match (time("start_date"), time("end_date")) {
+                (Ok(start), Ok(end)) => match state.services.open311_updates(start, end).await {
+                    Ok(list) => reply(format, "service_request_updates", "request_update", &Value::Array(list)),
+                    Err(e) => refusal(format, e),
+                },
+                (Err(why), _) | (_, Err(why)) => error(format, StatusCode::BAD_REQUEST, &why),
+            }
         }
         "requests" => match query(&params) {
             Ok(q) => match state.services.open311_requests(&q).await {

@@ -557,3 +557,72 @@ fn distance_m(a: civicgrid_core::case::GeoPoint, b: civicgrid_core::case::GeoPoi
     let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
     2.0 * 6_371_000.0 * h.sqrt().asin()
 }
+
+/// The status an update reports, in the words of mySociety's Open311 extension (what FixMyStreet
+/// shows its users).
+fn update_status(state: civicgrid_core::case::CaseState) -> &'static str {
+    use civicgrid_core::case::CaseState as S;
+    match state {
+        S::Reported | S::Accepted | S::Filed | S::VoidRequested => "open",
+        S::Checking => "investigating",
+        S::Dispatched | S::Handling | S::ReturnRequested | S::ExtensionRequested | S::ParkRequested => "in_progress",
+        S::Parked => "action_scheduled",
+        S::Replied | S::Verified => "in_progress",
+        S::Closed => "fixed",
+        S::Merged => "duplicate",
+        S::Void => "closed",
+    }
+}
+
+impl Services {
+    /// Every change to any request between `start` and `end` (mySociety's `servicerequestupdates`),
+    /// oldest first, at most [`MAX_REQUESTS`]; `update_id` is the change's global sequence number.
+    pub async fn open311_updates(
+        &self,
+        start: Option<jiff::Timestamp>,
+        end: Option<jiff::Timestamp>,
+    ) -> ServiceResult<Vec<Value>> {
+        let end = end.unwrap_or_else(|| self.clock.now());
+        let start = start.unwrap_or(end - jiff::SignedDuration::from_hours(24));
+        if start > end || end.duration_since(start) > jiff::SignedDuration::from_hours(24 * MAX_SPAN_DAYS) {
+            return Err(ServiceError::invalid(
+                "start_date",
+                format!("before end_date, at most {MAX_SPAN_DAYS} days before it"),
+            ));
+        }
+        let Some(first) = self.store.first_seq_since(start).await? else {
+            return Ok(Vec::new());
+        };
+        let (mut after, mut out) = (first - 1, Vec::new());
+        'read: loop {
+            let page = self.store.events_after(after, 500).await?;
+            if page.is_empty() {
+                break;
+            }
+            for e in page {
+                after = e.seq;
+                if e.event.at > end {
+                    break 'read;
+                }
+                if e.event.at < start {
+                    continue;
+                }
+                let label = e.event.action.name();
+                let said = e.event.reason.as_deref().map(|r| format!("：{r}")).unwrap_or_default();
+                out.push(serde_json::json!({
+                    "update_id": e.seq.to_string(),
+                    "service_request_id": e.case_id.to_string(),
+                    "status": update_status(e.event.to),
+                    "updated_datetime": w3c(e.event.at),
+                    "description": format!("{}{said}", e.event.to.label_zh()),
+                    "external_status_code": label,
+                    "media_url": "",
+                }));
+                if out.len() >= MAX_REQUESTS as usize {
+                    break 'read;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -799,6 +799,9 @@ pub trait EventLog: Send + Sync {
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>>;
     /// The highest sequence number committed so far.
     async fn last_seq(&self) -> Result<i64>;
+    /// The first entry's sequence number at or after `at` (by the time of its event), if any: where a
+    /// reader of "everything since a time" starts.
+    async fn first_seq_since(&self, at: Timestamp) -> Result<Option<i64>>;
     /// How far the reader `name` has handled the log; `None` before its first run.
     async fn consumer_position(&self, name: &str) -> Result<Option<i64>>;
     /// Records that `name` has handled the log up to `position` (a position never moves back).

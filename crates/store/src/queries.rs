@@ -1182,6 +1182,13 @@ impl EventLog for This {
             .collect()
     }
 
+    async fn first_seq_since(&self, at: Timestamp) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT seq FROM event_log WHERE at >= $1 ORDER BY at LIMIT 1")
+            .bind(micros(at))
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
     async fn last_seq(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&self.read).await?)
     }

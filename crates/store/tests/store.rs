@@ -588,6 +588,12 @@ async fn the_event_log_numbers_every_event_once_in_order(store: &dyn Store, fx: 
     assert_eq!(tail[0].grid, fx.grid_b);
     assert_eq!(tail[0].reporter_user_id, Some(42));
     assert!(store.events_after(last + 2, 10).await.expect("empty tail").is_empty());
+    // "Everything since a time" starts at the first entry at or after it.
+    let earliest = log.iter().map(|e| e.event.at).min().expect("entries");
+    let first = store.first_seq_since(earliest).await.expect("since").expect("an entry");
+    assert_eq!(log.iter().find(|e| e.seq == first).map(|e| e.event.at), Some(earliest));
+    let after_all = tail[1].event.at + SignedDuration::from_secs(1);
+    assert_eq!(store.first_seq_since(after_all).await.expect("since"), None);
 }
 
 async fn accounts_can_be_disabled_and_their_sessions_ended(store: &dyn Store, fx: &Fixture) {

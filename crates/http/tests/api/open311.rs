@@ -278,3 +278,43 @@ async fn open311_lists_requests_with_the_specification_filters() {
         assert_eq!(e[0]["code"], 400, "{bad}");
     }
 }
+
+/// mySociety's `servicerequestupdates`: every change since a time, from the global event log, with
+/// FixMyStreet's statuses; an earlier window leaves later changes out.
+#[tokio::test]
+async fn open311_lists_updates_since_a_time() {
+    let app = spawn_app().await;
+    let (intake, shift) = (app.login("intake").await, app.login("shift").await);
+    let id = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    app.clock.advance(SignedDuration::from_mins(5));
+    assert_eq!(app.act(&intake, id, json!({"action": "accept"})).await.0, StatusCode::OK);
+    app.clock.advance(SignedDuration::from_mins(5));
+    assert_eq!(app.act(&shift, id, json!({"action": "file"})).await.0, StatusCode::OK);
+    let app = &app;
+    let updates = |query: &str| {
+        let path = format!("servicerequestupdates.json{query}");
+        async move {
+            let (s, _, body, _) = raw(app, reqwest::Method::GET, &path).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            serde_json::from_str::<Value>(&body).expect("json").as_array().expect("array").clone()
+        }
+    };
+    let all = updates("").await;
+    let mine: Vec<&Value> = all.iter().filter(|u| u["service_request_id"] == id.to_string().as_str()).collect();
+    assert_eq!(mine.len(), 3, "report, accept, file: {all:?}");
+    assert_eq!(
+        mine.iter().map(|u| u["status"].as_str().unwrap_or_default()).collect::<Vec<_>>(),
+        ["open", "open", "open"]
+    );
+    assert!(mine.windows(2).all(|w| w[0]["update_id"].as_str().and_then(|a| a.parse::<i64>().ok())
+        < w[1]["update_id"].as_str().and_then(|b| b.parse::<i64>().ok())));
+    assert!(mine[2]["description"].as_str().is_some_and(|d| d.starts_with("待派遣")), "{:?}", mine[2]);
+    // Since 09:07 local (01:07Z): only the filing.
+    let later = updates("?start_date=2026-11-23T09:07:00%2B08:00").await;
+    assert_eq!(later.iter().filter(|u| u["service_request_id"] == id.to_string().as_str()).count(), 1);
+    let (_, kind, xml, _) = raw(app, reqwest::Method::GET, "servicerequestupdates.xml").await;
+    assert_eq!(kind, "text/xml; charset=utf-8");
+    assert_eq!(&elements(&xml)[..2], ["service_request_updates", "request_update"]);
+    let (s, _, _, _) = raw(app, reqwest::Method::GET, "servicerequestupdates.json?start_date=soon").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
