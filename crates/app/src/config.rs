@@ -33,6 +33,9 @@ pub struct Config {
     /// An intranet map tile server for the consoles' small maps (e.g. a 天地图 node), as a URL template
     /// with `{z}`, `{x}` and `{y}`; empty for none (the maps then draw the town's own grids alone).
     pub map_tiles: String,
+    /// The Open311 `jurisdiction_id` this server answers for (e.g. `qingyuan.gov.cn`); empty to accept
+    /// any. A request naming another one is refused.
+    pub open311_jurisdiction: String,
 }
 
 /// How log lines are written.
@@ -59,6 +62,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("attachments", &self.attachments)
             .field("map_tiles", &self.map_tiles)
+            .field("open311_jurisdiction", &self.open311_jurisdiction)
             .finish()
     }
 }
@@ -101,6 +105,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             attachments: "auto".into(),
             map_tiles: String::new(),
+            open311_jurisdiction: String::new(),
         }
     }
 }
@@ -122,6 +127,7 @@ impl Config {
                 "log_format",
                 "attachments",
                 "map_tiles",
+                "open311_jurisdiction",
             ]))
             .extract::<Config>()
             .map_err(Box::new)?
@@ -145,6 +151,13 @@ impl Config {
                 self.map_tiles
             ))));
         }
+        if self.open311_jurisdiction.len() > 100
+            || self.open311_jurisdiction.chars().any(|c| !(c.is_ascii_alphanumeric() || ".-_".contains(c)))
+        {
+            return Err(Box::new(figment::Error::from(
+                "open311_jurisdiction must be up to 100 characters of a-z, 0-9, '.', '-' or '_'".to_owned(),
+            )));
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
             return Err(Box::new(figment::Error::from(format!("listen must be host:port, not {:?}", self.listen))));
         }
@@ -167,6 +180,10 @@ mod tests {
             assert_eq!(c.listen, "0.0.0.0:9000");
             assert_eq!(c.session_hours, 8);
             assert_eq!(c.database, "civicgrid.db");
+            jail.set_env("CIVICGRID_OPEN311_JURISDICTION", "bad jurisdiction");
+            assert!(Config::load(None).is_err(), "a jurisdiction with a space is refused");
+            jail.set_env("CIVICGRID_OPEN311_JURISDICTION", "qingyuan.gov.cn");
+            assert_eq!(Config::load(None).expect("loads").open311_jurisdiction, "qingyuan.gov.cn");
             jail.set_env("CIVICGRID_MAP_TILES", "https://tiles.local/{z}/{x}");
             assert!(Config::load(None).is_err(), "a tile URL without {{y}} is refused");
             jail.set_env("CIVICGRID_MAP_TILES", "https://tiles.local/{z}/{x}/{y}.png");

@@ -246,6 +246,7 @@ pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: im
         session_hours: cfg.session_hours,
         blobs: cfg.blob_storage(),
         map_tiles: Some(cfg.map_tiles.clone()).filter(|t| !t.is_empty()),
+        open311_jurisdiction: Some(cfg.open311_jurisdiction.clone()).filter(|j| !j.is_empty()),
     };
     civicgrid_http::metrics::install();
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;

@@ -158,7 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(pages::readyz))
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", api)
-        .nest("/open311/v2", open311::routes())
+        .nest("/open311/v2", open311::routes(state.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, policy))
         .layer(SetResponseHeaderLayer::if_not_present(

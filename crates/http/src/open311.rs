@@ -38,7 +38,7 @@ pub enum Format {
 }
 
 /// The routes, to be nested at `/open311/v2`.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/{file}",
@@ -51,9 +51,49 @@ pub fn routes() -> Router<AppState> {
         .route("/requests/{file}", only_get(one_request))
         .route("/request/{file}", only_get(one_request))
         .route("/tokens/{file}", only_get(token))
+        .route_layer(axum::middleware::from_fn_with_state(state, jurisdiction))
         .fallback(
             |uri: OriginalUri| async move { error(format_of(uri.path()), StatusCode::NOT_FOUND, "no such resource") },
         )
+}
+
+/// Refuses a request naming a `jurisdiction_id` other than the configured one (in the query, or in a
+/// report's form); without one configured, or without one named, every request passes.
+async fn jurisdiction(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(ours) = state.config.open311_jurisdiction.as_deref() else {
+        return next.run(request).await;
+    };
+    let format = format_of(request.uri().path());
+    let named = |query: &str| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "jurisdiction_id")
+            .map(|(_, v)| v.to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut given = request.uri().query().and_then(named);
+    let request = if request.method() == axum::http::Method::POST && given.is_none() {
+        // A report names it among its form fields: read the (bounded) body, then hand it on.
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, crate::MAX_BODY).await else {
+            return error(format, StatusCode::BAD_REQUEST, "the form is too large");
+        };
+        given = std::str::from_utf8(&bytes).ok().and_then(named);
+        axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
+    } else {
+        request
+    };
+    match given {
+        Some(j) if j != ours => {
+            error(format, StatusCode::NOT_FOUND, &format!("this server answers for jurisdiction_id {ours}"))
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// A GET route whose other methods are the specification's 405.

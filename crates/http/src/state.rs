@@ -19,6 +19,8 @@ pub struct HttpConfig {
     pub blobs: civicgrid_service::attachments::BlobStorage,
     /// An intranet tile server's URL template for the small maps (checked by [`crate::tiles_origin`]).
     pub map_tiles: Option<String>,
+    /// The Open311 `jurisdiction_id` this server answers for; `None` accepts any.
+    pub open311_jurisdiction: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -28,6 +30,7 @@ impl Default for HttpConfig {
             session_hours: 12,
             blobs: civicgrid_service::attachments::BlobStorage::Database,
             map_tiles: None,
+            open311_jurisdiction: None,
         }
     }
 }

@@ -318,3 +318,36 @@ async fn open311_lists_updates_since_a_time() {
     let (s, _, _, _) = raw(app, reqwest::Method::GET, "servicerequestupdates.json?start_date=soon").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// With a jurisdiction configured, a request naming another one (in the query or a report's form) is
+/// refused and writes nothing; naming ours, or none, is served.
+#[tokio::test]
+async fn open311_checks_the_configured_jurisdiction() {
+    let config = HttpConfig { open311_jurisdiction: Some("qingyuan.example".into()), ..HttpConfig::default() };
+    let app = spawn_app_configured(civicgrid_http::ServeOptions::default(), config).await;
+    assert_eq!(raw(&app, reqwest::Method::GET, "services.json").await.0, StatusCode::OK);
+    assert_eq!(
+        raw(&app, reqwest::Method::GET, "services.json?jurisdiction_id=qingyuan.example").await.0,
+        StatusCode::OK
+    );
+    let (s, _, body, _) = raw(&app, reqwest::Method::GET, "services.xml?jurisdiction_id=elsewhere.example").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(body.contains("<errors><error><code>404</code>"), "{body}");
+    let key = open311_key(&app).await;
+    let at = app.point_in_grid(0);
+    let report = |jurisdiction: &str| {
+        vec![
+            ("api_key", key.clone()),
+            ("jurisdiction_id", jurisdiction.to_owned()),
+            ("service_code", "06010".to_owned()),
+            ("lat", at["lat"].to_string()),
+            ("long", at["lon"].to_string()),
+            ("description", "路口垃圾".to_owned()),
+        ]
+    };
+    let before = app.store.count_cases().await.expect("count");
+    assert_eq!(post_form(&app, "requests.json", &report("elsewhere.example")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.store.count_cases().await.expect("count"), before, "nothing written");
+    let (s, body) = post_form(&app, "requests.json", &report("qingyuan.example")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}
