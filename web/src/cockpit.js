@@ -278,7 +278,8 @@ function bars(id, theme, names, series, horizontal = false) {
   const c = chart(id, theme);
   if (!c) return;
   const cat = { type: 'category', data: names, axisLabel: { interval: 0, fontSize: 15 } };
-  const val = { type: 'value' };
+  // Few, non-overlapping value labels: the panels are narrow and read from across the room.
+  const val = { type: 'value', splitNumber: horizontal ? 3 : 5, axisLabel: { hideOverlap: true } };
   // A series on axis 1 is a rate, on its own 0–100 % axis at the right.
   const rate = { type: 'value', min: 0, max: 100, axisLabel: { formatter: '{value}%' }, splitLine: { show: false } };
   const twoAxes = series.some((s) => s.yAxisIndex === 1);
@@ -503,7 +504,8 @@ function drawRural() {
     const rate = (kind, num, den) => { const d = sum(kind, den); return d > 0 ? (100 * sum(kind, num)) / d : 0; };
     const per = (kind) => {
       const hh = [...households.entries()].filter(([code]) => wsInfo.get(code)?.kind === kind).reduce((n, [, v]) => n + v, 0);
-      return hh > 0 ? (1000 * sum(kind, (w) => w.counts.reported)) / hh : 0;
+      // Per 100 households, so it sits on the same 0–100 scale as the two rates beside it.
+      return hh > 0 ? (100 * sum(kind, (w) => w.counts.reported)) / hh : 0;
     };
     const c = chart('chart-compare', 'rural');
     if (c) {
@@ -511,7 +513,7 @@ function drawRural() {
         tooltip: { trigger: 'axis' },
         legend: { top: 0 },
         grid: { left: 50, right: 20, top: 40, bottom: 40 },
-        xAxis: { type: 'category', data: [T('cockpit.on_time_closure'), T('cockpit.satisfaction'), `${T('cockpit.month_reported')} ‰`] },
+        xAxis: { type: 'category', data: [T('cockpit.on_time_closure'), T('cockpit.satisfaction'), T('cockpit.per_hundred')] },
         yAxis: { type: 'value' },
         series: kinds.map((k) => ({
           name: T(`cockpit.${k}`), type: 'bar', barMaxWidth: 40,
