@@ -264,11 +264,7 @@ impl Services {
             if let Some(d) = &c.lead_dept {
                 by_dept
                     .entry(d.to_string())
-                    .or_insert_with(|| Load {
-                        code: d.to_string(),
-                        name: world.departments.get(d).map_or_else(|| d.to_string(), |x| x.name_zh.clone()),
-                        ..Load::default()
-                    })
+                    .or_insert_with(|| Load { code: d.to_string(), name: world.department_name(d), ..Load::default() })
                     .count(overdue, escalated);
             }
             if let (Some(lon), Some(lat)) = (c.lon, c.lat)
@@ -289,10 +285,7 @@ impl Services {
                 number: c.number.clone(),
                 matter: world.catalog.matter(c.matter).map_or_else(|| c.matter.to_string(), |m| m.name_zh.clone()),
                 grid: grid_names.get(&c.grid).map_or_else(|| c.grid.to_string(), |(n, _)| (*n).to_owned()),
-                department: c
-                    .lead_dept
-                    .as_ref()
-                    .map(|d| world.departments.get(d).map_or_else(|| d.to_string(), |x| x.name_zh.clone())),
+                department: c.lead_dept.as_ref().map(|d| world.department_name(d)),
                 state: c.state,
                 due_at: c.due_at.unwrap_or(now),
                 escalation_level: c.escalation_level,

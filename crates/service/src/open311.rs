@@ -431,11 +431,7 @@ impl Services {
             service_name: world.catalog.matter(case.facts.matter).map_or_else(String::new, |m| m.name_zh.clone()),
             service_code: case.facts.matter.to_string(),
             description: case.facts.description.clone(),
-            agency_responsible: status
-                .lead_dept
-                .as_ref()
-                .map(|d| world.departments.get(d).map_or_else(|| d.to_string(), |x| x.name_zh.clone()))
-                .unwrap_or_default(),
+            agency_responsible: status.lead_dept.as_ref().map(|d| world.department_name(d)).unwrap_or_default(),
             service_notice: format!("案件编号 {}", case.number),
             requested_datetime: w3c(case.facts.reported_at),
             updated_datetime: w3c(updated),
@@ -541,21 +537,13 @@ impl Services {
     fn open311_wanted(&self, q: &Open311Query, c: &civicgrid_core::case::Case) -> bool {
         (q.service_codes.is_empty() || q.service_codes.contains(&c.facts.matter))
             && q.open.is_none_or(|open| open == is_open(c))
-            && q.near.is_none_or(|(p, r)| distance_m(p, c.facts.location) <= r)
+            && q.near.is_none_or(|(p, r)| civicgrid_core::case::distance_m(p, c.facts.location) <= r)
     }
 }
 
-/// Open in Open311's sense: not closed and not void.
+/// Open in Open311's sense: not closed and not void (the core's own meaning of open).
 fn is_open(c: &civicgrid_core::case::Case) -> bool {
-    !matches!(c.status.state, civicgrid_core::case::CaseState::Closed | civicgrid_core::case::CaseState::Void)
-}
-
-/// Metres between two points (haversine; plenty for a town).
-fn distance_m(a: civicgrid_core::case::GeoPoint, b: civicgrid_core::case::GeoPoint) -> f64 {
-    let (la1, la2) = (a.lat.to_radians(), b.lat.to_radians());
-    let (dla, dlo) = ((b.lat - a.lat).to_radians(), (b.lon - a.lon).to_radians());
-    let h = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
-    2.0 * 6_371_000.0 * h.sqrt().asin()
+    c.status.state.is_open()
 }
 
 /// The status an update reports, in the words of mySociety's Open311 extension (what FixMyStreet

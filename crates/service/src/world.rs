@@ -62,6 +62,11 @@ impl World {
     pub fn has_department(&self, code: &DeptCode) -> bool {
         self.departments.contains_key(code)
     }
+
+    /// A department's Chinese name, or its code when it is not (or no longer) known.
+    pub fn department_name(&self, code: &DeptCode) -> String {
+        self.departments.get(code).map_or_else(|| code.to_string(), |d| d.name_zh.clone())
+    }
 }
 
 /// The current snapshot, shared by every clone of the services.

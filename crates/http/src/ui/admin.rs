@@ -266,9 +266,7 @@ async fn body(
     let t = s.t();
     let services = &state.services;
     let world = state.world();
-    let dept_name = |d: &civicgrid_core::org::DeptCode| {
-        world.departments.get(d).map_or_else(|| d.to_string(), |x| x.name_zh.clone())
-    };
+    let dept_name = |d: &civicgrid_core::org::DeptCode| world.department_name(d);
     Ok(match section {
         "users" => {
             let users = services.users(&s.actor).await?;
@@ -433,50 +431,31 @@ async fn body(
             let mut day = from;
             while day <= to {
                 for shift in [Shift::Day, Shift::Night] {
-                    let cells = DutyPost::ALL
-                        .iter()
-                        .map(|post| {
-                            (post, {
-                                entries
-                                    .iter()
-                                    .filter(|e| e.date == day && e.shift == shift && e.post == *post)
-                                    .filter(|e| {
-                                        e.department.is_none()
-                                            || shown.is_none()
-                                            || e.department.as_ref() == shown.as_ref()
-                                    })
-                                    .map(|e| {
-                                        let who = names.get(&e.user_id).copied().unwrap_or("?");
-                                        match &e.department {
-                                            // Without a chosen department, a departmental post says how many have someone.
-                                            Some(_) if shown.is_none() => String::new(),
-                                            Some(d) if !who.contains(&dept_name(d)) => {
-                                                format!("{who}（{}）", dept_name(d))
-                                            }
-                                            _ => who.to_owned(),
-                                        }
-                                    })
-                                    .filter(|x| !x.is_empty())
-                                    .collect::<Vec<_>>()
-                                    .join("、")
+                    // Who holds a post on this date and shift. Without a chosen department, a
+                    // departmental post says how many departments have someone.
+                    let cell = |post: DutyPost| -> String {
+                        let here: Vec<&DutyEntry> =
+                            entries.iter().filter(|e| e.date == day && e.shift == shift && e.post == post).collect();
+                        if shown.is_none() && matches!(post, DutyPost::DeptHead | DutyPost::DeptHandler) {
+                            let staffed: std::collections::BTreeSet<_> =
+                                here.iter().filter_map(|e| e.department.as_ref()).collect();
+                            if !staffed.is_empty() {
+                                return t.get("admin.roster.departments").replace("{n}", &staffed.len().to_string());
+                            }
+                        }
+                        here.iter()
+                            .filter(|e| e.department.is_none() || e.department == shown)
+                            .map(|e| {
+                                let who = names.get(&e.user_id).copied().unwrap_or("?");
+                                match &e.department {
+                                    Some(d) if !who.contains(&dept_name(d)) => format!("{who}（{}）", dept_name(d)),
+                                    _ => who.to_owned(),
+                                }
                             })
-                        })
-                        .map(|(post, text): (&DutyPost, String)| {
-                            if shown.is_some() || !matches!(post, DutyPost::DeptHead | DutyPost::DeptHandler) {
-                                return text;
-                            }
-                            let staffed: std::collections::BTreeSet<_> = entries
-                                .iter()
-                                .filter(|e| e.date == day && e.shift == shift && e.post == *post)
-                                .filter_map(|e| e.department.as_ref())
-                                .collect();
-                            if staffed.is_empty() {
-                                text
-                            } else {
-                                t.get("admin.roster.departments").replace("{n}", &staffed.len().to_string())
-                            }
-                        })
-                        .collect();
+                            .collect::<Vec<_>>()
+                            .join("、")
+                    };
+                    let cells = DutyPost::ALL.into_iter().map(cell).collect();
                     rows.push(RosterRow {
                         date: day.to_string(),
                         shift: t.get(&format!("admin.shift.{}", shift.as_str())).to_owned(),
