@@ -10,6 +10,7 @@ use crate::case::{Attachment, CaseFacts, GeoPoint, Reporter, Source, Urgency};
 use crate::catalog::Catalog;
 use crate::codes::{ComponentId, MatterCode};
 use crate::component::Component;
+use crate::coords::CoordSystem;
 use crate::error::DomainError;
 use crate::grid::GridIndex;
 
@@ -38,8 +39,11 @@ pub struct ReportInput {
     pub urgency: Urgency,
     /// What is wrong.
     pub description: String,
-    /// Where (WGS84).
+    /// Where, in `coord_system`.
     pub location: GeoPoint,
+    /// The coordinate system of `location` (default WGS84); GCJ-02 and BD-09 are converted to WGS84.
+    #[serde(default)]
+    pub coord_system: CoordSystem,
     /// Address text.
     #[serde(default)]
     pub address: String,
@@ -100,12 +104,13 @@ pub fn check_report(
     let reporter_name =
         input.reporter_name.as_deref().map(|n| crate::text::line("reporter_name", n, 0, MAX_NAME)).transpose()?;
     let attachments = crate::case::check_attachments("attachments", &input.attachments)?;
-    let GeoPoint { lon, lat } = input.location;
     if !input.location.is_wgs84() {
         return Err(DomainError::invalid("location", "longitude/latitude out of range"));
     }
+    let location = input.coord_system.to_wgs84(input.location);
+    let GeoPoint { lon, lat } = location;
     let micro_grid = index
-        .locate(input.location)
+        .locate(location)
         .ok_or_else(|| DomainError::invalid("location", format!("({lon}, {lat}) is outside the town's grids")))?;
     let grid = micro_grid.grid();
     if !actor.can_report_in(grid) {
@@ -132,7 +137,7 @@ pub fn check_report(
         source,
         urgency: input.urgency,
         description,
-        location: input.location,
+        location,
         address,
         grid,
         micro_grid,

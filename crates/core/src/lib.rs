@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod clock;
 pub mod codes;
 pub mod component;
+pub mod coords;
 pub mod cotask;
 pub mod duty;
 pub mod error;

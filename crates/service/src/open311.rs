@@ -403,6 +403,8 @@ impl Services {
             urgency: civicgrid_core::case::Urgency::Normal,
             description: text.join("\n"),
             location: civicgrid_core::case::GeoPoint { lon, lat },
+            // The specification's lat/long are WGS84.
+            coord_system: Default::default(),
             address: report.address_string.trim().to_owned(),
             reporter_name: Some(name).filter(|n| !n.is_empty()),
             reporter_phone: Some(report.phone.trim().to_owned()).filter(|p| !p.is_empty()),

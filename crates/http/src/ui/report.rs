@@ -172,6 +172,7 @@ async fn report(state: &AppState, s: &Session, sent: &super::case::Sent) -> Resu
         urgency,
         description: sent.get("description").unwrap_or_default().to_owned(),
         location,
+        coord_system: Default::default(),
         address: sent.get("address").unwrap_or_default().to_owned(),
         reporter_name: sent.get("reporter_name").map(str::to_owned),
         reporter_phone: sent.get("reporter_phone").map(str::to_owned),
