@@ -736,6 +736,7 @@ async fn bare_insert(database: &str) -> AppResult<f64> {
             reporter: Reporter { user_id: Some(1), name: Some("测试".into()), phone: Some("13800000000".into()) },
             attachments: vec![],
             reported_at: now,
+            upstream: None,
         };
         let (status, event) =
             CaseStatus::report(&facts, EventActor::user(1, Role::IntakeOperator), &Context::new(now, &clocks, &sla));

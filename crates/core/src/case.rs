@@ -216,6 +216,9 @@ pub struct CaseFacts {
     /// When it was reported.
     #[schema(value_type = String, format = DateTime)]
     pub reported_at: Timestamp,
+    /// The upstream ticket (12345, 110) it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<crate::ticket::Upstream>,
 }
 
 /// Where a case is in its life.
@@ -1277,6 +1280,10 @@ pub fn decide(
         let (at, timers) = sla.step(clock, now, limit);
         Some(Deadline { at, timers: Some(timers) })
     };
+    let handle_step = |clock| {
+        let (at, timers) = sla.handle_step(clock, now, facts);
+        Some(Deadline { at, timers: Some(timers) })
+    };
     let dept_clock = clocks.department(status.lead_dept.as_ref());
     let dispatch = || step(&clocks.centre, sla.dispatch_limit(facts.urgency));
     let keep = Deadline::kept(status.due_at, &status.timers);
@@ -1344,7 +1351,7 @@ pub fn decide(
             check_departments(lead, co)?;
             let clock = clocks.department(Some(lead));
             tasks = Some(crate::cotask::dispatch_tasks(facts, co, ctx));
-            (S::Dispatched, step(clock, sla.sign), step(clock, sla.handle_limit(facts)), None)
+            (S::Dispatched, step(clock, sla.sign), handle_step(clock), None)
         }
         (Action::Sign, S::Dispatched) => (S::Handling, handle.clone(), handle, None),
         (Action::RejectAssignment, S::Dispatched | S::Handling) => (S::ReturnRequested, dispatch(), handle, None),
@@ -1377,7 +1384,7 @@ pub fn decide(
                     let (at, timers) = sla.resume(dept_clock, parked, now, due);
                     Some(Deadline { at, timers: Some(timers) })
                 }
-                _ => step(dept_clock, sla.handle_limit(facts)),
+                _ => handle_step(dept_clock),
             };
             (S::Handling, new.clone(), new, None)
         }
@@ -1389,7 +1396,7 @@ pub fn decide(
         // A fix on the spot that fails its sampled verification goes the ordinary way: to be dispatched.
         (Action::VerifyFail, S::Replied) if status.lead_dept.is_none() => (S::Filed, dispatch(), None, None),
         (Action::VerifyFail, S::Replied) => {
-            let new = step(dept_clock, sla.handle_limit(facts));
+            let new = handle_step(dept_clock);
             (S::Handling, new.clone(), new, None)
         }
         (Action::Close, S::Verified) => {

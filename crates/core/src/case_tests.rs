@@ -23,6 +23,7 @@ fn facts(at: Timestamp) -> CaseFacts {
         reporter: Reporter::default(),
         attachments: vec![],
         reported_at: at,
+        upstream: None,
     }
 }
 
@@ -735,4 +736,45 @@ fn a_poor_rating_of_a_public_report_opens_a_rectification_with_its_own_deadline(
     let mut w = closed(Source::GridPatrol);
     w.ok(Action::CallBack { satisfaction: Satisfaction::VeryDissatisfied });
     assert_eq!(w.status.rectification, None);
+}
+
+#[test]
+fn the_handling_deadline_never_falls_after_an_upstream_deadline_or_the_110_limit() {
+    let dispatch = |w: &mut World| {
+        for a in [Action::Accept, Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![] }] {
+            w.ok(a);
+        }
+    };
+    let upstream = |deadline: Option<Timestamp>| crate::ticket::Upstream {
+        channel: crate::access::Channel::Hotline12345,
+        account_id: 1,
+        ticket_no: "T1".into(),
+        category: None,
+        deadline,
+        diversion: None,
+        police_return: false,
+    };
+    // An unauthorised structure (06001) is 20 working days; a hotline deadline two hours away wins.
+    let soon = from_local(date(2026, 11, 23).at(11, 0, 0, 0));
+    let mut w = World::reported(|f| {
+        f.matter = "06001".parse().expect("matter");
+        f.source = Source::Hotline12345;
+        f.upstream = Some(upstream(Some(soon)));
+    });
+    dispatch(&mut w);
+    assert_eq!(w.status.handle_due_at, Some(soon));
+    // A deadline already past shortens nothing.
+    let mut w = World::reported(|f| {
+        f.matter = "06001".parse().expect("matter");
+        f.upstream = Some(upstream(Some(from_local(date(2026, 11, 20).at(9, 0, 0, 0)))));
+    });
+    dispatch(&mut w);
+    assert_eq!(w.status.handle_due_at, Some(w.cal.deadline(w.now, TimeLimit::WorkingDays(20))));
+    // A 110 diversion is due within one working day whatever the matter's own limit.
+    let mut w = World::reported(|f| {
+        f.matter = "06001".parse().expect("matter");
+        f.source = Source::Police110;
+    });
+    dispatch(&mut w);
+    assert_eq!(w.status.handle_due_at, Some(w.cal.deadline(w.now, TimeLimit::WorkingDays(1))));
 }

@@ -113,7 +113,7 @@ pub fn dispatch_tasks(facts: &CaseFacts, co: &[DeptCode], ctx: &Context<'_>) -> 
         .map(|dept| {
             let clock = ctx.clocks.department(Some(dept));
             let (due, timers) = ctx.sla.step(clock, ctx.now, ctx.sla.sign);
-            let (handle_due, handle_timers) = ctx.sla.step(clock, ctx.now, ctx.sla.handle_limit(facts));
+            let (handle_due, handle_timers) = ctx.sla.handle_step(clock, ctx.now, facts);
             CoTask {
                 dept: dept.clone(),
                 state: TaskState::Dispatched,

@@ -56,6 +56,9 @@ pub struct ReportInput {
     /// Attachment metadata.
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// The upstream ticket it came from; set only by the ticket intake, never from a request body.
+    #[serde(skip)]
+    pub upstream: Option<crate::ticket::Upstream>,
 }
 
 fn default_source(role: Role) -> Source {
@@ -116,7 +119,8 @@ pub fn check_report(
     if !actor.can_report_in(grid) {
         return Err(DomainError::Forbidden(format!("you may not report cases in grid {grid}")));
     }
-    if input.reporter_phone.as_deref().is_some_and(|p| !is_phone_number(p)) {
+    let masked_upstream = |p: &str| input.upstream.is_some() && crate::ticket::is_masked_phone(p);
+    if input.reporter_phone.as_deref().is_some_and(|p| !is_phone_number(p) && !masked_upstream(p)) {
         return Err(DomainError::invalid("reporter_phone", "a phone number is 5–20 digits"));
     }
     let source = match actor.channel {
@@ -148,5 +152,6 @@ pub fn check_report(
         },
         attachments,
         reported_at: now,
+        upstream: input.upstream,
     })
 }

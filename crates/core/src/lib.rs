@@ -36,5 +36,6 @@ pub mod org;
 pub mod routing;
 pub mod sla;
 pub mod text;
+pub mod ticket;
 
 pub use error::DomainError;

@@ -213,6 +213,7 @@ mod tests {
             reporter: Reporter::default(),
             attachments: vec![],
             reported_at: jiff::Timestamp::UNIX_EPOCH,
+            upstream: None,
         }
     }
 

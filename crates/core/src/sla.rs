@@ -333,6 +333,19 @@ impl SlaPolicy {
         }
     }
 
+    /// The handling step of a case dispatched (or sent back to handling) at `start` on the lead
+    /// department's `clock`: the matter's limit (or the default), never later than the 110 diversion
+    /// limit for a diverted ticket, nor than an upstream system's deadline that is still ahead.
+    pub fn handle_step(&self, clock: &WorkCalendar, start: Timestamp, facts: &CaseFacts) -> (Timestamp, StepTimers) {
+        let (due, timers) = self.step(clock, start, self.handle_limit(facts));
+        let diverted = (facts.source == Source::Police110).then(|| clock.deadline(start, self.handle_police_110));
+        let upstream = facts.upstream.as_ref().and_then(|u| u.deadline).filter(|d| *d > start);
+        match diverted.into_iter().chain(upstream).min() {
+            Some(cap) if cap < due => (cap, self.step_until(clock, start, cap)),
+            _ => (due, timers),
+        }
+    }
+
     /// The clocks of this policy over the standard calendar.
     pub fn clocks(&self, standard: &WorkCalendar) -> Result<Clocks, DomainError> {
         let departments = self

@@ -443,6 +443,7 @@ impl Plan {
             reporter,
             attachments: Vec::new(),
             reported_at: at,
+            upstream: None,
         };
         (facts, actor)
     }

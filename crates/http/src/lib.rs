@@ -9,6 +9,7 @@
 //! - [`pages`] — the about page, API docs page, static files, bundled libraries, health.
 //! - [`metrics`] — Prometheus metrics.
 //! - [`open311`] — Open311 GeoReport v2 (`/open311/v2`), JSON and XML.
+//! - [`intake`] — tickets pushed by the 12345 and 110 systems, the diversion catalogue, reply hooks.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
 
@@ -20,6 +21,7 @@ pub mod cockpit;
 pub mod duty;
 pub mod error;
 pub mod extract;
+pub mod intake;
 pub mod kpi;
 pub mod metrics;
 pub mod open311;
@@ -115,6 +117,13 @@ pub fn router(state: AppState) -> Router {
         .route("/service-accounts", get(admin::list_service_accounts).post(admin::create_service_account))
         .route("/service-accounts/{id}/state", axum::routing::put(admin::set_service_account_state))
         .route("/service-accounts/{id}/keys", post(admin::issue_api_key))
+        .route(
+            "/service-accounts/{id}/reply-hook",
+            axum::routing::put(intake::put_reply_hook).delete(intake::delete_reply_hook),
+        )
+        .route("/reply-hooks", get(intake::reply_hooks))
+        .route("/intake/tickets", post(intake::push_ticket))
+        .route("/diversions", get(intake::diversions).put(intake::put_diversions))
         .route("/api-keys/{id}", axum::routing::delete(admin::revoke_api_key))
         .route("/stream", get(stream::stream))
         .route("/sla-policy", get(duty::sla_policy).put(duty::put_sla_policy))

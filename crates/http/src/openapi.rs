@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, attachments, auth, cases, cockpit, duty, kpi, pages, reference, stream};
+use crate::{admin, attachments, auth, cases, cockpit, duty, intake, kpi, pages, reference, stream};
 
 struct Security;
 
@@ -138,6 +138,8 @@ fn describe(code: &str) -> &'static str {
         duty::sla_policy, duty::put_sla_policy, duty::routing_rules, duty::put_routing_rules, duty::case_route, duty::case_duplicates, duty::roster, duty::put_roster, duty::inbox, duty::inbox_summary,
         duty::mark_read, duty::acknowledge, duty::channels, duty::create_channel, duty::set_channel_state,
         kpi::table, kpi::xlsx, cockpit::situation, cockpit::figures,
+        intake::push_ticket, intake::diversions, intake::put_diversions, intake::reply_hooks, intake::put_reply_hook,
+        intake::delete_reply_hook,
     ),
     modifiers(&Security, &ErrorAnswers),
     security(("bearer" = []), ("cookie" = [])),
@@ -150,6 +152,7 @@ fn describe(code: &str) -> &'static str {
         (name = "reference", description = "代码表 code tables, departments, calendar"),
         (name = "admin", description = "管理 accounts, calendar, components (administrators)"),
         (name = "dispatch", description = "指挥调度 SLA policy, duty roster, notifications and their channels"),
+        (name = "intake", description = "上游工单 tickets pushed by the 12345 and 110 systems, the 110 diversion catalogue, replies"),
         (name = "kpi", description = "考核 live KPI tables per unit, with grades, 环比/同比 and XLSX export"),
         (name = "ops", description = "health"),
     )

@@ -2147,6 +2147,8 @@ async fn the_cockpit_reads_open_cases_and_figures() {
     assert_eq!(app.get("/api/v1/cockpit/situation", None).await.0, StatusCode::UNAUTHORIZED);
 }
 
+#[path = "api/intake.rs"]
+mod intake;
 #[path = "api/open311.rs"]
 mod open311;
 #[path = "api/ui.rs"]

@@ -83,10 +83,20 @@ impl Services {
     pub async fn report_case_once(
         &self,
         actor: &Actor,
-        mut input: ReportInput,
+        input: ReportInput,
         idempotency_key: Option<&str>,
     ) -> ServiceResult<Created> {
         let idempotency = crate::idempotency::key_for(actor, idempotency_key, &input)?;
+        self.report_keyed(actor, input, idempotency).await
+    }
+
+    /// Reports a new case, at most once per stored key when one is given.
+    pub(crate) async fn report_keyed(
+        &self,
+        actor: &Actor,
+        mut input: ReportInput,
+        idempotency: Option<civicgrid_store::IdempotencyKey>,
+    ) -> ServiceResult<Created> {
         if let Some(key) = &idempotency
             && let Some(first) = self.store.case_made_by(key).await?
         {

@@ -12,8 +12,9 @@
 //! A job can run twice (a lease that ran out); the event is then found in the history and the
 //! notifications are deduplicated per recipient, so each effect happens once.
 //!
-//! The same reader hands each event to [`crate::workflow`] too (a closed primary's followers), and
-//! runs for closed cases while a rectification (整改) gives them a deadline.
+//! The same reader hands each event to [`crate::workflow`] too (a closed primary's followers) and to
+//! [`crate::tickets`] (replies to upstream systems), and runs for closed cases while a rectification
+//! (整改) gives them a deadline.
 
 use civicgrid_core::access::{Actor, Role};
 use civicgrid_core::case::{Case, CaseId, CaseState, CoTask, Command, WarnLevel};
@@ -120,6 +121,7 @@ impl Services {
                 // A finished case has a deadline only while a rectification is open.
                 let running = e.event.to != CaseState::Parked;
                 self.react_to(e.case_id, &e.event).await?;
+                self.reply_upstream(e.case_id, &e.event).await?;
                 if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers)
                     && running
                 {

@@ -104,6 +104,7 @@ impl JobRunner {
             .handle(crate::deadlines::ESCALATE, |s, job| async move { crate::deadlines::run_timer(&s, &job).await })
             .handle(crate::notify::FOLLOW_UP, |s, job| async move { crate::notify::run_follow_up(&s, &job).await })
             .handle(crate::outbound::DELIVER, |s, job| async move { crate::outbound::run_deliver(&s, &job).await })
+            .handle(crate::tickets::REPLY, |s, job| async move { crate::tickets::run_reply(&s, &job).await })
             .handle(
                 crate::workflow::CLOSE_MERGED,
                 |s, job| async move { crate::workflow::run_close_merged(&s, &job).await },

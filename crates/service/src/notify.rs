@@ -290,20 +290,13 @@ impl Services {
     pub async fn create_channel(&self, actor: &Actor, input: ChannelInput) -> ServiceResult<NotifyChannel> {
         require(actor, &[Role::Admin])?;
         let name = civicgrid_core::text::line("name", &input.name, 1, 64)?;
-        let url = input.url.trim();
-        if url.len() > 500 || !url.starts_with("http://") || url.chars().any(char::is_whitespace) {
-            return Err(ServiceError::invalid("url", "an http:// URL of at most 500 characters"));
-        }
-        let secret = input.secret.trim();
-        if !(16..=256).contains(&secret.chars().count()) || secret.chars().any(char::is_control) {
-            return Err(ServiceError::invalid("secret", "16 to 256 printable characters"));
-        }
+        let (url, secret) = crate::outbound::check_target(&input.url, &input.secret)?;
         let channel = NotifyChannel {
             id: 0,
             name,
             kind: input.kind,
-            url: url.to_owned(),
-            secret: secret.to_owned(),
+            url,
+            secret,
             min_severity: input.min_severity,
             created_at: self.clock.now(),
             disabled_at: None,

@@ -409,6 +409,7 @@ impl Services {
             reporter_name: Some(name).filter(|n| !n.is_empty()),
             reporter_phone: Some(report.phone.trim().to_owned()).filter(|p| !p.is_empty()),
             attachments: Vec::new(),
+            upstream: None,
         };
         self.report_case(actor, input).await
     }

@@ -92,22 +92,41 @@ fn markdown(m: &Message) -> String {
     format!("**{}**\n> {}{number}", m.title, m.body)
 }
 
+/// Checks where messages go and what they are signed with: an http:// URL of at most 500 characters
+/// (the receivers sit on the intranet) and a secret of 16–256 printable characters; both trimmed.
+pub(crate) fn check_target(url: &str, secret: &str) -> crate::ServiceResult<(String, String)> {
+    let url = url.trim();
+    if url.len() > 500 || !url.starts_with("http://") || url.chars().any(char::is_whitespace) {
+        return Err(crate::ServiceError::invalid("url", "an http:// URL of at most 500 characters"));
+    }
+    let secret = secret.trim();
+    if !(16..=256).contains(&secret.chars().count()) || secret.chars().any(char::is_control) {
+        return Err(crate::ServiceError::invalid("secret", "16 to 256 printable characters"));
+    }
+    Ok((url.to_owned(), secret.to_owned()))
+}
+
+/// A JSON `body` for `url`, signed with `secret` at Unix time `now` as the webhooks are:
+/// `X-Civicgrid-Timestamp`, `X-Civicgrid-Signature: sha256=<HMAC(secret, "<timestamp>.<body>")>` and
+/// `X-Civicgrid-Delivery`.
+pub fn signed(url: &str, secret: &str, body: String, delivery: &str, now: Timestamp) -> Outgoing {
+    let ts = now.as_second().to_string();
+    let sig = hmac_hex(secret, format!("{ts}.{body}").as_bytes());
+    Outgoing {
+        url: url.to_owned(),
+        headers: vec![
+            ("X-Civicgrid-Timestamp", ts),
+            ("X-Civicgrid-Signature", format!("sha256={sig}")),
+            ("X-Civicgrid-Delivery", delivery.to_owned()),
+        ],
+        body,
+    }
+}
+
 /// Writes (and signs) `m` for `channel`, at Unix time `now`; `None` when there is nothing to send (an
 /// SMS with no phone numbers).
 pub fn outgoing(channel: &NotifyChannel, m: &Message, delivery: &str, now: Timestamp) -> Option<Outgoing> {
-    let signed = |body: String| {
-        let ts = now.as_second().to_string();
-        let sig = hmac_hex(&channel.secret, format!("{ts}.{body}").as_bytes());
-        Outgoing {
-            url: channel.url.clone(),
-            headers: vec![
-                ("X-Civicgrid-Timestamp", ts),
-                ("X-Civicgrid-Signature", format!("sha256={sig}")),
-                ("X-Civicgrid-Delivery", delivery.to_owned()),
-            ],
-            body,
-        }
-    };
+    let signed = |body: String| signed(&channel.url, &channel.secret, body, delivery, now);
     match channel.kind {
         ChannelKind::Webhook => {
             let public = Message { phones: Vec::new(), ..m.clone() };

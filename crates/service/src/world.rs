@@ -1,5 +1,6 @@
 //! The reference data a use case reads — town, point → micro-grid index, code tables, calendar, SLA
-//! rules and their clocks, departments, routing rules — loaded from the store as one immutable snapshot, replaced whole when it changes.
+//! rules and their clocks, departments, routing rules, the 110 diversion catalogue — loaded from the
+//! store as one immutable snapshot, replaced whole when it changes.
 //! A use case takes the snapshot once and uses it throughout, so it never mixes two versions.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use civicgrid_core::grid::{GridIndex, Town};
 use civicgrid_core::org::{Department, DeptCode};
 use civicgrid_core::routing::RoutingTable;
 use civicgrid_core::sla::{Clocks, SlaPolicy};
+use civicgrid_core::ticket::DiversionCatalogue;
 use civicgrid_store::{Store, StoreError};
 
 /// Reference data loaded from the store.
@@ -32,6 +34,8 @@ pub struct World {
     pub departments: BTreeMap<DeptCode, Department>,
     /// Routing rules (none until an administrator sets them).
     pub routing: RoutingTable,
+    /// The 110 diversion catalogue: the administrator's, or the example list.
+    pub diversions: DiversionCatalogue,
 }
 
 impl World {
@@ -55,7 +59,8 @@ impl World {
         let sla = store.sla_policy().await?.unwrap_or_default();
         let clocks = sla.clocks(&calendar).map_err(|e| StoreError::Corrupt(format!("stored SLA policy: {e}")))?;
         let routing = store.routing_rules().await?.unwrap_or_default();
-        Ok(World { town: store.town().await?, index, catalog, calendar, sla, clocks, departments, routing })
+        let diversions = store.diversion_catalogue().await?.unwrap_or_default();
+        Ok(World { town: store.town().await?, index, catalog, calendar, sla, clocks, departments, routing, diversions })
     }
 
     /// Whether a department exists.

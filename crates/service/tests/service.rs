@@ -355,6 +355,7 @@ async fn a_subscriber_that_falls_behind_misses_nothing() {
                 reporter: Default::default(),
                 attachments: vec![],
                 reported_at: clock.now(),
+                upstream: None,
             };
             let ctx = civicgrid_core::case::Context::new(clock.now(), &clocks, &sla);
             let (status, event) =

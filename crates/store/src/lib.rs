@@ -375,6 +375,24 @@ pub trait ReferenceStore: Send + Sync {
     async fn sla_policy(&self) -> Result<Option<SlaPolicy>>;
     /// Replaces the SLA policy; `by` is the administrator.
     async fn put_sla_policy(&self, policy: &SlaPolicy, by: i64, now: Timestamp) -> Result<()>;
+    /// The 110 diversion catalogue an administrator set, if any.
+    async fn diversion_catalogue(&self) -> Result<Option<civicgrid_core::ticket::DiversionCatalogue>>;
+    /// Replaces the 110 diversion catalogue; `by` is the administrator.
+    async fn put_diversion_catalogue(
+        &self,
+        catalogue: &civicgrid_core::ticket::DiversionCatalogue,
+        by: i64,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Where each upstream service account wants its replies (account id → hook).
+    async fn reply_hooks(&self) -> Result<std::collections::BTreeMap<i64, ReplyHook>>;
+    /// Replaces the reply hooks; `by` is the administrator.
+    async fn put_reply_hooks(
+        &self,
+        hooks: &std::collections::BTreeMap<i64, ReplyHook>,
+        by: i64,
+        now: Timestamp,
+    ) -> Result<()>;
     /// The routing rules an administrator set, if any.
     async fn routing_rules(&self) -> Result<Option<civicgrid_core::routing::RoutingTable>>;
     /// Replaces the routing rules; `by` is the administrator.
@@ -534,6 +552,22 @@ pub struct ServiceAccount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub disabled_at: Option<Timestamp>,
+}
+
+/// Where an upstream system (12345, 110) takes replies to its tickets: a URL, and the secret the
+/// replies are signed with (HMAC-SHA256, as the outbound webhooks).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyHook {
+    /// Where replies are posted.
+    pub url: String,
+    /// Signing secret; never answered back.
+    pub secret: String,
+}
+
+impl fmt::Debug for ReplyHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyHook").field("url", &self.url).field("secret", &"<redacted>").finish()
+    }
 }
 
 /// An API key as shown after it was issued: never the key itself.

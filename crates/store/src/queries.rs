@@ -360,6 +360,32 @@ impl ReferenceStore for This {
         self.put_setting("sla_policy", policy, by, now).await
     }
 
+    async fn diversion_catalogue(&self) -> Result<Option<civicgrid_core::ticket::DiversionCatalogue>> {
+        self.setting("diversion_catalogue").await
+    }
+
+    async fn put_diversion_catalogue(
+        &self,
+        catalogue: &civicgrid_core::ticket::DiversionCatalogue,
+        by: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.put_setting("diversion_catalogue", catalogue, by, now).await
+    }
+
+    async fn reply_hooks(&self) -> Result<std::collections::BTreeMap<i64, crate::ReplyHook>> {
+        Ok(self.setting("reply_hooks").await?.unwrap_or_default())
+    }
+
+    async fn put_reply_hooks(
+        &self,
+        hooks: &std::collections::BTreeMap<i64, crate::ReplyHook>,
+        by: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.put_setting("reply_hooks", hooks, by, now).await
+    }
+
     async fn routing_rules(&self) -> Result<Option<civicgrid_core::routing::RoutingTable>> {
         self.setting("routing_rules").await
     }
@@ -763,7 +789,9 @@ impl CaseStore for This {
     }
 
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+        // Upstream ticket numbers (scope `ticket:<channel>`) are kept for good: a ticket pushed again
+        // months later is still the same case.
+        let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1 AND scope NOT LIKE 'ticket:%'")
             .bind(micros(before))
             .execute(&self.write)
             .await?;

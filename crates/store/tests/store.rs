@@ -399,6 +399,7 @@ impl Fixture {
             reporter: Reporter { user_id: Some(42), name: None, phone: Some("13812345678".into()) },
             attachments: vec![],
             reported_at: at,
+            upstream: None,
         }
     }
 
@@ -451,7 +452,7 @@ async fn conformance(store: Arc<dyn Store>) {
     kpi_series_reads_one_unit_in_period_order(store.as_ref()).await;
 }
 
-/// The SLA policy document, log readers' positions, the duty roster, the inbox with its dedup and
+/// The SLA policy, diversion catalogue and reply hook documents, log readers' positions, the duty roster, the inbox with its dedup and
 /// acknowledgements, and outbound channels whose secret stays in the store.
 async fn policy_roster_inbox_and_channels(store: &dyn Store, fx: &Fixture) {
     use civicgrid_core::duty::{DutyEntry, DutyPost, Severity, Shift};
@@ -477,6 +478,15 @@ async fn policy_roster_inbox_and_channels(store: &dyn Store, fx: &Fixture) {
     store.put_routing_rules(&rules, 1, fx.now).await.expect("put rules");
     assert_eq!(store.routing_rules().await.expect("rules"), Some(rules));
     assert_eq!(store.sla_policy().await.expect("policy").map(|p| p.warn_percent), Some(75), "separate documents");
+    assert_eq!(store.diversion_catalogue().await.expect("catalogue"), None);
+    let catalogue = civicgrid_core::ticket::DiversionCatalogue::default();
+    store.put_diversion_catalogue(&catalogue, 1, fx.now).await.expect("put catalogue");
+    assert_eq!(store.diversion_catalogue().await.expect("catalogue"), Some(catalogue));
+    assert!(store.reply_hooks().await.expect("hooks").is_empty());
+    let hook = civicgrid_store::ReplyHook { url: "http://12345.local/replies".into(), secret: "s".repeat(20) };
+    store.put_reply_hooks(&[(7, hook.clone())].into(), 1, fx.now).await.expect("put hooks");
+    assert_eq!(store.reply_hooks().await.expect("hooks").get(&7), Some(&hook));
+    assert!(!format!("{hook:?}").contains("sssss"), "the secret stays out of logs");
 
     assert_eq!(store.consumer_position("reader").await.expect("position"), None);
     store.advance_consumer("reader", 10).await.expect("advance");
@@ -790,10 +800,13 @@ async fn idempotency_keys_return_the_first_case(store: Arc<dyn Store>, fx: &Fixt
         ids.insert(t.await.expect("join").expect("created").value.id);
     }
     assert_eq!(ids.len(), 1, "one case for one key");
-    assert_eq!(store.count_cases().await.expect("count"), before + 3);
+    let ticket = store.create_case_once(keyed(fx, "ticket:hotline12345", "SZ-1", "工单")).await.expect("ticket");
+    assert_eq!(store.count_cases().await.expect("count"), before + 4);
     assert!(store.purge_idempotency(fx.now + SignedDuration::from_secs(1)).await.expect("purge") >= 3);
     let fresh = store.create_case_once(keyed(fx, "user:1", "k-1", "幂等")).await.expect("after purge");
     assert!(!fresh.replayed, "a purged key is forgotten");
+    let again = store.create_case_once(keyed(fx, "ticket:hotline12345", "SZ-1", "工单")).await.expect("ticket again");
+    assert_eq!((again.value.id, again.replayed), (ticket.value.id, true), "upstream ticket numbers are kept for good");
 }
 
 async fn jobs_are_leased_retried_and_dead_lettered(store: &dyn Store, fx: &Fixture) {

@@ -177,6 +177,7 @@ async fn report(state: &AppState, s: &Session, sent: &super::case::Sent) -> Resu
         reporter_name: sent.get("reporter_name").map(str::to_owned),
         reporter_phone: sent.get("reporter_phone").map(str::to_owned),
         attachments,
+        upstream: None,
     };
     let created = state.services.report_case_once(&s.actor, input, key.as_deref()).await.map_err(refused)?;
     Ok(created.value.id)
