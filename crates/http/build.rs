@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The entry points esbuild bundles, from `web/src/`.
-const ENTRIES: [&str; 6] = ["console.js", "cockpit.js", "map.js", "console.css", "cockpit.css", "fonts.css"];
+const ENTRIES: [&str; 7] = ["console.js", "cockpit.js", "map.js", "h5.js", "console.css", "cockpit.css", "fonts.css"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

@@ -733,7 +733,12 @@ async fn bare_insert(database: &str) -> AppResult<f64> {
             address: "压测路 1 号".into(),
             grid: m.grid(),
             micro_grid: m.code,
-            reporter: Reporter { user_id: Some(1), name: Some("测试".into()), phone: Some("13800000000".into()) },
+            reporter: Reporter {
+                user_id: Some(1),
+                name: Some("测试".into()),
+                phone: Some("13800000000".into()),
+                tracking: None,
+            },
             attachments: vec![],
             reported_at: now,
             upstream: None,

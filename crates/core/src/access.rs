@@ -186,12 +186,16 @@ impl Role {
     ///
     /// Separation of duties: the administrator administers (accounts, reference data) and takes no
     /// case step, so no single account can carry a case from report to a "very satisfied" closure.
-    /// The system (timers) may only escalate.
+    /// The system may only escalate, warn, close merged followers, and record the rating a public
+    /// reporter gave on the public page (回访 by the reporter themself).
     pub fn may(self, action: &Action) -> bool {
         use Role::*;
         if matches!(self, Admin | System | Integration) {
             return self == System
-                && matches!(action, Action::Escalate | Action::Warn { .. } | Action::CloseWithPrimary);
+                && matches!(
+                    action,
+                    Action::Escalate | Action::Warn { .. } | Action::CloseWithPrimary | Action::CallBack { .. }
+                );
         }
         match action {
             Action::Report | Action::Warn { .. } | Action::CloseWithPrimary => false,

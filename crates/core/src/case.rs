@@ -184,6 +184,11 @@ pub struct Reporter {
     /// Phone number given by an outside reporter (personal data: masked for most roles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
+    /// SHA-256 (hex) of the query code a public reporter was given with their tracking number; it
+    /// lets them follow and rate their report. Never shown (stripped from every answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub tracking: Option<String>,
 }
 
 /// The facts of a case, fixed when it is reported.

@@ -59,6 +59,9 @@ pub struct ReportInput {
     /// The upstream ticket it came from; set only by the ticket intake, never from a request body.
     #[serde(skip)]
     pub upstream: Option<crate::ticket::Upstream>,
+    /// SHA-256 of the query code given to a public reporter; set only by the public page.
+    #[serde(skip)]
+    pub tracking: Option<String>,
 }
 
 fn default_source(role: Role) -> Source {
@@ -149,6 +152,7 @@ pub fn check_report(
             user_id: actor.reporter_id(),
             name: reporter_name.filter(|n| !n.is_empty()),
             phone: input.reporter_phone,
+            tracking: input.tracking,
         },
         attachments,
         reported_at: now,

@@ -292,6 +292,7 @@ pub fn ticket_report(
         reporter_phone: input.caller_phone,
         attachments: Vec::new(),
         upstream: Some(upstream),
+        tracking: None,
     })
 }
 

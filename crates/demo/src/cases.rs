@@ -401,13 +401,16 @@ impl Plan {
         let intake = self.cast.teams[team_on_duty(at)].intake.clone();
         let worker = self.cast.grid_workers.get(&grid).cloned().unwrap_or(intake.clone());
         let (actor, reporter) = match source {
-            Source::GridPatrol => (worker.clone(), Reporter { user_id: worker.user_id, name: None, phone: None }),
+            Source::GridPatrol => {
+                (worker.clone(), Reporter { user_id: worker.user_id, name: None, phone: None, tracking: None })
+            }
             Source::Hotline12345 | Source::Police110 => (
                 intake.clone(),
                 Reporter {
                     user_id: intake.user_id,
                     name: Some(crate::names::person(rng.usize(0..400))),
                     phone: Some(format!("1{}{:09}", rng.u8(3..10), rng.u32(0..1_000_000_000))),
+                    tracking: None,
                 },
             ),
             Source::CitizenH5 => (
@@ -416,13 +419,15 @@ impl Plan {
                     user_id: self.cast.citizen.user_id,
                     name: None,
                     phone: Some(format!("1{}{:09}", rng.u8(3..10), rng.u32(0..1_000_000_000))),
+                    tracking: None,
                 },
             ),
-            Source::Leader => {
-                (self.cast.leader.clone(), Reporter { user_id: self.cast.leader.user_id, name: None, phone: None })
-            }
+            Source::Leader => (
+                self.cast.leader.clone(),
+                Reporter { user_id: self.cast.leader.user_id, name: None, phone: None, tracking: None },
+            ),
             Source::Iot | Source::Video => {
-                (intake.clone(), Reporter { user_id: intake.user_id, name: None, phone: None })
+                (intake.clone(), Reporter { user_id: intake.user_id, name: None, phone: None, tracking: None })
             }
         };
         let description = match (&component, source) {

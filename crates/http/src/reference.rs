@@ -75,6 +75,11 @@ fn geojson_response(value: serde_json::Value) -> Response {
 /// Unit grids as a GeoJSON FeatureCollection (WGS84).
 #[utoipa::path(get, path = "/api/v1/grids.geojson", tag = "grids", responses((status = 200, content_type = "application/geo+json", body = Object)))]
 pub async fn grids_geojson(State(state): State<AppState>, _: Authed) -> ApiResult<Response> {
+    grids_feature_collection(&state).await
+}
+
+/// The unit grids as a GeoJSON FeatureCollection: the API's, and the public page's map.
+pub async fn grids_feature_collection(state: &AppState) -> ApiResult<Response> {
     let features: Vec<serde_json::Value> = state
         .services
         .grids()

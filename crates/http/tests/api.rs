@@ -2147,6 +2147,8 @@ async fn the_cockpit_reads_open_cases_and_figures() {
     assert_eq!(app.get("/api/v1/cockpit/situation", None).await.0, StatusCode::UNAUTHORIZED);
 }
 
+#[path = "api/h5.rs"]
+mod h5;
 #[path = "api/intake.rs"]
 mod intake;
 #[path = "api/open311.rs"]

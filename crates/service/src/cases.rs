@@ -280,6 +280,8 @@ impl Services {
 /// The case as `actor` may read it: the reporter's phone and name are masked for every post that does
 /// not call reporters back.
 pub fn masked_for(mut case: Case, actor: &Actor) -> Case {
+    // The public reporter's query code is theirs alone: no post sees even its digest.
+    case.facts.reporter.tracking = None;
     if !actor.role.sees_personal_data() {
         let r = &mut case.facts.reporter;
         r.phone = r.phone.as_deref().map(mask_phone);

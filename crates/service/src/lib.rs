@@ -17,6 +17,7 @@
 //! - [`cockpit`] — what the big screen shows: the open cases now, and the KPI figures with trends.
 //! - [`kpi`] — live KPI counters from the event log, their rebuild, and KPI tables as JSON and XLSX.
 //! - [`open311`] — the matters as Open311 GeoReport v2 services, with typed service definitions.
+//! - [`public`] — the public's reports without an account, their tracking and feedback.
 //! - [`tickets`] — tickets pushed by the 12345 and 110 systems, the diversion catalogue, replies.
 //! - [`notify`] — the duty roster, alerts, inboxes and outbound channels.
 //! - [`outbound`] — writing, signing and posting to webhooks, WeCom/DingTalk robots and SMS gateways.
@@ -36,6 +37,7 @@ pub mod kpi;
 pub mod notify;
 pub mod open311;
 pub mod outbound;
+pub mod public;
 pub mod reference;
 pub mod routing;
 pub mod tickets;

@@ -410,6 +410,7 @@ impl Services {
             reporter_phone: Some(report.phone.trim().to_owned()).filter(|p| !p.is_empty()),
             attachments: Vec::new(),
             upstream: None,
+            tracking: None,
         };
         self.report_case(actor, input).await
     }

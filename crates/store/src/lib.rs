@@ -481,6 +481,8 @@ pub trait CaseStore: Send + Sync {
     async fn append(&self, id: CaseId, expected_version: i64, event: CaseEvent) -> Result<CaseStatus>;
     /// One case.
     async fn case(&self, id: CaseId) -> Result<Option<Case>>;
+    /// One case by its number.
+    async fn case_by_number(&self, number: &str) -> Result<Option<Case>>;
     /// A case's events in order.
     async fn case_events(&self, id: CaseId) -> Result<Vec<CaseEvent>>;
     /// Cases matching a filter, newest first.

@@ -808,6 +808,12 @@ impl CaseStore for This {
         row.map(case_from_row).transpose()
     }
 
+    async fn case_by_number(&self, number: &str) -> Result<Option<Case>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {CASE_COLUMNS} FROM cases WHERE number = $1"));
+        let row = sqlx::query_as(sql).bind(number).fetch_optional(&self.read).await?;
+        row.map(case_from_row).transpose()
+    }
+
     async fn case_events(&self, id: CaseId) -> Result<Vec<CaseEvent>> {
         let rows: Vec<(String,)> = sqlx::query_as("SELECT body FROM case_events WHERE case_id = $1 ORDER BY seq")
             .bind(id)

@@ -396,7 +396,7 @@ impl Fixture {
             address: "测试路1号".into(),
             grid,
             micro_grid: MicroGridCode::new(grid, 1).expect("micro"),
-            reporter: Reporter { user_id: Some(42), name: None, phone: Some("13812345678".into()) },
+            reporter: Reporter { user_id: Some(42), name: None, phone: Some("13812345678".into()), tracking: None },
             attachments: vec![],
             reported_at: at,
             upstream: None,

@@ -11,6 +11,7 @@
 //! - [`admin`] — the administrator's pages: accounts, keys, calendar, time limits, routing, roster.
 //! - [`kpi`] — the KPI tables with their XLSX export.
 //! - [`cockpit`] — the big-screen cockpit's page (drawn by `web/src/cockpit.js`).
+//! - [`h5`] — the citizen H5 page: report without an account, track, rate, "not fixed".
 //!
 //! Forms are protected twice: the session cookie is `SameSite=Strict`, and every form carries a token
 //! derived from the session ([`Session::csrf`]) that the handler checks.
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod case;
 pub mod cockpit;
 pub mod console;
+pub mod h5;
 pub mod i18n;
 pub mod inbox;
 pub mod kpi;
@@ -64,6 +66,15 @@ pub fn routes() -> Router<AppState> {
             "/cases/{id}/act",
             post(case::act).layer(axum::extract::DefaultBodyLimit::max(crate::attachments::MAX_UPLOAD_BODY)),
         )
+        .route("/h5", get(h5::home))
+        .route(
+            "/h5/report",
+            get(h5::report_form)
+                .post(h5::report_submit)
+                .layer(axum::extract::DefaultBodyLimit::max(h5::MAX_REPORT_BODY)),
+        )
+        .route("/h5/track", get(h5::track).post(h5::answer))
+        .route("/h5/grids.geojson", get(h5::grids))
         .route(
             "/report",
             get(report::form)

@@ -178,6 +178,7 @@ async fn report(state: &AppState, s: &Session, sent: &super::case::Sent) -> Resu
         reporter_phone: sent.get("reporter_phone").map(str::to_owned),
         attachments,
         upstream: None,
+        tracking: None,
     };
     let created = state.services.report_case_once(&s.actor, input, key.as_deref()).await.map_err(refused)?;
     Ok(created.value.id)
