@@ -45,6 +45,14 @@ function pickMap(el) {
     const lon = Number(input('lon').value);
     if (lat && lon) place(lat, lon);
   });
+  // A place filled in otherwise (typed, or the phone's position) moves the pin too.
+  input('lat').addEventListener('change', () => {
+    const lat = Number(input('lat').value);
+    const lon = Number(input('lon').value);
+    if (!lat || !lon) return;
+    place(lat, lon);
+    map.setView([lat, lon], Math.max(map.getZoom(), 15));
+  });
   map.on('click', (e) => {
     input('lat').value = e.latlng.lat.toFixed(6);
     input('lon').value = e.latlng.lng.toFixed(6);

@@ -180,7 +180,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(CompressionLayer::new())
         .layer(CatchPanicLayer::custom(error::panicked))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: a query string may carry a public reporter's query code.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .with_state(state)
 }
 
