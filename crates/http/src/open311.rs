@@ -6,7 +6,9 @@
 //! format cannot be told), and a method an endpoint does not take is a 405 with `Allow`.
 //!
 //! mySociety's extension `GET servicerequestupdates` lists every change since a time, read from the
-//! global event log, so FixMyStreet-style sites follow each request's progress.
+//! global event log, so FixMyStreet-style sites follow each request's progress; with `POST
+//! servicerequestupdates` such a site sends its users' updates back (see
+//! `Services::open311_post_update`).
 //!
 //! Reports come in with `POST requests` and an API key of a service account on the `open311`
 //! channel; anyone may read a request's public fields (`GET requests/{id}`, or the singular
@@ -18,7 +20,7 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
-use civicgrid_service::open311::Open311Report;
+use civicgrid_service::open311::{Open311Report, Open311Update};
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use serde_json::{Value, json};
@@ -130,9 +132,11 @@ fn refusal(format: Format, e: civicgrid_service::ServiceError) -> Response {
     error(format, status, &description)
 }
 
-/// Whether a path names the requests collection (the one resource that takes POST).
+/// Whether a path names a resource that takes POST: the requests, and their updates.
 fn is_requests(path: &str) -> bool {
-    path.ends_with("/requests.json") || path.ends_with("/requests.xml")
+    ["/requests.json", "/requests.xml", "/servicerequestupdates.json", "/servicerequestupdates.xml"]
+        .iter()
+        .any(|end| path.ends_with(end))
 }
 
 /// The format a path asks for by its extension (JSON when it names none we know).
@@ -206,20 +210,25 @@ async fn definition(State(state): State<AppState>, Path(file): Path<String>) -> 
     }
 }
 
-/// `POST /open311/v2/requests.{format}`: a report, with `api_key` among the form's fields.
+/// `POST /open311/v2/requests.{format}`: a report, with `api_key` among the form's fields; and
+/// `POST /open311/v2/servicerequestupdates.{format}`: an update from a FixMyStreet-style site.
 async fn report(
     State(state): State<AppState>,
     Path(file): Path<String>,
     form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let format = match split(&file) {
-        Some(("requests", format)) => format,
+    let (posting_update, format) = match split(&file) {
+        Some(("requests", format)) => (false, format),
+        Some(("servicerequestupdates", format)) => (true, format),
         Some(("discovery" | "services", format)) => {
             let mut resp = error(format, StatusCode::METHOD_NOT_ALLOWED, "this resource takes GET, HEAD");
             resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
-        _ => return error(format_of(&file), StatusCode::NOT_FOUND, "reports go to requests.json or requests.xml"),
+        _ => {
+            let why = "reports go to requests.json or .xml, updates to servicerequestupdates.json or .xml";
+            return error(format_of(&file), StatusCode::NOT_FOUND, why);
+        }
     };
     let Ok(Form(fields)) = form else {
         return error(format, StatusCode::BAD_REQUEST, "send the report as application/x-www-form-urlencoded fields");
@@ -229,6 +238,20 @@ async fn report(
         Ok(a) => a,
         Err(_) => return error(format, StatusCode::FORBIDDEN, "api_key: missing or not valid"),
     };
+    if posting_update {
+        let update = Open311Update {
+            service_request_id: field("service_request_id").to_owned(),
+            update_id: field("update_id").to_owned(),
+            updated_datetime: field("updated_datetime").to_owned(),
+            status: field("status").to_owned(),
+            description: field("description").to_owned(),
+            media_url: field("media_url").to_owned(),
+        };
+        return match state.services.open311_post_update(&actor, update).await {
+            Ok(id) => reply(format, "service_request_updates", "request_update", &json!([{ "update_id": id }])),
+            Err(e) => refusal(format, e),
+        };
+    }
     // An empty value is an absent one; anything else must be a number.
     let number = |name: &str| -> Result<Option<f64>, String> {
         match field(name).trim() {
@@ -335,9 +358,6 @@ fn query(params: &[(String, String)]) -> Result<civicgrid_service::open311::Open
         (false, true) => Some(false),
         _ => None,
     };
-    if get("updated_after").is_some() || get("updated_before").is_some() {
-        return Err("updated_after and updated_before are not supported yet; use start_date and end_date".into());
-    }
     let near = match (number("lat")?, number("long")?, number("radius")?) {
         (None, None, None) => None,
         (Some(lat), Some(lon), radius) => {
@@ -363,6 +383,8 @@ fn query(params: &[(String, String)]) -> Result<civicgrid_service::open311::Open
         near,
         page: whole("page", 1)?,
         page_size: whole("page_size", 100)?.min(civicgrid_service::open311::MAX_REQUESTS),
+        updated_after: time("updated_after")?,
+        updated_before: time("updated_before")?,
         extensions: get("extensions") == Some("true"),
     })
 }

@@ -366,30 +366,10 @@ impl Services {
             return Err(ServiceError::invalid("lat", "lat in -90..90 and long in -180..180"));
         }
         let description = report.description.trim();
-        if description.chars().count() > MAX_DESCRIPTION {
-            return Err(ServiceError::invalid("description", format!("at most {MAX_DESCRIPTION} characters")));
-        }
-        if description.contains('<') && description.contains('>') {
-            return Err(ServiceError::invalid("description", "plain text, no HTML"));
-        }
-        // What XML 1.0 cannot carry could never be answered back in the XML format.
-        let unsendable = |t: &str| {
-            t.chars()
-                .any(|c| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}')
-        };
-        for (field, text) in [("description", description), ("address_string", report.address_string.as_str())] {
-            if unsendable(text) {
-                return Err(ServiceError::invalid(field, "control characters cannot be stored"));
-            }
-        }
+        check_text("description", description)?;
+        check_text("address_string", report.address_string.as_str())?;
         let media = report.media_url.trim();
-        if !media.is_empty()
-            && (!(media.starts_with("http://") || media.starts_with("https://"))
-                || media.len() > 500
-                || media.contains(char::is_whitespace))
-        {
-            return Err(ServiceError::invalid("media_url", "an http(s) address"));
-        }
+        check_media(media)?;
         let mut text = vec![if description.is_empty() { matter.name_zh.clone() } else { description.to_owned() }];
         text.extend(answers(matter, &report.attributes)?);
         if !media.is_empty() {
@@ -447,6 +427,113 @@ impl Services {
     }
 }
 
+/// Checks free text from a client: at most [`MAX_DESCRIPTION`] characters, no HTML, and nothing XML
+/// 1.0 cannot carry (it could never be answered back in the XML format).
+fn check_text(field: &str, text: &str) -> ServiceResult<()> {
+    if text.chars().count() > MAX_DESCRIPTION {
+        return Err(ServiceError::invalid(field, format!("at most {MAX_DESCRIPTION} characters")));
+    }
+    if text.contains('<') && text.contains('>') {
+        return Err(ServiceError::invalid(field, "plain text, no HTML"));
+    }
+    let unsendable = text
+        .chars()
+        .any(|c| (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}');
+    if unsendable {
+        return Err(ServiceError::invalid(field, "control characters cannot be stored"));
+    }
+    Ok(())
+}
+
+/// Checks a `media_url`: empty, or an http(s) address of at most 500 characters.
+fn check_media(media: &str) -> ServiceResult<()> {
+    if !media.is_empty()
+        && (!(media.starts_with("http://") || media.starts_with("https://"))
+            || media.len() > 500
+            || media.contains(char::is_whitespace))
+    {
+        return Err(ServiceError::invalid("media_url", "an http(s) address"));
+    }
+    Ok(())
+}
+
+/// An update a FixMyStreet-style site sends about a request (mySociety's `POST servicerequestupdates`).
+#[derive(Debug, Clone, Default)]
+pub struct Open311Update {
+    /// The request.
+    pub service_request_id: String,
+    /// The site's own id of the update (1–64 visible ASCII characters).
+    pub update_id: String,
+    /// When it was made on the site (W3C date-time).
+    pub updated_datetime: String,
+    /// The status the site gives the request (FixMyStreet's words: `open`, `fixed`, `closed`, …).
+    pub status: String,
+    /// What its user said.
+    pub description: String,
+    /// A photo's address.
+    pub media_url: String,
+}
+
+/// The statuses FixMyStreet sends (case-insensitive), and whether each says the problem is still
+/// there.
+const UPDATE_STATUSES: [(&str, bool); 11] = [
+    ("open", true),
+    ("investigating", true),
+    ("in_progress", true),
+    ("action_scheduled", true),
+    ("fixed", false),
+    ("closed", false),
+    ("duplicate", false),
+    ("not_councils_responsibility", false),
+    ("no_further_action", false),
+    ("internal_referral", false),
+    ("unable_to_fix", false),
+];
+
+impl Services {
+    /// An update from an Open311 site (a service account of the `open311` channel): the site's user
+    /// saying the problem is still there after the department answered is "not fixed" (the lowest
+    /// rating of a closed, unrated request, which opens the lead department's rectification); any
+    /// other words reach whoever owns the request's step. Answers our id of the update.
+    pub async fn open311_post_update(&self, actor: &Actor, u: Open311Update) -> ServiceResult<String> {
+        if actor.channel != Some(civicgrid_core::access::Channel::Open311) {
+            return Err(ServiceError::forbidden("only an API key of the open311 channel may send updates"));
+        }
+        let id: i64 = u.service_request_id.trim().parse().map_err(|_| ServiceError::NotFound("service request"))?;
+        let case = self.store.case(id).await?.ok_or(ServiceError::NotFound("service request"))?;
+        let update_id = u.update_id.trim();
+        if update_id.is_empty() || update_id.len() > 64 || !update_id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ServiceError::invalid("update_id", "1–64 visible ASCII characters"));
+        }
+        u.updated_datetime
+            .trim()
+            .parse::<jiff::Timestamp>()
+            .map_err(|_| ServiceError::invalid("updated_datetime", "a W3C date-time with its offset"))?;
+        let status = u.status.trim().to_ascii_lowercase();
+        let still_there =
+            UPDATE_STATUSES.iter().find(|(s, _)| *s == status).map(|(_, open)| *open).ok_or_else(|| {
+                ServiceError::invalid("status", "one of FixMyStreet's statuses (open, fixed, closed, …)")
+            })?;
+        let description = u.description.trim();
+        if description.is_empty() {
+            return Err(ServiceError::invalid("description", "what the update says"));
+        }
+        check_text("description", description)?;
+        let media = u.media_url.trim();
+        check_media(media)?;
+        use civicgrid_core::case::CaseState as S;
+        let answered = matches!(case.status.state, S::Replied | S::Verified | S::Closed);
+        let mut text = description.to_owned();
+        if !media.is_empty() {
+            text.push_str(&format!("\n照片：{media}"));
+        }
+        let text: String = text.chars().take(crate::public::MAX_FEEDBACK).collect();
+        let feedback = crate::public::PublicFeedback { satisfaction: None, not_fixed: still_there && answered, text };
+        self.feedback_on(case, feedback).await?;
+        Ok(format!("{id}-{}", &crate::accounts::sha256_hex(update_id.as_bytes())[..12]))
+    }
+}
+
 /// What `GET requests` asks for, already parsed; empty lists and `None` mean "any".
 #[derive(Debug, Clone, Default)]
 pub struct Open311Query {
@@ -466,6 +553,10 @@ pub struct Open311Query {
     pub page: u32,
     /// Requests per page (1–1000).
     pub page_size: u32,
+    /// Changed at or after (the widely used `updated_after` extension).
+    pub updated_after: Option<jiff::Timestamp>,
+    /// Changed before or at (`updated_before`).
+    pub updated_before: Option<jiff::Timestamp>,
     /// Add the internal state and departments.
     pub extensions: bool,
 }
@@ -491,7 +582,9 @@ impl Services {
         let size = q.page_size.clamp(1, MAX_REQUESTS) as usize;
         let skip = (q.page.max(1) as usize - 1) * size;
         let mut found: Vec<civicgrid_core::case::Case> = Vec::new();
-        if q.ids.is_empty() {
+        if q.ids.is_empty() && (q.updated_after.is_some() || q.updated_before.is_some()) {
+            found = self.open311_updated(q, skip + size).await?;
+        } else if q.ids.is_empty() {
             let filter = civicgrid_store::CaseFilter {
                 matter: (q.service_codes.len() == 1).then(|| q.service_codes[0]),
                 reported_from: Some(start),
@@ -535,6 +628,52 @@ impl Services {
             out.push(v);
         }
         Ok(out)
+    }
+
+    /// With `updated_after`/`updated_before`: the requests changed in that window (at most 90 days;
+    /// by default the 90 days before `updated_before` or now), in the order of their first change in
+    /// it, read from the global event log until `want` pass the other filters. `start_date` and
+    /// `end_date`, when given, still bound when they were reported.
+    async fn open311_updated(&self, q: &Open311Query, want: usize) -> ServiceResult<Vec<civicgrid_core::case::Case>> {
+        let span = jiff::SignedDuration::from_hours(24 * MAX_SPAN_DAYS);
+        let before = q.updated_before.unwrap_or_else(|| self.clock.now());
+        let after = q.updated_after.unwrap_or(before - span);
+        if after > before || before.duration_since(after) > span {
+            return Err(ServiceError::invalid(
+                "updated_after",
+                format!("before updated_before, at most {MAX_SPAN_DAYS} days before it"),
+            ));
+        }
+        let reported = |c: &civicgrid_core::case::Case| {
+            q.start.is_none_or(|s| c.facts.reported_at >= s) && q.end.is_none_or(|e| c.facts.reported_at <= e)
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut found = Vec::new();
+        let Some(first) = self.store.first_seq_since(after).await? else { return Ok(found) };
+        let mut position = first - 1;
+        'read: loop {
+            let page = self.store.events_after(position, 500).await?;
+            let Some(last) = page.last() else { break };
+            position = last.seq;
+            for e in &page {
+                if e.event.at > before {
+                    break 'read;
+                }
+                if e.event.at < after || !seen.insert(e.case_id) {
+                    continue;
+                }
+                if let Some(c) = self.store.case(e.case_id).await?
+                    && self.open311_wanted(q, &c)
+                    && reported(&c)
+                {
+                    found.push(c);
+                    if found.len() >= want {
+                        break 'read;
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Whether a listed case passes the filters the store does not apply.

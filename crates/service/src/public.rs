@@ -285,6 +285,11 @@ impl Services {
     /// The reporter's feedback on their report (see the module's documentation).
     pub async fn public_feedback(&self, number: &str, code: &str, fb: PublicFeedback) -> ServiceResult<PublicCase> {
         let case = self.tracked(number, code).await?;
+        self.feedback_on(case, fb).await
+    }
+
+    /// The public's feedback on `case`, whoever passes it on (the reporter's page, an Open311 site).
+    pub(crate) async fn feedback_on(&self, case: Case, fb: PublicFeedback) -> ServiceResult<PublicCase> {
         let text = civicgrid_core::text::long("text", &fb.text, 0, MAX_FEEDBACK)?;
         if fb.not_fixed && text.is_empty() {
             return Err(ServiceError::invalid("text", "say what is still wrong"));

@@ -270,7 +270,8 @@ async fn open311_lists_requests_with_the_specification_filters() {
         "lat=31.2",
         "radius=99999&lat=31.2&long=120.9",
         "page_size=0",
-        "updated_after=2026-11-01T00:00:00Z",
+        "updated_after=last%20week",
+        "updated_after=2026-01-01T00:00:00Z&updated_before=2026-11-23T00:00:00Z",
     ] {
         let (st, _, body, _) = raw(&app, reqwest::Method::GET, &format!("requests.json?{bad}")).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
@@ -317,6 +318,33 @@ async fn open311_lists_updates_since_a_time() {
     assert_eq!(&elements(&xml)[..2], ["service_request_updates", "request_update"]);
     let (s, _, _, _) = raw(app, reqwest::Method::GET, "servicerequestupdates.json?start_date=soon").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // `updated_after` on requests: a case changed since then is listed, one untouched since is not.
+    let quiet = app.create(&intake, 1).await["id"].as_i64().expect("id");
+    app.clock.advance(SignedDuration::from_mins(5));
+    let since = "2026-11-23T09:14:00%2B08:00";
+    assert_eq!(app.act(&shift, id, json!({"action": "dispatch", "lead": "huanwei"})).await.0, StatusCode::OK);
+    let (s, _, body, _) = raw(app, reqwest::Method::GET, &format!("requests.json?updated_after={since}")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let listed: Vec<String> = serde_json::from_str::<Value>(&body)
+        .expect("json")
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["service_request_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(listed.contains(&id.to_string()) && !listed.contains(&quiet.to_string()), "{listed:?}");
+    let (_, _, body, _) = raw(
+        app,
+        reqwest::Method::GET,
+        &format!("requests.json?updated_after=2026-11-23T09:00:00%2B08:00&updated_before={since}"),
+    )
+    .await;
+    let earlier = serde_json::from_str::<Value>(&body).expect("json");
+    assert!(
+        earlier.as_array().is_some_and(|a| a.iter().any(|r| r["service_request_id"] == quiet.to_string().as_str())),
+        "{earlier}"
+    );
 }
 
 /// With a jurisdiction configured, a request naming another one (in the query or a report's form) is
@@ -350,4 +378,86 @@ async fn open311_checks_the_configured_jurisdiction() {
     assert_eq!(app.store.count_cases().await.expect("count"), before, "nothing written");
     let (s, body) = post_form(&app, "requests.json", &report("qingyuan.example")).await;
     assert_eq!(s, StatusCode::OK, "{body}");
+}
+
+/// mySociety's `POST servicerequestupdates`: a site's user saying the problem is still there after
+/// the department answered is "not fixed" (a rectification for the lead department); other words
+/// reach whoever owns the step; bad updates are the specification's errors and change nothing.
+#[tokio::test]
+async fn open311_sites_send_updates_back() {
+    let app = spawn_app().await;
+    let key = open311_key(&app).await;
+    let (shift, dept) = (app.login("shift").await, app.login("dept_huanwei").await);
+    let id = app.create(&shift, 0).await["id"].as_i64().expect("id");
+    app.steps(
+        &shift,
+        id,
+        &[json!({"action": "accept"}), json!({"action": "file"}), json!({"action": "dispatch", "lead": "huanwei"})],
+    )
+    .await;
+    let update = |extra: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        let mut f: Vec<(&'static str, String)> = vec![
+            ("api_key", key.clone()),
+            ("service_request_id", id.to_string()),
+            ("update_id", "fms-1".into()),
+            ("updated_datetime", "2026-11-23T09:30:00+08:00".into()),
+            ("status", "OPEN".into()),
+            ("description", "垃圾还在，越堆越多".into()),
+        ];
+        for (k, v) in extra {
+            f.retain(|(name, _)| name != k);
+            f.push((k, (*v).to_owned()));
+        }
+        f
+    };
+    // Bad updates: the specification's errors; nothing reaches anyone.
+    for (extra, status) in [
+        (vec![("api_key", "nope")], StatusCode::FORBIDDEN),
+        (vec![("service_request_id", "999999")], StatusCode::NOT_FOUND),
+        (vec![("status", "maybe")], StatusCode::BAD_REQUEST),
+        (vec![("updated_datetime", "yesterday")], StatusCode::BAD_REQUEST),
+        (vec![("description", "")], StatusCode::BAD_REQUEST),
+        (vec![("description", "<b>hi</b>")], StatusCode::BAD_REQUEST),
+        (vec![("media_url", "ftp://x/y.jpg")], StatusCode::BAD_REQUEST),
+        (vec![("update_id", "")], StatusCode::BAD_REQUEST),
+    ] {
+        let (s, body) = post_form(&app, "servicerequestupdates.json", &update(&extra)).await;
+        assert_eq!(s, status, "{extra:?}: {body}");
+        let e: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(e[0]["code"], status.as_u16(), "{body}");
+    }
+    let (_, inbox) = app.get("/api/v1/notifications", Some(&dept)).await;
+    assert!(!inbox.to_string().contains("垃圾还在"), "{inbox}");
+
+    // While the department handles it, the words reach its inbox.
+    let (s, body) = post_form(&app, "servicerequestupdates.xml", &update(&[])).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(elements(&body), ["service_request_updates", "request_update", "update_id"]);
+    let (_, inbox) = app.get("/api/v1/notifications", Some(&dept)).await;
+    assert!(inbox.to_string().contains("垃圾还在"), "{inbox}");
+
+    // Closed without a rating: "still open" from the site is not fixed, a rectification for huanwei.
+    let worker = app.login("gw001").await;
+    let spot = app.point_in_grid(0);
+    let photo = app.upload_photo(&worker, spot["lon"].as_f64().zip(spot["lat"].as_f64())).await;
+    app.steps(&dept, id, &[json!({"action": "sign"}), json!({"action": "reply"})]).await;
+    app.steps(
+        &worker,
+        id,
+        &[json!({"action": "verify_pass", "evidence": [{"id": photo, "name": "x", "mime": "image/jpeg", "size": 1}]})],
+    )
+    .await;
+    app.steps(&shift, id, &[json!({"action": "close"})]).await;
+    let (s, body) =
+        post_form(&app, "servicerequestupdates.json", &update(&[("update_id", "fms-2"), ("description", "根本没清")]))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    assert!(answer[0]["update_id"].as_str().is_some_and(|u| u.starts_with(&format!("{id}-"))), "{answer}");
+    let case = app.store.case(id).await.expect("read").expect("case");
+    assert_eq!(case.status.satisfaction, Some(civicgrid_core::case::Satisfaction::VeryDissatisfied));
+    assert!(case.status.rectification.is_some(), "a rectification is open");
+    // POST is allowed on the updates resource, PUT is not.
+    let (s, _, _, allow) = raw(&app, reqwest::Method::PUT, "servicerequestupdates.json").await;
+    assert_eq!((s, allow.as_deref()), (StatusCode::METHOD_NOT_ALLOWED, Some("GET, HEAD, POST")));
 }
