@@ -739,7 +739,7 @@ fn a_poor_rating_of_a_public_report_opens_a_rectification_with_its_own_deadline(
 }
 
 #[test]
-fn the_handling_deadline_never_falls_after_an_upstream_deadline_or_the_110_limit() {
+fn the_handling_deadline_never_falls_after_an_upstream_deadline_the_12345_kind_or_the_110_limit() {
     let dispatch = |w: &mut World| {
         for a in [Action::Accept, Action::File, Action::Dispatch { lead: dept("huanwei"), co: vec![] }] {
             w.ok(a);
@@ -770,6 +770,14 @@ fn the_handling_deadline_never_falls_after_an_upstream_deadline_or_the_110_limit
     });
     dispatch(&mut w);
     assert_eq!(w.status.handle_due_at, Some(w.cal.deadline(w.now, TimeLimit::WorkingDays(20))));
+    // A 12345 enquiry (咨询) is answered within one working day.
+    let mut w = World::reported(|f| {
+        f.matter = "06001".parse().expect("matter");
+        f.upstream =
+            Some(crate::ticket::Upstream { category: Some(crate::ticket::TicketCategory::Consult), ..upstream(None) });
+    });
+    dispatch(&mut w);
+    assert_eq!(w.status.handle_due_at, Some(w.cal.deadline(w.now, TimeLimit::WorkingDays(1))));
     // A 110 diversion is due within one working day whatever the matter's own limit.
     let mut w = World::reported(|f| {
         f.matter = "06001".parse().expect("matter");

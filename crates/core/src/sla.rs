@@ -335,12 +335,15 @@ impl SlaPolicy {
 
     /// The handling step of a case dispatched (or sent back to handling) at `start` on the lead
     /// department's `clock`: the matter's limit (or the default), never later than the 110 diversion
-    /// limit for a diverted ticket, nor than an upstream system's deadline that is still ahead.
+    /// limit for a diverted ticket, the 12345 platform's limit for the ticket's kind, nor than an
+    /// upstream system's deadline that is still ahead.
     pub fn handle_step(&self, clock: &WorkCalendar, start: Timestamp, facts: &CaseFacts) -> (Timestamp, StepTimers) {
         let (due, timers) = self.step(clock, start, self.handle_limit(facts));
         let diverted = (facts.source == Source::Police110).then(|| clock.deadline(start, self.handle_police_110));
-        let upstream = facts.upstream.as_ref().and_then(|u| u.deadline).filter(|d| *d > start);
-        match diverted.into_iter().chain(upstream).min() {
+        let upstream = facts.upstream.as_ref();
+        let kind = upstream.and_then(|u| u.category?.answer_limit()).map(|l| clock.deadline(start, l));
+        let deadline = upstream.and_then(|u| u.deadline).filter(|d| *d > start);
+        match diverted.into_iter().chain(kind).chain(deadline).min() {
             Some(cap) if cap < due => (cap, self.step_until(clock, start, cap)),
             _ => (due, timers),
         }

@@ -43,6 +43,18 @@ pub enum TicketCategory {
 }
 
 impl TicketCategory {
+    /// The 12345 platform's own answer limit for the kind (city practice: an enquiry in 1 working
+    /// day, a request or suggestion in 5, a complaint in 10); `None` where it sets none.
+    pub fn answer_limit(self) -> Option<crate::calendar::TimeLimit> {
+        use crate::calendar::TimeLimit::WorkingDays;
+        match self {
+            TicketCategory::Consult => Some(WorkingDays(1)),
+            TicketCategory::SeekHelp | TicketCategory::Suggestion => Some(WorkingDays(5)),
+            TicketCategory::Complaint => Some(WorkingDays(10)),
+            TicketCategory::Thanks | TicketCategory::Report => None,
+        }
+    }
+
     /// The Chinese label.
     pub fn label_zh(self) -> &'static str {
         match self {

@@ -279,9 +279,9 @@ async fn replies_reach_the_upstream_hook_signed_and_are_retried() {
     assert!(heard.lock().expect("lock").is_empty(), "the first delivery was refused");
     app.clock.advance(SignedDuration::from_secs(11));
     run().await;
-    let heard = heard.lock().expect("lock").clone();
-    assert_eq!(heard.len(), 1, "{heard:?}");
-    let (ts, sig, raw) = &heard[0];
+    let got = heard.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (ts, sig, raw) = &got[0];
     let body: Value = serde_json::from_str(raw).expect("JSON");
     assert_eq!((body["kind"].as_str(), body["ticket_no"].as_str()), (Some("dispatched"), Some("SZ-R-1")), "{body}");
     assert_eq!(body["case_id"].as_i64(), Some(id));
@@ -291,5 +291,22 @@ async fn replies_reach_the_upstream_hook_signed_and_are_retried() {
     assert_eq!(
         sig,
         &format!("sha256={}", civicgrid_service::outbound::hmac_hex(secret, format!("{ts}.{raw}").as_bytes()))
+    );
+
+    // An urgent diversion the catalogue sends back to police: police are told as soon as it arrives.
+    let (police, police_key) = upstream_key(&app, "110-replies", "police110").await;
+    let (s, _) = app.put(&format!("/api/v1/service-accounts/{police}/reply-hook"), &admin, &hook).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let urgent = json!({"ticket_no": "110-R-1", "diversion": "noise_social", "urgency": "urgent", "content": "深夜酒后喧哗",
+                        "location": {"lon": gcj.lon, "lat": gcj.lat}, "coord_system": "gcj02"});
+    let (s, receipt) = app.post("/api/v1/intake/tickets", Some(&police_key), &urgent).await;
+    assert_eq!((s, receipt["police_return"].as_bool()), (StatusCode::CREATED, Some(true)), "{receipt}");
+    run().await;
+    let got = heard.lock().expect("lock").clone();
+    let told: Value = serde_json::from_str(&got.last().expect("a reply").2).expect("JSON");
+    assert_eq!(
+        (told["kind"].as_str(), told["channel"].as_str(), told["ticket_no"].as_str()),
+        (Some("police_return"), Some("police110"), Some("110-R-1")),
+        "{told}"
     );
 }
