@@ -25,7 +25,7 @@ const FLASH_FOR = 15_000;
 const TICKER_ROWS = 30;
 /** How old each source may get before its panels say it has stalled. */
 const STALE_AFTER = { situation: 2.5 * SITUATION_EVERY, figures: 3 * FIGURES_EVERY, feed: Infinity };
-const PUBLIC_SOURCES = ['hotline12345', 'citizen_h5', 'police110'];
+const PUBLIC_SOURCES = ['hotline12345', 'citizen_h5', 'police110', 'suggestion'];
 
 const page = JSON.parse(document.body.dataset.cockpit);
 const T = (key, vars = {}) => (page.text[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? ''));

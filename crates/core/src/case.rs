@@ -44,6 +44,9 @@ pub enum Source {
     Video,
     /// Assigned by a leader.
     Leader,
+    /// An opinion or suggestion (意见建议) left at a deputies' liaison station, in a suggestion box, or
+    /// online: answered by a department, not fixed on site.
+    Suggestion,
 }
 
 impl Source {
@@ -57,16 +60,18 @@ impl Source {
             Source::Iot => "iot",
             Source::Video => "video",
             Source::Leader => "leader",
+            Source::Suggestion => "suggestion",
         }
     }
 
-    /// Reports from the public (12345, the H5 page, 110 diversion): voiding one needs the shift leader.
+    /// Reports from the public (12345, the H5 page, 110 diversion, suggestions): voiding one needs the
+    /// shift leader, and a poor rating of one opens a rectification.
     pub fn is_public(self) -> bool {
-        matches!(self, Source::Hotline12345 | Source::CitizenH5 | Source::Police110)
+        matches!(self, Source::Hotline12345 | Source::CitizenH5 | Source::Police110 | Source::Suggestion)
     }
 
     /// All sources, for iteration.
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 8] = [
         Source::GridPatrol,
         Source::Hotline12345,
         Source::CitizenH5,
@@ -74,6 +79,7 @@ impl Source {
         Source::Iot,
         Source::Video,
         Source::Leader,
+        Source::Suggestion,
     ];
 }
 
@@ -635,6 +641,12 @@ impl Action {
     /// a passed verification, both outcomes of a check, and a fix on the spot.
     pub fn needs_on_site_evidence(&self) -> bool {
         matches!(self, Action::VerifyPass | Action::ConfirmCheck | Action::RefuteCheck | Action::FixOnSpot)
+    }
+
+    /// Whether this step of a case with `facts` is made on site (with photos taken there): verifying
+    /// the answer to a suggestion is reading it, not a visit.
+    pub fn is_on_site(&self, facts: &CaseFacts) -> bool {
+        self.needs_on_site_evidence() && !(facts.source == Source::Suggestion && *self == Action::VerifyPass)
     }
 }
 
@@ -1276,7 +1288,7 @@ pub fn decide(
         crate::text::long("reason", r, 1, MAX_REASON).map_err(|e| TransitionError::Invalid(e.to_string()))?;
     }
     let evidence = check_attachments("evidence", &cmd.evidence).map_err(|e| TransitionError::Invalid(e.to_string()))?;
-    if action.needs_on_site_evidence() && !evidence.iter().any(|a| a.mime.starts_with("image/")) {
+    if action.is_on_site(facts) && !evidence.iter().any(|a| a.mime.starts_with("image/")) {
         return Err(TransitionError::Invalid(format!("{} needs at least one photo taken on site", action.name())));
     }
     let now = ctx.now;
@@ -1320,7 +1332,7 @@ pub fn decide(
     let (to, due, handle_due, close_type): (_, Option<Deadline>, Option<Deadline>, _) = match (action, from) {
         (Action::Accept, S::Reported) => (S::Accepted, keep, handle, None),
         (Action::RequestCheck, S::Reported | S::Accepted) => {
-            if !facts.source.is_public() {
+            if !facts.source.is_public() || facts.source == Source::Suggestion {
                 return Err(TransitionError::Invalid(
                     "only public reports (12345, H5, 110) are sent for an on-site check".into(),
                 ));

@@ -2,7 +2,7 @@
 //! spatial index that finds the micro-grid (and so the grid) containing a point, in microseconds.
 
 pub use geo::Polygon;
-use geo::{BoundingRect, Intersects};
+use geo::{BoundingRect, InteriorPoint, Intersects};
 use geo::{Coord, Point};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
@@ -158,6 +158,14 @@ impl GridIndex {
         self.cells.is_empty()
     }
 
+    /// A point inside the workstation (村/社区) `community`: inside its first micro-grid. Where a report
+    /// names a village or community rather than a place (a suggestion left at its liaison station).
+    pub fn point_in_community(&self, community: CommunityCode) -> Option<GeoPoint> {
+        let (_, polygon) = self.cells.iter().find(|(code, _)| code.grid().community() == community)?;
+        let p = polygon.interior_point()?;
+        Some(GeoPoint { lon: p.x(), lat: p.y() })
+    }
+
     /// The micro-grid containing the point (a point on a shared edge goes to the lowest code).
     pub fn locate(&self, p: GeoPoint) -> Option<MicroGridCode> {
         let point = Point::new(p.lon, p.lat);
@@ -190,6 +198,9 @@ mod tests {
         assert_eq!(idx.locate(GeoPoint { lon: 120.035, lat: 31.001 }), Some(code(3)));
         assert_eq!(idx.locate(GeoPoint { lon: 120.01, lat: 31.005 }), Some(code(0)), "shared edge → lowest code");
         assert_eq!(idx.locate(GeoPoint { lon: 119.0, lat: 31.005 }), None);
+        let inside = idx.point_in_community("320585100001".parse().expect("community")).expect("a point");
+        assert_eq!(idx.locate(inside), Some(code(0)), "a community's point lies in its first micro-grid");
+        assert_eq!(idx.point_in_community("320585100002".parse().expect("community")), None);
     }
 
     #[test]

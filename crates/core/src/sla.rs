@@ -91,6 +91,9 @@ pub struct SlaPolicy {
     /// Departments whose working hours differ from the standard 08:00–12:00, 14:00–18:00.
     #[schema(value_type = BTreeMap<String, Vec<WorkPeriod>>)]
     pub department_hours: BTreeMap<DeptCode, Vec<WorkPeriod>>,
+    /// Answering a suggestion (意见建议), on the lead department's clock.
+    #[serde(default = "default_suggestion")]
+    pub handle_suggestion: TimeLimit,
     /// On-site check (核实) of a public report by the grid's worker, standard working hours.
     #[serde(default = "default_check")]
     pub check: TimeLimit,
@@ -112,6 +115,10 @@ pub struct SlaPolicy {
 
 fn default_check() -> TimeLimit {
     TimeLimit::WorkingHours(1)
+}
+
+fn default_suggestion() -> TimeLimit {
+    TimeLimit::WorkingDays(5)
 }
 
 fn default_rectify() -> TimeLimit {
@@ -162,6 +169,7 @@ impl Default for SlaPolicy {
             centre_around_the_clock: true,
             department_hours: BTreeMap::new(),
             check: default_check(),
+            handle_suggestion: default_suggestion(),
             rectify: default_rectify(),
             sample_percent: default_sample_percent(),
             duplicate_radius_m: default_duplicate_radius(),
@@ -324,6 +332,10 @@ impl SlaPolicy {
 
     /// Limit for the department's handling of this case.
     pub fn handle_limit(&self, facts: &CaseFacts) -> TimeLimit {
+        // A suggestion is answered, whatever its subject's own limit for fixing it.
+        if facts.source == Source::Suggestion {
+            return self.handle_suggestion;
+        }
         if let Some(limits) = self.per_matter.get(&facts.matter) {
             return limits.get(facts.urgency);
         }
@@ -444,6 +456,7 @@ impl SlaPolicy {
         limit("sign", self.sign)?;
         by("handle", &self.handle)?;
         limit("handle_police_110", self.handle_police_110)?;
+        limit("handle_suggestion", self.handle_suggestion)?;
         limit("verify", self.verify)?;
         limit("close", self.close)?;
         if self.per_matter.len() > 2000 {

@@ -413,7 +413,7 @@ impl Plan {
                     tracking: None,
                 },
             ),
-            Source::CitizenH5 => (
+            Source::CitizenH5 | Source::Suggestion => (
                 self.cast.citizen.clone(),
                 Reporter {
                     user_id: self.cast.citizen.user_id,

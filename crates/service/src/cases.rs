@@ -167,7 +167,7 @@ impl Services {
             }
         }
         let evidence = self.resolve_attachments(actor, "evidence", &cmd.evidence, Some(id)).await?;
-        if action.needs_on_site_evidence() {
+        if action.is_on_site(&case.facts) {
             self.check_on_site(&case, &evidence, cmd.position, f64::from(world.sla.verify_radius_m)).await?;
         }
         let cmd = Command { evidence, ..cmd.clone() };

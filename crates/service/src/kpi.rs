@@ -321,6 +321,7 @@ fn source_zh(s: Source) -> &'static str {
         Source::Iot => "物联感知",
         Source::Video => "视频巡查",
         Source::Leader => "领导交办",
+        Source::Suggestion => "意见建议",
     }
 }
 

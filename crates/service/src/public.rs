@@ -2,6 +2,8 @@
 //! report without an account, a tracking number (the case number) with a query code only the
 //! reporter holds, a progress view with public-safe fields only, and the reporter's feedback.
 //!
+//! - **Suggestion:** an opinion (意见建议) for a village's or community's liaison station, contact
+//!   optional, placed at that workstation; answered by a department like any case, without a visit.
 //! - **Report:** made by the system actor `h5` on the H5 channel; photos are uploaded first and a
 //!   photo's EXIF position stands in for a place not pinned. The query code is random; only its
 //!   SHA-256 is kept, in the reporter's part of the facts, which no post is ever shown.
@@ -51,6 +53,21 @@ pub struct PublicReport {
     pub phone: String,
     /// Photos: file name and bytes.
     pub photos: Vec<(String, Vec<u8>)>,
+}
+
+/// An opinion or suggestion as the public page submits it.
+#[derive(Debug, Clone)]
+pub struct PublicSuggestion {
+    /// What it is about (a matter of the code table).
+    pub matter: MatterCode,
+    /// The opinion.
+    pub text: String,
+    /// The village or community (its workstation's liaison station answers for it).
+    pub community: civicgrid_core::codes::CommunityCode,
+    /// A name, if they leave one.
+    pub name: Option<String>,
+    /// A phone, if they want to be called back.
+    pub phone: Option<String>,
 }
 
 /// What the reporter keeps: the tracking number and the query code (shown once).
@@ -201,7 +218,6 @@ impl Services {
                 return Err(ServiceError::invalid("location", "pin the place on the map, or add a photo taken there"));
             }
         };
-        let code = random_hex(5)?.to_uppercase();
         let input = ReportInput {
             matter: r.matter,
             component_id: None,
@@ -215,8 +231,55 @@ impl Services {
             reporter_phone: Some(r.phone.trim().to_owned()),
             attachments,
             upstream: None,
-            tracking: Some(sha256_hex(code.as_bytes())),
+            tracking: None,
         };
+        self.file_public(input, key).await
+    }
+
+    /// Takes an opinion or suggestion (意见建议) from the public page, for the village or community whose
+    /// liaison station answers for it; the contact is optional. It becomes a case of the suggestion
+    /// channel, placed at that workstation and answered by a department (no on-site visit).
+    pub async fn suggest_public(&self, s: PublicSuggestion, key: Option<&str>) -> ServiceResult<(Case, Receipt)> {
+        let phone = s.phone.map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
+        if phone.as_deref().is_some_and(|p| !civicgrid_core::access::is_phone_number(p)) {
+            return Err(ServiceError::invalid("reporter_phone", "a phone number, or nothing"));
+        }
+        let workstation = self
+            .store
+            .workstations()
+            .await?
+            .into_iter()
+            .find(|w| w.code == s.community)
+            .ok_or_else(|| ServiceError::invalid("community", "a village or community of this town"))?;
+        let location = self
+            .world()
+            .index
+            .point_in_community(s.community)
+            .ok_or_else(|| ServiceError::invalid("community", "this village or community has no grid yet"))?;
+        let input = ReportInput {
+            matter: s.matter,
+            component_id: None,
+            source: Some(civicgrid_core::case::Source::Suggestion),
+            urgency: Default::default(),
+            description: s.text,
+            location,
+            coord_system: CoordSystem::Wgs84,
+            address: format!("{}（网上意见建议）", workstation.name_zh),
+            reporter_name: s.name.filter(|n| !n.trim().is_empty()),
+            reporter_phone: phone,
+            attachments: Vec::new(),
+            upstream: None,
+            tracking: None,
+        };
+        self.file_public(input, key).await
+    }
+
+    /// Files a report or suggestion of the public channel with a fresh query code; `key` (the rendered
+    /// form's) makes a resent form one case.
+    async fn file_public(&self, mut input: ReportInput, key: Option<&str>) -> ServiceResult<(Case, Receipt)> {
+        let actor = public_actor();
+        let code = random_hex(5)?.to_uppercase();
+        input.tracking = Some(sha256_hex(code.as_bytes()));
         let idempotency = match key {
             Some(k) => crate::idempotency::key_for(&actor, Some(&format!("h5-{k}")), &input)?,
             None => None,

@@ -312,7 +312,9 @@ pub fn contributions(facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) -> V
             let t = on_time(before.due_at);
             // The first filing proves a patrol report valid, or a public one missed by the patrol.
             let first = before.filed_by.is_none();
-            let (valid, missed) = (first && patroller.is_some(), first && facts.source.is_public());
+            // A suggestion is an opinion, not a problem the patrol missed.
+            let missed_one = facts.source.is_public() && facts.source != crate::case::Source::Suggestion;
+            let (valid, missed) = (first && patroller.is_some(), first && missed_one);
             add(area(), &|c| {
                 c.filed = 1;
                 c.filed_on_time = t;

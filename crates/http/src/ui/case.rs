@@ -144,9 +144,9 @@ fn dept_name(world: &World, code: &DeptCode, lang: Lang) -> String {
         .map_or_else(|| code.to_string(), |d| if lang == Lang::Zh { d.name_zh.clone() } else { d.name_en.clone() })
 }
 
-fn form_of(t: &Catalog, offer: &Offer) -> ActionForm {
+fn form_of(t: &Catalog, offer: &Offer, facts: &civicgrid_core::case::CaseFacts) -> ActionForm {
     let a = &offer.action;
-    let photos = if a.needs_on_site_evidence() {
+    let photos = if a.is_on_site(facts) {
         Need::Must
     } else if matches!(a, Action::Reply | Action::Rectify | Action::VerifyFail | Action::RequestPark) {
         Need::May
@@ -196,7 +196,7 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
     let now = state.clock.now();
     let world = state.world();
     let offers = state.services.offered_actions(&s.actor, &case);
-    let mut forms: Vec<ActionForm> = offers.iter().map(|o| form_of(t, o)).collect();
+    let mut forms: Vec<ActionForm> = offers.iter().map(|o| form_of(t, o, &case.facts)).collect();
     if let Some((action, field, message)) = error {
         match forms.iter_mut().find(|f| f.name == action) {
             Some(f) => {

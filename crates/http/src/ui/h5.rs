@@ -1,4 +1,5 @@
-//! The citizen H5 page (掌上办 · 随手拍), mobile first and without an account: report a problem
+//! The citizen H5 page (掌上办 · 随手拍), mobile first and without an account: leave an opinion or
+//! suggestion (意见建议) for one's village or community, or report a problem
 //! (a matter from a grouped, searchable list; the place pinned on the town's own grid map, by the
 //! phone's position, or from a photo's EXIF; photos; the phone for the call-back), receive a
 //! tracking number with a query code, follow the report's progress, rate the result or say it is not
@@ -19,7 +20,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use civicgrid_core::case::Satisfaction;
 use civicgrid_core::coords::CoordSystem;
-use civicgrid_service::public::{MAX_FEEDBACK, MAX_PUBLIC_PHOTOS, PublicCase, PublicFeedback, PublicReport, Receipt};
+use civicgrid_service::public::{
+    MAX_FEEDBACK, MAX_PUBLIC_PHOTOS, PublicCase, PublicFeedback, PublicReport, PublicSuggestion, Receipt,
+};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
@@ -234,17 +237,7 @@ fn report_page(
     error: Option<(String, String)>,
 ) -> Response {
     let (t, lang_tag, other_lang, town, tiles) = chrome(state, lang);
-    let world = state.world();
-    let mut groups: Vec<MatterGroup> = Vec::new();
-    for m in world.catalog.matters() {
-        let name = if lang == Lang::Zh { m.name_zh.clone() } else { m.name_en.clone() };
-        let search = format!("{} {} {}", m.name_zh, super::report::initials(&m.name_zh), m.name_en.to_lowercase());
-        match groups.last_mut() {
-            Some(g) if g.name == m.major_name_zh => g.matters.push((m.code.to_string(), name, search)),
-            _ => groups
-                .push(MatterGroup { name: m.major_name_zh.clone(), matters: vec![(m.code.to_string(), name, search)] }),
-        }
-    }
+    let groups = matter_groups(state, lang);
     let (error_field, error) = error.unwrap_or_default();
     let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let page = ReportPage {
@@ -262,6 +255,48 @@ fn report_page(
         max_photos: MAX_PUBLIC_PHOTOS,
     };
     render(status, &page)
+}
+
+/// The matters by major class, each with what the search box matches (name, pinyin initials, English).
+fn matter_groups(state: &AppState, lang: Lang) -> Vec<MatterGroup> {
+    let world = state.world();
+    let mut groups: Vec<MatterGroup> = Vec::new();
+    for m in world.catalog.matters() {
+        let name = if lang == Lang::Zh { m.name_zh.clone() } else { m.name_en.clone() };
+        let search = format!("{} {} {}", m.name_zh, super::report::initials(&m.name_zh), m.name_en.to_lowercase());
+        match groups.last_mut() {
+            Some(g) if g.name == m.major_name_zh => g.matters.push((m.code.to_string(), name, search)),
+            _ => groups
+                .push(MatterGroup { name: m.major_name_zh.clone(), matters: vec![(m.code.to_string(), name, search)] }),
+        }
+    }
+    groups
+}
+
+/// The anti-abuse refusal of a public form, if it gets one: a filled trap field, a form sent back
+/// too soon or too late, or an address over its hourly reports.
+fn abuse_refusal(state: &AppState, lang: Lang, sent: &super::case::Sent, addr: Option<IpAddr>) -> Option<Response> {
+    let now = state.clock.now();
+    let issued = sent.get("issued").and_then(|v| v.parse::<i64>().ok()).and_then(|s| Timestamp::from_second(s).ok());
+    let human = sent.get("website").is_none()
+        && issued.is_some_and(|at| now.duration_since(at) >= MIN_FILL && now.duration_since(at) <= MAX_FORM_AGE);
+    if !human {
+        tracing::warn!(?addr, "public form refused by the anti-abuse check");
+        return Some(super::message(lang, StatusCode::BAD_REQUEST, "h5.refused"));
+    }
+    if !state.public_limits.report(addr, now) {
+        tracing::warn!(?addr, "public reports from this address throttled");
+        return Some(too_many(lang));
+    }
+    None
+}
+
+/// What the reporter sees once their report or suggestion is filed: the tracking number and code.
+fn receipt_page(state: &AppState, lang: Lang, receipt: Receipt) -> Response {
+    let (t, lang_tag, other_lang, town, tiles) = chrome(state, lang);
+    let track =
+        format!("/h5/track?number={}&code={}", super::urlencode(&receipt.number), super::urlencode(&receipt.code));
+    render(StatusCode::CREATED, &DonePage { t, lang: lang_tag, other_lang, town, tiles, receipt, track })
 }
 
 /// `GET /h5/report`.
@@ -285,17 +320,8 @@ pub async fn report_submit(
         Ok(sent) => sent,
         Err((_, m)) => return super::message_text(lang, StatusCode::BAD_REQUEST, m),
     };
-    let now = state.clock.now();
-    let issued = sent.get("issued").and_then(|v| v.parse::<i64>().ok()).and_then(|s| Timestamp::from_second(s).ok());
-    let human = sent.get("website").is_none()
-        && issued.is_some_and(|at| now.duration_since(at) >= MIN_FILL && now.duration_since(at) <= MAX_FORM_AGE);
-    if !human {
-        tracing::warn!(?addr, "public report refused by the anti-abuse check");
-        return super::message(lang, StatusCode::BAD_REQUEST, "h5.refused");
-    }
-    if !state.public_limits.report(addr, now) {
-        tracing::warn!(?addr, "public reports from this address throttled");
-        return too_many(lang);
+    if let Some(refused) = abuse_refusal(&state, lang, &sent, addr) {
+        return refused;
     }
     let values: HashMap<String, String> =
         ["matter", "description", "address", "lat", "lon", "coord_system", "reporter_name", "reporter_phone"]
@@ -327,15 +353,7 @@ pub async fn report_submit(
         Err(e) => return report_page(&state, lang, values, Some(e)),
     };
     match state.services.report_public(report, sent.get("key")).await {
-        Ok((_, receipt)) => {
-            let (t, lang_tag, other_lang, town, tiles) = chrome(&state, lang);
-            let track = format!(
-                "/h5/track?number={}&code={}",
-                super::urlencode(&receipt.number),
-                super::urlencode(&receipt.code)
-            );
-            render(StatusCode::CREATED, &DonePage { t, lang: lang_tag, other_lang, town, tiles, receipt, track })
-        }
+        Ok((_, receipt)) => receipt_page(&state, lang, receipt),
         Err(e) => {
             let e = ApiError::from(e);
             if e.status.is_server_error() {
@@ -345,6 +363,121 @@ pub async fn report_submit(
             // The service names the reporter's phone as `reporter_phone` and photos as `photo`/`file`.
             let field = if field == "file" { "photo".to_owned() } else { field };
             report_page(&state, lang, values, Some((field, e.body.message)))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "h5_suggest.html")]
+struct SuggestPage {
+    t: &'static Catalog,
+    lang: &'static str,
+    other_lang: &'static str,
+    town: String,
+    tiles: String,
+    groups: Vec<MatterGroup>,
+    communities: Vec<(String, String)>,
+    issued: i64,
+    key: String,
+    values: HashMap<String, String>,
+    error_field: String,
+    error: String,
+}
+
+impl SuggestPage {
+    fn value(&self, name: &str) -> &str {
+        self.values.get(name).map_or("", String::as_str)
+    }
+
+    fn error_on(&self, field: &str) -> bool {
+        !self.error.is_empty() && self.error_field == field
+    }
+
+    fn general_error(&self) -> bool {
+        super::unplaced(&self.error, &self.error_field, &["matter", "description", "community", "reporter_phone"])
+    }
+}
+
+async fn suggest_page(
+    state: &AppState,
+    lang: Lang,
+    values: HashMap<String, String>,
+    error: Option<(String, String)>,
+) -> Response {
+    let (t, lang_tag, other_lang, town, tiles) = chrome(state, lang);
+    let communities = match state.services.workstations().await {
+        Ok(list) => list.into_iter().map(|w| (w.code.to_string(), w.name_zh)).collect(),
+        Err(e) => return super::refusal(lang, e),
+    };
+    let (error_field, error) = error.unwrap_or_default();
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let page = SuggestPage {
+        t,
+        lang: lang_tag,
+        other_lang,
+        town,
+        tiles,
+        groups: matter_groups(state, lang),
+        communities,
+        issued: state.clock.now().as_second(),
+        key: civicgrid_service::accounts::random_hex(16).unwrap_or_default(),
+        values,
+        error_field,
+        error,
+    };
+    render(status, &page)
+}
+
+/// `GET /h5/suggest`: an opinion or suggestion for a village's or community's liaison station.
+pub async fn suggest_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    suggest_page(&state, lang_of(&headers), HashMap::new(), None).await
+}
+
+/// `POST /h5/suggest`.
+pub async fn suggest_submit(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    mp: Multipart,
+) -> Response {
+    let lang = lang_of(&headers);
+    if !crate::auth::same_origin(&headers) {
+        return super::message(lang, StatusCode::FORBIDDEN, "error.csrf");
+    }
+    let sent = match super::case::read_form(mp).await {
+        Ok(sent) => sent,
+        Err((_, m)) => return super::message_text(lang, StatusCode::BAD_REQUEST, m),
+    };
+    if let Some(refused) = abuse_refusal(&state, lang, &sent, addr) {
+        return refused;
+    }
+    let values: HashMap<String, String> = ["matter", "description", "community", "reporter_name", "reporter_phone"]
+        .into_iter()
+        .filter_map(|k| sent.get(k).map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let t = lang.catalog();
+    let field = |name: &str, key: &str| Some((name.to_owned(), t.get(key).to_owned()));
+    let Some(matter) = sent.get("matter").and_then(|m| m.parse().ok()) else {
+        return suggest_page(&state, lang, values, field("matter", "report.need_matter")).await;
+    };
+    let Some(community) = sent.get("community").and_then(|c| c.parse().ok()) else {
+        return suggest_page(&state, lang, values, field("community", "h5.need_community")).await;
+    };
+    let suggestion = PublicSuggestion {
+        matter,
+        text: sent.get("description").unwrap_or_default().to_owned(),
+        community,
+        name: sent.get("reporter_name").map(str::to_owned),
+        phone: sent.get("reporter_phone").map(str::to_owned),
+    };
+    match state.services.suggest_public(suggestion, sent.get("key")).await {
+        Ok((_, receipt)) => receipt_page(&state, lang, receipt),
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status.is_server_error() {
+                return super::message(lang, e.status, "error.internal");
+            }
+            suggest_page(&state, lang, values, Some((e.body.field.unwrap_or_default(), e.body.message))).await
         }
     }
 }

@@ -73,6 +73,7 @@ pub fn routes() -> Router<AppState> {
                 .post(h5::report_submit)
                 .layer(axum::extract::DefaultBodyLimit::max(h5::MAX_REPORT_BODY)),
         )
+        .route("/h5/suggest", get(h5::suggest_form).post(h5::suggest_submit))
         .route("/h5/track", get(h5::track).post(h5::answer))
         .route("/h5/grids.geojson", get(h5::grids))
         .route(

@@ -66,9 +66,17 @@ pub fn initials(name: &str) -> String {
         .collect()
 }
 
-/// The sources an operator may record for a report they type in.
-const SOURCES: [Source; 6] =
-    [Source::Hotline12345, Source::Police110, Source::CitizenH5, Source::Video, Source::Leader, Source::GridPatrol];
+/// The sources an operator may record for a report they type in (意见建议: an opinion registered at a
+/// deputies' liaison station or taken from a suggestion box).
+const SOURCES: [Source; 7] = [
+    Source::Hotline12345,
+    Source::Police110,
+    Source::CitizenH5,
+    Source::Suggestion,
+    Source::Video,
+    Source::Leader,
+    Source::GridPatrol,
+];
 
 async fn page(
     state: &AppState,

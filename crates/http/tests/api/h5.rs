@@ -213,3 +213,72 @@ async fn each_address_sends_a_few_reports_an_hour() {
     let (_, html) = phone.get("/h5").await;
     assert!(html.contains("/h5/report"));
 }
+
+/// 意见建议: an opinion for a village's liaison station, contact optional, placed at that workstation,
+/// answered by a department within five working days, its answer read (not visited) before closing,
+/// and the answer shown on the tracking page.
+#[tokio::test]
+async fn a_suggestion_is_answered_and_the_answer_shown() {
+    let app = spawn_app().await;
+    let phone = Phone { app: &app };
+    let (s, html) = phone.get("/h5/suggest").await;
+    assert_eq!(s, StatusCode::OK);
+    let issued = attr_after(&html, "name=\"issued\"", "value");
+    let community = app.town.layout.grids[1].code.community();
+    assert!(html.contains(&format!("value=\"{community}\"")), "the workstations are offered");
+    app.clock.advance(SignedDuration::from_secs(30));
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in [
+        ("issued", issued.as_str()),
+        ("key", "s1"),
+        ("community", &community.to_string()),
+        ("matter", "06010"),
+        ("description", "建议在村口增设分类垃圾桶"),
+    ] {
+        form = form.text(k.to_owned(), v.to_owned());
+    }
+    let resp = app
+        .http
+        .post(format!("{}/h5/suggest", app.base))
+        .header("origin", &app.base)
+        .multipart(form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let html = resp.text().await.expect("body");
+    let (number, code) = (text_after(&html, "data-number>"), text_after(&html, "data-code>"));
+    let case = app.store.case_by_number(&number).await.expect("read").expect("case");
+    assert_eq!(case.facts.source, civicgrid_core::case::Source::Suggestion);
+    assert_eq!(case.facts.grid.community(), community, "placed at the village's workstation");
+    assert_eq!(case.facts.reporter.phone, None, "no contact is fine");
+
+    let (shift, dept) = (app.login("shift").await, app.login("dept_huanwei").await);
+    let (s, _) = app.act(&shift, case.id, json!({"action": "request_check"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "an opinion is not checked on site");
+    let dispatched = app
+        .steps(
+            &shift,
+            case.id,
+            &[json!({"action": "accept"}), json!({"action": "file"}), json!({"action": "dispatch", "lead": "huanwei"})],
+        )
+        .await;
+    let due: jiff::Timestamp = dispatched["handle_due_at"].as_str().expect("due").parse().expect("time");
+    let cal = civicgrid_core::calendar::WorkCalendar::china_2026();
+    assert_eq!(
+        due,
+        cal.deadline(civicgrid_core::clock::Clock::now(&app.clock), civicgrid_core::calendar::TimeLimit::WorkingDays(5)),
+        "five working days"
+    );
+    app.steps(
+        &dept,
+        case.id,
+        &[json!({"action": "sign"}), json!({"action": "reply", "reason": "已在村口增设四分类垃圾桶一组"})],
+    )
+    .await;
+    // The shift leader reads the answer: no photo taken on site is needed.
+    app.steps(&shift, case.id, &[json!({"action": "verify_pass"}), json!({"action": "close"})]).await;
+    let (s, html) = phone.get(&format!("/h5/track?number={number}&code={code}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("已在村口增设四分类垃圾桶一组") && html.contains("已办结"), "{html}");
+}
