@@ -65,3 +65,26 @@ test('a citizen reports from the H5 page and follows the report', async ({ brows
   await expect(page.getByText('东门岗亭旁')).toHaveCount(0);
   await context.close();
 });
+
+test('a resident leaves a suggestion for their village without a phone', async ({ browser }) => {
+  const context = await browser.newContext({ viewport: { width: 360, height: 800 }, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => { throw e; });
+  await page.goto('/h5');
+  await page.click('a[href="/h5/suggest"]');
+  const rendered = Date.now();
+  await page.selectOption('#community', { index: 1 });
+  await page.fill('#matter-search', 'ljx');
+  await expect(page.locator('#matter')).toHaveValue('03005');
+  await expect(page.locator('#matter option:not([hidden])').first()).toBeVisible();
+  await page.fill('#description', '建议在村口增设分类垃圾桶，方便老人投放');
+  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(360);
+  await accessible(page);
+  await shoot(page, 'h5-suggest');
+  await page.waitForTimeout(Math.max(0, 3200 - (Date.now() - rendered)));
+  await page.locator('#h5-suggest button[type=submit]').click();
+  await expect(page.locator('[data-number]')).toBeVisible();
+  await page.click('a.h5-action');
+  await expect(page.locator('.tag.stage-received')).toBeVisible();
+  await context.close();
+});
