@@ -267,7 +267,10 @@ async fn a_suggestion_is_answered_and_the_answer_shown() {
     let cal = civicgrid_core::calendar::WorkCalendar::china_2026();
     assert_eq!(
         due,
-        cal.deadline(civicgrid_core::clock::Clock::now(&app.clock), civicgrid_core::calendar::TimeLimit::WorkingDays(5)),
+        cal.deadline(
+            civicgrid_core::clock::Clock::now(&app.clock),
+            civicgrid_core::calendar::TimeLimit::WorkingDays(5)
+        ),
         "five working days"
     );
     app.steps(
@@ -281,4 +284,35 @@ async fn a_suggestion_is_answered_and_the_answer_shown() {
     let (s, html) = phone.get(&format!("/h5/track?number={number}&code={code}")).await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("已在村口增设四分类垃圾桶一组") && html.contains("已办结"), "{html}");
+}
+
+/// Without a pin, the photo's own EXIF position places the report; without either, it is refused.
+#[tokio::test]
+async fn a_photo_places_a_report_that_has_no_pin() {
+    let app = spawn_app().await;
+    let phone = Phone { app: &app };
+    let (issued, key) = phone.form().await;
+    app.clock.advance(SignedDuration::from_secs(30));
+    let p = app.point_in_grid(2);
+    let (lon, lat) = (p["lon"].as_f64().expect("lon"), p["lat"].as_f64().expect("lat"));
+    let fields = vec![
+        ("issued", issued),
+        ("key", key),
+        ("matter", "06010".to_owned()),
+        ("description", "路边垃圾".to_owned()),
+        ("reporter_phone", "13912345678".to_owned()),
+    ];
+    let (s, html) = phone.report(&fields, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"location-error\""), "{html}");
+    let photo = civicgrid_demo::photos::jpeg(64, 48, [90, 120, 60], None, Some((lon, lat)));
+    let (s, html) = phone.report(&fields, Some(photo)).await;
+    assert_eq!(s, StatusCode::CREATED, "{html}");
+    let case = app.store.case_by_number(&text_after(&html, "data-number>")).await.expect("read").expect("case");
+    assert!(
+        civicgrid_core::case::distance_m(case.facts.location, GeoPoint { lon, lat }) < 5.0,
+        "{:?}",
+        case.facts.location
+    );
+    assert_eq!(case.facts.grid, app.town.layout.grids[2].code);
 }
