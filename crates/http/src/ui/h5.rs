@@ -109,15 +109,43 @@ struct ReportPage {
     town: String,
     tiles: String,
     groups: Vec<MatterGroup>,
+    form: FormState,
+    max_photos: usize,
+}
+
+impl ReportPage {
+    fn general_error(&self) -> bool {
+        self.form.unplaced(&["matter", "description", "location", "reporter_phone", "photo"])
+    }
+}
+
+/// What a public form carries between renderings: its anti-abuse stamp, its idempotency key, the
+/// values sent, and a refusal with the field it names.
+#[derive(Debug)]
+struct FormState {
     issued: i64,
     key: String,
     values: HashMap<String, String>,
     error_field: String,
     error: String,
-    max_photos: usize,
 }
 
-impl ReportPage {
+impl FormState {
+    fn new(state: &AppState, values: HashMap<String, String>, error: Option<(String, String)>) -> Self {
+        let (error_field, error) = error.unwrap_or_default();
+        FormState {
+            issued: state.clock.now().as_second(),
+            key: civicgrid_service::accounts::random_hex(16).unwrap_or_default(),
+            values,
+            error_field,
+            error,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        if self.error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY }
+    }
+
     fn value(&self, name: &str) -> &str {
         self.values.get(name).map_or("", String::as_str)
     }
@@ -126,9 +154,9 @@ impl ReportPage {
         !self.error.is_empty() && self.error_field == field
     }
 
-    fn general_error(&self) -> bool {
-        let placed = ["matter", "description", "location", "reporter_phone", "photo"];
-        super::unplaced(&self.error, &self.error_field, &placed)
+    /// Whether the refusal names none of the `placed` fields (it is then shown above the form).
+    fn unplaced(&self, placed: &[&str]) -> bool {
+        super::unplaced(&self.error, &self.error_field, placed)
     }
 }
 
@@ -237,21 +265,16 @@ fn report_page(
     error: Option<(String, String)>,
 ) -> Response {
     let (t, lang_tag, other_lang, town, tiles) = chrome(state, lang);
-    let groups = matter_groups(state, lang);
-    let (error_field, error) = error.unwrap_or_default();
-    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let form = FormState::new(state, values, error);
+    let status = form.status();
     let page = ReportPage {
         t,
         lang: lang_tag,
         other_lang,
         town,
         tiles,
-        groups,
-        issued: state.clock.now().as_second(),
-        key: civicgrid_service::accounts::random_hex(16).unwrap_or_default(),
-        values,
-        error_field,
-        error,
+        groups: matter_groups(state, lang),
+        form,
         max_photos: MAX_PUBLIC_PHOTOS,
     };
     render(status, &page)
@@ -377,24 +400,12 @@ struct SuggestPage {
     tiles: String,
     groups: Vec<MatterGroup>,
     communities: Vec<(String, String)>,
-    issued: i64,
-    key: String,
-    values: HashMap<String, String>,
-    error_field: String,
-    error: String,
+    form: FormState,
 }
 
 impl SuggestPage {
-    fn value(&self, name: &str) -> &str {
-        self.values.get(name).map_or("", String::as_str)
-    }
-
-    fn error_on(&self, field: &str) -> bool {
-        !self.error.is_empty() && self.error_field == field
-    }
-
     fn general_error(&self) -> bool {
-        super::unplaced(&self.error, &self.error_field, &["matter", "description", "community", "reporter_phone"])
+        self.form.unplaced(&["matter", "description", "community", "reporter_phone"])
     }
 }
 
@@ -409,8 +420,8 @@ async fn suggest_page(
         Ok(list) => list.into_iter().map(|w| (w.code.to_string(), w.name_zh)).collect(),
         Err(e) => return super::refusal(lang, e),
     };
-    let (error_field, error) = error.unwrap_or_default();
-    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let form = FormState::new(state, values, error);
+    let status = form.status();
     let page = SuggestPage {
         t,
         lang: lang_tag,
@@ -419,11 +430,7 @@ async fn suggest_page(
         tiles,
         groups: matter_groups(state, lang),
         communities,
-        issued: state.clock.now().as_second(),
-        key: civicgrid_service::accounts::random_hex(16).unwrap_or_default(),
-        values,
-        error_field,
-        error,
+        form,
     };
     render(status, &page)
 }
