@@ -314,6 +314,28 @@ fn abuse_refusal(state: &AppState, lang: Lang, sent: &super::case::Sent, addr: O
     None
 }
 
+/// Reads a public form after the origin and anti-abuse checks: the fields sent, and the values of
+/// `keep` to show again if it is refused; or the refusal.
+async fn read_public_form(
+    state: &AppState,
+    lang: Lang,
+    headers: &HeaderMap,
+    addr: Option<IpAddr>,
+    mp: Multipart,
+    keep: &[&str],
+) -> Result<(super::case::Sent, HashMap<String, String>), Response> {
+    if !crate::auth::same_origin(headers) {
+        return Err(super::message(lang, StatusCode::FORBIDDEN, "error.csrf"));
+    }
+    let sent =
+        super::case::read_form(mp).await.map_err(|(_, m)| super::message_text(lang, StatusCode::BAD_REQUEST, m))?;
+    if let Some(refused) = abuse_refusal(state, lang, &sent, addr) {
+        return Err(refused);
+    }
+    let values = keep.iter().filter_map(|k| sent.get(k).map(|v| ((*k).to_owned(), v.to_owned()))).collect();
+    Ok((sent, values))
+}
+
 /// What the reporter sees once their report or suggestion is filed: the tracking number and code.
 fn receipt_page(state: &AppState, lang: Lang, receipt: Receipt) -> Response {
     let (t, lang_tag, other_lang, town, tiles) = chrome(state, lang);
@@ -336,21 +358,11 @@ pub async fn report_submit(
 ) -> Response {
     let lang = lang_of(&headers);
     let t = lang.catalog();
-    if !crate::auth::same_origin(&headers) {
-        return super::message(lang, StatusCode::FORBIDDEN, "error.csrf");
-    }
-    let sent = match super::case::read_form(mp).await {
-        Ok(sent) => sent,
-        Err((_, m)) => return super::message_text(lang, StatusCode::BAD_REQUEST, m),
+    let keep = ["matter", "description", "address", "lat", "lon", "coord_system", "reporter_name", "reporter_phone"];
+    let (sent, values) = match read_public_form(&state, lang, &headers, addr, mp, &keep).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = abuse_refusal(&state, lang, &sent, addr) {
-        return refused;
-    }
-    let values: HashMap<String, String> =
-        ["matter", "description", "address", "lat", "lon", "coord_system", "reporter_name", "reporter_phone"]
-            .into_iter()
-            .filter_map(|k| sent.get(k).map(|v| (k.to_owned(), v.to_owned())))
-            .collect();
     let field = |name: &str, key: &str| (name.to_owned(), t.get(key).to_owned());
     let parsed = (|| {
         let matter =
@@ -448,20 +460,11 @@ pub async fn suggest_submit(
     mp: Multipart,
 ) -> Response {
     let lang = lang_of(&headers);
-    if !crate::auth::same_origin(&headers) {
-        return super::message(lang, StatusCode::FORBIDDEN, "error.csrf");
-    }
-    let sent = match super::case::read_form(mp).await {
-        Ok(sent) => sent,
-        Err((_, m)) => return super::message_text(lang, StatusCode::BAD_REQUEST, m),
+    let keep = ["matter", "description", "community", "reporter_name", "reporter_phone"];
+    let (sent, values) = match read_public_form(&state, lang, &headers, addr, mp, &keep).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
-    if let Some(refused) = abuse_refusal(&state, lang, &sent, addr) {
-        return refused;
-    }
-    let values: HashMap<String, String> = ["matter", "description", "community", "reporter_name", "reporter_phone"]
-        .into_iter()
-        .filter_map(|k| sent.get(k).map(|v| (k.to_owned(), v.to_owned())))
-        .collect();
     let t = lang.catalog();
     let field = |name: &str, key: &str| Some((name.to_owned(), t.get(key).to_owned()));
     let Some(matter) = sent.get("matter").and_then(|m| m.parse().ok()) else {
