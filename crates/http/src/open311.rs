@@ -276,10 +276,18 @@ async fn report(
             }
         }
     }
+    let coord_system = match field("coord_system").trim() {
+        "" => civicgrid_core::coords::CoordSystem::Wgs84,
+        tag => match civicgrid_core::coords::CoordSystem::parse(tag) {
+            Some(system) => system,
+            None => return error(format, StatusCode::BAD_REQUEST, "coord_system: wgs84, cgcs2000, gcj02 or bd09"),
+        },
+    };
     let input = Open311Report {
         service_code: field("service_code").to_owned(),
         lat,
         long,
+        coord_system,
         address_string: field("address_string").to_owned(),
         description: field("description").to_owned(),
         media_url: field("media_url").to_owned(),

@@ -222,10 +222,13 @@ mod tests {
 pub struct Open311Report {
     /// The service (matter) code.
     pub service_code: String,
-    /// Latitude (WGS84).
+    /// Latitude (WGS84, unless `coord_system` says otherwise).
     pub lat: Option<f64>,
-    /// Longitude (WGS84).
+    /// Longitude.
     pub long: Option<f64>,
+    /// The coordinate system of lat/long: the specification's WGS84 by default; a client built on a
+    /// Chinese map SDK may say `gcj02` or `bd09` (an extension).
+    pub coord_system: civicgrid_core::coords::CoordSystem,
     /// Address text.
     pub address_string: String,
     /// What is wrong.
@@ -383,8 +386,7 @@ impl Services {
             urgency: civicgrid_core::case::Urgency::Normal,
             description: text.join("\n"),
             location: civicgrid_core::case::GeoPoint { lon, lat },
-            // The specification's lat/long are WGS84.
-            coord_system: Default::default(),
+            coord_system: report.coord_system,
             address: report.address_string.trim().to_owned(),
             reporter_name: Some(name).filter(|n| !n.is_empty()),
             reporter_phone: Some(report.phone.trim().to_owned()).filter(|p| !p.is_empty()),

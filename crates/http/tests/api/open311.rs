@@ -461,3 +461,38 @@ async fn open311_sites_send_updates_back() {
     let (s, _, _, allow) = raw(&app, reqwest::Method::PUT, "servicerequestupdates.json").await;
     assert_eq!((s, allow.as_deref()), (StatusCode::METHOD_NOT_ALLOWED, Some("GET, HEAD, POST")));
 }
+
+/// An extension for clients built on Chinese map SDKs: `coord_system=gcj02` (or `bd09`) converts
+/// lat/long to WGS84 before the grid is found; an unknown system is a 400 and writes nothing.
+#[tokio::test]
+async fn open311_reports_may_name_their_coordinate_system() {
+    use civicgrid_core::coords::CoordSystem;
+    let app = spawn_app().await;
+    let key = open311_key(&app).await;
+    let at = app.point_in_grid(1);
+    let wgs =
+        civicgrid_core::case::GeoPoint { lon: at["lon"].as_f64().expect("lon"), lat: at["lat"].as_f64().expect("lat") };
+    let gcj = CoordSystem::Gcj02.from_wgs84(wgs);
+    let form = |system: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("api_key", key.clone()),
+            ("service_code", "09006".into()),
+            ("lat", gcj.lat.to_string()),
+            ("long", gcj.lon.to_string()),
+            ("coord_system", system.to_owned()),
+            ("description", "路口有流动摊贩占道".into()),
+        ]
+    };
+    let before = app.store.count_cases().await.expect("count");
+    let (s, body) = post_form(&app, "requests.json", &form("utm")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(app.store.count_cases().await.expect("count"), before);
+    let (s, body) = post_form(&app, "requests.json", &form("gcj02")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let id: i64 = serde_json::from_str::<Value>(&body).expect("json")[0]["service_request_id"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("id");
+    let case = app.store.case(id).await.expect("read").expect("case");
+    assert!(civicgrid_core::case::distance_m(case.facts.location, wgs) < 1.0, "{:?}", case.facts.location);
+}
