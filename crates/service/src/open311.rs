@@ -401,15 +401,15 @@ impl Services {
     pub async fn open311_request(&self, id: &str) -> ServiceResult<Open311Request> {
         let id: i64 = id.trim().parse().map_err(|_| ServiceError::NotFound("service request"))?;
         let case = self.store.case(id).await?.ok_or(ServiceError::NotFound("service request"))?;
-        self.public_view(&case).await
+        self.public_view(&case)
     }
 
     /// A case's public fields.
-    async fn public_view(&self, case: &civicgrid_core::case::Case) -> ServiceResult<Open311Request> {
-        let events = self.store.case_events(case.id).await?;
+    fn public_view(&self, case: &civicgrid_core::case::Case) -> ServiceResult<Open311Request> {
         let world = self.world();
         let status = &case.status;
-        let updated = events.last().map_or(case.facts.reported_at, |e| e.at);
+        // The status carries the time of its last event: no history read per request listed.
+        let updated = status.updated_at;
         Ok(Open311Request {
             service_request_id: case.id.to_string(),
             status: if is_open(case) { "open" } else { "closed" },
@@ -615,7 +615,7 @@ impl Services {
         }
         let mut out = Vec::new();
         for case in found.into_iter().skip(skip).take(size) {
-            let mut v = serde_json::to_value(self.public_view(&case).await?)
+            let mut v = serde_json::to_value(self.public_view(&case)?)
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
             if q.extensions {
                 v["extended_attributes"] = serde_json::json!({
