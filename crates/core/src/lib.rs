@@ -8,6 +8,9 @@
 //! - [`case`] — cases and their state machine (the only one).
 //! - [`cotask`] — the co-departments' tasks within that state machine.
 //! - [`intake`] — the rules a report must meet to become a case.
+//! - [`ticket`] — tickets pushed by the 12345 and 110 systems, and the 110 diversion catalogue.
+//! - [`coords`] — coordinate systems (WGS84/CGCS2000, GCJ-02, BD-09) and their conversion.
+//! - [`iot`] — smart components' devices, their measurements and telemetry payloads.
 //! - [`calendar`] — the working-time clock (the only one).
 //! - [`routing`] — which departments a case is proposed to go to.
 //! - [`sla`] — which time limit applies to which step, on whose clock, and the step's timers.
@@ -31,6 +34,7 @@ pub mod duty;
 pub mod error;
 pub mod grid;
 pub mod intake;
+pub mod iot;
 pub mod kpi;
 pub mod org;
 pub mod routing;

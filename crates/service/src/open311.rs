@@ -615,8 +615,8 @@ impl Services {
         }
         let mut out = Vec::new();
         for case in found.into_iter().skip(skip).take(size) {
-            let mut v = serde_json::to_value(self.public_view(&case)?)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let mut v =
+                serde_json::to_value(self.public_view(&case)?).map_err(|e| ServiceError::Internal(e.to_string()))?;
             if q.extensions {
                 v["extended_attributes"] = serde_json::json!({
                     "state": case.status.state.as_str(),
