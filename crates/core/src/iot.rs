@@ -123,6 +123,59 @@ impl DeviceKind {
     }
 }
 
+impl std::str::FromStr for DeviceKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        DeviceKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("{s:?} is not a device kind"))
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Metric::parse(s).ok_or_else(|| format!("{s:?} is not a metric"))
+    }
+}
+
+/// A device as registered: what it is, what it watches, and when it was last heard from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Device {
+    /// Its id on the broker.
+    pub id: DeviceId,
+    /// What it watches.
+    pub kind: DeviceKind,
+    /// Maker's model.
+    pub model: String,
+    /// Firmware version.
+    pub firmware: String,
+    /// The component it is attached to (a hydrant, a lamp, a cover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub component_id: Option<crate::codes::ComponentId>,
+    /// A street lamp's cabinet (路灯配电箱): the cabinet's own device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cabinet: Option<DeviceId>,
+    /// A cabinet's feeder (馈线).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feeder: Option<String>,
+    /// A people counter's checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// How often it reports, in seconds; silent for several of these, it is offline.
+    pub expected_interval_s: u32,
+    /// When it was registered.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it was retired; a retired device's payloads are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub retired_at: Option<Timestamp>,
+    /// When a reading of it last arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_seen_at: Option<Timestamp>,
+}
+
 /// A measurement, with the range a working sensor can report; a value outside it is refused as
 /// absurd rather than stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]

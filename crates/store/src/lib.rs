@@ -1044,6 +1044,41 @@ pub trait KpiStore: Send + Sync {
     async fn case_histories(&self, after: CaseId, limit: u32) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>>;
 }
 
+/// Smart components' devices and their telemetry.
+#[async_trait::async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Registers a device, or replaces what is registered of it (its token and telemetry stay).
+    async fn put_device(&self, d: &civicgrid_core::iot::Device) -> Result<()>;
+    /// A device by id.
+    async fn device(&self, id: &civicgrid_core::iot::DeviceId) -> Result<Option<civicgrid_core::iot::Device>>;
+    /// Every device, by id.
+    async fn devices(&self) -> Result<Vec<civicgrid_core::iot::Device>>;
+    /// Sets the SHA-256 of a device's ingest token (replacing any earlier one); whether it exists.
+    async fn set_device_token(&self, id: &civicgrid_core::iot::DeviceId, token_hash: &str) -> Result<bool>;
+    /// The device whose ingest token has this SHA-256.
+    async fn device_by_token(&self, token_hash: &str) -> Result<Option<civicgrid_core::iot::Device>>;
+    /// Stores readings of a device in one transaction: each in the history, the newest of each metric
+    /// as its latest value (an older reading arriving late never replaces a newer one), and the time it
+    /// was heard from.
+    async fn record_readings(
+        &self,
+        id: &civicgrid_core::iot::DeviceId,
+        readings: &[civicgrid_core::iot::Reading],
+        heard_at: Timestamp,
+    ) -> Result<()>;
+    /// The latest value of each metric of a device.
+    async fn latest_readings(&self, id: &civicgrid_core::iot::DeviceId) -> Result<Vec<civicgrid_core::iot::Reading>>;
+    /// A metric's readings in `from..to`, oldest first, at most `limit`.
+    async fn readings(
+        &self,
+        id: &civicgrid_core::iot::DeviceId,
+        metric: civicgrid_core::iot::Metric,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<civicgrid_core::iot::Reading>>;
+}
+
 /// Everything civicgrid keeps.
 #[async_trait::async_trait]
 pub trait Store:
@@ -1056,6 +1091,7 @@ pub trait Store:
     + JobStore
     + NotifyStore
     + KpiStore
+    + DeviceStore
     + fmt::Debug
 {
     /// Which backend this is.
@@ -1067,8 +1103,8 @@ pub trait Store:
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AttachmentStore, CaseStore, EventLog, IntegrationStore, JobStore, KpiStore, NotifyStore,
-        ReferenceStore, Store,
+        AccountStore, AttachmentStore, CaseStore, DeviceStore, EventLog, IntegrationStore, JobStore, KpiStore,
+        NotifyStore, ReferenceStore, Store,
     };
 }
 

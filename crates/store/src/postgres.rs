@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 14] = [
+const MIGRATIONS: [(i64, &str, &str); 15] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -33,6 +33,7 @@ const MIGRATIONS: [(i64, &str, &str); 14] = [
     (12, "kpi", include_str!("../migrations/postgres/0012_kpi.sql")),
     (13, "post kpis", include_str!("../migrations/postgres/0013_post_kpis.sql")),
     (14, "queue indexes", include_str!("../migrations/postgres/0014_queue_indexes.sql")),
+    (15, "devices", include_str!("../migrations/postgres/0015_devices.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -189,6 +190,9 @@ type This = PgStore;
 const BACKEND: crate::Backend = crate::Backend::Postgres;
 
 // Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
+#[path = "iot_queries.rs"]
+mod iot_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "kpi_queries.rs"]
 mod kpi_queries;

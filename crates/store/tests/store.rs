@@ -450,10 +450,70 @@ async fn conformance(store: Arc<dyn Store>) {
     promoted_columns_follow_the_status(store.as_ref(), &fx).await;
     policy_roster_inbox_and_channels(store.as_ref(), &fx).await;
     kpi_series_reads_one_unit_in_period_order(store.as_ref()).await;
+    devices_keep_their_latest_values_and_history(store.as_ref(), &fx).await;
 }
 
-/// The SLA policy, diversion catalogue and reply hook documents, log readers' positions, the duty roster, the inbox with its dedup and
-/// acknowledgements, and outbound channels whose secret stays in the store.
+/// Devices round-trip with their topology; an ingest token finds its device; readings go to the history
+/// and the newest of each metric to its latest value, which a late, older reading does not replace.
+async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fixture) {
+    use civicgrid_core::iot::{Device, DeviceId, DeviceKind, Metric, Reading};
+    let id = |s: &str| s.parse::<DeviceId>().expect("id");
+    let cabinet = Device {
+        id: id("cab-01"),
+        kind: DeviceKind::LampCabinet,
+        model: "XK-3".into(),
+        firmware: "1.2".into(),
+        component_id: None,
+        cabinet: None,
+        feeder: Some("10kV 清源线".into()),
+        checkpoint: None,
+        expected_interval_s: 300,
+        created_at: fx.now,
+        retired_at: None,
+        last_seen_at: None,
+    };
+    let lamp = Device {
+        id: id("lamp-0001"),
+        kind: DeviceKind::StreetLamp,
+        cabinet: Some(id("cab-01")),
+        feeder: None,
+        ..cabinet.clone()
+    };
+    store.put_device(&cabinet).await.expect("cabinet");
+    store.put_device(&lamp).await.expect("lamp");
+    store.put_device(&Device { firmware: "1.3".into(), ..lamp.clone() }).await.expect("replace");
+    let stored = store.device(&id("lamp-0001")).await.expect("read").expect("lamp");
+    assert_eq!((stored.firmware.as_str(), stored.cabinet.as_ref().map(DeviceId::as_str)), ("1.3", Some("cab-01")));
+    assert_eq!(store.devices().await.expect("all").len(), 2);
+    assert!(store.set_device_token(&id("lamp-0001"), "hash-1").await.expect("token"));
+    assert!(!store.set_device_token(&id("nobody"), "hash-2").await.expect("token"));
+    assert_eq!(store.device_by_token("hash-1").await.expect("read").map(|d| d.id), Some(id("lamp-0001")));
+    assert_eq!(store.device_by_token("hash-2").await.expect("read"), None);
+
+    let at = |mins: i64| fx.now + SignedDuration::from_mins(mins);
+    let r = |m: Metric, mins: i64, v: f64| Reading { at: at(mins), metric: m, value: v };
+    let lamp_id = id("lamp-0001");
+    store
+        .record_readings(
+            &lamp_id,
+            &[r(Metric::CurrentA, 0, 0.8), r(Metric::CurrentA, 5, 0.0), r(Metric::LampOn, 5, 0.0)],
+            at(6),
+        )
+        .await
+        .expect("batch");
+    // A late reading from before: history only.
+    store.record_readings(&lamp_id, &[r(Metric::CurrentA, 2, 0.7)], at(7)).await.expect("late");
+    let latest = store.latest_readings(&lamp_id).await.expect("latest");
+    assert_eq!(latest, vec![r(Metric::CurrentA, 5, 0.0), r(Metric::LampOn, 5, 0.0)]);
+    let history = store.readings(&lamp_id, Metric::CurrentA, at(0), at(10), 100).await.expect("history");
+    assert_eq!(history.iter().map(|x| x.value).collect::<Vec<_>>(), [0.8, 0.7, 0.0], "oldest first");
+    assert_eq!(store.readings(&lamp_id, Metric::CurrentA, at(0), at(10), 1).await.expect("limited").len(), 1);
+    assert_eq!(store.device(&lamp_id).await.expect("read").and_then(|d| d.last_seen_at), Some(at(7)));
+}
+
+/// The SLA policy, diversion catalogue and reply hook documents, log readers' positions, the duty
+/// roster, the inbox with its dedup and acknowledgements, and outbound channels whose secret stays in
+/// the store.
 async fn policy_roster_inbox_and_channels(store: &dyn Store, fx: &Fixture) {
     use civicgrid_core::duty::{DutyEntry, DutyPost, Severity, Shift};
     use civicgrid_store::{ChannelKind, NewNotification, NotifyChannel, PageRequest};
