@@ -9,6 +9,7 @@
 //! - [`pages`] — the about page, API docs page, static files, bundled libraries, health.
 //! - [`metrics`] — Prometheus metrics.
 //! - [`open311`] — Open311 GeoReport v2 (`/open311/v2`), JSON and XML.
+//! - [`iot`] — devices, their tokens and telemetry (HTTP ingest, latest values, history).
 //! - [`intake`] — tickets pushed by the 12345 and 110 systems, the diversion catalogue, reply hooks.
 //! - [`openapi`] — the generated OpenAPI 3.1 document.
 //! - [`error`], [`extract`] — errors as `{"code","message","field"}`.
@@ -22,6 +23,7 @@ pub mod duty;
 pub mod error;
 pub mod extract;
 pub mod intake;
+pub mod iot;
 pub mod kpi;
 pub mod metrics;
 pub mod open311;
@@ -123,6 +125,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/reply-hooks", get(intake::reply_hooks))
         .route("/intake/tickets", post(intake::push_ticket))
+        .route("/devices", get(iot::devices).post(iot::put_device))
+        .route("/devices/{id}/token", post(iot::issue_token))
+        .route("/devices/{id}/latest", get(iot::latest))
+        .route("/devices/{id}/readings", get(iot::readings))
+        .route(
+            "/telemetry",
+            post(iot::telemetry).layer(axum::extract::DefaultBodyLimit::max(civicgrid_core::iot::MAX_PAYLOAD + 1024)),
+        )
         .route("/diversions", get(intake::diversions).put(intake::put_diversions))
         .route("/api-keys/{id}", axum::routing::delete(admin::revoke_api_key))
         .route("/stream", get(stream::stream))

@@ -2151,6 +2151,8 @@ async fn the_cockpit_reads_open_cases_and_figures() {
 mod h5;
 #[path = "api/intake.rs"]
 mod intake;
+#[path = "api/iot.rs"]
+mod iot;
 #[path = "api/open311.rs"]
 mod open311;
 #[path = "api/ui.rs"]

@@ -9,6 +9,7 @@
 //! - [`accounts`] — accounts, passwords, log-in with its throttles, sessions.
 //! - [`feed`] — the live feed: committed events, in order, to every subscriber that may see them.
 //! - [`integrations`] — service accounts and API keys for outside systems.
+//! - [`iot`] — smart components' devices, their ingest tokens and telemetry (any transport).
 //! - [`reference`] — the calendar and components administrators maintain.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
 //! - [`routing`] — the routing rules and the route they propose for a case.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod feed;
 pub mod idempotency;
 pub mod integrations;
+pub mod iot;
 pub mod jobs;
 pub mod kpi;
 pub mod notify;

@@ -1,0 +1,162 @@
+//! Devices and telemetry over HTTP: administrators register devices and issue their ingest tokens;
+//! the centre's posts read the latest values and the history; devices (with their token) and IoT
+//! gateways (with a service account's key, naming the device) push payloads to `/api/v1/telemetry`,
+//! the same ingest the MQTT subscriber uses. Thin: parse, call the service layer, answer.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use civicgrid_core::iot::{Device, DeviceId, Metric, Reading};
+use civicgrid_service::iot::{DeviceInput, IngestError};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Authed;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+fn device_id(raw: &str) -> ApiResult<DeviceId> {
+    raw.parse().map_err(|e: String| ApiError::invalid("id", e))
+}
+
+/// Register a device, or replace what is registered of it (administrators).
+#[utoipa::path(post, path = "/api/v1/devices", tag = "iot", request_body = DeviceInput,
+    responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_device(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    ApiJson(input): ApiJson<DeviceInput>,
+) -> ApiResult<Json<Device>> {
+    Ok(Json(state.services.put_device(&actor, input).await?))
+}
+
+/// Every device, with when it was last heard from.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "iot",
+    responses((status = 200, body = [Device]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn devices(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Json<Vec<Device>>> {
+    Ok(Json(state.services.devices(&actor).await?))
+}
+
+/// A device's new ingest token, shown this once (administrators); the old one stops working.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceToken {
+    /// Send it as `Authorization: Bearer <token>` to `/api/v1/telemetry`, or as the MQTT password.
+    pub token: String,
+}
+
+/// Issue a device a new ingest token (administrators).
+#[utoipa::path(post, path = "/api/v1/devices/{id}/token", tag = "iot", params(("id" = String, Path, description = "device id")),
+    responses((status = 201, body = DeviceToken), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn issue_token(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<DeviceToken>)> {
+    let token = state.services.issue_device_token(&actor, &device_id(&id)?).await?;
+    Ok((StatusCode::CREATED, Json(DeviceToken { token })))
+}
+
+/// A device's latest value of each metric.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/latest", tag = "iot", params(("id" = String, Path, description = "device id")),
+    responses((status = 200, body = [Reading]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn latest(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<Reading>>> {
+    Ok(Json(state.services.latest_readings(&actor, &device_id(&id)?).await?))
+}
+
+/// Which readings to read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingsQuery {
+    /// The metric, e.g. `pressure_mpa`.
+    #[param(value_type = String)]
+    pub metric: Metric,
+    /// From (inclusive), ISO 8601 with offset.
+    #[param(value_type = String)]
+    pub from: Timestamp,
+    /// To (exclusive), at most 31 days after `from`.
+    #[param(value_type = String)]
+    pub to: Timestamp,
+}
+
+/// A metric's readings in a time range, oldest first (at most 10,000).
+#[utoipa::path(get, path = "/api/v1/devices/{id}/readings", tag = "iot",
+    params(("id" = String, Path, description = "device id"), ReadingsQuery),
+    responses((status = 200, body = [Reading]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn readings(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ReadingsQuery>,
+) -> ApiResult<Json<Vec<Reading>>> {
+    let id = device_id(&id)?;
+    Ok(Json(state.services.device_readings(&actor, &id, q.metric, q.from, q.to).await?))
+}
+
+/// Which device a gateway pushes for.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryQuery {
+    /// The device, when a gateway's key (not the device's own token) authenticates.
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// What was stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stored {
+    /// Readings stored.
+    pub stored: usize,
+}
+
+/// Push telemetry: one reading `{"ts": …, "values": {…}}`, or a batch of them (an array, or
+/// `{"readings": […]}`), at most 64 KiB. Authenticated by the device's own token, or by an IoT
+/// gateway's service-account key with `?device=<id>`. A refused payload is counted by reason
+/// (`civicgrid_telemetry_rejected_total`) and stores nothing.
+#[utoipa::path(post, path = "/api/v1/telemetry", tag = "iot", params(TelemetryQuery),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = Stored, description = "stored"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody, description = "no valid device token or gateway key"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "the gateway named no such device"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "refused, with the reason"),
+        (status = 503, body = ErrorBody, description = "not stored; send it again")))]
+pub async fn telemetry(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<TelemetryQuery>,
+    body: Bytes,
+) -> ApiResult<Json<Stored>> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(ApiError::unauthenticated)?;
+    let device = if token.starts_with(civicgrid_service::iot::TOKEN_PREFIX) {
+        state.services.device_for_token(token).await?
+    } else {
+        let actor = state.services.api_key_actor(token).await.map_err(|_| ApiError::unauthenticated())?;
+        let id = q.device.as_deref().ok_or_else(|| ApiError::invalid("device", "a gateway names the device"))?;
+        state.services.device_for_gateway(&actor, id).await?
+    };
+    match state.services.ingest(&device, &body).await {
+        Ok(readings) => Ok(Json(Stored { stored: readings.len() })),
+        Err(IngestError::Refused(why)) => Err(ApiError::invalid("payload", why.to_string())),
+        Err(IngestError::Store(detail)) => {
+            tracing::error!(error = %detail, "telemetry not stored");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_stored", "not stored; send it again"))
+        }
+    }
+}
