@@ -36,6 +36,15 @@ pub struct Config {
     /// The Open311 `jurisdiction_id` this server answers for (e.g. `qingyuan.gov.cn`); empty to accept
     /// any. A request naming another one is refused.
     pub open311_jurisdiction: String,
+    /// The MQTT broker telemetry arrives on (`mqtt://host[:port]`); empty: no MQTT ingest (devices may
+    /// still push over HTTP).
+    pub mqtt: String,
+    /// This node's MQTT client id: fixed, so its persistent session outlives restarts; unique per node.
+    /// Empty: `civicgrid-<host name>`.
+    pub mqtt_client_id: String,
+    /// With several nodes on one database, the shared-subscription group they split the messages in
+    /// (e.g. `civicgrid`); empty on a single node.
+    pub mqtt_share_group: String,
 }
 
 /// How log lines are written.
@@ -63,6 +72,9 @@ impl std::fmt::Debug for Config {
             .field("attachments", &self.attachments)
             .field("map_tiles", &self.map_tiles)
             .field("open311_jurisdiction", &self.open311_jurisdiction)
+            .field("mqtt", &self.mqtt)
+            .field("mqtt_client_id", &self.mqtt_client_id)
+            .field("mqtt_share_group", &self.mqtt_share_group)
             .finish()
     }
 }
@@ -86,6 +98,25 @@ impl Config {
         }
     }
 
+    /// The MQTT subscription of this node, when `mqtt` is set.
+    pub fn mqtt_config(&self) -> Result<civicgrid_ingest::MqttConfig, String> {
+        let client_id = if self.mqtt_client_id.is_empty() {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            format!("civicgrid-{}", if host.is_empty() { "node" } else { &host })
+        } else {
+            self.mqtt_client_id.clone()
+        };
+        if client_id.len() > 64 || client_id.chars().any(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(c))) {
+            return Err("mqtt_client_id: up to 64 of a-z, 0-9, '-', '_', '.'".into());
+        }
+        let group = Some(self.mqtt_share_group.clone()).filter(|g| !g.is_empty());
+        if group.as_deref().is_some_and(|g| g.chars().any(|c| !(c.is_ascii_alphanumeric() || "-_".contains(c)))) {
+            return Err("mqtt_share_group: a-z, 0-9, '-' and '_' only".into());
+        }
+        civicgrid_ingest::MqttConfig::from_url(&self.mqtt, client_id, group)
+    }
+
     /// Store options from this configuration.
     pub fn store_options(&self) -> civicgrid_store::StoreOptions {
         civicgrid_store::StoreOptions { sqlite_synchronous: self.sqlite_synchronous }
@@ -106,6 +137,9 @@ impl Default for Config {
             attachments: "auto".into(),
             map_tiles: String::new(),
             open311_jurisdiction: String::new(),
+            mqtt: String::new(),
+            mqtt_client_id: String::new(),
+            mqtt_share_group: String::new(),
         }
     }
 }
@@ -128,6 +162,9 @@ impl Config {
                 "attachments",
                 "map_tiles",
                 "open311_jurisdiction",
+                "mqtt",
+                "mqtt_client_id",
+                "mqtt_share_group",
             ]))
             .extract::<Config>()
             .map_err(Box::new)?
@@ -157,6 +194,9 @@ impl Config {
             return Err(Box::new(figment::Error::from(
                 "open311_jurisdiction must be up to 100 characters of a-z, 0-9, '.', '-' or '_'".to_owned(),
             )));
+        }
+        if !self.mqtt.is_empty() {
+            self.mqtt_config().map_err(|e| Box::new(figment::Error::from(format!("mqtt: {e}"))))?;
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() && !self.listen.contains(':') {
             return Err(Box::new(figment::Error::from(format!("listen must be host:port, not {:?}", self.listen))));
@@ -188,6 +228,19 @@ mod tests {
             assert!(Config::load(None).is_err(), "a tile URL without {{y}} is refused");
             jail.set_env("CIVICGRID_MAP_TILES", "https://tiles.local/{z}/{x}/{y}.png");
             assert_eq!(Config::load(None).expect("loads").map_tiles, "https://tiles.local/{z}/{x}/{y}.png");
+            jail.set_env("CIVICGRID_MQTT", "tcp://broker");
+            assert!(Config::load(None).is_err(), "an MQTT URL must be mqtt://");
+            jail.set_env("CIVICGRID_MQTT", "mqtt://broker.local:1884");
+            jail.set_env("CIVICGRID_MQTT_CLIENT_ID", "node a");
+            assert!(Config::load(None).is_err(), "a client id with a space is refused");
+            jail.set_env("CIVICGRID_MQTT_CLIENT_ID", "civicgrid-node-a");
+            jail.set_env("CIVICGRID_MQTT_SHARE_GROUP", "civicgrid");
+            let mqtt = Config::load(None).expect("loads").mqtt_config().expect("mqtt");
+            assert_eq!(
+                (mqtt.host.as_str(), mqtt.port, mqtt.client_id.as_str()),
+                ("broker.local", 1884, "civicgrid-node-a")
+            );
+            assert_eq!(mqtt.share_group.as_deref(), Some("civicgrid"));
             for bad in ["0", "100000", "-3"] {
                 jail.set_env("CIVICGRID_SESSION_HOURS", bad);
                 assert!(Config::load(None).is_err(), "session_hours {bad} is refused");

@@ -252,6 +252,11 @@ pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: im
     let state = AppState::new(store, Arc::new(SystemClock), http).await?;
     state.spawn_refresh(std::time::Duration::from_secs(60));
     state.spawn_jobs();
+    if !cfg.mqtt.is_empty() {
+        let mqtt = cfg.mqtt_config()?;
+        tracing::info!(host = %mqtt.host, port = mqtt.port, client = %mqtt.client_id, "MQTT ingest starting");
+        state.watch("mqtt ingest", civicgrid_ingest::spawn(state.services.clone(), mqtt));
+    }
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
