@@ -285,6 +285,101 @@ pub struct Reading {
     pub value: f64,
 }
 
+/// The spans readings are summarised over, so a year of history stays small: 5-minute summaries are
+/// kept for a year or so, hourly ones for good, raw readings for a month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum RollupSpan {
+    /// Five minutes.
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// One hour.
+    #[serde(rename = "1h")]
+    Hour,
+}
+
+impl RollupSpan {
+    /// Both spans.
+    pub const ALL: [RollupSpan; 2] = [RollupSpan::FiveMinutes, RollupSpan::Hour];
+
+    /// The span in seconds.
+    pub fn seconds(self) -> i64 {
+        match self {
+            RollupSpan::FiveMinutes => 300,
+            RollupSpan::Hour => 3600,
+        }
+    }
+
+    /// The start of the span `at` falls in (spans are aligned on the epoch, so on whole hours of
+    /// China's time too).
+    pub fn start_of(self, at: Timestamp) -> Timestamp {
+        let s = at.as_second().div_euclid(self.seconds()) * self.seconds();
+        Timestamp::from_second(s).unwrap_or(at)
+    }
+}
+
+/// A summary of one metric's readings over one span.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rollup {
+    /// Where the span starts.
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    /// Readings in it.
+    pub count: u64,
+    /// Their mean.
+    pub mean: f64,
+    /// The lowest.
+    pub min: f64,
+    /// The highest.
+    pub max: f64,
+}
+
+/// What a batch of readings adds to one metric's summary of one span.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    /// The metric.
+    pub metric: Metric,
+    /// The span.
+    pub span: RollupSpan,
+    /// Where the span starts.
+    pub start: Timestamp,
+    /// Readings.
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// The lowest.
+    pub min: f64,
+    /// The highest.
+    pub max: f64,
+}
+
+/// The summaries a batch of readings adds, one per metric, span and span start.
+pub fn summarise(readings: &[Reading]) -> Vec<Summary> {
+    let mut out: Vec<Summary> = Vec::new();
+    for r in readings {
+        for span in RollupSpan::ALL {
+            let start = span.start_of(r.at);
+            match out.iter_mut().find(|o| o.metric == r.metric && o.span == span && o.start == start) {
+                Some(o) => {
+                    o.count += 1;
+                    o.sum += r.value;
+                    o.min = o.min.min(r.value);
+                    o.max = o.max.max(r.value);
+                }
+                None => out.push(Summary {
+                    metric: r.metric,
+                    span,
+                    start,
+                    count: 1,
+                    sum: r.value,
+                    min: r.value,
+                    max: r.value,
+                }),
+            }
+        }
+    }
+    out
+}
+
 /// Why a payload was refused; each is counted in the metrics under its [`Rejection::reason`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -453,6 +548,24 @@ mod tests {
         assert_eq!(reason(DeviceKind::Hydrant, &big), "too_large");
         let many = format!("[{}]", vec![r#"{"values":{"pressure_mpa":0.3}}"#; MAX_BATCH + 1].join(","));
         assert_eq!(reason(DeviceKind::Hydrant, many.as_bytes()), "too_many");
+    }
+
+    #[test]
+    fn readings_are_summarised_per_span() {
+        let at = |s: &str| s.parse::<Timestamp>().expect("time");
+        let r = |t: &str, v: f64| Reading { at: at(t), metric: Metric::PressureMpa, value: v };
+        let sums = summarise(&[
+            r("2026-11-24T12:01:00Z", 0.3),
+            r("2026-11-24T12:04:59Z", 0.1),
+            r("2026-11-24T12:05:00Z", 0.2),
+        ]);
+        let five: Vec<_> = sums.iter().filter(|s| s.span == RollupSpan::FiveMinutes).collect();
+        assert_eq!(five.len(), 2);
+        assert_eq!((five[0].start, five[0].count, five[0].min, five[0].max), (at("2026-11-24T12:00:00Z"), 2, 0.1, 0.3));
+        let hour: Vec<_> = sums.iter().filter(|s| s.span == RollupSpan::Hour).collect();
+        assert_eq!((hour.len(), hour[0].count), (1, 3));
+        assert!((hour[0].sum - 0.6).abs() < 1e-9);
+        assert_eq!(RollupSpan::Hour.start_of(at("2026-11-24T12:59:59Z")), at("2026-11-24T12:00:00Z"));
     }
 
     #[test]

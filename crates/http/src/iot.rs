@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
-use civicgrid_core::iot::{Device, DeviceId, Metric, Reading};
+use civicgrid_core::iot::{Device, DeviceId, Metric, Reading, Rollup, RollupSpan};
 use civicgrid_service::iot::{DeviceInput, IngestError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,40 @@ pub async fn readings(
 ) -> ApiResult<Json<Vec<Reading>>> {
     let id = device_id(&id)?;
     Ok(Json(state.services.device_readings(&actor, &id, q.metric, q.from, q.to).await?))
+}
+
+/// Which summaries to read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RollupsQuery {
+    /// The metric, e.g. `pressure_mpa`.
+    #[param(value_type = String)]
+    pub metric: Metric,
+    /// `5m` (over at most 31 days) or `1h` (over at most 366).
+    #[param(value_type = String)]
+    pub every: RollupSpan,
+    /// From (inclusive), ISO 8601 with offset.
+    #[param(value_type = String)]
+    pub from: Timestamp,
+    /// To (exclusive).
+    #[param(value_type = String)]
+    pub to: Timestamp,
+}
+
+/// A metric's 5-minute or hourly summaries (count, mean, min, max), oldest first: the history beyond
+/// the month raw readings are kept.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/rollups", tag = "iot",
+    params(("id" = String, Path, description = "device id"), RollupsQuery),
+    responses((status = 200, body = [Rollup]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn rollups(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RollupsQuery>,
+) -> ApiResult<Json<Vec<Rollup>>> {
+    let id = device_id(&id)?;
+    Ok(Json(state.services.device_rollups(&actor, &id, q.metric, q.every, q.from, q.to).await?))
 }
 
 /// Which device a gateway pushes for.

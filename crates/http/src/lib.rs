@@ -129,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/{id}/token", post(iot::issue_token))
         .route("/devices/{id}/latest", get(iot::latest))
         .route("/devices/{id}/readings", get(iot::readings))
+        .route("/devices/{id}/rollups", get(iot::rollups))
         .route(
             "/telemetry",
             post(iot::telemetry).layer(axum::extract::DefaultBodyLimit::max(civicgrid_core::iot::MAX_PAYLOAD + 1024)),

@@ -140,7 +140,7 @@ fn describe(code: &str) -> &'static str {
         kpi::table, kpi::xlsx, cockpit::situation, cockpit::figures,
         intake::push_ticket, intake::diversions, intake::put_diversions, intake::reply_hooks, intake::put_reply_hook,
         intake::delete_reply_hook,
-        iot::put_device, iot::devices, iot::issue_token, iot::latest, iot::readings, iot::telemetry,
+        iot::put_device, iot::devices, iot::issue_token, iot::latest, iot::readings, iot::rollups, iot::telemetry,
     ),
     modifiers(&Security, &ErrorAnswers),
     security(("bearer" = []), ("cookie" = [])),

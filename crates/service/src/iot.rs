@@ -3,10 +3,13 @@
 //! transport — MQTT, `POST /api/v1/telemetry` — through one function, [`Services::ingest`], which
 //! parses, stores in one transaction, and counts what it refused by reason
 //! (`civicgrid_telemetry_rejected_total{reason}`), so a bad payload is a counted, logged refusal and never
-//! a stalled pipeline.
+//! a stalled pipeline. History is kept raw for a month, in 5-minute summaries for about a year and in
+//! hourly ones for good (the `telemetry.retention` job).
 
 use civicgrid_core::access::{Actor, Channel, Role};
-use civicgrid_core::iot::{Device, DeviceId, DeviceKind, Metric, Reading, Rejection, parse_payload};
+use civicgrid_core::iot::{
+    Device, DeviceId, DeviceKind, Metric, Reading, Rejection, Rollup, RollupSpan, parse_payload,
+};
 use jiff::Timestamp;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -18,6 +21,12 @@ use crate::{ServiceError, ServiceResult, Services};
 pub const TOKEN_PREFIX: &str = "dvt_";
 /// Most readings a history answer carries.
 pub const MAX_HISTORY: u32 = 10_000;
+/// How long raw readings are kept.
+pub const RAW_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(31 * 24);
+/// How long 5-minute summaries are kept (hourly ones are kept for good).
+pub const FIVE_MINUTE_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(400 * 24);
+/// The recurring job that applies the retention.
+pub const RETENTION: &str = "telemetry.retention";
 
 /// A device as an administrator registers it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -194,6 +203,36 @@ impl Services {
         require(actor, &READERS)?;
         self.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
         Ok(self.store.latest_readings(id).await?)
+    }
+
+    /// A metric's summaries over `span` in `from..to` (5-minute ones over at most 31 days, hourly ones over
+    /// at most 366), oldest first.
+    pub async fn device_rollups(
+        &self,
+        actor: &Actor,
+        id: &DeviceId,
+        metric: Metric,
+        span: RollupSpan,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> ServiceResult<Vec<Rollup>> {
+        require(actor, &READERS)?;
+        let days = match span {
+            RollupSpan::FiveMinutes => 31,
+            RollupSpan::Hour => 366,
+        };
+        if from >= to || to.duration_since(from) > jiff::SignedDuration::from_hours(days * 24) {
+            return Err(ServiceError::invalid("from", format!("before `to`, at most {days} days before it")));
+        }
+        self.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
+        Ok(self.store.rollups(id, metric, span, from, to, MAX_HISTORY).await?)
+    }
+
+    /// Forgets raw readings after [`RAW_RETENTION`] and 5-minute summaries after
+    /// [`FIVE_MINUTE_RETENTION`]; hourly summaries are kept (the retention job).
+    pub async fn purge_telemetry(&self) -> ServiceResult<u64> {
+        let now = self.clock.now();
+        Ok(self.store.purge_telemetry(now - RAW_RETENTION, now - FIVE_MINUTE_RETENTION).await?)
     }
 
     /// A metric's readings in `from..to` (at most 31 days, [`MAX_HISTORY`] readings), oldest first.

@@ -100,6 +100,12 @@ impl JobRunner {
                 Ok(())
             })
             .every(PURGE_IDEMPOTENCY, SignedDuration::from_hours(1))
+            .handle(crate::iot::RETENTION, |s, _| async move {
+                let n = s.purge_telemetry().await.map_err(|e| e.to_string())?;
+                tracing::info!(rows = n, "old telemetry purged");
+                Ok(())
+            })
+            .every(crate::iot::RETENTION, SignedDuration::from_hours(1))
             .handle(crate::deadlines::WARN, |s, job| async move { crate::deadlines::run_timer(&s, &job).await })
             .handle(crate::deadlines::ESCALATE, |s, job| async move { crate::deadlines::run_timer(&s, &job).await })
             .handle(crate::notify::FOLLOW_UP, |s, job| async move { crate::notify::run_follow_up(&s, &job).await })

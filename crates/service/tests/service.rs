@@ -406,13 +406,17 @@ async fn recurring_purges_run_once_per_period() {
     let runner = JobRunner::standard(s.clone(), "node-1");
     let other = JobRunner::standard(s.clone(), "node-2");
     clock.advance(SignedDuration::from_hours(1));
-    assert_eq!(runner.run_once().await.expect("run"), 2, "this hour's two purges");
+    assert_eq!(
+        runner.run_once().await.expect("run"),
+        3,
+        "this hour's three purges (sessions, idempotency keys, telemetry)"
+    );
     assert_eq!(other.run_once().await.expect("run"), 0, "another node finds them done");
     assert_eq!(store.session_user("stale", monday_morning()).await.expect("lookup"), None, "expired session purged");
     assert!(store.session_user("fresh", clock.now()).await.expect("lookup").is_some());
     assert_eq!(runner.run_once().await.expect("run"), 0, "nothing more this hour");
     clock.advance(SignedDuration::from_hours(1));
-    assert_eq!(other.run_once().await.expect("run"), 2, "the next hour's purges");
+    assert_eq!(other.run_once().await.expect("run"), 3, "the next hour's purges");
 }
 
 /// The generated year as the live service finds it: duplicates name their stored primaries (the

@@ -1,8 +1,9 @@
-//! The SQL of [`crate::DeviceStore`] — devices, their ingest tokens, latest values and history — shared
+//! The SQL of [`crate::DeviceStore`] — devices, their ingest tokens, latest values, history and its
+//! 5-minute and hourly summaries — shared
 //! by both backends the way [`queries`](super::queries) is: this file is compiled once per backend with
 //! that backend's `Db` and `This`.
 
-use civicgrid_core::iot::{Device, DeviceId, Metric, Reading};
+use civicgrid_core::iot::{Device, DeviceId, Metric, Reading, Rollup, RollupSpan, summarise};
 use jiff::Timestamp;
 use sqlx::QueryBuilder;
 
@@ -134,6 +135,26 @@ impl DeviceStore for This {
              WHERE excluded.at >= telemetry_latest.at",
         );
         latest.build().execute(&mut *tx).await?;
+        let mut rollups: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO telemetry_rollup (device_id, metric, span_s, start_at, n, total, low, high) ",
+        );
+        rollups.push_values(summarise(readings), |mut b, s| {
+            b.push_bind(id.as_str())
+                .push_bind(s.metric.as_str())
+                .push_bind(s.span.seconds())
+                .push_bind(micros(s.start))
+                .push_bind(i64::try_from(s.count).unwrap_or(i64::MAX))
+                .push_bind(s.sum)
+                .push_bind(s.min)
+                .push_bind(s.max);
+        });
+        rollups.push(
+            " ON CONFLICT (device_id, metric, span_s, start_at) DO UPDATE SET n = telemetry_rollup.n + excluded.n, \
+             total = telemetry_rollup.total + excluded.total, \
+             low = CASE WHEN excluded.low < telemetry_rollup.low THEN excluded.low ELSE telemetry_rollup.low END, \
+             high = CASE WHEN excluded.high > telemetry_rollup.high THEN excluded.high ELSE telemetry_rollup.high END",
+        );
+        rollups.build().execute(&mut *tx).await?;
         sqlx::query(
             "UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND (last_seen_at IS NULL OR last_seen_at < $1)",
         )
@@ -152,6 +173,47 @@ impl DeviceStore for This {
                 .fetch_all(&self.read)
                 .await?;
         rows.into_iter().map(reading_from_row).collect()
+    }
+
+    async fn rollups(
+        &self,
+        id: &DeviceId,
+        metric: Metric,
+        span: RollupSpan,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Rollup>> {
+        let rows: Vec<(i64, i64, f64, f64, f64)> = sqlx::query_as(
+            "SELECT start_at, n, total, low, high FROM telemetry_rollup WHERE device_id = $1 AND metric = $2 \
+             AND span_s = $3 AND start_at >= $4 AND start_at < $5 ORDER BY start_at LIMIT $6",
+        )
+        .bind(id.as_str())
+        .bind(metric.as_str())
+        .bind(span.seconds())
+        .bind(micros(from))
+        .bind(micros(to))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(start, n, total, low, high)| {
+                let count = u64::try_from(n).unwrap_or(0);
+                let mean = if count == 0 { 0.0 } else { total / count as f64 };
+                Ok(Rollup { start: ts(start)?, count, mean, min: low, max: high })
+            })
+            .collect()
+    }
+
+    async fn purge_telemetry(&self, raw_before: Timestamp, five_minutes_before: Timestamp) -> Result<u64> {
+        let raw =
+            sqlx::query("DELETE FROM telemetry WHERE at < $1").bind(micros(raw_before)).execute(&self.write).await?;
+        let five = sqlx::query("DELETE FROM telemetry_rollup WHERE span_s = $1 AND start_at < $2")
+            .bind(RollupSpan::FiveMinutes.seconds())
+            .bind(micros(five_minutes_before))
+            .execute(&self.write)
+            .await?;
+        Ok(raw.rows_affected() + five.rows_affected())
     }
 
     async fn readings(

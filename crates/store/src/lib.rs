@@ -1068,6 +1068,19 @@ pub trait DeviceStore: Send + Sync {
     ) -> Result<()>;
     /// The latest value of each metric of a device.
     async fn latest_readings(&self, id: &civicgrid_core::iot::DeviceId) -> Result<Vec<civicgrid_core::iot::Reading>>;
+    /// A metric's summaries over `span` starting in `from..to`, oldest first, at most `limit`.
+    async fn rollups(
+        &self,
+        id: &civicgrid_core::iot::DeviceId,
+        metric: civicgrid_core::iot::Metric,
+        span: civicgrid_core::iot::RollupSpan,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<civicgrid_core::iot::Rollup>>;
+    /// Forgets raw readings taken before `raw_before` and 5-minute summaries of spans that start before
+    /// `five_minutes_before` (hourly summaries are kept); how many rows went.
+    async fn purge_telemetry(&self, raw_before: Timestamp, five_minutes_before: Timestamp) -> Result<u64>;
     /// A metric's readings in `from..to`, oldest first, at most `limit`.
     async fn readings(
         &self,

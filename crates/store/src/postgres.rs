@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 15] = [
+const MIGRATIONS: [(i64, &str, &str); 16] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -34,6 +34,7 @@ const MIGRATIONS: [(i64, &str, &str); 15] = [
     (13, "post kpis", include_str!("../migrations/postgres/0013_post_kpis.sql")),
     (14, "queue indexes", include_str!("../migrations/postgres/0014_queue_indexes.sql")),
     (15, "devices", include_str!("../migrations/postgres/0015_devices.sql")),
+    (16, "telemetry rollups", include_str!("../migrations/postgres/0016_telemetry_rollups.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.

@@ -19,7 +19,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 15] = [
+const MIGRATIONS: [(i64, &str, &str); 16] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -35,6 +35,7 @@ const MIGRATIONS: [(i64, &str, &str); 15] = [
     (13, "post kpis", include_str!("../migrations/sqlite/0013_post_kpis.sql")),
     (14, "queue indexes", include_str!("../migrations/sqlite/0014_queue_indexes.sql")),
     (15, "devices", include_str!("../migrations/sqlite/0015_devices.sql")),
+    (16, "telemetry rollups", include_str!("../migrations/sqlite/0016_telemetry_rollups.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.

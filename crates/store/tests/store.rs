@@ -454,7 +454,8 @@ async fn conformance(store: Arc<dyn Store>) {
 }
 
 /// Devices round-trip with their topology; an ingest token finds its device; readings go to the history
-/// and the newest of each metric to its latest value, which a late, older reading does not replace.
+/// and the newest of each metric to its latest value, which a late, older reading does not replace;
+/// 5-minute and hourly summaries count every reading, and purging keeps the hourly ones.
 async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fixture) {
     use civicgrid_core::iot::{Device, DeviceId, DeviceKind, Metric, Reading};
     let id = |s: &str| s.parse::<DeviceId>().expect("id");
@@ -509,6 +510,41 @@ async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fi
     assert_eq!(history.iter().map(|x| x.value).collect::<Vec<_>>(), [0.8, 0.7, 0.0], "oldest first");
     assert_eq!(store.readings(&lamp_id, Metric::CurrentA, at(0), at(10), 1).await.expect("limited").len(), 1);
     assert_eq!(store.device(&lamp_id).await.expect("read").and_then(|d| d.last_seen_at), Some(at(7)));
+
+    // Summaries: every reading, late ones included, counts in its span; purging keeps hourly ones.
+    use civicgrid_core::iot::RollupSpan;
+    let hour_start = RollupSpan::Hour.start_of(at(0));
+    let hourly =
+        store.rollups(&lamp_id, Metric::CurrentA, RollupSpan::Hour, hour_start, at(60), 10).await.expect("hourly");
+    let expected_hours = usize::from(RollupSpan::Hour.start_of(at(7)) != hour_start) + 1;
+    assert_eq!(hourly.len(), expected_hours, "{hourly:?}");
+    assert_eq!(hourly.iter().map(|r| r.count).sum::<u64>(), 3);
+    assert_eq!(hourly.iter().map(|r| r.max).fold(0.0, f64::max), 0.8);
+    assert_eq!(hourly.iter().map(|r| r.min).fold(1.0, f64::min), 0.0);
+    let five = store
+        .rollups(&lamp_id, Metric::CurrentA, RollupSpan::FiveMinutes, hour_start, at(60), 100)
+        .await
+        .expect("five");
+    assert_eq!(five.iter().map(|r| r.count).sum::<u64>(), 3);
+    let gone = store.purge_telemetry(at(60), at(60)).await.expect("purge");
+    assert!(gone >= 4, "three raw current readings, one lamp_on, and their 5-minute summaries: {gone}");
+    assert!(store.readings(&lamp_id, Metric::CurrentA, at(0), at(10), 100).await.expect("raw").is_empty());
+    assert!(
+        store
+            .rollups(&lamp_id, Metric::CurrentA, RollupSpan::FiveMinutes, hour_start, at(60), 100)
+            .await
+            .expect("five")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .rollups(&lamp_id, Metric::CurrentA, RollupSpan::Hour, hour_start, at(60), 10)
+            .await
+            .expect("hourly")
+            .len(),
+        expected_hours,
+        "hourly summaries are kept"
+    );
 }
 
 /// The SLA policy, diversion catalogue and reply hook documents, log readers' positions, the duty

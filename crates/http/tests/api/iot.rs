@@ -113,6 +113,25 @@ async fn devices_push_telemetry_and_bad_payloads_are_counted_and_refused() {
     assert_eq!(s, StatusCode::OK, "{history}");
     let values: Vec<f64> = history.as_array().expect("list").iter().filter_map(|r| r["value"].as_f64()).collect();
     assert_eq!(values, [0.82, 0.0]);
+    let (s, hourly) = app
+        .get("/api/v1/devices/lamp-0001/rollups?metric=current_a&every=1h&from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z", Some(&shift))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{hourly}");
+    // 08:59 and 09:05 local: two hours, one reading each.
+    assert_eq!(hourly.as_array().map(Vec::len), Some(2), "{hourly}");
+    assert_eq!(
+        (hourly[0]["start"].as_str(), hourly[0]["count"].as_u64(), hourly[0]["mean"].as_f64()),
+        (Some("2026-11-23T00:00:00Z"), Some(1), Some(0.82))
+    );
+    assert_eq!((hourly[1]["count"].as_u64(), hourly[1]["max"].as_f64()), (Some(1), Some(0.0)));
+    let (s, _) = app
+        .get("/api/v1/devices/lamp-0001/rollups?metric=current_a&every=5m&from=2026-10-01T00:00:00Z&to=2026-11-24T00:00:00Z", Some(&shift))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "5-minute summaries over at most 31 days");
+    let (s, _) = app
+        .get("/api/v1/devices/lamp-0001/rollups?metric=current_a&every=2h&from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z", Some(&shift))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 
     // A retired device's payloads are refused.
     let mut retired = lamp.clone();
