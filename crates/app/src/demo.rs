@@ -46,6 +46,10 @@ pub struct DemoArgs {
     /// Generate and exit without serving.
     #[arg(long)]
     no_serve: bool,
+    /// Take device telemetry from this MQTT broker (publish it with `civicgrid simulate`); without it the
+    /// demo feeds its devices' telemetry in-process.
+    #[arg(long)]
+    mqtt: Option<String>,
 }
 
 fn is_postgres(url: &str) -> bool {
@@ -100,12 +104,32 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> AppResult<()> {
         Some(admin)
     };
     seed_reference(store.as_ref()).await?;
+    if store.devices().await?.is_empty() {
+        // A demo database made before the town had devices gets them now.
+        let opts = DemoOptions {
+            scale: args.scale,
+            case_scale: 0.0,
+            seed: args.seed,
+            now: jiff::Timestamp::now(),
+            demo_password_hash: String::new(),
+            admin_password_hash: String::new(),
+        };
+        let town = civicgrid_demo::town(&opts)?;
+        for device in civicgrid_demo::devices::devices(&town, opts.now) {
+            store.put_device(&device).await?;
+        }
+    }
     print_logins(&demo_password, admin_password.as_deref());
     if args.no_serve {
         return Ok(());
     }
+    if let Some(mqtt) = &args.mqtt {
+        cfg.mqtt = mqtt.clone();
+        cfg.mqtt_config()?;
+    }
+    let simulate = cfg.mqtt.is_empty();
     let listen = args.listen.clone().unwrap_or(cfg.listen.clone());
-    crate::serve(store, &cfg, &listen, |url| {
+    crate::serve(store, &cfg, &listen, simulate, |url| {
         println!("\n  civicgrid demo is running: {url}\n  API docs: {url}/docs   (Ctrl-C to stop)\n");
     })
     .await

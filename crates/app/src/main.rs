@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod simulate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure throughput and latency (see BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Publish the demo town's device telemetry to an MQTT broker (see the README).
+    Simulate(simulate::SimulateArgs),
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -239,8 +242,15 @@ pub async fn seed_reference(store: &dyn Store) -> AppResult<()> {
     Ok(())
 }
 
-/// Serves `store` on `listen` until Ctrl-C or SIGTERM.
-pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: impl FnOnce(&str)) -> AppResult<()> {
+/// Serves `store` on `listen` until Ctrl-C or SIGTERM; with `simulate`, the devices' telemetry is fed
+/// in-process (the demo without a broker).
+pub async fn serve(
+    store: Arc<dyn Store>,
+    cfg: &Config,
+    listen: &str,
+    simulate: bool,
+    banner: impl FnOnce(&str),
+) -> AppResult<()> {
     let http = HttpConfig {
         secure_cookies: cfg.secure_cookies,
         session_hours: cfg.session_hours,
@@ -249,13 +259,17 @@ pub async fn serve(store: Arc<dyn Store>, cfg: &Config, listen: &str, banner: im
         open311_jurisdiction: Some(cfg.open311_jurisdiction.clone()).filter(|j| !j.is_empty()),
     };
     civicgrid_http::metrics::install();
-    let state = AppState::new(store, Arc::new(SystemClock), http).await?;
+    let state = AppState::new(store.clone(), Arc::new(SystemClock), http).await?;
     state.spawn_refresh(std::time::Duration::from_secs(60));
     state.spawn_jobs();
     if !cfg.mqtt.is_empty() {
         let mqtt = cfg.mqtt_config()?;
         tracing::info!(host = %mqtt.host, port = mqtt.port, client = %mqtt.client_id, "MQTT ingest starting");
         state.watch("mqtt ingest", civicgrid_ingest::spawn(state.services.clone(), mqtt));
+    }
+    if simulate {
+        let every = std::time::Duration::from_secs(30);
+        state.watch("simulated telemetry", simulate::feed(state.services.clone(), store, every));
     }
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -314,7 +328,7 @@ async fn run(cli: Cli) -> AppResult<()> {
             let store = civicgrid_store::open_with(&cfg.database, cfg.store_options()).await?;
             seed_reference(store.as_ref()).await?;
             let listen = cfg.listen.clone();
-            serve(store, &cfg, &listen, |url| {
+            serve(store, &cfg, &listen, false, |url| {
                 println!("civicgrid serving {} on {url}", civicgrid_store::redact_url(&cfg.database))
             })
             .await
@@ -328,6 +342,7 @@ async fn run(cli: Cli) -> AppResult<()> {
         }
         Command::Demo(args) => demo::run(args, cfg).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Simulate(args) => simulate::run(args, cfg).await,
         Command::User(cmd) => user_command(cmd, &cfg).await,
         Command::KpiRebuild { database } => {
             let store =

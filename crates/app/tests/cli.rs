@@ -318,3 +318,49 @@ async fn backup_and_restore_bring_back_everything() {
     let bad = civicgrid(&["restore", "--from", &junk, "--database", &format!("{db}.x")]).output().expect("run");
     assert!(!bad.status.success(), "a file that is not a civicgrid database is refused");
 }
+
+/// The demo registers its town's devices; `simulate` publishes their telemetry to the real Mosquitto and
+/// a node subscribed to it stores every message; without devices it says what to do.
+#[tokio::test]
+async fn simulate_publishes_the_demo_devices_telemetry_to_the_broker() {
+    let mqtt = std::env::var("CIVICGRID_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into());
+    let broker = civicgrid_ingest::MqttConfig::from_url(&mqtt, "civicgrid-cli-probe", None).expect("url");
+    if tokio::net::TcpStream::connect((broker.host.as_str(), broker.port)).await.is_err() {
+        assert_ne!(std::env::var("CIVICGRID_REQUIRE_MQTT").as_deref(), Ok("1"), "no broker at {mqtt}");
+        eprintln!("\n!!!!!!!! SKIPPED: simulate test — no MQTT broker at {mqtt} !!!!!!!!\n");
+        return;
+    }
+    let empty = temp_db();
+    run_ok(&["migrate", "--database", &empty]);
+    let out = civicgrid(&["simulate", "--database", &empty, "--mqtt", &mqtt, "--seconds", "1"]).output().expect("run");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("civicgrid demo"));
+
+    let db = temp_db();
+    run_ok(&["demo", "--database", &db, "--scale", "0.05", "--case-scale", "0", "--no-serve"]);
+    let store = civicgrid_store::open(&db).await.expect("open");
+    let devices = store.devices().await.expect("devices");
+    assert!(devices.iter().any(|d| d.kind == civicgrid_core::iot::DeviceKind::StreetLamp && d.cabinet.is_some()));
+    let services = civicgrid_service::Services::new(
+        store.clone(),
+        std::sync::Arc::new(civicgrid_core::clock::SystemClock),
+        civicgrid_service::ServiceConfig::default(),
+    )
+    .await
+    .expect("services");
+    let client_id = format!("civicgrid-cli-{}", std::process::id());
+    let node = civicgrid_ingest::spawn(services, civicgrid_ingest::MqttConfig { client_id, ..broker.clone() });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let out = run_ok(&["simulate", "--database", &db, "--mqtt", &mqtt, "--seconds", "2", "--every", "1"]);
+    let expected = 2 * devices.len();
+    assert!(out.contains(&format!("{expected} messages acknowledged")), "{out}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let heard = loop {
+        let seen = store.devices().await.expect("devices").iter().filter(|d| d.last_seen_at.is_some()).count();
+        if seen == devices.len() || tokio::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    node.abort();
+    assert_eq!(heard, devices.len(), "every device's telemetry arrived through the broker");
+}

@@ -5,9 +5,11 @@
 //! - [`layout`] — the map (polygons that tile the town).
 //! - [`cases`] — a year of cases, each driven through the real state machine.
 //! - [`names`] — made-up names.
+//! - [`devices`] — the smart components' devices and the telemetry they would send.
 //! - [`photos`] — generated JPEGs with the EXIF time and GPS position of a phone camera.
 
 pub mod cases;
+pub mod devices;
 pub mod layout;
 pub mod names;
 pub mod photos;
@@ -300,6 +302,9 @@ pub async fn populate_town(store: &dyn Store, opts: &DemoOptions) -> Result<(Tow
     store.put_grids(&data.layout.grids).await?;
     store.put_micro_grids(&data.layout.micro_grids).await?;
     store.put_components(&data.components).await?;
+    for device in devices::devices(&data, opts.now) {
+        store.put_device(&device).await?;
+    }
     let rules = cases::routing_rules(data.layout.workstations.first().map(|(w, _)| w.code));
     let admin = users.iter().find(|u| u.role == civicgrid_core::access::Role::Admin).map_or(0, |u| u.id);
     store.put_routing_rules(&rules, admin, opts.now).await?;

@@ -126,7 +126,9 @@ impl PgStore {
     pub async fn wipe(url: &str) -> crate::Result<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
         pool.execute(
-            "DROP TABLE IF EXISTS kpi_counts, notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            // Every table the migrations create (a new migration's tables go here too; the CLI test of
+            // `demo --fresh` on PostgreSQL fails otherwise).
+            "DROP TABLE IF EXISTS telemetry_rollup, telemetry, telemetry_latest, devices, kpi_counts, notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;
