@@ -116,6 +116,19 @@ async fn until_stored(store: &dyn Store, device: &DeviceId, n: usize, patience: 
     }
 }
 
+/// Publishes single readings until one is stored (a subscription takes a moment to be in place on the
+/// broker); how many are stored then.
+async fn probe(broker: &MqttConfig, topic: &str, store: &dyn Store, device: &DeviceId) -> usize {
+    for _ in 0..40 {
+        publish(broker, topic, vec![reading(0)]).await;
+        let have = until_stored(store, device, 1, Duration::from_millis(500)).await;
+        if have >= 1 {
+            return have;
+        }
+    }
+    panic!("no subscriber received a message on {topic}");
+}
+
 fn reading(i: usize) -> String {
     format!(r#"{{"values":{{"current_a":{}.0}}}}"#, i % 10)
 }
@@ -130,15 +143,7 @@ async fn messages_published_while_the_node_is_down_arrive_when_it_returns() {
 
     // Up: a first message arrives (so the subscription exists on the broker's session).
     let running = spawn(services.clone(), config.clone());
-    let mut have = 0;
-    for _ in 0..40 {
-        publish(&broker, &topic, vec![reading(0)]).await;
-        have = until_stored(store.as_ref(), &device, 1, Duration::from_millis(500)).await;
-        if have >= 1 {
-            break;
-        }
-    }
-    assert!(have >= 1, "the subscriber never received a message");
+    let have = probe(&broker, &topic, store.as_ref(), &device).await;
 
     // Down: fifty messages and a bad payload are published while nobody listens.
     running.abort();
@@ -176,15 +181,7 @@ async fn two_nodes_in_a_shared_group_store_each_message_once() {
         })
         .collect();
     // Both subscriptions take a moment; a probe shows at least one is in place.
-    let mut have = 0;
-    for _ in 0..40 {
-        publish(&broker, &topic, vec![reading(0)]).await;
-        have = until_stored(store.as_ref(), &device, 1, Duration::from_millis(500)).await;
-        if have >= 1 {
-            break;
-        }
-    }
-    assert!(have >= 1, "no node received the probe");
+    probe(&broker, &topic, store.as_ref(), &device).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let have = stored(store.as_ref(), &device).await;
     publish(&broker, &topic, (0..100).map(reading).collect()).await;
