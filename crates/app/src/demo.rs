@@ -87,7 +87,8 @@ pub async fn run(args: DemoArgs, mut cfg: Config) -> AppResult<()> {
     }
     let store = civicgrid_store::open_with(&args.database, cfg.store_options()).await?;
     let demo_password = std::env::var("CIVICGRID_DEMO_PASSWORD").unwrap_or_else(|_| DEFAULT_DEMO_PASSWORD.into());
-    let existing = store.town().await?.is_some() && store.count_cases().await? > 0;
+    // A town with its accounts is a demo already made, with or without cases (`--case-scale 0`).
+    let existing = store.town().await?.is_some() && !store.users().await?.is_empty();
     let admin_password = if existing {
         println!(
             "Using the demo town already in {} (pass --fresh to generate it again).",

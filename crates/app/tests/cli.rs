@@ -337,6 +337,9 @@ async fn simulate_publishes_the_demo_devices_telemetry_to_the_broker() {
 
     let db = temp_db();
     run_ok(&["demo", "--database", &db, "--scale", "0.05", "--case-scale", "0", "--no-serve"]);
+    // A demo made without cases is found again, not made twice.
+    let again = run_ok(&["demo", "--database", &db, "--scale", "0.05", "--case-scale", "0", "--no-serve"]);
+    assert!(again.contains("Using the demo town already in"), "{again}");
     let store = civicgrid_store::open(&db).await.expect("open");
     let devices = store.devices().await.expect("devices");
     assert!(devices.iter().any(|d| d.kind == civicgrid_core::iot::DeviceKind::StreetLamp && d.cabinet.is_some()));
