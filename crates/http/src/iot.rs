@@ -77,6 +77,7 @@ pub async fn latest(
 
 /// Which readings to read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReadingsQuery {
     /// The metric, e.g. `pressure_mpa`.
@@ -107,6 +108,7 @@ pub async fn readings(
 
 /// Which summaries to read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RollupsQuery {
     /// The metric, e.g. `pressure_mpa`.
@@ -141,6 +143,7 @@ pub async fn rollups(
 
 /// Which device a gateway pushes for.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryQuery {
     /// The device, when a gateway's key (not the device's own token) authenticates.
