@@ -600,3 +600,86 @@ mod tests {
         }
     }
 }
+
+/// Sunrise and sunset, for rules that depend on daylight (a street lamp dark at night, one burning at
+/// noon). The NOAA solar equations (equation of time and declination from the fractional year), good to
+/// a minute or two at the town's latitude, which is finer than a lamp's photocell; written here on jiff
+/// rather than pulling a second date library into the core for twenty lines.
+pub mod sun {
+    use jiff::Timestamp;
+    use jiff::civil::Date;
+
+    /// Sunrise and sunset on `date` (the town's local date) at `lat`/`lon` (WGS84 degrees), as
+    /// instants; `None` in polar day or night.
+    pub fn rise_and_set(date: Date, lat: f64, lon: f64) -> Option<(Timestamp, Timestamp)> {
+        let days_in_year = if date.in_leap_year() { 366.0 } else { 365.0 };
+        let gamma = 2.0 * std::f64::consts::PI / days_in_year * (f64::from(date.day_of_year()) - 1.0);
+        let eq_time = 229.18
+            * (0.000075 + 0.001868 * gamma.cos()
+                - 0.032077 * gamma.sin()
+                - 0.014615 * (2.0 * gamma).cos()
+                - 0.040849 * (2.0 * gamma).sin());
+        let decl = 0.006918 - 0.399912 * gamma.cos() + 0.070257 * gamma.sin() - 0.006758 * (2.0 * gamma).cos()
+            + 0.000907 * (2.0 * gamma).sin()
+            - 0.002697 * (3.0 * gamma).cos()
+            + 0.00148 * (3.0 * gamma).sin();
+        let lat = lat.to_radians();
+        // The sun's centre 0.833° below the horizon: refraction and the sun's radius.
+        let cos_ha = (90.833f64.to_radians().cos() / (lat.cos() * decl.cos())) - lat.tan() * decl.tan();
+        if !(-1.0..=1.0).contains(&cos_ha) {
+            return None;
+        }
+        let ha = cos_ha.acos().to_degrees();
+        // Minutes after UTC midnight of the date.
+        let rise = 720.0 - 4.0 * (lon + ha) - eq_time;
+        let set = 720.0 - 4.0 * (lon - ha) - eq_time;
+        let midnight = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+        let at = |minutes: f64| midnight.checked_add(jiff::SignedDuration::from_secs_f64(minutes * 60.0)).ok();
+        Some((at(rise)?, at(set)?))
+    }
+
+    /// Whether `at` falls between sunset and the next sunrise at `lat`/`lon` (local dates, UTC+8).
+    pub fn is_dark(at: Timestamp, lat: f64, lon: f64) -> bool {
+        let today = crate::calendar::local(at).date();
+        match rise_and_set(today, lat, lon) {
+            Some((rise, set)) => at < rise || at >= set,
+            None => false,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use jiff::civil::date;
+
+        fn local_hm(t: Timestamp) -> (i8, i8) {
+            let l = crate::calendar::local(t);
+            (l.hour(), l.minute())
+        }
+
+        fn minutes((h, m): (i8, i8)) -> i32 {
+            i32::from(h) * 60 + i32::from(m)
+        }
+
+        /// Shanghai's almanac: the longest day 04:50–19:01, the shortest 06:50–16:55 (China time).
+        #[test]
+        fn shanghai_solstices_match_the_almanac() {
+            let (lat, lon) = (31.23, 121.47);
+            for (day, rise, set) in [(date(2026, 6, 21), (4, 50), (19, 1)), (date(2026, 12, 21), (6, 50), (16, 55))] {
+                let (r, s) = rise_and_set(day, lat, lon).expect("sun rises");
+                assert!((minutes(local_hm(r)) - minutes(rise)).abs() <= 3, "{day} sunrise {:?}", local_hm(r));
+                assert!((minutes(local_hm(s)) - minutes(set)).abs() <= 3, "{day} sunset {:?}", local_hm(s));
+            }
+        }
+
+        #[test]
+        fn dark_at_night_light_at_noon_and_polar_night_has_no_sunrise() {
+            let (lat, lon) = (31.3, 120.9);
+            let at = |s: &str| s.parse::<Timestamp>().expect("time");
+            assert!(is_dark(at("2026-11-24T13:00:00Z"), lat, lon), "21:00 local");
+            assert!(is_dark(at("2026-11-23T21:00:00Z"), lat, lon), "05:00 local");
+            assert!(!is_dark(at("2026-11-24T04:00:00Z"), lat, lon), "noon");
+            assert_eq!(rise_and_set(date(2026, 12, 21), 80.0, 0.0), None);
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! (each on the nearest of the lamp cabinets, one per thirty lamps, which hang on four feeders), a tenth
 //! of the hydrants with a pressure sensor, a tenth of the sewage and storm covers with a tilt and
 //! water-level sensor, and a people counter at six checkpoints; and the telemetry each would send at a
-//! given moment — lamps lit from dusk to dawn, pressure with a little noise, people flow with the morning
+//! given moment — lamps lit from the town's sunset to its sunrise, pressure with a little noise, people flow with the morning
 //! and evening rush — with a few faults injected (lamps dark at night, a hydrant losing pressure, a cover
 //! knocked open), so the demo and `civicgrid simulate` show something to act on.
 
@@ -94,11 +94,10 @@ fn pick(device: &DeviceId, n: u64) -> u64 {
     device.as_str().bytes().fold(1469598103934665603u64, |h, b| (h ^ u64::from(b)).wrapping_mul(1099511628211)) % n
 }
 
-/// Whether it is dark at `at` in the demo town (November: about 17:15 to 06:30 local).
+/// Whether it is dark at `at` in the demo town (between its sunset and sunrise).
 fn dark(at: Timestamp) -> bool {
-    let t = civicgrid_core::calendar::local(at).time();
-    let minutes = i32::from(t.hour()) * 60 + i32::from(t.minute());
-    !(6 * 60 + 30..17 * 60 + 15).contains(&minutes)
+    let origin = crate::layout::origin();
+    civicgrid_core::iot::sun::is_dark(at, origin.lat, origin.lon)
 }
 
 /// What `device` reports at `at`, as a payload; `noise` in 0..1 varies it.

@@ -10,6 +10,11 @@ use crate::names;
 
 /// South-west corner of the demo town (near Kunshan, Jiangsu).
 const ORIGIN: Coord<f64> = Coord { x: 120.88, y: 31.25 };
+
+/// The town's south-west corner, where the map starts.
+pub fn origin() -> civicgrid_core::case::GeoPoint {
+    civicgrid_core::case::GeoPoint { lon: ORIGIN.x, lat: ORIGIN.y }
+}
 /// A workstation cell: about 1.6 km × 1.6 km at this latitude.
 const CELL: Coord<f64> = Coord { x: 0.017, y: 0.0145 };
 
