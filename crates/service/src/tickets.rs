@@ -57,10 +57,15 @@ impl ReplyKind {
         }
     }
 
-    /// The actions whose events may call for a reply: only for these is the case read.
+    /// The events that may call for a reply: only for these is the case read. A report calls for one
+    /// only when an upstream system's account made it, so new cases from every other channel cost the
+    /// log reader no read.
     fn may_follow(event: &CaseEvent) -> bool {
-        matches!(event.action, Action::Report | Action::Dispatch { .. } | Action::Reassign { .. })
-            || matches!(event.to, CaseState::Replied | CaseState::Closed | CaseState::Void)
+        match event.action {
+            Action::Report => event.actor.role == Role::Integration,
+            Action::Dispatch { .. } | Action::Reassign { .. } => true,
+            _ => matches!(event.to, CaseState::Replied | CaseState::Closed | CaseState::Void),
+        }
     }
 }
 
