@@ -205,6 +205,24 @@ impl Services {
         Ok(self.store.latest_readings(id).await?)
     }
 
+    /// Checks a read of a device's history: a post that may read it, a window of at most `days` days,
+    /// a registered device.
+    async fn check_history(
+        &self,
+        actor: &Actor,
+        id: &DeviceId,
+        from: Timestamp,
+        to: Timestamp,
+        days: i64,
+    ) -> ServiceResult<()> {
+        require(actor, &READERS)?;
+        if from >= to || to.duration_since(from) > jiff::SignedDuration::from_hours(days * 24) {
+            return Err(ServiceError::invalid("from", format!("before `to`, at most {days} days before it")));
+        }
+        self.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
+        Ok(())
+    }
+
     /// A metric's summaries over `span` in `from..to` (5-minute ones over at most 31 days, hourly ones over
     /// at most 366), oldest first.
     pub async fn device_rollups(
@@ -216,15 +234,11 @@ impl Services {
         from: Timestamp,
         to: Timestamp,
     ) -> ServiceResult<Vec<Rollup>> {
-        require(actor, &READERS)?;
         let days = match span {
             RollupSpan::FiveMinutes => 31,
             RollupSpan::Hour => 366,
         };
-        if from >= to || to.duration_since(from) > jiff::SignedDuration::from_hours(days * 24) {
-            return Err(ServiceError::invalid("from", format!("before `to`, at most {days} days before it")));
-        }
-        self.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
+        self.check_history(actor, id, from, to, days).await?;
         Ok(self.store.rollups(id, metric, span, from, to, MAX_HISTORY).await?)
     }
 
@@ -244,11 +258,7 @@ impl Services {
         from: Timestamp,
         to: Timestamp,
     ) -> ServiceResult<Vec<Reading>> {
-        require(actor, &READERS)?;
-        if from >= to || to.duration_since(from) > jiff::SignedDuration::from_hours(31 * 24) {
-            return Err(ServiceError::invalid("from", "before `to`, at most 31 days before it"));
-        }
-        self.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
+        self.check_history(actor, id, from, to, 31).await?;
         Ok(self.store.readings(id, metric, from, to, MAX_HISTORY).await?)
     }
 }

@@ -191,8 +191,7 @@ struct TrackPage {
 
 impl TrackPage {
     fn stage(&self) -> String {
-        let key = self.case.as_ref().map(|c| format!("h5.stage.{}", stage_name(c))).unwrap_or_default();
-        self.t.get(&key).to_owned()
+        self.t.get(&format!("h5.stage.{}", self.stage_key())).to_owned()
     }
 
     fn matter(&self) -> &str {
