@@ -11,6 +11,7 @@
 //! - [`ticket`] — tickets pushed by the 12345 and 110 systems, and the 110 diversion catalogue.
 //! - [`coords`] — coordinate systems (WGS84/CGCS2000, GCJ-02, BD-09) and their conversion.
 //! - [`iot`] — smart components' devices, their measurements and telemetry payloads.
+//! - [`alarm`] — the rules that find faults in telemetry, and alarms.
 //! - [`calendar`] — the working-time clock (the only one).
 //! - [`routing`] — which departments a case is proposed to go to.
 //! - [`sla`] — which time limit applies to which step, on whose clock, and the step's timers.
@@ -22,6 +23,7 @@
 //! - [`error`] — the domain error type.
 
 pub mod access;
+pub mod alarm;
 pub mod calendar;
 pub mod case;
 pub mod catalog;
