@@ -763,6 +763,9 @@ pub struct Alarm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<Timestamp>,
+    /// How many changes it has had (optimistic concurrency; 0 before it is stored).
+    #[serde(default)]
+    pub version: i64,
 }
 
 impl Alarm {
@@ -787,6 +790,7 @@ impl Alarm {
             suppressed_by: None,
             hold_until: None,
             ended_at: None,
+            version: 0,
         }
     }
 

@@ -643,6 +643,23 @@ impl Action {
         matches!(self, Action::VerifyPass | Action::ConfirmCheck | Action::RefuteCheck | Action::FixOnSpot)
     }
 
+    /// The centre's steps the system takes itself on a case a sensor's alarm opened: a sensor's alarm
+    /// is its own evidence, so the system accepts, files and dispatches it to the component's
+    /// department, and telemetry verifies the repair (or, relapsing, sends it back as rework) and
+    /// closes it. Every other step stays with people.
+    pub fn is_sensor_step(&self) -> bool {
+        matches!(
+            self,
+            Action::Accept
+                | Action::File
+                | Action::Dispatch { .. }
+                | Action::VerifyPass
+                | Action::VerifyFail
+                | Action::Close
+                | Action::Reopen
+        )
+    }
+
     /// Whether this step of a case with `facts` is made on site (with photos taken there): verifying
     /// the answer to a suggestion is reading it, not a visit.
     pub fn is_on_site(&self, facts: &CaseFacts) -> bool {
@@ -924,12 +941,20 @@ pub struct Context<'a> {
     pub route: Option<&'a Route>,
     /// Whether a fix on the spot is drawn for a sampled verification (the service draws it).
     pub sampled: bool,
+    /// For a case a sensor's alarm opened: whether its telemetry has been normal for the recovery
+    /// period, without which the repair is not verified (the service reads the alarms).
+    pub telemetry_recovered: bool,
 }
 
 impl<'a> Context<'a> {
     /// A context without a route proposal.
     pub fn new(now: Timestamp, clocks: &'a Clocks, sla: &'a SlaPolicy) -> Self {
-        Context { now, clocks, sla, route: None, sampled: false }
+        Context { now, clocks, sla, route: None, sampled: false, telemetry_recovered: true }
+    }
+
+    /// The same context with a sensor case's telemetry recovered (or not).
+    pub fn with_telemetry(self, telemetry_recovered: bool) -> Self {
+        Context { telemetry_recovered, ..self }
     }
 
     /// The same context with a fix on the spot drawn (or not) for a sampled verification.
@@ -1288,7 +1313,9 @@ pub fn decide(
         crate::text::long("reason", r, 1, MAX_REASON).map_err(|e| TransitionError::Invalid(e.to_string()))?;
     }
     let evidence = check_attachments("evidence", &cmd.evidence).map_err(|e| TransitionError::Invalid(e.to_string()))?;
-    if action.is_on_site(facts) && !evidence.iter().any(|a| a.mime.starts_with("image/")) {
+    // The system's verification of a sensor's case is its telemetry, not a photo.
+    let by_sensor = actor.role == crate::access::Role::System && facts.source == Source::Iot;
+    if action.is_on_site(facts) && !by_sensor && !evidence.iter().any(|a| a.mime.starts_with("image/")) {
         return Err(TransitionError::Invalid(format!("{} needs at least one photo taken on site", action.name())));
     }
     let now = ctx.now;
@@ -1409,6 +1436,11 @@ pub fn decide(
             (S::Replied, verify(), handle, None)
         }
         (Action::Reply, S::Handling) => (S::Handling, None, handle, None),
+        (Action::VerifyPass, S::Replied) if facts.source == Source::Iot && !ctx.telemetry_recovered => {
+            return Err(TransitionError::Invalid(
+                "the sensor's telemetry has not yet been normal for the recovery period".into(),
+            ));
+        }
         (Action::VerifyPass, S::Replied) => (S::Verified, step(&clocks.centre, sla.close), handle, None),
         // A fix on the spot that fails its sampled verification goes the ordinary way: to be dispatched.
         (Action::VerifyFail, S::Replied) if status.lead_dept.is_none() => (S::Filed, dispatch(), None, None),

@@ -1092,6 +1092,62 @@ pub trait DeviceStore: Send + Sync {
     ) -> Result<Vec<civicgrid_core::iot::Reading>>;
 }
 
+/// Which alarms to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlarmFilter {
+    /// Only those not yet ended.
+    pub open_only: bool,
+    /// Only those whose fault is present now.
+    pub active_only: bool,
+    /// Only those of one subject.
+    pub subject: Option<civicgrid_core::alarm::Subject>,
+    /// Only those linked to one case.
+    pub case_id: Option<CaseId>,
+    /// Only those a cabinet alarm holds back.
+    pub suppressed_by: Option<i64>,
+    /// At most this many, newest raising first (capped at 1,000).
+    pub limit: u32,
+}
+
+/// Alarms, their history, and the rules' memory of each device.
+#[async_trait::async_trait]
+pub trait AlarmStore: Send + Sync {
+    /// Stores a new alarm at version 1 (its first event, `note`), returning it with its id;
+    /// `Duplicate` when its subject already has an open alarm of that fault.
+    async fn insert_alarm(&self, a: &civicgrid_core::alarm::Alarm, note: &str) -> Result<civicgrid_core::alarm::Alarm>;
+    /// Stores a changed alarm as its next version (one more event, `note`); `Conflict` when it is no
+    /// longer at `a.version`. On success `a.version` is the new version.
+    async fn update_alarm(&self, a: &mut civicgrid_core::alarm::Alarm, note: &str) -> Result<()>;
+    /// An alarm by id.
+    async fn alarm(&self, id: i64) -> Result<Option<civicgrid_core::alarm::Alarm>>;
+    /// The open alarm of a subject and fault.
+    async fn open_alarm(
+        &self,
+        subject: &civicgrid_core::alarm::Subject,
+        fault: civicgrid_core::alarm::Fault,
+    ) -> Result<Option<civicgrid_core::alarm::Alarm>>;
+    /// The subject's most recently ended alarm of that fault.
+    async fn last_ended_alarm(
+        &self,
+        subject: &civicgrid_core::alarm::Subject,
+        fault: civicgrid_core::alarm::Fault,
+    ) -> Result<Option<civicgrid_core::alarm::Alarm>>;
+    /// Alarms matching `filter`, newest raising first.
+    async fn alarms(&self, filter: &AlarmFilter) -> Result<Vec<civicgrid_core::alarm::Alarm>>;
+    /// What each rule remembers of a device.
+    async fn rule_states(
+        &self,
+        device: &civicgrid_core::iot::DeviceId,
+    ) -> Result<Vec<(String, civicgrid_core::alarm::RuleState)>>;
+    /// Keeps what a rule remembers of a device.
+    async fn put_rule_state(
+        &self,
+        device: &civicgrid_core::iot::DeviceId,
+        rule: &str,
+        state: &civicgrid_core::alarm::RuleState,
+    ) -> Result<()>;
+}
+
 /// Everything civicgrid keeps.
 #[async_trait::async_trait]
 pub trait Store:
@@ -1105,6 +1161,7 @@ pub trait Store:
     + NotifyStore
     + KpiStore
     + DeviceStore
+    + AlarmStore
     + fmt::Debug
 {
     /// Which backend this is.
@@ -1116,7 +1173,7 @@ pub trait Store:
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AttachmentStore, CaseStore, DeviceStore, EventLog, IntegrationStore, JobStore, KpiStore,
+        AccountStore, AlarmStore, AttachmentStore, CaseStore, DeviceStore, EventLog, IntegrationStore, JobStore, KpiStore,
         NotifyStore, ReferenceStore, Store,
     };
 }

@@ -19,7 +19,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 16] = [
+const MIGRATIONS: [(i64, &str, &str); 17] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -36,6 +36,7 @@ const MIGRATIONS: [(i64, &str, &str); 16] = [
     (14, "queue indexes", include_str!("../migrations/sqlite/0014_queue_indexes.sql")),
     (15, "devices", include_str!("../migrations/sqlite/0015_devices.sql")),
     (16, "telemetry rollups", include_str!("../migrations/sqlite/0016_telemetry_rollups.sql")),
+    (17, "alarms", include_str!("../migrations/sqlite/0017_alarms.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
@@ -169,6 +170,9 @@ type This = SqliteStore;
 const BACKEND: crate::Backend = crate::Backend::Sqlite;
 
 // Compiled once per backend on purpose: see the module's own documentation.
+#[allow(clippy::duplicate_mod)]
+#[path = "alarm_queries.rs"]
+mod alarm_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "iot_queries.rs"]
 mod iot_queries;

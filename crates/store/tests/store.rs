@@ -451,6 +451,48 @@ async fn conformance(store: Arc<dyn Store>) {
     policy_roster_inbox_and_channels(store.as_ref(), &fx).await;
     kpi_series_reads_one_unit_in_period_order(store.as_ref()).await;
     devices_keep_their_latest_values_and_history(store.as_ref(), &fx).await;
+    one_open_alarm_per_subject_and_fault(store.as_ref()).await;
+}
+
+/// A subject has at most one open alarm per fault; a change based on an old version is refused; each
+/// change is an event in the global log; an ended alarm makes room for a new one and is found as the
+/// last ended; rule states round-trip.
+async fn one_open_alarm_per_subject_and_fault(store: &dyn Store) {
+    use civicgrid_core::alarm::{Alarm, AlarmSeverity, Fault, RuleState, Subject};
+    use civicgrid_store::AlarmFilter;
+    let at: Timestamp = "2026-11-24T12:00:00Z".parse().expect("ts");
+    let subject: Subject = "device:cab-alarm".parse().expect("subject");
+    let before = store.last_seq().await.expect("seq");
+    let new = Alarm::raise(subject.clone(), "storm", Fault::CabinetOutage, AlarmSeverity::Major, at);
+    let mut a = store.insert_alarm(&new, "raised").await.expect("insert");
+    assert_eq!(a.version, 1);
+    assert!(matches!(store.insert_alarm(&new, "raised").await, Err(StoreError::Duplicate { .. })), "one open");
+    // Another fault of the same subject is another alarm.
+    let other = Alarm::raise(subject.clone(), "cabinet-offline", Fault::Offline, AlarmSeverity::Minor, at);
+    store.insert_alarm(&other, "raised").await.expect("other fault");
+    let mut stale = a.clone();
+    a.clear(at + jiff::SignedDuration::from_mins(5));
+    store.update_alarm(&mut a, "cleared").await.expect("update");
+    assert_eq!(a.version, 2);
+    stale.repeat(at);
+    assert!(matches!(store.update_alarm(&mut stale, "repeated").await, Err(StoreError::Conflict { .. })));
+    let found = store.open_alarm(&subject, Fault::CabinetOutage).await.expect("read").expect("open");
+    assert_eq!(found, a);
+    assert!(store.last_seq().await.expect("seq") >= before + 3, "every change is in the global log");
+    a.acknowledge(Some(1), at).expect("ack");
+    assert!(a.end_if_done(at));
+    store.update_alarm(&mut a, "ended").await.expect("end");
+    assert_eq!(store.open_alarm(&subject, Fault::CabinetOutage).await.expect("read"), None);
+    assert_eq!(store.last_ended_alarm(&subject, Fault::CabinetOutage).await.expect("read").map(|x| x.id), Some(a.id));
+    let again = store.insert_alarm(&new, "raised").await.expect("a new one after the end");
+    assert_ne!(again.id, a.id);
+    let open = AlarmFilter { open_only: true, subject: Some(subject), limit: 10, ..Default::default() };
+    assert_eq!(store.alarms(&open).await.expect("list").len(), 2);
+    let device: civicgrid_core::iot::DeviceId = "cab-alarm".parse().expect("id");
+    let state = RuleState { since: Some(at), active: true, last: Some(0.0), window: vec![(at, 0.0)] };
+    store.put_rule_state(&device, "lamp-out", &state).await.expect("state");
+    store.put_rule_state(&device, "lamp-out", &state).await.expect("state again");
+    assert_eq!(store.rule_states(&device).await.expect("states"), vec![("lamp-out".to_owned(), state)]);
 }
 
 /// Devices round-trip with their topology; an ingest token finds its device; readings go to the history

@@ -375,6 +375,9 @@ pub fn contributions(facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) -> V
             add(actor.clone(), &counts);
             add(dept(lead).filter(|_| fail), &|c| c.rework = 1);
         }
+        // A closed case reopened (the problem came back, e.g. a sensor's fault relapsed) is rework of
+        // the department that had closed it.
+        Action::Reopen => add(dept(lead), &|c| c.rework = 1),
         Action::ApproveExtension => add(dept(task_dept.or(lead)), &|c| c.extended = 1),
         Action::Park | Action::ApprovePark => add(dept(lead), &|c| c.parked = 1),
         Action::Escalate => add(dept(lead), &|c| c.escalated = 1),

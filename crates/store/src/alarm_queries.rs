@@ -1,0 +1,176 @@
+//! The SQL of [`crate::AlarmStore`] — alarms, their events in the global log, and the rules' memory of
+//! each device — shared by both backends the way [`queries`](super::queries) is: this file is compiled
+//! once per backend with that backend's `Db`, `This` and `BACKEND`.
+
+use civicgrid_core::alarm::{Alarm, Fault, RuleState, Subject};
+use civicgrid_core::iot::DeviceId;
+use sqlx::QueryBuilder;
+
+use super::{BACKEND, Db, This};
+use crate::shared::{from_json, map_db_error, to_json};
+use crate::{AlarmFilter, AlarmStore, Backend, Result, StoreError, micros};
+
+/// Appends an alarm's event and numbers it in the global log, in the caller's transaction. PostgreSQL
+/// numbers from the shared counter, whose row lock orders the commits; SQLite, with one writer at a
+/// time, from the log itself.
+async fn append_event(tx: &mut sqlx::Transaction<'_, Db>, a: &Alarm, note: &str) -> Result<()> {
+    let at = micros(a.evidence.last().map_or(a.last_raised_at, |e| e.at));
+    sqlx::query("INSERT INTO alarm_events (alarm_id, version, at, note, body) VALUES ($1, $2, $3, $4, $5)")
+        .bind(a.id)
+        .bind(a.version)
+        .bind(at)
+        .bind(note)
+        .bind(to_json(a)?)
+        .execute(&mut **tx)
+        .await?;
+    let log = match BACKEND {
+        Backend::Postgres => {
+            "WITH c AS (UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last) \
+             INSERT INTO event_log (seq, stream, stream_id, version, at) SELECT c.last, 'alarm', $1, $2, $3 FROM c"
+        }
+        Backend::Sqlite => "INSERT INTO event_log (stream, stream_id, version, at) VALUES ('alarm', $1, $2, $3)",
+    };
+    sqlx::query(log).bind(a.id).bind(a.version).bind(at).execute(&mut **tx).await?;
+    Ok(())
+}
+
+fn alarm_from_row((id, version, body): (i64, i64, String)) -> Result<Alarm> {
+    let a: Alarm = from_json(&body)?;
+    Ok(Alarm { id, version, ..a })
+}
+
+const ALARM_COLUMNS: &str = "id, version, body";
+
+#[async_trait::async_trait]
+impl AlarmStore for This {
+    async fn insert_alarm(&self, a: &Alarm, note: &str) -> Result<Alarm> {
+        let mut tx = self.write.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO alarms (subject, fault, severity, device_id, active, case_id, suppressed_by, hold_until, \
+             raised_at, last_raised_at, ended_at, version, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, '{}') RETURNING id",
+        )
+        .bind(a.subject.to_string())
+        .bind(a.fault.as_str())
+        .bind(a.severity.as_str())
+        .bind(a.device.as_ref().map(DeviceId::as_str))
+        .bind(i64::from(a.active))
+        .bind(a.case_id)
+        .bind(a.suppressed_by)
+        .bind(a.hold_until.map(micros))
+        .bind(micros(a.raised_at))
+        .bind(micros(a.last_raised_at))
+        .bind(a.ended_at.map(micros))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| map_db_error(e, "alarm"))?;
+        let stored = Alarm { id, version: 1, ..a.clone() };
+        sqlx::query("UPDATE alarms SET body = $1 WHERE id = $2")
+            .bind(to_json(&stored)?)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_event(&mut tx, &stored, note).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn update_alarm(&self, a: &mut Alarm, note: &str) -> Result<()> {
+        let next = Alarm { version: a.version + 1, ..a.clone() };
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE alarms SET severity = $1, active = $2, case_id = $3, suppressed_by = $4, hold_until = $5, \
+             last_raised_at = $6, ended_at = $7, version = $8, body = $9 WHERE id = $10 AND version = $11",
+        )
+        .bind(next.severity.as_str())
+        .bind(i64::from(next.active))
+        .bind(next.case_id)
+        .bind(next.suppressed_by)
+        .bind(next.hold_until.map(micros))
+        .bind(micros(next.last_raised_at))
+        .bind(next.ended_at.map(micros))
+        .bind(next.version)
+        .bind(to_json(&next)?)
+        .bind(next.id)
+        .bind(a.version)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict { expected: a.version });
+        }
+        append_event(&mut tx, &next, note).await?;
+        tx.commit().await?;
+        *a = next;
+        Ok(())
+    }
+
+    async fn alarm(&self, id: i64) -> Result<Option<Alarm>> {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = $1"));
+        let row: Option<(i64, i64, String)> = sqlx::query_as(sql).bind(id).fetch_optional(&self.read).await?;
+        row.map(alarm_from_row).transpose()
+    }
+
+    async fn open_alarm(&self, subject: &Subject, fault: Fault) -> Result<Option<Alarm>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE subject = $1 AND fault = $2 AND ended_at IS NULL"
+        ));
+        // Read from the writer's side: a raise decides on what is committed now.
+        let row: Option<(i64, i64, String)> =
+            sqlx::query_as(sql).bind(subject.to_string()).bind(fault.as_str()).fetch_optional(&self.write).await?;
+        row.map(alarm_from_row).transpose()
+    }
+
+    async fn last_ended_alarm(&self, subject: &Subject, fault: Fault) -> Result<Option<Alarm>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE subject = $1 AND fault = $2 AND ended_at IS NOT NULL \
+             ORDER BY ended_at DESC LIMIT 1"
+        ));
+        let row: Option<(i64, i64, String)> =
+            sqlx::query_as(sql).bind(subject.to_string()).bind(fault.as_str()).fetch_optional(&self.read).await?;
+        row.map(alarm_from_row).transpose()
+    }
+
+    async fn alarms(&self, f: &AlarmFilter) -> Result<Vec<Alarm>> {
+        let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT id, version, body FROM alarms WHERE 1 = 1");
+        if f.open_only {
+            q.push(" AND ended_at IS NULL");
+        }
+        if f.active_only {
+            q.push(" AND active = 1");
+        }
+        if let Some(s) = &f.subject {
+            q.push(" AND subject = ").push_bind(s.to_string());
+        }
+        if let Some(c) = f.case_id {
+            q.push(" AND case_id = ").push_bind(c);
+        }
+        if let Some(s) = f.suppressed_by {
+            q.push(" AND suppressed_by = ").push_bind(s);
+        }
+        q.push(" ORDER BY last_raised_at DESC, id DESC LIMIT ").push_bind(i64::from(f.limit.clamp(1, 1000)));
+        let rows: Vec<(i64, i64, String)> = q.build_query_as().fetch_all(&self.read).await?;
+        rows.into_iter().map(alarm_from_row).collect()
+    }
+
+    async fn rule_states(&self, device: &DeviceId) -> Result<Vec<(String, RuleState)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT rule_id, state FROM rule_states WHERE device_id = $1 ORDER BY rule_id")
+                .bind(device.as_str())
+                .fetch_all(&self.read)
+                .await?;
+        rows.into_iter().map(|(rule, state)| Ok((rule, from_json(&state)?))).collect()
+    }
+
+    async fn put_rule_state(&self, device: &DeviceId, rule: &str, state: &RuleState) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO rule_states (device_id, rule_id, state) VALUES ($1, $2, $3) \
+             ON CONFLICT (device_id, rule_id) DO UPDATE SET state = excluded.state",
+        )
+        .bind(device.as_str())
+        .bind(rule)
+        .bind(to_json(state)?)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+}
