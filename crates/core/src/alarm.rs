@@ -458,9 +458,6 @@ pub struct RuleSet {
     pub recovery_s: u32,
     /// A fault back within this long (seconds) of its case closing reopens that case as rework.
     pub relapse_s: u32,
-    /// How long after raising (seconds) a critical alarm must be acknowledged before the next post
-    /// up is told.
-    pub ack_within_s: u32,
 }
 
 impl RuleSet {
@@ -512,8 +509,22 @@ impl RuleSet {
                 Major,
                 Some(Minor),
             ),
-            rule("cover-open", ManholeCover, Fault::CoverOpen, Above { metric: CoverOpen, value: 0.5, for_s: 0 }, Critical, Some(Minor)),
-            rule("cover-tilt", ManholeCover, Fault::CoverTilt, Above { metric: TiltDeg, value: 15.0, for_s: 0 }, Major, Some(Minor)),
+            rule(
+                "cover-open",
+                ManholeCover,
+                Fault::CoverOpen,
+                Above { metric: CoverOpen, value: 0.5, for_s: 0 },
+                Critical,
+                Some(Minor),
+            ),
+            rule(
+                "cover-tilt",
+                ManholeCover,
+                Fault::CoverTilt,
+                Above { metric: TiltDeg, value: 15.0, for_s: 0 },
+                Major,
+                Some(Minor),
+            ),
             rule(
                 "cover-water",
                 ManholeCover,
@@ -551,7 +562,6 @@ impl RuleSet {
             maintenance_dept: "iot-maint".parse().unwrap_or_else(|_| unreachable!("a valid department code")),
             recovery_s: 1800,
             relapse_s: 72 * 3600,
-            ack_within_s: 600,
         }
     }
 
@@ -612,11 +622,7 @@ impl RuleSet {
         if !(1..=100).contains(&self.storm.share_pct) || self.storm.min_lamps == 0 {
             return Err(DomainError::invalid("storm", "a share of 1–100 % and at least one lamp"));
         }
-        for (name, secs) in [
-            ("storm.window_s", self.storm.window_s),
-            ("recovery_s", self.recovery_s),
-            ("ack_within_s", self.ack_within_s),
-        ] {
+        for (name, secs) in [("storm.window_s", self.storm.window_s), ("recovery_s", self.recovery_s)] {
             if secs > MAX_HOLD_S {
                 return Err(DomainError::invalid(name, "at most a day"));
             }
@@ -625,7 +631,10 @@ impl RuleSet {
             return Err(DomainError::invalid("relapse_s", "at most 30 days"));
         }
         if self.crowd.checkpoints.len() > 500 || self.crowd.checkpoints.keys().any(|k| k.chars().count() > 64) {
-            return Err(DomainError::invalid("crowd.checkpoints", "at most 500 checkpoints, names up to 64 characters"));
+            return Err(DomainError::invalid(
+                "crowd.checkpoints",
+                "at most 500 checkpoints, names up to 64 characters",
+            ));
         }
         Ok(())
     }
@@ -959,7 +968,13 @@ mod tests {
             at,
         );
         for i in 0..30 {
-            a.add_evidence(Evidence { at, device: None, metric: None, value: Some(f64::from(i)), note: "raised".into() });
+            a.add_evidence(Evidence {
+                at,
+                device: None,
+                metric: None,
+                value: Some(f64::from(i)),
+                note: "raised".into(),
+            });
         }
         assert_eq!(a.evidence.len(), MAX_EVIDENCE);
         assert_eq!(a.evidence.last().and_then(|e| e.value), Some(29.0));

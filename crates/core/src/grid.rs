@@ -166,6 +166,16 @@ impl GridIndex {
         Some(GeoPoint { lon: p.x(), lat: p.y() })
     }
 
+    /// The middle of the town's extent (where day and night are reckoned for the lamps).
+    pub fn centre(&self) -> Option<GeoPoint> {
+        use rstar::Envelope;
+        if self.cells.is_empty() {
+            return None;
+        }
+        let [lon, lat] = self.tree.root().envelope().center();
+        Some(GeoPoint { lon, lat })
+    }
+
     /// The micro-grid containing the point (a point on a shared edge goes to the lowest code).
     pub fn locate(&self, p: GeoPoint) -> Option<MicroGridCode> {
         let point = Point::new(p.lon, p.lat);

@@ -66,7 +66,7 @@ pub fn person(i: usize) -> String {
 }
 
 /// Departments: (code, 中文名, English name, parent code). Sub-units make the tree visible.
-pub const DEPARTMENTS: [(&str, &str, &str, Option<&str>); 18] = [
+pub const DEPARTMENTS: [(&str, &str, &str, Option<&str>); 19] = [
     ("chengguan", "综合执法局（城管）", "Urban management", None),
     ("chengguan-1", "城管执法一中队", "Urban management squad 1", Some("chengguan")),
     ("chengguan-2", "城管执法二中队", "Urban management squad 2", Some("chengguan")),
@@ -85,4 +85,5 @@ pub const DEPARTMENTS: [(&str, &str, &str, Option<&str>); 18] = [
     ("fire", "消防救援站", "Fire and rescue", None),
     ("housing", "建设管理所", "Construction", None),
     ("eco", "生态环境办", "Ecology and environment", None),
+    ("iot-maint", "物联网运维服务商", "IoT maintenance contractor", None),
 ];

@@ -1,15 +1,19 @@
 //! Devices and telemetry over HTTP: administrators register devices and issue their ingest tokens;
 //! the centre's posts read the latest values and the history; devices (with their token) and IoT
 //! gateways (with a service account's key, naming the device) push payloads to `/api/v1/telemetry`,
-//! the same ingest the MQTT subscriber uses. Thin: parse, call the service layer, answer.
+//! the same ingest the MQTT subscriber uses; the posts on duty read and acknowledge alarms and the
+//! people flow, administrators set the rules. Thin: parse, call the service layer, answer.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
+use civicgrid_core::alarm::{Alarm, RuleSet, Subject};
 use civicgrid_core::iot::{Device, DeviceId, Metric, Reading, Rollup, RollupSpan};
+use civicgrid_service::alarms::CheckpointFlow;
 use civicgrid_service::iot::{DeviceInput, IngestError};
+use civicgrid_store::AlarmFilter;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -196,4 +200,99 @@ pub async fn telemetry(
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_stored", "not stored; send it again"))
         }
     }
+}
+
+/// Which alarms to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsQuery {
+    /// Only those not yet ended (default true).
+    #[serde(default)]
+    pub open: Option<bool>,
+    /// Only those whose fault is present now.
+    #[serde(default)]
+    pub active: Option<bool>,
+    /// Only those of one subject: `component:<id>`, `device:<id>` or `checkpoint:<name>`.
+    #[serde(default)]
+    #[param(value_type = Option<String>)]
+    pub subject: Option<Subject>,
+    /// Only those linked to one case.
+    #[serde(default)]
+    pub case_id: Option<i64>,
+    /// At most this many (1–500, default 100).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// Alarms, newest raising first (the centre's posts).
+#[utoipa::path(get, path = "/api/v1/alarms", tag = "iot", params(AlarmsQuery),
+    responses((status = 200, body = [Alarm]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn alarms(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    ApiQuery(q): ApiQuery<AlarmsQuery>,
+) -> ApiResult<Json<Vec<Alarm>>> {
+    let filter = AlarmFilter {
+        open_only: q.open.unwrap_or(true),
+        active_only: q.active.unwrap_or(false),
+        subject: q.subject,
+        case_id: q.case_id,
+        suppressed_by: None,
+        limit: q.limit.unwrap_or(100),
+    };
+    Ok(Json(state.services.alarms(&actor, filter).await?))
+}
+
+/// One alarm, with its evidence.
+#[utoipa::path(get, path = "/api/v1/alarms/{id}", tag = "iot", params(("id" = i64, Path, description = "alarm id")),
+    responses((status = 200, body = Alarm), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn alarm(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Alarm>> {
+    Ok(Json(state.services.alarm(&actor, id).await?))
+}
+
+/// Acknowledge an alarm (the posts on duty); it ends once also cleared, with no open case.
+#[utoipa::path(post, path = "/api/v1/alarms/{id}/ack", tag = "iot", params(("id" = i64, Path, description = "alarm id")),
+    responses((status = 200, body = Alarm), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn acknowledge_alarm(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Alarm>> {
+    Ok(Json(state.services.acknowledge_alarm(&actor, id).await?))
+}
+
+/// The smart components' rules, storm and crowd policies.
+#[utoipa::path(get, path = "/api/v1/alarm-rules", tag = "iot",
+    responses((status = 200, body = RuleSet), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn alarm_rules(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Json<RuleSet>> {
+    Ok(Json(state.services.alarm_rules(&actor)?))
+}
+
+/// Replace the smart components' rules (administrators).
+#[utoipa::path(put, path = "/api/v1/alarm-rules", tag = "iot", request_body = RuleSet,
+    responses((status = 200, body = RuleSet), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn put_alarm_rules(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    ApiJson(rules): ApiJson<RuleSet>,
+) -> ApiResult<Json<RuleSet>> {
+    Ok(Json(state.services.set_alarm_rules(&actor, rules).await?))
+}
+
+/// Today's people flow per checkpoint: occupancy now and flow per 5 minutes.
+#[utoipa::path(get, path = "/api/v1/people-flow", tag = "iot",
+    responses((status = 200, body = [CheckpointFlow]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn people_flow(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Json<Vec<CheckpointFlow>>> {
+    Ok(Json(state.services.people_flow(&actor).await?))
 }

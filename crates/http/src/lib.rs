@@ -130,6 +130,11 @@ pub fn router(state: AppState) -> Router {
         .route("/devices/{id}/latest", get(iot::latest))
         .route("/devices/{id}/readings", get(iot::readings))
         .route("/devices/{id}/rollups", get(iot::rollups))
+        .route("/alarms", get(iot::alarms))
+        .route("/alarms/{id}", get(iot::alarm))
+        .route("/alarms/{id}/ack", post(iot::acknowledge_alarm))
+        .route("/alarm-rules", get(iot::alarm_rules).put(iot::put_alarm_rules))
+        .route("/people-flow", get(iot::people_flow))
         .route(
             "/telemetry",
             post(iot::telemetry).layer(axum::extract::DefaultBodyLimit::max(civicgrid_core::iot::MAX_PAYLOAD + 1024)),

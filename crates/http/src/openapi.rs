@@ -141,6 +141,7 @@ fn describe(code: &str) -> &'static str {
         intake::push_ticket, intake::diversions, intake::put_diversions, intake::reply_hooks, intake::put_reply_hook,
         intake::delete_reply_hook,
         iot::put_device, iot::devices, iot::issue_token, iot::latest, iot::readings, iot::rollups, iot::telemetry,
+        iot::alarms, iot::alarm, iot::acknowledge_alarm, iot::alarm_rules, iot::put_alarm_rules, iot::people_flow,
     ),
     modifiers(&Security, &ErrorAnswers),
     security(("bearer" = []), ("cookie" = [])),
@@ -154,7 +155,7 @@ fn describe(code: &str) -> &'static str {
         (name = "admin", description = "管理 accounts, calendar, components (administrators)"),
         (name = "dispatch", description = "指挥调度 SLA policy, duty roster, notifications and their channels"),
         (name = "intake", description = "上游工单 tickets pushed by the 12345 and 110 systems, the 110 diversion catalogue, replies"),
-        (name = "iot", description = "物联感知 devices, their ingest tokens and telemetry"),
+        (name = "iot", description = "物联感知 devices, telemetry, alarms, rules and people flow"),
         (name = "kpi", description = "考核 live KPI tables per unit, with grades, 环比/同比 and XLSX export"),
         (name = "ops", description = "health"),
     )

@@ -4,7 +4,7 @@
 //! global log. Out-of-scope cases are "not found", so their existence is not revealed.
 
 use civicgrid_core::access::{Actor, Role, mask_name, mask_phone};
-use civicgrid_core::case::{Action, Case, CaseEvent, CaseId, CaseStatus, Command, Context};
+use civicgrid_core::case::{Action, Case, CaseEvent, CaseId, CaseStatus, Command, Context, Source};
 use civicgrid_core::intake::{ReportInput, check_report};
 use civicgrid_core::org::DeptCode;
 use civicgrid_store::{CaseFilter, Created, NewCase, Page, PageRequest, StoreError};
@@ -167,7 +167,8 @@ impl Services {
             }
         }
         let evidence = self.resolve_attachments(actor, "evidence", &cmd.evidence, Some(id)).await?;
-        if action.is_on_site(&case.facts) {
+        let by_sensor = actor.role == Role::System && case.facts.source == Source::Iot;
+        if action.is_on_site(&case.facts) && !by_sensor {
             self.check_on_site(&case, &evidence, cmd.position, f64::from(world.sla.verify_radius_m)).await?;
         }
         let cmd = Command { evidence, ..cmd.clone() };
@@ -180,8 +181,15 @@ impl Services {
             _ => None,
         };
         let sampled = *action == Action::FixOnSpot && Self::drawn_for_sampling(&world, id);
-        let ctx =
-            Context::new(self.clock.now(), &world.clocks, &world.sla).with_route(route.as_ref()).with_sample(sampled);
+        // A sensor's case is verified only once its telemetry has been normal for the recovery period.
+        let recovered = match (case.facts.source, action) {
+            (Source::Iot, Action::VerifyPass) => self.telemetry_recovered(id).await?,
+            _ => true,
+        };
+        let ctx = Context::new(self.clock.now(), &world.clocks, &world.sla)
+            .with_route(route.as_ref())
+            .with_sample(sampled)
+            .with_telemetry(recovered);
         let event = civicgrid_core::case::decide(&case.facts, &case.status, &cmd, actor.event_actor(), &ctx)?;
         let status = self.store.append(id, case.status.version, event).await?;
         Ok(Case { status, ..case })

@@ -161,8 +161,8 @@ impl Services {
         self.store.device(&id).await?.ok_or(ServiceError::NotFound("device"))
     }
 
-    /// Takes a payload from `device` (by whatever transport it came): the readings stored, or the
-    /// refusal, counted by reason and logged.
+    /// Takes a payload from `device` (by whatever transport it came): the readings stored (and
+    /// followed by the rules), or the refusal, counted by reason and logged.
     pub async fn ingest(&self, device: &Device, payload: &[u8]) -> Result<Vec<Reading>, IngestError> {
         let now = self.clock.now();
         let parsed = if device.retired_at.is_some() {
@@ -179,6 +179,12 @@ impl Services {
         };
         self.store.record_readings(&device.id, &readings, now).await.map_err(|e| IngestError::Store(e.to_string()))?;
         metrics::counter!("civicgrid_telemetry_readings_total").increment(readings.len() as u64);
+        // The readings are stored: a rule that cannot run now is logged and counted, never a reason to
+        // have them sent again.
+        if let Err(e) = self.evaluate(device, &readings).await {
+            metrics::counter!("civicgrid_rule_failures_total").increment(1);
+            tracing::error!(device = %device.id, error = %e, "rules could not follow these readings");
+        }
         Ok(readings)
     }
 

@@ -106,6 +106,14 @@ impl JobRunner {
                 Ok(())
             })
             .every(crate::iot::RETENTION, SignedDuration::from_hours(1))
+            .handle(crate::alarms::SWEEP, |s, _| async move {
+                let done = s.iot_sweep().await.map_err(|e| e.to_string())?;
+                if done != crate::alarms::SweepReport::default() {
+                    tracing::info!(?done, "iot sweep");
+                }
+                Ok(())
+            })
+            .every(crate::alarms::SWEEP, SignedDuration::from_mins(1))
             .handle(crate::deadlines::WARN, |s, job| async move { crate::deadlines::run_timer(&s, &job).await })
             .handle(crate::deadlines::ESCALATE, |s, job| async move { crate::deadlines::run_timer(&s, &job).await })
             .handle(crate::notify::FOLLOW_UP, |s, job| async move { crate::notify::run_follow_up(&s, &job).await })

@@ -10,6 +10,7 @@
 //! - [`feed`] — the live feed: committed events, in order, to every subscriber that may see them.
 //! - [`integrations`] — service accounts and API keys for outside systems.
 //! - [`iot`] — smart components' devices, their ingest tokens and telemetry (any transport).
+//! - [`alarms`] — rules over telemetry, alarms, the cases they open and close, storms, crowds.
 //! - [`reference`] — the calendar and components administrators maintain.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
 //! - [`routing`] — the routing rules and the route they propose for a case.
@@ -25,6 +26,7 @@
 //! - [`error`] — the layer's one error type.
 
 pub mod accounts;
+pub mod alarms;
 pub mod attachments;
 pub mod cases;
 pub mod cockpit;

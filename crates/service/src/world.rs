@@ -1,12 +1,14 @@
 //! The reference data a use case reads — town, point → micro-grid index, code tables, calendar, SLA
-//! rules and their clocks, departments, routing rules, the 110 diversion catalogue — loaded from the
+//! rules and their clocks, departments, routing rules, the 110 diversion catalogue, the smart components' rules — loaded from the
 //! store as one immutable snapshot, replaced whole when it changes.
 //! A use case takes the snapshot once and uses it throughout, so it never mixes two versions.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use civicgrid_core::alarm::RuleSet;
 use civicgrid_core::calendar::{CALENDAR_2026_CSV, WorkCalendar, default_periods, parse_calendar_csv};
+use civicgrid_core::case::GeoPoint;
 use civicgrid_core::catalog::{Catalog, ComponentClass, Matter};
 use civicgrid_core::grid::{GridIndex, Town};
 use civicgrid_core::org::{Department, DeptCode};
@@ -36,6 +38,10 @@ pub struct World {
     pub routing: RoutingTable,
     /// The 110 diversion catalogue: the administrator's, or the example list.
     pub diversions: DiversionCatalogue,
+    /// The smart components' rules: the administrator's, or the standard ones.
+    pub alarm_rules: RuleSet,
+    /// Where day and night are reckoned for the lamps: the middle of the town.
+    pub place: GeoPoint,
 }
 
 impl World {
@@ -60,7 +66,22 @@ impl World {
         let clocks = sla.clocks(&calendar).map_err(|e| StoreError::Corrupt(format!("stored SLA policy: {e}")))?;
         let routing = store.routing_rules().await?.unwrap_or_default();
         let diversions = store.diversion_catalogue().await?.unwrap_or_default();
-        Ok(World { town: store.town().await?, index, catalog, calendar, sla, clocks, departments, routing, diversions })
+        let alarm_rules = store.alarm_rules().await?.unwrap_or_else(RuleSet::standard);
+        // Without a town yet, Kunshan's (the demo's county) stands in.
+        let place = index.centre().unwrap_or(GeoPoint { lon: 120.98, lat: 31.38 });
+        Ok(World {
+            town: store.town().await?,
+            index,
+            catalog,
+            calendar,
+            sla,
+            clocks,
+            departments,
+            routing,
+            diversions,
+            alarm_rules,
+            place,
+        })
     }
 
     /// Whether a department exists.

@@ -393,6 +393,10 @@ pub trait ReferenceStore: Send + Sync {
         by: i64,
         now: Timestamp,
     ) -> Result<()>;
+    /// The smart components' rules an administrator set, if any.
+    async fn alarm_rules(&self) -> Result<Option<civicgrid_core::alarm::RuleSet>>;
+    /// Replaces the smart components' rules; `by` is the administrator.
+    async fn put_alarm_rules(&self, rules: &civicgrid_core::alarm::RuleSet, by: i64, now: Timestamp) -> Result<()>;
     /// The routing rules an administrator set, if any.
     async fn routing_rules(&self) -> Result<Option<civicgrid_core::routing::RoutingTable>>;
     /// Replaces the routing rules; `by` is the administrator.
@@ -1173,8 +1177,8 @@ pub trait Store:
 /// The store traits, for `use civicgrid_store::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, AlarmStore, AttachmentStore, CaseStore, DeviceStore, EventLog, IntegrationStore, JobStore, KpiStore,
-        NotifyStore, ReferenceStore, Store,
+        AccountStore, AlarmStore, AttachmentStore, CaseStore, DeviceStore, EventLog, IntegrationStore, JobStore,
+        KpiStore, NotifyStore, ReferenceStore, Store,
     };
 }
 

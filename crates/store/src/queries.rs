@@ -373,6 +373,14 @@ impl ReferenceStore for This {
         self.put_setting("diversion_catalogue", catalogue, by, now).await
     }
 
+    async fn alarm_rules(&self) -> Result<Option<civicgrid_core::alarm::RuleSet>> {
+        self.setting("alarm_rules").await
+    }
+
+    async fn put_alarm_rules(&self, rules: &civicgrid_core::alarm::RuleSet, by: i64, now: Timestamp) -> Result<()> {
+        self.put_setting("alarm_rules", rules, by, now).await
+    }
+
     async fn reply_hooks(&self) -> Result<std::collections::BTreeMap<i64, crate::ReplyHook>> {
         Ok(self.setting("reply_hooks").await?.unwrap_or_default())
     }

@@ -151,3 +151,236 @@ async fn devices_push_telemetry_and_bad_payloads_are_counted_and_refused() {
     }
     assert!(scrape.contains("civicgrid_telemetry_readings_total"));
 }
+
+/// Pushes one reading payload for a registered device through the same ingest as MQTT and HTTP.
+async fn feed(app: &TestApp, device: &str, body: Value) {
+    let id: civicgrid_core::iot::DeviceId = device.parse().expect("id");
+    let d = app.store.device(&id).await.expect("read").expect("registered");
+    app.state.services.ingest(&d, body.to_string().as_bytes()).await.expect("stored");
+}
+
+/// A lamp of the test town with its cabinet, its component's department and its alarm subject.
+async fn a_lamp(app: &TestApp) -> (String, String, String, String) {
+    let devices = app.store.devices().await.expect("devices");
+    let lamp = devices.iter().find(|d| d.cabinet.is_some()).expect("a lamp with a cabinet");
+    let component = app.store.component(lamp.component_id.expect("on a lamp")).await.expect("read").expect("lamp");
+    let cabinet = lamp.cabinet.as_ref().expect("cabinet").to_string();
+    (lamp.id.to_string(), cabinet, component.department.to_string(), format!("component:{}", component.id))
+}
+
+async fn alarm_of(app: &TestApp, token: &str, subject: &str) -> Value {
+    let (s, list) = app.get(&format!("/api/v1/alarms?open=true&subject={subject}"), Some(token)).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null)
+}
+
+/// The whole story with an injected clock: a lamp goes dark at night → after ten minutes an alarm →
+/// after the storm window a case, dispatched by the system to the lamp's department → the lamp flickers
+/// back and fails again (the same alarm, counted twice) → the department replies → telemetry has not
+/// recovered, so the case waits; a relapse sends it back as rework → the department replies again →
+/// the lamp burns for the recovery period → the system verifies and closes the case, and the alarm
+/// ends.
+#[tokio::test]
+async fn a_dark_lamp_opens_a_case_that_closes_only_when_telemetry_recovers() {
+    let app = spawn_app().await;
+    let (lamp, _cabinet, dept, subject) = a_lamp(&app).await;
+    let sweep = || async { app.state.services.iot_sweep().await.expect("sweep") };
+    let at = |clock: &ManualClock| civicgrid_core::clock::Clock::now(clock).to_string();
+    let reading = |clock: &ManualClock, amps: f64| json!({"ts": at(clock), "values": {"current_a": amps}});
+
+    app.clock.set("2026-11-23T12:50:00Z".parse().expect("time")); // 20:50 in China: night
+    let shift = app.login("shift").await;
+    feed(&app, &lamp, reading(&app.clock, 0.45)).await;
+    app.clock.advance(SignedDuration::from_mins(10));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    app.clock.advance(SignedDuration::from_mins(5));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    assert_eq!(alarm_of(&app, &shift, &subject).await, Value::Null, "five dark minutes are not ten");
+    app.clock.advance(SignedDuration::from_mins(5));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    let alarm = alarm_of(&app, &shift, &subject).await;
+    assert_eq!((alarm["fault"].as_str(), alarm["active"].as_bool()), (Some("lamp_out"), Some(true)), "{alarm}");
+    assert!(alarm["case_id"].is_null(), "a lamp waits the storm window before its case: {alarm}");
+
+    // After the window, the sweep opens the case and the system takes it to the lamp's department.
+    app.clock.advance(SignedDuration::from_mins(5));
+    let done = sweep().await;
+    assert!(done.cases_opened >= 1, "{done:?}");
+    let alarm = alarm_of(&app, &shift, &subject).await;
+    let case_id = alarm["case_id"].as_i64().expect("a case");
+    let (_, case) = app.get(&format!("/api/v1/cases/{case_id}"), Some(&shift)).await;
+    assert_eq!(case["source"], "iot", "{case}");
+    assert_eq!(case["matter"], "01037", "{case}");
+    assert_eq!(case["state"], "dispatched", "{case}");
+    assert_eq!(case["lead_dept"].as_str(), Some(dept.as_str()), "{case}");
+
+    // It flickers back and fails again: the same alarm, raised twice, on the same case.
+    app.clock.advance(SignedDuration::from_mins(1));
+    feed(&app, &lamp, reading(&app.clock, 0.44)).await;
+    app.clock.advance(SignedDuration::from_mins(1));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    app.clock.advance(SignedDuration::from_mins(10));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    let again = alarm_of(&app, &shift, &subject).await;
+    assert_eq!((again["id"].clone(), again["count"].as_u64()), (alarm["id"].clone(), Some(2)), "{again}");
+    assert_eq!(again["case_id"].as_i64(), Some(case_id));
+    assert!(again["evidence"].as_array().expect("evidence").len() >= 4, "{again}");
+
+    // The department replies while the lamp is still dark: the case waits for telemetry.
+    let handler = app.login(&format!("dept_{dept}")).await;
+    app.steps(&handler, case_id, &[json!({"action": "sign"}), json!({"action": "reply", "reason": "已更换灯具"})])
+        .await;
+    sweep().await;
+    let (_, case) = app.get(&format!("/api/v1/cases/{case_id}"), Some(&shift)).await;
+    assert_eq!(case["state"], "replied", "{case}");
+    // Still dark after the reply: a relapse, back to the department as rework.
+    app.clock.advance(SignedDuration::from_mins(10));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    let (_, case) = app.get(&format!("/api/v1/cases/{case_id}"), Some(&shift)).await;
+    assert_eq!(case["state"], "replied", "the alarm was still active: nothing relapsed yet: {case}");
+    app.clock.advance(SignedDuration::from_mins(1));
+    feed(&app, &lamp, reading(&app.clock, 0.45)).await;
+    app.clock.advance(SignedDuration::from_mins(1));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    app.clock.advance(SignedDuration::from_mins(10));
+    feed(&app, &lamp, reading(&app.clock, 0.0)).await;
+    let (_, case) = app.get(&format!("/api/v1/cases/{case_id}"), Some(&shift)).await;
+    assert_eq!(case["state"], "handling", "a relapse after the reply is rework: {case}");
+    let (_, events) = app.get(&format!("/api/v1/cases/{case_id}/events"), Some(&shift)).await;
+    let fail = events.as_array().expect("events").iter().find(|e| e["action"]["action"] == "verify_fail").cloned();
+    assert_eq!(fail.as_ref().map(|e| e["actor"]["role"].clone()), Some(json!("system")), "{events}");
+
+    // Replied again; the lamp burns, but not yet for the recovery period.
+    app.steps(&handler, case_id, &[json!({"action": "reply", "reason": "更换整流器"})]).await;
+    app.clock.advance(SignedDuration::from_mins(1));
+    feed(&app, &lamp, reading(&app.clock, 0.46)).await;
+    app.clock.advance(SignedDuration::from_mins(20));
+    feed(&app, &lamp, reading(&app.clock, 0.46)).await;
+    sweep().await;
+    let (_, case) = app.get(&format!("/api/v1/cases/{case_id}"), Some(&shift)).await;
+    assert_eq!(case["state"], "replied", "20 of 30 minutes: {case}");
+    app.clock.advance(SignedDuration::from_mins(11));
+    let done = sweep().await;
+    assert!(done.cases_closed >= 1, "{done:?}");
+    let (_, case) = app.get(&format!("/api/v1/cases/{case_id}"), Some(&shift)).await;
+    assert_eq!(case["state"], "closed", "{case}");
+    assert_eq!(alarm_of(&app, &shift, &subject).await, Value::Null, "the alarm ended with its case");
+    let (_, ended) = app.get(&format!("/api/v1/alarms?open=false&subject={subject}"), Some(&shift)).await;
+    let ended = &ended[0];
+    assert!(ended["ended_at"].is_string() && ended["acked_at"].is_string(), "{ended}");
+    assert_eq!(ended["count"].as_u64(), Some(3), "{ended}");
+}
+
+/// A cabinet storm: more than the share of one cabinet's lamps dark at once is one cabinet alarm and one
+/// case; the lamps' own alarms are held back and open no case; when the cabinet recovers they are let
+/// go, and a lamp still dark then gets a case of its own.
+#[tokio::test]
+async fn a_cabinet_storm_opens_one_case_and_holds_the_lamps_back() {
+    let app = spawn_app().await;
+    app.clock.set("2026-11-23T11:50:00Z".parse().expect("time")); // 19:50
+    let (admin, shift) = (app.login("admin").await, app.login("shift").await);
+    let devices = app.store.devices().await.expect("devices");
+    let (_, cabinet, _, _) = a_lamp(&app).await;
+    let lamps: Vec<String> = devices
+        .iter()
+        .filter(|d| d.cabinet.as_ref().map(ToString::to_string) == Some(cabinet.clone()))
+        .map(|d| d.id.to_string())
+        .collect();
+    assert!(lamps.len() >= 3, "the test town's cabinet has {} lamps", lamps.len());
+    // Rules: a storm is more than half of a cabinet's lamps, at least two (set through the API).
+    let (_, mut rules) = app.get("/api/v1/alarm-rules", Some(&shift)).await;
+    rules["storm"]["share_pct"] = json!(50);
+    rules["storm"]["min_lamps"] = json!(2);
+    let (s, e) = app.put("/api/v1/alarm-rules", &shift, &rules).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    let mut bad = rules.clone();
+    bad["rules"][0]["condition"] = json!({"type": "below", "metric": "current_a", "value": 1.0});
+    let (s, e) = app.put("/api/v1/alarm-rules", &admin, &bad).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("rules[0].condition")), "{e}");
+    let (s, e) = app.put("/api/v1/alarm-rules", &admin, &rules).await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+
+    let dark = lamps.len() / 2 + 1;
+    let at = |clock: &ManualClock| civicgrid_core::clock::Clock::now(clock).to_string();
+    app.clock.set("2026-11-23T12:00:00Z".parse().expect("time")); // 20:00
+    for minute in [0, 10] {
+        for lamp in &lamps[..dark] {
+            feed(&app, lamp, json!({"ts": at(&app.clock), "values": {"current_a": 0.0}})).await;
+        }
+        for lamp in &lamps[dark..] {
+            feed(&app, lamp, json!({"ts": at(&app.clock), "values": {"current_a": 0.5}})).await;
+        }
+        if minute == 0 {
+            app.clock.advance(SignedDuration::from_mins(10));
+        }
+    }
+    app.state.services.iot_sweep().await.expect("sweep");
+    let cab = alarm_of(&app, &shift, &format!("device:{cabinet}")).await;
+    assert_eq!((cab["fault"].as_str(), cab["active"].as_bool()), (Some("cabinet_outage"), Some(true)), "{cab}");
+    // Past the storm window: the cabinet has its case, the lamps none.
+    app.clock.advance(SignedDuration::from_mins(6));
+    app.state.services.iot_sweep().await.expect("sweep");
+    let cab = alarm_of(&app, &shift, &format!("device:{cabinet}")).await;
+    let cab_case = cab["case_id"].as_i64().expect("the cabinet's case");
+    let (_, case) = app.get(&format!("/api/v1/cases/{cab_case}"), Some(&shift)).await;
+    assert!(case["description"].as_str().is_some_and(|d| d.contains(&cabinet)), "{case}");
+    let lamp_alarm = |lamp: &str| {
+        let d = devices.iter().find(|d| d.id.as_str() == lamp).expect("lamp");
+        format!("component:{}", d.component_id.expect("component"))
+    };
+    for lamp in &lamps[..dark] {
+        let a = alarm_of(&app, &shift, &lamp_alarm(lamp)).await;
+        assert_eq!(a["suppressed_by"].as_i64(), cab["id"].as_i64(), "{a}");
+        assert!(a["case_id"].is_null(), "a held-back lamp opens no case: {a}");
+    }
+    // All but one lamp come back: the cabinet clears and lets the last dark lamp go, which then
+    // opens its own case.
+    app.clock.advance(SignedDuration::from_mins(1));
+    for lamp in &lamps[1..dark] {
+        feed(&app, lamp, json!({"ts": at(&app.clock), "values": {"current_a": 0.5}})).await;
+    }
+    app.state.services.iot_sweep().await.expect("sweep");
+    let cab = alarm_of(&app, &shift, &format!("device:{cabinet}")).await;
+    assert_eq!(cab["active"].as_bool(), Some(false), "{cab}");
+    let last = alarm_of(&app, &shift, &lamp_alarm(&lamps[0])).await;
+    assert!(last["suppressed_by"].is_null(), "{last}");
+    assert!(last["case_id"].as_i64().is_some_and(|c| c != cab_case), "its own case: {last}");
+}
+
+/// A cover knocked open is critical: pushed to the shift leader on duty at once, with its case
+/// dispatched without waiting; a tampered sensor's case goes to the IoT maintenance contractor, not to
+/// the cover's department; the shift leader acknowledges the alarm, an analyst may not.
+#[tokio::test]
+async fn critical_alarms_are_pushed_and_device_health_goes_to_the_contractor() {
+    let app = spawn_app().await;
+    let (shift, analyst) = (app.login("shift").await, app.login("analyst").await);
+    let devices = app.store.devices().await.expect("devices");
+    let cover = devices.iter().find(|d| d.kind == civicgrid_core::iot::DeviceKind::ManholeCover).expect("a cover");
+    let component = app.store.component(cover.component_id.expect("component")).await.expect("read").expect("cover");
+    let subject = format!("component:{}", component.id);
+    let now = civicgrid_core::clock::Clock::now(&app.clock).to_string();
+    feed(&app, cover.id.as_str(), json!({"ts": now, "values": {"cover_open": true, "tilt_deg": 3.0, "tamper": 1}}))
+        .await;
+
+    let (_, list) = app.get(&format!("/api/v1/alarms?subject={subject}"), Some(&shift)).await;
+    let list = list.as_array().expect("alarms").clone();
+    let open = list.iter().find(|a| a["fault"] == "cover_open").expect("cover open");
+    assert_eq!(open["severity"], "critical");
+    let tamper = list.iter().find(|a| a["fault"] == "tamper").expect("tamper");
+    for (a, dept) in [(open, component.department.to_string()), (tamper, "iot-maint".to_owned())] {
+        let id = a["case_id"].as_i64().expect("a case at once");
+        let (_, case) = app.get(&format!("/api/v1/cases/{id}"), Some(&shift)).await;
+        assert_eq!(case["lead_dept"].as_str(), Some(dept.as_str()), "{case}");
+    }
+    let (_, inbox) = app.get("/api/v1/notifications", Some(&shift)).await;
+    let pushed =
+        inbox["items"].as_array().expect("inbox").iter().any(|n| n["kind"] == "alarm" && n["severity"] == "critical");
+    assert!(pushed, "{inbox}");
+
+    let id = open["id"].as_i64().expect("id");
+    let (s, _) = app.post(&format!("/api/v1/alarms/{id}/ack"), Some(&analyst), &json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, acked) = app.post(&format!("/api/v1/alarms/{id}/ack"), Some(&shift), &json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{acked}");
+    assert!(acked["acked_at"].is_string() && acked["ended_at"].is_null(), "still active: {acked}");
+}

@@ -1,0 +1,773 @@
+//! From telemetry to alarms to cases, and back: the rules ([`civicgrid_core::alarm`]) follow each
+//! device's readings as they are stored ([`Services::evaluate`]) and the passing of time
+//! ([`Services::iot_sweep`], the `iot.sweep` job every minute); what they find becomes an alarm, one
+//! per subject and fault, which a repeat raises again.
+//!
+//! An alarm at or above its rule's case severity opens a case — matter from the component's class,
+//! reported, accepted, filed and dispatched by the system to the component's department, or for a
+//! device's own health to the IoT maintenance contractor. The department replies as usual; the system
+//! verifies and closes the case only once telemetry has been normal for the recovery period, and a
+//! relapse sends it back as rework (返工) or reopens it.
+//!
+//! A lamp-out alarm waits the storm window before it opens a case: when more than the policy's share
+//! of one cabinet's lamps are out, the cabinet gets one alarm and one case, and the lamps' alarms are
+//! held back until it recovers. Critical alarms are pushed to the shift leader on duty (in-app and
+//! every outbound channel) and escalate if nobody acknowledges them. People counters' checkpoints
+//! raise a crowd alarm above their occupancy threshold.
+
+use std::collections::{BTreeMap, HashMap};
+
+use civicgrid_core::access::{Actor, Role};
+use civicgrid_core::alarm::{Alarm, AlarmSeverity, Change, Evidence, Fault, Rule, RuleSet, RuleState, Subject};
+use civicgrid_core::case::{Action, Case, CaseId, CaseState, Command, Source, Urgency};
+use civicgrid_core::duty::{Addressee, DutyPost, Severity};
+use civicgrid_core::intake::ReportInput;
+use civicgrid_core::iot::{Device, DeviceKind, Metric, Reading, RollupSpan};
+use civicgrid_core::org::DeptCode;
+use civicgrid_store::{AlarmFilter, StoreError};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::accounts::require;
+use crate::notify::Alert;
+use crate::{ServiceError, ServiceResult, Services};
+
+/// The recurring job that follows the passing of time (silence, held conditions, storms, crowds,
+/// cases to open, advance and close).
+pub const SWEEP: &str = "iot.sweep";
+/// The system job recorded on what the rules do.
+const JOB: &str = "iot_alarms";
+/// The rule name of a cabinet outage.
+const STORM_RULE: &str = "storm";
+/// The rule name of a crowd.
+const CROWD_RULE: &str = "crowd";
+/// Most alarms a list answers.
+pub const MAX_ALARMS: u32 = 500;
+
+/// Who may read alarms and acknowledge them: the centre's posts.
+const WATCHERS: [Role; 7] = [
+    Role::Commander,
+    Role::Leader,
+    Role::ShiftLeader,
+    Role::Dispatcher,
+    Role::IntakeOperator,
+    Role::Supervisor,
+    Role::Analyst,
+];
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SweepReport {
+    /// Alarms raised (or raised again).
+    pub raised: u32,
+    /// Alarms cleared.
+    pub cleared: u32,
+    /// Cases opened.
+    pub cases_opened: u32,
+    /// Cases closed after telemetry recovered.
+    pub cases_closed: u32,
+    /// Alarms ended.
+    pub ended: u32,
+}
+
+/// A checkpoint's people flow today.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CheckpointFlow {
+    /// The checkpoint.
+    pub checkpoint: String,
+    /// People in the area now (in minus out since local midnight).
+    pub occupancy: i64,
+    /// The crowd threshold.
+    pub max: u32,
+    /// Per 5 minutes, oldest first.
+    pub flow: Vec<FlowSpan>,
+}
+
+/// People in and out over five minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FlowSpan {
+    /// Where the span starts.
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    /// In.
+    pub count_in: i64,
+    /// Out.
+    pub count_out: i64,
+}
+
+fn system() -> Actor {
+    Actor::system(JOB)
+}
+
+fn subject_of(d: &Device) -> Subject {
+    match d.component_id {
+        Some(c) => Subject::Component(c),
+        None => Subject::Device(d.id.clone()),
+    }
+}
+
+fn evidence(
+    at: Timestamp,
+    device: Option<&Device>,
+    metric: Option<Metric>,
+    value: Option<f64>,
+    note: &str,
+) -> Evidence {
+    Evidence { at, device: device.map(|d| d.id.clone()), metric, value, note: note.into() }
+}
+
+/// A raising to apply: which alarm, why, and what showed it.
+struct Raise<'a> {
+    subject: Subject,
+    rule: &'a str,
+    fault: Fault,
+    severity: AlarmSeverity,
+    device: Option<&'a Device>,
+    metric: Option<Metric>,
+    value: Option<f64>,
+    at: Timestamp,
+    /// It opens no case before this.
+    hold_until: Option<Timestamp>,
+}
+
+impl Services {
+    /// The smart components' rules (the centre's posts and the administrator).
+    pub fn alarm_rules(&self, actor: &Actor) -> ServiceResult<RuleSet> {
+        if actor.role != Role::Admin {
+            require(actor, &WATCHERS)?;
+        }
+        Ok(self.world().alarm_rules.clone())
+    }
+
+    /// Replaces the smart components' rules (administrators).
+    pub async fn set_alarm_rules(&self, actor: &Actor, rules: RuleSet) -> ServiceResult<RuleSet> {
+        require(actor, &[Role::Admin])?;
+        rules.check()?;
+        let world = self.world();
+        if !world.has_department(&rules.maintenance_dept) {
+            return Err(ServiceError::invalid(
+                "maintenance_dept",
+                format!("department {} does not exist", rules.maintenance_dept),
+            ));
+        }
+        if let Some((i, m)) = rules.rules.iter().enumerate().find_map(|(i, r)| Some((i, r.matter?)))
+            && world.catalog.matter(m).is_none()
+        {
+            return Err(ServiceError::invalid(
+                &format!("rules[{i}].matter"),
+                format!("matter {m} is not in the code table"),
+            ));
+        }
+        self.store.put_alarm_rules(&rules, actor.user_id, self.clock.now()).await?;
+        self.reload_world().await?;
+        tracing::info!(admin = actor.user_id, rules = rules.rules.len(), "alarm rules replaced");
+        Ok(rules)
+    }
+
+    /// Alarms, newest raising first (the centre's posts).
+    pub async fn alarms(&self, actor: &Actor, mut filter: AlarmFilter) -> ServiceResult<Vec<Alarm>> {
+        require(actor, &WATCHERS)?;
+        filter.limit = filter.limit.clamp(1, MAX_ALARMS);
+        Ok(self.store.alarms(&filter).await?)
+    }
+
+    /// One alarm (the centre's posts).
+    pub async fn alarm(&self, actor: &Actor, id: i64) -> ServiceResult<Alarm> {
+        require(actor, &WATCHERS)?;
+        self.store.alarm(id).await?.ok_or(ServiceError::NotFound("alarm"))
+    }
+
+    /// Acknowledges an alarm (the centre's posts, not analysts); it ends if it is also cleared and
+    /// has no open case.
+    pub async fn acknowledge_alarm(&self, actor: &Actor, id: i64) -> ServiceResult<Alarm> {
+        require(actor, &WATCHERS)?;
+        if actor.role == Role::Analyst {
+            return Err(ServiceError::forbidden("analysts read alarms; the posts on duty acknowledge them"));
+        }
+        let mut a = self.store.alarm(id).await?.ok_or(ServiceError::NotFound("alarm"))?;
+        a.acknowledge(Some(actor.user_id), self.clock.now())?;
+        a.add_evidence(evidence(self.clock.now(), None, None, None, &format!("acknowledged by {}", actor.username)));
+        self.store.update_alarm(&mut a, "acknowledged").await?;
+        self.end_if_done(&mut a).await?;
+        Ok(a)
+    }
+
+    /// Follows readings just stored for `device`: each of its kind's rules sees them in time order,
+    /// and what they find raises or clears alarms.
+    pub async fn evaluate(&self, device: &Device, readings: &[Reading]) -> ServiceResult<()> {
+        let world = self.world();
+        let rules: Vec<&Rule> = world.alarm_rules.for_kind(device.kind).collect();
+        if rules.is_empty() || readings.is_empty() {
+            return Ok(());
+        }
+        let mut states: HashMap<String, RuleState> = self.store.rule_states(&device.id).await?.into_iter().collect();
+        let mut sorted = readings.to_vec();
+        sorted.sort_by_key(|r| r.at);
+        for rule in rules {
+            let state = states.entry(rule.id.clone()).or_default();
+            let before = state.clone();
+            let mut changes = Vec::new();
+            for r in &sorted {
+                if let Some(c) = rule.observe(state, r, world.place) {
+                    changes.push((c, Some(r.metric)));
+                }
+            }
+            if remembered(&before) != remembered(state) {
+                self.store.put_rule_state(&device.id, &rule.id, state).await?;
+            }
+            for (change, metric) in changes {
+                self.apply_change(&world.alarm_rules, rule, device, change, metric).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_change(
+        &self,
+        rules: &RuleSet,
+        rule: &Rule,
+        device: &Device,
+        change: Change,
+        metric: Option<Metric>,
+    ) -> ServiceResult<()> {
+        match change {
+            Change::Raise { at, value } => {
+                let hold = (rule.fault == Fault::LampOut)
+                    .then(|| at + SignedDuration::from_secs(i64::from(rules.storm.window_s)));
+                self.raise_alarm(Raise {
+                    subject: subject_of(device),
+                    rule: &rule.id,
+                    fault: rule.fault,
+                    severity: rule.severity,
+                    device: Some(device),
+                    metric,
+                    value,
+                    at,
+                    hold_until: hold,
+                })
+                .await?;
+            }
+            Change::Clear { at, value } => {
+                self.clear_alarm(&subject_of(device), rule.fault, at, Some(device), metric, value).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises an alarm: the subject's open one of that fault again, or a new one (which, after a
+    /// recently closed case of the same fault, rejoins that case).
+    async fn raise_alarm(&self, r: Raise<'_>) -> ServiceResult<Alarm> {
+        let note = |what: &str| evidence(r.at, r.device, r.metric, r.value, what);
+        for _ in 0..5 {
+            if let Some(mut a) = self.store.open_alarm(&r.subject, r.fault).await? {
+                let relapsed = a.repeat(r.at);
+                a.severity = a.severity.max(r.severity);
+                a.add_evidence(note("raised again"));
+                match self.store.update_alarm(&mut a, "raised again").await {
+                    Err(StoreError::Conflict { .. }) => continue,
+                    other => other?,
+                }
+                metrics::counter!("civicgrid_alarms_raised_total", "fault" => r.fault.as_str()).increment(1);
+                if relapsed && let Some(case) = a.case_id {
+                    self.relapse(case, &a).await?;
+                }
+                self.push_if_critical(&a).await?;
+                return Ok(a);
+            }
+            let mut a = Alarm::raise(r.subject.clone(), r.rule, r.fault, r.severity, r.at);
+            a.device = r.device.map(|d| d.id.clone());
+            a.hold_until = r.hold_until;
+            a.add_evidence(note("raised"));
+            let rules = &self.world().alarm_rules;
+            if let Some(last) = self.store.last_ended_alarm(&r.subject, r.fault).await?
+                && let Some(case) = last.case_id
+                && last.ended_at.is_some_and(|e| r.at.duration_since(e) <= secs(rules.relapse_s))
+            {
+                // The same fault back soon after its case closed: that case again, as rework.
+                a.case_id = Some(case);
+            }
+            let a = match self.store.insert_alarm(&a, "raised").await {
+                Err(StoreError::Duplicate { .. }) => continue,
+                other => other?,
+            };
+            metrics::counter!("civicgrid_alarms_raised_total", "fault" => r.fault.as_str()).increment(1);
+            tracing::info!(alarm = a.id, subject = %a.subject, fault = a.fault.as_str(), "alarm raised");
+            if let Some(case) = a.case_id {
+                self.relapse(case, &a).await?;
+            }
+            self.push_if_critical(&a).await?;
+            let mut a = a;
+            if a.hold_until.is_none_or(|h| h <= r.at) {
+                self.open_case_if_due(&mut a, r.at).await?;
+            }
+            return Ok(a);
+        }
+        Err(ServiceError::Internal("an alarm kept changing under its raising".into()))
+    }
+
+    /// Clears the subject's open alarm of that fault, if it is active.
+    async fn clear_alarm(
+        &self,
+        subject: &Subject,
+        fault: Fault,
+        at: Timestamp,
+        device: Option<&Device>,
+        metric: Option<Metric>,
+        value: Option<f64>,
+    ) -> ServiceResult<Option<Alarm>> {
+        for _ in 0..5 {
+            let Some(mut a) = self.store.open_alarm(subject, fault).await? else { return Ok(None) };
+            if !a.active {
+                return Ok(Some(a));
+            }
+            a.clear(at);
+            a.add_evidence(evidence(at, device, metric, value, "cleared"));
+            match self.store.update_alarm(&mut a, "cleared").await {
+                Err(StoreError::Conflict { .. }) => continue,
+                other => other?,
+            }
+            tracing::info!(alarm = a.id, subject = %a.subject, fault = a.fault.as_str(), "alarm cleared");
+            self.end_if_done(&mut a).await?;
+            return Ok(Some(a));
+        }
+        Err(ServiceError::Internal("an alarm kept changing under its clearing".into()))
+    }
+
+    /// Ends an alarm that is cleared and acknowledged and whose case, if any, is closed.
+    async fn end_if_done(&self, a: &mut Alarm) -> ServiceResult<bool> {
+        if let Some(id) = a.case_id {
+            let closed = self.store.case(id).await?.is_none_or(|c| !c.status.state.is_open());
+            if !closed {
+                return Ok(false);
+            }
+        }
+        if !a.end_if_done(self.clock.now()) {
+            return Ok(false);
+        }
+        match self.store.update_alarm(a, "ended").await {
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            other => other.map(|()| true).map_err(Into::into),
+        }
+    }
+
+    /// Pushes a critical alarm to the shift leader on duty, in-app and on every channel; the
+    /// notification escalates to the next post up if nobody acknowledges it in time.
+    async fn push_if_critical(&self, a: &Alarm) -> ServiceResult<()> {
+        if a.severity != AlarmSeverity::Critical || !a.active {
+            return Ok(());
+        }
+        let case = match a.case_id {
+            Some(id) => self.store.case(id).await?,
+            None => None,
+        };
+        let last = a.evidence.last();
+        self.raise(Alert {
+            dedup_key: format!("alarm:{}:{}", a.id, a.count),
+            kind: "alarm",
+            severity: Severity::Critical,
+            case,
+            addressee: Some(Addressee::Post(DutyPost::ShiftLeader, None)),
+            title: format!("【紧急告警】{} · {}", a.fault.label_zh(), a.subject),
+            body: format!(
+                "告警 #{} 第 {} 次：{}{}",
+                a.id,
+                a.count,
+                last.and_then(|e| e.device.as_ref()).map_or(String::new(), |d| format!("设备 {d} ")),
+                last.and_then(|e| Some(format!("{} = {}", e.metric?.as_str(), e.value?))).unwrap_or_default()
+            ),
+        })
+        .await
+    }
+
+    /// Opens the case an alarm's rule asks for, if it has none and nothing holds it back.
+    async fn open_case_if_due(&self, a: &mut Alarm, now: Timestamp) -> ServiceResult<bool> {
+        let world = self.world();
+        let opens = match a.rule.as_str() {
+            STORM_RULE => true,
+            CROWD_RULE => false,
+            id => world.alarm_rules.rule(id).is_some_and(Rule::opens_case),
+        };
+        if !opens
+            || !a.active
+            || a.case_id.is_some()
+            || a.suppressed_by.is_some()
+            || a.hold_until.is_some_and(|h| h > now)
+        {
+            return Ok(false);
+        }
+        let Some(report) = self.sensor_report(a).await? else { return Ok(false) };
+        let key = format!("alarm-{}", a.id);
+        let case = self.report_case_once(&system(), report.input, Some(&key)).await?.value;
+        a.case_id = Some(case.id);
+        a.add_evidence(evidence(now, None, None, None, &format!("case {} opened", case.number)));
+        self.store.update_alarm(a, "case opened").await?;
+        tracing::info!(alarm = a.id, case = case.id, dept = %report.dept, "alarm opened a case");
+        self.advance_sensor_case(case.id).await?;
+        Ok(true)
+    }
+
+    /// The report a sensor's alarm makes, and the department it goes to.
+    async fn sensor_report(&self, a: &Alarm) -> ServiceResult<Option<SensorReport>> {
+        let world = self.world();
+        let rules = &world.alarm_rules;
+        let component = match &a.subject {
+            Subject::Component(c) => self.store.component(*c).await?,
+            // A cabinet stands where its first lamp does, and belongs to the lamps' department.
+            Subject::Device(d) => {
+                let first_lamp = self.store.devices().await?.into_iter().find(|l| l.cabinet.as_ref() == Some(d));
+                match first_lamp.and_then(|l| l.component_id) {
+                    Some(c) => self.store.component(c).await?,
+                    None => None,
+                }
+            }
+            Subject::Checkpoint(_) => None,
+        };
+        let Some(component) = component else {
+            tracing::warn!(alarm = a.id, subject = %a.subject, "no component to place the alarm's case; none opened");
+            return Ok(None);
+        };
+        let rule_matter = rules.rule(&a.rule).and_then(|r| r.matter);
+        let Some(matter) = rule_matter.or_else(|| world.catalog.fault_matter_of(component.id.class()).map(|m| m.code))
+        else {
+            tracing::warn!(alarm = a.id, class = %component.id.class(), "no matter for the component's class");
+            return Ok(None);
+        };
+        let dept =
+            if a.fault.is_device_health() { rules.maintenance_dept.clone() } else { component.department.clone() };
+        let on_component = matches!(a.subject, Subject::Component(_));
+        let first = a.evidence.first();
+        let reading = first.and_then(|e| Some(format!("，{} = {}", e.metric?.as_str(), e.value?))).unwrap_or_default();
+        let device = a.device.as_ref().map_or(String::new(), |d| format!("，设备 {d}"));
+        let what = match &a.subject {
+            Subject::Device(d) => format!("配电箱 {d} 下多盏路灯同时不亮"),
+            _ => a.fault.label_zh().to_owned(),
+        };
+        let input = ReportInput {
+            matter,
+            component_id: on_component.then_some(component.id),
+            source: Some(Source::Iot),
+            urgency: if a.severity == AlarmSeverity::Critical { Urgency::Urgent } else { Urgency::Normal },
+            description: format!("【物联网告警 #{}】{}：{}{device}{reading}", a.id, component.name, what),
+            location: component.location,
+            coord_system: Default::default(),
+            address: component.name.clone(),
+            reporter_name: None,
+            reporter_phone: None,
+            attachments: Vec::new(),
+            upstream: None,
+            tracking: None,
+        };
+        Ok(Some(SensorReport { input, dept }))
+    }
+
+    /// Takes a sensor case's next centre step the system takes itself: accept, file, dispatch to the
+    /// department of its alarm, until a department holds it.
+    async fn advance_sensor_case(&self, id: CaseId) -> ServiceResult<()> {
+        let sys = system();
+        for _ in 0..4 {
+            let case = self.case(&sys, id).await?;
+            let action = match case.status.state {
+                CaseState::Reported => Action::Accept,
+                CaseState::Accepted => Action::File,
+                CaseState::Filed => {
+                    let Some(lead) = self.dispatch_target(&case).await? else { return Ok(()) };
+                    Action::Dispatch { lead, co: Vec::new() }
+                }
+                _ => return Ok(()),
+            };
+            self.transition(&sys, id, &Command::new(action), Some(case.status.version)).await?;
+        }
+        Ok(())
+    }
+
+    /// Where a sensor case goes: the department its alarm's report named.
+    async fn dispatch_target(&self, case: &Case) -> ServiceResult<Option<DeptCode>> {
+        let alarms =
+            self.store.alarms(&AlarmFilter { case_id: Some(case.id), limit: 10, ..Default::default() }).await?;
+        for a in &alarms {
+            if let Some(r) = self.sensor_report(a).await? {
+                return Ok(Some(r.dept));
+            }
+        }
+        Ok(case.status.lead_dept.clone())
+    }
+
+    /// A fault came back on a case: after the department's reply it goes back as rework; once
+    /// closed it is reopened and dispatched again.
+    async fn relapse(&self, id: CaseId, a: &Alarm) -> ServiceResult<()> {
+        let sys = system();
+        let case = self.case(&sys, id).await?;
+        let reason = format!("遥测复发：告警 #{} {}（第 {} 次）", a.id, a.fault.label_zh(), a.count);
+        let action = match case.status.state {
+            CaseState::Replied => Action::VerifyFail,
+            CaseState::Closed => Action::Reopen,
+            _ => return Ok(()),
+        };
+        let cmd = Command { reason: Some(reason), ..Command::new(action) };
+        self.transition(&sys, id, &cmd, Some(case.status.version)).await?;
+        tracing::info!(case = id, alarm = a.id, "telemetry relapse: the case goes back as rework");
+        self.advance_sensor_case(id).await
+    }
+
+    /// Whether every alarm of a sensor case has been normal for the recovery period (a case with no
+    /// alarm has nothing to wait for).
+    pub(crate) async fn telemetry_recovered(&self, case: CaseId) -> ServiceResult<bool> {
+        let recovery = secs(self.world().alarm_rules.recovery_s);
+        let now = self.clock.now();
+        let alarms = self.store.alarms(&AlarmFilter { case_id: Some(case), limit: 100, ..Default::default() }).await?;
+        Ok(alarms.iter().filter(|a| a.ended_at.is_none()).all(|a| a.recovered(now, recovery)))
+    }
+
+    /// Follows the passing of time: held conditions and silent devices raise, cabinets fail and
+    /// recover, checkpoints fill, held lamp alarms open their cases, sensor cases move on and close
+    /// once telemetry has recovered, and finished alarms end.
+    pub async fn iot_sweep(&self) -> ServiceResult<SweepReport> {
+        let now = self.clock.now();
+        let world = self.world();
+        let rules = &world.alarm_rules;
+        let mut report = SweepReport::default();
+        let devices = self.store.devices().await?;
+        for d in devices.iter().filter(|d| d.retired_at.is_none()) {
+            let kind_rules: Vec<&Rule> = rules.for_kind(d.kind).collect();
+            if kind_rules.is_empty() {
+                continue;
+            }
+            let mut states: HashMap<String, RuleState> = self.store.rule_states(&d.id).await?.into_iter().collect();
+            let heard = d.last_seen_at.unwrap_or(d.created_at);
+            let interval = SignedDuration::from_secs(i64::from(d.expected_interval_s));
+            for rule in kind_rules {
+                let state = states.entry(rule.id.clone()).or_default();
+                if let Some(change) = rule.elapse(state, now, heard, interval) {
+                    self.store.put_rule_state(&d.id, &rule.id, state).await?;
+                    self.apply_change(rules, rule, d, change, rule.condition.metric()).await?;
+                    report.raised += 1;
+                }
+            }
+        }
+        self.storms(&devices, now, &mut report).await?;
+        self.crowds(&devices, now, &mut report).await?;
+        let open = self.store.alarms(&AlarmFilter { open_only: true, limit: 1000, ..Default::default() }).await?;
+        for mut a in open {
+            if a.case_id.is_none() {
+                if self.open_case_if_due(&mut a, now).await? {
+                    report.cases_opened += 1;
+                }
+            } else if self.settle_case(&mut a).await? {
+                report.cases_closed += 1;
+            }
+            if self.end_if_done(&mut a).await? {
+                report.ended += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Moves an alarm's case on: the system's own steps; after the department's reply and the
+    /// recovery period, verification and closing; once closed, the alarm counts as acknowledged.
+    async fn settle_case(&self, a: &mut Alarm) -> ServiceResult<bool> {
+        let Some(id) = a.case_id else { return Ok(false) };
+        let sys = system();
+        self.advance_sensor_case(id).await?;
+        let mut case = self.case(&sys, id).await?;
+        let mut closed_now = false;
+        if case.status.state == CaseState::Replied && self.telemetry_recovered(id).await? {
+            let since = a
+                .cleared_at
+                .map_or(String::new(), |c| civicgrid_core::calendar::local(c).strftime("%m-%d %H:%M").to_string());
+            let verify = Command {
+                reason: Some(format!("遥测已恢复正常（自 {since} 起）")),
+                ..Command::new(Action::VerifyPass)
+            };
+            case = self.transition(&sys, id, &verify, Some(case.status.version)).await?;
+            case = self.transition(&sys, id, &Command::new(Action::Close), Some(case.status.version)).await?;
+            tracing::info!(case = id, alarm = a.id, "telemetry recovered: the case is closed");
+            closed_now = true;
+        }
+        if case.status.state == CaseState::Closed && a.acked_at.is_none() && !a.active {
+            a.acknowledge(None, self.clock.now())?;
+            a.add_evidence(evidence(self.clock.now(), None, None, None, &format!("case {} closed", case.number)));
+            self.store.update_alarm(a, "case closed").await?;
+        }
+        Ok(closed_now)
+    }
+
+    /// Cabinet outages: more than the storm share of a cabinet's lamps out raises one alarm on the
+    /// cabinet and holds the lamps' alarms back; at or below it, the cabinet clears and lets them go.
+    async fn storms(&self, devices: &[Device], now: Timestamp, report: &mut SweepReport) -> ServiceResult<()> {
+        let policy = self.world().alarm_rules.storm.clone();
+        let open = AlarmFilter { open_only: true, active_only: true, limit: 1000, ..Default::default() };
+        let out: BTreeMap<Subject, Alarm> = self
+            .store
+            .alarms(&open)
+            .await?
+            .into_iter()
+            .filter(|a| a.fault == Fault::LampOut)
+            .map(|a| (a.subject.clone(), a))
+            .collect();
+        for cabinet in devices.iter().filter(|d| d.kind == DeviceKind::LampCabinet) {
+            let lamps: Vec<&Device> = devices.iter().filter(|l| l.cabinet.as_ref() == Some(&cabinet.id)).collect();
+            let dark: Vec<&Alarm> = lamps.iter().filter_map(|l| out.get(&subject_of(l))).collect();
+            let storm = dark.len() as u64 >= u64::from(policy.min_lamps)
+                && dark.len() as u64 * 100 > u64::from(policy.share_pct) * lamps.len() as u64;
+            let subject = Subject::Device(cabinet.id.clone());
+            if storm {
+                let cab = self
+                    .raise_if_not_active(Raise {
+                        subject,
+                        rule: STORM_RULE,
+                        fault: Fault::CabinetOutage,
+                        severity: policy.severity,
+                        device: Some(cabinet),
+                        metric: None,
+                        value: Some(dark.len() as f64),
+                        at: now,
+                        hold_until: None,
+                    })
+                    .await?;
+                if cab.count == 1 && cab.raised_at == now {
+                    report.raised += 1;
+                }
+                for lamp in dark.into_iter().filter(|l| l.suppressed_by.is_none() && l.case_id.is_none()) {
+                    let mut lamp = lamp.clone();
+                    lamp.suppressed_by = Some(cab.id);
+                    lamp.add_evidence(evidence(
+                        now,
+                        None,
+                        None,
+                        None,
+                        &format!("held back by cabinet alarm #{}", cab.id),
+                    ));
+                    self.store.update_alarm(&mut lamp, "suppressed").await?;
+                }
+            } else if let Some(cab) = self
+                .clear_alarm(&subject, Fault::CabinetOutage, now, Some(cabinet), None, Some(dark.len() as f64))
+                .await?
+            {
+                if cab.cleared_at == Some(now) {
+                    report.cleared += 1;
+                }
+                let held =
+                    AlarmFilter { open_only: true, suppressed_by: Some(cab.id), limit: 1000, ..Default::default() };
+                for mut lamp in self.store.alarms(&held).await? {
+                    lamp.suppressed_by = None;
+                    lamp.add_evidence(evidence(
+                        now,
+                        None,
+                        None,
+                        None,
+                        &format!("released: cabinet alarm #{} cleared", cab.id),
+                    ));
+                    self.store.update_alarm(&mut lamp, "released").await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Raises an alarm unless the subject's open alarm of that fault is already active.
+    async fn raise_if_not_active(&self, r: Raise<'_>) -> ServiceResult<Alarm> {
+        match self.store.open_alarm(&r.subject, r.fault).await? {
+            Some(a) if a.active => Ok(a),
+            _ => self.raise_alarm(r).await,
+        }
+    }
+
+    /// Crowds: a checkpoint whose occupancy passes its threshold raises a crowd alarm, cleared when it
+    /// falls back.
+    async fn crowds(&self, devices: &[Device], now: Timestamp, report: &mut SweepReport) -> ServiceResult<()> {
+        let policy = self.world().alarm_rules.crowd.clone();
+        for flow in self.checkpoint_flows(devices, now, false).await? {
+            let subject = Subject::Checkpoint(flow.checkpoint.clone());
+            if flow.occupancy > i64::from(flow.max) {
+                let before = self.store.open_alarm(&subject, Fault::Crowd).await?;
+                if before.is_none_or(|a| !a.active) {
+                    self.raise_alarm(Raise {
+                        subject,
+                        rule: CROWD_RULE,
+                        fault: Fault::Crowd,
+                        severity: policy.severity,
+                        device: None,
+                        metric: None,
+                        value: Some(flow.occupancy as f64),
+                        at: now,
+                        hold_until: None,
+                    })
+                    .await?;
+                    report.raised += 1;
+                }
+            } else if self
+                .clear_alarm(&subject, Fault::Crowd, now, None, None, Some(flow.occupancy as f64))
+                .await?
+                .is_some_and(|a| a.cleared_at == Some(now))
+            {
+                report.cleared += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Today's people flow at each checkpoint (the centre's posts).
+    pub async fn people_flow(&self, actor: &Actor) -> ServiceResult<Vec<CheckpointFlow>> {
+        require(actor, &WATCHERS)?;
+        let devices = self.store.devices().await?;
+        self.checkpoint_flows(&devices, self.clock.now(), true).await
+    }
+
+    /// Each checkpoint's occupancy since local midnight, and (with `series`) its flow per 5 minutes.
+    async fn checkpoint_flows(
+        &self,
+        devices: &[Device],
+        now: Timestamp,
+        series: bool,
+    ) -> ServiceResult<Vec<CheckpointFlow>> {
+        let policy = &self.world().alarm_rules.crowd;
+        let midnight = civicgrid_core::calendar::from_local(civicgrid_core::calendar::local(now).date().into());
+        let mut by_checkpoint: BTreeMap<&str, BTreeMap<Timestamp, (i64, i64)>> = BTreeMap::new();
+        let counters = devices.iter().filter(|d| d.kind == DeviceKind::PeopleCounter && d.retired_at.is_none());
+        for d in counters {
+            let Some(cp) = d.checkpoint.as_deref() else { continue };
+            let spans = by_checkpoint.entry(cp).or_default();
+            let until = now + SignedDuration::from_secs(1);
+            for (metric, inward) in [(Metric::CountIn, true), (Metric::CountOut, false)] {
+                let rollups = self.store.rollups(&d.id, metric, RollupSpan::FiveMinutes, midnight, until, 400).await?;
+                for r in rollups {
+                    let people = (r.mean * r.count as f64).round() as i64;
+                    let span = spans.entry(r.start).or_default();
+                    if inward { span.0 += people } else { span.1 += people }
+                }
+            }
+        }
+        Ok(by_checkpoint
+            .into_iter()
+            .map(|(cp, spans)| CheckpointFlow {
+                checkpoint: cp.to_owned(),
+                occupancy: spans.values().map(|(i, o)| i - o).sum::<i64>().max(0),
+                max: policy.max_for(cp),
+                flow: if series {
+                    spans
+                        .into_iter()
+                        .map(|(start, (count_in, count_out))| FlowSpan { start, count_in, count_out })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect())
+    }
+}
+
+/// A sensor alarm's report and the department it is dispatched to.
+struct SensorReport {
+    input: ReportInput,
+    dept: DeptCode,
+}
+
+/// What of a rule's state must survive a restart (the last value alone need not be written each time).
+fn remembered(s: &RuleState) -> (Option<Timestamp>, bool, &[(Timestamp, f64)]) {
+    (s.since, s.active, &s.window)
+}
+
+fn secs(s: u32) -> SignedDuration {
+    SignedDuration::from_secs(i64::from(s))
+}
