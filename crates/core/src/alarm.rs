@@ -344,12 +344,13 @@ impl Rule {
 
     /// Follows the passing of time with no new reading: a condition that has held long enough
     /// raises, and a device silent for too long is offline. `last_heard` is when the device was last
-    /// heard from (or registered), `interval` its expected reporting interval.
+    /// heard from — a device never heard from is not yet commissioned (未接入), which is not being
+    /// offline — and `interval` its expected reporting interval.
     pub fn elapse(
         &self,
         state: &mut RuleState,
         now: Timestamp,
-        last_heard: Timestamp,
+        last_heard: Option<Timestamp>,
         interval: SignedDuration,
     ) -> Option<Change> {
         if state.active {
@@ -358,7 +359,7 @@ impl Rule {
         let due = match &self.condition {
             Condition::Silent { intervals } => {
                 let silent = interval.checked_mul(i32::try_from(*intervals).unwrap_or(i32::MAX))?;
-                now.duration_since(last_heard) > silent
+                now.duration_since(last_heard?) > silent
             }
             _ => state.since.is_some_and(|since| now.duration_since(since) >= self.condition.hold()),
         };
@@ -904,7 +905,7 @@ mod tests {
         let mut s = RuleState::default();
         r.observe(&mut s, &reading("2026-11-24T02:00:00Z", Metric::PressureMpa, 0.10), TOWN);
         r.observe(&mut s, &reading("2026-11-24T02:05:00Z", Metric::PressureMpa, 0.30), TOWN);
-        let heard = t("2026-11-24T02:05:00Z");
+        let heard = Some(t("2026-11-24T02:05:00Z"));
         assert_eq!(r.elapse(&mut s, t("2026-11-24T02:30:00Z"), heard, SignedDuration::from_mins(15)), None);
         r.observe(&mut s, &reading("2026-11-24T02:31:00Z", Metric::PressureMpa, 0.10), TOWN);
         let raised = r.elapse(&mut s, t("2026-11-24T02:41:00Z"), heard, SignedDuration::from_mins(15));
@@ -947,8 +948,9 @@ mod tests {
 
         let off = rule("hydrant-offline");
         let mut o = RuleState::default();
-        let heard = t("2026-11-24T02:00:00Z");
+        let heard = Some(t("2026-11-24T02:00:00Z"));
         let every = SignedDuration::from_mins(15);
+        assert_eq!(off.elapse(&mut o, t("2026-11-25T02:44:00Z"), None, every), None, "never heard: not commissioned");
         assert_eq!(off.elapse(&mut o, t("2026-11-24T02:44:00Z"), heard, every), None);
         assert!(off.elapse(&mut o, t("2026-11-24T02:46:00Z"), heard, every).is_some());
         assert!(matches!(

@@ -472,6 +472,11 @@ impl Services {
                 CaseState::Accepted => Action::File,
                 CaseState::Filed => {
                     let Some(lead) = self.dispatch_target(&case).await? else { return Ok(()) };
+                    if !self.world().has_department(&lead) {
+                        // Left for the dispatcher rather than refused over and over.
+                        tracing::warn!(case = id, dept = %lead, "a sensor case's department does not exist");
+                        return Ok(());
+                    }
                     Action::Dispatch { lead, co: Vec::new() }
                 }
                 _ => return Ok(()),
@@ -534,7 +539,7 @@ impl Services {
                 continue;
             }
             let mut states: HashMap<String, RuleState> = self.store.rule_states(&d.id).await?.into_iter().collect();
-            let heard = d.last_seen_at.unwrap_or(d.created_at);
+            let heard = d.last_seen_at;
             let interval = SignedDuration::from_secs(i64::from(d.expected_interval_s));
             for rule in kind_rules {
                 let state = states.entry(rule.id.clone()).or_default();
@@ -549,18 +554,29 @@ impl Services {
         self.crowds(&devices, now, &mut report).await?;
         let open = self.store.alarms(&AlarmFilter { open_only: true, limit: 1000, ..Default::default() }).await?;
         for mut a in open {
-            if a.case_id.is_none() {
-                if self.open_case_if_due(&mut a, now).await? {
-                    report.cases_opened += 1;
-                }
-            } else if self.settle_case(&mut a).await? {
-                report.cases_closed += 1;
-            }
-            if self.end_if_done(&mut a).await? {
-                report.ended += 1;
+            // One alarm's trouble (a case moved on by someone meanwhile, a department gone) is logged
+            // and retried next minute; it never holds up the others.
+            if let Err(e) = self.settle(&mut a, now, &mut report).await {
+                metrics::counter!("civicgrid_rule_failures_total").increment(1);
+                tracing::warn!(alarm = a.id, error = %e, "alarm not settled this sweep");
             }
         }
         Ok(report)
+    }
+
+    /// An open alarm's part of the sweep: its case opened, moved on or closed; the alarm ended.
+    async fn settle(&self, a: &mut Alarm, now: Timestamp, report: &mut SweepReport) -> ServiceResult<()> {
+        if a.case_id.is_none() {
+            if self.open_case_if_due(a, now).await? {
+                report.cases_opened += 1;
+            }
+        } else if self.settle_case(a).await? {
+            report.cases_closed += 1;
+        }
+        if self.end_if_done(a).await? {
+            report.ended += 1;
+        }
+        Ok(())
     }
 
     /// Moves an alarm's case on: the system's own steps; after the department's reply and the

@@ -383,4 +383,15 @@ async fn critical_alarms_are_pushed_and_device_health_goes_to_the_contractor() {
     let (s, acked) = app.post(&format!("/api/v1/alarms/{id}/ack"), Some(&shift), &json!({})).await;
     assert_eq!(s, StatusCode::OK, "{acked}");
     assert!(acked["acked_at"].is_string() && acked["ended_at"].is_null(), "still active: {acked}");
+
+    // Silent for three reporting intervals after being heard from: offline, for the contractor. The
+    // devices never heard from are not yet commissioned and raise nothing.
+    app.clock.advance(SignedDuration::from_secs(3 * i64::from(cover.expected_interval_s) + 60));
+    app.state.services.iot_sweep().await.expect("sweep");
+    let (_, list) = app.get(&format!("/api/v1/alarms?subject={subject}"), Some(&app.login("shift").await)).await;
+    let offline = list.as_array().expect("alarms").iter().find(|a| a["fault"] == "offline").cloned().expect("offline");
+    assert_eq!(offline["device"].as_str(), Some(cover.id.as_str()), "{offline}");
+    let (_, all) = app.get("/api/v1/alarms?limit=500", Some(&app.login("shift").await)).await;
+    let offline_count = all.as_array().expect("alarms").iter().filter(|a| a["fault"] == "offline").count();
+    assert_eq!(offline_count, 1, "only the device that was heard from: {all}");
 }
