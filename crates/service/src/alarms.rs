@@ -46,7 +46,7 @@ const CROWD_RULE: &str = "crowd";
 pub const MAX_ALARMS: u32 = 500;
 
 /// Who may read alarms and acknowledge them: the centre's posts.
-const WATCHERS: [Role; 7] = [
+pub const WATCHERS: [Role; 7] = [
     Role::Commander,
     Role::Leader,
     Role::ShiftLeader,

@@ -8,6 +8,7 @@
 //! - [`case`] — one case: facts, deadlines, photos, timeline, and the steps this post may take now.
 //! - [`report`] — the operators' report form.
 //! - [`inbox`] — the person's notifications.
+//! - [`alarms`] — the smart components' alarms and people flow.
 //! - [`admin`] — the administrator's pages: accounts, keys, calendar, time limits, routing, roster.
 //! - [`kpi`] — the KPI tables with their XLSX export.
 //! - [`cockpit`] — the big-screen cockpit's page (drawn by `web/src/cockpit.js`).
@@ -17,6 +18,7 @@
 //! derived from the session ([`Session::csrf`]) that the handler checks.
 
 pub mod admin;
+pub mod alarms;
 pub mod case;
 pub mod cockpit;
 pub mod console;
@@ -61,6 +63,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/{section}", get(admin::section).post(admin::change_section))
         .route("/admin/{section}/{id}", post(admin::change_item))
         .route("/inbox/{id}", post(inbox::mark))
+        .route("/alarms", get(alarms::page))
+        .route("/alarms/{id}/ack", post(alarms::acknowledge))
         .route("/cases/{id}", get(case::page))
         .route(
             "/cases/{id}/act",
@@ -254,6 +258,9 @@ impl Frame {
         if civicgrid_service::cockpit::WATCHERS.contains(&role) {
             nav.push(("/cockpit", "nav.cockpit", None));
             nav.push(("/kpi", "nav.kpi", None));
+        }
+        if civicgrid_service::alarms::WATCHERS.contains(&role) {
+            nav.push(("/alarms", "nav.alarms", None));
         }
         if role == Role::Admin {
             nav.push(("/admin", "nav.admin", None));

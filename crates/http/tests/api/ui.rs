@@ -686,3 +686,55 @@ async fn a_configured_tile_server_reaches_the_maps_and_the_policy() {
     assert!(!resp.headers()["content-security-policy"].to_str().expect("ascii").contains("tianditu"));
     assert!(!resp.text().await.expect("body").contains("data-tiles"));
 }
+
+/// The alarms console: a cover knocked open shows as a critical alarm with its case and the
+/// people-counting checkpoints with their thresholds; the shift leader acknowledges it from the page;
+/// an analyst reads the page without the button, a grid worker is refused it.
+#[tokio::test]
+async fn the_alarms_page_lists_alarms_and_acknowledges_them() {
+    let app = spawn_app().await;
+    let cover = app
+        .store
+        .devices()
+        .await
+        .expect("devices")
+        .into_iter()
+        .find(|d| d.kind == civicgrid_core::iot::DeviceKind::ManholeCover)
+        .expect("a cover");
+    let counter = app
+        .store
+        .devices()
+        .await
+        .expect("devices")
+        .into_iter()
+        .find(|d| d.kind == civicgrid_core::iot::DeviceKind::PeopleCounter)
+        .expect("a counter");
+    for (d, body) in [
+        (&cover, json!({"values": {"cover_open": 1}})),
+        (&counter, json!({"values": {"count_in": 120, "count_out": 20}})),
+    ] {
+        app.state.services.ingest(d, body.to_string().as_bytes()).await.expect("stored");
+    }
+
+    let shift = Browser::login(&app, "shift").await;
+    let page = shift.get("/alarms").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("井盖开启") && page.html.contains("sev-critical"), "{}", page.html);
+    assert!(page.html.contains("/cases/"), "the alarm's case is linked");
+    let checkpoint = counter.checkpoint.clone().expect("checkpoint");
+    assert!(page.html.contains(&checkpoint) && page.html.contains("100 / 2000"), "occupancy against the threshold");
+    let alarm = app.state.services.alarms(&civicgrid_core::access::Actor::system("test"), Default::default()).await;
+    assert!(alarm.is_err(), "the system is no post on duty");
+    let at = page.html.find("/alarms/").expect("an ack form");
+    let action: String = page.html[at..].chars().take_while(|c| *c != '"').collect();
+    let r = shift.post(&action, &[("csrf", &csrf(&page.html))]).await;
+    assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/alarms")));
+    let after = shift.get("/alarms").await;
+    assert!(after.html.contains("已确认") && !after.html.contains(&format!("action=\"{action}\"")), "{}", after.html);
+
+    let analyst = Browser::login(&app, "analyst").await;
+    let read = analyst.get("/alarms").await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert!(!read.html.contains("/ack\""), "no button for analysts");
+    assert_eq!(Browser::login(&app, "gw001").await.get("/alarms").await.status, StatusCode::FORBIDDEN);
+}
