@@ -62,7 +62,7 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
         };
     let mut alarms = alarms;
     // Most severe first, active before cleared, newest first within.
-    alarms.sort_by(|a, b| (b.severity, b.active, b.last_raised_at).cmp(&(a.severity, a.active, a.last_raised_at)));
+    alarms.sort_by_key(|a| std::cmp::Reverse((a.severity, a.active, a.last_raised_at)));
     let rows = alarms
         .into_iter()
         .map(|a| Row {
