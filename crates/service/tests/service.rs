@@ -408,15 +408,17 @@ async fn recurring_purges_run_once_per_period() {
     clock.advance(SignedDuration::from_hours(1));
     assert_eq!(
         runner.run_once().await.expect("run"),
-        3,
-        "this hour's three purges (sessions, idempotency keys, telemetry)"
+        4,
+        "this hour's three purges (sessions, idempotency keys, telemetry) and this minute's IoT sweep"
     );
     assert_eq!(other.run_once().await.expect("run"), 0, "another node finds them done");
     assert_eq!(store.session_user("stale", monday_morning()).await.expect("lookup"), None, "expired session purged");
     assert!(store.session_user("fresh", clock.now()).await.expect("lookup").is_some());
-    assert_eq!(runner.run_once().await.expect("run"), 0, "nothing more this hour");
+    assert_eq!(runner.run_once().await.expect("run"), 0, "nothing more this hour (and minute)");
+    clock.advance(SignedDuration::from_secs(60));
+    assert_eq!(runner.run_once().await.expect("run"), 1, "the next minute's sweep only");
     clock.advance(SignedDuration::from_hours(1));
-    assert_eq!(other.run_once().await.expect("run"), 3, "the next hour's purges");
+    assert_eq!(other.run_once().await.expect("run"), 4, "the next hour's purges and sweep");
 }
 
 /// The generated year as the live service finds it: duplicates name their stored primaries (the
