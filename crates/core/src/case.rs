@@ -660,6 +660,12 @@ impl Action {
         )
     }
 
+    /// Whether this step, taken by `role` on a case with `facts`, must carry a photo taken on site: an
+    /// on-site step, unless the system takes it on a sensor's case, whose evidence is its telemetry.
+    pub fn needs_photos(&self, facts: &CaseFacts, role: crate::access::Role) -> bool {
+        self.is_on_site(facts) && !(role == crate::access::Role::System && facts.source == Source::Iot)
+    }
+
     /// Whether this step of a case with `facts` is made on site (with photos taken there): verifying
     /// the answer to a suggestion is reading it, not a visit.
     pub fn is_on_site(&self, facts: &CaseFacts) -> bool {
@@ -1313,9 +1319,7 @@ pub fn decide(
         crate::text::long("reason", r, 1, MAX_REASON).map_err(|e| TransitionError::Invalid(e.to_string()))?;
     }
     let evidence = check_attachments("evidence", &cmd.evidence).map_err(|e| TransitionError::Invalid(e.to_string()))?;
-    // The system's verification of a sensor's case is its telemetry, not a photo.
-    let by_sensor = actor.role == crate::access::Role::System && facts.source == Source::Iot;
-    if action.is_on_site(facts) && !by_sensor && !evidence.iter().any(|a| a.mime.starts_with("image/")) {
+    if action.needs_photos(facts, actor.role) && !evidence.iter().any(|a| a.mime.starts_with("image/")) {
         return Err(TransitionError::Invalid(format!("{} needs at least one photo taken on site", action.name())));
     }
     let now = ctx.now;

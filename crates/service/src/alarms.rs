@@ -401,7 +401,7 @@ impl Services {
         a.add_evidence(evidence(now, None, None, None, &format!("case {} opened", case.number)));
         self.store.update_alarm(a, "case opened").await?;
         tracing::info!(alarm = a.id, case = case.id, dept = %report.dept, "alarm opened a case");
-        self.advance_sensor_case(case.id).await?;
+        self.advance_sensor_case(case.id, Some(&report.dept)).await?;
         Ok(true)
     }
 
@@ -459,29 +459,35 @@ impl Services {
         Ok(Some(SensorReport { input, dept }))
     }
 
-    /// Takes a sensor case's next centre step the system takes itself: accept, file, dispatch to the
-    /// department of its alarm, until a department holds it.
-    async fn advance_sensor_case(&self, id: CaseId) -> ServiceResult<()> {
+    /// Takes a sensor case's next centre steps the system takes itself — accept, file, dispatch to the
+    /// department of its alarm (`dept`, when the caller knows it) — until a department holds it; the
+    /// case as it then is.
+    async fn advance_sensor_case(&self, id: CaseId, dept: Option<&DeptCode>) -> ServiceResult<Case> {
         let sys = system();
-        for _ in 0..4 {
-            let case = self.case(&sys, id).await?;
+        let mut case = self.case(&sys, id).await?;
+        loop {
             let action = match case.status.state {
                 CaseState::Reported => Action::Accept,
                 CaseState::Accepted => Action::File,
                 CaseState::Filed => {
-                    let Some(lead) = self.dispatch_target(&case).await? else { return Ok(()) };
+                    let lead = match dept {
+                        Some(d) => d.clone(),
+                        None => match self.dispatch_target(&case).await? {
+                            Some(d) => d,
+                            None => return Ok(case),
+                        },
+                    };
                     if !self.world().has_department(&lead) {
                         // Left for the dispatcher rather than refused over and over.
                         tracing::warn!(case = id, dept = %lead, "a sensor case's department does not exist");
-                        return Ok(());
+                        return Ok(case);
                     }
                     Action::Dispatch { lead, co: Vec::new() }
                 }
-                _ => return Ok(()),
+                _ => return Ok(case),
             };
-            self.transition(&sys, id, &Command::new(action), Some(case.status.version)).await?;
+            case = self.transition(&sys, id, &Command::new(action), Some(case.status.version)).await?;
         }
-        Ok(())
     }
 
     /// Where a sensor case goes: the department its alarm's report named.
@@ -510,7 +516,7 @@ impl Services {
         let cmd = Command { reason: Some(reason), ..Command::new(action) };
         self.transition(&sys, id, &cmd, Some(case.status.version)).await?;
         tracing::info!(case = id, alarm = a.id, "telemetry relapse: the case goes back as rework");
-        self.advance_sensor_case(id).await
+        self.advance_sensor_case(id, None).await.map(drop)
     }
 
     /// Whether every alarm of a sensor case has been normal for the recovery period (a case with no
@@ -582,8 +588,7 @@ impl Services {
     async fn settle_case(&self, a: &mut Alarm) -> ServiceResult<bool> {
         let Some(id) = a.case_id else { return Ok(false) };
         let sys = system();
-        self.advance_sensor_case(id).await?;
-        let mut case = self.case(&sys, id).await?;
+        let mut case = self.advance_sensor_case(id, None).await?;
         let mut closed_now = false;
         if case.status.state == CaseState::Replied && self.telemetry_recovered(id).await? {
             let since = a
@@ -626,7 +631,7 @@ impl Services {
                 && dark.len() as u64 * 100 > u64::from(policy.share_pct) * lamps.len() as u64;
             let subject = Subject::Device(cabinet.id.clone());
             if storm {
-                let cab = self
+                let (cab, raised) = self
                     .raise_if_not_active(Raise {
                         subject,
                         rule: STORM_RULE,
@@ -639,20 +644,9 @@ impl Services {
                         hold_until: None,
                     })
                     .await?;
-                if cab.count == 1 && cab.raised_at == now {
-                    report.raised += 1;
-                }
+                report.raised += u32::from(raised);
                 for lamp in dark.into_iter().filter(|l| l.suppressed_by.is_none() && l.case_id.is_none()) {
-                    let mut lamp = lamp.clone();
-                    lamp.suppressed_by = Some(cab.id);
-                    lamp.add_evidence(evidence(
-                        now,
-                        None,
-                        None,
-                        None,
-                        &format!("held back by cabinet alarm #{}", cab.id),
-                    ));
-                    self.store.update_alarm(&mut lamp, "suppressed").await?;
+                    self.hold_back(&mut lamp.clone(), Some(cab.id), cab.id, now).await?;
                 }
             } else if let Some(cab) = self
                 .clear_alarm(&subject, Fault::CabinetOutage, now, Some(cabinet), None, Some(dark.len() as f64))
@@ -664,27 +658,31 @@ impl Services {
                 let held =
                     AlarmFilter { open_only: true, suppressed_by: Some(cab.id), limit: 1000, ..Default::default() };
                 for mut lamp in self.store.alarms(&held).await? {
-                    lamp.suppressed_by = None;
-                    lamp.add_evidence(evidence(
-                        now,
-                        None,
-                        None,
-                        None,
-                        &format!("released: cabinet alarm #{} cleared", cab.id),
-                    ));
-                    self.store.update_alarm(&mut lamp, "released").await?;
+                    self.hold_back(&mut lamp, None, cab.id, now).await?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Raises an alarm unless the subject's open alarm of that fault is already active.
-    async fn raise_if_not_active(&self, r: Raise<'_>) -> ServiceResult<Alarm> {
+    /// Raises an alarm unless the subject's open alarm of that fault is already active; the alarm, and
+    /// whether this raised it.
+    async fn raise_if_not_active(&self, r: Raise<'_>) -> ServiceResult<(Alarm, bool)> {
         match self.store.open_alarm(&r.subject, r.fault).await? {
-            Some(a) if a.active => Ok(a),
-            _ => self.raise_alarm(r).await,
+            Some(a) if a.active => Ok((a, false)),
+            _ => Ok((self.raise_alarm(r).await?, true)),
         }
+    }
+
+    /// Holds a lamp's alarm back behind a cabinet alarm (`by`), or lets it go (`None`).
+    async fn hold_back(&self, lamp: &mut Alarm, by: Option<i64>, cabinet: i64, now: Timestamp) -> ServiceResult<()> {
+        lamp.suppressed_by = by;
+        let (note, what) = match by {
+            Some(_) => ("suppressed", format!("held back by cabinet alarm #{cabinet}")),
+            None => ("released", format!("released: cabinet alarm #{cabinet} cleared")),
+        };
+        lamp.add_evidence(evidence(now, None, None, None, &what));
+        Ok(self.store.update_alarm(lamp, note).await?)
     }
 
     /// Crowds: a checkpoint whose occupancy passes its threshold raises a crowd alarm, cleared when it
@@ -694,9 +692,8 @@ impl Services {
         for flow in self.checkpoint_flows(devices, now, false).await? {
             let subject = Subject::Checkpoint(flow.checkpoint.clone());
             if flow.occupancy > i64::from(flow.max) {
-                let before = self.store.open_alarm(&subject, Fault::Crowd).await?;
-                if before.is_none_or(|a| !a.active) {
-                    self.raise_alarm(Raise {
+                let (_, raised) = self
+                    .raise_if_not_active(Raise {
                         subject,
                         rule: CROWD_RULE,
                         fault: Fault::Crowd,
@@ -708,8 +705,7 @@ impl Services {
                         hold_until: None,
                     })
                     .await?;
-                    report.raised += 1;
-                }
+                report.raised += u32::from(raised);
             } else if self
                 .clear_alarm(&subject, Fault::Crowd, now, None, None, Some(flow.occupancy as f64))
                 .await?

@@ -167,8 +167,7 @@ impl Services {
             }
         }
         let evidence = self.resolve_attachments(actor, "evidence", &cmd.evidence, Some(id)).await?;
-        let by_sensor = actor.role == Role::System && case.facts.source == Source::Iot;
-        if action.is_on_site(&case.facts) && !by_sensor {
+        if action.needs_photos(&case.facts, actor.role) {
             self.check_on_site(&case, &evidence, cmd.position, f64::from(world.sla.verify_radius_m)).await?;
         }
         let cmd = Command { evidence, ..cmd.clone() };

@@ -20,6 +20,7 @@ use crate::state::AppState;
 pub struct Row {
     id: i64,
     severity: &'static str,
+    critical: bool,
     fault: &'static str,
     subject: String,
     device: String,
@@ -68,6 +69,7 @@ pub async fn page(State(state): State<AppState>, s: Session) -> Response {
         .map(|a| Row {
             id: a.id,
             severity: a.severity.as_str(),
+            critical: a.severity == AlarmSeverity::Critical,
             fault: a.fault.as_str(),
             subject: a.subject.to_string(),
             device: a.device.map(|d| d.to_string()).unwrap_or_default(),
@@ -115,9 +117,4 @@ pub async fn acknowledge(
         Ok(_) => see_other("/alarms"),
         Err(e) => super::refusal(s.lang, e),
     }
-}
-
-/// Whether a severity's rows are marked as critical.
-pub fn is_critical(severity: &str) -> bool {
-    severity == AlarmSeverity::Critical.as_str()
 }
