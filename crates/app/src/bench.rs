@@ -28,6 +28,8 @@ use sqlx::Executor;
 
 use crate::AppResult;
 
+mod ingest;
+
 const PASSWORD: &str = "bench-password";
 /// Town size of the load-test databases (the map matters, not the history).
 const LOAD_SCALE: &str = "0.05";
@@ -70,6 +72,9 @@ pub struct BenchArgs {
     /// paint in headless Chromium) at this many cases; the database is generated once in `--dir`.
     #[arg(long)]
     ui_cases: Option<u64>,
+    /// Run only the telemetry ingest benchmark with this many MQTT messages (needs Debian's mosquitto).
+    #[arg(long)]
+    ingest: Option<usize>,
     /// Internal: run the bare axum server on this address.
     #[arg(long, hide = true)]
     serve_bare: Option<String>,
@@ -92,6 +97,11 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     if let Some(n) = args.ui_cases {
         eprintln!("· web UI at {n} cases");
         print_rows(ui_bench(&args, n).await?);
+        return Ok(());
+    }
+    if let Some(n) = args.ingest {
+        eprintln!("· telemetry ingest, {n} MQTT messages");
+        print_rows(ingest::ingest_bench(&args.dir, n).await?);
         return Ok(());
     }
     if !args.kpi_cases.is_empty() {

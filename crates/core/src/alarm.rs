@@ -318,8 +318,8 @@ impl Rule {
                 state.window.retain(|(at, _)| *at >= since && *at <= r.at);
                 state.window.push((r.at, r.value));
                 state.window.sort_by_key(|(at, _)| *at);
-                state.window.truncate(64);
                 let low = state.window.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
+                keep_minima(&mut state.window);
                 Some(r.value - low >= *by)
             }
             Condition::Silent { .. } => None,
@@ -370,6 +370,52 @@ impl Rule {
     }
 }
 
+/// Drops from a window (oldest first) every reading that can no longer be the lowest of any later
+/// window: one with a later reading at or below it, which stays in the window longer. What is left
+/// rises from oldest to newest, and a noisy level keeps only a handful.
+fn keep_minima(window: &mut Vec<(Timestamp, f64)>) {
+    let mut floor = f64::INFINITY;
+    let mut kept: Vec<(Timestamp, f64)> = Vec::with_capacity(window.len());
+    for &(at, v) in window.iter().rev() {
+        if v < floor {
+            kept.push((at, v));
+            floor = v;
+        }
+    }
+    kept.reverse();
+    *window = kept;
+}
+
+/// A window's readings as stored: `[microseconds since the epoch, value]` pairs (older states, with
+/// timestamps written out, still read).
+mod compact_window {
+    use jiff::Timestamp;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum At {
+        Micros(i64),
+        Text(Timestamp),
+    }
+
+    pub fn serialize<S: Serializer>(window: &[(Timestamp, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(i64, f64)> = window.iter().map(|(at, v)| (at.as_microsecond(), *v)).collect();
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Timestamp, f64)>, D::Error> {
+        let pairs: Vec<(At, f64)> = Vec::deserialize(d)?;
+        pairs
+            .into_iter()
+            .map(|(at, v)| match at {
+                At::Text(t) => Ok((t, v)),
+                At::Micros(us) => Timestamp::from_microsecond(us).map(|t| (t, v)).map_err(serde::de::Error::custom),
+            })
+            .collect()
+    }
+}
+
 /// What a rule remembers of one device between readings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
@@ -382,8 +428,8 @@ pub struct RuleState {
     /// The last value of the metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<f64>,
-    /// Recent readings, for a rising level.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Recent readings, for a rising level: only those that may yet be a window's lowest, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "compact_window")]
     pub window: Vec<(Timestamp, f64)>,
 }
 
@@ -871,6 +917,41 @@ mod tests {
 
     fn reading(at: &str, metric: Metric, value: f64) -> Reading {
         Reading { at: t(at), metric, value }
+    }
+
+    #[test]
+    fn a_rising_window_keeps_only_possible_lows_and_is_stored_compactly() {
+        let at = |m: i64| t("2026-11-24T12:00:00Z") + SignedDuration::from_mins(m);
+        let mut window = vec![(at(0), 0.30), (at(1), 0.20), (at(2), 0.25), (at(3), 0.25), (at(4), 0.40)];
+        keep_minima(&mut window);
+        assert_eq!(window, vec![(at(1), 0.20), (at(3), 0.25), (at(4), 0.40)], "each later one stays longer");
+        let state = RuleState { window: window.clone(), ..Default::default() };
+        let json = serde_json::to_string(&state).expect("json");
+        assert!(json.contains(&format!("[[{},0.2]", at(1).as_microsecond())), "{json}");
+        assert_eq!(serde_json::from_str::<RuleState>(&json).expect("read back"), state);
+        // A memory written before, with the times spelled out, still reads.
+        let old = r#"{"active":false,"window":[["2026-11-24T12:01:00Z",0.2]]}"#;
+        assert_eq!(serde_json::from_str::<RuleState>(old).expect("old").window, vec![(at(1), 0.2)]);
+    }
+
+    #[test]
+    fn a_noisy_level_keeps_a_short_window_and_still_sees_a_rise() {
+        let rules = RuleSet::standard();
+        let rule = rules.rules.iter().find(|r| r.fault == Fault::WaterRising).expect("water rule");
+        let mut state = RuleState::default();
+        let place = GeoPoint { lon: 120.95, lat: 31.27 };
+        let mut raised = false;
+        for m in 0..29 {
+            let level = 0.10 + f64::from((m * 7) % 5) * 0.01;
+            let at = t("2026-11-24T12:00:00Z") + SignedDuration::from_mins(i64::from(m));
+            raised |=
+                rule.observe(&mut state, &Reading { at, metric: Metric::WaterLevelM, value: level }, place).is_some();
+            assert!(state.window.len() <= 6, "{} readings kept", state.window.len());
+        }
+        assert!(!raised, "noise is not a rise");
+        let at = t("2026-11-24T12:29:30Z");
+        let rise = rule.observe(&mut state, &Reading { at, metric: Metric::WaterLevelM, value: 0.45 }, place);
+        assert!(matches!(rise, Some(Change::Raise { .. })), "0.3 m above the half hour's low");
     }
 
     /// 张浦 (Zhangpu), roughly.

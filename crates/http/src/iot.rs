@@ -193,7 +193,7 @@ pub async fn telemetry(
         state.services.device_for_gateway(&actor, id).await?
     };
     match state.services.ingest(&device, &body).await {
-        Ok(readings) => Ok(Json(Stored { stored: readings.len() })),
+        Ok(stored) => Ok(Json(Stored { stored })),
         Err(IngestError::Refused(why)) => Err(ApiError::invalid("payload", why.to_string())),
         Err(IngestError::Store(detail)) => {
             tracing::error!(error = %detail, "telemetry not stored");

@@ -1,10 +1,13 @@
 //! civicgrid-ingest: telemetry over MQTT. One subscriber per app node reads
 //! `civicgrid/v1/devices/{device_id}/telemetry` and `…/status` at QoS 1 on a persistent session
 //! (`clean_session = false` under a fixed client id), so the broker keeps what is published while the
-//! node is down and hands it over when it comes back. Every message goes to the service layer's one
-//! ingest path ([`Services::ingest_for`]) and is acknowledged only after it is stored — or refused for
-//! good (a bad payload is counted and logged, never retried); a message the database could not take is
-//! not acknowledged, so the broker sends it again after the next reconnect.
+//! node is down and hands it over when it comes back. The connection's poller hands every message to a
+//! store worker, which takes whatever has arrived (up to [`MAX_BATCH`]) to the service layer's one
+//! ingest path ([`Services::ingest_batch`]) as one transaction, while the next messages arrive. Each
+//! message is acknowledged only after it is committed — or refused for good (a bad payload is counted
+//! and logged, never retried); messages the database could not take are not acknowledged, so the
+//! broker sends them again after the next reconnect. How many may wait unacknowledged is the broker's
+//! setting (Mosquitto's `max_inflight_messages`, 20 unless raised): it bounds the batch.
 //!
 //! The connection is re-made with backoff (0.5 s doubling to 30 s) and the subscriptions are made again
 //! after every connection acknowledgement. With several nodes on one database, each subscribes through
@@ -18,13 +21,18 @@ use std::time::Duration;
 use civicgrid_service::Services;
 use civicgrid_service::iot::IngestError;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The topic prefix of every device.
 pub const TOPIC_PREFIX: &str = "civicgrid/v1/devices/";
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Storage attempts for one message before it is left unacknowledged (for redelivery).
+/// Storage attempts for a batch before what is left of it stays unacknowledged (for redelivery).
 const STORE_ATTEMPTS: u32 = 5;
+/// Most messages stored in one transaction.
+pub const MAX_BATCH: usize = 1000;
+/// Requests (acknowledgements, subscriptions) queued for the connection.
+const REQUESTS: usize = 4 * MAX_BATCH;
 
 /// Where and how to subscribe.
 #[derive(Debug, Clone)]
@@ -73,10 +81,16 @@ pub fn spawn(services: Services, config: MqttConfig) -> tokio::task::JoinHandle<
     tokio::spawn(async move { run(services, config).await })
 }
 
+/// Polls the connection (which also sends what the store worker queues: acknowledgements) and hands
+/// every message to the worker; ends if the worker does, so the node's readiness check sees it.
 async fn run(services: Services, config: MqttConfig) {
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options.set_keep_alive(Duration::from_secs(30)).set_clean_session(false).set_manual_acks(true);
-    let (client, mut events) = AsyncClient::new(options, 1024);
+    let (client, mut events) = AsyncClient::new(options, REQUESTS);
+    // Unbounded, yet never more than the broker's window of unacknowledged messages long; a bounded
+    // channel could stall this loop while the worker waits for it to send acknowledgements.
+    let (to_worker, from_poller) = tokio::sync::mpsc::unbounded_channel();
+    let worker = tokio::spawn(work(services, client.clone(), from_poller));
     let mut backoff = Duration::from_millis(500);
     loop {
         match events.poll().await {
@@ -90,9 +104,19 @@ async fn run(services: Services, config: MqttConfig) {
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => handle(&services, &client, p).await,
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                metrics::counter!("civicgrid_mqtt_messages_total").increment(1);
+                if to_worker.send(p).is_err() {
+                    tracing::error!("the MQTT store worker stopped; ingest stops");
+                    return;
+                }
+            }
             Ok(_) => {}
             Err(e) => {
+                if worker.is_finished() {
+                    tracing::error!("the MQTT store worker stopped; ingest stops");
+                    return;
+                }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -101,37 +125,62 @@ async fn run(services: Services, config: MqttConfig) {
     }
 }
 
-/// Stores (or refuses) one message and acknowledges it; leaves it unacknowledged when the database
-/// would not take it, for the broker to send again.
-async fn handle(services: &Services, client: &AsyncClient, p: Publish) {
-    metrics::counter!("civicgrid_mqtt_messages_total").increment(1);
-    let Some(device) = device_of(&p.topic) else {
-        tracing::warn!(topic = %p.topic, "message on an unexpected topic");
-        ack(client, &p);
-        return;
-    };
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1..=STORE_ATTEMPTS {
-        match services.ingest_for(device, &p.payload).await {
-            Ok(_) | Err(IngestError::Refused(_)) => {
-                ack(client, &p);
-                return;
-            }
-            Err(IngestError::Store(e)) if attempt < STORE_ATTEMPTS => {
-                tracing::warn!(device, error = %e, attempt, "telemetry not stored; trying again");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            Err(IngestError::Store(e)) => {
-                tracing::error!(device, error = %e, "telemetry not stored; left for the broker to send again");
-            }
-        }
+/// Takes the messages that have arrived — all of them, up to [`MAX_BATCH`] — and stores them in one
+/// transaction while the next ones arrive.
+async fn work(services: Services, client: AsyncClient, mut from_poller: UnboundedReceiver<Publish>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while from_poller.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics::histogram!("civicgrid_mqtt_batch_size").record(batch.len() as f64);
+        store(&services, &client, &batch).await;
+        batch.clear();
     }
 }
 
-fn ack(client: &AsyncClient, p: &Publish) {
-    if let Err(e) = client.try_ack(p) {
-        tracing::error!(topic = %p.topic, error = %e, "MQTT acknowledgement not queued");
+/// Stores (or refuses) a batch and acknowledges each message settled; tries again with backoff while
+/// the database will not take them, and in the end leaves them unacknowledged for the broker to send
+/// again.
+async fn store(services: &Services, client: &AsyncClient, batch: &[Publish]) {
+    let mut pending: Vec<&Publish> = Vec::with_capacity(batch.len());
+    for p in batch {
+        if device_of(&p.topic).is_some() {
+            pending.push(p);
+        } else {
+            tracing::warn!(topic = %p.topic, "message on an unexpected topic");
+            ack(client, p).await;
+        }
+    }
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=STORE_ATTEMPTS {
+        let messages: Vec<(&str, &[u8])> =
+            pending.iter().filter_map(|p| Some((device_of(&p.topic)?, &p.payload[..]))).collect();
+        let outcomes = services.ingest_batch(&messages).await;
+        let mut again = Vec::new();
+        let mut failure = None;
+        for (p, outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(_) | Err(IngestError::Refused(_)) => ack(client, p).await,
+                Err(IngestError::Store(e)) => {
+                    failure = Some(e);
+                    again.push(p);
+                }
+            }
+        }
+        let Some(e) = failure else { return };
+        if attempt == STORE_ATTEMPTS {
+            tracing::error!(messages = again.len(), error = %e, "telemetry not stored; left for the broker to send again");
+            return;
+        }
+        tracing::warn!(messages = again.len(), error = %e, attempt, "telemetry not stored; trying again");
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        pending = again;
+    }
+}
+
+async fn ack(client: &AsyncClient, p: &Publish) {
+    match client.ack(p).await {
+        Ok(()) => metrics::counter!("civicgrid_mqtt_acked_total").increment(1),
+        Err(e) => tracing::error!(topic = %p.topic, error = %e, "MQTT acknowledgement not queued"),
     }
 }
 

@@ -16,15 +16,16 @@
 //! raise a crowd alarm above their occupancy threshold.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use civicgrid_core::access::{Actor, Role};
 use civicgrid_core::alarm::{Alarm, AlarmSeverity, Change, Evidence, Fault, Rule, RuleSet, RuleState, Subject};
 use civicgrid_core::case::{Action, Case, CaseId, CaseState, Command, Source, Urgency};
 use civicgrid_core::duty::{Addressee, DutyPost, Severity};
 use civicgrid_core::intake::ReportInput;
-use civicgrid_core::iot::{Device, DeviceKind, Metric, Reading, RollupSpan};
+use civicgrid_core::iot::{Device, DeviceId, DeviceKind, Metric, Reading, RollupSpan};
 use civicgrid_core::org::DeptCode;
-use civicgrid_store::{AlarmFilter, StoreError};
+use civicgrid_store::{AlarmFilter, Backend, StoreError};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -117,6 +118,27 @@ fn evidence(
     Evidence { at, device: device.map(|d| d.id.clone()), metric, value, note: note.into() }
 }
 
+/// What a rule found in a device's readings.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    rule: String,
+    device: Arc<Device>,
+    change: Change,
+    metric: Metric,
+}
+
+/// This node's copy of what the rules remember of devices (SQLite only; see `rule_memory`).
+#[derive(Debug, Default)]
+pub(crate) struct RuleMemory {
+    /// Devices whose memory has been read from the store.
+    loaded: std::collections::HashSet<DeviceId>,
+    /// (device, rule) → memory, in order so one device's rules are found together.
+    states: BTreeMap<(DeviceId, String), RuleState>,
+}
+
+/// What the rules found, and what they now remember of devices (device, rule, memory).
+pub(crate) type Followed = (Vec<Found>, Vec<(DeviceId, String, RuleState)>);
+
 /// A raising to apply: which alarm, why, and what showed it.
 struct Raise<'a> {
     subject: Subject,
@@ -191,34 +213,108 @@ impl Services {
         Ok(a)
     }
 
-    /// Follows readings just stored for `device`: each of its kind's rules sees them in time order,
-    /// and what they find raises or clears alarms.
-    pub async fn evaluate(&self, device: &Device, readings: &[Reading]) -> ServiceResult<()> {
+    /// Lets each device's rules see its readings in time order (what they remember of the devices is
+    /// read in one go): what they found, and the memories that changed, to be stored with the readings.
+    /// None when the memories could not be read (counted and logged; the readings are stored all the
+    /// same).
+    pub(crate) async fn follow_rules(&self, batch: &mut [(Arc<Device>, Vec<Reading>)]) -> Option<Followed> {
         let world = self.world();
-        let rules: Vec<&Rule> = world.alarm_rules.for_kind(device.kind).collect();
-        if rules.is_empty() || readings.is_empty() {
-            return Ok(());
+        let ids: Vec<DeviceId> = batch
+            .iter()
+            .filter(|(d, _)| world.alarm_rules.for_kind(d.kind).next().is_some())
+            .map(|(d, _)| d.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return None;
         }
-        let mut states: HashMap<String, RuleState> = self.store.rule_states(&device.id).await?.into_iter().collect();
-        let mut sorted = readings.to_vec();
-        sorted.sort_by_key(|r| r.at);
-        for rule in rules {
-            let state = states.entry(rule.id.clone()).or_default();
-            let before = state.clone();
-            let mut changes = Vec::new();
-            for r in &sorted {
-                if let Some(c) = rule.observe(state, r, world.place) {
-                    changes.push((c, Some(r.metric)));
+        let mut states = match self.rule_memory(&ids).await {
+            Ok(k) => k,
+            Err(e) => {
+                rule_failure("rule memory not read", &e);
+                return None;
+            }
+        };
+        let mut changed = Vec::new();
+        let mut found = Vec::new();
+        for (device, readings) in batch.iter_mut() {
+            readings.sort_by_key(|r| r.at);
+            for rule in world.alarm_rules.for_kind(device.kind) {
+                let key = (device.id.clone(), rule.id.clone());
+                let state = states.entry(key.clone()).or_default();
+                let before = state.clone();
+                for r in readings.iter() {
+                    if let Some(c) = rule.observe(state, r, world.place) {
+                        found.push(Found {
+                            rule: rule.id.clone(),
+                            device: device.clone(),
+                            change: c,
+                            metric: r.metric,
+                        });
+                    }
+                }
+                if remembered(&before) != remembered(state) {
+                    changed.push((key.0, key.1, state.clone()));
                 }
             }
-            if remembered(&before) != remembered(state) {
-                self.store.put_rule_state(&device.id, &rule.id, state).await?;
-            }
-            for (change, metric) in changes {
-                self.apply_change(&world.alarm_rules, rule, device, change, metric).await?;
+        }
+        Some((found, changed))
+    }
+
+    /// What the rules remember of these devices: on SQLite (one node by construction) from this
+    /// node's copy, read from the store once per device; on PostgreSQL, where another node may have
+    /// followed a device's last readings, from the store every time.
+    async fn rule_memory(&self, ids: &[DeviceId]) -> ServiceResult<HashMap<(DeviceId, String), RuleState>> {
+        if self.store.backend() != Backend::Sqlite {
+            let known = self.store.rule_states(ids).await?;
+            return Ok(known.into_iter().map(|(d, rule, s)| ((d, rule), s)).collect());
+        }
+        let missing: Vec<DeviceId> = {
+            let memory = self.rule_memory.lock().map_err(|_| ServiceError::Internal("rule memory poisoned".into()))?;
+            ids.iter().filter(|d| !memory.loaded.contains(*d)).cloned().collect()
+        };
+        let read = if missing.is_empty() { Vec::new() } else { self.store.rule_states(&missing).await? };
+        let mut memory = self.rule_memory.lock().map_err(|_| ServiceError::Internal("rule memory poisoned".into()))?;
+        for (d, rule, s) in read {
+            memory.states.entry((d, rule)).or_insert(s);
+        }
+        memory.loaded.extend(missing);
+        let mut out = HashMap::with_capacity(ids.len() * 2);
+        for d in ids {
+            for ((device, rule), s) in memory.states.range((d.clone(), String::new())..) {
+                if device != d {
+                    break;
+                }
+                out.insert((device.clone(), rule.clone()), s.clone());
             }
         }
-        Ok(())
+        Ok(out)
+    }
+
+    /// Notes in this node's copy what the rules now remember (once it is stored).
+    pub(crate) fn remember(&self, states: &[(DeviceId, String, RuleState)]) {
+        if self.store.backend() != Backend::Sqlite || states.is_empty() {
+            return;
+        }
+        if let Ok(mut memory) = self.rule_memory.lock() {
+            for (d, rule, s) in states {
+                memory.states.insert((d.clone(), rule.clone()), s.clone());
+            }
+        }
+    }
+
+    /// Raises and clears the alarms the rules found (after their readings were stored); one alarm's
+    /// trouble is logged and counted and never stops the others.
+    pub(crate) async fn act_on(&self, found: Vec<Found>) {
+        if found.is_empty() {
+            return;
+        }
+        let world = self.world();
+        for f in found {
+            let Some(rule) = world.alarm_rules.rules.iter().find(|r| r.id == f.rule) else { continue };
+            if let Err(e) = self.apply_change(&world.alarm_rules, rule, &f.device, f.change, Some(f.metric)).await {
+                rule_failure("alarm not raised or cleared", &e);
+            }
+        }
     }
 
     async fn apply_change(
@@ -536,19 +632,22 @@ impl Services {
         let world = self.world();
         let rules = &world.alarm_rules;
         let mut report = SweepReport::default();
+        self.summarise_telemetry().await?;
         let devices = self.store.devices().await?;
-        for d in devices.iter().filter(|d| d.retired_at.is_none()) {
-            let kind_rules: Vec<&Rule> = rules.for_kind(d.kind).collect();
-            if kind_rules.is_empty() {
-                continue;
-            }
-            let mut states: HashMap<String, RuleState> = self.store.rule_states(&d.id).await?.into_iter().collect();
+        let watched: Vec<&Device> =
+            devices.iter().filter(|d| d.retired_at.is_none() && rules.for_kind(d.kind).next().is_some()).collect();
+        let ids: Vec<DeviceId> = watched.iter().map(|d| d.id.clone()).collect();
+        let mut states: HashMap<(DeviceId, String), RuleState> =
+            self.store.rule_states(&ids).await?.into_iter().map(|(d, rule, s)| ((d, rule), s)).collect();
+        for d in watched {
             let heard = d.last_seen_at;
             let interval = SignedDuration::from_secs(i64::from(d.expected_interval_s));
-            for rule in kind_rules {
-                let state = states.entry(rule.id.clone()).or_default();
+            for rule in rules.for_kind(d.kind) {
+                let state = states.entry((d.id.clone(), rule.id.clone())).or_default();
                 if let Some(change) = rule.elapse(state, now, heard, interval) {
-                    self.store.put_rule_state(&d.id, &rule.id, state).await?;
+                    let changed = [(d.id.clone(), rule.id.clone(), state.clone())];
+                    self.store.put_rule_states(&changed).await?;
+                    self.remember(&changed);
                     self.apply_change(rules, rule, d, change, rule.condition.metric()).await?;
                     report.raised += 1;
                 }
@@ -774,6 +873,12 @@ struct SensorReport {
 }
 
 /// What of a rule's state must survive a restart (the last value alone need not be written each time).
+/// Counts and logs what the rules could not do (the readings behind it are stored all the same).
+fn rule_failure(what: &str, e: &dyn std::fmt::Display) {
+    metrics::counter!("civicgrid_rule_failures_total").increment(1);
+    tracing::error!(error = %e, "{what}");
+}
+
 fn remembered(s: &RuleState) -> (Option<Timestamp>, bool, &[(Timestamp, f64)]) {
     (s.since, s.active, &s.window)
 }

@@ -6,6 +6,10 @@
 //! a stalled pipeline. History is kept raw for a month, in 5-minute summaries for about a year and in
 //! hourly ones for good (the `telemetry.retention` job).
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use civicgrid_core::access::{Actor, Channel, Role};
 use civicgrid_core::iot::{
     Device, DeviceId, DeviceKind, Metric, Reading, Rejection, Rollup, RollupSpan, parse_payload,
@@ -14,7 +18,9 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::accounts::{random_hex, require, sha256_hex};
+use civicgrid_store::{DeviceReadings, TelemetryBatch};
+
+use crate::accounts::{TtlCache, random_hex, require, sha256_hex};
 use crate::{ServiceError, ServiceResult, Services};
 
 /// The prefix of every device ingest token.
@@ -58,6 +64,51 @@ pub struct DeviceInput {
     /// Retire it (its payloads are refused from then on).
     #[serde(default)]
     pub retired: bool,
+}
+
+/// How long this node trusts what it read of a device (a change made through another node is seen
+/// within this time; one made through this node at once).
+const DEVICE_TTL: Duration = Duration::from_secs(30);
+/// The longest a device's last-heard time in the store may lag behind its reports (at most half its
+/// reporting interval, so a silence rule, which waits several intervals, never mistakes the lag).
+const HEARD_LAG: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
+/// What ingest keeps of devices on this node: each device as read (unknown ids too, so a stream of
+/// them costs no database reads), and when each was last written as heard from, so a device reporting
+/// every few seconds does not rewrite its row every time.
+#[derive(Debug)]
+pub(crate) struct DeviceCache {
+    known: TtlCache<Option<Arc<Device>>>,
+    written: Mutex<HashMap<DeviceId, Timestamp>>,
+}
+
+impl Default for DeviceCache {
+    fn default() -> Self {
+        Self { known: TtlCache::new(DEVICE_TTL, 200_000), written: Mutex::default() }
+    }
+}
+
+impl DeviceCache {
+    /// Whether `d`'s last-heard time is due to be written at `now`.
+    fn heard_due(&self, d: &Device, now: Timestamp) -> bool {
+        let lag = jiff::SignedDuration::from_secs(i64::from(d.expected_interval_s / 2)).min(HEARD_LAG);
+        let Ok(written) = self.written.lock() else { return true };
+        written.get(&d.id).is_none_or(|&at| now.duration_since(at) >= lag)
+    }
+
+    /// Notes that these devices' last-heard time was written as `now`.
+    fn heard(&self, devices: &[DeviceId], now: Timestamp) {
+        if let Ok(mut written) = self.written.lock() {
+            for d in devices {
+                written.insert(d.clone(), now);
+            }
+        }
+    }
+
+    /// Forgets what was read of a device (it was changed).
+    pub(crate) fn forget(&self, id: &DeviceId) {
+        self.known.forget(id.as_str());
+    }
 }
 
 /// Who may read devices and telemetry: the centre's posts that watch alarms, and the administrator.
@@ -116,6 +167,7 @@ impl Services {
             last_seen_at: earlier.and_then(|e| e.last_seen_at),
         };
         self.store.put_device(&device).await?;
+        self.devices.forget(&device.id);
         tracing::info!(admin = actor.user_id, device = %device.id, kind = device.kind.as_str(), "device registered");
         Ok(device)
     }
@@ -154,47 +206,111 @@ impl Services {
         self.store.device(&id).await?.ok_or(ServiceError::NotFound("device"))
     }
 
-    /// Takes a payload from `device` (by whatever transport it came): the readings stored (and
-    /// followed by the rules), or the refusal, counted by reason and logged.
-    pub async fn ingest(&self, device: &Device, payload: &[u8]) -> Result<Vec<Reading>, IngestError> {
-        let now = self.clock.now();
-        let parsed = if device.retired_at.is_some() {
-            Err(Rejection::UnknownDevice)
-        } else {
-            parse_payload(device.kind, payload, now)
-        };
-        let readings = match parsed {
-            Ok(r) => r,
-            Err(why) => {
-                refused(Some(&device.id), &why);
-                return Err(IngestError::Refused(why));
-            }
-        };
-        self.store.record_readings(&device.id, &readings, now).await.map_err(|e| IngestError::Store(e.to_string()))?;
-        metrics::counter!("civicgrid_telemetry_readings_total").increment(readings.len() as u64);
-        // The readings are stored: a rule that cannot run now is logged and counted, never a reason to
-        // have them sent again.
-        if let Err(e) = self.evaluate(device, &readings).await {
-            metrics::counter!("civicgrid_rule_failures_total").increment(1);
-            tracing::error!(device = %device.id, error = %e, "rules could not follow these readings");
-        }
-        Ok(readings)
+    /// Takes a payload from `device` (by whatever transport it came): how many readings were stored
+    /// (and followed by the rules), or the refusal, counted by reason and logged.
+    pub async fn ingest(&self, device: &Device, payload: &[u8]) -> Result<usize, IngestError> {
+        let mut taken = self.take(vec![Ok((Some(Arc::new(device.clone())), payload))]).await;
+        taken.pop().unwrap_or_else(|| Err(IngestError::Store("nothing was taken".into())))
     }
 
-    /// Takes a payload for the device named `id` (the MQTT topic's): unknown devices are refused and
-    /// counted like any bad payload.
-    pub async fn ingest_for(&self, id: &str, payload: &[u8]) -> Result<Vec<Reading>, IngestError> {
-        let device = match id.parse::<DeviceId>() {
-            Ok(id) => self.store.device(&id).await.map_err(|e| IngestError::Store(e.to_string()))?,
-            Err(_) => None,
-        };
-        match device {
-            Some(d) => self.ingest(&d, payload).await,
-            None => {
-                refused(None, &Rejection::UnknownDevice);
-                Err(IngestError::Refused(Rejection::UnknownDevice))
+    /// Takes a batch of messages, each for the device its topic names, in one transaction: for each
+    /// message in order, how many readings were stored or why not. Unknown devices are refused and
+    /// counted like any bad payload; a database failure leaves every message that was to be stored
+    /// unstored (for the sender to send again) and refuses nothing that was good.
+    pub async fn ingest_batch(&self, messages: &[(&str, &[u8])]) -> Vec<Result<usize, IngestError>> {
+        let mut items = Vec::with_capacity(messages.len());
+        for &(id, payload) in messages {
+            let device = match id.parse::<DeviceId>() {
+                Ok(id) => self.cached_device(&id).await.map_err(|e| IngestError::Store(e.to_string())),
+                Err(_) => Ok(None),
+            };
+            items.push(device.map(|d| (d, payload)));
+        }
+        self.take(items).await
+    }
+
+    /// The device `id` names, from this node's cache (read from the store when missing or stale).
+    async fn cached_device(&self, id: &DeviceId) -> Result<Option<Arc<Device>>, civicgrid_store::StoreError> {
+        if let Some(known) = self.devices.known.get(id.as_str()) {
+            return Ok(known);
+        }
+        let found = self.store.device(id).await?.map(Arc::new);
+        self.devices.known.put(id.as_str().to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// Parses, stores in one transaction, and hands to the rules: the one ingest path.
+    async fn take(&self, items: Vec<Result<Arrived<'_>, IngestError>>) -> Vec<Result<usize, IngestError>> {
+        let now = self.clock.now();
+        // Each message's outcome, or (for one to store) the number of its readings, for after the commit.
+        let mut outcomes: Vec<Result<usize, IngestError>> = Vec::with_capacity(items.len());
+        let mut to_store: Vec<bool> = Vec::with_capacity(items.len());
+        let mut by_device: BTreeMap<DeviceId, (Arc<Device>, Vec<Reading>)> = BTreeMap::new();
+        for (i, item) in items.into_iter().enumerate() {
+            // A reading without a time of its own takes the time it arrived, a microsecond apart per
+            // message in arrival order, so that two such messages never merge into one report.
+            let arrived = now + jiff::SignedDuration::from_micros(i as i64);
+            let (device, payload) = match item {
+                Ok(found) => found,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    to_store.push(false);
+                    continue;
+                }
+            };
+            let parsed = match &device {
+                Some(d) if d.retired_at.is_none() => parse_payload(d.kind, payload, arrived).map(|r| (d.clone(), r)),
+                _ => Err(Rejection::UnknownDevice),
+            };
+            match parsed {
+                Ok((d, readings)) => {
+                    outcomes.push(Ok(readings.len()));
+                    to_store.push(true);
+                    by_device.entry(d.id.clone()).or_insert_with(|| (d, Vec::new())).1.extend(readings);
+                }
+                Err(why) => {
+                    refused(device.as_deref().map(|d| &d.id), &why);
+                    outcomes.push(Err(IngestError::Refused(why)));
+                    to_store.push(false);
+                }
             }
         }
+        if by_device.is_empty() {
+            return outcomes;
+        }
+        let mut batch: Vec<(Arc<Device>, Vec<Reading>)> = by_device.into_values().collect();
+        // The rules follow the readings before they are stored, so that what they remember is
+        // committed with the readings it came from; what they find is acted on after the commit.
+        let followed = self.follow_rules(&mut batch).await;
+        let heard: Vec<DeviceId> =
+            batch.iter().filter(|(d, _)| self.devices.heard_due(d, now)).map(|(d, _)| d.id.clone()).collect();
+        let readings: usize = batch.iter().map(|(_, r)| r.len()).sum();
+        let (changes, rule_states) = followed.unwrap_or_default();
+        let record = TelemetryBatch {
+            readings: batch
+                .into_iter()
+                .map(|(d, readings)| DeviceReadings { device: d.id.clone(), readings })
+                .collect(),
+            heard,
+            heard_at: now,
+            rule_states,
+        };
+        if let Err(e) = self.store.record_telemetry(&record).await {
+            let detail = e.to_string();
+            for (outcome, stored) in outcomes.iter_mut().zip(to_store) {
+                if stored {
+                    *outcome = Err(IngestError::Store(detail.clone()));
+                }
+            }
+            return outcomes;
+        }
+        self.devices.heard(&record.heard, now);
+        self.remember(&record.rule_states);
+        metrics::counter!("civicgrid_telemetry_readings_total").increment(readings as u64);
+        // The readings are stored: an alarm that cannot be raised now is logged and counted, never a
+        // reason to have them sent again.
+        self.act_on(changes).await;
+        outcomes
     }
 
     /// A device's latest value of each metric (the centre's posts).
@@ -241,6 +357,22 @@ impl Services {
         Ok(self.store.rollups(id, metric, span, from, to, MAX_HISTORY).await?)
     }
 
+    /// Makes the summaries of every (device, hour) that reports touched since they were last made (the
+    /// minute's IoT sweep does this first); how many were made.
+    pub async fn summarise_telemetry(&self) -> ServiceResult<u64> {
+        const PER_TRANSACTION: u32 = 500;
+        let mut done = 0u64;
+        // Bounded, so reports arriving faster than they are summarised never keep one sweep going.
+        for _ in 0..100 {
+            let n = self.store.summarise_telemetry(PER_TRANSACTION).await?;
+            done += u64::from(n);
+            if n < PER_TRANSACTION {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
     /// Forgets raw readings after [`RAW_RETENTION`] and 5-minute summaries after
     /// [`FIVE_MINUTE_RETENTION`]; hourly summaries are kept (the retention job).
     pub async fn purge_telemetry(&self) -> ServiceResult<u64> {
@@ -261,6 +393,9 @@ impl Services {
         Ok(self.store.readings(id, metric, from, to, MAX_HISTORY).await?)
     }
 }
+
+/// A message as ingest takes it: the device it is from (none: unknown) and its payload.
+type Arrived<'a> = (Option<Arc<Device>>, &'a [u8]);
 
 /// Counts and logs a refused payload.
 fn refused(device: Option<&DeviceId>, why: &Rejection) {

@@ -86,6 +86,8 @@ pub struct Services {
     logins: Arc<accounts::LoginGuard>,
     sessions: Arc<accounts::TtlCache<Actor>>,
     keys: Arc<integrations::KeyCache>,
+    devices: Arc<iot::DeviceCache>,
+    rule_memory: Arc<std::sync::Mutex<alarms::RuleMemory>>,
 }
 
 impl Services {
@@ -100,6 +102,8 @@ impl Services {
             logins: Arc::new(accounts::LoginGuard::new()),
             sessions: Arc::new(accounts::session_cache()),
             keys: Arc::new(integrations::KeyCache::default()),
+            devices: Arc::new(iot::DeviceCache::default()),
+            rule_memory: Arc::default(),
         })
     }
 

@@ -7,8 +7,11 @@ use civicgrid_core::iot::DeviceId;
 use sqlx::QueryBuilder;
 
 use super::{BACKEND, Db, This};
-use crate::shared::{from_json, map_db_error, to_json};
+use crate::shared::{from_json, map_db_error, parse, to_json};
 use crate::{AlarmFilter, AlarmStore, Backend, Result, StoreError, micros};
+
+/// Devices (or states) per statement: well under either backend's limit on bound values.
+const CHUNK: usize = 1000;
 
 /// Appends an alarm's event and numbers it in the global log, in the caller's transaction. PostgreSQL
 /// numbers from the shared counter, whose row lock orders the commits; SQLite, with one writer at a
@@ -152,25 +155,48 @@ impl AlarmStore for This {
         rows.into_iter().map(alarm_from_row).collect()
     }
 
-    async fn rule_states(&self, device: &DeviceId) -> Result<Vec<(String, RuleState)>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT rule_id, state FROM rule_states WHERE device_id = $1 ORDER BY rule_id")
-                .bind(device.as_str())
-                .fetch_all(&self.read)
-                .await?;
-        rows.into_iter().map(|(rule, state)| Ok((rule, from_json(&state)?))).collect()
+    async fn rule_states(&self, devices: &[DeviceId]) -> Result<Vec<(DeviceId, String, RuleState)>> {
+        let mut out = Vec::new();
+        for chunk in devices.chunks(CHUNK) {
+            let mut q: QueryBuilder<Db> =
+                QueryBuilder::new("SELECT device_id, rule_id, state FROM rule_states WHERE device_id IN (");
+            let mut ids = q.separated(", ");
+            for d in chunk {
+                ids.push_bind(d.as_str());
+            }
+            q.push(") ORDER BY device_id, rule_id");
+            let rows: Vec<(String, String, String)> = q.build_query_as().fetch_all(&self.read).await?;
+            for (device, rule, state) in rows {
+                out.push((parse(&device)?, rule, from_json(&state)?));
+            }
+        }
+        Ok(out)
     }
 
-    async fn put_rule_state(&self, device: &DeviceId, rule: &str, state: &RuleState) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO rule_states (device_id, rule_id, state) VALUES ($1, $2, $3) \
-             ON CONFLICT (device_id, rule_id) DO UPDATE SET state = excluded.state",
-        )
-        .bind(device.as_str())
-        .bind(rule)
-        .bind(to_json(state)?)
-        .execute(&self.write)
-        .await?;
+    async fn put_rule_states(&self, states: &[(DeviceId, String, RuleState)]) -> Result<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        upsert_rule_states(&mut tx, states).await?;
+        tx.commit().await?;
         Ok(())
     }
+}
+
+/// Keeps what rules remember of devices, in the caller's transaction.
+pub(super) async fn upsert_rule_states(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    states: &[(DeviceId, String, RuleState)],
+) -> Result<()> {
+    for chunk in states.chunks(CHUNK) {
+        let json: Vec<String> = chunk.iter().map(|(_, _, s)| to_json(s)).collect::<Result<_>>()?;
+        let mut q: QueryBuilder<Db> = QueryBuilder::new("INSERT INTO rule_states (device_id, rule_id, state) ");
+        q.push_values(chunk.iter().zip(&json), |mut b, ((d, rule, _), state)| {
+            b.push_bind(d.as_str()).push_bind(rule.as_str()).push_bind(state.as_str());
+        });
+        q.push(" ON CONFLICT (device_id, rule_id) DO UPDATE SET state = excluded.state");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

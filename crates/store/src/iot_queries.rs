@@ -1,16 +1,29 @@
-//! The SQL of [`crate::DeviceStore`] — devices, their ingest tokens, latest values, history and its
-//! 5-minute and hourly summaries — shared
+//! The SQL of [`crate::DeviceStore`] — devices, their ingest tokens, their reports (one row per device
+//! and moment, values as a JSON object), latest values read back from the newest reports, and the
+//! 5-minute and hourly summaries made from the reports of every (device, hour) marked pending — shared
 //! by both backends the way [`queries`](super::queries) is: this file is compiled once per backend with
-//! that backend's `Db` and `This`.
+//! that backend's `Db`, `This` and `BACKEND`.
 
-use civicgrid_core::iot::{Device, DeviceId, Metric, Reading, Rollup, RollupSpan, summarise};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use civicgrid_core::iot::{Device, DeviceId, Metric, Reading, Rollup, RollupSpan, Summary, summarise};
 use jiff::Timestamp;
 use sqlx::QueryBuilder;
 
-use super::{Db, This};
+use super::{BACKEND, Db, This};
 use crate::rows::ts;
 use crate::shared::parse;
-use crate::{DeviceStore, Result, micros};
+use crate::{Backend, DeviceStore, LATEST_REPORTS, Result, StoreError, TelemetryBatch, micros};
+
+/// Rows per statement: well under either backend's limit on bound values.
+const CHUNK: usize = 2000;
+/// An hour, in microseconds.
+const HOUR_US: i64 = 3_600_000_000;
+/// A day, in microseconds.
+const DAY_US: i64 = 24 * HOUR_US;
+/// The span that leads the reports' key (5 minutes), in microseconds.
+const BUCKET_US: i64 = 300_000_000;
 
 const DEVICE_COLUMNS: &str = "id, kind, model, firmware, component_id, cabinet, feeder, checkpoint, \
     expected_interval_s, created_at, retired_at, last_seen_at";
@@ -45,10 +58,6 @@ fn device_from_row(r: DeviceRow) -> Result<Device> {
         retired_at: retired.map(ts).transpose()?,
         last_seen_at: seen.map(ts).transpose()?,
     })
-}
-
-fn reading_from_row((metric, at, value): (String, i64, f64)) -> Result<Reading> {
-    Ok(Reading { at: ts(at)?, metric: parse(&metric)?, value })
 }
 
 #[async_trait::async_trait]
@@ -105,74 +114,143 @@ impl DeviceStore for This {
         row.map(device_from_row).transpose()
     }
 
-    async fn record_readings(&self, id: &DeviceId, readings: &[Reading], heard_at: Timestamp) -> Result<()> {
-        if readings.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write.begin().await?;
-        let mut history: QueryBuilder<Db> = QueryBuilder::new("INSERT INTO telemetry (device_id, metric, at, value) ");
-        history.push_values(readings, |mut b, r| {
-            b.push_bind(id.as_str()).push_bind(r.metric.as_str()).push_bind(micros(r.at)).push_bind(r.value);
-        });
-        history.build().execute(&mut *tx).await?;
-        // The newest reading of each metric in this batch becomes its latest value, unless a newer one
-        // arrived before it.
-        let mut newest: Vec<&Reading> = Vec::new();
-        for r in readings {
-            match newest.iter_mut().find(|n| n.metric == r.metric) {
-                Some(n) if n.at <= r.at => *n = r,
-                Some(_) => {}
-                None => newest.push(r),
+    async fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<()> {
+        let TelemetryBatch { readings: batch, heard, heard_at, rule_states } = batch;
+        let heard_at = *heard_at;
+        // One row per (device, moment): values taken at the same moment merge, here and in the table.
+        let mut reports: BTreeMap<(&str, i64), BTreeMap<Metric, f64>> = BTreeMap::new();
+        for b in batch {
+            for r in &b.readings {
+                reports.entry((b.device.as_str(), micros(r.at))).or_default().insert(r.metric, r.value);
             }
         }
-        let mut latest: QueryBuilder<Db> =
-            QueryBuilder::new("INSERT INTO telemetry_latest (device_id, metric, value, at) ");
-        latest.push_values(&newest, |mut b, r| {
-            b.push_bind(id.as_str()).push_bind(r.metric.as_str()).push_bind(r.value).push_bind(micros(r.at));
-        });
-        latest.push(
-            " ON CONFLICT (device_id, metric) DO UPDATE SET value = excluded.value, at = excluded.at \
-             WHERE excluded.at >= telemetry_latest.at",
-        );
-        latest.build().execute(&mut *tx).await?;
-        let mut rollups: QueryBuilder<Db> = QueryBuilder::new(
-            "INSERT INTO telemetry_rollup (device_id, metric, span_s, start_at, n, total, low, high) ",
-        );
-        rollups.push_values(summarise(readings), |mut b, s| {
-            b.push_bind(id.as_str())
-                .push_bind(s.metric.as_str())
-                .push_bind(s.span.seconds())
-                .push_bind(micros(s.start))
-                .push_bind(i64::try_from(s.count).unwrap_or(i64::MAX))
-                .push_bind(s.sum)
-                .push_bind(s.min)
-                .push_bind(s.max);
-        });
-        rollups.push(
-            " ON CONFLICT (device_id, metric, span_s, start_at) DO UPDATE SET n = telemetry_rollup.n + excluded.n, \
-             total = telemetry_rollup.total + excluded.total, \
-             low = CASE WHEN excluded.low < telemetry_rollup.low THEN excluded.low ELSE telemetry_rollup.low END, \
-             high = CASE WHEN excluded.high > telemetry_rollup.high THEN excluded.high ELSE telemetry_rollup.high END",
-        );
-        rollups.build().execute(&mut *tx).await?;
-        sqlx::query(
-            "UPDATE devices SET last_seen_at = $1 WHERE id = $2 AND (last_seen_at IS NULL OR last_seen_at < $1)",
-        )
-        .bind(micros(heard_at))
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
+        if reports.is_empty() && heard.is_empty() && rule_states.is_empty() {
+            return Ok(());
+        }
+        let hours: BTreeSet<(&str, i64)> =
+            reports.keys().map(|&(d, at)| (d, at.div_euclid(HOUR_US) * HOUR_US)).collect();
+        let rows: Vec<(&str, i64, String)> =
+            reports.iter().map(|(&(d, at), vals)| (d, at, values_json(vals))).collect();
+        let merge = match BACKEND {
+            Backend::Sqlite => {
+                " ON CONFLICT (bucket, device_id, at) DO UPDATE SET vals = json_patch(telemetry_reports.vals, excluded.vals)"
+            }
+            Backend::Postgres => {
+                " ON CONFLICT (bucket, device_id, at) DO UPDATE \
+                 SET vals = (telemetry_reports.vals::jsonb || excluded.vals::jsonb)::text"
+            }
+        };
+        let mut tx = self.write.begin().await?;
+        for chunk in rows.chunks(CHUNK) {
+            let mut q: QueryBuilder<Db> =
+                QueryBuilder::new("INSERT INTO telemetry_reports (bucket, device_id, at, vals) ");
+            q.push_values(chunk, |mut b, (d, at, vals)| {
+                b.push_bind(bucket_of(*at)).push_bind(*d).push_bind(*at).push_bind(vals.as_str());
+            });
+            q.push(merge);
+            q.build().execute(&mut *tx).await?;
+        }
+        let hours: Vec<_> = hours.into_iter().collect();
+        for chunk in hours.chunks(CHUNK) {
+            let mut q: QueryBuilder<Db> =
+                QueryBuilder::new("INSERT INTO telemetry_pending (device_id, hour_at, touched) ");
+            q.push_values(chunk, |mut b, (d, hour)| {
+                b.push_bind(*d).push_bind(*hour).push_bind(1_i64);
+            });
+            q.push(" ON CONFLICT (device_id, hour_at) DO UPDATE SET touched = telemetry_pending.touched + 1");
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in heard.chunks(CHUNK) {
+            let mut q: QueryBuilder<Db> = QueryBuilder::new("UPDATE devices SET last_seen_at = ");
+            q.push_bind(micros(heard_at)).push(" WHERE (last_seen_at IS NULL OR last_seen_at < ");
+            q.push_bind(micros(heard_at)).push(") AND id IN (");
+            let mut ids = q.separated(", ");
+            for d in chunk {
+                ids.push_bind(d.as_str());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        super::alarm_queries::upsert_rule_states(&mut tx, rule_states).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn latest_readings(&self, id: &DeviceId) -> Result<Vec<Reading>> {
-        let rows: Vec<(String, i64, f64)> =
-            sqlx::query_as("SELECT metric, at, value FROM telemetry_latest WHERE device_id = $1 ORDER BY metric")
-                .bind(id.as_str())
-                .fetch_all(&self.read)
+    async fn summarise_telemetry(&self, limit: u32) -> Result<u32> {
+        let mut tx = self.write.begin().await?;
+        let marks: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT device_id, hour_at, touched FROM telemetry_pending ORDER BY hour_at, device_id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (device, hour, touched) in &marks {
+            let summaries = summarise_hour(&mut *tx, device, *hour).await?;
+            sqlx::query(
+                "DELETE FROM telemetry_rollup WHERE device_id = $1 AND start_at >= $2 AND start_at < $3 \
+                 AND (span_s = $4 OR start_at = $2)",
+            )
+            .bind(device)
+            .bind(hour)
+            .bind(hour + HOUR_US)
+            .bind(RollupSpan::FiveMinutes.seconds())
+            .execute(&mut *tx)
+            .await?;
+            if !summaries.is_empty() {
+                let mut q: QueryBuilder<Db> = QueryBuilder::new(
+                    "INSERT INTO telemetry_rollup (device_id, metric, span_s, start_at, n, total, low, high) ",
+                );
+                q.push_values(&summaries, |mut b, s| {
+                    b.push_bind(device.as_str())
+                        .push_bind(s.metric.as_str())
+                        .push_bind(s.span.seconds())
+                        .push_bind(micros(s.start))
+                        .push_bind(i64::try_from(s.count).unwrap_or(i64::MAX))
+                        .push_bind(s.sum)
+                        .push_bind(s.min)
+                        .push_bind(s.max);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            // A report stored since the mark was read touched it again: the mark stays for the next run.
+            sqlx::query("DELETE FROM telemetry_pending WHERE device_id = $1 AND hour_at = $2 AND touched = $3")
+                .bind(device)
+                .bind(hour)
+                .bind(touched)
+                .execute(&mut *tx)
                 .await?;
-        rows.into_iter().map(reading_from_row).collect()
+        }
+        tx.commit().await?;
+        Ok(u32::try_from(marks.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn latest_readings(&self, id: &DeviceId) -> Result<Vec<Reading>> {
+        // Span by span back from the newest, for at most the raw history's month.
+        let newest = micros(Timestamp::now()).max(self.newest_report(id).await?.unwrap_or(i64::MIN));
+        let mut latest: BTreeMap<Metric, Reading> = BTreeMap::new();
+        let mut seen = 0u32;
+        let mut to = bucket_of(newest) + BUCKET_US;
+        for _ in 0..31 {
+            let from = to - DAY_US;
+            let mut conn = self.read.acquire().await?;
+            let rows = reports_in(&mut *conn, id.as_str(), from, to, true).await?;
+            for (at, vals) in rows {
+                for r in report_readings(at, &vals)? {
+                    latest.entry(r.metric).or_insert(r);
+                }
+                seen += 1;
+                if seen >= LATEST_REPORTS {
+                    break;
+                }
+            }
+            if seen >= LATEST_REPORTS {
+                break;
+            }
+            to = from;
+        }
+        let mut out: Vec<Reading> = latest.into_values().collect();
+        out.sort_by_key(|r| r.metric.as_str());
+        Ok(out)
     }
 
     async fn rollups(
@@ -196,18 +274,38 @@ impl DeviceStore for This {
         .bind(i64::from(limit))
         .fetch_all(&self.read)
         .await?;
-        rows.into_iter()
-            .map(|(start, n, total, low, high)| {
-                let count = u64::try_from(n).unwrap_or(0);
-                let mean = if count == 0 { 0.0 } else { total / count as f64 };
-                Ok(Rollup { start: ts(start)?, count, mean, min: low, max: high })
-            })
-            .collect()
+        let mut out: BTreeMap<i64, Rollup> = BTreeMap::new();
+        for (start, n, total, low, high) in rows {
+            out.insert(start, rollup(ts(start)?, u64::try_from(n).unwrap_or(0), total, low, high));
+        }
+        // Hours marked since they were last summarised are summarised from their reports for this answer.
+        let pending: Vec<(i64,)> = sqlx::query_as(
+            "SELECT hour_at FROM telemetry_pending WHERE device_id = $1 AND hour_at > $2 AND hour_at < $3",
+        )
+        .bind(id.as_str())
+        .bind(micros(from) - HOUR_US)
+        .bind(micros(to))
+        .fetch_all(&self.read)
+        .await?;
+        if !pending.is_empty() {
+            let mut conn = self.read.acquire().await?;
+            for (hour,) in pending {
+                for s in summarise_hour(&mut *conn, id.as_str(), hour).await? {
+                    let start = micros(s.start);
+                    if s.metric == metric && s.span == span && start >= micros(from) && start < micros(to) {
+                        out.insert(start, rollup(s.start, s.count, s.sum, s.min, s.max));
+                    }
+                }
+            }
+        }
+        Ok(out.into_values().take(limit as usize).collect())
     }
 
     async fn purge_telemetry(&self, raw_before: Timestamp, five_minutes_before: Timestamp) -> Result<u64> {
-        let raw =
-            sqlx::query("DELETE FROM telemetry WHERE at < $1").bind(micros(raw_before)).execute(&self.write).await?;
+        let raw = sqlx::query("DELETE FROM telemetry_reports WHERE bucket < $1")
+            .bind(bucket_of(micros(raw_before)))
+            .execute(&self.write)
+            .await?;
         let five = sqlx::query("DELETE FROM telemetry_rollup WHERE span_s = $1 AND start_at < $2")
             .bind(RollupSpan::FiveMinutes.seconds())
             .bind(micros(five_minutes_before))
@@ -224,17 +322,106 @@ impl DeviceStore for This {
         to: Timestamp,
         limit: u32,
     ) -> Result<Vec<Reading>> {
-        let rows: Vec<(String, i64, f64)> = sqlx::query_as(
-            "SELECT metric, at, value FROM telemetry WHERE device_id = $1 AND metric = $2 AND at >= $3 AND at < $4 \
-             ORDER BY at LIMIT $5",
-        )
-        .bind(id.as_str())
-        .bind(metric.as_str())
-        .bind(micros(from))
-        .bind(micros(to))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter().map(reading_from_row).collect()
+        // A day of spans at a time, until `limit` readings are found.
+        let mut out = Vec::new();
+        let (from, to) = (micros(from), micros(to));
+        let mut start = from;
+        let mut conn = self.read.acquire().await?;
+        while start < to {
+            let end = (bucket_of(start) + DAY_US).min(to);
+            for (at, vals) in reports_in(&mut *conn, id.as_str(), start, end, false).await? {
+                out.extend(report_readings(at, &vals)?.into_iter().filter(|r| r.metric == metric));
+                if out.len() >= limit as usize {
+                    out.truncate(limit as usize);
+                    return Ok(out);
+                }
+            }
+            start = end;
+        }
+        Ok(out)
     }
+}
+
+impl This {
+    /// When a device last reported, if it has (its last-heard time, which may run a little ahead).
+    async fn newest_report(&self, id: &DeviceId) -> Result<Option<i64>> {
+        let seen: Option<(Option<i64>,)> = sqlx::query_as("SELECT last_seen_at FROM devices WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(seen.and_then(|(s,)| s))
+    }
+}
+
+/// The 5-minute span a time (in microseconds) falls in, as its start.
+fn bucket_of(at: i64) -> i64 {
+    at.div_euclid(BUCKET_US) * BUCKET_US
+}
+
+/// A device's reports taken in `from..to` (microseconds), in time order (newest first if `newest_first`),
+/// read span by span along the key.
+async fn reports_in<'c, E>(conn: E, device: &str, from: i64, to: i64, newest_first: bool) -> Result<Vec<(i64, String)>>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    let first = bucket_of(from);
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT at, vals FROM telemetry_reports WHERE device_id = ");
+    q.push_bind(device).push(" AND at >= ").push_bind(from).push(" AND at < ").push_bind(to).push(" AND bucket IN (");
+    let mut spans = q.separated(", ");
+    let mut b = first;
+    while b < to {
+        spans.push_bind(b);
+        b += BUCKET_US;
+    }
+    q.push(if newest_first { ") ORDER BY at DESC" } else { ") ORDER BY at" });
+    Ok(q.build_query_as().fetch_all(conn).await?)
+}
+
+/// A report's values as the JSON object stored (`f64`'s `Display` is the shortest text that reads back
+/// to the same value, and never an exponent).
+fn values_json(vals: &BTreeMap<Metric, f64>) -> String {
+    let mut out = String::with_capacity(16 * vals.len() + 2);
+    out.push('{');
+    for (i, (metric, value)) in vals.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{}\":{value}", metric.as_str());
+    }
+    out.push('}');
+    out
+}
+
+/// The readings of one stored report.
+fn report_readings(at: i64, vals: &str) -> Result<Vec<Reading>> {
+    let at = ts(at)?;
+    let map: BTreeMap<String, f64> =
+        serde_json::from_str(vals).map_err(|e| StoreError::Corrupt(format!("telemetry values {vals:?}: {e}")))?;
+    map.into_iter()
+        .map(|(name, value)| {
+            let metric = Metric::parse(&name).ok_or_else(|| StoreError::Corrupt(format!("unknown metric {name:?}")))?;
+            Ok(Reading { at, metric, value })
+        })
+        .collect()
+}
+
+/// The 5-minute and hourly summaries of one device's reports in the hour starting at `hour`.
+async fn summarise_hour<'c, E>(conn: E, device: &str, hour: i64) -> Result<Vec<Summary>>
+where
+    E: sqlx::Executor<'c, Database = Db>,
+{
+    let rows = reports_in(conn, device, hour, hour + HOUR_US, false).await?;
+    let mut readings = Vec::new();
+    for (at, vals) in rows {
+        readings.extend(report_readings(at, &vals)?);
+    }
+    Ok(summarise(&readings))
+}
+
+fn rollup(start: Timestamp, count: u64, total: f64, min: f64, max: f64) -> Rollup {
+    let mean = if count == 0 { 0.0 } else { total / count as f64 };
+    Rollup { start, count, mean, min, max }
 }

@@ -1048,6 +1048,31 @@ pub trait KpiStore: Send + Sync {
     async fn case_histories(&self, after: CaseId, limit: u32) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>>;
 }
 
+/// How many of a device's newest reports its latest values are read from.
+pub const LATEST_REPORTS: u32 = 200;
+
+/// One device's readings in a batch to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceReadings {
+    /// The device.
+    pub device: civicgrid_core::iot::DeviceId,
+    /// What it reported.
+    pub readings: Vec<civicgrid_core::iot::Reading>,
+}
+
+/// What one ingest transaction stores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryBatch {
+    /// Each device's readings.
+    pub readings: Vec<DeviceReadings>,
+    /// Devices whose last-heard time moves to `heard_at`.
+    pub heard: Vec<civicgrid_core::iot::DeviceId>,
+    /// When they were heard from.
+    pub heard_at: Timestamp,
+    /// What the rules now remember of devices (device, rule, memory).
+    pub rule_states: Vec<(civicgrid_core::iot::DeviceId, String, civicgrid_core::alarm::RuleState)>,
+}
+
 /// Smart components' devices and their telemetry.
 #[async_trait::async_trait]
 pub trait DeviceStore: Send + Sync {
@@ -1061,18 +1086,33 @@ pub trait DeviceStore: Send + Sync {
     async fn set_device_token(&self, id: &civicgrid_core::iot::DeviceId, token_hash: &str) -> Result<bool>;
     /// The device whose ingest token has this SHA-256.
     async fn device_by_token(&self, token_hash: &str) -> Result<Option<civicgrid_core::iot::Device>>;
-    /// Stores readings of a device in one transaction: each in the history, the newest of each metric
-    /// as its latest value (an older reading arriving late never replaces a newer one), and the time it
-    /// was heard from.
+    /// Stores a batch in one transaction: one report row per device and moment (values taken at the
+    /// same moment merge, so a message delivered twice stores nothing twice), each (device, hour)
+    /// touched marked for summarising, the devices' last-heard time (never moved back), and what the
+    /// rules now remember of them.
+    async fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<()>;
+    /// Stores one device's readings ([`DeviceStore::record_telemetry`] with a batch of one).
     async fn record_readings(
         &self,
         id: &civicgrid_core::iot::DeviceId,
         readings: &[civicgrid_core::iot::Reading],
         heard_at: Timestamp,
-    ) -> Result<()>;
-    /// The latest value of each metric of a device.
+    ) -> Result<()> {
+        self.record_telemetry(&TelemetryBatch {
+            readings: vec![DeviceReadings { device: id.clone(), readings: readings.to_vec() }],
+            heard: vec![id.clone()],
+            heard_at,
+            rule_states: Vec::new(),
+        })
+        .await
+    }
+    /// Makes the 5-minute and hourly summaries of up to `limit` (device, hour) pairs marked since they
+    /// were last made, from the reports; how many pairs were done (0: none is waiting).
+    async fn summarise_telemetry(&self, limit: u32) -> Result<u32>;
+    /// The latest value of each metric among a device's newest reports (the last [`LATEST_REPORTS`]).
     async fn latest_readings(&self, id: &civicgrid_core::iot::DeviceId) -> Result<Vec<civicgrid_core::iot::Reading>>;
-    /// A metric's summaries over `span` starting in `from..to`, oldest first, at most `limit`.
+    /// A metric's summaries over `span` starting in `from..to`, oldest first, at most `limit`; spans
+    /// still waiting to be summarised are summarised for the answer, so it is never behind the reports.
     async fn rollups(
         &self,
         id: &civicgrid_core::iot::DeviceId,
@@ -1138,17 +1178,15 @@ pub trait AlarmStore: Send + Sync {
     ) -> Result<Option<civicgrid_core::alarm::Alarm>>;
     /// Alarms matching `filter`, newest raising first.
     async fn alarms(&self, filter: &AlarmFilter) -> Result<Vec<civicgrid_core::alarm::Alarm>>;
-    /// What each rule remembers of a device.
+    /// What each rule remembers of each of these devices (read in one go).
     async fn rule_states(
         &self,
-        device: &civicgrid_core::iot::DeviceId,
-    ) -> Result<Vec<(String, civicgrid_core::alarm::RuleState)>>;
-    /// Keeps what a rule remembers of a device.
-    async fn put_rule_state(
+        devices: &[civicgrid_core::iot::DeviceId],
+    ) -> Result<Vec<(civicgrid_core::iot::DeviceId, String, civicgrid_core::alarm::RuleState)>>;
+    /// Keeps what rules remember of devices (written in one go).
+    async fn put_rule_states(
         &self,
-        device: &civicgrid_core::iot::DeviceId,
-        rule: &str,
-        state: &civicgrid_core::alarm::RuleState,
+        states: &[(civicgrid_core::iot::DeviceId, String, civicgrid_core::alarm::RuleState)],
     ) -> Result<()>;
 }
 

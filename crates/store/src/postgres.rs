@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 17] = [
+const MIGRATIONS: [(i64, &str, &str); 18] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -36,6 +36,7 @@ const MIGRATIONS: [(i64, &str, &str); 17] = [
     (15, "devices", include_str!("../migrations/postgres/0015_devices.sql")),
     (16, "telemetry rollups", include_str!("../migrations/postgres/0016_telemetry_rollups.sql")),
     (17, "alarms", include_str!("../migrations/postgres/0017_alarms.sql")),
+    (18, "telemetry reports", include_str!("../migrations/postgres/0018_telemetry_reports.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -129,7 +130,7 @@ impl PgStore {
         pool.execute(
             // Every table the migrations create (a new migration's tables go here too; the CLI test of
             // `demo --fresh` on PostgreSQL fails otherwise).
-            "DROP TABLE IF EXISTS rule_states, alarm_events, alarms, telemetry_rollup, telemetry, telemetry_latest, devices, kpi_counts, notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
+            "DROP TABLE IF EXISTS rule_states, alarm_events, alarms, telemetry_pending, telemetry_reports, telemetry_rollup, telemetry, telemetry_latest, devices, kpi_counts, notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
              matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
         )
         .await?;

@@ -19,7 +19,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 17] = [
+const MIGRATIONS: [(i64, &str, &str); 18] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -37,6 +37,7 @@ const MIGRATIONS: [(i64, &str, &str); 17] = [
     (15, "devices", include_str!("../migrations/sqlite/0015_devices.sql")),
     (16, "telemetry rollups", include_str!("../migrations/sqlite/0016_telemetry_rollups.sql")),
     (17, "alarms", include_str!("../migrations/sqlite/0017_alarms.sql")),
+    (18, "telemetry reports", include_str!("../migrations/sqlite/0018_telemetry_reports.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.

@@ -490,14 +490,18 @@ async fn one_open_alarm_per_subject_and_fault(store: &dyn Store) {
     assert_eq!(store.alarms(&open).await.expect("list").len(), 2);
     let device: civicgrid_core::iot::DeviceId = "cab-alarm".parse().expect("id");
     let state = RuleState { since: Some(at), active: true, last: Some(0.0), window: vec![(at, 0.0)] };
-    store.put_rule_state(&device, "lamp-out", &state).await.expect("state");
-    store.put_rule_state(&device, "lamp-out", &state).await.expect("state again");
-    assert_eq!(store.rule_states(&device).await.expect("states"), vec![("lamp-out".to_owned(), state)]);
+    let kept = vec![(device.clone(), "lamp-out".to_owned(), state)];
+    store.put_rule_states(&kept).await.expect("state");
+    store.put_rule_states(&kept).await.expect("state again");
+    assert_eq!(store.rule_states(std::slice::from_ref(&device)).await.expect("states"), kept);
+    assert!(store.rule_states(&["nobody".parse().expect("id")]).await.expect("none").is_empty());
 }
 
 /// Devices round-trip with their topology; an ingest token finds its device; readings go to the history
-/// and the newest of each metric to its latest value, which a late, older reading does not replace;
-/// 5-minute and hourly summaries count every reading, and purging keeps the hourly ones.
+/// and the newest of each metric is its latest value, which a late, older reading does not replace; a
+/// message stored twice counts once; 5-minute and hourly summaries count every reading, before the
+/// pending hours are summarised and after; rule memory is kept with a batch; purging keeps the hourly
+/// summaries.
 async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fixture) {
     use civicgrid_core::iot::{Device, DeviceId, DeviceKind, Metric, Reading};
     let id = |s: &str| s.parse::<DeviceId>().expect("id");
@@ -552,6 +556,27 @@ async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fi
     assert_eq!(history.iter().map(|x| x.value).collect::<Vec<_>>(), [0.8, 0.7, 0.0], "oldest first");
     assert_eq!(store.readings(&lamp_id, Metric::CurrentA, at(0), at(10), 1).await.expect("limited").len(), 1);
     assert_eq!(store.device(&lamp_id).await.expect("read").and_then(|d| d.last_seen_at), Some(at(7)));
+    // The same message again (a QoS 1 redelivery) merges into the report it made; rule memory rides along.
+    let memory = civicgrid_core::alarm::RuleState { since: Some(at(5)), ..Default::default() };
+    store
+        .record_telemetry(&civicgrid_store::TelemetryBatch {
+            readings: vec![civicgrid_store::DeviceReadings {
+                device: lamp_id.clone(),
+                readings: vec![r(Metric::CurrentA, 5, 0.0), r(Metric::LampOn, 5, 0.0)],
+            }],
+            heard: vec![lamp_id.clone()],
+            heard_at: at(6),
+            rule_states: vec![(lamp_id.clone(), "lamp-out".into(), memory.clone())],
+        })
+        .await
+        .expect("again");
+    let history = store.readings(&lamp_id, Metric::CurrentA, at(0), at(10), 100).await.expect("history");
+    assert_eq!(history.len(), 3, "a redelivered message stores nothing twice");
+    assert_eq!(store.device(&lamp_id).await.expect("read").and_then(|d| d.last_seen_at), Some(at(7)), "never back");
+    assert_eq!(
+        store.rule_states(std::slice::from_ref(&lamp_id)).await.expect("memory"),
+        vec![(lamp_id.clone(), "lamp-out".to_owned(), memory)]
+    );
 
     // Summaries: every reading, late ones included, counts in its span; purging keeps hourly ones.
     use civicgrid_core::iot::RollupSpan;
@@ -568,6 +593,12 @@ async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fi
         .await
         .expect("five");
     assert_eq!(five.iter().map(|r| r.count).sum::<u64>(), 3);
+    // Summarising the pending hours stores what was computed on the fly, and leaves nothing pending.
+    assert_eq!(store.summarise_telemetry(100).await.expect("summarise") as usize, expected_hours);
+    assert_eq!(store.summarise_telemetry(100).await.expect("nothing left"), 0);
+    let stored =
+        store.rollups(&lamp_id, Metric::CurrentA, RollupSpan::Hour, hour_start, at(60), 10).await.expect("hourly");
+    assert_eq!(stored, hourly, "the stored summaries are the ones computed before");
     let gone = store.purge_telemetry(at(60), at(60)).await.expect("purge");
     assert!(gone >= 4, "three raw current readings, one lamp_on, and their 5-minute summaries: {gone}");
     assert!(store.readings(&lamp_id, Metric::CurrentA, at(0), at(10), 100).await.expect("raw").is_empty());
