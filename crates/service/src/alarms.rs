@@ -1,7 +1,8 @@
 //! From telemetry to alarms to cases, and back: the rules ([`civicgrid_core::alarm`]) follow each
-//! device's readings as they are stored ([`Services::evaluate`]) and the passing of time
-//! ([`Services::iot_sweep`], the `iot.sweep` job every minute); what they find becomes an alarm, one
-//! per subject and fault, which a repeat raises again.
+//! batch of readings as it is stored (`follow_rules` before the commit, which stores what they now
+//! remember with the readings, and `act_on` after it) and the passing of time ([`Services::iot_sweep`],
+//! the `iot.sweep` job every minute); what they find becomes an alarm, one per subject and fault, which
+//! a repeat raises again.
 //!
 //! An alarm at or above its rule's case severity opens a case — matter from the component's class,
 //! reported, accepted, filed and dispatched by the system to the component's department, or for a

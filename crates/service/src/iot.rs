@@ -1,10 +1,12 @@
 //! Smart components' devices and their telemetry: registering devices (administrators), issuing each
 //! one an ingest token (`dvt_…`, shown once, only its SHA-256 kept), and taking payloads from any
-//! transport — MQTT, `POST /api/v1/telemetry` — through one function, [`Services::ingest`], which
-//! parses, stores in one transaction, and counts what it refused by reason
-//! (`civicgrid_telemetry_rejected_total{reason}`), so a bad payload is a counted, logged refusal and never
-//! a stalled pipeline. History is kept raw for a month, in 5-minute summaries for about a year and in
-//! hourly ones for good (the `telemetry.retention` job).
+//! transport — MQTT batches ([`Services::ingest_batch`]), `POST /api/v1/telemetry` ([`Services::ingest`])
+//! — through one path, which parses, lets the rules follow, stores a whole batch in one transaction, and
+//! counts what it refused by reason (`civicgrid_telemetry_rejected_total{reason}`), so a bad payload is a
+//! counted, logged refusal and never a stalled pipeline. Devices are cached per node for half a minute.
+//! History is kept raw for a month, in 5-minute summaries for about a year and in hourly ones for good
+//! (the `telemetry.retention` job); the summaries of the hours reports touched are made by the minute's
+//! sweep ([`Services::summarise_telemetry`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -376,6 +378,8 @@ impl Services {
     /// Forgets raw readings after [`RAW_RETENTION`] and 5-minute summaries after
     /// [`FIVE_MINUTE_RETENTION`]; hourly summaries are kept (the retention job).
     pub async fn purge_telemetry(&self) -> ServiceResult<u64> {
+        // Hours still pending are summarised first, while their reports are there to be read.
+        self.summarise_telemetry().await?;
         let now = self.clock.now();
         Ok(self.store.purge_telemetry(now - RAW_RETENTION, now - FIVE_MINUTE_RETENTION).await?)
     }
