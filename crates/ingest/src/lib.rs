@@ -140,28 +140,29 @@ async fn work(services: Services, client: AsyncClient, mut from_poller: Unbounde
 /// the database will not take them, and in the end leaves them unacknowledged for the broker to send
 /// again.
 async fn store(services: &Services, client: &AsyncClient, batch: &[Publish]) {
-    let mut pending: Vec<&Publish> = Vec::with_capacity(batch.len());
+    // Each message with the device its topic names.
+    let mut pending: Vec<(&Publish, &str)> = Vec::with_capacity(batch.len());
     for p in batch {
-        if device_of(&p.topic).is_some() {
-            pending.push(p);
-        } else {
-            tracing::warn!(topic = %p.topic, "message on an unexpected topic");
-            ack(client, p).await;
+        match device_of(&p.topic) {
+            Some(device) => pending.push((p, device)),
+            None => {
+                tracing::warn!(topic = %p.topic, "message on an unexpected topic");
+                ack(client, p).await;
+            }
         }
     }
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=STORE_ATTEMPTS {
-        let messages: Vec<(&str, &[u8])> =
-            pending.iter().filter_map(|p| Some((device_of(&p.topic)?, &p.payload[..]))).collect();
+        let messages: Vec<(&str, &[u8])> = pending.iter().map(|(p, device)| (*device, &p.payload[..])).collect();
         let outcomes = services.ingest_batch(&messages).await;
         let mut again = Vec::new();
         let mut failure = None;
-        for (p, outcome) in pending.into_iter().zip(outcomes) {
+        for ((p, device), outcome) in pending.into_iter().zip(outcomes) {
             match outcome {
                 Ok(_) | Err(IngestError::Refused(_)) => ack(client, p).await,
                 Err(IngestError::Store(e)) => {
                     failure = Some(e);
-                    again.push(p);
+                    again.push((p, device));
                 }
             }
         }

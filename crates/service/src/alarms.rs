@@ -638,8 +638,7 @@ impl Services {
         let watched: Vec<&Device> =
             devices.iter().filter(|d| d.retired_at.is_none() && rules.for_kind(d.kind).next().is_some()).collect();
         let ids: Vec<DeviceId> = watched.iter().map(|d| d.id.clone()).collect();
-        let mut states: HashMap<(DeviceId, String), RuleState> =
-            self.store.rule_states(&ids).await?.into_iter().map(|(d, rule, s)| ((d, rule), s)).collect();
+        let mut states = self.rule_memory(&ids).await?;
         for d in watched {
             let heard = d.last_seen_at;
             let interval = SignedDuration::from_secs(i64::from(d.expected_interval_s));
@@ -873,13 +872,13 @@ struct SensorReport {
     dept: DeptCode,
 }
 
-/// What of a rule's state must survive a restart (the last value alone need not be written each time).
 /// Counts and logs what the rules could not do (the readings behind it are stored all the same).
 fn rule_failure(what: &str, e: &dyn std::fmt::Display) {
     metrics::counter!("civicgrid_rule_failures_total").increment(1);
     tracing::error!(error = %e, "{what}");
 }
 
+/// What of a rule's state must survive a restart (the last value alone need not be written each time).
 fn remembered(s: &RuleState) -> (Option<Timestamp>, bool, &[(Timestamp, f64)]) {
     (s.since, s.active, &s.window)
 }

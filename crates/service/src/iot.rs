@@ -244,9 +244,8 @@ impl Services {
     /// Parses, stores in one transaction, and hands to the rules: the one ingest path.
     async fn take(&self, items: Vec<Result<Arrived<'_>, IngestError>>) -> Vec<Result<usize, IngestError>> {
         let now = self.clock.now();
-        // Each message's outcome, or (for one to store) the number of its readings, for after the commit.
+        // Each message's outcome: a refusal, or (for one to store) the number of its readings.
         let mut outcomes: Vec<Result<usize, IngestError>> = Vec::with_capacity(items.len());
-        let mut to_store: Vec<bool> = Vec::with_capacity(items.len());
         let mut by_device: BTreeMap<DeviceId, (Arc<Device>, Vec<Reading>)> = BTreeMap::new();
         for (i, item) in items.into_iter().enumerate() {
             // A reading without a time of its own takes the time it arrived, a microsecond apart per
@@ -256,7 +255,6 @@ impl Services {
                 Ok(found) => found,
                 Err(e) => {
                     outcomes.push(Err(e));
-                    to_store.push(false);
                     continue;
                 }
             };
@@ -267,13 +265,11 @@ impl Services {
             match parsed {
                 Ok((d, readings)) => {
                     outcomes.push(Ok(readings.len()));
-                    to_store.push(true);
                     by_device.entry(d.id.clone()).or_insert_with(|| (d, Vec::new())).1.extend(readings);
                 }
                 Err(why) => {
                     refused(device.as_deref().map(|d| &d.id), &why);
                     outcomes.push(Err(IngestError::Refused(why)));
-                    to_store.push(false);
                 }
             }
         }
@@ -299,10 +295,8 @@ impl Services {
         };
         if let Err(e) = self.store.record_telemetry(&record).await {
             let detail = e.to_string();
-            for (outcome, stored) in outcomes.iter_mut().zip(to_store) {
-                if stored {
-                    *outcome = Err(IngestError::Store(detail.clone()));
-                }
+            for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *outcome = Err(IngestError::Store(detail.clone()));
             }
             return outcomes;
         }

@@ -230,9 +230,9 @@ impl DeviceStore for This {
         let mut latest: BTreeMap<Metric, Reading> = BTreeMap::new();
         let mut seen = 0u32;
         let mut to = bucket_of(newest) + BUCKET_US;
+        let mut conn = self.read.acquire().await?;
         for _ in 0..31 {
             let from = to - DAY_US;
-            let mut conn = self.read.acquire().await?;
             let rows = reports_in(&mut *conn, id.as_str(), from, to, true).await?;
             for (at, vals) in rows {
                 for r in report_readings(at, &vals)? {
