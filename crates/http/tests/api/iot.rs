@@ -136,12 +136,32 @@ async fn devices_push_telemetry_and_bad_payloads_are_counted_and_refused() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
-    // A retired device's payloads are refused.
+    // A batch as MQTT hands it over: each message's own outcome, in order; only the good one stored.
+    use civicgrid_service::iot::IngestError;
+    let good: &[u8] = br#"{"ts":"2026-11-23T09:06:00+08:00","values":{"current_a":0.4}}"#;
+    let batch = [("lamp-0001", good), ("nobody", good), ("a/b", good), ("lamp-0001", b"not json".as_slice())];
+    let outcomes = app.state.services.ingest_batch(&batch).await;
+    assert!(matches!(outcomes[0], Ok(1)), "{outcomes:?}");
+    assert!(outcomes[1..].iter().all(|o| matches!(o, Err(IngestError::Refused(_)))), "{outcomes:?}");
+
+    // A retired device's payloads are refused, by either path: retiring it through this node also
+    // drops what the MQTT path had cached of it.
     let mut retired = lamp.clone();
     retired["retired"] = json!(true);
     assert_eq!(app.post("/api/v1/devices", Some(&admin), &retired).await.0, StatusCode::OK);
     let (s, _) = push(token, "", r#"{"values":{"current_a":0.5}}"#).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let late: &[u8] = br#"{"ts":"2026-11-23T09:07:00+08:00","values":{"current_a":0.5}}"#;
+    let outcomes = app.state.services.ingest_batch(&[("lamp-0001", late)]).await;
+    assert!(matches!(outcomes[0], Err(IngestError::Refused(_))), "{outcomes:?}");
+    let (_, history) = app
+        .get(
+            "/api/v1/devices/lamp-0001/readings?metric=current_a&from=2026-11-23T00:00:00Z&to=2026-11-24T00:00:00Z",
+            Some(&shift),
+        )
+        .await;
+    let values: Vec<f64> = history.as_array().expect("list").iter().filter_map(|r| r["value"].as_f64()).collect();
+    assert_eq!(values, [0.82, 0.0, 0.4], "only the good message of the batch, nothing after retirement");
 
     // Every refusal was counted under its reason.
     let scrape =
