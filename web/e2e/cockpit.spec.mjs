@@ -1,6 +1,7 @@
 // The big-screen cockpit at 1920×1080: it draws only after the embedded font has loaded, a case
 // reported elsewhere reaches it through the live feed (ticker and tallies), the map drills down from
-// the town to a workstation and a grid, and each of the four screens is photographed.
+// the town to a workstation and a grid, each of the five screens is photographed, and the smart
+// components' screen shows what the API says of the simulated devices.
 import { test, expect } from '@playwright/test';
 import { accessible, login, placeOfGw001, shoot, token } from './helpers.mjs';
 
@@ -44,7 +45,7 @@ test('a case reported elsewhere appears on the cockpit through the live feed', a
   await expect(cockpit.locator('[data-crumbs="safety"] button')).toHaveCount(1);
 
   await accessible(cockpit);
-  for (const screen of ['safety', 'economy', 'rural', 'livelihood']) {
+  for (const screen of ['safety', 'economy', 'rural', 'livelihood', 'sensing']) {
     await cockpit.click(`#tab-${screen}`);
     await expect(cockpit.locator(`#screen-${screen}`)).toBeVisible();
     await expect(cockpit.locator(`#screen-${screen} .chart canvas`).first()).toBeVisible();
@@ -52,6 +53,34 @@ test('a case reported elsewhere appears on the cockpit through the live feed', a
     await shoot(cockpit, `cockpit-${screen}`);
   }
   console.log(`cockpit first paint: ${firstPaint} ms`);
+});
+
+test('the smart components screen shows the alarms, devices and people flow the API reports', async ({ browser, request }) => {
+  const cockpit = await login(browser, 'commander', BIG_SCREEN);
+  await cockpit.goto('/cockpit?rotate=0&screen=sensing');
+  await cockpit.waitForSelector('body[data-ready=yes]');
+  await expect(cockpit.locator('#screen-sensing')).toBeVisible();
+  const api = await request.get('/api/v1/cockpit/sensing', {
+    headers: { authorization: `Bearer ${await token(request, 'commander')}` },
+  });
+  expect(api.status()).toBe(200);
+  const x = await api.json();
+  const devices = x.devices.reduce((n, d) => n + d.total, 0);
+  expect(devices).toBeGreaterThan(0);
+  // Devices go offline only after three silent intervals, so the screen's read and the test's agree.
+  await expect(cockpit.locator('[data-tile="devices_offline"] .value'))
+    .toHaveText(String(x.devices.reduce((n, d) => n + d.offline, 0)));
+  await expect(cockpit.locator('[data-tile="alarms_active"] .value')).not.toHaveText('–');
+  await expect(cockpit.locator('[data-tile="crowded"] .value')).toHaveText(new RegExp(`/ ${x.checkpoints.length}$`));
+  const rows = cockpit.locator('[data-table="first-alarms"] tbody tr');
+  if (x.first.length > 0) {
+    await expect(rows).toHaveCount(x.first.length);
+    await expect(rows.first().locator('.sev')).toHaveText(/紧急|重要|次要|提示/);
+  }
+  for (const id of ['map-sensing', 'chart-faults', 'chart-devices', 'chart-occupancy', 'chart-flow']) {
+    await expect(cockpit.locator(`#${id} canvas`).first()).toBeVisible();
+  }
+  await expect(cockpit.locator('[data-age="sensing"]').first()).toHaveText(/秒前/);
 });
 
 test('each watching post has its own view; other posts are refused', async ({ browser }) => {

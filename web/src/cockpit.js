@@ -1,11 +1,13 @@
 // The big-screen cockpit. The page (crates/http/templates/cockpit.html) is a shell of panels; this
-// module draws them with ECharts from two reads — the open cases now (/api/v1/cockpit/situation) and
-// the KPI figures (/api/v1/cockpit/figures) — and keeps them live from one event stream:
+// module draws them with ECharts from three reads — the open cases now (/api/v1/cockpit/situation),
+// the KPI figures (/api/v1/cockpit/figures) and the smart components now (/api/v1/cockpit/sensing) —
+// and keeps them live from one event stream:
 //
 // - every event goes into the ticker at once and makes its case flash on the map;
 // - the situation is read again at most once a second while events arrive (always once after the
 //   last of a burst), and every minute regardless (time alone makes cases overdue);
-// - the figures are read every half minute;
+// - the figures are read every half minute, the smart components every fifteen seconds (alarms and
+//   people counts are not case events, so they come by reading);
 // - every panel shows the age of what it shows; past a limit it says the data has stalled.
 //
 // Nothing is drawn before the embedded Chinese font has loaded: canvas text drawn earlier stays boxes.
@@ -20,11 +22,15 @@ echarts.use([BarChart, EffectScatterChart, LineChart, PieChart, ScatterChart, Ge
 const FONT = "'Noto Sans SC', 'PingFang SC', 'Microsoft YaHei', sans-serif";
 const SITUATION_EVERY = 60_000;
 const FIGURES_EVERY = 30_000;
+const SENSING_EVERY = 15_000;
 const ROTATE_EVERY = 30_000;
 const FLASH_FOR = 15_000;
 const TICKER_ROWS = 30;
 /** How old each source may get before its panels say it has stalled. */
-const STALE_AFTER = { situation: 2.5 * SITUATION_EVERY, figures: 3 * FIGURES_EVERY, feed: Infinity };
+const STALE_AFTER = { situation: 2.5 * SITUATION_EVERY, figures: 3 * FIGURES_EVERY, sensing: 4 * SENSING_EVERY, feed: Infinity };
+/** Alarm colours by severity, the same as the legend under the map. */
+const SEVERITY_COLOUR = { critical: '#ff3b30', major: '#ff9f0a', minor: '#ffd60a', warning: '#64d2ff' };
+const SEVERITY_SIZE = { critical: 16, major: 12, minor: 10, warning: 9 };
 const PUBLIC_SOURCES = ['hotline12345', 'citizen_h5', 'police110', 'suggestion'];
 
 const page = JSON.parse(document.body.dataset.cockpit);
@@ -45,6 +51,7 @@ const THEMES = {
   economy: ['#ffc94a', '#3fa7ff', '#ff7e5f', '#56d4a0', '#c6a7ff'],
   rural: ['#56d4a0', '#ffc94a', '#3fa7ff', '#ff7e5f', '#c6a7ff'],
   livelihood: ['#ff8fb1', '#56d4a0', '#3fa7ff', '#ffc94a', '#c6a7ff'],
+  sensing: ['#56d4a0', '#ff9f0a', '#3fa7ff', '#ff3b30', '#c6a7ff'],
 };
 for (const [name, color] of Object.entries(THEMES)) echarts.registerTheme(name, { ...BASE, color });
 
@@ -52,9 +59,10 @@ const state = {
   geo: null,
   situation: null,
   figures: null,
-  at: { situation: 0, figures: 0, feed: 0 },
+  sensing: null,
+  at: { situation: 0, figures: 0, sensing: 0, feed: 0 },
   flashes: new Map(),
-  drill: { safety: [], rural: [] },
+  drill: { safety: [], rural: [], sensing: [] },
   screen: page.screen,
   maps: new Set(),
 };
@@ -118,6 +126,16 @@ async function refreshFigures() {
     drawScreen(state.screen);
   } catch (e) {
     console.warn('cockpit: figures', e);
+  }
+}
+
+async function refreshSensing() {
+  try {
+    state.sensing = await read('/api/v1/cockpit/sensing');
+    state.at.sensing = Date.now();
+    drawScreen(state.screen);
+  } catch (e) {
+    console.warn('cockpit: sensing', e);
   }
 }
 
@@ -259,9 +277,14 @@ function table(name, head, rows) {
     for (const r of rows) {
       const tr = body.insertRow();
       for (const cell of r.cells) {
-        // A cell is a text, or a text with a smaller line under it.
+        // A cell is a text, a text with a smaller line under it ([text, small]) or a badge ({ text, className }).
         const td = tr.insertCell();
-        if (Array.isArray(cell)) {
+        if (cell && typeof cell === 'object' && !Array.isArray(cell)) {
+          const badge = document.createElement('span');
+          badge.className = cell.className;
+          badge.textContent = cell.text;
+          td.append(badge);
+        } else if (Array.isArray(cell)) {
           const sub = document.createElement('small');
           sub.textContent = cell[1];
           td.append(cell[0], document.createElement('br'), sub);
@@ -341,16 +364,33 @@ function crumbs(which) {
   }
 }
 
-function drawMap(which, theme, regionColour, tooltip) {
+/** Whether a point in `grid` is inside the map's drill-down `level`. */
+function inLevel(level, grid) {
+  return level.length === 0 ? true : level.length === 1 ? gridInfo.get(grid)?.community === level[0] : grid === level[1];
+}
+
+/** The open cases on the safety map: open, overdue, and those that just changed flashing. */
+function caseSeries(level) {
+  const points = (state.situation?.points ?? []).filter((p) => inLevel(level, p.grid));
+  const now = Date.now();
+  const flashing = points.filter((p) => now - (state.flashes.get(p.id) ?? 0) < FLASH_FOR);
+  const cut = state.situation?.truncated;
+  setText(document, '[data-truncated]', cut ? T('cockpit.truncated', { n: number.format(points.length) }) : '');
+  return [
+    { name: 'open', type: 'scatter', coordinateSystem: 'geo', large: true, symbolSize: 5, itemStyle: { color: '#7fd3ff' },
+      data: points.filter((p) => !p.overdue).map((p) => [p.lon, p.lat, p.id]) },
+    { name: 'overdue', type: 'scatter', coordinateSystem: 'geo', large: true, symbolSize: 6, itemStyle: { color: '#ff5a4e' },
+      data: points.filter((p) => p.overdue).map((p) => [p.lon, p.lat, p.id]) },
+    { name: 'new', type: 'effectScatter', coordinateSystem: 'geo', symbolSize: 14, rippleEffect: { scale: 4, brushType: 'stroke' },
+      itemStyle: { color: '#ffe45c' }, data: flashing.map((p) => [p.lon, p.lat, p.id]) },
+  ];
+}
+
+function drawMap(which, theme, regionColour, tooltip, series = []) {
   const c = chart(`map-${which}`, theme);
   if (!c || !state.geo) return;
   const level = state.drill[which];
   const name = mapName(level);
-  const inView = (p) => (level.length === 0 ? true : level.length === 1
-    ? gridInfo.get(p.grid)?.community === level[0] : p.grid === level[1]);
-  const points = (state.situation?.points ?? []).filter(inView);
-  const now = Date.now();
-  const flashing = points.filter((p) => now - (state.flashes.get(p.id) ?? 0) < FLASH_FOR);
   const regions = state.geo.features
     .filter((f) => name === 'town' || (level.length === 1 ? f.properties.community === level[0] : f.properties.code === level[1]))
     .map((f) => ({ name: f.properties.code, itemStyle: { areaColor: regionColour(f.properties) } }));
@@ -368,14 +408,7 @@ function drawMap(which, theme, regionColour, tooltip) {
       select: { disabled: true },
       regions,
     },
-    series: which === 'safety' ? [
-      { name: 'open', type: 'scatter', coordinateSystem: 'geo', large: true, symbolSize: 5, itemStyle: { color: '#7fd3ff' },
-        data: points.filter((p) => !p.overdue).map((p) => [p.lon, p.lat, p.id]) },
-      { name: 'overdue', type: 'scatter', coordinateSystem: 'geo', large: true, symbolSize: 6, itemStyle: { color: '#ff5a4e' },
-        data: points.filter((p) => p.overdue).map((p) => [p.lon, p.lat, p.id]) },
-      { name: 'new', type: 'effectScatter', coordinateSystem: 'geo', symbolSize: 14, rippleEffect: { scale: 4, brushType: 'stroke' },
-        itemStyle: { color: '#ffe45c' }, data: flashing.map((p) => [p.lon, p.lat, p.id]) },
-    ] : [],
+    series,
   }, { replaceMerge: ['geo', 'series'] });
   if (!c.__drill) {
     c.__drill = true;
@@ -389,8 +422,6 @@ function drawMap(which, theme, regionColour, tooltip) {
     });
   }
   crumbs(which);
-  const cut = state.situation?.truncated;
-  setText(document, '[data-truncated]', cut ? T('cockpit.truncated', { n: number.format(points.length) }) : '');
 }
 
 // ---------- the screens ----------
@@ -418,7 +449,7 @@ function drawSafety() {
       if (!g) return '';
       return `${info.name}<br>${T('cockpit.col.open')} ${g.open} · ${T('cockpit.col.overdue')} ${g.overdue}` +
         (ws ? `<br>${ws.name}: ${ws.open} / ${ws.overdue}` : '');
-    });
+    }, caseSeries(state.drill.safety));
     table('departments-load', [T('cockpit.col.name'), T('cockpit.col.open'), T('cockpit.col.overdue'), T('cockpit.escalated')],
       s.departments.slice(0, 12).map((d) => ({ cells: [d.name, number.format(d.open), number.format(d.overdue), number.format(d.escalated)],
         className: d.overdue > 0 ? 'warn' : '' })));
@@ -431,6 +462,7 @@ function drawSafety() {
       for (const t of [...s.ticker].reverse()) pushTick(t, false);
     }
   }
+  if (state.sensing) tile('alarms_active_s', number.format(activeAlarms(state.sensing)));
   const f = state.figures;
   if (f) {
     tile('today_reported', number.format(f.day.counts.reported), countChange(f.day.counts.reported, f.day.previous.reported, f.day.last_year.reported));
@@ -550,7 +582,129 @@ function drawLivelihood() {
     bySat.map((d) => ({ cells: [d.name, number.format(d.counts.rated), pct(d.rates.satisfaction), d.rates.grade], className: `grade-${d.rates.grade}` })));
 }
 
-const DRAW = { safety: drawSafety, economy: drawEconomy, rural: drawRural, livelihood: drawLivelihood };
+// ---------- 物联感知: the smart components ----------
+
+/** Active alarms in all (the tally without a severity). */
+function activeAlarms(x) {
+  return x.severities.find((r) => r.severity == null)?.active ?? 0;
+}
+
+const clockTime = (at) => new Date(at).toLocaleTimeString(page.lang, { hour12: false, timeZone: 'Asia/Shanghai', hour: '2-digit', minute: '2-digit' });
+
+function alarmState(a) {
+  const parts = [T(a.active ? (a.acknowledged ? 'cockpit.alarm.acked' : 'cockpit.alarm.unacked') : 'cockpit.alarm.cleared')];
+  if (a.suppressed) parts.push(T('cockpit.alarm.held'));
+  if (a.case_id) parts.push(T('cockpit.alarm.case', { id: a.case_id }));
+  return [parts[0], parts.slice(1).join(' · ')];
+}
+
+function drawSensing() {
+  const x = state.sensing;
+  if (!x) return;
+  const all = x.severities.find((r) => r.severity == null) ?? { active: 0, unacknowledged: 0 };
+  const critical = x.severities.find((r) => r.severity === 'critical') ?? { active: 0 };
+  const devices = x.devices.reduce((n, d) => ({ total: n.total + d.total, offline: n.offline + d.offline }), { total: 0, offline: 0 });
+  const crowded = x.checkpoints.filter((c) => c.occupancy > c.max).length;
+  tile('alarms_active', number.format(all.active));
+  tile('alarms_unacked', number.format(all.unacknowledged));
+  tile('alarms_critical', number.format(critical.active));
+  tile('crowded', `${number.format(crowded)} / ${number.format(x.checkpoints.length)}`);
+  tile('devices_online', pct(devices.total > 0 ? (100 * (devices.total - devices.offline)) / devices.total : 100));
+  tile('devices_offline', number.format(devices.offline));
+
+  const faults = x.faults;
+  bars('chart-faults', 'sensing', faults.map((f) => T(`fault.${f.fault}`)), [
+    { name: T('cockpit.series.with_case'), stack: 'a', data: faults.map((f) => f.with_case), itemStyle: { color: '#3fa7ff' } },
+    { name: T('cockpit.series.no_case'), stack: 'a', data: faults.map((f) => f.active - f.with_case), itemStyle: { color: '#ff9f0a' } },
+  ], true);
+  const kinds = x.devices;
+  const healthy = (d) => d.total - d.offline - d.unwell - d.faulty;
+  bars('chart-devices', 'sensing', kinds.map((d) => T(`device.kind.${d.kind}`)), [
+    { name: T('cockpit.series.healthy'), stack: 'd', data: kinds.map(healthy), itemStyle: { color: '#56d4a0' } },
+    { name: T('cockpit.series.faulty'), stack: 'd', data: kinds.map((d) => d.faulty), itemStyle: { color: '#ff9f0a' } },
+    { name: T('cockpit.series.unwell'), stack: 'd', data: kinds.map((d) => d.unwell), itemStyle: { color: '#c6a7ff' } },
+    { name: T('cockpit.series.offline'), stack: 'd', data: kinds.map((d) => d.offline), itemStyle: { color: '#ff3b30' } },
+  ], true);
+
+  // The map: grids tinted by their active alarms, each alarm a point coloured by severity; the
+  // unacknowledged critical ones ripple.
+  const level = state.drill.sensing;
+  const points = x.points.filter((p) => inLevel(level, p.grid));
+  const perGrid = new Map();
+  for (const p of x.points) perGrid.set(p.grid, (perGrid.get(p.grid) ?? 0) + 1);
+  const item = (p) => ({ value: [p.lon, p.lat], name: p.subject, alarm: p });
+  const series = Object.keys(SEVERITY_COLOUR).reverse().map((sev) => ({
+    name: sev, type: 'scatter', coordinateSystem: 'geo', symbolSize: SEVERITY_SIZE[sev],
+    itemStyle: { color: SEVERITY_COLOUR[sev], borderColor: '#07111f', borderWidth: 1 },
+    data: points.filter((p) => p.severity === sev).map(item),
+  }));
+  series.push({ name: 'unacked-critical', type: 'effectScatter', coordinateSystem: 'geo', symbolSize: SEVERITY_SIZE.critical,
+    rippleEffect: { scale: 3, brushType: 'stroke' }, itemStyle: { color: SEVERITY_COLOUR.critical },
+    data: points.filter((p) => p.severity === 'critical' && !p.acknowledged).map(item) });
+  for (const s of series) {
+    s.tooltip = { formatter: (params) => { const a = params.data.alarm;
+      return `${T(`severity.${a.severity}`)} · ${T(`fault.${a.fault}`)}<br>${a.subject}<br>${clockTime(a.last_raised_at)} · ${alarmState(a).filter(Boolean).join(' · ')}`; } };
+  }
+  drawMap('sensing', 'sensing', (p) => {
+    const n = perGrid.get(p.code) ?? 0;
+    return n === 0 ? '#17304d' : n >= 3 ? '#3a3f6b' : '#283c63';
+  }, (params) => {
+    const info = gridInfo.get(params.name);
+    return info ? `${info.name}<br>${T('cockpit.alarms_active')} ${perGrid.get(params.name) ?? 0}` : '';
+  }, series);
+  setText(document, '[data-alarms-truncated]', x.truncated ? T('cockpit.alarm.truncated', { n: number.format(x.points.length) }) : '');
+
+  table('first-alarms', [T('cockpit.col.severity'), T('cockpit.col.alarm'), T('cockpit.col.last'), T('cockpit.col.state')],
+    x.first.map((a) => ({
+      cells: [{ text: T(`severity.${a.severity}`), className: `sev ${a.severity}` }, [T(`fault.${a.fault}`), a.subject],
+        [clockTime(a.last_raised_at), a.count > 1 ? T('cockpit.alarm.count', { n: a.count }) : ''], alarmState(a)],
+      className: !a.active ? 'cleared' : a.acknowledged ? '' : 'unacked',
+    })));
+
+  // People present against each checkpoint's threshold, and the town's flow per five minutes.
+  const cps = x.checkpoints.slice().sort((a, b) => b.occupancy / b.max - a.occupancy / a.max);
+  const occ = chart('chart-occupancy', 'sensing');
+  if (occ) {
+    occ.setOption({
+      tooltip: { trigger: 'axis' },
+      grid: { left: 110, right: 30, top: 30, bottom: 24 },
+      legend: { top: 0 },
+      xAxis: { type: 'value', splitNumber: 3, axisLabel: { hideOverlap: true } },
+      yAxis: { type: 'category', inverse: true, data: cps.map((c) => c.checkpoint), axisLabel: { interval: 0, fontSize: 15 } },
+      series: [
+        { name: T('cockpit.series.present'), type: 'bar', barMaxWidth: 22,
+          data: cps.map((c) => ({ value: c.occupancy, itemStyle: { color: c.occupancy > c.max ? '#ff3b30' : c.occupancy > 0.8 * c.max ? '#ff9f0a' : '#56d4a0' } })) },
+        { name: T('cockpit.series.threshold'), type: 'scatter', symbol: 'rect', symbolSize: [4, 24], itemStyle: { color: '#dce7f3' },
+          data: cps.map((c) => c.max) },
+      ],
+    }, true);
+  }
+  const spans = new Map();
+  for (const c of x.checkpoints) {
+    for (const f of c.flow) {
+      const s = spans.get(f.start) ?? { in: 0, out: 0 };
+      s.in += f.count_in;
+      s.out += f.count_out;
+      spans.set(f.start, s);
+    }
+  }
+  const times = [...spans.keys()].sort();
+  const flow = chart('chart-flow', 'sensing');
+  if (flow) {
+    const line = (key, name, colour) => ({ name, type: 'line', smooth: true, showSymbol: false, areaStyle: { opacity: 0.2 },
+      itemStyle: { color: colour }, data: times.map((t) => spans.get(t)[key]) });
+    flow.setOption({
+      tooltip: { trigger: 'axis' },
+      legend: { top: 0 },
+      grid: { left: 56, right: 24, top: 36, bottom: 30 },
+      xAxis: { type: 'category', boundaryGap: false, data: times.map(clockTime), axisLabel: { hideOverlap: true } },
+      yAxis: { type: 'value', splitNumber: 3 },
+      series: [line('in', T('cockpit.series.in'), '#56d4a0'), line('out', T('cockpit.series.out'), '#3fa7ff')],
+    }, true);
+  }
+}
+
+const DRAW = { safety: drawSafety, economy: drawEconomy, rural: drawRural, livelihood: drawLivelihood, sensing: drawSensing };
 
 function drawScreen(screen) {
   if (!state.geo) return;
@@ -588,10 +742,11 @@ async function start() {
   rotate.addEventListener('change', () => setRotation(rotate.checked));
   window.addEventListener('resize', () => charts.forEach((c) => c.resize()));
   tickAges();
-  const [geo, situation, figures] = await Promise.all([
+  const [geo, situation, figures, sensing] = await Promise.all([
     read('/api/v1/grids.geojson'),
     read('/api/v1/cockpit/situation'),
     read('/api/v1/cockpit/figures'),
+    read('/api/v1/cockpit/sensing'),
     document.fonts.load(`400 16px 'Noto Sans SC'`, '平安'),
     document.fonts.load(`700 16px 'Noto Sans SC'`, '平安'),
   ]);
@@ -599,8 +754,8 @@ async function start() {
   for (const f of geo.features) gridInfo.set(f.properties.code, { code: f.properties.code, name: f.properties.name_zh, community: f.properties.community, households: f.properties.households });
   echarts.registerMap('town', geo);
   state.maps.add('town');
-  Object.assign(state, { situation, figures });
-  state.at.situation = state.at.figures = lastSituation = Date.now();
+  Object.assign(state, { situation, figures, sensing });
+  state.at.situation = state.at.figures = state.at.sensing = lastSituation = Date.now();
   show(page.screen);
   document.body.dataset.ready = 'yes';
   connect(situation.seq);
@@ -608,6 +763,7 @@ async function start() {
   setInterval(tickAges, 1000);
   setInterval(refreshSituation, SITUATION_EVERY);
   setInterval(refreshFigures, FIGURES_EVERY);
+  setInterval(refreshSensing, SENSING_EVERY);
   // New events stop flashing after a while, without waiting for the next read.
   setInterval(() => {
     const before = state.flashes.size;

@@ -2,12 +2,14 @@
 //! in real time (each device every `--every` seconds, stamped now), for `--seconds`; with a progress bar.
 //! `civicgrid demo` feeds the same readings in-process when no broker is configured ([`feed`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use civicgrid_core::iot::Device;
+use civicgrid_core::iot::{Device, DeviceId, DeviceKind};
 use civicgrid_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
+use jiff::Timestamp;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::AppResult;
@@ -48,20 +50,29 @@ pub async fn run(args: SimulateArgs, cfg: Config) -> AppResult<()> {
     let (client, mut events) = AsyncClient::new(options, devices.len() + 100);
     let rounds = args.seconds.div_ceil(args.every);
     let total = rounds * devices.len() as u64;
+    // How many messages were published, once all are: until then, more acknowledgements are awaited.
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let finished = Arc::new(tokio::sync::Notify::new());
     // Polls the connection (it sends what is queued) until the broker has acknowledged every message.
-    let acks = tokio::spawn(async move {
-        let mut acked = 0u64;
-        while acked < total {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "broker connection lost; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+    let acks = tokio::spawn({
+        let (published, finished) = (published.clone(), finished.clone());
+        async move {
+            let mut acked = 0u64;
+            while acked < published.load(std::sync::atomic::Ordering::Acquire) {
+                tokio::select! {
+                    event = events.poll() => match event {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "broker connection lost; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    },
+                    () = finished.notified() => {}
                 }
             }
+            acked
         }
-        acked
     });
     let bar = ProgressBar::new(total).with_message("发布遥测 telemetry");
     bar.set_style(
@@ -69,18 +80,38 @@ pub async fn run(args: SimulateArgs, cfg: Config) -> AppResult<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut rng = fastrand::Rng::new();
+    let mut counted = HashMap::new();
+    let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_secs(args.every));
     for _ in 0..rounds {
         tick.tick().await;
         let now = jiff::Timestamp::now();
         for d in &devices {
             let topic = format!("{}{}/telemetry", civicgrid_ingest::TOPIC_PREFIX, d.id);
-            let body = civicgrid_demo::devices::payload(d, now, rng.f64());
-            client.publish(topic, QoS::AtLeastOnce, false, body).await.map_err(|e| e.to_string())?;
             bar.inc(1);
+            let bodies = if d.kind == DeviceKind::PeopleCounter {
+                // A counter's flow is per interval: each interval passed (since midnight at first), in batches.
+                let slots = counter_slots(d, now, &mut counted);
+                slots
+                    .chunks(civicgrid_core::iot::MAX_BATCH)
+                    .map(|chunk| {
+                        let readings: Vec<String> =
+                            chunk.iter().map(|at| civicgrid_demo::devices::payload(d, *at, rng.f64())).collect();
+                        format!("[{}]", readings.join(","))
+                    })
+                    .collect()
+            } else {
+                vec![civicgrid_demo::devices::payload(d, now, rng.f64())]
+            };
+            for body in bodies {
+                client.publish(&topic, QoS::AtLeastOnce, false, body).await.map_err(|e| e.to_string())?;
+                sent += 1;
+            }
         }
     }
     bar.finish_with_message("发布完成 published");
+    published.store(sent, std::sync::atomic::Ordering::Release);
+    finished.notify_one();
     let acked =
         tokio::time::timeout(Duration::from_secs(60), acks).await.map_err(|_| "the broker did not answer")??;
     let _ = client.disconnect().await;
@@ -89,7 +120,9 @@ pub async fn run(args: SimulateArgs, cfg: Config) -> AppResult<()> {
 }
 
 /// Feeds the devices' telemetry into `services` in-process, each device every `every` (the demo without
-/// a broker), until the task is stopped.
+/// a broker), until the task is stopped. People counters count what passed in their own reporting
+/// interval, so they report once per interval (aligned to it) and, on start, for each interval since
+/// local midnight that has none yet: the big screen's flow of the day is whole from the first look.
 pub fn feed(
     services: civicgrid_service::Services,
     store: Arc<dyn Store>,
@@ -98,6 +131,8 @@ pub fn feed(
     tokio::spawn(async move {
         let mut rng = fastrand::Rng::new();
         let mut tick = tokio::time::interval(every);
+        // The interval slot each counter last reported for; none yet means since midnight.
+        let mut counted: HashMap<DeviceId, i64> = HashMap::new();
         loop {
             tick.tick().await;
             let devices = match store.devices().await {
@@ -108,12 +143,73 @@ pub fn feed(
                 }
             };
             let now = jiff::Timestamp::now();
+            let mut messages: Vec<(String, String)> = Vec::new();
             for d in devices.iter().filter(|d| d.retired_at.is_none()) {
-                let body = civicgrid_demo::devices::payload(d, now, rng.f64());
-                if let Err(e) = services.ingest(d, body.as_bytes()).await {
-                    tracing::debug!(device = %d.id, error = %e, "simulated telemetry refused");
+                if d.kind == DeviceKind::PeopleCounter {
+                    for at in counter_slots(d, now, &mut counted) {
+                        messages.push((d.id.to_string(), civicgrid_demo::devices::payload(d, at, rng.f64())));
+                    }
+                } else {
+                    messages.push((d.id.to_string(), civicgrid_demo::devices::payload(d, now, rng.f64())));
+                }
+            }
+            // In batches, as the MQTT path stores them.
+            for chunk in messages.chunks(civicgrid_ingest::MAX_BATCH) {
+                let batch: Vec<(&str, &[u8])> = chunk.iter().map(|(d, p)| (d.as_str(), p.as_bytes())).collect();
+                for (result, (device, _)) in services.ingest_batch(&batch).await.into_iter().zip(chunk) {
+                    if let Err(e) = result {
+                        tracing::debug!(device = %device, error = %e, "simulated telemetry refused");
+                    }
                 }
             }
         }
     })
+}
+
+/// The starts of `counter`'s reporting intervals still to report at `now`: those passed since the last
+/// one it reported for, or since local midnight on the first call.
+fn counter_slots(counter: &Device, now: Timestamp, counted: &mut HashMap<DeviceId, i64>) -> Vec<Timestamp> {
+    let interval = i64::from(counter.expected_interval_s.max(60));
+    // The slot under way is reported once it has passed.
+    let under_way = now.as_second().div_euclid(interval);
+    let midnight = civicgrid_core::calendar::from_local(civicgrid_core::calendar::local(now).date().into());
+    let first = counted.get(&counter.id).map_or(midnight.as_second().div_euclid(interval), |last| last + 1);
+    if first < under_way {
+        counted.insert(counter.id.clone(), under_way - 1);
+    }
+    (first..under_way).filter_map(|n| Timestamp::from_second(n * interval).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_reports_each_passed_interval_once_from_local_midnight() {
+        let counter = Device {
+            id: "pc-01".parse().expect("id"),
+            kind: DeviceKind::PeopleCounter,
+            model: "PC-3D".into(),
+            firmware: "1".into(),
+            component_id: None,
+            cabinet: None,
+            feeder: None,
+            checkpoint: Some("客运站".into()),
+            expected_interval_s: 300,
+            created_at: Timestamp::UNIX_EPOCH,
+            retired_at: None,
+            last_seen_at: None,
+        };
+        let mut counted = HashMap::new();
+        // 01:02:30 local: the twelve five-minute intervals of the first hour have passed, and 01:00–01:05 has not.
+        let now: Timestamp = "2026-11-23T17:02:30Z".parse().expect("time");
+        let first = counter_slots(&counter, now, &mut counted);
+        assert_eq!(first.len(), 12);
+        assert_eq!(first[0], "2026-11-23T16:00:00Z".parse::<Timestamp>().expect("local midnight"));
+        assert_eq!(first[11], "2026-11-23T16:55:00Z".parse::<Timestamp>().expect("00:55"));
+        // Half a minute later nothing new has passed; at 01:05:10 the interval from 01:00 has.
+        assert!(counter_slots(&counter, now + jiff::SignedDuration::from_secs(30), &mut counted).is_empty());
+        let next = counter_slots(&counter, "2026-11-23T17:05:10Z".parse().expect("time"), &mut counted);
+        assert_eq!(next, ["2026-11-23T17:00:00Z".parse::<Timestamp>().expect("01:00")]);
+    }
 }

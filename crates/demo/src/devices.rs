@@ -2,8 +2,9 @@
 //! (each on the nearest of the lamp cabinets, one per thirty lamps, which hang on four feeders), a tenth
 //! of the hydrants with a pressure sensor, a tenth of the sewage and storm covers with a tilt and
 //! water-level sensor, and a people counter at six checkpoints; and the telemetry each would send at a
-//! given moment — lamps lit from the town's sunset to its sunrise, pressure with a little noise, people flow with the morning
-//! and evening rush — with a few faults injected (lamps dark at night, a hydrant losing pressure, a cover
+//! given moment (a people counter: what passed in its five minutes) — lamps lit from the town's sunset
+//! to its sunrise, pressure with a little noise, people arriving with the morning rush and leaving with
+//! the evening one — with a few faults injected (lamps dark at night, a hydrant losing pressure, a cover
 //! knocked open), so the demo and `civicgrid simulate` show something to act on.
 
 use civicgrid_core::case::GeoPoint;
@@ -125,10 +126,16 @@ pub fn payload(device: &Device, at: Timestamp, noise: f64) -> String {
         DeviceKind::PeopleCounter => {
             let t = civicgrid_core::calendar::local(at).time();
             let hour = f64::from(t.hour()) + f64::from(t.minute()) / 60.0;
-            let rush = (-((hour - 8.0) / 1.2).powi(2)).exp() + (-((hour - 17.5) / 1.5).powi(2)).exp();
+            // People arrive with the morning rush and leave with the evening one, so an area fills
+            // through the day and empties at night; busier checkpoints count more.
+            let morning = (-((hour - 8.0) / 1.2).powi(2)).exp();
+            let evening = (-((hour - 17.5) / 1.5).powi(2)).exp();
             let day = if (6.0..22.0).contains(&hour) { 0.3 } else { 0.02 };
-            let flow = (200.0 * (rush + day) * (0.8 + noise * 0.4)).round();
-            format!(r#""count_in":{flow},"count_out":{}"#, (flow * (0.9 + noise * 0.2)).round())
+            let size = 120.0 + 12.0 * pick(&device.id, 10) as f64;
+            let jitter = 0.9 + noise * 0.2;
+            let came = (size * (morning + 0.6 * evening + day) * jitter).round();
+            let left = (size * (0.6 * morning + evening + day) * jitter).round();
+            format!(r#""count_in":{came},"count_out":{left}"#)
         }
     };
     format!(r#"{{"ts":"{ts}","values":{{{values}}}}}"#)
@@ -137,6 +144,50 @@ pub fn payload(device: &Device, at: Timestamp, noise: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A day of one counter's reports, one per five minutes from local midnight: (in, out) each.
+    fn day_of(counter: &Device) -> Vec<(f64, f64)> {
+        let midnight: Timestamp = "2026-11-23T16:00:00Z".parse().expect("local midnight");
+        (0..288)
+            .map(|i| {
+                let p = payload(counter, midnight + jiff::SignedDuration::from_mins(5 * i), 0.5);
+                let v: serde_json::Value = serde_json::from_str(&p).expect("json");
+                (v["values"]["count_in"].as_f64().expect("in"), v["values"]["count_out"].as_f64().expect("out"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn checkpoints_fill_in_the_morning_and_empty_in_the_evening() {
+        let at: Timestamp = "2026-11-24T00:00:00Z".parse().expect("time");
+        let counters: Vec<Device> = CHECKPOINTS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut d = device(id(format!("pc-{:02}", i + 1)), DeviceKind::PeopleCounter, "PC-3D", 300, at);
+                d.checkpoint = Some((*name).into());
+                d
+            })
+            .collect();
+        let mut peaks = Vec::new();
+        for c in &counters {
+            let mut present = 0.0_f64;
+            let (mut peak, mut at_noon) = (0.0_f64, 0.0);
+            for (i, (came, left)) in day_of(c).into_iter().enumerate() {
+                present = (present + came - left).max(0.0);
+                peak = peak.max(present);
+                if i == 12 * 12 {
+                    at_noon = present;
+                }
+            }
+            assert!(at_noon > 500.0, "{}: people present at noon: {at_noon}", c.id);
+            assert!(present < 0.05 * peak, "{}: the area empties by midnight ({present} of {peak})", c.id);
+            peaks.push(peak);
+        }
+        // Against the standard crowd threshold of 2,000: some checkpoints pass it at their busiest, most do not.
+        let crowded = peaks.iter().filter(|p| **p > 2000.0).count();
+        assert!((1..counters.len() / 2).contains(&crowded), "{peaks:?}");
+    }
 
     #[test]
     fn every_device_and_payload_is_valid() {

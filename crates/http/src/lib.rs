@@ -3,7 +3,7 @@
 //! - [`state`] — what handlers share (store, clock, reference data).
 //! - [`auth`] — passwords, sessions, login and the `Authed` extractor.
 //! - [`cases`], [`attachments`], [`reference`], [`admin`], [`duty`], [`kpi`] — the API handlers.
-//! - [`cockpit`] — the big screen's reads: the open cases now, the KPI figures.
+//! - [`cockpit`] — the big screen's reads: the open cases now, the KPI figures, the smart components.
 //! - [`stream`] — the live feed over Server-Sent Events.
 //! - [`ui`] — the consoles: login, each post's queues, the case page, the report form, the inbox.
 //! - [`pages`] — the about page, API docs page, static files, bundled libraries, health.
@@ -149,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .route("/kpi", get(kpi::table))
         .route("/cockpit/situation", get(cockpit::situation))
         .route("/cockpit/figures", get(cockpit::figures))
+        .route("/cockpit/sensing", get(cockpit::sensing))
         .route("/kpi.xlsx", get(kpi::xlsx))
         .route("/duty-roster", get(duty::roster).put(duty::put_roster))
         .route("/notifications", get(duty::inbox))

@@ -137,7 +137,7 @@ fn describe(code: &str) -> &'static str {
         attachments::thumbnail,
         duty::sla_policy, duty::put_sla_policy, duty::routing_rules, duty::put_routing_rules, duty::case_route, duty::case_duplicates, duty::roster, duty::put_roster, duty::inbox, duty::inbox_summary,
         duty::mark_read, duty::acknowledge, duty::channels, duty::create_channel, duty::set_channel_state,
-        kpi::table, kpi::xlsx, cockpit::situation, cockpit::figures,
+        kpi::table, kpi::xlsx, cockpit::situation, cockpit::figures, cockpit::sensing,
         intake::push_ticket, intake::diversions, intake::put_diversions, intake::reply_hooks, intake::put_reply_hook,
         intake::delete_reply_hook,
         iot::put_device, iot::devices, iot::issue_token, iot::latest, iot::readings, iot::rollups, iot::telemetry,

@@ -824,7 +824,7 @@ impl Services {
     }
 
     /// Each checkpoint's occupancy since local midnight, and (with `series`) its flow per 5 minutes.
-    async fn checkpoint_flows(
+    pub(crate) async fn checkpoint_flows(
         &self,
         devices: &[Device],
         now: Timestamp,

@@ -17,6 +17,7 @@
 //! - [`workflow`] — duplicate suggestions, merges and their closing, the sampling of fixes on the spot.
 //! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
 //! - [`cockpit`] — what the big screen shows: the open cases now, and the KPI figures with trends.
+//! - [`sensing`] — the big screen's smart components: alarms, device health, people flow.
 //! - [`kpi`] — live KPI counters from the event log, their rebuild, and KPI tables as JSON and XLSX.
 //! - [`open311`] — the matters as Open311 GeoReport v2 services, with typed service definitions.
 //! - [`public`] — the public's reports without an account, their tracking and feedback.
@@ -44,6 +45,7 @@ pub mod outbound;
 pub mod public;
 pub mod reference;
 pub mod routing;
+pub mod sensing;
 pub mod tickets;
 pub mod workflow;
 pub mod world;

@@ -1,6 +1,7 @@
-//! The big-screen cockpit (`/cockpit`): four screens — 数说经济, 城乡融合, 平安, 幸福民生 — as tabs or a
-//! rotation, in one of four post views (指挥长, 协调, 情报, 督查). The page is a shell: `web/src/cockpit.js`
-//! draws it with ECharts from `/api/v1/cockpit/situation` and `/api/v1/cockpit/figures` and keeps it
+//! The big-screen cockpit (`/cockpit`): the four screens of the brief — 平安, 数说经济, 城乡融合, 幸福民生 —
+//! and the smart components' 物联感知, as tabs or a rotation, in one of four post views (指挥长, 协调,
+//! 情报, 督查). The page is a shell: `web/src/cockpit.js` draws it with ECharts from
+//! `/api/v1/cockpit/situation`, `/api/v1/cockpit/figures` and `/api/v1/cockpit/sensing` and keeps it
 //! live from one event stream. Everything the script needs to label it comes in the page, in the
 //! reader's language.
 
@@ -18,11 +19,11 @@ use super::{Session, message, render};
 use crate::state::AppState;
 
 /// The screens, in rotation order.
-pub const SCREENS: [&str; 4] = ["safety", "economy", "rural", "livelihood"];
+pub const SCREENS: [&str; 5] = ["safety", "economy", "rural", "livelihood", "sensing"];
 /// The post views.
 pub const VIEWS: [&str; 4] = ["commander", "coordinator", "analyst", "supervisor"];
 /// Catalogue prefixes the script reads.
-const TEXTS: [&str; 4] = ["cockpit.", "state.", "action.", "source."];
+const TEXTS: [&str; 7] = ["cockpit.", "state.", "action.", "source.", "fault.", "severity.", "device.kind."];
 
 /// What the address may choose.
 #[derive(Debug, Default, Deserialize)]

@@ -415,3 +415,92 @@ async fn critical_alarms_are_pushed_and_device_health_goes_to_the_contractor() {
     let offline_count = all.as_array().expect("alarms").iter().filter(|a| a["fault"] == "offline").count();
     assert_eq!(offline_count, 1, "only the device that was heard from: {all}");
 }
+
+/// The cockpit's 物联感知 read: a cover knocked open (critical, with its case, on the map), a hydrant
+/// gone silent (offline, counted against its kind's health), a checkpoint past its crowd threshold
+/// (critical, listed but not on the map); tallies agree with the alarm list, acknowledging moves an
+/// alarm down the "look here first" list, and only the posts that watch the big screen may read it.
+#[tokio::test]
+async fn the_cockpit_reads_alarms_device_health_and_people_flow() {
+    use civicgrid_core::iot::DeviceKind;
+    let app = spawn_app().await;
+    let commander = app.login("commander").await;
+    let devices = app.store.devices().await.expect("devices");
+    let of = |kind| devices.iter().find(|d| d.kind == kind).expect("a device of the kind");
+    let (cover, hydrant, counter) =
+        (of(DeviceKind::ManholeCover), of(DeviceKind::Hydrant), of(DeviceKind::PeopleCounter));
+    let at = |clock: &ManualClock| civicgrid_core::clock::Clock::now(clock).to_string();
+
+    let (s, quiet) = app.get("/api/v1/cockpit/sensing", Some(&commander)).await;
+    assert_eq!(s, StatusCode::OK, "{quiet}");
+    let total = |v: &Value| v["severities"].as_array().expect("tallies").last().cloned().expect("the total row");
+    assert_eq!(total(&quiet)["active"], 0, "{quiet}");
+    for kind in DeviceKind::ALL {
+        let row = quiet["devices"].as_array().expect("health").iter().find(|d| d["kind"] == kind.as_str()).cloned();
+        let row = row.expect("every kind");
+        assert_eq!(row["total"].as_u64(), Some(devices.iter().filter(|d| d.kind == kind).count() as u64), "{row}");
+        assert_eq!(row["offline"], 0, "{row}");
+    }
+
+    // The hydrant reports once, then stays silent past three intervals; the cover is knocked open and
+    // the checkpoint fills.
+    let silence = SignedDuration::from_secs(3 * i64::from(hydrant.expected_interval_s) + 60);
+    let t0 = civicgrid_core::clock::Clock::now(&app.clock);
+    app.clock.set(t0 - silence);
+    feed(&app, hydrant.id.as_str(), json!({"ts": at(&app.clock), "values": {"pressure_mpa": 0.35}})).await;
+    app.clock.set(t0);
+    feed(&app, cover.id.as_str(), json!({"ts": at(&app.clock), "values": {"cover_open": true}})).await;
+    feed(&app, counter.id.as_str(), json!({"ts": at(&app.clock), "values": {"count_in": 2500, "count_out": 100}}))
+        .await;
+    app.state.services.iot_sweep().await.expect("sweep");
+
+    let (_, x) = app.get("/api/v1/cockpit/sensing", Some(&commander)).await;
+    let (_, open) = app.get("/api/v1/alarms?open=true&limit=500", Some(&commander)).await;
+    let open = open.as_array().expect("alarms").clone();
+    let active = |f: &dyn Fn(&Value) -> bool| open.iter().filter(|a| a["active"] == true && f(a)).count() as u64;
+    assert_eq!(total(&x)["active"].as_u64(), Some(active(&|_| true)), "{x}");
+    let critical = x["severities"].as_array().expect("tallies").iter().find(|r| r["severity"] == "critical").cloned();
+    assert_eq!(critical.expect("critical")["active"].as_u64(), Some(active(&|a| a["severity"] == "critical")));
+    let fault = |name: &str| x["faults"].as_array().expect("faults").iter().find(|f| f["fault"] == name).cloned();
+    assert_eq!(fault("cover_open").map(|f| (f["active"].clone(), f["with_case"].clone())), Some((json!(1), json!(1))));
+    assert_eq!(fault("crowd").map(|f| f["active"].clone()), Some(json!(1)), "{x}");
+    assert_eq!(fault("offline").map(|f| f["active"].clone()), Some(json!(1)), "{x}");
+    let health = |kind: DeviceKind| {
+        x["devices"].as_array().expect("health").iter().find(|d| d["kind"] == kind.as_str()).cloned().expect("kind")
+    };
+    assert_eq!(health(DeviceKind::Hydrant)["offline"], 1, "{x}");
+    assert_eq!(health(DeviceKind::ManholeCover)["faulty"], 1, "{x}");
+
+    let cover_name = app.store.component(cover.component_id.expect("component")).await.expect("read").expect("cover");
+    let first = x["first"].as_array().expect("first").clone();
+    let listed = first.iter().find(|a| a["fault"] == "cover_open").cloned().expect("the cover is listed");
+    assert_eq!(listed["subject"].as_str(), Some(cover_name.name.as_str()), "by the component's name: {listed}");
+    assert!(listed["lon"].is_number() && listed["case_id"].is_number(), "{listed}");
+    assert!(first[..2].iter().all(|a| a["severity"] == "critical" && a["acknowledged"] == false), "{first:?}");
+    let crowd = first.iter().find(|a| a["fault"] == "crowd").cloned().expect("the crowd is listed");
+    assert_eq!(crowd["subject"].as_str(), counter.checkpoint.as_deref());
+    let points = x["points"].as_array().expect("points");
+    assert!(points.iter().any(|p| p["id"] == listed["id"] && p["grid"] == cover_name.grid.to_string().as_str()));
+    assert!(points.iter().all(|p| p["fault"] != "crowd"), "a checkpoint has no place on the map");
+    let cp = x["checkpoints"].as_array().expect("checkpoints").iter().find(|c| crowd["subject"] == c["checkpoint"]);
+    let cp = cp.cloned().expect("the checkpoint");
+    assert_eq!((cp["occupancy"].as_i64(), cp["max"].as_i64()), (Some(2400), Some(2000)), "{cp}");
+    let came: i64 = cp["flow"].as_array().expect("flow").iter().filter_map(|f| f["count_in"].as_i64()).sum();
+    assert_eq!(came, 2500, "{cp}");
+
+    // Acknowledged, the cover falls behind the unacknowledged alarms.
+    let shift = app.login("shift").await;
+    let (s, _) = app.post(&format!("/api/v1/alarms/{}/ack", listed["id"]), Some(&shift), &json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, after) = app.get("/api/v1/cockpit/sensing", Some(&commander)).await;
+    assert_eq!(total(&after)["unacknowledged"].as_u64(), total(&x)["unacknowledged"].as_u64().map(|n| n - 1));
+    let order: Vec<bool> =
+        after["first"].as_array().expect("first").iter().map(|a| a["acknowledged"].as_bool().expect("flag")).collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "unacknowledged first: {order:?}");
+
+    for post in ["intake", "gw001", "dept_huanwei"] {
+        let t = app.login(post).await;
+        assert_eq!(app.get("/api/v1/cockpit/sensing", Some(&t)).await.0, StatusCode::FORBIDDEN, "{post}");
+    }
+    assert_eq!(app.get("/api/v1/cockpit/sensing", None).await.0, StatusCode::UNAUTHORIZED);
+}
