@@ -1,0 +1,304 @@
+//! One MQTT 3.1.1 connection's life, on rumqttc's packet codec: connect on the node's persistent
+//! session, subscribe, hand every message on, and write the acknowledgements the store worker sends —
+//! a whole committed batch's in one write — until the connection fails.
+//!
+//! rumqttc's own event loop writes and flushes each manual acknowledgement on its own. With the broker's
+//! window of unacknowledged messages full, every acknowledgement then frees one slot, and the broker
+//! sends one message per write back: a system call and a wake-up on both sides per message, which
+//! capped ingest at a quarter of what a bare client drains. Here a batch's acknowledgements leave in
+//! one write, and the broker refills its window in one go.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use rumqttc::{
+    ConnAck, Connect, ConnectReturnCode, Packet, PubAck, QoS, Subscribe, SubscribeFilter, SubscribeReasonCode,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::MqttConfig;
+
+/// Seconds between keep-alive pings; the broker drops a client silent for one and a half of them.
+pub const KEEP_ALIVE: u16 = 30;
+/// How long connecting (TCP and the broker's CONNACK) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest packet read whole. A message is at most [`civicgrid_core::iot::MAX_PAYLOAD`] (the
+/// service refuses more, and says why); a larger one is skipped as it arrives, acknowledged and
+/// counted, so it can never stall the connection by coming back after every reconnect.
+pub const MAX_PACKET: usize = 4 * civicgrid_core::iot::MAX_PAYLOAD;
+/// The packet id of our one SUBSCRIBE per connection.
+const SUBSCRIBE_ID: u16 = 1;
+
+/// A message as the worker receives it: on which connection it came (acknowledgements go back on
+/// that one only), its packet id, topic and payload.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The connection it came on.
+    pub connection: u64,
+    /// Its packet id (0 at QoS 0, which needs no acknowledgement).
+    pub pkid: u16,
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: bytes::Bytes,
+}
+
+/// Messages settled — stored, or refused for good — to acknowledge on their connection.
+#[derive(Debug)]
+pub struct Settled {
+    /// The connection they came on.
+    pub connection: u64,
+    /// Their packet ids.
+    pub pkids: Vec<u16>,
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The network.
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    /// The broker spoke something we could not read.
+    #[error("protocol: {0}")]
+    Protocol(#[from] rumqttc::Error),
+    /// The broker sent something else before accepting the connection.
+    #[error("expected CONNACK, received {0}")]
+    Unexpected(String),
+    /// The broker refused the connection.
+    #[error("the broker refused the connection: {0:?}")]
+    Refused(ConnectReturnCode),
+    /// The broker did not answer in time.
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The broker closed the connection.
+    #[error("the broker closed the connection")]
+    Closed,
+    /// The store worker is gone: nothing more can be stored.
+    #[error("the store worker stopped")]
+    WorkerGone,
+}
+
+/// What to do with the bytes of a packet too large to read whole.
+#[derive(Debug, Default)]
+struct Skipping {
+    /// Bytes of it still to come.
+    left: usize,
+}
+
+/// Reads a fixed header at the start of `buf`: the packet's first byte, the header's length and the
+/// remaining length; `None` until enough has arrived.
+fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, ConnectionError> {
+    let Some(&first) = buf.first() else { return Ok(None) };
+    let mut remaining = 0usize;
+    for (i, byte) in buf.iter().skip(1).take(4).enumerate() {
+        remaining |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((first, i + 2, remaining)));
+        }
+    }
+    if buf.len() >= 5 {
+        return Err(ConnectionError::Protocol(rumqttc::Error::MalformedRemainingLength));
+    }
+    Ok(None)
+}
+
+/// The packet id of a QoS 1 or 2 PUBLISH whose start is in `buf` (after its fixed header), once the
+/// topic and id have arrived.
+fn publish_id(first: u8, header: usize, buf: &[u8]) -> Option<u16> {
+    let qos = (first >> 1) & 0b11;
+    if qos == 0 {
+        return Some(0);
+    }
+    let body = buf.get(header..)?;
+    let topic = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+    Some(u16::from_be_bytes([*body.get(2 + topic)?, *body.get(3 + topic)?]))
+}
+
+/// Connects, subscribes and then reads messages and writes acknowledgements until the connection fails
+/// (an error) or the worker stops. `connected` is called once the broker has accepted the session.
+pub async fn session(
+    config: &MqttConfig,
+    id: u64,
+    to_worker: &UnboundedSender<Delivery>,
+    settled: &mut UnboundedReceiver<Settled>,
+    connected: impl FnOnce(&ConnAck),
+) -> Result<(), ConnectionError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((config.host.as_str(), config.port)))
+        .await
+        .map_err(|_| ConnectionError::Timeout(CONNECT_TIMEOUT))??;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut connect = Connect::new(config.client_id.clone());
+    connect.keep_alive = KEEP_ALIVE;
+    connect.clean_session = false;
+    Packet::Connect(connect).write(&mut out, MAX_PACKET)?;
+    wr.write_all(&out).await?;
+    out.clear();
+
+    let mut inb = BytesMut::with_capacity(256 * 1024);
+    let ack = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        loop {
+            if rd.read_buf(&mut inb).await? == 0 {
+                return Err(ConnectionError::Closed);
+            }
+            match Packet::read(&mut inb, MAX_PACKET) {
+                Ok(Packet::ConnAck(ack)) => return Ok(ack),
+                Ok(other) => return Err(ConnectionError::Unexpected(format!("{other:?}"))),
+                Err(rumqttc::Error::InsufficientBytes(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| ConnectionError::Timeout(CONNECT_TIMEOUT))??;
+    if ack.code != ConnectReturnCode::Success {
+        return Err(ConnectionError::Refused(ack.code));
+    }
+    connected(&ack);
+
+    let filters = config.filters().into_iter().map(|f| SubscribeFilter::new(f, QoS::AtLeastOnce));
+    let mut subscribe = Subscribe::new_many(filters);
+    subscribe.pkid = SUBSCRIBE_ID;
+    Packet::Subscribe(subscribe).write(&mut out, MAX_PACKET)?;
+    wr.write_all(&out).await?;
+    out.clear();
+
+    let ping_every = Duration::from_secs(u64::from(KEEP_ALIVE) / 2);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut awaiting_pong = false;
+    let mut skipping = Skipping::default();
+    loop {
+        tokio::select! {
+            read = rd.read_buf(&mut inb) => {
+                if read? == 0 {
+                    return Err(ConnectionError::Closed);
+                }
+                let oversized = take_packets(&mut inb, &mut skipping, id, to_worker, &mut awaiting_pong)?;
+                if !oversized.is_empty() {
+                    acknowledge(&mut wr, &mut out, &oversized).await?;
+                }
+            }
+            batch = settled.recv() => {
+                let Some(first) = batch else { return Err(ConnectionError::WorkerGone) };
+                // Everything settled by now, in one write; what belongs to an earlier connection is
+                // dropped (the broker sends those messages again on this one).
+                let mut pkids: Vec<u16> = Vec::new();
+                let mut next = Some(first);
+                while let Some(s) = next {
+                    if s.connection == id {
+                        pkids.extend(s.pkids);
+                    }
+                    next = settled.try_recv().ok();
+                }
+                acknowledge(&mut wr, &mut out, &pkids).await?;
+            }
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    return Err(ConnectionError::Timeout(ping_every));
+                }
+                Packet::PingReq.write(&mut out, MAX_PACKET)?;
+                wr.write_all(&out).await?;
+                out.clear();
+                awaiting_pong = true;
+            }
+        }
+    }
+}
+
+/// Writes a PUBACK for each packet id (QoS 0's 0 needs none) in one write.
+async fn acknowledge(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    out: &mut BytesMut,
+    pkids: &[u16],
+) -> Result<(), ConnectionError> {
+    let mut n = 0u64;
+    for pkid in pkids.iter().copied().filter(|p| *p != 0) {
+        Packet::PubAck(PubAck::new(pkid)).write(out, MAX_PACKET)?;
+        n += 1;
+    }
+    if !out.is_empty() {
+        wr.write_all(out).await?;
+        out.clear();
+    }
+    metrics::counter!("civicgrid_mqtt_acked_total").increment(n);
+    Ok(())
+}
+
+/// Takes every whole packet off the front of `inb`: messages go to the worker, a SUBACK is checked, a
+/// PINGRESP noted. Returns the packet ids of messages too large to read, skipped as they arrive, to be
+/// acknowledged at once.
+fn take_packets(
+    inb: &mut BytesMut,
+    skipping: &mut Skipping,
+    id: u64,
+    to_worker: &UnboundedSender<Delivery>,
+    awaiting_pong: &mut bool,
+) -> Result<Vec<u16>, ConnectionError> {
+    let mut oversized = Vec::new();
+    loop {
+        if skipping.left > 0 {
+            let n = skipping.left.min(inb.len());
+            inb.advance(n);
+            skipping.left -= n;
+            if skipping.left > 0 {
+                return Ok(oversized);
+            }
+        }
+        let Some((first, header, remaining)) = fixed_header(inb)? else { return Ok(oversized) };
+        if header + remaining > MAX_PACKET {
+            // Too large to read: wait for its topic and id, acknowledge it and skip the rest.
+            if first >> 4 != 3 {
+                return Err(ConnectionError::Protocol(rumqttc::Error::PayloadSizeLimitExceeded(remaining)));
+            }
+            let Some(pkid) = publish_id(first, header, inb) else { return Ok(oversized) };
+            tracing::warn!(bytes = remaining, max = MAX_PACKET, "MQTT message too large; acknowledged and dropped");
+            metrics::counter!("civicgrid_telemetry_rejected_total", "reason" => "oversized").increment(1);
+            metrics::counter!("civicgrid_mqtt_messages_total").increment(1);
+            oversized.push(pkid);
+            skipping.left = header + remaining;
+            continue;
+        }
+        if inb.len() < header + remaining {
+            inb.reserve(header + remaining - inb.len());
+            return Ok(oversized);
+        }
+        match Packet::read(inb, MAX_PACKET)? {
+            Packet::Publish(p) => {
+                metrics::counter!("civicgrid_mqtt_messages_total").increment(1);
+                let d = Delivery { connection: id, pkid: p.pkid, topic: p.topic, payload: p.payload };
+                to_worker.send(d).map_err(|_| ConnectionError::WorkerGone)?;
+            }
+            Packet::SubAck(ack) if ack.pkid == SUBSCRIBE_ID => {
+                if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                    tracing::error!(codes = ?ack.return_codes, "the broker refused a subscription");
+                } else {
+                    tracing::info!("MQTT subscribed");
+                }
+            }
+            Packet::PingResp => *awaiting_pong = false,
+            other => tracing::debug!(packet = ?other, "MQTT packet ignored"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_headers_and_publish_ids_are_read_from_partial_bytes() {
+        let mut buf = BytesMut::new();
+        let mut p = rumqttc::Publish::new("civicgrid/v1/devices/a/telemetry", QoS::AtLeastOnce, vec![7u8; 300]);
+        p.pkid = 4242;
+        Packet::Publish(p).write(&mut buf, MAX_PACKET).expect("encode");
+        let (first, header, remaining) = fixed_header(&buf).expect("header").expect("complete");
+        assert_eq!((first >> 4, header, header + remaining), (3, 3, buf.len()));
+        assert_eq!(publish_id(first, header, &buf), Some(4242));
+        assert_eq!(publish_id(first, header, &buf[..header + 10]), None, "not yet arrived");
+        assert_eq!(fixed_header(&buf[..2]).expect("partial"), None);
+        assert!(fixed_header(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err(), "five length bytes");
+    }
+}
