@@ -1,6 +1,7 @@
 //! The MQTT subscriber against the real Mosquitto (127.0.0.1:1883, or `CIVICGRID_MQTT_URL`): QoS 1
 //! messages published while the node is down arrive when it comes back on its persistent session; a bad
-//! payload is refused without stalling the ones behind it; two nodes in one shared-subscription group
+//! payload is refused without stalling the ones behind it, and so is one too large to read; a batch of
+//! hundreds of readings in one message is stored whole; two nodes in one shared-subscription group
 //! store each message once; and, on a Mosquitto of the test's own restarted mid-stream, no message is
 //! lost. Skipped with a loud note when no broker answers, unless
 //! `CIVICGRID_REQUIRE_MQTT=1` (CI sets it).
@@ -76,7 +77,7 @@ async fn node(device: &DeviceId) -> (Services, Arc<dyn Store>) {
 /// Publishes every payload at QoS 1 and returns once the broker has acknowledged them all.
 async fn publish(config: &MqttConfig, topic: &str, payloads: Vec<String>) {
     let mut options = MqttOptions::new(unique("publisher"), &config.host, config.port);
-    options.set_keep_alive(Duration::from_secs(10));
+    options.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut events) = AsyncClient::new(options, payloads.len().max(1) + 10);
     let n = payloads.len();
     for p in payloads {
@@ -161,6 +162,29 @@ async fn messages_published_while_the_node_is_down_arrive_when_it_returns() {
     let total = until_stored(store.as_ref(), &device, have + 50, Duration::from_secs(20)).await;
     back.abort();
     assert_eq!(total, have + 50, "every QoS 1 message published while down was stored");
+}
+
+#[tokio::test]
+async fn a_large_batch_is_stored_and_an_oversized_message_neither_fails_nor_stalls_the_connection() {
+    let Some(broker) = broker().await else { return };
+    let device: DeviceId = unique("lamp").parse().expect("id");
+    let topic = format!("civicgrid/v1/devices/{device}/telemetry");
+    let (services, store) = node(&device).await;
+    let running = spawn(services.clone(), MqttConfig { client_id: unique("civicgrid-node"), ..broker.clone() });
+    let have = probe(&broker, &topic, store.as_ref(), &device).await;
+
+    // 400 readings in one message (~30 KB), then 300 KB of nothing a device would send, then ten more.
+    let now = jiff::Timestamp::now();
+    let batch: Vec<String> = (1..=400)
+        .map(|i| format!(r#"{{"ts":"{}","values":{{"current_a":0.5}}}}"#, now - jiff::SignedDuration::from_secs(i)))
+        .collect();
+    let mut payloads = vec![format!("[{}]", batch.join(",")), "x".repeat(300 * 1024)];
+    payloads.extend((1..=10).map(reading));
+    assert!(payloads[0].len() > 10 * 1024, "larger than rumqttc's default packet limit");
+    publish(&broker, &topic, payloads).await;
+    let total = until_stored(store.as_ref(), &device, have + 410, Duration::from_secs(20)).await;
+    running.abort();
+    assert_eq!(total, have + 410, "the batch and the ten behind the oversized message are stored");
 }
 
 #[tokio::test]
