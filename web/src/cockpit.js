@@ -119,23 +119,14 @@ function scheduleSituation() {
   }, wait);
 }
 
-async function refreshFigures() {
+/** Reads one of the slower sources again (`figures`, `sensing`) and redraws the screen shown. */
+async function refresh(source) {
   try {
-    state.figures = await read('/api/v1/cockpit/figures');
-    state.at.figures = Date.now();
+    state[source] = await read(`/api/v1/cockpit/${source}`);
+    state.at[source] = Date.now();
     drawScreen(state.screen);
   } catch (e) {
-    console.warn('cockpit: figures', e);
-  }
-}
-
-async function refreshSensing() {
-  try {
-    state.sensing = await read('/api/v1/cockpit/sensing');
-    state.at.sensing = Date.now();
-    drawScreen(state.screen);
-  } catch (e) {
-    console.warn('cockpit: sensing', e);
+    console.warn(`cockpit: ${source}`, e);
   }
 }
 
@@ -762,8 +753,8 @@ async function start() {
   setRotation(page.rotate);
   setInterval(tickAges, 1000);
   setInterval(refreshSituation, SITUATION_EVERY);
-  setInterval(refreshFigures, FIGURES_EVERY);
-  setInterval(refreshSensing, SENSING_EVERY);
+  setInterval(() => refresh('figures'), FIGURES_EVERY);
+  setInterval(() => refresh('sensing'), SENSING_EVERY);
   // New events stop flashing after a while, without waiting for the next read.
   setInterval(() => {
     const before = state.flashes.size;

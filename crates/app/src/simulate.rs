@@ -167,13 +167,15 @@ pub fn feed(
 }
 
 /// The starts of `counter`'s reporting intervals still to report at `now`: those passed since the last
-/// one it reported for, or since local midnight on the first call.
+/// one it reported for, or on the first call since local midnight (at least the one just passed).
 fn counter_slots(counter: &Device, now: Timestamp, counted: &mut HashMap<DeviceId, i64>) -> Vec<Timestamp> {
     let interval = i64::from(counter.expected_interval_s.max(60));
     // The slot under way is reported once it has passed.
     let under_way = now.as_second().div_euclid(interval);
     let midnight = civicgrid_core::calendar::from_local(civicgrid_core::calendar::local(now).date().into());
-    let first = counted.get(&counter.id).map_or(midnight.as_second().div_euclid(interval), |last| last + 1);
+    // On the first call, since midnight, and at least the interval just passed (so a counter is heard at once).
+    let since_midnight = midnight.as_second().div_euclid(interval).min(under_way - 1);
+    let first = counted.get(&counter.id).map_or(since_midnight, |last| last + 1);
     if first < under_way {
         counted.insert(counter.id.clone(), under_way - 1);
     }
@@ -211,5 +213,9 @@ mod tests {
         assert!(counter_slots(&counter, now + jiff::SignedDuration::from_secs(30), &mut counted).is_empty());
         let next = counter_slots(&counter, "2026-11-23T17:05:10Z".parse().expect("time"), &mut counted);
         assert_eq!(next, ["2026-11-23T17:00:00Z".parse::<Timestamp>().expect("01:00")]);
+        // Just after midnight, the first call still reports the interval that ended it.
+        let mut fresh = HashMap::new();
+        let late = counter_slots(&counter, "2026-11-23T16:01:00Z".parse().expect("00:01 local"), &mut fresh);
+        assert_eq!(late, ["2026-11-23T15:55:00Z".parse::<Timestamp>().expect("23:55")]);
     }
 }
