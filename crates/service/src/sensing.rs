@@ -12,7 +12,7 @@ use civicgrid_core::alarm::{Alarm, AlarmSeverity, Fault, Subject};
 use civicgrid_core::case::CaseId;
 use civicgrid_core::codes::{ComponentId, GridCode};
 use civicgrid_core::component::Component;
-use civicgrid_core::iot::{DeviceId, DeviceKind};
+use civicgrid_core::iot::{Device, DeviceKind};
 use civicgrid_store::AlarmFilter;
 use futures_util::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -171,6 +171,35 @@ fn faults(open: &[Alarm]) -> Vec<FaultTally> {
         .collect()
 }
 
+/// Each kind's devices in service, each counted once under the worst its subject's active alarms say.
+fn health(devices: &[Device], open: &[Alarm]) -> Vec<DeviceHealth> {
+    let mut active_on: HashMap<String, Vec<Fault>> = HashMap::new();
+    for a in open.iter().filter(|a| a.active) {
+        active_on.entry(a.subject.to_string()).or_default().push(a.fault);
+    }
+    let mut health: Vec<DeviceHealth> = DeviceKind::ALL
+        .into_iter()
+        .map(|kind| DeviceHealth { kind, total: 0, offline: 0, unwell: 0, faulty: 0 })
+        .collect();
+    for d in devices.iter().filter(|d| d.retired_at.is_none()) {
+        let Some(h) = health.iter_mut().find(|h| h.kind == d.kind) else { continue };
+        let subject = match d.component_id {
+            Some(c) => Subject::Component(c),
+            None => Subject::Device(d.id.clone()),
+        };
+        let faults = active_on.get(&subject.to_string()).map_or(&[][..], Vec::as_slice);
+        h.total += 1;
+        if faults.contains(&Fault::Offline) {
+            h.offline += 1;
+        } else if faults.iter().any(|f| f.is_device_health()) {
+            h.unwell += 1;
+        } else if !faults.is_empty() {
+            h.faulty += 1;
+        }
+    }
+    health
+}
+
 impl Services {
     /// The smart components now, as the big screen draws them.
     pub async fn sensing(&self, actor: &Actor) -> ServiceResult<Sensing> {
@@ -182,39 +211,14 @@ impl Services {
         let devices = self.store.devices().await?;
         let checkpoints = self.checkpoint_flows(&devices, now, true).await?;
 
-        // Each kind's devices in service, and what their subjects' active alarms say of them.
-        let active_on: HashMap<String, Vec<Fault>> =
-            open.iter().filter(|a| a.active).fold(HashMap::new(), |mut m, a| {
-                m.entry(a.subject.to_string()).or_default().push(a.fault);
-                m
-            });
-        let device_subject = |id: &DeviceId, component: Option<ComponentId>| match component {
-            Some(c) => Subject::Component(c).to_string(),
-            None => Subject::Device(id.clone()).to_string(),
-        };
-        let mut health: Vec<DeviceHealth> = DeviceKind::ALL
-            .into_iter()
-            .map(|kind| DeviceHealth { kind, total: 0, offline: 0, unwell: 0, faulty: 0 })
-            .collect();
-        for d in devices.iter().filter(|d| d.retired_at.is_none()) {
-            let Some(h) = health.iter_mut().find(|h| h.kind == d.kind) else { continue };
-            let faults = active_on.get(&device_subject(&d.id, d.component_id)).map_or(&[][..], Vec::as_slice);
-            h.total += 1;
-            if faults.contains(&Fault::Offline) {
-                h.offline += 1;
-            } else if faults.iter().any(|f| f.is_device_health()) {
-                h.unwell += 1;
-            } else if !faults.is_empty() {
-                h.faulty += 1;
-            }
-        }
-
         // Where the alarms about components are: their components, read a few at a time.
         let wanted: Vec<ComponentId> = {
             let mut seen = HashSet::new();
+            // Those on the map (active) and those listed first (the most urgent, `open` being in that order).
             open.iter()
-                .filter_map(|a| match a.subject {
-                    Subject::Component(c) if a.active || open.iter().take(FIRST_LIST).any(|f| f.id == a.id) => Some(c),
+                .enumerate()
+                .filter_map(|(i, a)| match a.subject {
+                    Subject::Component(c) if a.active || i < FIRST_LIST => Some(c),
                     _ => None,
                 })
                 .filter(|c| seen.insert(*c))
@@ -262,7 +266,7 @@ impl Services {
             as_of: now,
             severities: severities(&open),
             faults: faults(&open),
-            devices: health,
+            devices: health(&devices, &open),
             first,
             truncated: open.len() >= MAX_ALARMS as usize || points.len() < active,
             points,
@@ -314,5 +318,55 @@ mod tests {
         sorted.sort_by_key(urgency);
         let ids: Vec<i64> = sorted.iter().map(|a| a.id).collect();
         assert_eq!(ids, [1, 4, 3, 2], "unacknowledged first, then active, most severe, newest");
+    }
+
+    #[test]
+    fn each_device_counts_once_under_the_worst_of_its_alarms() {
+        use AlarmSeverity::*;
+        let device = |id: &str, kind| Device {
+            id: id.parse().expect("id"),
+            kind,
+            model: "m".into(),
+            firmware: "1".into(),
+            component_id: None,
+            cabinet: None,
+            feeder: None,
+            checkpoint: None,
+            expected_interval_s: 300,
+            created_at: Timestamp::UNIX_EPOCH,
+            retired_at: None,
+            last_seen_at: None,
+        };
+        let on = |id: &str, fault, active| {
+            let mut a = alarm(1, Minor, fault, active, false);
+            a.subject = Subject::Device(id.parse().expect("id"));
+            a
+        };
+        let mut retired = device("h-4", DeviceKind::Hydrant);
+        retired.retired_at = Some(Timestamp::UNIX_EPOCH);
+        let devices = [
+            device("h-1", DeviceKind::Hydrant),
+            device("h-2", DeviceKind::Hydrant),
+            device("h-3", DeviceKind::Hydrant),
+            retired,
+            device("c-1", DeviceKind::ManholeCover),
+        ];
+        let open = [
+            on("h-1", Fault::LowPressure, true),
+            on("h-1", Fault::Offline, true),
+            on("h-2", Fault::LowBattery, true),
+            on("h-2", Fault::LowPressure, true),
+            on("h-3", Fault::LowPressure, false),
+            on("c-1", Fault::CoverOpen, true),
+        ];
+        let rows = health(&devices, &open);
+        let of = |kind| rows.iter().find(|h| h.kind == kind).expect("every kind").clone();
+        assert_eq!(
+            of(DeviceKind::Hydrant),
+            DeviceHealth { kind: DeviceKind::Hydrant, total: 3, offline: 1, unwell: 1, faulty: 0 },
+            "offline before battery before the asset; a cleared alarm and a retired device do not count"
+        );
+        assert_eq!(of(DeviceKind::ManholeCover).faulty, 1);
+        assert_eq!(rows.len(), DeviceKind::ALL.len());
     }
 }
