@@ -42,7 +42,7 @@ const pct = (v) => `${(v ?? 0).toFixed(1)}%`;
 const BASE = {
   backgroundColor: 'transparent',
   textStyle: { fontFamily: FONT, color: '#dce7f3', fontSize: 16 },
-  legend: { textStyle: { color: '#dce7f3', fontSize: 16 } },
+  legend: { itemWidth: 16, itemGap: 8, textStyle: { color: '#dce7f3', fontSize: 16 } },
   categoryAxis: { axisLabel: { color: '#b8c7d9', fontSize: 15 }, axisLine: { lineStyle: { color: '#3b5574' } } },
   valueAxis: { axisLabel: { color: '#b8c7d9', fontSize: 15 }, splitLine: { lineStyle: { color: '#1f3552' } } },
 };
