@@ -171,14 +171,16 @@ pub async fn session(
     let mut awaiting_pong = false;
     let mut skipping = Skipping::default();
     loop {
+        // Whole packets first: also those the broker sent right behind its CONNACK (a persistent
+        // session's backlog), which are in `inb` before anything more is read.
+        let oversized = take_packets(&mut inb, &mut skipping, id, to_worker, &mut awaiting_pong)?;
+        if !oversized.is_empty() {
+            acknowledge(&mut wr, &mut out, &oversized).await?;
+        }
         tokio::select! {
             read = rd.read_buf(&mut inb) => {
                 if read? == 0 {
                     return Err(ConnectionError::Closed);
-                }
-                let oversized = take_packets(&mut inb, &mut skipping, id, to_worker, &mut awaiting_pong)?;
-                if !oversized.is_empty() {
-                    acknowledge(&mut wr, &mut out, &oversized).await?;
                 }
             }
             batch = settled.recv() => {
@@ -300,5 +302,38 @@ mod tests {
         assert_eq!(publish_id(first, header, &buf[..header + 10]), None, "not yet arrived");
         assert_eq!(fixed_header(&buf[..2]).expect("partial"), None);
         assert!(fixed_header(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err(), "five length bytes");
+    }
+
+    /// A broker that answers the CONNECT with its CONNACK and a queued message in one write: the
+    /// message is handed on without waiting for more bytes (which would not come while it is unacknowledged).
+    #[tokio::test]
+    async fn a_message_right_behind_the_connack_is_handed_on_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let broker = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut connect = [0u8; 256];
+            let _ = socket.read(&mut connect).await.expect("connect");
+            let mut out = BytesMut::new();
+            Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, true))
+                .write(&mut out, MAX_PACKET)
+                .expect("connack");
+            let mut p = rumqttc::Publish::new("civicgrid/v1/devices/a/telemetry", QoS::AtLeastOnce, b"{}".to_vec());
+            p.pkid = 7;
+            Packet::Publish(p).write(&mut out, MAX_PACKET).expect("publish");
+            socket.write_all(&out).await.expect("write");
+            // Hold the connection open, reading whatever comes, until the test ends.
+            let mut rest = [0u8; 1024];
+            while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {}
+        });
+        let config = MqttConfig::from_url(&format!("mqtt://127.0.0.1:{port}"), "unit", None).expect("url");
+        let (to_worker, mut from_connection) = tokio::sync::mpsc::unbounded_channel();
+        let (_acks, mut settled) = tokio::sync::mpsc::unbounded_channel();
+        let connection = tokio::spawn(async move { session(&config, 1, &to_worker, &mut settled, |_| {}).await });
+        let got = tokio::time::timeout(Duration::from_secs(2), from_connection.recv()).await;
+        connection.abort();
+        broker.abort();
+        let d = got.expect("handed on within two seconds").expect("a delivery");
+        assert_eq!((d.pkid, d.topic.as_str()), (7, "civicgrid/v1/devices/a/telemetry"));
     }
 }
