@@ -24,6 +24,11 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 pub const MAX_BATCH: usize = 500;
 /// A reading may be stamped this far ahead of the receiver's clock (clock drift).
 pub const MAX_AHEAD: SignedDuration = SignedDuration::from_mins(5);
+/// The longest a device's stored last-heard time may lag the arrival of its newest report (ingest
+/// writes it at most every half reporting interval, capped at this, so a silence rule, which waits
+/// several intervals, never mistakes the lag; and the newest report is never later than the last-heard
+/// time plus this and [`MAX_AHEAD`]).
+pub const MAX_HEARD_LAG: SignedDuration = SignedDuration::from_secs(60);
 /// A reading older than this is refused (a gateway's backlog is replayed within a week).
 pub const MAX_AGE: SignedDuration = SignedDuration::from_hours(7 * 24);
 

@@ -71,9 +71,6 @@ pub struct DeviceInput {
 /// How long this node trusts what it read of a device (a change made through another node is seen
 /// within this time; one made through this node at once).
 const DEVICE_TTL: Duration = Duration::from_secs(30);
-/// The longest a device's last-heard time in the store may lag behind its reports (at most half its
-/// reporting interval, so a silence rule, which waits several intervals, never mistakes the lag).
-const HEARD_LAG: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
 
 /// What ingest keeps of devices on this node: each device as read (unknown ids too, so a stream of
 /// them costs no database reads), and when each was last written as heard from, so a device reporting
@@ -93,7 +90,8 @@ impl Default for DeviceCache {
 impl DeviceCache {
     /// Whether `d`'s last-heard time is due to be written at `now`.
     fn heard_due(&self, d: &Device, now: Timestamp) -> bool {
-        let lag = jiff::SignedDuration::from_secs(i64::from(d.expected_interval_s / 2)).min(HEARD_LAG);
+        let lag = jiff::SignedDuration::from_secs(i64::from(d.expected_interval_s / 2))
+            .min(civicgrid_core::iot::MAX_HEARD_LAG);
         let Ok(written) = self.written.lock() else { return true };
         written.get(&d.id).is_none_or(|&at| now.duration_since(at) >= lag)
     }

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use civicgrid_core::iot::{Device, DeviceId, Metric, Reading, Rollup, RollupSpan, Summary, summarise};
+use civicgrid_core::iot::{
+    Device, DeviceId, MAX_AHEAD, MAX_HEARD_LAG, Metric, Reading, Rollup, RollupSpan, Summary, summarise,
+};
 use jiff::Timestamp;
 use sqlx::QueryBuilder;
 
@@ -225,8 +227,11 @@ impl DeviceStore for This {
     }
 
     async fn latest_readings(&self, id: &DeviceId) -> Result<Vec<Reading>> {
-        // Span by span back from the newest, for at most the raw history's month.
-        let newest = micros(Timestamp::now()).max(self.newest_report(id).await?.unwrap_or(i64::MIN));
+        // Span by span back from the newest report, for at most the raw history's month. The newest can
+        // be no later than the last-heard time plus its lag and a reading's clock drift; a device never
+        // heard from has none.
+        let Some(heard) = self.last_heard(id).await? else { return Ok(Vec::new()) };
+        let newest = heard + (MAX_HEARD_LAG + MAX_AHEAD).as_micros() as i64;
         let mut latest: BTreeMap<Metric, Reading> = BTreeMap::new();
         let mut seen = 0u32;
         let mut to = bucket_of(newest) + BUCKET_US;
@@ -343,8 +348,8 @@ impl DeviceStore for This {
 }
 
 impl This {
-    /// When a device last reported, if it has (its last-heard time, which may run a little ahead).
-    async fn newest_report(&self, id: &DeviceId) -> Result<Option<i64>> {
+    /// A device's last-heard time (microseconds), if it was ever heard from.
+    async fn last_heard(&self, id: &DeviceId) -> Result<Option<i64>> {
         let seen: Option<(Option<i64>,)> = sqlx::query_as("SELECT last_seen_at FROM devices WHERE id = $1")
             .bind(id.as_str())
             .fetch_optional(&self.read)
