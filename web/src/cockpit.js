@@ -453,7 +453,7 @@ function drawSafety() {
       for (const t of [...s.ticker].reverse()) pushTick(t, false);
     }
   }
-  if (state.sensing) tile('alarms_active_s', number.format(activeAlarms(state.sensing)));
+  if (state.sensing) tile('alarms_active_s', number.format(alarmTotal(state.sensing).active));
   const f = state.figures;
   if (f) {
     tile('today_reported', number.format(f.day.counts.reported), countChange(f.day.counts.reported, f.day.previous.reported, f.day.last_year.reported));
@@ -575,9 +575,9 @@ function drawLivelihood() {
 
 // ---------- 物联感知: the smart components ----------
 
-/** Active alarms in all (the tally without a severity). */
-function activeAlarms(x) {
-  return x.severities.find((r) => r.severity == null)?.active ?? 0;
+/** The town's open alarms in all (the tally without a severity). */
+function alarmTotal(x) {
+  return x.severities.find((r) => r.severity == null) ?? { active: 0, unacknowledged: 0, cleared: 0 };
 }
 
 const clockTime = (at) => new Date(at).toLocaleTimeString(page.lang, { hour12: false, timeZone: 'Asia/Shanghai', hour: '2-digit', minute: '2-digit' });
@@ -592,7 +592,7 @@ function alarmState(a) {
 function drawSensing() {
   const x = state.sensing;
   if (!x) return;
-  const all = x.severities.find((r) => r.severity == null) ?? { active: 0, unacknowledged: 0 };
+  const all = alarmTotal(x);
   const critical = x.severities.find((r) => r.severity === 'critical') ?? { active: 0 };
   const devices = x.devices.reduce((n, d) => ({ total: n.total + d.total, offline: n.offline + d.offline }), { total: 0, offline: 0 });
   const crowded = x.checkpoints.filter((c) => c.occupancy > c.max).length;

@@ -89,19 +89,12 @@ pub async fn run(args: SimulateArgs, cfg: Config) -> AppResult<()> {
         for d in &devices {
             let topic = format!("{}{}/telemetry", civicgrid_ingest::TOPIC_PREFIX, d.id);
             bar.inc(1);
-            let bodies = if d.kind == DeviceKind::PeopleCounter {
-                // A counter's flow is per interval: each interval passed (since midnight at first), in batches.
-                let slots = counter_slots(d, now, &mut counted);
-                slots
-                    .chunks(civicgrid_core::iot::MAX_BATCH)
-                    .map(|chunk| {
-                        let readings: Vec<String> =
-                            chunk.iter().map(|at| civicgrid_demo::devices::payload(d, *at, rng.f64())).collect();
-                        format!("[{}]", readings.join(","))
-                    })
-                    .collect()
+            let payloads = due_payloads(d, now, &mut counted, &mut rng);
+            // Several readings (a counter catching up) go as batches.
+            let bodies: Vec<String> = if payloads.len() == 1 {
+                payloads
             } else {
-                vec![civicgrid_demo::devices::payload(d, now, rng.f64())]
+                payloads.chunks(civicgrid_core::iot::MAX_BATCH).map(|c| format!("[{}]", c.join(","))).collect()
             };
             for body in bodies {
                 client.publish(&topic, QoS::AtLeastOnce, false, body).await.map_err(|e| e.to_string())?;
@@ -145,12 +138,8 @@ pub fn feed(
             let now = jiff::Timestamp::now();
             let mut messages: Vec<(String, String)> = Vec::new();
             for d in devices.iter().filter(|d| d.retired_at.is_none()) {
-                if d.kind == DeviceKind::PeopleCounter {
-                    for at in counter_slots(d, now, &mut counted) {
-                        messages.push((d.id.to_string(), civicgrid_demo::devices::payload(d, at, rng.f64())));
-                    }
-                } else {
-                    messages.push((d.id.to_string(), civicgrid_demo::devices::payload(d, now, rng.f64())));
+                for p in due_payloads(d, now, &mut counted, &mut rng) {
+                    messages.push((d.id.to_string(), p));
                 }
             }
             // In batches, as the MQTT path stores them.
@@ -164,6 +153,24 @@ pub fn feed(
             }
         }
     })
+}
+
+/// What `d` has to report at `now`, one payload per reading: the reading of the moment, or for a
+/// people counter (whose flow is per interval) each of its intervals passed since it last reported.
+fn due_payloads(
+    d: &Device,
+    now: Timestamp,
+    counted: &mut HashMap<DeviceId, i64>,
+    rng: &mut fastrand::Rng,
+) -> Vec<String> {
+    if d.kind == DeviceKind::PeopleCounter {
+        counter_slots(d, now, counted)
+            .into_iter()
+            .map(|at| civicgrid_demo::devices::payload(d, at, rng.f64()))
+            .collect()
+    } else {
+        vec![civicgrid_demo::devices::payload(d, now, rng.f64())]
+    }
 }
 
 /// The starts of `counter`'s reporting intervals still to report at `now`: those passed since the last

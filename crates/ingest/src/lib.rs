@@ -6,8 +6,9 @@
 //! path ([`Services::ingest_batch`]) as one transaction, while the next messages arrive. Each message
 //! is acknowledged only after it is committed — or refused for good (a bad payload is counted and
 //! logged, never retried) — and a batch's acknowledgements leave in one write; messages the database
-//! could not take are not acknowledged, so the broker sends them again after the next reconnect. How many may wait unacknowledged is the broker's
-//! setting (Mosquitto's `max_inflight_messages`, 20 unless raised): it bounds the batch.
+//! could not take are not acknowledged, so the broker sends them again after the next reconnect. How
+//! many may wait unacknowledged is the broker's setting (Mosquitto's `max_inflight_messages`, 20 unless
+//! raised): it bounds the batch.
 //!
 //! The connection is re-made with backoff (0.5 s doubling to 30 s) and the subscriptions are made again
 //! after every connection acknowledgement. With several nodes on one database, each subscribes through

@@ -122,7 +122,7 @@ fn evidence(
 /// What a rule found in a device's readings.
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
-    rule: String,
+    rule: Rule,
     device: Arc<Device>,
     change: Change,
     metric: Metric,
@@ -245,12 +245,7 @@ impl Services {
                 let before = state.clone();
                 for r in readings.iter() {
                     if let Some(c) = rule.observe(state, r, world.place) {
-                        found.push(Found {
-                            rule: rule.id.clone(),
-                            device: device.clone(),
-                            change: c,
-                            metric: r.metric,
-                        });
+                        found.push(Found { rule: rule.clone(), device: device.clone(), change: c, metric: r.metric });
                     }
                 }
                 if remembered(&before) != remembered(state) {
@@ -311,8 +306,7 @@ impl Services {
         }
         let world = self.world();
         for f in found {
-            let Some(rule) = world.alarm_rules.rules.iter().find(|r| r.id == f.rule) else { continue };
-            if let Err(e) = self.apply_change(&world.alarm_rules, rule, &f.device, f.change, Some(f.metric)).await {
+            if let Err(e) = self.apply_change(&world.alarm_rules, &f.rule, &f.device, f.change, Some(f.metric)).await {
                 rule_failure("alarm not raised or cleared", &e);
             }
         }
