@@ -73,6 +73,36 @@ impl TimerPayload {
     }
 }
 
+/// The jobs of a step's timers: one per timer, keyed so that each exists once however often the
+/// deadline is read.
+fn timer_jobs(
+    case_id: CaseId,
+    task: Option<&DeptCode>,
+    due_at: Timestamp,
+    timers: &StepTimers,
+) -> ServiceResult<Vec<NewJob>> {
+    timers
+        .schedule(due_at)
+        .into_iter()
+        .map(|(run_at, timer)| {
+            let p = TimerPayload { case_id, due_at, timer, task: task.cloned() };
+            let payload = serde_json::to_value(&p).map_err(|e| ServiceError::Internal(e.to_string()))?;
+            Ok(NewJob { kind: p.kind().to_owned(), effect_key: p.effect_key(), payload, run_at, max_attempts: 8 })
+        })
+        .collect()
+}
+
+/// The timer jobs of a case's unfinished co-department tasks.
+fn task_timer_jobs(case_id: CaseId, tasks: &[CoTask]) -> ServiceResult<Vec<NewJob>> {
+    let mut jobs = Vec::new();
+    for t in tasks.iter().filter(|t| !t.state.is_finished()) {
+        if let (Some(due), Some(timers)) = (t.due_at, &t.timers) {
+            jobs.extend(timer_jobs(case_id, Some(&t.dept), due, timers)?);
+        }
+    }
+    Ok(jobs)
+}
+
 /// Posts that may read the SLA policy.
 const POLICY_READERS: [Role; 8] = [
     Role::Admin,
@@ -117,24 +147,26 @@ impl Services {
         let mut read = 0;
         loop {
             let entries = self.store.events_after(position, LOG_BATCH).await?;
+            let Some(last) = entries.last().map(|e| e.seq) else { break };
+            let mut jobs = Vec::new();
             for e in &entries {
+                jobs.extend(Self::merge_job(e.case_id, &e.event)?);
+                jobs.extend(self.upstream_reply_job(e.case_id, &e.event).await?);
                 // A finished case has a deadline only while a rectification is open.
-                let running = e.event.to != CaseState::Parked;
-                self.react_to(e.case_id, &e.event).await?;
-                self.reply_upstream(e.case_id, &e.event).await?;
-                if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers)
-                    && running
-                {
-                    self.enqueue_timers(e.case_id, None, due, timers).await?;
+                if e.event.to == CaseState::Parked {
+                    continue;
                 }
-                if running && let Some(tasks) = &e.event.tasks {
-                    self.enqueue_task_timers(e.case_id, tasks).await?;
+                if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers) {
+                    jobs.extend(timer_jobs(e.case_id, None, due, timers)?);
+                }
+                if let Some(tasks) = &e.event.tasks {
+                    jobs.extend(task_timer_jobs(e.case_id, tasks)?);
                 }
             }
-            let Some(last) = entries.last() else { break };
-            position = last.seq;
+            // The jobs and the new position commit together: once per read, not once per job.
+            self.store.enqueue_many(&jobs, Some((TIMERS_CONSUMER, last))).await?;
+            position = last;
             read += entries.len();
-            self.store.advance_consumer(TIMERS_CONSUMER, position).await?;
             if entries.len() < LOG_BATCH as usize {
                 break;
             }
@@ -148,43 +180,19 @@ impl Services {
         let mut page = PageRequest { before: None, limit: 500 };
         loop {
             let cases = self.store.list_cases(&filter, page).await?;
+            let mut jobs = Vec::new();
             for c in &cases.items {
                 if let (Some(due), Some(timers)) = (c.status.due_at, &c.status.timers) {
-                    self.enqueue_timers(c.id, None, due, timers).await?;
+                    jobs.extend(timer_jobs(c.id, None, due, timers)?);
                 }
-                self.enqueue_task_timers(c.id, &c.status.tasks).await?;
+                jobs.extend(task_timer_jobs(c.id, &c.status.tasks)?);
             }
+            self.store.enqueue_many(&jobs, None).await?;
             match cases.next {
                 Some(next) => page.before = Some(next),
                 None => return Ok(()),
             }
         }
-    }
-
-    async fn enqueue_task_timers(&self, case_id: CaseId, tasks: &[CoTask]) -> ServiceResult<()> {
-        for t in tasks.iter().filter(|t| !t.state.is_finished()) {
-            if let (Some(due), Some(timers)) = (t.due_at, &t.timers) {
-                self.enqueue_timers(case_id, Some(&t.dept), due, timers).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn enqueue_timers(
-        &self,
-        case_id: CaseId,
-        task: Option<&DeptCode>,
-        due_at: Timestamp,
-        timers: &StepTimers,
-    ) -> ServiceResult<()> {
-        for (run_at, timer) in timers.schedule(due_at) {
-            let p = TimerPayload { case_id, due_at, timer, task: task.cloned() };
-            let payload = serde_json::to_value(&p).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let job =
-                NewJob { kind: p.kind().to_owned(), effect_key: p.effect_key(), payload, run_at, max_attempts: 8 };
-            self.store.enqueue(&job).await?;
-        }
-        Ok(())
     }
 
     /// Runs a timer job: the event (once), then the notifications (once per recipient). Rung k brings

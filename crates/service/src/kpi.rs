@@ -102,11 +102,14 @@ impl Services {
                 batch.entry(e.case_id).or_default().insert(e.event.seq);
             }
             let mut projection = Projection::new();
-            for (id, versions) in &batch {
-                let case = self.store.case(*id).await?.ok_or(ServiceError::NotFound("case"))?;
-                let events = self.store.case_events(*id).await?;
+            let ids: Vec<CaseId> = batch.keys().copied().collect();
+            let histories = self.store.histories_of(&ids).await?;
+            if histories.len() != ids.len() {
+                return Err(ServiceError::NotFound("case"));
+            }
+            for ((id, versions), (_, facts, events)) in batch.iter().zip(&histories) {
                 projection
-                    .add_events(&case.facts, &events, |e| versions.contains(&e.seq))
+                    .add_events(facts, events, |e| versions.contains(&e.seq))
                     .map_err(|e| ServiceError::Internal(format!("case {id}: {e}")))?;
             }
             let rows = projection.into_rows();

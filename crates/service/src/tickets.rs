@@ -204,23 +204,21 @@ impl Services {
 
     /// What the log reader does for upstream tickets: an event that may call for a reply reads its
     /// case, and a case from upstream gets one reply job per such event.
-    pub(crate) async fn reply_upstream(&self, case_id: CaseId, event: &CaseEvent) -> ServiceResult<()> {
+    pub(crate) async fn upstream_reply_job(&self, case_id: CaseId, event: &CaseEvent) -> ServiceResult<Option<NewJob>> {
         if !ReplyKind::may_follow(event) {
-            return Ok(());
+            return Ok(None);
         }
-        let Some(case) = self.store.case(case_id).await? else { return Ok(()) };
-        let Some(upstream) = &case.facts.upstream else { return Ok(()) };
-        let Some(kind) = ReplyKind::of(event, upstream.police_return) else { return Ok(()) };
+        let Some(case) = self.store.case(case_id).await? else { return Ok(None) };
+        let Some(upstream) = &case.facts.upstream else { return Ok(None) };
+        let Some(kind) = ReplyKind::of(event, upstream.police_return) else { return Ok(None) };
         let payload = ReplyPayload { case_id, seq: event.seq, kind };
-        let job = NewJob {
+        Ok(Some(NewJob {
             kind: REPLY.to_owned(),
             effect_key: format!("upstream:{case_id}:{}", event.seq),
             payload: serde_json::to_value(&payload).map_err(|e| ServiceError::Internal(e.to_string()))?,
             run_at: event.at,
             max_attempts: REPLY_ATTEMPTS,
-        };
-        self.store.enqueue(&job).await?;
-        Ok(())
+        }))
     }
 
     /// The body of a reply, or `None` when the case is not (or no longer) an upstream one.

@@ -152,20 +152,19 @@ impl Services {
 
     /// What the log reader does with a committed event besides its timers: a case that has just
     /// closed gets a job that closes its followers.
-    pub(crate) async fn react_to(&self, case_id: CaseId, event: &CaseEvent) -> ServiceResult<()> {
-        if event.to == CaseState::Closed && event.from.is_some_and(|f| f != CaseState::Closed) {
-            let payload = serde_json::to_value(CloseMerged { primary: case_id })
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let job = NewJob {
-                kind: CLOSE_MERGED.to_owned(),
-                effect_key: format!("merge:{case_id}:{}", event.seq),
-                payload,
-                run_at: event.at,
-                max_attempts: 8,
-            };
-            self.store.enqueue(&job).await?;
+    pub(crate) fn merge_job(case_id: CaseId, event: &CaseEvent) -> ServiceResult<Option<NewJob>> {
+        if event.to != CaseState::Closed || event.from.is_none_or(|f| f == CaseState::Closed) {
+            return Ok(None);
         }
-        Ok(())
+        let payload = serde_json::to_value(CloseMerged { primary: case_id })
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Some(NewJob {
+            kind: CLOSE_MERGED.to_owned(),
+            effect_key: format!("merge:{case_id}:{}", event.seq),
+            payload,
+            run_at: event.at,
+            max_attempts: 8,
+        }))
     }
 
     /// Closes every case still merged into `primary` (the system, as `merge`). A case split or closed

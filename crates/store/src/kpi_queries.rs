@@ -12,6 +12,8 @@ use crate::{KpiStore, Result};
 
 /// Rows per INSERT: 26 values each, well under both backends' limit on bound values.
 const ROWS_PER_INSERT: usize = 500;
+/// Case ids bound in one `IN (…)` list.
+const IDS_PER_QUERY: usize = 500;
 
 fn counter_columns() -> String {
     Counters::NAMES.join(", ")
@@ -167,15 +169,47 @@ impl KpiStore for This {
         .bind(last.0)
         .fetch_all(&self.read)
         .await?;
-        let mut events = events.into_iter().peekable();
-        let mut out = Vec::with_capacity(cases.len());
-        for (id, facts) in cases {
-            let mut history = Vec::new();
-            while let Some((_, body)) = events.next_if(|(c, _)| *c == id) {
-                history.push(from_json(&body)?);
-            }
-            out.push((id, from_json(&facts)?, history));
+        assemble(cases, events)
+    }
+
+    async fn histories_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>> {
+        let ids: Vec<CaseId> = ids.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_QUERY) {
+            let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT id, facts FROM cases WHERE id IN (");
+            push_ids(&mut q, chunk);
+            q.push(") ORDER BY id");
+            let cases: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.read).await?;
+            let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT case_id, body FROM case_events WHERE case_id IN (");
+            push_ids(&mut q, chunk);
+            q.push(") ORDER BY case_id, seq");
+            let events: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.read).await?;
+            out.extend(assemble(cases, events)?);
         }
         Ok(out)
     }
+}
+
+/// `id, id, …` as bound parameters.
+fn push_ids(q: &mut QueryBuilder<Db>, ids: &[CaseId]) {
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+}
+
+/// Cases (id, facts JSON) and their events (case id, event JSON), both in case order, as histories.
+fn assemble(cases: Vec<(i64, String)>, events: Vec<(i64, String)>) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>> {
+    let mut events = events.into_iter().peekable();
+    let mut out = Vec::with_capacity(cases.len());
+    for (id, facts) in cases {
+        // Events of a case not read (created after the case query) are skipped.
+        while events.next_if(|(c, _)| *c < id).is_some() {}
+        let mut history = Vec::new();
+        while let Some((_, body)) = events.next_if(|(c, _)| *c == id) {
+            history.push(from_json(&body)?);
+        }
+        out.push((id, from_json(&facts)?, history));
+    }
+    Ok(out)
 }

@@ -872,6 +872,13 @@ impl CaseStore for This {
     }
 }
 
+/// Records a log reader's position; a position never moves back.
+const ADVANCE_CONSUMER: &str = "INSERT INTO log_consumers (name, position) VALUES ($1, $2) ON CONFLICT (name) \
+     DO UPDATE SET position = excluded.position WHERE log_consumers.position < excluded.position";
+
+/// Jobs per multi-row insert (nine values each, well under either backend's limit on parameters).
+const JOB_CHUNK: usize = 500;
+
 #[async_trait::async_trait]
 impl crate::JobStore for This {
     async fn enqueue(&self, job: &crate::NewJob) -> Result<bool> {
@@ -889,6 +896,40 @@ impl crate::JobStore for This {
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn enqueue_many(&self, jobs: &[crate::NewJob], reader: Option<(&str, i64)>) -> Result<u64> {
+        let now = micros(Timestamp::now());
+        // One row per effect key: a batch may name a timer twice (two events with the same deadline).
+        let mut seen = std::collections::HashSet::new();
+        let jobs: Vec<&crate::NewJob> = jobs.iter().filter(|j| seen.insert(j.effect_key.as_str())).collect();
+        let payloads = jobs.iter().map(|j| to_json(&j.payload)).collect::<Result<Vec<_>>>()?;
+        let mut tx = self.write.begin().await?;
+        let mut added = 0;
+        for (chunk, payloads) in jobs.chunks(JOB_CHUNK).zip(payloads.chunks(JOB_CHUNK)) {
+            let mut q: QueryBuilder<Db> = QueryBuilder::new(
+                "INSERT INTO jobs (kind, effect_key, payload, state, run_at, attempts, max_attempts, created_at, \
+                 updated_at) ",
+            );
+            q.push_values(chunk.iter().zip(payloads), |mut b, (job, payload)| {
+                b.push_bind(job.kind.as_str())
+                    .push_bind(job.effect_key.as_str())
+                    .push_bind(payload.as_str())
+                    .push("'pending'")
+                    .push_bind(micros(job.run_at))
+                    .push("0")
+                    .push_bind(i64::from(job.max_attempts.max(1)))
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (effect_key) DO NOTHING");
+            added += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        if let Some((name, position)) = reader {
+            sqlx::query(ADVANCE_CONSUMER).bind(name.to_owned()).bind(position).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(added)
     }
 
     async fn claim_jobs(
@@ -1243,14 +1284,7 @@ impl EventLog for This {
     }
 
     async fn advance_consumer(&self, name: &str, position: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO log_consumers (name, position) VALUES ($1, $2) ON CONFLICT (name) \
-             DO UPDATE SET position = excluded.position WHERE log_consumers.position < excluded.position",
-        )
-        .bind(name.to_owned())
-        .bind(position)
-        .execute(&self.write)
-        .await?;
+        sqlx::query(ADVANCE_CONSUMER).bind(name.to_owned()).bind(position).execute(&self.write).await?;
         Ok(())
     }
 

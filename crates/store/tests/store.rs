@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use civicgrid_core::access::{CaseScope, Role};
 use civicgrid_core::calendar::{CalendarEntry, DayKind, WorkCalendar, from_local};
 use civicgrid_core::case::{
-    Action, CaseEvent, CaseFacts, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter, Source,
-    Urgency, decide,
+    Action, CaseEvent, CaseFacts, CaseId, CaseState, CaseStatus, Command, Context, EventActor, GeoPoint, Reporter,
+    Source, Urgency, decide,
 };
 use civicgrid_core::catalog::Catalog;
 use civicgrid_core::codes::{ComponentId, GridCode, MicroGridCode, TownCode};
@@ -1017,6 +1017,22 @@ async fn jobs_are_leased_retried_and_dead_lettered(store: &dyn Store, fx: &Fixtu
     assert_eq!(store.job("fragile").await.expect("job").map(|j| j.state), Some(JobState::Dead));
     let counts = store.job_counts().await.expect("counts");
     assert_eq!((counts.pending, counts.running, counts.dead), (1, 0, 1));
+    // Many at once (more than one insert's worth), with a log reader's position in the same
+    // transaction: a key already stored or named twice is kept once, and the position never moves back.
+    let hour = SignedDuration::from_hours(1);
+    let many: Vec<NewJob> =
+        (0..1200).map(|i| job(&format!("bulk-{}", i % 1100), t0 + hour, 4)).chain([job("later", t0, 3)]).collect();
+    assert_eq!(store.enqueue_many(&many, Some(("bulk-reader", 42))).await.expect("many"), 1100);
+    assert_eq!(store.consumer_position("bulk-reader").await.expect("position"), Some(42));
+    assert_eq!(store.enqueue_many(&many[..10], Some(("bulk-reader", 41))).await.expect("again"), 0);
+    assert_eq!(store.consumer_position("bulk-reader").await.expect("position"), Some(42));
+    assert_eq!(store.enqueue_many(&[], None).await.expect("nothing"), 0);
+    assert_eq!(store.job_counts().await.expect("counts").pending, 1101);
+    let later = store.job("later").await.expect("job").expect("kept");
+    assert_eq!(later.run_at, t0 + hour, "the stored job is not replaced");
+    let bulk = store.job("bulk-1099").await.expect("job").expect("stored");
+    assert_eq!((bulk.state, bulk.run_at, bulk.attempts, bulk.max_attempts), (JobState::Pending, t0 + hour, 0, 4));
+    assert_eq!(bulk.payload, serde_json::json!({"n": 1}));
     // Expired sessions are purged; live ones stay.
     let user = store.user_by_username("wangwu").await.expect("lookup").expect("exists");
     store.create_session("gone", user.id, t0, t0 + SignedDuration::from_secs(1)).await.expect("session");
@@ -1440,6 +1456,18 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
         assert_eq!(events.len(), 3);
         assert_eq!(CaseStatus::replay(&events).expect("replay"), c.status);
     }
+    // A log reader's batch read: repeats once, unknown ids left out, in id order, more than one
+    // query's worth of ids, each history whole.
+    let mut asked: Vec<CaseId> = ids.iter().rev().copied().collect();
+    asked.extend([ids[3], ids[3], 999_999_999]);
+    let histories = store.histories_of(&asked).await.expect("histories");
+    assert_eq!(histories.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(), ids, "each once, in id order");
+    for (k, (id, facts, events)) in histories.iter().enumerate() {
+        assert_eq!(facts.description, descriptions[k]);
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3], "case {id}");
+    }
+    assert_eq!(store.case_events(ids[42]).await.expect("events"), histories[42].2);
+    assert!(store.histories_of(&[]).await.expect("nothing").is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------------
