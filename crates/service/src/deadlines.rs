@@ -1,8 +1,10 @@
 //! Deadlines: the SLA policy an administrator edits, and the timers that act on it. Every event that
 //! sets a step's deadline carries the step's timers (computed once, by `core::case::decide`); a reader
 //! of the global event log ([`Services::schedule_timers`]) turns them into durable jobs keyed by case,
-//! deadline and timer, so however many nodes read the log, each timer is one job. When a job runs it
-//! acts only if the case still has that deadline, and only if the effect is not there yet:
+//! deadline and timer, so however many nodes read the log, each timer is one job. A deadline's timers
+//! are chained: the reader enqueues the first, and each timer job, while the case is still set on that
+//! deadline, enqueues the next before it acts (a step done in time costs one job, not five). When a
+//! job runs it acts only if the case still has that deadline, and only if the effect is not there yet:
 //!
 //! - `sla.warn`: a yellow (at the policy's share of the limit) or red (at the deadline) warning event,
 //!   and a notification to whoever owns the step, per the duty roster;
@@ -73,31 +75,32 @@ impl TimerPayload {
     }
 }
 
-/// The jobs of a step's timers: one per timer, keyed so that each exists once however often the
-/// deadline is read.
-fn timer_jobs(
+/// The job of the timer that follows `after` on the deadline `due_at` (the first timer when `None`),
+/// keyed so that it exists once however often the deadline is read; `None` after the last one.
+fn timer_job(
     case_id: CaseId,
     task: Option<&DeptCode>,
     due_at: Timestamp,
     timers: &StepTimers,
-) -> ServiceResult<Vec<NewJob>> {
-    timers
-        .schedule(due_at)
-        .into_iter()
-        .map(|(run_at, timer)| {
-            let p = TimerPayload { case_id, due_at, timer, task: task.cloned() };
-            let payload = serde_json::to_value(&p).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            Ok(NewJob { kind: p.kind().to_owned(), effect_key: p.effect_key(), payload, run_at, max_attempts: 8 })
-        })
-        .collect()
+    after: Option<Timer>,
+) -> ServiceResult<Option<NewJob>> {
+    let schedule = timers.schedule(due_at);
+    let next = match after {
+        None => schedule.first(),
+        Some(t) => schedule.iter().skip_while(|(_, s)| *s != t).nth(1),
+    };
+    let Some(&(run_at, timer)) = next else { return Ok(None) };
+    let p = TimerPayload { case_id, due_at, timer, task: task.cloned() };
+    let payload = serde_json::to_value(&p).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    Ok(Some(NewJob { kind: p.kind().to_owned(), effect_key: p.effect_key(), payload, run_at, max_attempts: 8 }))
 }
 
-/// The timer jobs of a case's unfinished co-department tasks.
+/// The first timer jobs of a case's unfinished co-department tasks.
 fn task_timer_jobs(case_id: CaseId, tasks: &[CoTask]) -> ServiceResult<Vec<NewJob>> {
     let mut jobs = Vec::new();
     for t in tasks.iter().filter(|t| !t.state.is_finished()) {
         if let (Some(due), Some(timers)) = (t.due_at, &t.timers) {
-            jobs.extend(timer_jobs(case_id, Some(&t.dept), due, timers)?);
+            jobs.extend(timer_job(case_id, Some(&t.dept), due, timers, None)?);
         }
     }
     Ok(jobs)
@@ -157,7 +160,7 @@ impl Services {
                     continue;
                 }
                 if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers) {
-                    jobs.extend(timer_jobs(e.case_id, None, due, timers)?);
+                    jobs.extend(timer_job(e.case_id, None, due, timers, None)?);
                 }
                 if let Some(tasks) = &e.event.tasks {
                     jobs.extend(task_timer_jobs(e.case_id, tasks)?);
@@ -183,7 +186,7 @@ impl Services {
             let mut jobs = Vec::new();
             for c in &cases.items {
                 if let (Some(due), Some(timers)) = (c.status.due_at, &c.status.timers) {
-                    jobs.extend(timer_jobs(c.id, None, due, timers)?);
+                    jobs.extend(timer_job(c.id, None, due, timers, None)?);
                 }
                 jobs.extend(task_timer_jobs(c.id, &c.status.tasks)?);
             }
@@ -193,6 +196,18 @@ impl Services {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Enqueues the timer after `p` on its deadline while the case (or its task) is still set on that
+    /// deadline: a deadline's timers are one job at a time, each handing on to the next, so a step
+    /// finished before its first timer costs one job, not one per timer.
+    async fn chain_timer(&self, p: &TimerPayload) -> ServiceResult<()> {
+        let Some(case) = self.store.case(p.case_id).await? else { return Ok(()) };
+        let Some(timers) = step_timers(&case, p.task.as_ref(), p.due_at) else { return Ok(()) };
+        if let Some(job) = timer_job(p.case_id, p.task.as_ref(), p.due_at, timers, Some(p.timer))? {
+            self.store.enqueue(&job).await?;
+        }
+        Ok(())
     }
 
     /// Runs a timer job: the event (once), then the notifications (once per recipient). Rung k brings
@@ -273,6 +288,18 @@ impl Services {
     }
 }
 
+/// The timers of the deadline `due`, if the case (or its unfinished co-department task) is still set on
+/// it.
+fn step_timers<'c>(case: &'c Case, task: Option<&DeptCode>, due: Timestamp) -> Option<&'c StepTimers> {
+    match task {
+        None => case.status.timers.as_ref().filter(|_| case.status.due_at == Some(due)),
+        Some(d) => {
+            let t = case.status.tasks.iter().find(|t| &t.dept == d && !t.state.is_finished())?;
+            t.timers.as_ref().filter(|_| t.due_at == Some(due))
+        }
+    }
+}
+
 /// The deadline a timer of the case (or of its co-department task) is now set on.
 fn timer_due(case: &Case, task: Option<&DeptCode>) -> Option<Timestamp> {
     match task {
@@ -281,8 +308,11 @@ fn timer_due(case: &Case, task: Option<&DeptCode>) -> Option<Timestamp> {
     }
 }
 
-/// The handler of both timer kinds.
+/// The handler of both timer kinds: hands on to the deadline's next timer, then fires this one. The
+/// next job is enqueued first (keyed, so a rerun adds nothing), so that a timer that keeps failing
+/// does not hold back the ones after it.
 pub(crate) async fn run_timer(services: &Services, job: &Job) -> Result<(), String> {
     let p: TimerPayload = serde_json::from_value(job.payload.clone()).map_err(|e| e.to_string())?;
+    services.chain_timer(&p).await.map_err(|e| e.to_string())?;
     services.fire_timer(&p).await.map_err(|e| e.to_string())
 }

@@ -75,9 +75,9 @@ async fn services(store: Arc<dyn Store>, clock: &ManualClock) -> Services {
     Services::new(store, Arc::new(clock.clone()), ServiceConfig::default()).await.expect("services")
 }
 
-/// Reports `n` cases as the intake operator; their ids.
-async fn report_cases(s: &Services, town: &TownData, n: usize) -> Vec<i64> {
-    let intake = Actor {
+/// The demo's intake operator.
+fn intake() -> Actor {
+    Actor {
         user_id: 2,
         username: "intake".into(),
         role: civicgrid_core::access::Role::IntakeOperator,
@@ -85,7 +85,12 @@ async fn report_cases(s: &Services, town: &TownData, n: usize) -> Vec<i64> {
         department: None,
         job: None,
         channel: None,
-    };
+    }
+}
+
+/// Reports `n` cases as the intake operator; their ids.
+async fn report_cases(s: &Services, town: &TownData, n: usize) -> Vec<i64> {
+    let intake = intake();
     let m = &town.layout.micro_grids[0];
     let p = civicgrid_demo::layout::point_in(&m.polygon, 0.5, 0.5);
     let mut ids = Vec::new();
@@ -199,6 +204,60 @@ proptest! {
             assert_eq!((counts.running, counts.dead), (0, 0));
         });
     }
+}
+
+/// A deadline's timers are one job at a time: the log reader enqueues each deadline's first timer, a
+/// timer job hands on to the next while the case is still set on that deadline, and a case that has
+/// moved on to a new deadline ends the old chain where it stands.
+#[tokio::test]
+async fn a_deadline_s_timers_run_as_a_chain_of_jobs() {
+    use civicgrid_core::case::Command;
+    use civicgrid_service::deadlines::{Timer, TimerPayload};
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
+    let town = populate(store.as_ref()).await;
+    let s = services(store.clone(), &clock).await;
+    s.schedule_timers().await.expect("the reader starts at the end of the log");
+    let ids = report_cases(&s, &town, 2).await;
+    s.schedule_timers().await.expect("read");
+    let pending = || async { store.job_counts().await.expect("counts").pending };
+    assert_eq!(pending().await, 2, "one job per deadline, not one per timer");
+    // The second case is accepted before its first timer: a new deadline with a chain of its own.
+    let reported_due = store.case(ids[1]).await.expect("read").and_then(|c| c.status.due_at).expect("due");
+    clock.advance(SignedDuration::from_mins(5));
+    s.transition(&intake(), ids[1], &Command::new(Action::Accept), None).await.expect("accept");
+    let users = store.users().await.expect("users");
+    let shift = users.iter().find(|u| u.username == "shift").expect("the shift leader");
+    let shift = Actor {
+        user_id: shift.id,
+        username: shift.username.clone(),
+        role: civicgrid_core::access::Role::ShiftLeader,
+        ..intake()
+    };
+    s.transition(&shift, ids[1], &Command::new(Action::File), None).await.expect("file");
+    let lead = store.departments().await.expect("departments")[0].code.clone();
+    let dispatch = Command::new(Action::Dispatch { lead, co: Vec::new() });
+    let dispatched = s.transition(&shift, ids[1], &dispatch, None).await.expect("dispatch");
+    assert_ne!(dispatched.status.due_at, Some(reported_due), "dispatching sets a new deadline");
+    s.schedule_timers().await.expect("read");
+    assert_eq!(pending().await, 3);
+    clock.advance(SignedDuration::from_mins(86));
+    let runner = JobRunner::standard(s.clone(), "node");
+    while runner.run_once().await.expect("run") > 0 {}
+    assert_timers_fired_once(store.as_ref(), &ids[..1]).await;
+    let key = |timer| TimerPayload { case_id: ids[1], due_at: reported_due, timer, task: None }.effect_key();
+    let first = store.job(&key(Timer::Warn(WarnLevel::Yellow))).await.expect("job").expect("the first timer ran");
+    assert_eq!(first.state, civicgrid_store::JobState::Done);
+    assert_eq!(store.job(&key(Timer::Warn(WarnLevel::Red))).await.expect("job"), None, "the old chain ended");
+    let events = store.case_events(ids[1]).await.expect("events");
+    let dispatched_at = events.iter().position(|e| matches!(e.action, Action::Dispatch { .. })).expect("dispatch");
+    let timed = |e: &civicgrid_core::case::CaseEvent| e.actor.job.as_deref() == Some("sla_timer");
+    assert!(!events[..dispatched_at].iter().any(timed), "nothing fired on the old deadline");
+    let new_due = dispatched.status.due_at.expect("the sign deadline");
+    let new_key = |timer| TimerPayload { case_id: ids[1], due_at: new_due, timer, task: None }.effect_key();
+    let waiting = store.job(&new_key(Timer::Warn(WarnLevel::Yellow))).await.expect("job").expect("the new chain");
+    assert_eq!(waiting.state, civicgrid_store::JobState::Pending, "its first timer waits for its time");
+    assert_eq!(store.job(&new_key(Timer::Warn(WarnLevel::Red))).await.expect("job"), None, "and it alone");
 }
 
 /// Two nodes read the log and run the same queue at once: every timer fires once.
