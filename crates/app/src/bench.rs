@@ -475,7 +475,10 @@ fn read_banner(mut cmd: Command) -> AppResult<(Child, String)> {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
-        BufReader::new(out).read_line(&mut line)?;
+        let mut out = BufReader::new(out);
+        out.read_line(&mut line)?;
+        // The child's later output (its warnings) goes on to ours instead of into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::stderr()));
     }
     let url = line.split_whitespace().last().unwrap_or_default().to_owned();
     if !url.starts_with("http://") {
