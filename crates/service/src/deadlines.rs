@@ -288,24 +288,26 @@ impl Services {
     }
 }
 
-/// The timers of the deadline `due`, if the case (or its unfinished co-department task) is still set on
-/// it.
-fn step_timers<'c>(case: &'c Case, task: Option<&DeptCode>, due: Timestamp) -> Option<&'c StepTimers> {
+/// The deadline and timers of the case's own step, or of its co-department task while unfinished.
+fn step_of<'c>(case: &'c Case, task: Option<&DeptCode>) -> Option<(Option<Timestamp>, Option<&'c StepTimers>)> {
     match task {
-        None => case.status.timers.as_ref().filter(|_| case.status.due_at == Some(due)),
+        None => Some((case.status.due_at, case.status.timers.as_ref())),
         Some(d) => {
-            let t = case.status.tasks.iter().find(|t| &t.dept == d && !t.state.is_finished())?;
-            t.timers.as_ref().filter(|_| t.due_at == Some(due))
+            let t = case.status.tasks.iter().find(|t| &t.dept == d).filter(|t| !t.state.is_finished())?;
+            Some((t.due_at, t.timers.as_ref()))
         }
     }
 }
 
+/// The timers of the deadline `due`, if the case (or its task) is still set on it.
+fn step_timers<'c>(case: &'c Case, task: Option<&DeptCode>, due: Timestamp) -> Option<&'c StepTimers> {
+    let (now_due, timers) = step_of(case, task)?;
+    timers.filter(|_| now_due == Some(due))
+}
+
 /// The deadline a timer of the case (or of its co-department task) is now set on.
 fn timer_due(case: &Case, task: Option<&DeptCode>) -> Option<Timestamp> {
-    match task {
-        None => case.status.due_at,
-        Some(d) => case.status.tasks.iter().find(|t| &t.dept == d).filter(|t| !t.state.is_finished())?.due_at,
-    }
+    step_of(case, task)?.0
 }
 
 /// The handler of both timer kinds: hands on to the deadline's next timer, then fires this one. The

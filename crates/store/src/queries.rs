@@ -879,22 +879,32 @@ const ADVANCE_CONSUMER: &str = "INSERT INTO log_consumers (name, position) VALUE
 /// Jobs per multi-row insert (nine values each, well under either backend's limit on parameters).
 const JOB_CHUNK: usize = 500;
 
+/// One INSERT of pending jobs (with their payloads' JSON, in the same order), each unless a job with its
+/// effect key exists.
+fn insert_jobs(jobs: &[&crate::NewJob], payloads: &[String], now: i64) -> QueryBuilder<Db> {
+    let mut q: QueryBuilder<Db> = QueryBuilder::new(
+        "INSERT INTO jobs (kind, effect_key, payload, state, run_at, attempts, max_attempts, created_at, updated_at) ",
+    );
+    q.push_values(jobs.iter().zip(payloads), |mut b, (job, payload)| {
+        b.push_bind(job.kind.as_str())
+            .push_bind(job.effect_key.as_str())
+            .push_bind(payload.as_str())
+            .push("'pending'")
+            .push_bind(micros(job.run_at))
+            .push("0")
+            .push_bind(i64::from(job.max_attempts.max(1)))
+            .push_bind(now)
+            .push_bind(now);
+    });
+    q.push(" ON CONFLICT (effect_key) DO NOTHING");
+    q
+}
+
 #[async_trait::async_trait]
 impl crate::JobStore for This {
     async fn enqueue(&self, job: &crate::NewJob) -> Result<bool> {
-        let now = micros(Timestamp::now());
-        let done = sqlx::query(
-            "INSERT INTO jobs (kind, effect_key, payload, state, run_at, attempts, max_attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', $4, 0, $5, $6, $6) ON CONFLICT (effect_key) DO NOTHING",
-        )
-        .bind(&job.kind)
-        .bind(&job.effect_key)
-        .bind(to_json(&job.payload)?)
-        .bind(micros(job.run_at))
-        .bind(i64::from(job.max_attempts.max(1)))
-        .bind(now)
-        .execute(&self.write)
-        .await?;
+        let payload = [to_json(&job.payload)?];
+        let done = insert_jobs(&[job], &payload, micros(Timestamp::now())).build().execute(&self.write).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -907,23 +917,7 @@ impl crate::JobStore for This {
         let mut tx = self.write.begin().await?;
         let mut added = 0;
         for (chunk, payloads) in jobs.chunks(JOB_CHUNK).zip(payloads.chunks(JOB_CHUNK)) {
-            let mut q: QueryBuilder<Db> = QueryBuilder::new(
-                "INSERT INTO jobs (kind, effect_key, payload, state, run_at, attempts, max_attempts, created_at, \
-                 updated_at) ",
-            );
-            q.push_values(chunk.iter().zip(payloads), |mut b, (job, payload)| {
-                b.push_bind(job.kind.as_str())
-                    .push_bind(job.effect_key.as_str())
-                    .push_bind(payload.as_str())
-                    .push("'pending'")
-                    .push_bind(micros(job.run_at))
-                    .push("0")
-                    .push_bind(i64::from(job.max_attempts.max(1)))
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.push(" ON CONFLICT (effect_key) DO NOTHING");
-            added += q.build().execute(&mut *tx).await?.rows_affected();
+            added += insert_jobs(chunk, payloads, now).build().execute(&mut *tx).await?.rows_affected();
         }
         if let Some((name, position)) = reader {
             sqlx::query(ADVANCE_CONSUMER).bind(name.to_owned()).bind(position).execute(&mut *tx).await?;
