@@ -16,7 +16,7 @@ const CHUNK: usize = 1000;
 /// Appends an alarm's event and numbers it in the global log, in the caller's transaction. PostgreSQL
 /// numbers from the shared counter, whose row lock orders the commits; SQLite, with one writer at a
 /// time, from the log itself.
-async fn append_event(tx: &mut sqlx::Transaction<'_, Db>, a: &Alarm, note: &str) -> Result<()> {
+async fn append_event(tx: &mut <Db as sqlx::Database>::Connection, a: &Alarm, note: &str) -> Result<()> {
     let at = micros(a.evidence.last().map_or(a.last_raised_at, |e| e.at));
     sqlx::query("INSERT INTO alarm_events (alarm_id, version, at, note, body) VALUES ($1, $2, $3, $4, $5)")
         .bind(a.id)
@@ -24,7 +24,7 @@ async fn append_event(tx: &mut sqlx::Transaction<'_, Db>, a: &Alarm, note: &str)
         .bind(at)
         .bind(note)
         .bind(to_json(a)?)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     let log = match BACKEND {
         Backend::Postgres => {
@@ -33,7 +33,7 @@ async fn append_event(tx: &mut sqlx::Transaction<'_, Db>, a: &Alarm, note: &str)
         }
         Backend::Sqlite => "INSERT INTO event_log (stream, stream_id, version, at) VALUES ('alarm', $1, $2, $3)",
     };
-    sqlx::query(log).bind(a.id).bind(a.version).bind(at).execute(&mut **tx).await?;
+    sqlx::query(log).bind(a.id).bind(a.version).bind(at).execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -47,7 +47,7 @@ const ALARM_COLUMNS: &str = "id, version, body";
 #[async_trait::async_trait]
 impl AlarmStore for This {
     async fn insert_alarm(&self, a: &Alarm, note: &str) -> Result<Alarm> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO alarms (subject, fault, severity, device_id, active, case_id, suppressed_by, hold_until, \
              raised_at, last_raised_at, ended_at, version, body) \
@@ -80,7 +80,7 @@ impl AlarmStore for This {
 
     async fn update_alarm(&self, a: &mut Alarm, note: &str) -> Result<()> {
         let next = Alarm { version: a.version + 1, ..a.clone() };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE alarms SET severity = $1, active = $2, case_id = $3, suppressed_by = $4, hold_until = $5, \
              last_raised_at = $6, ended_at = $7, version = $8, body = $9 WHERE id = $10 AND version = $11",
@@ -118,8 +118,11 @@ impl AlarmStore for This {
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE subject = $1 AND fault = $2 AND ended_at IS NULL"
         ));
         // Read from the writer's side: a raise decides on what is committed now.
-        let row: Option<(i64, i64, String)> =
-            sqlx::query_as(sql).bind(subject.to_string()).bind(fault.as_str()).fetch_optional(&self.write).await?;
+        let row: Option<(i64, i64, String)> = sqlx::query_as(sql)
+            .bind(subject.to_string())
+            .bind(fault.as_str())
+            .fetch_optional(&mut *self.write_conn().await?)
+            .await?;
         row.map(alarm_from_row).transpose()
     }
 
@@ -177,7 +180,7 @@ impl AlarmStore for This {
         if states.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         upsert_rule_states(&mut tx, states).await?;
         tx.commit().await?;
         Ok(())
@@ -186,7 +189,7 @@ impl AlarmStore for This {
 
 /// Keeps what rules remember of devices, in the caller's transaction.
 pub(super) async fn upsert_rule_states(
-    tx: &mut sqlx::Transaction<'_, Db>,
+    tx: &mut <Db as sqlx::Database>::Connection,
     states: &[(DeviceId, String, RuleState)],
 ) -> Result<()> {
     for chunk in states.chunks(CHUNK) {
@@ -196,7 +199,7 @@ pub(super) async fn upsert_rule_states(
             b.push_bind(d.as_str()).push_bind(rule.as_str()).push_bind(state.as_str());
         });
         q.push(" ON CONFLICT (device_id, rule_id) DO UPDATE SET state = excluded.state");
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(&mut *tx).await?;
     }
     Ok(())
 }

@@ -84,7 +84,7 @@ impl DeviceStore for This {
         .bind(i64::from(d.expected_interval_s))
         .bind(micros(d.created_at))
         .bind(d.retired_at.map(micros))
-        .execute(&self.write)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -105,7 +105,7 @@ impl DeviceStore for This {
         let done = sqlx::query("UPDATE devices SET token_hash = $1 WHERE id = $2")
             .bind(token_hash)
             .bind(id.as_str())
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -142,7 +142,7 @@ impl DeviceStore for This {
                  SET vals = (telemetry_reports.vals::jsonb || excluded.vals::jsonb)::text"
             }
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in rows.chunks(CHUNK) {
             let mut q: QueryBuilder<Db> =
                 QueryBuilder::new("INSERT INTO telemetry_reports (bucket, device_id, at, vals) ");
@@ -179,7 +179,7 @@ impl DeviceStore for This {
     }
 
     async fn summarise_telemetry(&self, limit: u32) -> Result<u32> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let marks: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT device_id, hour_at, touched FROM telemetry_pending ORDER BY hour_at, device_id LIMIT $1",
         )
@@ -309,12 +309,12 @@ impl DeviceStore for This {
     async fn purge_telemetry(&self, raw_before: Timestamp, five_minutes_before: Timestamp) -> Result<u64> {
         let raw = sqlx::query("DELETE FROM telemetry_reports WHERE bucket < $1")
             .bind(bucket_of(micros(raw_before)))
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         let five = sqlx::query("DELETE FROM telemetry_rollup WHERE span_s = $1 AND start_at < $2")
             .bind(RollupSpan::FiveMinutes.seconds())
             .bind(micros(five_minutes_before))
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(raw.rows_affected() + five.rows_affected())
     }

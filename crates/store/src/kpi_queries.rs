@@ -20,7 +20,7 @@ fn counter_columns() -> String {
 }
 
 /// Adds `rows` to the counters (or, with `replace`, writes them as they are) inside `tx`.
-async fn upsert(tx: &mut sqlx::Transaction<'_, Db>, rows: &[(RowKey, Counters)]) -> Result<()> {
+async fn upsert(tx: &mut <Db as sqlx::Database>::Connection, rows: &[(RowKey, Counters)]) -> Result<()> {
     let add: Vec<String> = Counters::NAMES.iter().map(|c| format!("{c} = kpi_counts.{c} + excluded.{c}")).collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut qb: QueryBuilder<Db> =
@@ -35,7 +35,7 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, Db>, rows: &[(RowKey, Counters)])
             }
         });
         qb.push(format!(" ON CONFLICT (dim, bucket, period, key) DO UPDATE SET {}", add.join(", ")));
-        qb.build().execute(&mut **tx).await?;
+        qb.build().execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -50,7 +50,7 @@ fn labelled_counters(r: &<Db as sqlx::Database>::Row) -> Result<(String, Counter
 #[async_trait::async_trait]
 impl KpiStore for This {
     async fn kpi_advance(&self, consumer: &str, from: i64, to: i64, rows: &[(RowKey, Counters)]) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let moved = sqlx::query("UPDATE log_consumers SET position = $1 WHERE name = $2 AND position = $3")
             .bind(to)
             .bind(consumer.to_owned())
@@ -66,7 +66,7 @@ impl KpiStore for This {
     }
 
     async fn kpi_replace(&self, consumer: &str, position: i64, rows: &[(RowKey, Counters)]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM kpi_counts").execute(&mut *tx).await?;
         upsert(&mut tx, rows).await?;
         sqlx::query(

@@ -30,6 +30,7 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 mod batch;
+mod gate;
 pub mod postgres;
 mod rows;
 mod shared;

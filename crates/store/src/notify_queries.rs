@@ -51,7 +51,7 @@ type RosterRow = (String, String, String, String, i64);
 #[async_trait::async_trait]
 impl NotifyStore for This {
     async fn replace_roster(&self, from: Date, to: Date, entries: &[DutyEntry]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM duty_roster WHERE day >= $1 AND day <= $2")
             .bind(from.to_string())
             .bind(to.to_string())
@@ -98,7 +98,7 @@ impl NotifyStore for This {
     }
 
     async fn notify(&self, n: &NewNotification, user_ids: &[i64]) -> Result<Vec<Notification>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut made = Vec::new();
         let sql = format!(
             "INSERT INTO notifications (user_id, dedup_key, kind, severity, case_id, title, body, created_at) \
@@ -167,7 +167,7 @@ impl NotifyStore for This {
         .bind(i64::from(ack))
         .bind(id)
         .bind(user_id)
-        .execute(&self.write)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -183,7 +183,7 @@ impl NotifyStore for This {
         .bind(&c.secret)
         .bind(c.min_severity.as_str())
         .bind(micros(c.created_at))
-        .fetch_one(&self.write)
+        .fetch_one(&mut *self.write_conn().await?)
         .await
         .map_err(|e| map_db_error(e, "name"))?;
         Ok(NotifyChannel { id, disabled_at: None, ..c.clone() })
@@ -199,7 +199,7 @@ impl NotifyStore for This {
         let done = sqlx::query("UPDATE notify_channels SET disabled_at = $1 WHERE id = $2")
             .bind(at.map(micros))
             .bind(id)
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }

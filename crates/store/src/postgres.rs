@@ -55,6 +55,8 @@ pub fn migrator_until(version: i64) -> Migrator {
 pub struct PgStore {
     read: PgPool,
     write: PgPool,
+    /// Always open: PostgreSQL's writers do not exclude each other.
+    gate: crate::gate::WriteGate,
     writer: Writer,
     /// The newest committed event-log number known here, as a hint for readers.
     feed: tokio::sync::watch::Sender<i64>,
@@ -110,7 +112,14 @@ impl PgStore {
         let listener = tokio::spawn(listen(pool.clone(), channel.clone(), feed.clone()));
         let (writer, queue) = Writer::new();
         tokio::spawn(crate::writer::run(PgApplier::new(pool.clone(), feed.clone()), queue));
-        Ok(Self { read: pool.clone(), write: pool, writer, feed, _listener: AbortOnDrop(listener.abort_handle()) })
+        Ok(Self {
+            read: pool.clone(),
+            write: pool,
+            gate: crate::gate::WriteGate::open(),
+            writer,
+            feed,
+            _listener: AbortOnDrop(listener.abort_handle()),
+        })
     }
 
     /// Table → column names of the current schema, for comparing the two backends' schemas.

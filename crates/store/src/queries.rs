@@ -28,7 +28,7 @@ use civicgrid_core::org::Department;
 use jiff::Timestamp;
 use sqlx::QueryBuilder;
 
-type Tx<'a> = sqlx::Transaction<'a, Db>;
+type Tx = crate::gate::WriteTx<Db>;
 
 /// The fingerprint and id stored for an idempotency key, if any (the group-commit writer's PostgreSQL
 /// statements use this too).
@@ -61,14 +61,24 @@ pub(super) async fn store_key(
 }
 
 impl This {
+    /// A write transaction, once it is this task's turn at the store's write gate.
+    pub(super) async fn write_tx(&self) -> Result<Tx> {
+        Ok(self.gate.begin(&self.write).await?)
+    }
+
+    /// A write-pool connection for a statement that commits alone, once it is this task's turn.
+    pub(super) async fn write_conn(&self) -> Result<crate::gate::WriteConn<Db>> {
+        Ok(self.gate.acquire(&self.write).await?)
+    }
+
     /// Opens a write transaction for a create under `key`: `Err(id)` if the key already made
     /// something (what to replay).
     async fn begin_once(
         &self,
         key: Option<&crate::IdempotencyKey>,
         target: KeyTarget,
-    ) -> Result<std::result::Result<Tx<'static>, i64>> {
-        let mut tx = self.write.begin().await?;
+    ) -> Result<std::result::Result<Tx, i64>> {
+        let mut tx = self.write_tx().await?;
         match key {
             Some(k) => match crate::batch::key_match(find_key(&mut tx, k, target).await?, k)? {
                 Some(id) => Ok(Err(id)),
@@ -81,7 +91,7 @@ impl This {
 
 /// Records `key` as having made `id` and commits.
 async fn commit_once(
-    mut tx: Tx<'static>,
+    mut tx: Tx,
     key: Option<&crate::IdempotencyKey>,
     target: KeyTarget,
     id: i64,
@@ -97,7 +107,7 @@ async fn commit_once(
 impl This {
     /// Upserts area rows with `sql` (an INSERT … ON CONFLICT of six binds) in one transaction.
     async fn put_areas(&self, sql: &'static str, rows: Vec<AreaRow>) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (code, parent, name, households, worker, polygon) in rows {
             sqlx::query(sql)
                 .bind(code)
@@ -134,7 +144,7 @@ impl This {
         .bind(to_json(value)?)
         .bind(micros(now))
         .bind(by)
-        .execute(&self.write)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -280,7 +290,7 @@ impl Store for This {
 #[async_trait::async_trait]
 impl ReferenceStore for This {
     async fn put_catalog(&self, classes: &[ComponentClass], matters: &[Matter]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM component_classes").execute(&mut *tx).await?;
         sqlx::query("DELETE FROM matters").execute(&mut *tx).await?;
         for c in classes {
@@ -314,7 +324,7 @@ impl ReferenceStore for This {
     }
 
     async fn put_calendar(&self, entries: &[CalendarEntry]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         for e in entries {
             sqlx::query(
                 "INSERT INTO work_calendar (day, kind, name_zh, name_en) VALUES ($1, $2, $3, $4) \
@@ -408,7 +418,7 @@ impl ReferenceStore for This {
     }
 
     async fn put_town(&self, town: &Town) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM town").execute(&mut *tx).await?;
         sqlx::query("INSERT INTO town (code, name_zh, name_en) VALUES ($1, $2, $3)")
             .bind(town.code.to_string())
@@ -427,7 +437,7 @@ impl ReferenceStore for This {
     }
 
     async fn put_workstations(&self, items: &[Workstation]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         for w in items {
             sqlx::query(
                 "INSERT INTO workstations (code, name_zh, kind) VALUES ($1, $2, $3) \
@@ -539,7 +549,7 @@ impl ReferenceStore for This {
     }
 
     async fn put_departments(&self, items: &[Department]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         for d in items {
             sqlx::query(
                 "INSERT INTO departments (code, name_zh, name_en, parent) VALUES ($1, $2, $3, $4) \
@@ -575,7 +585,7 @@ impl ReferenceStore for This {
     }
 
     async fn put_components(&self, items: &[Component]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         for chunk in items.chunks(2000) {
             let mut qb: QueryBuilder<Db> = QueryBuilder::new(
                 "INSERT INTO components (id, class_code, name, status, lon, lat, grid, micro_grid, department) ",
@@ -705,7 +715,7 @@ impl AccountStore for This {
             .bind(user_id)
             .bind(micros(now))
             .bind(micros(expires_at))
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(|e| map_db_error(e, "token"))?;
         Ok(())
@@ -724,18 +734,21 @@ impl AccountStore for This {
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash.to_owned())
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
     }
 
     async fn delete_user_sessions(&self, user_id: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id).execute(&self.write).await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
         Ok(done.rows_affected())
     }
 
     async fn set_user_disabled(&self, user_id: i64, at: Option<Timestamp>) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
             .bind(at.map(micros))
             .bind(user_id)
@@ -749,7 +762,7 @@ impl AccountStore for This {
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, keep_session: Option<&str>) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash.to_owned())
             .bind(user_id)
@@ -765,8 +778,10 @@ impl AccountStore for This {
     }
 
     async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {
-        let done =
-            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(micros(now)).execute(&self.write).await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(micros(now))
+            .execute(&mut *self.write_conn().await?)
+            .await?;
         Ok(done.rows_affected())
     }
 }
@@ -801,7 +816,7 @@ impl CaseStore for This {
         // months later is still the same case.
         let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1 AND scope NOT LIKE 'ticket:%'")
             .bind(micros(before))
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -904,7 +919,10 @@ fn insert_jobs(jobs: &[&crate::NewJob], payloads: &[String], now: i64) -> QueryB
 impl crate::JobStore for This {
     async fn enqueue(&self, job: &crate::NewJob) -> Result<bool> {
         let payload = [to_json(&job.payload)?];
-        let done = insert_jobs(&[job], &payload, micros(Timestamp::now())).build().execute(&self.write).await?;
+        let done = insert_jobs(&[job], &payload, micros(Timestamp::now()))
+            .build()
+            .execute(&mut *self.write_conn().await?)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -914,7 +932,7 @@ impl crate::JobStore for This {
         let mut seen = std::collections::HashSet::new();
         let jobs: Vec<&crate::NewJob> = jobs.iter().filter(|j| seen.insert(j.effect_key.as_str())).collect();
         let payloads = jobs.iter().map(|j| to_json(&j.payload)).collect::<Result<Vec<_>>>()?;
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut added = 0;
         for (chunk, payloads) in jobs.chunks(JOB_CHUNK).zip(payloads.chunks(JOB_CHUNK)) {
             added += insert_jobs(chunk, payloads, now).build().execute(&mut *tx).await?.rows_affected();
@@ -944,7 +962,7 @@ impl crate::JobStore for This {
             .bind(micros(now + lease))
             .bind(micros(now))
             .bind(i64::from(limit.clamp(1, 100)))
-            .fetch_all(&self.write)
+            .fetch_all(&mut *self.write_conn().await?)
             .await?;
         let mut jobs = rows.into_iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
         jobs.sort_by_key(|j| (j.run_at, j.id));
@@ -959,7 +977,7 @@ impl crate::JobStore for This {
         .bind(id)
         .bind(owner.to_owned())
         .bind(micros(now))
-        .execute(&self.write)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -983,7 +1001,7 @@ impl crate::JobStore for This {
         .bind(if retry_at.is_some() { "pending" } else { "dead" })
         .bind(retry_at.map(micros))
         .bind(error)
-        .execute(&self.write)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1063,7 +1081,7 @@ impl crate::IntegrationStore for This {
         let done = sqlx::query("UPDATE service_accounts SET disabled_at = $1 WHERE id = $2")
             .bind(disabled_at.map(micros))
             .bind(id)
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1120,7 +1138,7 @@ impl crate::IntegrationStore for This {
         let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(micros(now))
             .bind(key_id)
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -1143,13 +1161,16 @@ impl crate::IntegrationStore for This {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(micros(now))
             .bind(key_id)
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
     }
 }
 
-async fn insert_attachment_row(tx: &mut Tx<'_>, a: &crate::StoredAttachment) -> Result<crate::StoredAttachment> {
+async fn insert_attachment_row(
+    tx: &mut <Db as sqlx::Database>::Connection,
+    a: &crate::StoredAttachment,
+) -> Result<crate::StoredAttachment> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO attachments (sha256, name, mime, size, uploaded_by, uploaded_at, taken_at, lon, lat, \
          width, height, thumb_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
@@ -1166,7 +1187,7 @@ async fn insert_attachment_row(tx: &mut Tx<'_>, a: &crate::StoredAttachment) -> 
     .bind(a.width.map(i64::from))
     .bind(a.height.map(i64::from))
     .bind(a.thumb_sha256.clone())
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     Ok(crate::StoredAttachment { id, case_id: None, ..a.clone() })
 }
@@ -1191,7 +1212,7 @@ impl crate::AttachmentStore for This {
     }
 
     async fn insert_attachment(&self, a: &crate::StoredAttachment) -> Result<crate::StoredAttachment> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write_tx().await?;
         let stored = insert_attachment_row(&mut tx, a).await?;
         tx.commit().await?;
         Ok(stored)
@@ -1215,7 +1236,7 @@ impl crate::AttachmentStore for This {
             .bind(sha256.to_owned())
             .bind(i64::try_from(content.len()).unwrap_or(i64::MAX))
             .bind(content.to_vec())
-            .execute(&self.write)
+            .execute(&mut *self.write_conn().await?)
             .await?;
         Ok(())
     }
@@ -1278,7 +1299,11 @@ impl EventLog for This {
     }
 
     async fn advance_consumer(&self, name: &str, position: i64) -> Result<()> {
-        sqlx::query(ADVANCE_CONSUMER).bind(name.to_owned()).bind(position).execute(&self.write).await?;
+        sqlx::query(ADVANCE_CONSUMER)
+            .bind(name.to_owned())
+            .bind(position)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
         Ok(())
     }
 

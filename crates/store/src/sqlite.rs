@@ -1,8 +1,9 @@
 //! The embedded SQLite store: one file, WAL journal, `synchronous = FULL` by default (a committed case
 //! survives a power cut, not only a killed process; `normal` trades that for throughput), a busy
 //! timeout, foreign keys on. Case writes go through the group-commit writer's own connection
-//! ([`writer`]), other writes through a one-connection pool, so writers queue in the
-//! process instead of meeting "database is locked"; reads use their own pool and never wait for a
+//! ([`writer`]), other writes through a one-connection pool; the two take turns at SQLite's write
+//! lock through a fair gate ([`crate::gate`]), so writers queue in the process, in order, instead of
+//! polling SQLite's busy handler or meeting "database is locked"; reads use their own pool and never wait for a
 //! writer (WAL).
 
 use std::str::FromStr;
@@ -56,6 +57,9 @@ pub fn migrator_until(version: i64) -> Migrator {
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Shared with the group-commit writer's thread: the pool's writes and the writer's batches take
+    /// turns at SQLite's one write lock in order.
+    gate: crate::gate::WriteGate,
     writer: Writer,
     /// The newest committed event-log number, as a hint for readers.
     feed: tokio::sync::watch::Sender<i64>,
@@ -84,18 +88,20 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
             .pragma("journal_size_limit", "67108864");
-        // Case writes go through the group-commit writer's own connection; rare writes (users, reference
-        // data, jobs) take this one and wait on SQLite's busy timeout while the writer commits.
+        // Case writes go through the group-commit writer's own connection; other writes (jobs, sessions,
+        // reference data, telemetry) take this one, each after its turn at the gate. The busy timeout
+        // remains for other processes (a backup, an operator's sqlite3).
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         migrator().run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&read).await?;
         let feed = tokio::sync::watch::Sender::new(last);
         let (writer, queue) = Writer::new();
-        SqliteApplier::open(path, sync, feed.clone())?.spawn(queue)?;
+        let gate = crate::gate::WriteGate::fair();
+        SqliteApplier::open(path, sync, feed.clone(), gate.clone())?.spawn(queue)?;
         let (stop_checkpoints, stop) = tokio::sync::oneshot::channel();
         tokio::spawn(checkpointer(read.clone(), stop));
-        Ok(Self { read, write, writer, feed, _stop_checkpoints: stop_checkpoints })
+        Ok(Self { read, write, gate, writer, feed, _stop_checkpoints: stop_checkpoints })
     }
 
     /// Writes a consistent copy of the whole database to `target` while the store keeps serving

@@ -3,9 +3,9 @@
 //!
 //! sqlx runs every SQLite connection on a worker thread and each statement is a message to it and an
 //! answer back; a batch of a few hundred case writes is a few thousand statements, so those hops were
-//! most of the writer's time. Here a statement is a function call. Reads and rare writes (accounts,
-//! reference data) stay on sqlx's pools; they meet this connection only in SQLite's own locking (WAL:
-//! readers never wait; a rare writer waits on the busy timeout while a batch commits).
+//! most of the writer's time. Here a statement is a function call. Reads and other writes (jobs,
+//! sessions, reference data) stay on sqlx's pools. Readers never wait (WAL); the other writes take
+//! turns with this thread's batches at the store's write gate ([`crate::gate`]), in the order they came.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params, params_from_iter};
 
 use crate::batch::{self, BatchTx, sql};
+use crate::gate::WriteGate;
 use crate::rows::{CaseInsert, KeyTarget};
 use crate::shared::{CASE_COLUMNS, StatusColumns, advance, case_from_row};
 use crate::writer::{ApplyBatch, Queue, WriteOp, Written};
@@ -25,6 +26,8 @@ pub(crate) struct SqliteApplier {
     conn: Connection,
     /// Told the last event-log number of every commit.
     feed: tokio::sync::watch::Sender<i64>,
+    /// Taken for each batch, shared with the store's pool of other writes.
+    gate: WriteGate,
 }
 
 impl SqliteApplier {
@@ -34,7 +37,12 @@ impl SqliteApplier {
     /// store's background checkpointer does most of it. This connection's own checkpoint every 4,000
     /// pages (16 MiB) then finds little left to copy, and lets the next commit start the WAL over, so
     /// it stays small under sustained load.
-    pub(crate) fn open(path: &str, sync: SqliteSync, feed: tokio::sync::watch::Sender<i64>) -> Result<Self> {
+    pub(crate) fn open(
+        path: &str,
+        sync: SqliteSync,
+        feed: tokio::sync::watch::Sender<i64>,
+        gate: WriteGate,
+    ) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let synchronous = match sync {
@@ -47,7 +55,7 @@ impl SqliteApplier {
         conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
         conn.set_prepared_statement_cache_capacity(32);
-        Ok(Self { conn, feed })
+        Ok(Self { conn, feed, gate })
     }
 
     /// Starts the writer thread serving `queue`. It ends when every writer handle is dropped.
@@ -62,6 +70,9 @@ impl SqliteApplier {
 
 impl ApplyBatch for SqliteApplier {
     async fn apply_batch(&mut self, ops: &[WriteOp]) -> Result<Vec<Result<Written>>> {
+        // This thread is outside the runtime, so it may block for its turn; writes queue meanwhile and
+        // join the batch after this one.
+        let _turn = self.gate.blocking_turn();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (outcomes, last) = batch::apply(&mut SqliteBatch(&tx), ops).await?;
         tx.commit()?;
