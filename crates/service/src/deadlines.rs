@@ -29,6 +29,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::require;
+use crate::jobs::{LOG_BATCH, LOG_TURN};
 use crate::notify::Alert;
 use crate::{ServiceError, ServiceResult, Services};
 
@@ -38,8 +39,6 @@ pub const TIMERS_CONSUMER: &str = "sla_timers";
 pub const WARN: &str = "sla.warn";
 /// Job kind of a rung of the escalation ladder.
 pub const ESCALATE: &str = "sla.escalate";
-/// Log entries read per turn.
-const LOG_BATCH: u32 = 500;
 
 /// Input of a timer job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +137,8 @@ impl Services {
     }
 
     /// Reads the event log from where the timer scheduler left off and enqueues the timers of every
-    /// deadline set since; how many log entries it read. On its first run it starts at the end of
+    /// deadline set since; how many log entries it read, at most [`LOG_TURN`] a call (the rest is
+    /// read on the next turn, so that jobs run between reads under sustained load). On its first run it starts at the end of
     /// the log and schedules the timers of every open case instead of reading the whole history.
     pub async fn schedule_timers(&self) -> ServiceResult<usize> {
         let Some(mut position) = self.store.consumer_position(TIMERS_CONSUMER).await? else {
@@ -170,7 +170,7 @@ impl Services {
             self.store.enqueue_many(&jobs, Some((TIMERS_CONSUMER, last))).await?;
             position = last;
             read += entries.len();
-            if entries.len() < LOG_BATCH as usize {
+            if entries.len() < LOG_BATCH as usize || read >= LOG_TURN {
                 break;
             }
         }

@@ -26,6 +26,12 @@ pub const LEASE: SignedDuration = SignedDuration::from_mins(2);
 pub const MAX_ATTEMPTS: u32 = 8;
 /// Jobs claimed at a time.
 const CLAIM_BATCH: u32 = 20;
+/// Event-log entries a log reader reads at a time.
+pub(crate) const LOG_BATCH: u32 = 500;
+/// Event-log entries a log reader reads in one turn of the runner at most. Under sustained load the
+/// log grows as fast as it is read; a reader that read until it caught up would keep the other reader
+/// and every due job (the SLA timers among them) waiting for as long as the load lasted.
+pub const LOG_TURN: usize = 10_000;
 
 /// What a handler does with a job. An `Err` is retried (with backoff) until the attempts run out.
 pub type Handler = Arc<dyn Fn(Services, Job) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
@@ -142,10 +148,11 @@ impl JobRunner {
     }
 
     /// Enqueues this period's run of every recurring job (a no-op where a node already did), and the
-    /// deadline timers of every event committed since the last turn, and counts those events' KPIs.
-    pub async fn schedule(&self, now: Timestamp) -> ServiceResult<()> {
-        self.services.schedule_timers().await?;
-        self.services.project_kpis().await?;
+    /// deadline timers of every event committed since the last turn, and counts those events' KPIs;
+    /// whether a log reader stopped short of the end of the log (see [`LOG_TURN`]).
+    pub async fn schedule(&self, now: Timestamp) -> ServiceResult<bool> {
+        let timers = self.services.schedule_timers().await?;
+        let kpis = self.services.project_kpis().await?;
         for r in &self.recurring {
             let every = r.every.as_micros().max(1) as i64;
             let slot = now.as_microsecond().div_euclid(every);
@@ -167,7 +174,7 @@ impl JobRunner {
                 m.insert(r.kind, slot);
             }
         }
-        Ok(())
+        Ok(timers >= LOG_TURN || kpis >= LOG_TURN)
     }
 
     /// Claims the jobs due now.
@@ -209,21 +216,28 @@ impl JobRunner {
 
     /// Schedules, claims and runs everything due now; how many jobs ran.
     pub async fn run_once(&self) -> ServiceResult<usize> {
-        self.schedule(self.services.clock.now()).await?;
+        Ok(self.turn().await?.0)
+    }
+
+    /// One turn: a bounded read of the log, then the due jobs; how many jobs ran, and whether the log
+    /// readers have more to read.
+    async fn turn(&self) -> ServiceResult<(usize, bool)> {
+        let behind = self.schedule(self.services.clock.now()).await?;
         let jobs = self.claim().await?;
         for job in &jobs {
             let outcome = self.execute(job).await;
             self.finish(job, outcome).await?;
         }
-        Ok(jobs.len())
+        Ok((jobs.len(), behind))
     }
 
-    /// Runs jobs until aborted: at once while there is work, otherwise every `poll`.
+    /// Runs jobs until aborted: at once while there is work (jobs due or log left to read), otherwise
+    /// every `poll`.
     pub fn spawn(self, poll: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                match self.run_once().await {
-                    Ok(n) if n > 0 => continue,
+                match self.turn().await {
+                    Ok((jobs, behind)) if jobs > 0 || behind => continue,
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "job runner: store unavailable; retrying"),
                 }

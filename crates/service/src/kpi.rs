@@ -21,12 +21,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::accounts::require;
+use crate::jobs::{LOG_BATCH, LOG_TURN};
 use crate::{ServiceError, ServiceResult, Services};
 
 /// The log reader that keeps the KPI counters.
 pub const KPI_CONSUMER: &str = "kpi";
-/// Log entries read per turn.
-const LOG_BATCH: u32 = 500;
 /// Cases read per page by the rebuild.
 const REBUILD_PAGE: u32 = 2000;
 /// Longest period of one table, in days (a year and a bit).
@@ -85,7 +84,8 @@ pub struct KpiTable {
 }
 
 impl Services {
-    /// Counts what was committed since the last turn; how many log entries it read. On its first
+    /// Counts what was committed since the last turn; how many log entries it read, at most
+    /// [`LOG_TURN`] a call (the rest on the next turn). On its first
     /// run on a database it rebuilds the counters from every history instead.
     pub async fn project_kpis(&self) -> ServiceResult<usize> {
         let Some(mut position) = self.store.consumer_position(KPI_CONSUMER).await? else {
@@ -120,7 +120,7 @@ impl Services {
             }
             position = last;
             read += entries.len();
-            if entries.len() < LOG_BATCH as usize {
+            if entries.len() < LOG_BATCH as usize || read >= LOG_TURN {
                 break;
             }
         }

@@ -445,6 +445,51 @@ async fn a_subscriber_that_falls_behind_misses_nothing() {
     task.abort();
 }
 
+/// A log longer than one turn is read a bounded part per turn by each reader, with the due jobs run
+/// between reads: under sustained load, the timer reader cannot keep the KPI reader and the SLA timers
+/// waiting until the load ends.
+#[tokio::test]
+async fn a_long_log_is_read_in_turns_with_jobs_run_between() {
+    use civicgrid_service::deadlines::TIMERS_CONSUMER;
+    use civicgrid_service::jobs::LOG_TURN;
+    use civicgrid_service::kpi::KPI_CONSUMER;
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
+    let opts = DemoOptions {
+        scale: 0.02,
+        case_scale: 0.004,
+        seed: 9,
+        now: monday_morning(),
+        demo_password_hash: "$argon2id$unused".into(),
+        admin_password_hash: "$argon2id$unused".into(),
+    };
+    let (data, users) = civicgrid_demo::populate_town(store.as_ref(), &opts).await.expect("town");
+    let s = services(store.clone(), &clock).await;
+    let runner = JobRunner::standard(s.clone(), "node-1");
+    while runner.run_once().await.expect("run") > 0 {}
+    let start = store.last_seq().await.expect("seq");
+    civicgrid_demo::populate_cases(store.as_ref(), &data, &users, &opts, None, &|_| {}).await.expect("cases");
+    let end = store.last_seq().await.expect("seq");
+    assert!(end - start > LOG_TURN as i64, "the log grew by more than a turn ({} entries)", end - start);
+    let position = |name: &'static str| {
+        let store = store.clone();
+        async move { store.consumer_position(name).await.expect("position").expect("set up") }
+    };
+    clock.advance(SignedDuration::from_hours(1));
+    let ran = runner.run_once().await.expect("one turn");
+    assert!(ran >= 4, "this hour's recurring jobs ran in the same turn ({ran})");
+    let (timers, kpis) = (position(TIMERS_CONSUMER).await, position(KPI_CONSUMER).await);
+    assert!(timers > start && timers < end, "the timer reader read part of the log ({start} < {timers} < {end})");
+    assert!(kpis > start && kpis < end, "and so did the KPI reader ({start} < {kpis} < {end})");
+    assert!(timers - start <= (LOG_TURN + 500) as i64, "at most a turn and a read");
+    let mut turns = 1;
+    while position(TIMERS_CONSUMER).await < end || position(KPI_CONSUMER).await < end {
+        runner.run_once().await.expect("turn");
+        turns += 1;
+        assert!(turns < 100, "the readers catch up");
+    }
+}
+
 /// The standard runner schedules its recurring work once per period and the purges do their job.
 #[tokio::test]
 async fn recurring_purges_run_once_per_period() {
