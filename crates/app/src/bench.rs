@@ -537,11 +537,50 @@ async fn create_load(database: &str, body: &Value, args: &BenchArgs, sync: &str)
     let (child, base) = spawn_server(database, sync)?;
     let token = login(&base, "intake").await;
     let r = match token {
-        Ok(t) => load(&base, Some(&t), body, args.clients, args.seconds).await,
+        Ok(t) => match load(&base, Some(&t), body, args.clients, args.seconds).await {
+            Ok(mut r) => reader_lag(&base).await.map(|lag| {
+                r.readers = Some(lag);
+                r
+            }),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     kill(child);
     r
+}
+
+/// How far the event log's readers (SLA timers, KPI counters) were behind when a load ended, and how
+/// long after it they caught up, read from the server's `/metrics` every 100 ms (at most two minutes).
+async fn reader_lag(base: &str) -> AppResult<ReaderLag> {
+    let http = reqwest::Client::new();
+    let behind = || async {
+        let text = http.get(format!("{base}/metrics")).send().await?.error_for_status()?.text().await?;
+        let value = |reader: &str| {
+            let name = format!("civicgrid_log_reader_behind{{reader=\"{reader}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(&name)).and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        match (value("sla_timers"), value("kpi")) {
+            (Some(t), Some(k)) => Ok::<_, Box<dyn std::error::Error + Send + Sync>>((t as u64, k as u64)),
+            _ => Err("the server's metrics have no log reader lag".into()),
+        }
+    };
+    let started = Instant::now();
+    let at_end = behind().await?;
+    let mut now = at_end;
+    while now != (0, 0) && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = behind().await?;
+    }
+    Ok(ReaderLag { at_end, caught_up: (now == (0, 0)).then(|| started.elapsed()) })
+}
+
+/// The log readers' lag after a load.
+struct ReaderLag {
+    /// Entries the timer and KPI readers had still to read when the load ended.
+    at_end: (u64, u64),
+    /// How long after the end both had read everything (None: not within two minutes).
+    caught_up: Option<Duration>,
 }
 
 /// What a load test measured.
@@ -550,6 +589,8 @@ struct LoadResult {
     failed: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// For a creation load: how the event log's readers kept up.
+    readers: Option<ReaderLag>,
 }
 
 impl LoadResult {
@@ -567,7 +608,14 @@ impl LoadResult {
             self.elapsed.as_secs_f64(),
             p(0.50),
             p(0.99)
-        )
+        ) + &self.readers.as_ref().map_or(String::new(), |lag| {
+            let caught =
+                lag.caught_up.map_or("not within 120 s".to_owned(), |d| format!("{:.1} s after", d.as_secs_f64()));
+            format!(
+                "; log readers behind at the end: timers {}, KPIs {} entries, caught up {caught}",
+                lag.at_end.0, lag.at_end.1
+            )
+        })
     }
 }
 
@@ -608,7 +656,7 @@ async fn load(base: &str, token: Option<&str>, body: &Value, clients: usize, sec
             (ok, failed, lat)
         }));
     }
-    let mut result = LoadResult { ok: 0, failed: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    let mut result = LoadResult { ok: 0, failed: 0, elapsed: Duration::ZERO, latencies_us: Vec::new(), readers: None };
     for t in tasks {
         let (ok, failed, lat) = t.await?;
         result.ok += ok;

@@ -1,6 +1,7 @@
 //! Prometheus metrics at `/metrics`: requests per matched route (not raw path, so the label set stays
 //! bounded) with latency histograms, the group-commit writer's batch sizes and commit times (recorded
-//! by the store), job queue depth, live-feed subscribers and the newest event number. Scraped by a
+//! by the store), job queue depth, live-feed subscribers, the newest event number and how far each
+//! reader of the event log is behind it. Scraped by a
 //! Prometheus on the same machine (loopback) or by an administrator's session.
 
 use std::sync::OnceLock;
@@ -14,6 +15,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::auth::{Authed, ClientAddr};
 use crate::state::AppState;
+
+/// The event log's readers whose lag is exported: how many entries lie between each one's position
+/// and the newest case entry (the entries it reads).
+const LOG_READERS: [&str; 2] = [civicgrid_service::deadlines::TIMERS_CONSUMER, civicgrid_service::kpi::KPI_CONSUMER];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -86,5 +91,19 @@ pub async fn render(State(state): State<AppState>, ClientAddr(addr): ClientAddr,
     }
     metrics::gauge!("civicgrid_feed_subscribers").set(state.feed.subscribers() as f64);
     metrics::gauge!("civicgrid_event_log_head").set(state.feed.head() as f64);
+    match state.store.last_case_seq().await {
+        Ok(last) => {
+            for reader in LOG_READERS {
+                match state.store.consumer_position(reader).await {
+                    Ok(position) => {
+                        let behind = (last - position.unwrap_or(last)).max(0);
+                        metrics::gauge!("civicgrid_log_reader_behind", "reader" => reader).set(behind as f64);
+                    }
+                    Err(e) => tracing::warn!(error = %e, reader, "log reader position unavailable for metrics"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "event log unavailable for metrics"),
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }

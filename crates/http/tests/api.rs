@@ -1194,6 +1194,8 @@ async fn metrics_count_requests_by_route_and_show_the_writer_and_the_queue() {
         "civicgrid_writer_commit_seconds_bucket",
         "civicgrid_jobs{state=\"pending\"}",
         "civicgrid_feed_subscribers",
+        "civicgrid_log_reader_behind{reader=\"sla_timers\"}",
+        "civicgrid_log_reader_behind{reader=\"kpi\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }

@@ -845,6 +845,9 @@ pub trait EventLog: Send + Sync {
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>>;
     /// The highest sequence number committed so far.
     async fn last_seq(&self) -> Result<i64>;
+    /// The highest sequence number of a case event (what [`EventLog::events_after`] reads up to), 0 if
+    /// none: how far a reader of case events can get, though alarms' entries may follow it.
+    async fn last_case_seq(&self) -> Result<i64>;
     /// The first entry's sequence number at or after `at` (by the time of its event), if any: where a
     /// reader of "everything since a time" starts.
     async fn first_seq_since(&self, at: Timestamp) -> Result<Option<i64>>;

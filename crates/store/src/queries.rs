@@ -1291,6 +1291,15 @@ impl EventLog for This {
         Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM event_log").fetch_one(&self.read).await?)
     }
 
+    async fn last_case_seq(&self) -> Result<i64> {
+        // Backwards from the newest entry: case entries are nearly always among the last few.
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM event_log WHERE stream = 'case' ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
     async fn consumer_position(&self, name: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar("SELECT position FROM log_consumers WHERE name = $1")
             .bind(name.to_owned())

@@ -520,6 +520,8 @@ async fn one_open_alarm_per_subject_and_fault(store: &dyn Store) {
     let at: Timestamp = "2026-11-24T12:00:00Z".parse().expect("ts");
     let subject: Subject = "device:cab-alarm".parse().expect("subject");
     let before = store.last_seq().await.expect("seq");
+    let last_case = store.last_case_seq().await.expect("case seq");
+    assert!(last_case > 0 && last_case <= before);
     let new = Alarm::raise(subject.clone(), "storm", Fault::CabinetOutage, AlarmSeverity::Major, at);
     let mut a = store.insert_alarm(&new, "raised").await.expect("insert");
     assert_eq!(a.version, 1);
@@ -536,6 +538,7 @@ async fn one_open_alarm_per_subject_and_fault(store: &dyn Store) {
     let found = store.open_alarm(&subject, Fault::CabinetOutage).await.expect("read").expect("open");
     assert_eq!(found, a);
     assert!(store.last_seq().await.expect("seq") >= before + 3, "every change is in the global log");
+    assert_eq!(store.last_case_seq().await.expect("case seq"), last_case, "alarm entries are not case entries");
     a.acknowledge(Some(1), at).expect("ack");
     assert!(a.end_if_done(at));
     store.update_alarm(&mut a, "ended").await.expect("end");
@@ -824,6 +827,7 @@ async fn the_event_log_numbers_every_event_once_in_order(store: &dyn Store, fx: 
     assert_eq!(tail[0].grid, fx.grid_b);
     assert_eq!(tail[0].reporter_user_id, Some(42));
     assert!(store.events_after(last + 2, 10).await.expect("empty tail").is_empty());
+    assert_eq!(store.last_case_seq().await.expect("case seq"), last + 2);
     // "Everything since a time" starts at the first entry at or after it.
     let earliest = log.iter().map(|e| e.event.at).min().expect("entries");
     let first = store.first_seq_since(earliest).await.expect("since").expect("an entry");
