@@ -119,6 +119,16 @@ function scheduleSituation() {
   }, wait);
 }
 
+let sensingTimer = null;
+/** An alarm changed: read the smart components again within a second, once for a burst. */
+function scheduleSensing() {
+  if (sensingTimer) return;
+  sensingTimer = setTimeout(() => {
+    sensingTimer = null;
+    refresh('sensing');
+  }, 1000);
+}
+
 /** Reads one of the slower sources again (`figures`, `sensing`) and redraws the screen shown. */
 async function refresh(source) {
   try {
@@ -163,6 +173,12 @@ function connect(after) {
       grid: gridInfo.get(entry.grid)?.name ?? entry.grid,
     }, true);
     scheduleSituation();
+  });
+  // Alarm changes come on the same stream (to the centre's posts): the 智能感知 screen follows at once
+  // instead of at its next poll.
+  source.addEventListener('alarm', () => {
+    state.at.feed = Date.now();
+    scheduleSensing();
   });
 }
 

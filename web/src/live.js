@@ -1,7 +1,8 @@
 // The live feed on a console page: one EventSource per page (the browser resumes it with
 // Last-Event-ID after a dropped connection). Changes are coalesced: elements marked
 // `data-live-refresh` get an htmx `live` event at most once a second, and always once after the
-// last change of a burst. A case page also says when someone else changed its case.
+// last change of a burst — on a case event or an alarm change. A case page also says when someone
+// else changed its case.
 export function startLive(body) {
   const url = body.dataset.live;
   if (!url || !window.EventSource) return;
@@ -24,6 +25,9 @@ export function startLive(body) {
         // A message we cannot read changes nothing on the page.
       }
     }
+    if (!timer) timer = setTimeout(flush, 1000);
+  });
+  source.addEventListener('alarm', () => {
     if (!timer) timer = setTimeout(flush, 1000);
   });
   body.dataset.liveState = 'connecting';

@@ -143,6 +143,8 @@ fn describe(code: &str) -> &'static str {
         iot::put_device, iot::devices, iot::issue_token, iot::latest, iot::readings, iot::rollups, iot::telemetry,
         iot::alarms, iot::alarm, iot::acknowledge_alarm, iot::alarm_rules, iot::put_alarm_rules, iot::people_flow,
     ),
+    // The live feed's `alarm` messages (the stream's 200 names only its `case` messages' schema).
+    components(schemas(civicgrid_store::AlarmLogEntry)),
     modifiers(&Security, &ErrorAnswers),
     security(("bearer" = []), ("cookie" = [])),
     tags(

@@ -1,5 +1,6 @@
 //! The live feed over Server-Sent Events: `GET /api/v1/stream` pushes every committed event the caller
-//! may see (a grid worker only their grids' cases, a department only its own), in global order. Each
+//! may see, in global order: `case` events (a grid worker only their grids' cases, a department only its
+//! own) and, to the centre's posts, `alarm` changes of the smart components. Each
 //! message's `id` is the event's global sequence number, so a browser's `EventSource` resumes after a
 //! dropped connection with `Last-Event-ID` and misses nothing; `?after=N` does the same on the first
 //! connection.
@@ -13,6 +14,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
 use utoipa::IntoParams;
+
+use civicgrid_store::FeedEntry;
 
 use crate::auth::Authed;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -28,11 +31,13 @@ pub struct StreamQuery {
     pub after: Option<i64>,
 }
 
-/// Live feed of committed case events (Server-Sent Events, `event: case`, `id:` = global sequence).
+/// Live feed of committed case events and alarm changes (Server-Sent Events, `event: case` or
+/// `event: alarm`, `id:` = global sequence).
 #[utoipa::path(get, path = "/api/v1/stream", tag = "cases", params(StreamQuery,
         ("Last-Event-ID" = Option<i64>, Header, description = "resume after this global sequence number")),
     responses((status = 200, content_type = "text/event-stream", body = civicgrid_store::LogEntry,
-            description = "a stream of `case` events, each a JSON log entry"),
+            description = "a stream of `case` events, each a JSON log entry, and (to the centre's posts) \
+                `alarm` events, each a JSON `AlarmLogEntry`"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -52,7 +57,11 @@ pub async fn stream(
     let events = futures_util::stream::unfold(subscription, |mut sub| async move {
         match sub.next().await {
             Ok(Some(entry)) => {
-                let event = Event::default().id(entry.seq.to_string()).event("case").json_data(entry.as_ref());
+                let event = Event::default().id(entry.seq().to_string());
+                let event = match entry.as_ref() {
+                    FeedEntry::Case(e) => event.event("case").json_data(e),
+                    FeedEntry::Alarm(e) => event.event("alarm").json_data(e),
+                };
                 match event {
                     Ok(e) => Some((Ok(e), sub)),
                     Err(e) => {

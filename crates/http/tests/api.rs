@@ -704,9 +704,9 @@ async fn repeated_wrong_passwords_lock_the_username_for_a_while() {
     assert_eq!(app.post("/api/v1/auth/login", None, &right).await.0, StatusCode::OK, "the lock lapses");
 }
 
-/// Reads Server-Sent Events from a streaming response until `n` `case` events have arrived; returns
-/// their (id, case id, action).
-async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(i64, i64, String)> {
+/// Reads Server-Sent Events from a streaming response until `n` messages (comments aside) have
+/// arrived; returns their (event, id, data).
+async fn read_messages(resp: &mut reqwest::Response, n: usize) -> Vec<(String, i64, Value)> {
     let mut buf = String::new();
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -717,19 +717,69 @@ async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(i64, i64, S
             let message: String = buf.drain(..end + 2).collect();
             let field =
                 |name: &str| message.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start().to_owned()));
-            if field("event:").as_deref() != Some("case") {
-                continue;
-            }
+            let Some(event) = field("event:") else { continue };
             let id = field("id:").and_then(|v| v.parse().ok()).expect("id");
             let data: Value = serde_json::from_str(&field("data:").expect("data")).expect("json");
-            out.push((
-                id,
-                data["case_id"].as_i64().expect("case"),
-                data["event"]["action"]["action"].as_str().expect("a").into(),
-            ));
+            out.push((event, id, data));
         }
     }
     out
+}
+
+/// Reads Server-Sent Events until `n` messages have arrived, all of them `case` events; returns their
+/// (id, case id, action).
+async fn read_events(resp: &mut reqwest::Response, n: usize) -> Vec<(i64, i64, String)> {
+    read_messages(resp, n)
+        .await
+        .into_iter()
+        .map(|(event, id, data)| {
+            assert_eq!(event, "case", "{data}");
+            (id, data["case_id"].as_i64().expect("case"), data["event"]["action"]["action"].as_str().expect("a").into())
+        })
+        .collect()
+}
+
+/// An alarm's changes reach the centre's posts on the live feed as `alarm` messages, in global order
+/// with the case events; a grid worker's feed carries its cases only.
+#[tokio::test]
+async fn alarm_changes_reach_the_centres_posts_on_the_live_feed() {
+    use civicgrid_core::alarm::{Alarm, AlarmSeverity, Fault};
+    use civicgrid_core::clock::Clock;
+    let app = spawn_app().await;
+    let intake = app.login("intake").await;
+    let shift = app.login("shift").await;
+    let worker = app.login("gw001").await; // grid 0
+    let open = |token: &str| app.http.get(format!("{}/api/v1/stream", app.base)).bearer_auth(token).send();
+    let mut centre = open(&shift).await.expect("subscribe");
+    let mut field = open(&worker).await.expect("subscribe");
+    let at = app.clock.now();
+    let raised = Alarm::raise(
+        "device:lamp-0042".parse().expect("subject"),
+        "lamp-dark",
+        Fault::LampOut,
+        AlarmSeverity::Major,
+        at,
+    );
+    let mut alarm = app.store.insert_alarm(&raised, "raised").await.expect("alarm");
+    alarm.acknowledge(Some(1), at).expect("ack");
+    app.store.update_alarm(&mut alarm, "acknowledged").await.expect("update");
+    let case = app.create(&intake, 0).await["id"].as_i64().expect("id");
+    let seen = read_messages(&mut centre, 3).await;
+    assert_eq!(
+        seen.iter()
+            .map(|(e, _, d)| (e.as_str(), d["alarm"]["id"].as_i64().or(d["case_id"].as_i64())))
+            .collect::<Vec<_>>(),
+        vec![("alarm", Some(alarm.id)), ("alarm", Some(alarm.id)), ("case", Some(case))]
+    );
+    assert_eq!((seen[0].2["note"].as_str(), seen[1].2["note"].as_str()), (Some("raised"), Some("acknowledged")));
+    assert_eq!((seen[0].2["stream"].as_str(), seen[1].2["alarm"]["version"].as_i64()), (Some("alarm"), Some(2)));
+    assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "ids are the global order");
+    let theirs = read_messages(&mut field, 1).await;
+    assert_eq!(
+        (theirs[0].0.as_str(), theirs[0].2["case_id"].as_i64()),
+        ("case", Some(case)),
+        "no alarm for a grid worker"
+    );
 }
 
 #[tokio::test]

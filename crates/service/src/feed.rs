@@ -1,18 +1,21 @@
-//! The live feed: every committed event, in global order, to every subscriber that may see it.
+//! The live feed: every committed case event and alarm change, in global order, to every subscriber
+//! that may see it.
 //!
 //! One task per node follows the [`EventLog`]: it wakes when the store says something was committed
 //! (here or, on PostgreSQL, on another node) or once a second, reads "everything after the last number
 //! seen" and broadcasts each entry. A subscriber subscribes to the broadcast *before* it replays what
 //! it missed from the log, so the replay and the live part meet with no gap; entries it has already
 //! seen are skipped, and a subscriber too slow for the broadcast falls back to reading the log.
-//! Every entry is checked against the subscriber's scope before it is handed out.
+//! Every entry is checked against the subscriber's scope before it is handed out: a case event by the
+//! case's grid and departments, an alarm change by the subscriber's post (the centre's posts watch
+//! alarms, [`crate::alarms::WATCHERS`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use civicgrid_core::access::Actor;
-use civicgrid_store::{LogEntry, Store};
+use civicgrid_core::access::{Actor, Role};
+use civicgrid_store::{FeedEntry, Store};
 use tokio::sync::broadcast;
 
 use crate::ServiceResult;
@@ -29,7 +32,7 @@ const COALESCE: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone)]
 pub struct Feed {
     store: Arc<dyn Store>,
-    tx: broadcast::Sender<Arc<LogEntry>>,
+    tx: broadcast::Sender<Arc<FeedEntry>>,
     head: Arc<AtomicI64>,
 }
 
@@ -63,12 +66,12 @@ impl Feed {
                 continue;
             }
             loop {
-                match self.store.events_after(after, PAGE).await {
+                match self.store.feed_after(after, PAGE).await {
                     Ok(page) if page.is_empty() => break,
                     Ok(page) => {
                         // The head moves first: a subscriber that joins mid-page starts after it and
                         // skips the rest of the page, which it did not ask for.
-                        after = page.last().map_or(after, |e| e.seq);
+                        after = page.last().map_or(after, FeedEntry::seq);
                         self.head.store(after, Ordering::SeqCst);
                         for e in page {
                             let _ = self.tx.send(Arc::new(e));
@@ -111,6 +114,15 @@ impl Feed {
     }
 }
 
+/// Whether `actor` may see `entry`: a case event if the case is in the actor's scope, an alarm change
+/// if the actor's post watches alarms (or the actor is the system).
+fn may_see(actor: &Actor, entry: &FeedEntry) -> bool {
+    match entry {
+        FeedEntry::Case(e) => actor.can_see_key(e.scope_key()),
+        FeedEntry::Alarm(_) => actor.role == Role::System || crate::alarms::WATCHERS.contains(&actor.role),
+    }
+}
+
 /// Counts subscribers that fell behind the broadcast (they read the log instead).
 fn metrics_lagged() {
     LAGGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -127,11 +139,11 @@ pub fn lagged_total() -> u64 {
 #[derive(Debug)]
 pub struct Subscription {
     store: Arc<dyn Store>,
-    rx: broadcast::Receiver<Arc<LogEntry>>,
+    rx: broadcast::Receiver<Arc<FeedEntry>>,
     actor: Actor,
     /// The newest entry handed out or passed over.
     cursor: i64,
-    backlog: std::collections::VecDeque<Arc<LogEntry>>,
+    backlog: std::collections::VecDeque<Arc<FeedEntry>>,
     /// Reading the log rather than the broadcast.
     replaying: bool,
 }
@@ -139,17 +151,17 @@ pub struct Subscription {
 impl Subscription {
     /// The next entry the subscriber may see; `None` when the feed has stopped. Cancel-safe: a call
     /// dropped while it waits loses nothing.
-    pub async fn next(&mut self) -> ServiceResult<Option<Arc<LogEntry>>> {
+    pub async fn next(&mut self) -> ServiceResult<Option<Arc<FeedEntry>>> {
         loop {
             if let Some(e) = self.backlog.pop_front() {
-                self.cursor = e.seq;
-                if self.actor.can_see_key(e.scope_key()) {
+                self.cursor = e.seq();
+                if may_see(&self.actor, &e) {
                     return Ok(Some(e));
                 }
                 continue;
             }
             if self.replaying {
-                let page = self.store.events_after(self.cursor, PAGE).await?;
+                let page = self.store.feed_after(self.cursor, PAGE).await?;
                 if page.is_empty() {
                     self.replaying = false;
                 } else {
@@ -158,7 +170,7 @@ impl Subscription {
                 continue;
             }
             match self.rx.recv().await {
-                Ok(e) if e.seq <= self.cursor => {}
+                Ok(e) if e.seq() <= self.cursor => {}
                 Ok(e) => self.backlog.push_back(e),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(missed, "a feed subscriber fell behind; reading the log instead");

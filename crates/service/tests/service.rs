@@ -329,6 +329,7 @@ async fn a_commit_on_one_postgres_node_reaches_the_live_feed_of_another() {
         .expect("in time")
         .expect("read")
         .expect("an entry");
+    let civicgrid_store::FeedEntry::Case(entry) = entry.as_ref() else { panic!("a case event: {entry:?}") };
     assert_eq!((entry.case_id, entry.event.to), (id, CaseState::Reported));
     assert!(started.elapsed() < std::time::Duration::from_millis(900), "woken by NOTIFY, not the 1 s poll");
     task.abort();
@@ -390,7 +391,7 @@ async fn a_subscriber_that_falls_behind_misses_nothing() {
         .expect("in time")
         .expect("read")
         .expect("entry");
-    let start = first.seq;
+    let start = first.seq();
     // Caught up: the next read finds the log empty and waits on the broadcast (cancel-safe).
     let idle = tokio::time::timeout(std::time::Duration::from_millis(100), slow.next()).await;
     assert!(idle.is_err(), "nothing new yet");
@@ -438,7 +439,7 @@ async fn a_subscriber_that_falls_behind_misses_nothing() {
             .expect("in time")
             .expect("read")
             .expect("entry");
-        seqs.push(e.seq);
+        seqs.push(e.seq());
     }
     assert!(seqs.iter().enumerate().all(|(i, s)| *s == start + 1 + i as i64), "every entry once, in order");
     assert!(civicgrid_service::feed::lagged_total() >= 1, "the subscriber did fall behind the broadcast");

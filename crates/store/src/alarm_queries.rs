@@ -7,7 +7,7 @@ use civicgrid_core::iot::DeviceId;
 use sqlx::QueryBuilder;
 
 use super::{BACKEND, Db, This};
-use crate::shared::{from_json, map_db_error, parse, to_json};
+use crate::shared::{advance, from_json, map_db_error, parse, to_json};
 use crate::{AlarmFilter, AlarmStore, Backend, Result, StoreError, micros};
 
 /// Devices (or states) per statement: well under either backend's limit on bound values.
@@ -15,8 +15,8 @@ const CHUNK: usize = 1000;
 
 /// Appends an alarm's event and numbers it in the global log, in the caller's transaction. PostgreSQL
 /// numbers from the shared counter, whose row lock orders the commits; SQLite, with one writer at a
-/// time, from the log itself.
-async fn append_event(tx: &mut <Db as sqlx::Database>::Connection, a: &Alarm, note: &str) -> Result<()> {
+/// time, from the log itself. Its sequence number.
+async fn append_event(tx: &mut <Db as sqlx::Database>::Connection, a: &Alarm, note: &str) -> Result<i64> {
     let at = micros(a.evidence.last().map_or(a.last_raised_at, |e| e.at));
     sqlx::query("INSERT INTO alarm_events (alarm_id, version, at, note, body) VALUES ($1, $2, $3, $4, $5)")
         .bind(a.id)
@@ -29,15 +29,17 @@ async fn append_event(tx: &mut <Db as sqlx::Database>::Connection, a: &Alarm, no
     let log = match BACKEND {
         Backend::Postgres => {
             "WITH c AS (UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last) \
-             INSERT INTO event_log (seq, stream, stream_id, version, at) SELECT c.last, 'alarm', $1, $2, $3 FROM c"
+             INSERT INTO event_log (seq, stream, stream_id, version, at) SELECT c.last, 'alarm', $1, $2, $3 FROM c \
+             RETURNING seq"
         }
-        Backend::Sqlite => "INSERT INTO event_log (stream, stream_id, version, at) VALUES ('alarm', $1, $2, $3)",
+        Backend::Sqlite => {
+            "INSERT INTO event_log (stream, stream_id, version, at) VALUES ('alarm', $1, $2, $3) RETURNING seq"
+        }
     };
-    sqlx::query(log).bind(a.id).bind(a.version).bind(at).execute(&mut *tx).await?;
-    Ok(())
+    Ok(sqlx::query_scalar(log).bind(a.id).bind(a.version).bind(at).fetch_one(&mut *tx).await?)
 }
 
-fn alarm_from_row((id, version, body): (i64, i64, String)) -> Result<Alarm> {
+pub(super) fn alarm_from_row((id, version, body): (i64, i64, String)) -> Result<Alarm> {
     let a: Alarm = from_json(&body)?;
     Ok(Alarm { id, version, ..a })
 }
@@ -73,8 +75,10 @@ impl AlarmStore for This {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        append_event(&mut tx, &stored, note).await?;
+        let seq = append_event(&mut tx, &stored, note).await?;
         tx.commit().await?;
+        // Wake the live feed (on PostgreSQL the counter's trigger tells every node as well).
+        advance(&self.feed, seq);
         Ok(stored)
     }
 
@@ -101,8 +105,9 @@ impl AlarmStore for This {
         if done.rows_affected() != 1 {
             return Err(StoreError::Conflict { expected: a.version });
         }
-        append_event(&mut tx, &next, note).await?;
+        let seq = append_event(&mut tx, &next, note).await?;
         tx.commit().await?;
+        advance(&self.feed, seq);
         *a = next;
         Ok(())
     }

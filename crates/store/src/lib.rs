@@ -203,6 +203,8 @@ pub struct Created<T = Case> {
 pub enum Stream {
     /// A case (案卷).
     Case,
+    /// An alarm of the smart components (告警).
+    Alarm,
 }
 
 impl Stream {
@@ -210,6 +212,7 @@ impl Stream {
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Case => "case",
+            Stream::Alarm => "alarm",
         }
     }
 }
@@ -249,6 +252,39 @@ impl LogEntry {
             lead: self.lead_dept.as_ref(),
             co: &self.co_depts,
             reporter: self.reporter_user_id,
+        }
+    }
+}
+
+/// One change of an alarm in the global event log.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AlarmLogEntry {
+    /// Global sequence number, increasing in commit order.
+    pub seq: i64,
+    /// The aggregate (always `alarm`).
+    pub stream: Stream,
+    /// What happened: `raised`, `repeated`, `cleared`, `acknowledged`, `case`, `ended`, ….
+    pub note: String,
+    /// The alarm as the change left it.
+    pub alarm: civicgrid_core::alarm::Alarm,
+}
+
+/// An entry of the live feed: a case's event or an alarm's change, in global order.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // read a page at a time and shared behind an Arc, never kept in bulk
+pub enum FeedEntry {
+    /// A case event.
+    Case(LogEntry),
+    /// An alarm change.
+    Alarm(AlarmLogEntry),
+}
+
+impl FeedEntry {
+    /// Its global sequence number.
+    pub fn seq(&self) -> i64 {
+        match self {
+            FeedEntry::Case(e) => e.seq,
+            FeedEntry::Alarm(e) => e.seq,
         }
     }
 }
@@ -843,6 +879,10 @@ pub trait EventLog: Send + Sync {
     /// Up to `limit` (1–1000) entries with a sequence number above `after`, in order. Reading "after
     /// the last one seen" again and again never misses an entry, whatever node committed it.
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>>;
+    /// Up to `limit` (1–1000) entries of every stream the live feed carries (case events and alarm
+    /// changes) with a sequence number above `after`, in order, read in one statement: like
+    /// [`EventLog::events_after`], reading "after the last one seen" again and again misses nothing.
+    async fn feed_after(&self, after: i64, limit: u32) -> Result<Vec<FeedEntry>>;
     /// The highest sequence number committed so far.
     async fn last_seq(&self) -> Result<i64>;
     /// The highest sequence number of a case event (what [`EventLog::events_after`] reads up to), 0 if

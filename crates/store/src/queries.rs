@@ -1249,6 +1249,31 @@ impl crate::AttachmentStore for This {
     }
 }
 
+/// A case event's log entry from its parts.
+#[allow(clippy::too_many_arguments)] // the columns of one row
+fn case_entry(
+    seq: i64,
+    case_id: i64,
+    body: &str,
+    number: String,
+    grid: &str,
+    lead: Option<&str>,
+    co: &str,
+    reporter: Option<i64>,
+) -> Result<LogEntry> {
+    Ok(LogEntry {
+        seq,
+        stream: crate::Stream::Case,
+        case_id,
+        number,
+        grid: parse(grid)?,
+        lead_dept: lead.map(parse).transpose()?,
+        co_depts: from_json(co)?,
+        reporter_user_id: reporter,
+        event: from_json(body)?,
+    })
+}
+
 #[async_trait::async_trait]
 impl EventLog for This {
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>> {
@@ -1265,17 +1290,55 @@ impl EventLog for This {
         .await?;
         rows.into_iter()
             .map(|(seq, case_id, body, number, grid, lead, co, reporter)| {
-                Ok(LogEntry {
-                    seq,
-                    stream: crate::Stream::Case,
-                    case_id,
-                    number,
-                    grid: parse(&grid)?,
-                    lead_dept: lead.as_deref().map(parse).transpose()?,
-                    co_depts: from_json(&co)?,
-                    reporter_user_id: reporter,
-                    event: from_json(&body)?,
-                })
+                case_entry(seq, case_id, &body, number, &grid, lead.as_deref(), &co, reporter)
+            })
+            .collect()
+    }
+
+    async fn feed_after(&self, after: i64, limit: u32) -> Result<Vec<crate::FeedEntry>> {
+        use crate::FeedEntry;
+        // seq, stream, stream id, version; the case's event body, number, grid, lead, co-departments and
+        // reporter; the alarm's note and body. One statement, so one snapshot of the log.
+        type Row = (
+            i64,
+            String,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT l.seq, l.stream, l.stream_id, l.version, e.body, c.number, c.grid, c.lead_dept, c.co_depts, \
+             c.reporter_user_id, a.note, a.body FROM event_log l \
+             LEFT JOIN case_events e ON l.stream = 'case' AND e.case_id = l.stream_id AND e.seq = l.version \
+             LEFT JOIN cases c ON l.stream = 'case' AND c.id = l.stream_id \
+             LEFT JOIN alarm_events a ON l.stream = 'alarm' AND a.alarm_id = l.stream_id AND a.version = l.version \
+             WHERE l.seq > $1 AND l.stream IN ('case', 'alarm') ORDER BY l.seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, stream, id, version, body, number, grid, lead, co, reporter, note, alarm)| {
+                match (stream.as_str(), body, number, grid, co, note, alarm) {
+                    ("case", Some(body), Some(number), Some(grid), Some(co), _, _) => {
+                        Ok(FeedEntry::Case(case_entry(seq, id, &body, number, &grid, lead.as_deref(), &co, reporter)?))
+                    }
+                    ("alarm", _, _, _, _, Some(note), Some(alarm)) => Ok(FeedEntry::Alarm(crate::AlarmLogEntry {
+                        seq,
+                        stream: crate::Stream::Alarm,
+                        note,
+                        alarm: super::alarm_queries::alarm_from_row((id, version, alarm))?,
+                    })),
+                    _ => Err(StoreError::Corrupt(format!("event log entry {seq} has no {stream} event"))),
+                }
             })
             .collect()
     }

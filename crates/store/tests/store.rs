@@ -539,6 +539,23 @@ async fn one_open_alarm_per_subject_and_fault(store: &dyn Store) {
     assert_eq!(found, a);
     assert!(store.last_seq().await.expect("seq") >= before + 3, "every change is in the global log");
     assert_eq!(store.last_case_seq().await.expect("case seq"), last_case, "alarm entries are not case entries");
+    // The live feed reads alarm changes beside case events, in order, each with its note and the alarm
+    // as that change left it.
+    let feed = store.feed_after(before, 100).await.expect("feed");
+    let changes: Vec<(i64, i64, String)> = feed
+        .iter()
+        .map(|e| match e {
+            civicgrid_store::FeedEntry::Alarm(x) => (x.alarm.id, x.alarm.version, x.note.clone()),
+            civicgrid_store::FeedEntry::Case(c) => panic!("no case event after {before}: {c:?}"),
+        })
+        .collect();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(changes[0], (a.id, 1, "raised".to_owned()));
+    assert_eq!(changes[2], (a.id, 2, "cleared".to_owned()));
+    assert!(feed.windows(2).all(|w| w[0].seq() < w[1].seq()), "in global order");
+    let mixed = store.feed_after(last_case - 1, 2).await.expect("feed");
+    assert!(matches!(&mixed[0], civicgrid_store::FeedEntry::Case(c) if c.seq == last_case), "{mixed:?}");
+    assert!(matches!(&mixed[1], civicgrid_store::FeedEntry::Alarm(x) if x.seq > last_case), "{mixed:?}");
     a.acknowledge(Some(1), at).expect("ack");
     assert!(a.end_if_done(at));
     store.update_alarm(&mut a, "ended").await.expect("end");
