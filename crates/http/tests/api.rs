@@ -1437,6 +1437,43 @@ async fn the_openapi_document_lists_every_status_code_the_api_answers() {
             "/api/v1/calendar",
             raw(reqwest::Method::PUT, "/api/v1/calendar").bearer_auth(&intake).json(&json!([])),
         ),
+        // Open311, documented by hand: every answer of every resource is listed too.
+        ("get", "/open311/v2/discovery.{format}", raw(reqwest::Method::GET, "/open311/v2/discovery.xml")),
+        ("get", "/open311/v2/services.{format}", raw(reqwest::Method::GET, "/open311/v2/services.json")),
+        (
+            "get",
+            "/open311/v2/services/{service_code}.{format}",
+            raw(reqwest::Method::GET, "/open311/v2/services/nothing.json"),
+        ),
+        ("get", "/open311/v2/requests.{format}", raw(reqwest::Method::GET, "/open311/v2/requests.json?start_date=x")),
+        ("get", "/open311/v2/requests.{format}", raw(reqwest::Method::GET, "/open311/v2/requests.json")),
+        (
+            "post",
+            "/open311/v2/requests.{format}",
+            raw(reqwest::Method::POST, "/open311/v2/requests.json").form(&[("api_key", "wrong")]),
+        ),
+        ("post", "/open311/v2/requests.{format}", raw(reqwest::Method::POST, "/open311/v2/requests.json").body("x")),
+        (
+            "get",
+            "/open311/v2/requests/{service_request_id}.{format}",
+            raw(reqwest::Method::GET, &format!("/open311/v2/requests/{id}.json")),
+        ),
+        (
+            "get",
+            "/open311/v2/request/{service_request_id}.{format}",
+            raw(reqwest::Method::GET, "/open311/v2/request/987654.xml"),
+        ),
+        (
+            "get",
+            "/open311/v2/servicerequestupdates.{format}",
+            raw(reqwest::Method::GET, "/open311/v2/servicerequestupdates.json?start_date=yesterday"),
+        ),
+        (
+            "post",
+            "/open311/v2/servicerequestupdates.{format}",
+            raw(reqwest::Method::POST, "/open311/v2/servicerequestupdates.json").form(&[("api_key", "")]),
+        ),
+        ("get", "/open311/v2/tokens/{token}.{format}", raw(reqwest::Method::GET, "/open311/v2/tokens/abc.json")),
     ];
     let mut missing = Vec::new();
     for (method, template, req) in tour {
@@ -1447,6 +1484,10 @@ async fn the_openapi_document_lists_every_status_code_the_api_answers() {
         }
     }
     assert!(missing.is_empty(), "undocumented answers: {missing:#?}");
+    // A method an Open311 resource does not take is its 405, documented on the methods it does take.
+    let put = raw(reqwest::Method::PUT, "/open311/v2/services.json").send().await.expect("send");
+    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(doc["paths"]["/open311/v2/services.{format}"]["get"]["responses"].get("405").is_some());
     // And every operation documents at least its internal-error answer with the error body.
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("ops") {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::{Actor, ServiceError, ServiceResult, Services};
 
 /// One Open311 service (a matter).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Open311Service {
     /// The matter code.
     pub service_code: String,
@@ -34,7 +34,7 @@ pub struct Open311Service {
 }
 
 /// The datatypes of the specification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Datatype {
     /// One line.
@@ -52,7 +52,7 @@ pub enum Datatype {
 }
 
 /// One question of a service definition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Attribute {
     /// Always `true`: these are questions for the reporter.
     pub variable: bool,
@@ -73,7 +73,7 @@ pub struct Attribute {
 }
 
 /// One choice of a list attribute.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Choice {
     /// Its key.
     pub key: &'static str,
@@ -82,7 +82,7 @@ pub struct Choice {
 }
 
 /// A service definition.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ServiceDefinition {
     /// The service.
     pub service_code: String,
@@ -247,7 +247,7 @@ pub struct Open311Report {
 }
 
 /// A service request as the public may see it (`GET requests`): no reporter's data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Open311Request {
     /// The case id, as a string.
     pub service_request_id: String,
