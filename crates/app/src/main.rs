@@ -67,7 +67,8 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
-    /// Copy a running SQLite database to a new file, consistently (PostgreSQL: use pg_dump).
+    /// Copy a running SQLite database to a new file, consistently, with its attachment files beside it
+    /// (`FILE.files/`; PostgreSQL: use pg_dump).
     Backup {
         /// SQLite path (the database to copy).
         #[arg(long)]
@@ -76,7 +77,7 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
-    /// Put a backup in place of a database (stop the server first).
+    /// Put a backup (and its attachment files) in place of a database (stop the server first).
     Restore {
         /// The backup file.
         #[arg(long)]
@@ -99,7 +100,7 @@ fn sqlite_path(database: &str) -> AppResult<PathBuf> {
     ))
 }
 
-async fn backup(database: &str, to: &std::path::Path) -> AppResult<()> {
+async fn backup(database: &str, to: &std::path::Path, files: Option<PathBuf>) -> AppResult<()> {
     let path = sqlite_path(database)?;
     if !path.exists() {
         return Err(format!("no database at {}", path.display()).into());
@@ -112,14 +113,68 @@ async fn backup(database: &str, to: &std::path::Path) -> AppResult<()> {
     spinner.finish_and_clear();
     let size = std::fs::metadata(to)?.len();
     println!("backed up {} to {} ({:.1} MB, integrity checked)", path.display(), to.display(), size as f64 / 1e6);
+    // The attachments on disk after the database: every file the copy names was written before its
+    // row, and files never change, so the folder copied afterwards holds all of them.
+    if let Some(files) = files.filter(|f| f.is_dir()) {
+        let into = files_beside(to);
+        let (n, bytes) = copy_attachments(&files, &into)?;
+        println!("copied {n} attachment files ({:.1} MB) to {}", bytes as f64 / 1e6, into.display());
+    }
     Ok(())
 }
 
-async fn restore(from: &std::path::Path, database: &str, force: bool) -> AppResult<()> {
+/// The attachment folder that goes with a backup file: `<file>.files`.
+fn files_beside(file: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}.files", file.display()))
+}
+
+/// Copies a content-addressed attachment folder (`ab/abcdef…`, files named by their SHA-256) into
+/// `into`, with a progress bar: files already there are the same content and are kept; files being
+/// written (`*.tmp…`) are left out. How many files and bytes were copied.
+fn copy_attachments(from: &std::path::Path, into: &std::path::Path) -> AppResult<(u64, u64)> {
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(from)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path())? {
+            let file = file?;
+            let name = file.file_name();
+            if file.file_type()?.is_file() && !name.to_string_lossy().contains(".tmp") {
+                files.push((shard.file_name(), name));
+            }
+        }
+    }
+    let bar = indicatif::ProgressBar::new(files.len() as u64).with_message("attachments");
+    let (mut copied, mut bytes) = (0, 0);
+    for (shard, name) in files {
+        let target = into.join(&shard).join(&name);
+        if !target.exists() {
+            std::fs::create_dir_all(into.join(&shard))?;
+            // Beside the target first, then renamed: a copy cut short never looks complete.
+            let partial = into.join(&shard).join(format!("{}.tmp-copy", name.to_string_lossy()));
+            bytes += std::fs::copy(from.join(&shard).join(&name), &partial)?;
+            std::fs::rename(&partial, &target)?;
+            copied += 1;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((copied, bytes))
+}
+
+async fn restore(from: &std::path::Path, database: &str, force: bool, files: Option<PathBuf>) -> AppResult<()> {
     let target = sqlite_path(database)?;
     civicgrid_store::sqlite::SqliteStore::verify_file(from).await.map_err(|e| format!("{}: {e}", from.display()))?;
     if target.exists() && !force {
         return Err(format!("{} exists; pass --force to replace it (stop the server first)", target.display()).into());
+    }
+    // The attachments first: once the database is in place, every file it names is there.
+    let saved = files_beside(from);
+    if let Some(files) = files.filter(|_| saved.is_dir()) {
+        let (n, bytes) = copy_attachments(&saved, &files)?;
+        println!("restored {n} attachment files ({:.1} MB) to {}", bytes as f64 / 1e6, files.display());
     }
     // Copy beside the target, then rename over it, so a crash never leaves half a database.
     let tmp = target.with_extension("restoring");
@@ -134,6 +189,17 @@ async fn restore(from: &std::path::Path, database: &str, force: bool) -> AppResu
     let store = civicgrid_store::open(&target.to_string_lossy()).await?;
     println!("restored {} to {} ({} cases)", from.display(), target.display(), store.count_cases().await?);
     Ok(())
+}
+
+/// The folder on disk that holds the attachments of `database` under this configuration, if they are
+/// kept on disk.
+fn attachment_folder(cfg: &config::Config, database: &str) -> Option<PathBuf> {
+    let mut cfg = cfg.clone();
+    cfg.database = database.to_owned();
+    match cfg.blob_storage() {
+        civicgrid_service::attachments::BlobStorage::Disk(dir) => Some(dir),
+        civicgrid_service::attachments::BlobStorage::Database => None,
+    }
 }
 
 /// Recounts the KPI counters with a progress bar.
@@ -349,9 +415,13 @@ async fn run(cli: Cli) -> AppResult<()> {
                 civicgrid_store::open_with(database.as_deref().unwrap_or(&cfg.database), cfg.store_options()).await?;
             rebuild_kpis(store).await
         }
-        Command::Backup { database, to } => backup(database.as_deref().unwrap_or(&cfg.database), &to).await,
+        Command::Backup { database, to } => {
+            let database = database.unwrap_or_else(|| cfg.database.clone());
+            backup(&database, &to, attachment_folder(&cfg, &database)).await
+        }
         Command::Restore { from, database, force } => {
-            restore(&from, database.as_deref().unwrap_or(&cfg.database), force).await
+            let database = database.unwrap_or_else(|| cfg.database.clone());
+            restore(&from, &database, force, attachment_folder(&cfg, &database)).await
         }
     }
 }

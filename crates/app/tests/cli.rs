@@ -266,7 +266,7 @@ fn migrate_creates_a_database_with_the_code_tables() {
 }
 
 /// `backup` copies a database while it is open, `restore` puts it back, and everything reads back as
-/// it was at the backup: cases, their histories, the event log and accounts. (The server goes on
+/// it was at the backup: cases, their histories, the event log, accounts and the attachment files. (The server goes on
 /// working after the backup — its timers warn and escalate overdue demo cases — so the original's
 /// histories and log may have grown past the copy's, never differed from it.)
 #[tokio::test]
@@ -277,6 +277,9 @@ async fn backup_and_restore_bring_back_everything() {
     let backup = format!("{db}.backup");
     let out = run_ok(&["backup", "--database", &db, "--to", &backup]);
     assert!(out.contains("integrity checked"), "{out}");
+    let photos = attachment_files(&format!("{db}.files"));
+    assert!(!photos.is_empty(), "the demo stored on-site photos");
+    assert_eq!(attachment_files(&format!("{backup}.files")), photos, "the photos go with the backup");
     let _ = server.child.kill();
     let _ = server.child.wait();
     let again = civicgrid(&["backup", "--database", &db, "--to", &backup]).output().expect("run");
@@ -287,6 +290,12 @@ async fn backup_and_restore_bring_back_everything() {
     let refused = civicgrid(&["restore", "--from", &backup, "--database", &restored]).output().expect("run");
     assert!(!refused.status.success(), "restore does not replace a database without --force");
     run_ok(&["restore", "--from", &backup, "--database", &restored, "--force"]);
+    assert_eq!(attachment_files(&format!("{restored}.files")), photos, "and come back with it");
+    let one = photos.iter().next().expect("a photo");
+    assert_eq!(
+        std::fs::read(format!("{restored}.files/{one}")).expect("restored"),
+        std::fs::read(format!("{db}.files/{one}")).expect("original")
+    );
     let a = civicgrid_store::open(&db).await.expect("original");
     let b = civicgrid_store::open(&restored).await.expect("restored");
     let n = a.count_cases().await.expect("count");
@@ -317,6 +326,17 @@ async fn backup_and_restore_bring_back_everything() {
     std::fs::write(&junk, b"not a database").expect("write");
     let bad = civicgrid(&["restore", "--from", &junk, "--database", &format!("{db}.x")]).output().expect("run");
     assert!(!bad.status.success(), "a file that is not a civicgrid database is refused");
+}
+
+/// The files of an attachment folder (`ab/abcdef…`), as `shard/name`.
+fn attachment_files(dir: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for shard in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+            out.insert(format!("{}/{}", shard.file_name().to_string_lossy(), file.file_name().to_string_lossy()));
+        }
+    }
+    out
 }
 
 /// The demo registers its town's devices; `simulate` publishes their telemetry to the real Mosquitto and
