@@ -200,24 +200,33 @@ impl Services {
 
     /// Enqueues the timer after `p` on its deadline while the case (or its task) is still set on that
     /// deadline: a deadline's timers are one job at a time, each handing on to the next, so a step
-    /// finished before its first timer costs one job, not one per timer.
-    async fn chain_timer(&self, p: &TimerPayload) -> ServiceResult<()> {
-        let Some(case) = self.store.case(p.case_id).await? else { return Ok(()) };
-        let Some(timers) = step_timers(&case, p.task.as_ref(), p.due_at) else { return Ok(()) };
-        if let Some(job) = timer_job(p.case_id, p.task.as_ref(), p.due_at, timers, Some(p.timer))? {
+    /// finished before its first timer costs one job, not one per timer. Answers the case as it read
+    /// it, for the timer to act on.
+    async fn chain_timer(&self, p: &TimerPayload) -> ServiceResult<Option<Case>> {
+        let Some(case) = self.store.case(p.case_id).await? else { return Ok(None) };
+        if let Some(timers) = step_timers(&case, p.task.as_ref(), p.due_at)
+            && let Some(job) = timer_job(p.case_id, p.task.as_ref(), p.due_at, timers, Some(p.timer))?
+        {
             self.store.enqueue(&job).await?;
         }
-        Ok(())
+        Ok(Some(case))
     }
 
     /// Runs a timer job: the event (once), then the notifications (once per recipient). Rung k brings
     /// the case to escalation level k, whatever order the rungs run in. A co-department task's timer
     /// warns on the task (an event naming it) and escalates by notification only: 督办 levels belong
     /// to the case.
-    pub(crate) async fn fire_timer(&self, p: &TimerPayload) -> ServiceResult<()> {
+    /// `read` is the case as the caller has just read it, if it has: the first attempt acts on it.
+    pub(crate) async fn fire_timer(&self, p: &TimerPayload, mut read: Option<Case>) -> ServiceResult<()> {
         let system = Actor::system("sla_timer");
         for _ in 0..10 {
-            let Some(case) = self.store.case(p.case_id).await? else { return Ok(()) };
+            let case = match read.take() {
+                Some(case) => case,
+                None => match self.store.case(p.case_id).await? {
+                    Some(case) => case,
+                    None => return Ok(()),
+                },
+            };
             let st = &case.status;
             if st.state == CaseState::Parked || timer_due(&case, p.task.as_ref()) != Some(p.due_at) {
                 return Ok(());
@@ -315,6 +324,6 @@ fn timer_due(case: &Case, task: Option<&DeptCode>) -> Option<Timestamp> {
 /// does not hold back the ones after it.
 pub(crate) async fn run_timer(services: &Services, job: &Job) -> Result<(), String> {
     let p: TimerPayload = serde_json::from_value(job.payload.clone()).map_err(|e| e.to_string())?;
-    services.chain_timer(&p).await.map_err(|e| e.to_string())?;
-    services.fire_timer(&p).await.map_err(|e| e.to_string())
+    let case = services.chain_timer(&p).await.map_err(|e| e.to_string())?;
+    services.fire_timer(&p, case).await.map_err(|e| e.to_string())
 }
