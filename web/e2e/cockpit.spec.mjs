@@ -72,6 +72,13 @@ test('the smart components screen shows the alarms, devices and people flow the 
     .toHaveText(String(x.devices.reduce((n, d) => n + d.offline, 0)));
   await expect(cockpit.locator('[data-tile="alarms_active"] .value')).not.toHaveText('–');
   await expect(cockpit.locator('[data-tile="crowded"] .value')).toHaveText(new RegExp(`/ ${x.checkpoints.length}$`));
+  // Every checkpoint has a place (the middle of its counters) and a diamond on the map.
+  expect(x.checkpoints.length).toBeGreaterThan(0);
+  for (const c of x.checkpoints) {
+    expect(c.location, c.checkpoint).toBeTruthy();
+    expect(c.grid, c.checkpoint).toBeTruthy();
+  }
+  await expect(cockpit.locator('#map-sensing')).toHaveAttribute('data-checkpoints', String(x.checkpoints.length));
   const rows = cockpit.locator('[data-table="first-alarms"] tbody tr');
   if (x.first.length > 0) {
     await expect(rows).toHaveCount(x.first.length);

@@ -605,6 +605,11 @@ function alarmState(a) {
   return [parts[0], parts.slice(1).join(' · ')];
 }
 
+/** A checkpoint's colour: over its crowd threshold red, above 80 % of it amber, else green. */
+function fullness(c) {
+  return c.occupancy > c.max ? '#ff3b30' : c.occupancy > 0.8 * c.max ? '#ff9f0a' : '#56d4a0';
+}
+
 function drawSensing() {
   const x = state.sensing;
   if (!x) return;
@@ -652,6 +657,17 @@ function drawSensing() {
     s.tooltip = { formatter: (params) => { const a = params.data.alarm;
       return `${T(`severity.${a.severity}`)} · ${T(`fault.${a.fault}`)}<br>${a.subject}<br>${clockTime(a.last_raised_at)} · ${alarmState(a).filter(Boolean).join(' · ')}`; } };
   }
+  // The checkpoints where people are counted: a diamond each, coloured by how full the area is, with
+  // its name; a crowd alarm's point sits on it.
+  const placed = x.checkpoints.filter((c) => c.location && inLevel(level, c.grid));
+  document.getElementById('map-sensing').dataset.checkpoints = String(placed.length);
+  series.push({ name: 'checkpoints', type: 'scatter', coordinateSystem: 'geo', symbol: 'diamond', symbolSize: 18, z: 1,
+    data: placed.map((c) => ({
+      value: [c.location.lon, c.location.lat], name: c.checkpoint, checkpoint: c,
+      itemStyle: { color: fullness(c), borderColor: '#07111f', borderWidth: 1 } })),
+    label: { show: true, position: 'right', formatter: (params) => params.name, color: '#dce7f3', fontSize: 14 },
+    tooltip: { formatter: (params) => { const c = params.data.checkpoint;
+      return `${c.checkpoint}<br>${T('cockpit.series.present')} ${number.format(c.occupancy)} / ${number.format(c.max)}`; } } });
   drawMap('sensing', 'sensing', (p) => {
     const n = perGrid.get(p.code) ?? 0;
     return n === 0 ? '#17304d' : n >= 3 ? '#3a3f6b' : '#283c63';
@@ -680,7 +696,7 @@ function drawSensing() {
       yAxis: { type: 'category', inverse: true, data: cps.map((c) => c.checkpoint), axisLabel: { interval: 0, fontSize: 15 } },
       series: [
         { name: T('cockpit.series.present'), type: 'bar', barMaxWidth: 22,
-          data: cps.map((c) => ({ value: c.occupancy, itemStyle: { color: c.occupancy > c.max ? '#ff3b30' : c.occupancy > 0.8 * c.max ? '#ff9f0a' : '#56d4a0' } })) },
+          data: cps.map((c) => ({ value: c.occupancy, itemStyle: { color: fullness(c) } })) },
         { name: T('cockpit.series.threshold'), type: 'scatter', symbol: 'rect', symbolSize: [4, 24], itemStyle: { color: '#dce7f3' },
           data: cps.map((c) => c.max) },
       ],

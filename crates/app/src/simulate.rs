@@ -204,6 +204,7 @@ mod tests {
             cabinet: None,
             feeder: None,
             checkpoint: Some("客运站".into()),
+            location: None,
             expected_interval_s: 300,
             created_at: Timestamp::UNIX_EPOCH,
             retired_at: None,

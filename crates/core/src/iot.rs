@@ -143,7 +143,7 @@ impl std::str::FromStr for Metric {
 }
 
 /// A device as registered: what it is, what it watches, and when it was last heard from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Device {
     /// Its id on the broker.
     pub id: DeviceId,
@@ -166,6 +166,10 @@ pub struct Device {
     /// A people counter's checkpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Where it stands (WGS84), for a device with no component to place it: a checkpoint is drawn at
+    /// the middle of its people counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<crate::case::GeoPoint>,
     /// How often it reports, in seconds; silent for several of these, it is offline.
     pub expected_interval_s: u32,
     /// When it was registered.

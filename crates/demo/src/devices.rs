@@ -32,6 +32,7 @@ fn device(id: DeviceId, kind: DeviceKind, model: &str, interval: u32, at: Timest
         cabinet: None,
         feeder: None,
         checkpoint: None,
+        location: None,
         expected_interval_s: interval,
         created_at: at,
         retired_at: None,
@@ -82,9 +83,15 @@ pub fn devices(data: &TownData, at: Timestamp) -> Vec<Device> {
         d.component_id = Some(cover.id);
         out.push(d);
     }
+    // Each checkpoint in a micro-grid of its own, spread over the town.
+    let micro = &data.layout.micro_grids;
     for (i, name) in CHECKPOINTS.iter().enumerate() {
         let mut d = device(id(format!("pc-{:02}", i + 1)), DeviceKind::PeopleCounter, "PC-3D", 300, at);
         d.checkpoint = Some((*name).into());
+        d.location = micro.get(i * micro.len() / CHECKPOINTS.len()).map(|m| {
+            let p = crate::layout::point_in(&m.polygon, 0.5, 0.5);
+            GeoPoint { lon: p.x, lat: p.y }
+        });
         out.push(d);
     }
     out

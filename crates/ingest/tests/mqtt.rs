@@ -62,6 +62,7 @@ async fn node(device: &DeviceId) -> (Services, Arc<dyn Store>) {
             cabinet: None,
             feeder: None,
             checkpoint: None,
+            location: None,
             expected_interval_s: 60,
             created_at: jiff::Timestamp::now(),
             retired_at: None,

@@ -78,6 +78,13 @@ pub struct SweepReport {
 pub struct CheckpointFlow {
     /// The checkpoint.
     pub checkpoint: String,
+    /// Where it is: the middle of its people counters that have a place (none: not on the map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<civicgrid_core::case::GeoPoint>,
+    /// The grid it is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub grid: Option<civicgrid_core::codes::GridCode>,
     /// People in the area now (in minus out since local midnight).
     pub occupancy: i64,
     /// The crowd threshold.
@@ -827,9 +834,11 @@ impl Services {
         let policy = &self.world().alarm_rules.crowd;
         let midnight = civicgrid_core::calendar::from_local(civicgrid_core::calendar::local(now).date().into());
         let mut by_checkpoint: BTreeMap<&str, BTreeMap<Timestamp, (i64, i64)>> = BTreeMap::new();
+        let mut places: BTreeMap<&str, Vec<civicgrid_core::case::GeoPoint>> = BTreeMap::new();
         let counters = devices.iter().filter(|d| d.kind == DeviceKind::PeopleCounter && d.retired_at.is_none());
         for d in counters {
             let Some(cp) = d.checkpoint.as_deref() else { continue };
+            places.entry(cp).or_default().extend(d.location);
             let spans = by_checkpoint.entry(cp).or_default();
             let until = now + SignedDuration::from_secs(1);
             for (metric, inward) in [(Metric::CountIn, true), (Metric::CountOut, false)] {
@@ -841,23 +850,38 @@ impl Services {
                 }
             }
         }
+        let world = self.world();
         Ok(by_checkpoint
             .into_iter()
-            .map(|(cp, spans)| CheckpointFlow {
-                checkpoint: cp.to_owned(),
-                occupancy: spans.values().map(|(i, o)| i - o).sum::<i64>().max(0),
-                max: policy.max_for(cp),
-                flow: if series {
-                    spans
-                        .into_iter()
-                        .map(|(start, (count_in, count_out))| FlowSpan { start, count_in, count_out })
-                        .collect()
-                } else {
-                    Vec::new()
-                },
+            .map(|(cp, spans)| {
+                let location = places.get(cp).and_then(|p| middle(p));
+                CheckpointFlow {
+                    checkpoint: cp.to_owned(),
+                    location,
+                    grid: location.and_then(|at| world.index.locate(at)).map(|m| m.grid()),
+                    occupancy: spans.values().map(|(i, o)| i - o).sum::<i64>().max(0),
+                    max: policy.max_for(cp),
+                    flow: if series {
+                        spans
+                            .into_iter()
+                            .map(|(start, (count_in, count_out))| FlowSpan { start, count_in, count_out })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
             })
             .collect())
     }
+}
+
+/// The middle of some points (their mean: the counters of one checkpoint stand a few metres apart).
+fn middle(points: &[civicgrid_core::case::GeoPoint]) -> Option<civicgrid_core::case::GeoPoint> {
+    let n = points.len() as f64;
+    (!points.is_empty()).then(|| civicgrid_core::case::GeoPoint {
+        lon: points.iter().map(|p| p.lon).sum::<f64>() / n,
+        lat: points.iter().map(|p| p.lat).sum::<f64>() / n,
+    })
 }
 
 /// A sensor alarm's report and the department it is dispatched to.

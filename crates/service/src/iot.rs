@@ -61,6 +61,10 @@ pub struct DeviceInput {
     /// A people counter's checkpoint (1–64 characters).
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// Where it stands (WGS84, inside the town's grids), for a device with no component to place it:
+    /// a checkpoint is drawn at the middle of its people counters.
+    #[serde(default)]
+    pub location: Option<civicgrid_core::case::GeoPoint>,
     /// How often it reports, in seconds (10–86,400).
     pub expected_interval_s: u32,
     /// Retire it (its payloads are refused from then on).
@@ -150,6 +154,11 @@ impl Services {
         if d.feeder.is_some() && d.kind != DeviceKind::LampCabinet {
             return Err(ServiceError::invalid("feeder", "only a lamp cabinet hangs on a feeder"));
         }
+        if let Some(at) = d.location
+            && self.world().index.locate(at).is_none()
+        {
+            return Err(ServiceError::invalid("location", "the location is outside the town's grids"));
+        }
         let now = self.clock.now();
         let earlier = self.store.device(&d.id).await?;
         let device = Device {
@@ -161,6 +170,7 @@ impl Services {
             cabinet: d.cabinet,
             feeder: optional_line("feeder", d.feeder.as_deref())?,
             checkpoint: optional_line("checkpoint", d.checkpoint.as_deref())?,
+            location: d.location,
             expected_interval_s: d.expected_interval_s,
             created_at: earlier.as_ref().map_or(now, |e| e.created_at),
             retired_at: d.retired.then(|| earlier.as_ref().and_then(|e| e.retired_at).unwrap_or(now)),

@@ -231,10 +231,17 @@ impl Services {
             .try_filter_map(|c| async move { Ok(c.map(|c| (c.id, c))) })
             .try_collect()
             .await?;
+        // A crowd alarm is where its checkpoint is.
+        let checkpoint_at: HashMap<&str, (&CheckpointFlow, civicgrid_core::case::GeoPoint)> =
+            checkpoints.iter().filter_map(|c| Some((c.checkpoint.as_str(), (c, c.location?)))).collect();
         let line = |a: &Alarm| {
             let component = match &a.subject {
                 Subject::Component(c) => components.get(c),
                 _ => None,
+            };
+            let place = match &a.subject {
+                Subject::Checkpoint(name) => checkpoint_at.get(name.as_str()).map(|(c, at)| (c.grid, *at)),
+                _ => component.map(|c| (Some(c.grid), c.location)),
             };
             AlarmLine {
                 id: a.id,
@@ -246,9 +253,9 @@ impl Services {
                     (Subject::Device(d), _) => d.to_string(),
                     (Subject::Checkpoint(c), _) => c.clone(),
                 },
-                grid: component.map(|c| c.grid),
-                lon: component.map(|c| c.location.lon),
-                lat: component.map(|c| c.location.lat),
+                grid: place.and_then(|(grid, _)| grid),
+                lon: place.map(|(_, at)| at.lon),
+                lat: place.map(|(_, at)| at.lat),
                 active: a.active,
                 acknowledged: a.acked_at.is_some(),
                 count: a.count,
@@ -332,6 +339,7 @@ mod tests {
             cabinet: None,
             feeder: None,
             checkpoint: None,
+            location: None,
             expected_interval_s: 300,
             created_at: Timestamp::UNIX_EPOCH,
             retired_at: None,

@@ -28,7 +28,7 @@ const DAY_US: i64 = 24 * HOUR_US;
 const BUCKET_US: i64 = 300_000_000;
 
 const DEVICE_COLUMNS: &str = "id, kind, model, firmware, component_id, cabinet, feeder, checkpoint, \
-    expected_interval_s, created_at, retired_at, last_seen_at";
+    expected_interval_s, created_at, retired_at, last_seen_at, lon, lat";
 type DeviceRow = (
     String,
     String,
@@ -42,10 +42,13 @@ type DeviceRow = (
     i64,
     Option<i64>,
     Option<i64>,
+    Option<f64>,
+    Option<f64>,
 );
 
 fn device_from_row(r: DeviceRow) -> Result<Device> {
-    let (id, kind, model, firmware, component, cabinet, feeder, checkpoint, interval, created, retired, seen) = r;
+    let (id, kind, model, firmware, component, cabinet, feeder, checkpoint, interval, created, retired, seen, lon, lat) =
+        r;
     Ok(Device {
         id: parse(&id)?,
         kind: parse(&kind)?,
@@ -55,6 +58,7 @@ fn device_from_row(r: DeviceRow) -> Result<Device> {
         cabinet: cabinet.as_deref().map(parse).transpose()?,
         feeder,
         checkpoint,
+        location: lon.zip(lat).map(|(lon, lat)| civicgrid_core::case::GeoPoint { lon, lat }),
         expected_interval_s: u32::try_from(interval).unwrap_or(u32::MAX),
         created_at: ts(created)?,
         retired_at: retired.map(ts).transpose()?,
@@ -67,11 +71,13 @@ impl DeviceStore for This {
     async fn put_device(&self, d: &Device) -> Result<()> {
         sqlx::query(
             "INSERT INTO devices (id, kind, model, firmware, component_id, cabinet, feeder, checkpoint, \
-             expected_interval_s, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             expected_interval_s, created_at, retired_at, lon, lat) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, model = excluded.model, \
              firmware = excluded.firmware, component_id = excluded.component_id, cabinet = excluded.cabinet, \
              feeder = excluded.feeder, checkpoint = excluded.checkpoint, \
-             expected_interval_s = excluded.expected_interval_s, retired_at = excluded.retired_at",
+             expected_interval_s = excluded.expected_interval_s, retired_at = excluded.retired_at, \
+             lon = excluded.lon, lat = excluded.lat",
         )
         .bind(d.id.as_str())
         .bind(d.kind.as_str())
@@ -84,6 +90,8 @@ impl DeviceStore for This {
         .bind(i64::from(d.expected_interval_s))
         .bind(micros(d.created_at))
         .bind(d.retired_at.map(micros))
+        .bind(d.location.map(|p| p.lon))
+        .bind(d.location.map(|p| p.lat))
         .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())

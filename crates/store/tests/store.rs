@@ -591,6 +591,7 @@ async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fi
         cabinet: None,
         feeder: Some("10kV 清源线".into()),
         checkpoint: None,
+        location: None,
         expected_interval_s: 300,
         created_at: fx.now,
         retired_at: None,
@@ -605,9 +606,12 @@ async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fi
     };
     store.put_device(&cabinet).await.expect("cabinet");
     store.put_device(&lamp).await.expect("lamp");
-    store.put_device(&Device { firmware: "1.3".into(), ..lamp.clone() }).await.expect("replace");
+    let spot = civicgrid_core::case::GeoPoint { lon: 120.893_511, lat: 31.257_505 };
+    store.put_device(&Device { firmware: "1.3".into(), location: Some(spot), ..lamp.clone() }).await.expect("replace");
     let stored = store.device(&id("lamp-0001")).await.expect("read").expect("lamp");
     assert_eq!((stored.firmware.as_str(), stored.cabinet.as_ref().map(DeviceId::as_str)), ("1.3", Some("cab-01")));
+    assert_eq!(stored.location, Some(spot), "a device's place round-trips");
+    assert_eq!(store.device(&id("cab-01")).await.expect("read").expect("cabinet").location, None);
     assert_eq!(store.devices().await.expect("all").len(), 2);
     assert!(store.set_device_token(&id("lamp-0001"), "hash-1").await.expect("token"));
     assert!(!store.set_device_token(&id("nobody"), "hash-2").await.expect("token"));

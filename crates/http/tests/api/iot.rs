@@ -33,6 +33,20 @@ async fn devices_push_telemetry_and_bad_payloads_are_counted_and_refused() {
     assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("expected_interval_s")), "{e}");
     let (s, e) = app.post("/api/v1/devices", Some(&admin), &device("a/b", "hydrant")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    // A people counter stands somewhere in the town.
+    let mut counter = device("pc-99", "people_counter");
+    counter["checkpoint"] = json!("文化中心");
+    counter["location"] = json!({"lon": 116.39, "lat": 39.91});
+    let (s, e) = app.post("/api/v1/devices", Some(&admin), &counter).await;
+    assert_eq!((s, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("location")), "{e}");
+    counter["location"] = app.point_in_grid(0);
+    let (s, stored) = app.post("/api/v1/devices", Some(&admin), &counter).await;
+    assert_eq!(s, StatusCode::OK, "{stored}");
+    for axis in ["lon", "lat"] {
+        // Within serde_json's parsing of a float (its last digit may differ).
+        let (sent, kept) = (counter["location"][axis].as_f64(), stored["location"][axis].as_f64());
+        assert!((sent.expect("sent") - kept.expect("kept")).abs() < 1e-9, "{stored}");
+    }
     let (s, list) = app.get("/api/v1/devices", Some(&shift)).await;
     assert_eq!(s, StatusCode::OK);
     let ids: Vec<&str> = list.as_array().expect("list").iter().filter_map(|d| d["id"].as_str()).collect();
@@ -481,9 +495,19 @@ async fn the_cockpit_reads_alarms_device_health_and_people_flow() {
     assert_eq!(crowd["subject"].as_str(), counter.checkpoint.as_deref());
     let points = x["points"].as_array().expect("points");
     assert!(points.iter().any(|p| p["id"] == listed["id"] && p["grid"] == cover_name.grid.to_string().as_str()));
-    assert!(points.iter().all(|p| p["fault"] != "crowd"), "a checkpoint has no place on the map");
     let cp = x["checkpoints"].as_array().expect("checkpoints").iter().find(|c| crowd["subject"] == c["checkpoint"]);
     let cp = cp.cloned().expect("the checkpoint");
+    // The checkpoint stands where its counter does, and its crowd alarm is drawn there.
+    let place = counter.location.expect("the demo places its counters");
+    let near = |v: &Value, x: f64| v.as_f64().is_some_and(|v| (v - x).abs() < 1e-9);
+    assert!(near(&cp["location"]["lon"], place.lon) && near(&cp["location"]["lat"], place.lat), "{cp}");
+    let crowd_point = points.iter().find(|p| p["fault"] == "crowd").cloned().expect("the crowd is on the map");
+    assert_eq!(
+        (&crowd_point["lon"], &crowd_point["lat"], &crowd_point["grid"]),
+        (&cp["location"]["lon"], &cp["location"]["lat"], &cp["grid"]),
+        "{crowd_point}"
+    );
+    assert!(cp["grid"].is_string(), "{cp}");
     assert_eq!((cp["occupancy"].as_i64(), cp["max"].as_i64()), (Some(2400), Some(2000)), "{cp}");
     let came: i64 = cp["flow"].as_array().expect("flow").iter().filter_map(|f| f["count_in"].as_i64()).sum();
     assert_eq!(came, 2500, "{cp}");
