@@ -242,6 +242,15 @@ impl Modify for Open311Paths {
             params
         };
         let jurisdiction = ("jurisdiction_id", "the town's jurisdiction (refused if another)");
+        let one_request = |summary: &str| {
+            Self::operation(
+                summary,
+                vec![Self::param("service_request_id", ParameterIn::Path, "the case id"), Self::format()],
+                None,
+                ("200", "the request", list("Open311Request")),
+                &[bad, not_found, not_allowed],
+            )
+        };
         let ops = [
             (
                 format!("{base}/discovery.{{format}}"),
@@ -329,24 +338,12 @@ impl Modify for Open311Paths {
             (
                 format!("{base}/requests/{{service_request_id}}.{{format}}"),
                 HttpMethod::Get,
-                Self::operation(
-                    "One service request, as a list of one",
-                    vec![Self::param("service_request_id", ParameterIn::Path, "the case id"), Self::format()],
-                    None,
-                    ("200", "the request", list("Open311Request")),
-                    &[bad, not_found, not_allowed],
-                ),
+                one_request("One service request, as a list of one"),
             ),
             (
                 format!("{base}/request/{{service_request_id}}.{{format}}"),
                 HttpMethod::Get,
-                Self::operation(
-                    "One service request (the singular path of the official Swagger)",
-                    vec![Self::param("service_request_id", ParameterIn::Path, "the case id"), Self::format()],
-                    None,
-                    ("200", "the request", list("Open311Request")),
-                    &[bad, not_found, not_allowed],
-                ),
+                one_request("One service request (the singular path of the official Swagger)"),
             ),
             (
                 format!("{base}/servicerequestupdates.{{format}}"),
