@@ -291,7 +291,7 @@ pub async fn populate_town(store: &dyn Store, opts: &DemoOptions) -> Result<(Tow
     store.put_departments(&data.departments).await?;
     let mut users = Vec::new();
     for u in accounts(&data, opts) {
-        users.push(store.create_user(&u, None).await?.value);
+        users.push(store.create_user(&u, None, opts.now).await?.value);
     }
     for g in &mut data.layout.grids {
         g.worker_user_id = users.iter().find(|u| u.grids == [g.code]).map(|u| u.id);

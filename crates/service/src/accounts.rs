@@ -431,7 +431,7 @@ impl Services {
             phone: input.phone,
             grids: input.grids,
         };
-        let created = self.store.create_user(&user, key).await?;
+        let created = self.store.create_user(&user, key, self.clock.now()).await?;
         if !created.replayed {
             let user = &created.value;
             tracing::info!(username = user.username, role = user.role.as_str(), "account created");

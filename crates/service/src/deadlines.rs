@@ -167,7 +167,7 @@ impl Services {
                 }
             }
             // The jobs and the new position commit together: once per read, not once per job.
-            self.store.enqueue_many(&jobs, Some((TIMERS_CONSUMER, last))).await?;
+            self.store.enqueue_many(&jobs, Some((TIMERS_CONSUMER, last)), self.clock.now()).await?;
             position = last;
             read += entries.len();
             if entries.len() < LOG_BATCH as usize || read >= LOG_TURN {
@@ -190,7 +190,7 @@ impl Services {
                 }
                 jobs.extend(task_timer_jobs(c.id, &c.status.tasks)?);
             }
-            self.store.enqueue_many(&jobs, None).await?;
+            self.store.enqueue_many(&jobs, None, self.clock.now()).await?;
             match cases.next {
                 Some(next) => page.before = Some(next),
                 None => return Ok(()),
@@ -207,7 +207,7 @@ impl Services {
         if let Some(timers) = step_timers(&case, p.task.as_ref(), p.due_at)
             && let Some(job) = timer_job(p.case_id, p.task.as_ref(), p.due_at, timers, Some(p.timer))?
         {
-            self.store.enqueue(&job).await?;
+            self.store.enqueue(&job, self.clock.now()).await?;
         }
         Ok(Some(case))
     }

@@ -169,7 +169,7 @@ impl JobRunner {
                 run_at,
                 max_attempts: 3,
             };
-            self.services.store.enqueue(&job).await?;
+            self.services.store.enqueue(&job, now).await?;
             if let Ok(mut m) = self.scheduled.lock() {
                 m.insert(r.kind, slot);
             }

@@ -134,7 +134,7 @@ impl Services {
                     run_at: now + window,
                     max_attempts: 8,
                 };
-                self.store.enqueue(&job).await?;
+                self.store.enqueue(&job, self.clock.now()).await?;
             }
         }
         let message = Message {
@@ -157,7 +157,7 @@ impl Services {
                     run_at: now,
                     max_attempts: 6,
                 };
-                self.store.enqueue(&job).await?;
+                self.store.enqueue(&job, self.clock.now()).await?;
             }
         }
         Ok(())

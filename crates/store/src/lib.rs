@@ -477,8 +477,8 @@ pub trait ReferenceStore: Send + Sync {
 #[async_trait::async_trait]
 pub trait AccountStore: Send + Sync {
     /// Creates a user; `Duplicate` if the username is taken. With an idempotency key, a repeat of the
-    /// same request returns the first user instead (`replayed`).
-    async fn create_user(&self, user: &NewUser, key: Option<&IdempotencyKey>) -> Result<Created<User>>;
+    /// same request returns the first user instead (`replayed`). `now` is its creation time.
+    async fn create_user(&self, user: &NewUser, key: Option<&IdempotencyKey>, now: Timestamp) -> Result<Created<User>>;
     /// A user by login name.
     async fn user_by_username(&self, username: &str) -> Result<Option<User>>;
     /// A user by id.
@@ -840,13 +840,13 @@ pub struct JobCounts {
 /// many failures.
 #[async_trait::async_trait]
 pub trait JobStore: Send + Sync {
-    /// Enqueues a job unless one with the same effect key exists; whether it was new.
-    async fn enqueue(&self, job: &NewJob) -> Result<bool>;
+    /// Enqueues a job (at `now`) unless one with the same effect key exists; whether it was new.
+    async fn enqueue(&self, job: &NewJob, now: Timestamp) -> Result<bool>;
     /// Enqueues `jobs` (each unless a job with its effect key exists) in one transaction, and with
     /// `reader = Some((name, position))` records in it that the log reader `name` has handled the log
     /// up to `position` (never moving it back): a reader that turns log entries into jobs commits once
     /// per read, not once per job. How many jobs were new.
-    async fn enqueue_many(&self, jobs: &[NewJob], reader: Option<(&str, i64)>) -> Result<u64>;
+    async fn enqueue_many(&self, jobs: &[NewJob], reader: Option<(&str, i64)>, now: Timestamp) -> Result<u64>;
     /// Claims up to `limit` jobs due at `now` (pending, or running with a lapsed lease) for `owner`
     /// until `now + lease`; each claim counts an attempt.
     async fn claim_jobs(

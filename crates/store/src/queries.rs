@@ -646,13 +646,17 @@ impl ReferenceStore for This {
 
 #[async_trait::async_trait]
 impl AccountStore for This {
-    async fn create_user(&self, u: &NewUser, key: Option<&crate::IdempotencyKey>) -> Result<crate::Created<User>> {
+    async fn create_user(
+        &self,
+        u: &NewUser,
+        key: Option<&crate::IdempotencyKey>,
+        now: Timestamp,
+    ) -> Result<crate::Created<User>> {
         crate::shared::once(key, move || async move {
             let mut tx = match self.begin_once(key, KeyTarget::User).await? {
                 Ok(tx) => tx,
                 Err(id) => return crate::shared::replay(self.user(id).await?),
             };
-            let now = Timestamp::now();
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO users (username, display_name, role, password_hash, department, phone, grids, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -917,17 +921,14 @@ fn insert_jobs(jobs: &[&crate::NewJob], payloads: &[String], now: i64) -> QueryB
 
 #[async_trait::async_trait]
 impl crate::JobStore for This {
-    async fn enqueue(&self, job: &crate::NewJob) -> Result<bool> {
+    async fn enqueue(&self, job: &crate::NewJob, now: Timestamp) -> Result<bool> {
         let payload = [to_json(&job.payload)?];
-        let done = insert_jobs(&[job], &payload, micros(Timestamp::now()))
-            .build()
-            .execute(&mut *self.write_conn().await?)
-            .await?;
+        let done = insert_jobs(&[job], &payload, micros(now)).build().execute(&mut *self.write_conn().await?).await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn enqueue_many(&self, jobs: &[crate::NewJob], reader: Option<(&str, i64)>) -> Result<u64> {
-        let now = micros(Timestamp::now());
+    async fn enqueue_many(&self, jobs: &[crate::NewJob], reader: Option<(&str, i64)>, now: Timestamp) -> Result<u64> {
+        let now = micros(now);
         // One row per effect key: a batch may name a timer twice (two events with the same deadline).
         let mut seen = std::collections::HashSet::new();
         let jobs: Vec<&crate::NewJob> = jobs.iter().filter(|j| seen.insert(j.effect_key.as_str())).collect();

@@ -102,7 +102,7 @@ async fn sqlite_other_writes_are_not_starved_by_case_writes() {
         phone: None,
         grids: vec![fx.grid_a],
     };
-    let user = store.create_user(&new, None).await.expect("create user").value;
+    let user = store.create_user(&new, None, fx.now).await.expect("create user").value;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for worker in 0..32 {
@@ -1071,10 +1071,10 @@ async fn jobs_are_leased_retried_and_dead_lettered(store: &dyn Store, fx: &Fixtu
         max_attempts: max,
     };
     let t0 = fx.now;
-    assert!(store.enqueue(&job("a", t0, 3)).await.expect("enqueue"));
-    assert!(!store.enqueue(&job("a", t0, 3)).await.expect("enqueue"), "one job per effect key");
-    assert!(store.enqueue(&job("later", t0 + SignedDuration::from_hours(1), 3)).await.expect("enqueue"));
-    assert!(store.enqueue(&job("fragile", t0, 1)).await.expect("enqueue"));
+    assert!(store.enqueue(&job("a", t0, 3), t0).await.expect("enqueue"));
+    assert!(!store.enqueue(&job("a", t0, 3), t0).await.expect("enqueue"), "one job per effect key");
+    assert!(store.enqueue(&job("later", t0 + SignedDuration::from_hours(1), 3), t0).await.expect("enqueue"));
+    assert!(store.enqueue(&job("fragile", t0, 1), t0).await.expect("enqueue"));
     let claimed = store.claim_jobs("node-a", t0, lease, 10).await.expect("claim");
     assert_eq!(claimed.iter().map(|j| j.effect_key.as_str()).collect::<Vec<_>>(), vec!["a", "fragile"]);
     assert!(claimed.iter().all(|j| j.state == JobState::Running && j.attempts == 1));
@@ -1104,11 +1104,11 @@ async fn jobs_are_leased_retried_and_dead_lettered(store: &dyn Store, fx: &Fixtu
     let hour = SignedDuration::from_hours(1);
     let many: Vec<NewJob> =
         (0..1200).map(|i| job(&format!("bulk-{}", i % 1100), t0 + hour, 4)).chain([job("later", t0, 3)]).collect();
-    assert_eq!(store.enqueue_many(&many, Some(("bulk-reader", 42))).await.expect("many"), 1100);
+    assert_eq!(store.enqueue_many(&many, Some(("bulk-reader", 42)), t0).await.expect("many"), 1100);
     assert_eq!(store.consumer_position("bulk-reader").await.expect("position"), Some(42));
-    assert_eq!(store.enqueue_many(&many[..10], Some(("bulk-reader", 41))).await.expect("again"), 0);
+    assert_eq!(store.enqueue_many(&many[..10], Some(("bulk-reader", 41)), t0).await.expect("again"), 0);
     assert_eq!(store.consumer_position("bulk-reader").await.expect("position"), Some(42));
-    assert_eq!(store.enqueue_many(&[], None).await.expect("nothing"), 0);
+    assert_eq!(store.enqueue_many(&[], None, t0).await.expect("nothing"), 0);
     assert_eq!(store.job_counts().await.expect("counts").pending, 1101);
     let later = store.job("later").await.expect("job").expect("kept");
     assert_eq!(later.run_at, t0 + hour, "the stored job is not replaced");
@@ -1216,11 +1216,15 @@ async fn users_and_sessions(store: &dyn Store) {
     };
     let key =
         civicgrid_store::IdempotencyKey { scope: "user:1".into(), key: "new-wangwu".into(), fingerprint: "fp".into() };
-    let made = store.create_user(&new, Some(&key)).await.expect("create user");
+    let made = store.create_user(&new, Some(&key), Timestamp::now()).await.expect("create user");
     assert!(!made.replayed);
     let u = made.value;
-    assert!(matches!(store.create_user(&new, None).await, Err(StoreError::Duplicate { field: "username" })));
-    let again = store.create_user(&new, Some(&key)).await.expect("a repeated key answers the first user");
+    assert!(matches!(
+        store.create_user(&new, None, Timestamp::now()).await,
+        Err(StoreError::Duplicate { field: "username" })
+    ));
+    let again =
+        store.create_user(&new, Some(&key), Timestamp::now()).await.expect("a repeated key answers the first user");
     assert!(again.replayed);
     assert_eq!(again.value, u);
     let found = store.user_by_username("wangwu").await.expect("lookup").expect("exists");
