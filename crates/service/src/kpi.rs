@@ -26,6 +26,8 @@ use crate::{ServiceError, ServiceResult, Services};
 
 /// The log reader that keeps the KPI counters.
 pub const KPI_CONSUMER: &str = "kpi";
+/// Log entries one write of the counters covers at most (ten reads).
+const KPI_WINDOW: usize = 5_000;
 /// Cases read per page by the rebuild.
 const REBUILD_PAGE: u32 = 2000;
 /// Longest period of one table, in days (a year and a bit).
@@ -94,33 +96,49 @@ impl Services {
         };
         let mut read = 0;
         loop {
-            let entries = self.store.events_after(position, LOG_BATCH).await?;
-            let Some(last) = entries.last().map(|e| e.seq) else { break };
-            // The events of each case in this batch, by version.
-            let mut batch: BTreeMap<CaseId, BTreeSet<i64>> = BTreeMap::new();
-            for e in &entries {
-                batch.entry(e.case_id).or_default().insert(e.event.seq);
-            }
+            // Fold up to a window of reads into one projection and one write: the counters are keyed
+            // by unit and period, so under load ten reads make about as many rows as one.
             let mut projection = Projection::new();
-            let ids: Vec<CaseId> = batch.keys().copied().collect();
-            let histories = self.store.histories_of(&ids).await?;
-            if histories.len() != ids.len() {
-                return Err(ServiceError::NotFound("case"));
+            let (mut upto, mut window, mut more) = (position, 0, true);
+            while window < KPI_WINDOW {
+                let entries = self.store.events_after(upto, LOG_BATCH).await?;
+                let Some(last) = entries.last().map(|e| e.seq) else {
+                    more = false;
+                    break;
+                };
+                // The events of each case in this read, by version.
+                let mut batch: BTreeMap<CaseId, BTreeSet<i64>> = BTreeMap::new();
+                for e in &entries {
+                    batch.entry(e.case_id).or_default().insert(e.event.seq);
+                }
+                let ids: Vec<CaseId> = batch.keys().copied().collect();
+                let histories = self.store.histories_of(&ids).await?;
+                if histories.len() != ids.len() {
+                    return Err(ServiceError::NotFound("case"));
+                }
+                for ((id, versions), (_, facts, events)) in batch.iter().zip(&histories) {
+                    projection
+                        .add_events(facts, events, |e| versions.contains(&e.seq))
+                        .map_err(|e| ServiceError::Internal(format!("case {id}: {e}")))?;
+                }
+                upto = last;
+                window += entries.len();
+                if entries.len() < LOG_BATCH as usize {
+                    more = false;
+                    break;
+                }
             }
-            for ((id, versions), (_, facts, events)) in batch.iter().zip(&histories) {
-                projection
-                    .add_events(facts, events, |e| versions.contains(&e.seq))
-                    .map_err(|e| ServiceError::Internal(format!("case {id}: {e}")))?;
+            if window == 0 {
+                break;
             }
-            let rows = projection.into_rows();
-            if !self.store.kpi_advance(KPI_CONSUMER, position, last, &rows).await? {
+            if !self.store.kpi_advance(KPI_CONSUMER, position, upto, &projection.into_rows()).await? {
                 // Another node counted these (or a rebuild ran): carry on from where it is now.
                 position = self.store.consumer_position(KPI_CONSUMER).await?.unwrap_or(position);
                 continue;
             }
-            position = last;
-            read += entries.len();
-            if entries.len() < LOG_BATCH as usize || read >= LOG_TURN {
+            position = upto;
+            read += window;
+            if !more || read >= LOG_TURN {
                 break;
             }
         }

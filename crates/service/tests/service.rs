@@ -489,6 +489,10 @@ async fn a_long_log_is_read_in_turns_with_jobs_run_between() {
         turns += 1;
         assert!(turns < 100, "the readers catch up");
     }
+    // Counted a window of reads per write, the counters are what a rebuild from the histories gives.
+    let live = store.kpi_dump().await.expect("dump");
+    s.rebuild_kpis(&|_, _| {}).await.expect("rebuild");
+    assert_eq!(store.kpi_dump().await.expect("dump"), live);
 }
 
 /// The standard runner schedules its recurring work once per period and the purges do their job.
