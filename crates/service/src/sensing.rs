@@ -14,7 +14,6 @@ use civicgrid_core::codes::{ComponentId, GridCode};
 use civicgrid_core::component::Component;
 use civicgrid_core::iot::{Device, DeviceKind};
 use civicgrid_store::AlarmFilter;
-use futures_util::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -26,10 +25,8 @@ use crate::{ServiceResult, Services};
 
 /// Alarms in the "look here first" list.
 const FIRST_LIST: usize = 12;
-/// Alarm points drawn at most (each costs a component read).
+/// Alarm points drawn at most.
 pub const MAX_ALARM_POINTS: usize = 300;
-/// Component reads in flight at once.
-const READS_AT_ONCE: usize = 8;
 
 /// Open alarms of one severity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
@@ -211,7 +208,7 @@ impl Services {
         let devices = self.store.devices().await?;
         let checkpoints = self.checkpoint_flows(&devices, now, true).await?;
 
-        // Where the alarms about components are: their components, read a few at a time.
+        // Where the alarms about components are: their components, read in one query.
         let wanted: Vec<ComponentId> = {
             let mut seen = HashSet::new();
             // Those on the map (active) and those listed first (the most urgent, `open` being in that order).
@@ -225,12 +222,8 @@ impl Services {
                 .take(MAX_ALARM_POINTS)
                 .collect()
         };
-        let components: HashMap<ComponentId, Component> = futures_util::stream::iter(wanted.iter().copied())
-            .map(|id| async move { self.store.component(id).await })
-            .buffer_unordered(READS_AT_ONCE)
-            .try_filter_map(|c| async move { Ok(c.map(|c| (c.id, c))) })
-            .try_collect()
-            .await?;
+        let components: HashMap<ComponentId, Component> =
+            self.store.components_by_ids(&wanted).await?.into_iter().map(|c| (c.id, c)).collect();
         // A crowd alarm is where its checkpoint is.
         let checkpoint_at: HashMap<&str, (&CheckpointFlow, civicgrid_core::case::GeoPoint)> =
             checkpoints.iter().filter_map(|c| Some((c.checkpoint.as_str(), (c, c.location?)))).collect();

@@ -469,6 +469,8 @@ pub trait ReferenceStore: Send + Sync {
     async fn put_components(&self, items: &[Component]) -> Result<()>;
     /// One component.
     async fn component(&self, id: ComponentId) -> Result<Option<Component>>;
+    /// The components of `ids` that exist, in id order, read in one query per 500 ids.
+    async fn components_by_ids(&self, ids: &[ComponentId]) -> Result<Vec<Component>>;
     /// Components in ascending id order.
     async fn list_components(&self, filter: &ComponentFilter) -> Result<Vec<Component>>;
 }

@@ -622,6 +622,27 @@ impl ReferenceStore for This {
         row.map(component_from_row).transpose()
     }
 
+    async fn components_by_ids(&self, ids: &[ComponentId]) -> Result<Vec<Component>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                "SELECT id, name, status, lon, lat, grid, micro_grid, department FROM components WHERE id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(id.to_string());
+            }
+            qb.push(")");
+            let rows = qb.build_query_as().fetch_all(&self.read).await?;
+            for row in rows {
+                out.push(component_from_row(row)?);
+            }
+        }
+        out.sort_by_key(|c| c.id);
+        out.dedup_by_key(|c| c.id);
+        Ok(out)
+    }
+
     async fn list_components(&self, f: &ComponentFilter) -> Result<Vec<Component>> {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "SELECT id, name, status, lon, lat, grid, micro_grid, department FROM components WHERE 1 = 1",

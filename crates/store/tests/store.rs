@@ -1495,6 +1495,11 @@ async fn components_round_trip(store: &dyn Store, fx: &Fixture) {
         .await
         .expect("list");
     assert_eq!((p1.len(), p2.len()), (20, 10));
+    // Several by id in one read: those that exist, once each, in id order.
+    let missing = ComponentId::new("320583".parse().expect("div"), "01037".parse().expect("class"), 999).expect("id");
+    let wanted = [comps[7].id, missing, comps[2].id, comps[7].id];
+    assert_eq!(store.components_by_ids(&wanted).await.expect("read"), vec![comps[2].clone(), comps[7].clone()]);
+    assert!(store.components_by_ids(&[]).await.expect("none").is_empty());
 }
 
 async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
