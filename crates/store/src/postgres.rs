@@ -104,6 +104,7 @@ impl PgStore {
                 })
             });
         }
+        let writer_pool = (pool_options.clone(), options.clone());
         let pool = pool_options.connect_with(options).await?;
         migrator().run(&pool).await?;
         let current: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await?;
@@ -112,7 +113,7 @@ impl PgStore {
         let feed = tokio::sync::watch::Sender::new(last);
         let listener = tokio::spawn(listen(pool.clone(), channel.clone(), feed.clone()));
         let (writer, queue) = Writer::new();
-        tokio::spawn(crate::writer::run(PgApplier::new(pool.clone(), feed.clone()), queue));
+        spawn_writer(writer_pool, feed.clone(), queue)?;
         Ok(Self {
             read: pool.clone(),
             write: pool,
@@ -161,6 +162,34 @@ impl PgStore {
 impl PgStore {
     /// Two nodes claiming at once skip each other's rows instead of waiting or double-claiming.
     const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+}
+
+/// Starts the group-commit writer on a thread of its own with a runtime of its own and its own
+/// connection, opened there.
+///
+/// A batch is five round trips to the server (begin, the day's counter, the cases, the events and
+/// their log numbers, commit). On the shared runtime each answer woke the writer's task into a queue
+/// behind every request task, so under load most of a batch's time was spent waiting for a worker
+/// thread, not for PostgreSQL; here the thread wakes as soon as the answer arrives.
+fn spawn_writer(
+    (options, connect): (PgPoolOptions, PgConnectOptions),
+    feed: tokio::sync::watch::Sender<i64>,
+    queue: crate::writer::Queue,
+) -> crate::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::StoreError::Corrupt(format!("cannot start the writer's runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("pg-writer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let pool = options.max_connections(1).connect_lazy_with(connect);
+                crate::writer::run(PgApplier::new(pool, feed), queue).await;
+            });
+        })
+        .map_err(|e| crate::StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+    Ok(())
 }
 
 /// Listens for other nodes' commits and passes the numbers on to this node's readers; reconnects after
