@@ -2,8 +2,9 @@
 //! in one transaction, commits once, then answers every caller. Under load a batch holds hundreds of
 //! writes and costs one fsync; when idle a write commits alone at once.
 //!
-//! PostgreSQL's writer is a task on the runtime ([`run`]); SQLite's has a thread of its own
-//! ([`run_blocking`]), where its statements run without a hop per statement.
+//! PostgreSQL's writer is an async task ([`run`]) on a thread and runtime of its own, so the answers to
+//! its round trips wake it at once; SQLite's is a plain thread ([`run_blocking`]), where its statements
+//! run without a hop per statement.
 //!
 //! If a batch fails as a whole (a constraint violation in one write), each write is retried alone so
 //! one bad write cannot fail its neighbours.
