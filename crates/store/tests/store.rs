@@ -1268,6 +1268,10 @@ async fn concurrent_creations_all_commit_with_unique_numbers(store: Arc<dyn Stor
         assert!(store.case(case.id).await.expect("read").is_some(), "2xx means committed");
     }
     assert_eq!(store.count_cases().await.expect("count"), before + 200);
+    // One day's counter hands out serials without gaps, however the writes were batched.
+    let serials: Vec<i64> = numbers.iter().map(|n| n[17..].parse().expect("serial")).collect();
+    assert!(numbers.iter().all(|n| n.len() == 23 && n[..17] == numbers.first().expect("one")[..17]));
+    assert!(serials.windows(2).all(|w| w[1] == w[0] + 1), "consecutive: {serials:?}");
 }
 
 /// Sessions, users and reference data are written while the group-commit writer is busy: nothing fails
