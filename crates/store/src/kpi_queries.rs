@@ -12,8 +12,6 @@ use crate::{KpiStore, Result};
 
 /// Rows per INSERT: 26 values each, well under both backends' limit on bound values.
 const ROWS_PER_INSERT: usize = 500;
-/// Case ids bound in one `IN (…)` list.
-const IDS_PER_QUERY: usize = 500;
 
 fn counter_columns() -> String {
     Counters::NAMES.join(", ")
@@ -175,26 +173,18 @@ impl KpiStore for This {
     async fn histories_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>> {
         let ids: Vec<CaseId> = ids.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(IDS_PER_QUERY) {
+        for chunk in ids.chunks(super::queries::IDS_PER_QUERY) {
             let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT id, facts FROM cases WHERE id IN (");
-            push_ids(&mut q, chunk);
+            super::queries::push_list(&mut q, chunk.iter().copied());
             q.push(") ORDER BY id");
             let cases: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.read).await?;
             let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT case_id, body FROM case_events WHERE case_id IN (");
-            push_ids(&mut q, chunk);
+            super::queries::push_list(&mut q, chunk.iter().copied());
             q.push(") ORDER BY case_id, seq");
             let events: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.read).await?;
             out.extend(assemble(cases, events)?);
         }
         Ok(out)
-    }
-}
-
-/// `id, id, …` as bound parameters.
-fn push_ids(q: &mut QueryBuilder<Db>, ids: &[CaseId]) {
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
     }
 }
 

@@ -30,6 +30,20 @@ use sqlx::QueryBuilder;
 
 type Tx = crate::gate::WriteTx<Db>;
 
+/// Ids bound in one `IN (…)` list (well under either backend's limit on parameters).
+pub(super) const IDS_PER_QUERY: usize = 500;
+
+/// `a, b, …` as bound parameters, for an `IN (…)` list.
+pub(super) fn push_list<T>(q: &mut QueryBuilder<Db>, items: impl IntoIterator<Item = T>)
+where
+    T: for<'t> sqlx::Encode<'t, Db> + sqlx::Type<Db>,
+{
+    let mut list = q.separated(", ");
+    for item in items {
+        list.push_bind(item);
+    }
+}
+
 /// The fingerprint and id stored for an idempotency key, if any (the group-commit writer's PostgreSQL
 /// statements use this too).
 pub(super) async fn find_key(
@@ -624,14 +638,11 @@ impl ReferenceStore for This {
 
     async fn components_by_ids(&self, ids: &[ComponentId]) -> Result<Vec<Component>> {
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(IDS_PER_QUERY) {
             let mut qb: QueryBuilder<Db> = QueryBuilder::new(
                 "SELECT id, name, status, lon, lat, grid, micro_grid, department FROM components WHERE id IN (",
             );
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(id.to_string());
-            }
+            push_list(&mut qb, chunk.iter().map(ToString::to_string));
             qb.push(")");
             let rows = qb.build_query_as().fetch_all(&self.read).await?;
             for row in rows {
