@@ -154,10 +154,8 @@ impl Services {
         if d.feeder.is_some() && d.kind != DeviceKind::LampCabinet {
             return Err(ServiceError::invalid("feeder", "only a lamp cabinet hangs on a feeder"));
         }
-        if let Some(at) = d.location
-            && self.world().index.locate(at).is_none()
-        {
-            return Err(ServiceError::invalid("location", "the location is outside the town's grids"));
+        if let Some(at) = d.location {
+            self.world().place(at)?;
         }
         let now = self.clock.now();
         let earlier = self.store.device(&d.id).await?;

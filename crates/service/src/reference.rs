@@ -120,10 +120,7 @@ impl Services {
         if !world.has_department(&input.department) {
             return Err(ServiceError::invalid("department", format!("department {} does not exist", input.department)));
         }
-        let micro_grid = world
-            .index
-            .locate(input.location)
-            .ok_or_else(|| ServiceError::invalid("location", "the location is outside the town's grids"))?;
+        let micro_grid = world.place(input.location)?;
         let component = Component {
             id,
             name,

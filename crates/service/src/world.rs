@@ -89,6 +89,14 @@ impl World {
         self.departments.contains_key(code)
     }
 
+    /// The micro-grid a registered thing's `location` falls in; a field error when it lies outside the
+    /// town's grids.
+    pub fn place(&self, location: GeoPoint) -> crate::ServiceResult<civicgrid_core::codes::MicroGridCode> {
+        self.index
+            .locate(location)
+            .ok_or_else(|| crate::ServiceError::invalid("location", "the location is outside the town's grids"))
+    }
+
     /// A department's Chinese name, or its code when it is not (or no longer) known.
     pub fn department_name(&self, code: &DeptCode) -> String {
         self.departments.get(code).map_or_else(|| code.to_string(), |d| d.name_zh.clone())
