@@ -242,6 +242,7 @@ impl Modify for Open311Paths {
             params
         };
         let jurisdiction = ("jurisdiction_id", "the town's jurisdiction (refused if another)");
+        let api_key = ("api_key", "a key of a service account on the open311 channel");
         let one_request = |summary: &str| {
             Self::operation(
                 summary,
@@ -313,7 +314,7 @@ impl Modify for Open311Paths {
                     "Report: a new case from an outside app (its service account's api_key)",
                     vec![Self::format()],
                     Some(&[
-                        ("api_key", "a key of a service account on the open311 channel"),
+                        api_key,
                         ("service_code", "the matter code"),
                         ("lat", "latitude"),
                         ("long", "longitude"),
@@ -325,7 +326,7 @@ impl Modify for Open311Paths {
                         ("last_name", "the reporter's family name"),
                         ("phone", "the reporter's phone (never shown to the public)"),
                         ("account_id", "the app's own id of its user, echoed back"),
-                        ("jurisdiction_id", "the town's jurisdiction (refused if another)"),
+                        jurisdiction,
                     ]),
                     (
                         "200",
@@ -371,14 +372,14 @@ impl Modify for Open311Paths {
                     "An update from a FixMyStreet-style site about one of its users' requests",
                     vec![Self::format()],
                     Some(&[
-                        ("api_key", "a key of a service account on the open311 channel"),
+                        api_key,
                         ("service_request_id", "the case id"),
                         ("update_id", "the site's id of the update"),
                         ("updated_datetime", "when (W3C date-time)"),
                         ("status", "OPEN or CLOSED"),
                         ("description", "the update's text"),
                         ("media_url", "a photo's address"),
-                        ("jurisdiction_id", "the town's jurisdiction (refused if another)"),
+                        jurisdiction,
                     ]),
                     ("200", "the stored update's id", loose("update_id")),
                     &[bad, key, not_found, not_allowed],

@@ -225,15 +225,15 @@ impl Services {
         let components: HashMap<ComponentId, Component> =
             self.store.components_by_ids(&wanted).await?.into_iter().map(|c| (c.id, c)).collect();
         // A crowd alarm is where its checkpoint is.
-        let checkpoint_at: HashMap<&str, (&CheckpointFlow, civicgrid_core::case::GeoPoint)> =
-            checkpoints.iter().filter_map(|c| Some((c.checkpoint.as_str(), (c, c.location?)))).collect();
+        let checkpoint_at: HashMap<&str, (Option<GridCode>, civicgrid_core::case::GeoPoint)> =
+            checkpoints.iter().filter_map(|c| Some((c.checkpoint.as_str(), (c.grid, c.location?)))).collect();
         let line = |a: &Alarm| {
             let component = match &a.subject {
                 Subject::Component(c) => components.get(c),
                 _ => None,
             };
             let place = match &a.subject {
-                Subject::Checkpoint(name) => checkpoint_at.get(name.as_str()).map(|(c, at)| (c.grid, *at)),
+                Subject::Checkpoint(name) => checkpoint_at.get(name.as_str()).copied(),
                 _ => component.map(|c| (Some(c.grid), c.location)),
             };
             AlarmLine {
