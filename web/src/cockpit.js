@@ -174,7 +174,7 @@ function connect(after) {
     }, true);
     scheduleSituation();
   });
-  // Alarm changes come on the same stream (to the centre's posts): the 智能感知 screen follows at once
+  // Alarm changes come on the same stream (to the centre's posts): the 物联感知 screen follows at once
   // instead of at its next poll.
   source.addEventListener('alarm', () => {
     state.at.feed = Date.now();

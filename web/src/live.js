@@ -14,6 +14,9 @@ export function startLive(body) {
     timer = null;
     document.querySelectorAll('[data-live-refresh]').forEach((el) => window.htmx.trigger(el, 'live'));
   };
+  const soon = () => {
+    if (!timer) timer = setTimeout(flush, 1000);
+  };
   source.addEventListener('case', (message) => {
     if (caseId) {
       try {
@@ -25,11 +28,9 @@ export function startLive(body) {
         // A message we cannot read changes nothing on the page.
       }
     }
-    if (!timer) timer = setTimeout(flush, 1000);
+    soon();
   });
-  source.addEventListener('alarm', () => {
-    if (!timer) timer = setTimeout(flush, 1000);
-  });
+  source.addEventListener('alarm', soon);
   body.dataset.liveState = 'connecting';
   source.addEventListener('open', () => { body.dataset.liveState = 'open'; });
   source.addEventListener('error', () => { body.dataset.liveState = 'retrying'; });
