@@ -58,15 +58,20 @@ fn monday_morning() -> Timestamp {
     "2026-11-23T01:00:00Z".parse().expect("time")
 }
 
-async fn populate(store: &dyn Store) -> TownData {
-    let opts = DemoOptions {
+/// A small demo town (scale 0.02) with `case_scale` of a year's cases, as of Monday morning.
+fn demo_options(case_scale: f64, seed: u64) -> DemoOptions {
+    DemoOptions {
         scale: 0.02,
-        case_scale: 0.0,
-        seed: 5,
+        case_scale,
+        seed,
         now: monday_morning(),
         demo_password_hash: "$argon2id$unused".into(),
         admin_password_hash: "$argon2id$unused".into(),
-    };
+    }
+}
+
+async fn populate(store: &dyn Store) -> TownData {
+    let opts = demo_options(0.0, 5);
     civicgrid_demo::populate(store, &opts, &|_| {}).await.expect("populate");
     civicgrid_demo::town(&opts).expect("town")
 }
@@ -456,14 +461,7 @@ async fn a_long_log_is_read_in_turns_with_jobs_run_between() {
     use civicgrid_service::kpi::KPI_CONSUMER;
     let clock = ManualClock::new(monday_morning());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
-    let opts = DemoOptions {
-        scale: 0.02,
-        case_scale: 0.004,
-        seed: 9,
-        now: monday_morning(),
-        demo_password_hash: "$argon2id$unused".into(),
-        admin_password_hash: "$argon2id$unused".into(),
-    };
+    let opts = demo_options(0.004, 9);
     let (data, users) = civicgrid_demo::populate_town(store.as_ref(), &opts).await.expect("town");
     let s = services(store.clone(), &clock).await;
     let runner = JobRunner::standard(s.clone(), "node-1");
@@ -538,14 +536,7 @@ async fn the_demo_year_is_what_the_service_would_have_made() {
     use civicgrid_store::CaseFilter;
     let clock = ManualClock::new(monday_morning());
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
-    let opts = DemoOptions {
-        scale: 0.02,
-        case_scale: 0.004,
-        seed: 11,
-        now: monday_morning(),
-        demo_password_hash: "$argon2id$unused".into(),
-        admin_password_hash: "$argon2id$unused".into(),
-    };
+    let opts = demo_options(0.004, 11);
     civicgrid_demo::populate(store.as_ref(), &opts, &|_| {}).await.expect("populate");
     let merged = CaseFilter { states: vec![CaseState::Merged, CaseState::Closed], ..CaseFilter::default() };
     let mut followers = 0;
