@@ -1,7 +1,8 @@
 //! Deadlines: the SLA policy an administrator edits, and the timers that act on it. Every event that
 //! sets a step's deadline carries the step's timers (computed once, by `core::case::decide`); a reader
 //! of the global event log ([`Services::schedule_timers`]) turns them into durable jobs keyed by case,
-//! deadline and timer, so however many nodes read the log, each timer is one job. A deadline's timers
+//! deadline and timer, so however many nodes read the log, each timer is one job (the reading itself is
+//! [`crate::readers`]'s, shared with the KPI counters). A deadline's timers
 //! are chained: the reader enqueues the first, and each timer job, while the case is still set on that
 //! deadline, enqueues the next before it acts (a step done in time costs one job, not five). When a
 //! job runs it acts only if the case still has that deadline, and only if the effect is not there yet:
@@ -24,12 +25,11 @@ use civicgrid_core::duty::{self, Severity};
 use civicgrid_core::org::DeptCode;
 pub use civicgrid_core::sla::Timer;
 use civicgrid_core::sla::{SlaPolicy, StepTimers};
-use civicgrid_store::{CaseFilter, Job, NewJob, PageRequest, StoreError};
+use civicgrid_store::{CaseFilter, Job, LogEntry, NewJob, PageRequest, StoreError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::require;
-use crate::jobs::{LOG_BATCH, LOG_TURN};
 use crate::notify::Alert;
 use crate::{ServiceError, ServiceResult, Services};
 
@@ -136,45 +136,39 @@ impl Services {
         Ok(policy)
     }
 
-    /// Reads the event log from where the timer scheduler left off and enqueues the timers of every
-    /// deadline set since; how many log entries it read, at most [`LOG_TURN`] a call (the rest is
-    /// read on the next turn, so that jobs run between reads under sustained load). On its first run it starts at the end of
-    /// the log and schedules the timers of every open case instead of reading the whole history.
-    pub async fn schedule_timers(&self) -> ServiceResult<usize> {
-        let Some(mut position) = self.store.consumer_position(TIMERS_CONSUMER).await? else {
-            let end = self.store.last_seq().await?;
-            self.schedule_open_cases().await?;
-            self.store.advance_consumer(TIMERS_CONSUMER, end).await?;
-            return Ok(0);
-        };
-        let mut read = 0;
-        loop {
-            let entries = self.store.events_after(position, LOG_BATCH).await?;
-            let Some(last) = entries.last().map(|e| e.seq) else { break };
-            let mut jobs = Vec::new();
-            for e in &entries {
-                jobs.extend(Self::merge_job(e.case_id, &e.event)?);
-                jobs.extend(self.upstream_reply_job(e.case_id, &e.event).await?);
-                // A finished case has a deadline only while a rectification is open.
-                if e.event.to == CaseState::Parked {
-                    continue;
-                }
-                if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers) {
-                    jobs.extend(timer_job(e.case_id, None, due, timers, None)?);
-                }
-                if let Some(tasks) = &e.event.tasks {
-                    jobs.extend(task_timer_jobs(e.case_id, tasks)?);
-                }
+    /// Where the timer scheduler stands in the event log; `None` on its first run, which starts at the
+    /// end of the log and schedules the timers of every open case instead of reading the whole history.
+    pub(crate) async fn timer_reader_position(&self) -> ServiceResult<Option<i64>> {
+        if let Some(position) = self.store.consumer_position(TIMERS_CONSUMER).await? {
+            return Ok(Some(position));
+        }
+        let end = self.store.last_seq().await?;
+        self.schedule_open_cases().await?;
+        self.store.advance_consumer(TIMERS_CONSUMER, end).await?;
+        Ok(None)
+    }
+
+    /// Enqueues the jobs of a read of the log (`entries`, all after the scheduler's position) and moves
+    /// the scheduler to `last`, in one transaction: the first timer of every deadline set, the closing
+    /// of a closed primary's followers, and replies to upstream systems.
+    pub(crate) async fn schedule_entries(&self, entries: &[&LogEntry], last: i64) -> ServiceResult<()> {
+        let mut jobs = Vec::new();
+        for e in entries {
+            jobs.extend(Self::merge_job(e.case_id, &e.event)?);
+            jobs.extend(self.upstream_reply_job(e.case_id, &e.event).await?);
+            // A finished case has a deadline only while a rectification is open.
+            if e.event.to == CaseState::Parked {
+                continue;
             }
-            // The jobs and the new position commit together: once per read, not once per job.
-            self.store.enqueue_many(&jobs, Some((TIMERS_CONSUMER, last)), self.clock.now()).await?;
-            position = last;
-            read += entries.len();
-            if entries.len() < LOG_BATCH as usize || read >= LOG_TURN {
-                break;
+            if let (Some(due), Some(timers)) = (e.event.due_at, &e.event.timers) {
+                jobs.extend(timer_job(e.case_id, None, due, timers, None)?);
+            }
+            if let Some(tasks) = &e.event.tasks {
+                jobs.extend(task_timer_jobs(e.case_id, tasks)?);
             }
         }
-        Ok(read)
+        self.store.enqueue_many(&jobs, Some((TIMERS_CONSUMER, last)), self.clock.now()).await?;
+        Ok(())
     }
 
     async fn schedule_open_cases(&self) -> ServiceResult<()> {

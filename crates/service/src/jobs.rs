@@ -151,8 +151,7 @@ impl JobRunner {
     /// deadline timers of every event committed since the last turn, and counts those events' KPIs;
     /// whether a log reader stopped short of the end of the log (see [`LOG_TURN`]).
     pub async fn schedule(&self, now: Timestamp) -> ServiceResult<bool> {
-        let timers = self.services.schedule_timers().await?;
-        let kpis = self.services.project_kpis().await?;
+        let log = self.services.read_log(crate::readers::Readers::ALL).await?;
         for r in &self.recurring {
             let every = r.every.as_micros().max(1) as i64;
             let slot = now.as_microsecond().div_euclid(every);
@@ -174,7 +173,7 @@ impl JobRunner {
                 m.insert(r.kind, slot);
             }
         }
-        Ok(timers >= LOG_TURN || kpis >= LOG_TURN)
+        Ok(log.behind)
     }
 
     /// Claims the jobs due now.

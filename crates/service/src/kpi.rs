@@ -3,31 +3,31 @@
 //! per unit with rates, scores, grades, 环比 and 同比, as JSON or as an XLSX workbook. A table of
 //! people (`dim=person`) lists the patrol workers, shift leaders and dispatchers with their post scores.
 //!
-//! The reader ([`Services::project_kpis`]) runs on every turn of the job runner. For each batch of log
-//! entries it replays the cases concerned up to each event (the rule needs the status before it),
-//! and adds the batch's counters and moves its position in one transaction, only if no other node
-//! moved it first, so every event is counted once however many nodes read. The rebuild
+//! The reader ([`Services::project_kpis`], run by [`crate::readers`] on every turn of the job runner)
+//! replays the cases of each batch of log entries up to each event (the rule needs the status before
+//! it), and adds a window of batches' counters and moves its position in one transaction, only if no
+//! other node moved it first, so every event is counted once however many nodes read. The rebuild
 //! ([`Services::rebuild_kpis`]) counts every history up to a log position and replaces the counters
 //! and the reader's position together, so the live reader carries on exactly where it stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use civicgrid_core::access::{Actor, Role};
-use civicgrid_core::case::{CaseId, Source};
+use civicgrid_core::case::{CaseEvent, CaseId, ReplayError, Source};
 use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, Post, Projection, Rates};
+use civicgrid_store::LogEntry;
 use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::accounts::require;
-use crate::jobs::{LOG_BATCH, LOG_TURN};
 use crate::{ServiceError, ServiceResult, Services};
 
 /// The log reader that keeps the KPI counters.
 pub const KPI_CONSUMER: &str = "kpi";
 /// Log entries one write of the counters covers at most (ten reads).
-const KPI_WINDOW: usize = 5_000;
+pub(crate) const KPI_WINDOW: usize = 5_000;
 /// Cases read per page by the rebuild.
 const REBUILD_PAGE: u32 = 2000;
 /// Longest period of one table, in days (a year and a bit).
@@ -86,63 +86,47 @@ pub struct KpiTable {
 }
 
 impl Services {
-    /// Counts what was committed since the last turn; how many log entries it read, at most
-    /// [`LOG_TURN`] a call (the rest on the next turn). On its first
-    /// run on a database it rebuilds the counters from every history instead.
-    pub async fn project_kpis(&self) -> ServiceResult<usize> {
-        let Some(mut position) = self.store.consumer_position(KPI_CONSUMER).await? else {
-            self.rebuild_kpis(&|_, _| {}).await?;
-            return Ok(0);
-        };
-        let mut read = 0;
-        loop {
-            // Fold up to a window of reads into one projection and one write: the counters are keyed
-            // by unit and period, so under load ten reads make about as many rows as one.
-            let mut projection = Projection::new();
-            let (mut upto, mut window, mut more) = (position, 0, true);
-            while window < KPI_WINDOW {
-                let entries = self.store.events_after(upto, LOG_BATCH).await?;
-                let Some(last) = entries.last().map(|e| e.seq) else {
-                    more = false;
-                    break;
-                };
-                // The events of each case in this read, by version.
-                let mut batch: BTreeMap<CaseId, BTreeSet<i64>> = BTreeMap::new();
-                for e in &entries {
-                    batch.entry(e.case_id).or_default().insert(e.event.seq);
-                }
-                let ids: Vec<CaseId> = batch.keys().copied().collect();
-                let histories = self.store.histories_of(&ids).await?;
-                if histories.len() != ids.len() {
-                    return Err(ServiceError::NotFound("case"));
-                }
-                for ((id, versions), (_, facts, events)) in batch.iter().zip(&histories) {
-                    projection
-                        .add_events(facts, events, |e| versions.contains(&e.seq))
-                        .map_err(|e| ServiceError::Internal(format!("case {id}: {e}")))?;
-                }
-                upto = last;
-                window += entries.len();
-                if entries.len() < LOG_BATCH as usize {
-                    more = false;
-                    break;
-                }
-            }
-            if window == 0 {
-                break;
-            }
-            if !self.store.kpi_advance(KPI_CONSUMER, position, upto, &projection.into_rows()).await? {
-                // Another node counted these (or a rebuild ran): carry on from where it is now.
-                position = self.store.consumer_position(KPI_CONSUMER).await?.unwrap_or(position);
-                continue;
-            }
-            position = upto;
-            read += window;
-            if !more || read >= LOG_TURN {
-                break;
-            }
+    /// Where the KPI reader stands in the event log; `None` on its first run on a database, which
+    /// rebuilds the counters from every history instead (and leaves the reader at the end of the log).
+    pub(crate) async fn kpi_reader_position(&self) -> ServiceResult<Option<i64>> {
+        if let Some(position) = self.store.consumer_position(KPI_CONSUMER).await? {
+            return Ok(Some(position));
         }
-        Ok(read)
+        self.rebuild_kpis(&|_, _| {}).await?;
+        Ok(None)
+    }
+
+    /// Adds what a read of the log (`entries`, all after what `projection` holds, in log order)
+    /// contributes. Each event counts with the case's status before it: a case reported within the
+    /// read is replayed from the read's own events (only its facts are fetched); any other case's
+    /// history is read from the store.
+    pub(crate) async fn count_entries(&self, projection: &mut Projection, entries: &[&LogEntry]) -> ServiceResult<()> {
+        // The events of each case in this read, in version order (the log's order within a case).
+        let mut batch: BTreeMap<CaseId, Vec<&CaseEvent>> = BTreeMap::new();
+        for e in entries {
+            batch.entry(e.case_id).or_default().push(&e.event);
+        }
+        let (mut fresh, mut known) = (Vec::new(), Vec::new());
+        for (id, events) in &batch {
+            if events[0].seq == 1 { fresh.push(*id) } else { known.push(*id) }
+        }
+        let internal = |id: CaseId, e: ReplayError| ServiceError::Internal(format!("case {id}: {e}"));
+        let facts = self.store.facts_of(&fresh).await?;
+        if facts.len() != fresh.len() {
+            return Err(ServiceError::NotFound("case"));
+        }
+        for (id, facts) in &facts {
+            projection.add_events(facts, batch[id].iter().copied(), |_| true).map_err(|e| internal(*id, e))?;
+        }
+        let histories = self.store.histories_of(&known).await?;
+        if histories.len() != known.len() {
+            return Err(ServiceError::NotFound("case"));
+        }
+        for (id, facts, events) in &histories {
+            let versions: BTreeSet<i64> = batch[id].iter().map(|e| e.seq).collect();
+            projection.add_events(facts, events, |e| versions.contains(&e.seq)).map_err(|e| internal(*id, e))?;
+        }
+        Ok(())
     }
 
     /// Recounts every KPI from the case histories up to the end of the event log as it is now, and

@@ -13,6 +13,7 @@
 //! - [`alarms`] — rules over telemetry, alarms, the cases they open and close, storms, crowds.
 //! - [`reference`] — the calendar and components administrators maintain.
 //! - [`jobs`] — durable jobs and timers with leases, retries and dead letters.
+//! - [`readers`] — the job runner's readers of the event log (SLA timers, KPI counters), one read shared.
 //! - [`routing`] — the routing rules and the route they propose for a case.
 //! - [`workflow`] — duplicate suggestions, merges and their closing, the sampling of fixes on the spot.
 //! - [`deadlines`] — the SLA policy, and the timers that warn and escalate (yellow, red, 督办 ladder).
@@ -43,6 +44,7 @@ pub mod notify;
 pub mod open311;
 pub mod outbound;
 pub mod public;
+pub mod readers;
 pub mod reference;
 pub mod routing;
 pub mod sensing;

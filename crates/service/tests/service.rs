@@ -493,6 +493,41 @@ async fn a_long_log_is_read_in_turns_with_jobs_run_between() {
     assert_eq!(store.kpi_dump().await.expect("dump"), live);
 }
 
+/// The two log readers share each read but keep their own positions: with the timer scheduler at the
+/// end of the log and the KPI reader far behind, a turn hands the KPI reader every entry it has not
+/// counted and the scheduler none, and the counters come out as a rebuild gives them.
+#[tokio::test]
+async fn log_readers_at_different_positions_share_the_reading() {
+    use civicgrid_service::deadlines::TIMERS_CONSUMER;
+    use civicgrid_service::kpi::KPI_CONSUMER;
+    use civicgrid_service::readers::Readers;
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
+    let opts = demo_options(0.002, 5);
+    let (data, users) = civicgrid_demo::populate_town(store.as_ref(), &opts).await.expect("town");
+    let s = services(store.clone(), &clock).await;
+    s.read_log(Readers::ALL).await.expect("both readers set up");
+    let start = store.last_seq().await.expect("seq");
+    civicgrid_demo::populate_cases(store.as_ref(), &data, &users, &opts, None, &|_| {}).await.expect("cases");
+    let end = store.last_seq().await.expect("seq");
+    let mut scheduled = 0;
+    while store.consumer_position(TIMERS_CONSUMER).await.expect("position") < Some(end) {
+        scheduled += s.schedule_timers().await.expect("timers alone");
+    }
+    assert_eq!(scheduled as i64, end - start, "the scheduler took every entry once");
+    assert_eq!(store.consumer_position(KPI_CONSUMER).await.expect("position"), Some(start), "the KPI reader waited");
+    let mut counted = 0;
+    while store.consumer_position(KPI_CONSUMER).await.expect("position") < Some(end) {
+        let turn = s.read_log(Readers::ALL).await.expect("turn");
+        assert_eq!(turn.timers, 0, "nothing new for the scheduler");
+        counted += turn.kpis;
+    }
+    assert_eq!(counted as i64, end - start, "the KPI reader counted every entry once");
+    let live = store.kpi_dump().await.expect("dump");
+    s.rebuild_kpis(&|_, _| {}).await.expect("rebuild");
+    assert_eq!(store.kpi_dump().await.expect("dump"), live);
+}
+
 /// The standard runner schedules its recurring work once per period and the purges do their job.
 #[tokio::test]
 async fn recurring_purges_run_once_per_period() {

@@ -171,13 +171,9 @@ impl KpiStore for This {
     }
 
     async fn histories_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>> {
-        let ids: Vec<CaseId> = ids.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(super::queries::IDS_PER_QUERY) {
-            let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT id, facts FROM cases WHERE id IN (");
-            super::queries::push_list(&mut q, chunk.iter().copied());
-            q.push(") ORDER BY id");
-            let cases: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.read).await?;
+        for chunk in distinct(ids).chunks(super::queries::IDS_PER_QUERY) {
+            let cases = self.facts_json(chunk).await?;
             let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT case_id, body FROM case_events WHERE case_id IN (");
             super::queries::push_list(&mut q, chunk.iter().copied());
             q.push(") ORDER BY case_id, seq");
@@ -186,6 +182,31 @@ impl KpiStore for This {
         }
         Ok(out)
     }
+
+    async fn facts_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, CaseFacts)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in distinct(ids).chunks(super::queries::IDS_PER_QUERY) {
+            for (id, facts) in self.facts_json(chunk).await? {
+                out.push((id, from_json(&facts)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl This {
+    /// The facts JSON of the cases `ids` (at most one query's worth), in id order.
+    async fn facts_json(&self, ids: &[CaseId]) -> Result<Vec<(i64, String)>> {
+        let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT id, facts FROM cases WHERE id IN (");
+        super::queries::push_list(&mut q, ids.iter().copied());
+        q.push(") ORDER BY id");
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+}
+
+/// `ids` without repeats, in order.
+fn distinct(ids: &[CaseId]) -> Vec<CaseId> {
+    ids.iter().copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect()
 }
 
 /// Cases (id, facts JSON) and their events (case id, event JSON), both in case order, as histories.

@@ -1563,6 +1563,11 @@ async fn bulk_import_keeps_histories(store: &dyn Store, fx: &Fixture) {
     }
     assert_eq!(store.case_events(ids[42]).await.expect("events"), histories[42].2);
     assert!(store.histories_of(&[]).await.expect("nothing").is_empty());
+    // The facts alone, the same way.
+    let facts = store.facts_of(&asked).await.expect("facts");
+    assert_eq!(facts.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids, "each once, in id order");
+    assert!(facts.iter().zip(&histories).all(|((_, f), (_, h, _))| f == h), "the same facts as the histories");
+    assert!(store.facts_of(&[]).await.expect("nothing").is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------------

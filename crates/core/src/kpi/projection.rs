@@ -470,19 +470,20 @@ impl Projection {
 
     /// Replays a history (from its report) and adds the events `wanted` picks, each with the status
     /// before it: the live reader's events of one case in a batch of the log.
-    pub fn add_events(
+    pub fn add_events<'e>(
         &mut self,
         facts: &CaseFacts,
-        events: &[CaseEvent],
+        events: impl IntoIterator<Item = &'e CaseEvent>,
         wanted: impl Fn(&CaseEvent) -> bool,
     ) -> Result<(), ReplayError> {
-        let first = events.first().ok_or(ReplayError::Empty)?;
+        let mut events = events.into_iter();
+        let first = events.next().ok_or(ReplayError::Empty)?;
         let mut status = CaseStatus::replay(std::slice::from_ref(first))?;
         if wanted(first) {
             // The report's rule reads nothing of the status before it.
             self.add(facts, &CaseStatus { version: 0, ..status.clone() }, first);
         }
-        for e in &events[1..] {
+        for e in events {
             if wanted(e) {
                 self.add(facts, &status, e);
             }
