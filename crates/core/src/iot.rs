@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::DomainError;
+use wire::{RawPayload, Scalar};
+
+mod wire;
 
 /// Largest payload accepted, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
@@ -444,32 +447,12 @@ impl From<Rejection> for DomainError {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawReading {
-    #[serde(default)]
-    ts: Option<String>,
-    values: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawPayload {
-    One(RawReading),
-    Batch(Vec<RawReading>),
-    Wrapped { readings: Vec<RawReading> },
-}
-
 /// Parses a payload from a device of `kind` that arrived at `now`: its readings, or why it is refused.
 pub fn parse_payload(kind: DeviceKind, bytes: &[u8], now: Timestamp) -> Result<Vec<Reading>, Rejection> {
     if bytes.len() > MAX_PAYLOAD {
         return Err(Rejection::TooLarge);
     }
-    let raw: RawPayload = serde_json::from_slice(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
-    let raws = match raw {
-        RawPayload::One(r) => vec![r],
-        RawPayload::Batch(v) | RawPayload::Wrapped { readings: v } => v,
-    };
+    let raws = serde_json::from_slice::<RawPayload>(bytes).map_err(|e| Rejection::Malformed(e.to_string()))?.0;
     if raws.len() > MAX_BATCH {
         return Err(Rejection::TooMany);
     }
@@ -490,16 +473,16 @@ pub fn parse_payload(kind: DeviceKind, bytes: &[u8], now: Timestamp) -> Result<V
         for (name, value) in r.values {
             let metric = Metric::parse(&name)
                 .filter(|m| kind.metrics().contains(m))
-                .ok_or_else(|| Rejection::UnknownMetric(name.clone()))?;
-            let value = match (&value, metric.is_flag()) {
-                (serde_json::Value::Bool(b), true) => f64::from(u8::from(*b)),
-                (serde_json::Value::Number(n), _) => n.as_f64().ok_or_else(|| Rejection::WrongType(name.clone()))?,
-                _ => return Err(Rejection::WrongType(name)),
+                .ok_or_else(|| Rejection::UnknownMetric(name.clone().into_owned()))?;
+            let value = match (value, metric.is_flag()) {
+                (Scalar::Bool(b), true) => f64::from(u8::from(b)),
+                (Scalar::Number(n), _) => n,
+                _ => return Err(Rejection::WrongType(name.into_owned())),
             };
             let (lo, hi) = metric.range();
             let whole = !metric.is_flag() || value == 0.0 || value == 1.0;
             if !value.is_finite() || value < lo || value > hi || !whole {
-                return Err(Rejection::OutOfRange(name, value.to_string()));
+                return Err(Rejection::OutOfRange(name.into_owned(), value.to_string()));
             }
             out.push(Reading { at, metric, value });
         }
@@ -531,6 +514,12 @@ mod tests {
         assert_eq!((r[0].at, r[1].value), (now(), 0.12));
         let wrapped = br#"{"readings":[{"values":{"count_in":12,"count_out":9}}]}"#;
         assert_eq!(parse_payload(DeviceKind::PeopleCounter, wrapped, now()).expect("parsed").len(), 2);
+        // Escaped names and times read the same as plain ones; a null time is the time of arrival.
+        let escaped = br#"{"ts":"2026-11-24T11:00:00\u005a","values":{"pressure\u005fmpa":0.25}}"#;
+        let r = parse_payload(DeviceKind::Hydrant, escaped, now()).expect("parsed");
+        assert_eq!((r[0].metric, r[0].value, r[0].at), (Metric::PressureMpa, 0.25, now() - SignedDuration::from_hours(1)));
+        let null_ts = br#"{"ts":null,"values":{"pressure_mpa":0.25}}"#;
+        assert_eq!(parse_payload(DeviceKind::Hydrant, null_ts, now()).expect("parsed")[0].at, now());
     }
 
     #[test]
@@ -553,6 +542,23 @@ mod tests {
             "bad_time"
         );
         assert_eq!(reason(DeviceKind::Hydrant, br#"{"values":{"pressure_mpa":0.3},"extra":1}"#), "malformed");
+        // The shapes do not mix, keys come once, and a reading inside a batch is a reading.
+        for bad in [
+            r#"{"readings":[{"values":{"pressure_mpa":0.3}}],"values":{"pressure_mpa":0.3}}"#,
+            r#"{"readings":[],"ts":"2026-11-24T11:00:00Z"}"#,
+            r#"{"values":{"pressure_mpa":0.3},"values":{"pressure_mpa":0.4}}"#,
+            r#"[{"readings":[{"values":{"pressure_mpa":0.3}}]}]"#,
+            r#"{"ts":"2026-11-24T11:00:00Z"}"#,
+            r#"{"ts":12,"values":{"pressure_mpa":0.3}}"#,
+            r#"{"values":[0.3]}"#,
+            r#"3"#,
+        ] {
+            assert_eq!(reason(DeviceKind::Hydrant, bad.as_bytes()), "malformed", "{bad}");
+        }
+        assert_eq!(reason(DeviceKind::Hydrant, br#"{"values":{"pressure_mpa":null}}"#), "wrong_type");
+        assert_eq!(reason(DeviceKind::Hydrant, br#"{"values":{"pressure_mpa":[1]}}"#), "wrong_type");
+        assert_eq!(reason(DeviceKind::Hydrant, br#"{"values":{"pressure_mpa":true}}"#), "wrong_type");
+        assert_eq!(reason(DeviceKind::Hydrant, br#"{"readings":[]}"#), "empty");
         let big = vec![b' '; MAX_PAYLOAD + 1];
         assert_eq!(reason(DeviceKind::Hydrant, &big), "too_large");
         let many = format!("[{}]", vec![r#"{"values":{"pressure_mpa":0.3}}"#; MAX_BATCH + 1].join(","));
