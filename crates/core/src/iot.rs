@@ -517,7 +517,10 @@ mod tests {
         // Escaped names and times read the same as plain ones; a null time is the time of arrival.
         let escaped = br#"{"ts":"2026-11-24T11:00:00\u005a","values":{"pressure\u005fmpa":0.25}}"#;
         let r = parse_payload(DeviceKind::Hydrant, escaped, now()).expect("parsed");
-        assert_eq!((r[0].metric, r[0].value, r[0].at), (Metric::PressureMpa, 0.25, now() - SignedDuration::from_hours(1)));
+        assert_eq!(
+            (r[0].metric, r[0].value, r[0].at),
+            (Metric::PressureMpa, 0.25, now() - SignedDuration::from_hours(1))
+        );
         let null_ts = br#"{"ts":null,"values":{"pressure_mpa":0.25}}"#;
         assert_eq!(parse_payload(DeviceKind::Hydrant, null_ts, now()).expect("parsed")[0].at, now());
     }
