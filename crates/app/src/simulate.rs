@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use civicgrid_core::iot::{Device, DeviceId, DeviceKind};
+use civicgrid_core::iot::{Device, DeviceId, DeviceKind, MAX_BATCH, MAX_PAYLOAD};
+use civicgrid_ingest::connection::MAX_PACKET;
 use civicgrid_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 use jiff::Timestamp;
@@ -46,7 +47,9 @@ pub async fn run(args: SimulateArgs, cfg: Config) -> AppResult<()> {
     let broker = civicgrid_ingest::MqttConfig::from_url(&args.mqtt, "civicgrid-simulator", None)?;
     let suffix = civicgrid_service::accounts::random_hex(4).unwrap_or_default();
     let mut options = MqttOptions::new(format!("civicgrid-simulator-{suffix}"), &broker.host, broker.port);
-    options.set_keep_alive(Duration::from_secs(30));
+    // A body may be as large as ingest takes (a counter catching up since midnight sends batches of
+    // tens of KiB); rumqttc refuses to send packets above 10 KiB by default.
+    options.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(MAX_PACKET, MAX_PACKET);
     let (client, mut events) = AsyncClient::new(options, devices.len() + 100);
     let rounds = args.seconds.div_ceil(args.every);
     let total = rounds * devices.len() as u64;
@@ -89,14 +92,7 @@ pub async fn run(args: SimulateArgs, cfg: Config) -> AppResult<()> {
         for d in &devices {
             let topic = format!("{}{}/telemetry", civicgrid_ingest::TOPIC_PREFIX, d.id);
             bar.inc(1);
-            let payloads = due_payloads(d, now, &mut counted, &mut rng);
-            // Several readings (a counter catching up) go as batches.
-            let bodies: Vec<String> = if payloads.len() == 1 {
-                payloads
-            } else {
-                payloads.chunks(civicgrid_core::iot::MAX_BATCH).map(|c| format!("[{}]", c.join(","))).collect()
-            };
-            for body in bodies {
+            for body in bodies(due_payloads(d, now, &mut counted, &mut rng)) {
                 client.publish(&topic, QoS::AtLeastOnce, false, body).await.map_err(|e| e.to_string())?;
                 sent += 1;
             }
@@ -157,6 +153,34 @@ pub fn feed(
 
 /// What `d` has to report at `now`, one payload per reading: the reading of the moment, or for a
 /// people counter (whose flow is per interval) each of its intervals passed since it last reported.
+/// The message bodies that carry `payloads` (single readings' JSON): one alone as it is, several (a
+/// counter catching up) as batches of at most [`MAX_BATCH`] readings and [`MAX_PAYLOAD`] bytes, the
+/// limits ingest takes.
+fn bodies(payloads: Vec<String>) -> Vec<String> {
+    if payloads.len() <= 1 {
+        return payloads;
+    }
+    let mut out = Vec::new();
+    let mut body = String::from("[");
+    let mut count = 0;
+    for p in payloads {
+        // The comma (or the opening bracket) and the closing bracket.
+        if count > 0 && (count == MAX_BATCH || body.len() + p.len() + 2 > MAX_PAYLOAD) {
+            body.push(']');
+            out.push(std::mem::replace(&mut body, String::from("[")));
+            count = 0;
+        }
+        if count > 0 {
+            body.push(',');
+        }
+        body.push_str(&p);
+        count += 1;
+    }
+    body.push(']');
+    out.push(body);
+    out
+}
+
 fn due_payloads(
     d: &Device,
     now: Timestamp,
@@ -193,9 +217,9 @@ fn counter_slots(counter: &Device, now: Timestamp, counted: &mut HashMap<DeviceI
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_counter_reports_each_passed_interval_once_from_local_midnight() {
-        let counter = Device {
+    /// A people counter reporting every five minutes.
+    fn people_counter() -> Device {
+        Device {
             id: "pc-01".parse().expect("id"),
             kind: DeviceKind::PeopleCounter,
             model: "PC-3D".into(),
@@ -209,7 +233,44 @@ mod tests {
             created_at: Timestamp::UNIX_EPOCH,
             retired_at: None,
             last_seen_at: None,
-        };
+        }
+    }
+
+    /// A counter catching up on a whole day: every batch is within what ingest takes, and together
+    /// they carry every reading once. The simulator once sent this as one 10.6 KiB batch that its MQTT
+    /// client refused to send (late in the day only).
+    #[test]
+    fn a_day_of_counts_goes_in_batches_ingest_takes() {
+        let counter = Device { expected_interval_s: 60, ..people_counter() };
+        let at_night: Timestamp = "2026-11-24T15:58:30Z".parse().expect("time"); // 23:58:30 local
+        let slots = counter_slots(&counter, at_night, &mut HashMap::new());
+        assert_eq!(slots.len(), 24 * 60 - 2, "every minute since midnight but the one under way");
+        let mut rng = fastrand::Rng::with_seed(7);
+        let payloads: Vec<String> =
+            slots.iter().map(|at| civicgrid_demo::devices::payload(&counter, *at, rng.f64())).collect();
+        let sent = bodies(payloads);
+        assert!(sent.len() >= 3, "{} readings make several batches", slots.len());
+        let mut readings = 0;
+        for body in &sent {
+            assert!(body.len() <= MAX_PAYLOAD && body.len() + 100 < MAX_PACKET, "{} bytes", body.len());
+            let parsed = civicgrid_core::iot::parse_payload(DeviceKind::PeopleCounter, body.as_bytes(), at_night)
+                .expect("ingest takes the batch");
+            readings += parsed.len();
+        }
+        assert_eq!(readings, slots.len() * 2, "in and out counts of every slot, once");
+        // Large readings split by size before the count limit.
+        let big = vec![format!(r#"{{"values":{{"count_in":1}},"ts":"{}"}}"#, "x".repeat(1000)); 200];
+        let sent = bodies(big);
+        assert!(sent.len() >= 4 && sent.iter().all(|b| b.len() <= MAX_PAYLOAD));
+        let total: usize =
+            sent.iter().map(|b| serde_json::from_str::<Vec<serde_json::Value>>(b).expect("a JSON list").len()).sum();
+        assert_eq!(total, 200);
+        assert_eq!(bodies(vec!["{}".into()]), vec!["{}".to_owned()], "one reading goes alone");
+    }
+
+    #[test]
+    fn a_counter_reports_each_passed_interval_once_from_local_midnight() {
+        let counter = people_counter();
         let mut counted = HashMap::new();
         // 01:02:30 local: the twelve five-minute intervals of the first hour have passed, and 01:00–01:05 has not.
         let now: Timestamp = "2026-11-23T17:02:30Z".parse().expect("time");
