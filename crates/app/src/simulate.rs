@@ -151,8 +151,6 @@ pub fn feed(
     })
 }
 
-/// What `d` has to report at `now`, one payload per reading: the reading of the moment, or for a
-/// people counter (whose flow is per interval) each of its intervals passed since it last reported.
 /// The message bodies that carry `payloads` (single readings' JSON): one alone as it is, several (a
 /// counter catching up) as batches of at most [`MAX_BATCH`] readings and [`MAX_PAYLOAD`] bytes, the
 /// limits ingest takes.
@@ -181,6 +179,8 @@ fn bodies(payloads: Vec<String>) -> Vec<String> {
     out
 }
 
+/// What `d` has to report at `now`, one payload per reading: the reading of the moment, or for a
+/// people counter (whose flow is per interval) each of its intervals passed since it last reported.
 fn due_payloads(
     d: &Device,
     now: Timestamp,

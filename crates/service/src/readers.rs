@@ -50,18 +50,20 @@ struct KpiWindow {
     entries: usize,
 }
 
+impl KpiWindow {
+    /// An empty window with the reader at `position`.
+    fn at(position: i64) -> Self {
+        Self { position, upto: position, projection: Projection::new(), entries: 0 }
+    }
+}
+
 impl Services {
     /// One turn of `readers` over the event log (see the module's notes).
     pub async fn read_log(&self, readers: Readers) -> ServiceResult<LogTurn> {
         let mut turn = LogTurn::default();
         let mut timers = if readers.timers { self.timer_reader_position().await? } else { None };
         let mut kpis = match readers.kpis {
-            true => self.kpi_reader_position().await?.map(|p| KpiWindow {
-                position: p,
-                upto: p,
-                projection: Projection::new(),
-                entries: 0,
-            }),
+            true => self.kpi_reader_position().await?.map(KpiWindow::at),
             false => None,
         };
         let Some(mut at) = timers.into_iter().chain(kpis.as_ref().map(|k| k.upto)).min() else { return Ok(turn) };
@@ -115,7 +117,7 @@ impl Services {
             return Ok(None);
         }
         turn.kpis += k.entries;
-        Ok(Some(KpiWindow { position: k.upto, upto: k.upto, projection: Projection::new(), entries: 0 }))
+        Ok(Some(KpiWindow::at(k.upto)))
     }
 
     /// Reads the event log from where the timer scheduler left off and enqueues the timers of every
