@@ -796,8 +796,12 @@ pub struct CaseStatus {
     pub rework_count: i32,
     /// Times the case was reopened after closing.
     pub reopen_count: i32,
-    /// Escalation level (督办), 0 = none.
+    /// The highest escalation level (督办) the case has reached, 0 = never escalated.
     pub escalation_level: i32,
+    /// The escalation level of the current step's deadline: the ladder's rungs and the top rung's cap
+    /// go by it, and a new deadline starts it over at 0.
+    #[serde(default)]
+    pub step_escalation: i32,
     /// When the case was parked, while it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -1105,6 +1109,7 @@ impl CaseStatus {
             rework_count: 0,
             reopen_count: 0,
             escalation_level: 0,
+            step_escalation: 0,
             parked_at: None,
             requested_extension_hours: None,
             request_from: None,
@@ -1189,7 +1194,10 @@ impl CaseStatus {
                     r.rectified_at = Some(e.at);
                 }
             }
-            Action::Escalate => self.escalation_level += 1,
+            Action::Escalate => {
+                self.step_escalation += 1;
+                self.escalation_level = self.escalation_level.max(self.step_escalation);
+            }
             Action::Reopen => {
                 self.reopen_count += 1;
                 self.closed_at = None;
@@ -1234,6 +1242,11 @@ impl CaseStatus {
             (true, true) => self.request_from,
             (true, false) => e.from,
         };
+        // 督办 goes to the step that is late: a new deadline for the case's own step (the next step, an
+        // approved extension, a return to an earlier step) starts its ladder over.
+        if e.due_at != self.due_at && e.action != Action::Escalate {
+            self.step_escalation = 0;
+        }
         self.state = e.to;
         self.due_at = e.due_at;
         self.handle_due_at = e.handle_due_at;
@@ -1468,9 +1481,9 @@ pub fn decide(
             (S::Closed, if rectify { step(dept_clock, sla.rectify) } else { None }, handle, None)
         }
         (Action::Escalate, s) if s.is_open() => {
-            if status.escalation_level >= MAX_ESCALATION_LEVEL {
+            if status.step_escalation >= MAX_ESCALATION_LEVEL {
                 return Err(TransitionError::Invalid(format!(
-                    "the case is already at the highest escalation level ({MAX_ESCALATION_LEVEL})"
+                    "the current step is already at the highest escalation level ({MAX_ESCALATION_LEVEL})"
                 )));
             }
             (s, keep, handle, None)

@@ -786,3 +786,49 @@ fn the_handling_deadline_never_falls_after_an_upstream_deadline_the_12345_kind_o
     dispatch(&mut w);
     assert_eq!(w.status.handle_due_at, Some(w.cal.deadline(w.now, TimeLimit::WorkingDays(1))));
 }
+
+#[test]
+fn the_escalation_ladder_starts_over_with_each_new_deadline() {
+    use crate::sla::Timer;
+    let mut w = World::new();
+    w.ok(Action::Accept);
+    w.ok(Action::File);
+    // The dispatch is late: 督办 to the top of the ladder, and no further.
+    for _ in 0..MAX_ESCALATION_LEVEL {
+        w.ok(Action::Escalate);
+    }
+    assert_eq!((w.status.escalation_level, w.status.step_escalation), (MAX_ESCALATION_LEVEL, MAX_ESCALATION_LEVEL));
+    let dispatch_due = w.status.due_at.expect("a dispatch deadline");
+    assert!(w.cmd(Action::Escalate, Some("再督办")).is_err(), "the top rung is the last");
+    assert_eq!(Timer::Rung(1).action(&w.status, &w.events, dispatch_due, None), None, "rung 1 only notifies now");
+    // A warning keeps the deadline, and with it the step's level.
+    w.ok(Action::Warn { level: WarnLevel::Red });
+    assert_eq!(w.status.step_escalation, MAX_ESCALATION_LEVEL);
+
+    // The department's step has a deadline of its own: its lateness is escalated from rung 1 again,
+    // while the case keeps the highest level it reached.
+    w.ok(Action::Dispatch { lead: dept("huanwei"), co: vec![] });
+    assert_ne!(w.status.due_at, Some(dispatch_due));
+    assert_eq!((w.status.escalation_level, w.status.step_escalation), (MAX_ESCALATION_LEVEL, 0));
+    let sign_due = w.status.due_at.expect("a signing deadline");
+    assert_eq!(Timer::Rung(1).action(&w.status, &w.events, sign_due, None), Some(Action::Escalate));
+    w.ok(Action::Escalate);
+    assert_eq!((w.status.escalation_level, w.status.step_escalation), (MAX_ESCALATION_LEVEL, 1));
+    assert_eq!(Timer::Rung(1).action(&w.status, &w.events, sign_due, None), None, "rung 1 of this deadline is done");
+
+    // Signing sets the handling deadline, and an approved extension moves it: each starts over.
+    w.ok(Action::Sign);
+    assert_eq!(w.status.step_escalation, 0);
+    w.ok(Action::Escalate);
+    w.ok(Action::Escalate);
+    assert_eq!(w.status.step_escalation, 2);
+    w.ok(Action::RequestExtension { working_hours: 8 });
+    w.ok(Action::ApproveExtension);
+    assert_eq!((w.status.escalation_level, w.status.step_escalation), (MAX_ESCALATION_LEVEL, 0));
+    // Closing ends the last step; the case stays one that was escalated.
+    for a in [Action::Reply, Action::VerifyPass, Action::Close] {
+        w.ok(a);
+    }
+    assert_eq!((w.status.escalation_level, w.status.step_escalation), (MAX_ESCALATION_LEVEL, 0));
+    assert_eq!(CaseStatus::replay(&w.events).expect("replays"), w.status);
+}

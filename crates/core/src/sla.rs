@@ -260,7 +260,8 @@ impl Timer {
 
     /// What this timer of the deadline `due` (the case's own, or co-department `task`'s) does to the
     /// case when it fires, given its status and history: a warning, unless the history already has it
-    /// for that deadline; for the case's own deadline, a 督办 while the open case is below rung k.
+    /// for that deadline; for the case's own deadline, a 督办 while the open case's current step is below
+    /// rung k.
     /// `None` when it only notifies. The live timers and the demo's simulated year both ask this.
     pub fn action(
         self,
@@ -276,7 +277,7 @@ impl Timer {
                 (!made).then_some(Action::Warn { level })
             }
             (Timer::Rung(k), None) => {
-                (status.state.is_open() && status.escalation_level < i32::from(k)).then_some(Action::Escalate)
+                (status.state.is_open() && status.step_escalation < i32::from(k)).then_some(Action::Escalate)
             }
             (Timer::Rung(_), Some(_)) => None,
         }

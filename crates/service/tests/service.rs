@@ -686,6 +686,46 @@ async fn a_silent_co_department_is_warned_on_its_own_task_and_the_case_is_not_es
     assert_eq!(inbox("leader").await, vec!["escalation"], "rung 3 reaches the town leader");
 }
 
+/// The live timers escalate a late dispatch to the top of the ladder; once dispatched, the department's
+/// own late signing is escalated again from rung 1 (the ladder goes by the step's deadline), and the case
+/// keeps the highest level it reached.
+#[tokio::test]
+async fn after_a_dispatch_escalated_to_the_top_the_department_s_late_step_is_escalated_afresh() {
+    use civicgrid_core::case::{Command, MAX_ESCALATION_LEVEL};
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
+    let town = populate(store.as_ref()).await;
+    let s = services(store.clone(), &clock).await;
+    let shift = demo_actor(store.as_ref(), "shift").await;
+    let runner = JobRunner::standard(s.clone(), "only");
+    let id = report_cases(&s, &town, 1).await[0];
+    // 30 minutes to dispatch: the rungs fall at 09:30, 10:00 and 10:30.
+    clock.advance(SignedDuration::from_mins(91));
+    while runner.run_once().await.expect("run") > 0 {}
+    let level = |c: &civicgrid_core::case::Case| (c.status.escalation_level, c.status.step_escalation);
+    let case = store.case(id).await.expect("read").expect("case");
+    assert_eq!(level(&case), (MAX_ESCALATION_LEVEL, MAX_ESCALATION_LEVEL));
+    let dispatch = Action::Dispatch { lead: "huanwei".parse().expect("d"), co: vec![] };
+    for action in [Action::Accept, Action::File, dispatch] {
+        s.transition(&shift, id, &Command::new(action), None).await.expect("step");
+    }
+    let case = store.case(id).await.expect("read").expect("case");
+    assert_eq!(level(&case), (MAX_ESCALATION_LEVEL, 0), "the sign deadline starts its own ladder");
+    // Two working hours to sign from 10:31, the lunch break skipped: its rungs fall at 14:31 and
+    // 16:31, so by 15:31 the late signing is under 督办 at rung 1.
+    clock.advance(SignedDuration::from_hours(5));
+    while runner.run_once().await.expect("run") > 0 {}
+    let case = store.case(id).await.expect("read").expect("case");
+    assert_eq!(level(&case), (MAX_ESCALATION_LEVEL, 1), "the late signing is under 督办");
+    let events = store.case_events(id).await.expect("events");
+    let dispatched = events.iter().position(|e| matches!(e.action, Action::Dispatch { .. })).expect("dispatch");
+    let escalations = |from: usize, to: usize| events[from..to].iter().filter(|e| e.action == Action::Escalate).count();
+    assert_eq!(escalations(0, dispatched), 3, "the dispatch's three rungs");
+    assert_eq!(escalations(dispatched, events.len()), 1, "rung 1 of the new deadline, by the system");
+    let last = events.iter().rfind(|e| e.action == Action::Escalate).expect("督办");
+    assert_eq!(last.actor.job.as_deref(), Some("sla_timer"));
+}
+
 /// A demo user as an actor.
 async fn demo_actor(store: &dyn Store, name: &str) -> Actor {
     let u = store.user_by_username(name).await.expect("users").expect("demo user");
