@@ -6,6 +6,10 @@
 //!   this machine) and bare batched inserts through the store (the storage upper bound);
 //! - a filtered case list against a database of 1,000,000 cases (latency percentiles per filter);
 //! - demo generation time.
+//!
+//! `--against BINARY` measures this build and another in turns instead (creation on SQLite, or ingest
+//! with `--ingest`), so that a change is judged against its parent on the same machine in the same
+//! minutes: this VM's speed drifts by more than most changes gain.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -75,6 +79,14 @@ pub struct BenchArgs {
     /// Run only the telemetry ingest benchmark with this many MQTT messages (needs Debian's mosquitto).
     #[arg(long)]
     ingest: Option<usize>,
+    /// Compare this build with another `civicgrid` binary: durable case creation on SQLite (or, with
+    /// `--ingest`, telemetry ingest), the two builds taking turns (this, other, other, this, …) so that
+    /// the machine's drift between minutes falls on both.
+    #[arg(long, value_name = "BINARY")]
+    against: Option<PathBuf>,
+    /// Runs of each build with `--against`.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
     /// Internal: run the bare axum server on this address.
     #[arg(long, hide = true)]
     serve_bare: Option<String>,
@@ -99,9 +111,13 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
         print_rows(ui_bench(&args, n).await?);
         return Ok(());
     }
+    if let Some(other) = &args.against {
+        print_rows(against(&args, other, &body).await?);
+        return Ok(());
+    }
     if let Some(n) = args.ingest {
         eprintln!("· telemetry ingest, {n} MQTT messages");
-        print_rows(ingest::ingest_bench(&args.dir, n).await?);
+        print_rows(ingest::ingest_bench(&this_build()?, &args.dir, n).await?.rows());
         return Ok(());
     }
     if !args.kpi_cases.is_empty() {
@@ -126,7 +142,7 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     for sync in ["full", "normal"] {
         eprintln!("· case creation, SQLite synchronous={sync}");
         let sqlite_db = args.dir.join("bench-load.db").to_string_lossy().into_owned();
-        let r = create_load(&sqlite_db, &body, &args, sync).await?;
+        let r = create_load(&this_build()?, &sqlite_db, &body, &args, sync).await?;
         rows.push(Row {
             what: format!("POST /api/v1/cases, SQLite synchronous={sync}, {} clients", args.clients),
             result: format!("{} — {:.0} % of bare handler", r.summary(), 100.0 * r.rate() / bare_rate),
@@ -136,7 +152,7 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     if !args.no_pg {
         eprintln!("· durable case creation, PostgreSQL");
         let (url, db) = scratch_pg(&args.pg, "cg_bench_load").await?;
-        let r = create_load(&url, &body, &args, "full").await;
+        let r = create_load(&this_build()?, &url, &body, &args, "full").await;
         drop_pg(&args.pg, &db).await;
         let r = r?;
         rows.push(Row {
@@ -183,6 +199,102 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
 
     print_rows(rows);
     Ok(())
+}
+
+/// Which build a turn of `--against` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    This,
+    Other,
+}
+
+/// The order of the builds' turns: this, other, other, this, this, other, … (each pair swapped with the
+/// one before, so that a steady drift of the machine favours neither).
+fn turns(rounds: u32) -> Vec<Build> {
+    (0..rounds)
+        .flat_map(|r| if r % 2 == 0 { [Build::This, Build::Other] } else { [Build::Other, Build::This] })
+        .collect()
+}
+
+/// `--against`: this build and `other` take turns at the same measurement; a row per run, then each
+/// build's mean and the difference. Creation runs beside this build's bare handler, measured first.
+async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<Row>> {
+    if !other.is_file() {
+        return Err(format!("--against {}: no such binary", other.display()).into());
+    }
+    let this = this_build()?;
+    let bin = |b: Build| if b == Build::This { this.as_path() } else { other };
+    let name = |b: Build| match b {
+        Build::This => "this build".to_owned(),
+        Build::Other => format!("`{}`", other.display()),
+    };
+    let mut rows = Vec::new();
+    let bare_rate = match args.ingest {
+        Some(_) => None,
+        None => {
+            eprintln!("· bare axum handler");
+            let bare = spawn_child(&["bench", "--serve-bare", "127.0.0.1:0"])?;
+            let r = load(&bare.1, None, body, args.clients, args.seconds).await;
+            kill(bare.0);
+            let r = r?;
+            rows.push(Row {
+                what: format!("bare axum handler (this build), {} clients", args.clients),
+                result: r.summary(),
+            });
+            Some(r.rate())
+        }
+    };
+    let mut rates: Vec<(Build, f64)> = Vec::new();
+    for (i, b) in turns(args.rounds).into_iter().enumerate() {
+        let round = i / 2 + 1;
+        let (what, result, rate) = match args.ingest {
+            Some(n) => {
+                eprintln!("· round {round}: telemetry ingest, {n} MQTT messages, {}", name(b));
+                let run = ingest::ingest_bench(bin(b), &args.dir, n).await?;
+                (
+                    format!("round {round}, {}: ingest of {n} messages, SQLite", name(b)),
+                    run.node_result(),
+                    run.ours / run.raw,
+                )
+            }
+            None => {
+                eprintln!("· round {round}: case creation, SQLite synchronous=full, {}", name(b));
+                let db = args.dir.join("bench-against.db").to_string_lossy().into_owned();
+                let r = create_load(bin(b), &db, body, args, "full").await?;
+                let share = bare_rate
+                    .map_or(String::new(), |bare| format!(" — {:.0} % of bare handler", 100.0 * r.rate() / bare));
+                (
+                    format!(
+                        "round {round}, {}: POST /api/v1/cases, SQLite synchronous=full, {} clients",
+                        name(b),
+                        args.clients
+                    ),
+                    r.summary() + &share,
+                    r.rate(),
+                )
+            }
+        };
+        rows.push(Row { what, result });
+        rates.push((b, rate));
+    }
+    let of = |b: Build| -> Vec<f64> { rates.iter().filter(|(x, _)| *x == b).map(|(_, r)| *r).collect() };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let show = |m: f64| if args.ingest.is_some() { format!("{:.0} %", 100.0 * m) } else { format!("{m:.0}") };
+    let unit = if args.ingest.is_some() { "of the bare client in the same run" } else { "req/s" };
+    for b in [Build::This, Build::Other] {
+        let v = of(b);
+        let (low, high) = v.iter().fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+        rows.push(Row {
+            what: format!("mean of {} runs, {}", args.rounds, name(b)),
+            result: format!("{} {unit} (runs {} – {})", show(mean(&v)), show(low), show(high)),
+        });
+    }
+    let (this_mean, other_mean) = (mean(&of(Build::This)), mean(&of(Build::Other)));
+    rows.push(Row {
+        what: "this build against the other".into(),
+        result: format!("{:+.1} %", 100.0 * (this_mean / other_mean.max(f64::MIN_POSITIVE) - 1.0)),
+    });
+    Ok(rows)
 }
 
 fn print_rows(rows: Vec<Row>) {
@@ -445,8 +557,14 @@ fn demo_options(scale: f64) -> DemoOptions {
     }
 }
 
-fn command(args: &[&str]) -> AppResult<Command> {
-    let mut c = Command::new(std::env::current_exe()?);
+/// This build: the binary running the bench.
+fn this_build() -> AppResult<PathBuf> {
+    Ok(std::env::current_exe()?)
+}
+
+/// A subcommand of the `civicgrid` binary `bin` (this build, or the one `--against` names).
+fn command_of(bin: &Path, args: &[&str]) -> AppResult<Command> {
+    let mut c = Command::new(bin);
     c.args(args)
         .env("CIVICGRID_DEMO_PASSWORD", PASSWORD)
         .env("CIVICGRID_ADMIN_PASSWORD", PASSWORD)
@@ -454,16 +572,32 @@ fn command(args: &[&str]) -> AppResult<Command> {
     Ok(c)
 }
 
-fn run_child(args: &[&str]) -> AppResult<()> {
-    let out = command(args)?.stdout(Stdio::null()).stderr(Stdio::inherit()).status()?;
-    if out.success() { Ok(()) } else { Err(format!("civicgrid {args:?} failed").into()) }
+/// A subcommand of this build.
+fn command(args: &[&str]) -> AppResult<Command> {
+    command_of(&this_build()?, args)
 }
 
-/// Starts `civicgrid serve` on `database` with the given SQLite durability.
-fn spawn_server(database: &str, sync: &str) -> AppResult<(Child, String)> {
-    let mut cmd = command(&["serve", "--database", database, "--listen", "127.0.0.1:0"])?;
+/// Runs a subcommand of `bin` to its end.
+fn run_child_of(bin: &Path, args: &[&str]) -> AppResult<()> {
+    let out = command_of(bin, args)?.stdout(Stdio::null()).stderr(Stdio::inherit()).status()?;
+    if out.success() { Ok(()) } else { Err(format!("{} {args:?} failed", bin.display()).into()) }
+}
+
+/// Runs a subcommand of this build to its end.
+fn run_child(args: &[&str]) -> AppResult<()> {
+    run_child_of(&this_build()?, args)
+}
+
+/// Starts `bin serve` on `database` with the given SQLite durability.
+fn spawn_server_of(bin: &Path, database: &str, sync: &str) -> AppResult<(Child, String)> {
+    let mut cmd = command_of(bin, &["serve", "--database", database, "--listen", "127.0.0.1:0"])?;
     cmd.env("CIVICGRID_SQLITE_SYNCHRONOUS", sync);
     read_banner(cmd)
+}
+
+/// Starts this build's `serve` on `database` with the given SQLite durability.
+fn spawn_server(database: &str, sync: &str) -> AppResult<(Child, String)> {
+    spawn_server_of(&this_build()?, database, sync)
 }
 
 /// Starts a server child and returns it with its base URL (read from its first line of output).
@@ -529,19 +663,24 @@ async fn login(base: &str, user: &str) -> AppResult<String> {
     Ok(v["token"].as_str().ok_or("login failed")?.to_owned())
 }
 
-async fn create_load(database: &str, body: &Value, args: &BenchArgs, sync: &str) -> AppResult<LoadResult> {
+async fn create_load(bin: &Path, database: &str, body: &Value, args: &BenchArgs, sync: &str) -> AppResult<LoadResult> {
     if !database.starts_with("postgres") {
         remove_sqlite(database)?;
     }
-    run_child(&["demo", "--database", database, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"])?;
-    let (child, base) = spawn_server(database, sync)?;
+    let demo = ["demo", "--database", database, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"];
+    run_child_of(bin, &demo)?;
+    let (child, base) = spawn_server_of(bin, database, sync)?;
     let token = login(&base, "intake").await;
     let r = match token {
         Ok(t) => match load(&base, Some(&t), body, args.clients, args.seconds).await {
-            Ok(mut r) => reader_lag(&base).await.map(|lag| {
-                r.readers = Some(lag);
-                r
-            }),
+            Ok(mut r) => {
+                // A build older than the readers' lag gauge (`--against`) is measured all the same.
+                match reader_lag(&base).await {
+                    Ok(lag) => r.readers = Some(lag),
+                    Err(e) => eprintln!("  (no log reader lag from {}: {e})", bin.display()),
+                }
+                Ok(r)
+            }
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -863,4 +1002,20 @@ async fn list_queries(base: &str, count: i64) -> AppResult<Vec<Row>> {
     all.sort_unstable();
     rows.push(latency_row(format!("GET /api/v1/cases, all {} filtered requests above", all.len()), &all));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Build, turns};
+
+    #[test]
+    fn the_builds_take_turns_so_that_a_steady_drift_favours_neither() {
+        use Build::{Other, This};
+        assert_eq!(turns(1), vec![This, Other]);
+        assert_eq!(turns(3), vec![This, Other, Other, This, This, Other]);
+        // Under a drift that slows every later run by the same step, two rounds give both builds the
+        // same mean.
+        let slot = |b: Build| turns(2).iter().enumerate().filter(|(_, x)| **x == b).map(|(i, _)| i).sum::<usize>();
+        assert_eq!(slot(This), slot(Other));
+    }
 }

@@ -265,6 +265,40 @@ fn migrate_creates_a_database_with_the_code_tables() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
 }
 
+/// `bench --against` measures two builds in turns (here the same binary twice, briefly): a row per run
+/// in the alternating order, each build's mean, and the difference; a binary that is not there is refused
+/// before anything runs.
+#[test]
+fn bench_against_measures_two_builds_in_turns() {
+    let dir = std::path::Path::new(&temp_db()).parent().expect("dir").join("bench");
+    let dir = dir.to_string_lossy().into_owned();
+    let args = ["bench", "--dir", &dir, "--against", BIN, "--rounds", "1", "--seconds", "1", "--clients", "2"];
+    let out = run_ok(&args);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| ")).collect();
+    let at = |what: &str| rows.iter().position(|r| r.contains(what)).unwrap_or_else(|| panic!("no {what:?} in\n{out}"));
+    let (this, other) = (at("round 1, this build: POST /api/v1/cases"), at(&format!("round 1, `{BIN}`: POST")));
+    assert!(
+        at("bare axum handler") < this && this < other,
+        "the bare handler, then this build, then the other:\n{out}"
+    );
+    for row in [rows[this], rows[other]] {
+        let rate: f64 =
+            row.split("| ").nth(2).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).expect("a rate");
+        assert!(rate > 0.0 && row.contains(" 0 failed") && row.contains("% of bare handler"), "{row}");
+    }
+    assert!(rows[at("mean of 1 runs, this build")].contains("req/s (runs "), "{out}");
+    let diff = rows[at("this build against the other")];
+    assert!(diff.trim_end_matches(" |").ends_with(" %"), "{diff}");
+
+    let missing = civicgrid(&["bench", "--dir", &dir, "--against", "/nonexistent/civicgrid"]).output().expect("run");
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no such binary"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
 /// `backup` copies a database while it is open, `restore` puts it back, and everything reads back as
 /// it was at the backup: cases, their histories, the event log, accounts and the attachment files. (The server goes on
 /// working after the backup — its timers warn and escalate overdue demo cases — so the original's
