@@ -404,6 +404,7 @@ async fn simulate_publishes_the_demo_devices_telemetry_to_the_broker() {
     )
     .await
     .expect("services");
+    let metrics = civicgrid_http::metrics::install().expect("a metrics recorder");
     let client_id = format!("civicgrid-cli-{}", std::process::id());
     let node = civicgrid_ingest::spawn(services, civicgrid_ingest::MqttConfig { client_id, ..broker.clone() });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -428,4 +429,13 @@ async fn simulate_publishes_the_demo_devices_telemetry_to_the_broker() {
     };
     node.abort();
     assert_eq!(heard, devices.len(), "every device's telemetry arrived through the broker");
+    // Each batch's time is measured, so that a slow drain can be told from a slow broker.
+    let text = metrics.render();
+    let batches = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert!(batches("civicgrid_mqtt_batch_seconds_count") >= 1.0, "{text}");
+    assert!(batches("civicgrid_mqtt_batch_seconds_sum") > 0.0, "{text}");
 }

@@ -34,6 +34,9 @@ pub const TOPIC_PREFIX: &str = "civicgrid/v1/devices/";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Storage attempts for a batch before what is left of it stays unacknowledged (for redelivery).
 const STORE_ATTEMPTS: u32 = 5;
+/// A batch that takes this long to parse, store and follow is logged at the default level (with its
+/// size), so that a slow drain leaves a trace; every batch's time is in `civicgrid_mqtt_batch_seconds`.
+const SLOW_BATCH: Duration = Duration::from_secs(1);
 /// Most messages stored in one transaction.
 pub const MAX_BATCH: usize = 1000;
 
@@ -166,7 +169,15 @@ async fn store<'a>(services: &Services, batch: &'a [Delivery]) -> Vec<&'a Delive
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=STORE_ATTEMPTS {
         let messages: Vec<(&str, &[u8])> = pending.iter().map(|(d, device)| (*device, &d.payload[..])).collect();
+        let started = std::time::Instant::now();
         let outcomes = services.ingest_batch(&messages).await;
+        let took = started.elapsed();
+        metrics::histogram!("civicgrid_mqtt_batch_seconds").record(took.as_secs_f64());
+        if took >= SLOW_BATCH {
+            tracing::warn!(messages = messages.len(), seconds = took.as_secs_f64(), "slow telemetry batch");
+        } else {
+            tracing::debug!(messages = messages.len(), seconds = took.as_secs_f64(), "telemetry batch");
+        }
         let mut again = Vec::new();
         let mut failure = None;
         for ((d, device), outcome) in pending.into_iter().zip(outcomes) {

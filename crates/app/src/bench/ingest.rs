@@ -177,9 +177,21 @@ async fn metric(http: &reqwest::Client, base: &str, name: &str) -> AppResult<f64
         .sum())
 }
 
+/// What the node's drain measured.
+struct Drain {
+    /// Messages acknowledged per second.
+    rate: f64,
+    /// Readings it stored.
+    readings: f64,
+    /// Messages per batch (per transaction), on average.
+    batch: f64,
+    /// Milliseconds a batch took to parse, store and follow, on average.
+    batch_ms: f64,
+}
+
 /// The node drains its backlog: the rate between the first poll that sees it working and the one
 /// that sees every message acknowledged, how many readings it stored, and its mean batch.
-async fn node_drain(bin: &Path, db: &str, port: u16, total: usize) -> AppResult<(f64, f64, f64)> {
+async fn node_drain(bin: &Path, db: &str, port: u16, total: usize) -> AppResult<Drain> {
     let (child, base) = spawn_node(bin, db, port)?;
     let http = reqwest::Client::new();
     let bar = progress(total as u64, "civicgrid ingesting");
@@ -200,7 +212,13 @@ async fn node_drain(bin: &Path, db: &str, port: u16, total: usize) -> AppResult<
             let rate = (taken - n0) / now.duration_since(t0).as_secs_f64().max(1e-3);
             let readings = metric(&http, &base, "civicgrid_telemetry_readings_total").await?;
             let batches = metric(&http, &base, "civicgrid_mqtt_batch_size_count").await?;
-            break Ok((rate, readings, taken / batches.max(1.0)));
+            let busy = metric(&http, &base, "civicgrid_mqtt_batch_seconds_sum").await?;
+            break Ok(Drain {
+                rate,
+                readings,
+                batch: taken / batches.max(1.0),
+                batch_ms: 1e3 * busy / batches.max(1.0),
+            });
         }
         if now > deadline {
             break Err(format!("the node took {taken} of {total} messages in 10 minutes").into());
@@ -254,20 +272,20 @@ pub(super) struct IngestRun {
     pub(super) raw: f64,
     /// The node's drain, msg/s.
     pub(super) ours: f64,
-    readings: f64,
-    batch: f64,
+    drain: Drain,
 }
 
 impl IngestRun {
     /// The node's row: its rate, its share of the bare client's, what it stored.
     pub(super) fn node_result(&self) -> String {
         format!(
-            "{:.0} msg/s — {:.0} % of the bare client ({:.0} msg/s); {:.0} readings stored, {:.0} messages per transaction",
+            "{:.0} msg/s — {:.0} % of the bare client ({:.0} msg/s); {:.0} readings stored, {:.0} messages per transaction, {:.1} ms each",
             self.ours,
             100.0 * self.ours / self.raw,
             self.raw,
-            self.readings,
-            self.batch
+            self.drain.readings,
+            self.drain.batch,
+            self.drain.batch_ms
         )
     }
 
@@ -311,7 +329,7 @@ pub(super) async fn ingest_bench(bin: &Path, dir: &Path, total: usize) -> AppRes
     let publish = publish(broker.port, &messages).await?;
     drop(messages);
     let raw = raw_drain(broker.port, total).await?;
-    let (ours, readings, batch) = node_drain(bin, &db, broker.port, total).await?;
+    let drain = node_drain(bin, &db, broker.port, total).await?;
     let shape = format!("{total} messages from {} devices (~{} bytes each)", devices.len(), bytes / total.max(1));
-    Ok(IngestRun { shape, publish, raw, ours, readings, batch })
+    Ok(IngestRun { shape, publish, raw, ours: drain.rate, drain })
 }
