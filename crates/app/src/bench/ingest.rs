@@ -185,8 +185,8 @@ struct Drain {
     readings: f64,
     /// Messages per batch (per transaction), on average.
     batch: f64,
-    /// Milliseconds a batch took to parse, store and follow, on average.
-    batch_ms: f64,
+    /// Milliseconds a batch took to parse, store and follow, on average (when the node reports it).
+    batch_ms: Option<f64>,
 }
 
 /// The node drains its backlog: the rate between the first poll that sees it working and the one
@@ -213,12 +213,9 @@ async fn node_drain(bin: &Path, db: &str, port: u16, total: usize) -> AppResult<
             let readings = metric(&http, &base, "civicgrid_telemetry_readings_total").await?;
             let batches = metric(&http, &base, "civicgrid_mqtt_batch_size_count").await?;
             let busy = metric(&http, &base, "civicgrid_mqtt_batch_seconds_sum").await?;
-            break Ok(Drain {
-                rate,
-                readings,
-                batch: taken / batches.max(1.0),
-                batch_ms: 1e3 * busy / batches.max(1.0),
-            });
+            // A build older than the batch timer reports none.
+            let batch_ms = (busy > 0.0).then(|| 1e3 * busy / batches.max(1.0));
+            break Ok(Drain { rate, readings, batch: taken / batches.max(1.0), batch_ms });
         }
         if now > deadline {
             break Err(format!("the node took {taken} of {total} messages in 10 minutes").into());
@@ -279,13 +276,13 @@ impl IngestRun {
     /// The node's row: its rate, its share of the bare client's, what it stored.
     pub(super) fn node_result(&self) -> String {
         format!(
-            "{:.0} msg/s — {:.0} % of the bare client ({:.0} msg/s); {:.0} readings stored, {:.0} messages per transaction, {:.1} ms each",
+            "{:.0} msg/s — {:.0} % of the bare client ({:.0} msg/s); {:.0} readings stored, {:.0} messages per transaction{}",
             self.ours,
             100.0 * self.ours / self.raw,
             self.raw,
             self.drain.readings,
             self.drain.batch,
-            self.drain.batch_ms
+            self.drain.batch_ms.map_or(String::new(), |ms| format!(", {ms:.1} ms each"))
         )
     }
 
