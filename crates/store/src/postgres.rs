@@ -89,9 +89,7 @@ impl PgStore {
             .application_name(&format!("civicgrid:{}", schema.unwrap_or("public")));
         let mut pool_options = PgPoolOptions::new().max_connections(8);
         if let Some(schema) = schema {
-            if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                return Err(crate::StoreError::BadUrl(format!("bad schema name {schema:?}")));
-            }
+            let schema = schema_name(schema)?;
             let setup = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
             setup.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
             setup.close().await;
@@ -135,17 +133,32 @@ impl PgStore {
         Ok(rows)
     }
 
-    /// Drops every civicgrid table of the database's current schema (for `demo --fresh`).
+    /// Drops every table and function civicgrid's migrations create in the default schema (what
+    /// `demo --fresh` starts from); anything else in the database is left alone.
     pub async fn wipe(url: &str) -> crate::Result<()> {
-        let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
-        pool.execute(
-            // Every table the migrations create (a new migration's tables go here too; the CLI test of
-            // `demo --fresh` on PostgreSQL fails otherwise).
-            "DROP TABLE IF EXISTS rule_states, alarm_events, alarms, telemetry_pending, telemetry_reports, telemetry_rollup, telemetry, telemetry_latest, devices, kpi_counts, notify_channels, notifications, duty_roster, log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, work_calendar, \
-             matters, component_classes, departments, micro_grids, grids, workstations, town, _sqlx_migrations CASCADE",
-        )
-        .await?;
-        pool.execute("DROP FUNCTION IF EXISTS civicgrid_announce_events() CASCADE").await?;
+        Self::wipe_in_schema(url, None).await
+    }
+
+    /// [`PgStore::wipe`] in `schema` (the default schema when `None`).
+    pub async fn wipe_in_schema(url: &str, schema: Option<&str>) -> crate::Result<()> {
+        let mut options = PgPoolOptions::new().max_connections(1);
+        if let Some(schema) = schema {
+            let set_path = format!("SET search_path TO {}", schema_name(schema)?);
+            options = options.after_connect(move |conn, _meta| {
+                let set_path = set_path.clone();
+                Box::pin(async move {
+                    conn.execute(sqlx::AssertSqlSafe(set_path)).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        let (tables, functions) = created_objects();
+        let tables: Vec<&str> = tables.into_iter().rev().chain(["_sqlx_migrations"]).collect();
+        pool.execute(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {} CASCADE", tables.join(", ")))).await?;
+        for f in functions {
+            pool.execute(sqlx::AssertSqlSafe(format!("DROP FUNCTION IF EXISTS {f} CASCADE"))).await?;
+        }
         pool.close().await;
         Ok(())
     }
@@ -157,6 +170,32 @@ impl PgStore {
         pool.close().await;
         Ok(())
     }
+}
+
+/// A schema name as the store accepts it: lower-case letters, digits and underscores.
+fn schema_name(schema: &str) -> crate::Result<&str> {
+    if schema.is_empty() || !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(crate::StoreError::BadUrl(format!("bad schema name {schema:?}")));
+    }
+    Ok(schema)
+}
+
+/// The tables and the functions (with their argument lists) that the migrations create, in the order
+/// they create them, read from their SQL (written with upper-case keywords, one `CREATE` a line): what
+/// [`PgStore::wipe`] drops, so that a new migration's objects need no list kept by hand.
+fn created_objects() -> (Vec<&'static str>, Vec<&'static str>) {
+    let (mut tables, mut functions) = (Vec::new(), Vec::new());
+    for line in MIGRATIONS.iter().flat_map(|(_, _, sql)| sql.lines()).map(str::trim_start) {
+        let table = ["CREATE TABLE IF NOT EXISTS ", "CREATE TABLE "].iter().find_map(|p| line.strip_prefix(p));
+        let function = ["CREATE OR REPLACE FUNCTION ", "CREATE FUNCTION "].iter().find_map(|p| line.strip_prefix(p));
+        if let Some(rest) = table {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            tables.push(&rest[..end]);
+        } else if let Some(signature) = function.and_then(|rest| rest.find(')').map(|end| &rest[..=end])) {
+            functions.push(signature);
+        }
+    }
+    (tables, functions)
 }
 
 impl PgStore {
@@ -249,3 +288,26 @@ mod notify_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "queries.rs"]
 mod queries;
+
+#[cfg(test)]
+mod tests {
+    use super::created_objects;
+
+    #[test]
+    fn wipe_drops_what_the_migrations_create() {
+        let (tables, functions) = created_objects();
+        // The tables the hand-kept list of `wipe` named before it was read from the migrations.
+        let listed = "rule_states, alarm_events, alarms, telemetry_pending, telemetry_reports, telemetry_rollup, \
+             telemetry, telemetry_latest, devices, kpi_counts, notify_channels, notifications, duty_roster, \
+             log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, \
+             event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, \
+             work_calendar, matters, component_classes, departments, micro_grids, grids, workstations, town";
+        let mut expected: Vec<&str> = listed.split(", ").collect();
+        let mut found = tables.clone();
+        expected.sort_unstable();
+        found.sort_unstable();
+        assert_eq!(found, expected);
+        assert_eq!(tables.first(), Some(&"town"), "in the order the migrations create them");
+        assert_eq!(functions, vec!["civicgrid_announce_events()"]);
+    }
+}

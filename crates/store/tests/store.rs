@@ -85,6 +85,41 @@ async fn postgres_conforms() {
     PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
 
+/// `demo --fresh` on PostgreSQL starts from `wipe`: every table and function of the migrations goes, and
+/// a table of someone else's in the same schema stays.
+#[tokio::test]
+async fn postgres_wipe_drops_every_civicgrid_object_and_nothing_else() {
+    let Some((store, schema)) = pg_store("wipe").await else { return };
+    drop(store);
+    let admin = sqlx::PgPool::connect(&pg_url()).await.expect("connect");
+    let create = format!("CREATE TABLE {schema}.visitor_notes (note TEXT)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&admin).await.expect("a table of someone else's");
+    let left = || async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+        )
+        .bind(&schema)
+        .fetch_all(&admin)
+        .await
+        .expect("tables");
+        let functions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1",
+        )
+        .bind(&schema)
+        .fetch_one(&admin)
+        .await
+        .expect("functions");
+        (tables, functions)
+    };
+    let (before, functions) = left().await;
+    assert!(before.len() > 30 && before.contains(&"cases".to_owned()) && functions >= 1, "{before:?}");
+    PgStore::wipe_in_schema(&pg_url(), Some(&schema)).await.expect("wipe");
+    assert_eq!(left().await, (vec!["visitor_notes".to_owned()], 0));
+    assert!(PgStore::wipe_in_schema(&pg_url(), Some("no; DROP")).await.is_err(), "schema names are checked");
+    admin.close().await;
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+}
+
 /// On SQLite, other writes take turns with the group-commit writer's batches instead of polling for
 /// the lock: while 32 tasks keep the writer busy creating cases, a session write waits about a batch,
 /// never the busy handler's sleeps (before the write gate, such writes waited hundreds of
