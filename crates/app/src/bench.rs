@@ -79,6 +79,9 @@ pub struct BenchArgs {
     /// Run only the telemetry ingest benchmark with this many MQTT messages (needs Debian's mosquitto).
     #[arg(long)]
     ingest: Option<usize>,
+    /// Run only the filtered case list benchmark (its database is generated once in `--dir` and reused).
+    #[arg(long)]
+    list_only: bool,
     /// Compare this build with another `civicgrid` binary: durable case creation on SQLite (or, with
     /// `--ingest`, telemetry ingest), the two builds taking turns (this, other, other, this, …) so that
     /// the machine's drift between minutes falls on both.
@@ -109,6 +112,11 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     if let Some(n) = args.ui_cases {
         eprintln!("· web UI at {n} cases");
         print_rows(ui_bench(&args, n).await?);
+        return Ok(());
+    }
+    if args.list_only {
+        eprintln!("· filtered case list at {} cases", args.list_cases);
+        print_rows(list_bench(&args).await?);
         return Ok(());
     }
     if let Some(other) = &args.against {

@@ -299,6 +299,18 @@ fn bench_against_measures_two_builds_in_turns() {
     );
 }
 
+/// `bench --list-only` runs the filtered case list benchmark alone, here on a small demo year: a row per
+/// filter shape and one over them all, each with its percentiles.
+#[test]
+fn bench_list_only_measures_every_filter_shape() {
+    let dir = std::path::Path::new(&temp_db()).parent().expect("dir").join("bench-list");
+    let out = run_ok(&["bench", "--dir", &dir.to_string_lossy(), "--list-only", "--list-cases", "3000"]);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| GET /api/v1/cases")).collect();
+    assert_eq!(rows.len(), 8, "seven shapes and all of them:\n{out}");
+    assert!(rows.iter().all(|r| r.contains("p50 ") && r.contains("p99 ")), "{out}");
+    assert!(!out.contains("bare axum handler"), "nothing else runs:\n{out}");
+}
+
 /// `backup` copies a database while it is open, `restore` puts it back, and everything reads back as
 /// it was at the backup: cases, their histories, the event log, accounts and the attachment files. (The server goes on
 /// working after the backup — its timers warn and escalate overdue demo cases — so the original's
