@@ -80,6 +80,16 @@ async fn services(store: Arc<dyn Store>, clock: &ManualClock) -> Services {
     Services::new(store, Arc::new(clock.clone()), ServiceConfig::default()).await.expect("services")
 }
 
+/// A small demo town without cases in a fresh SQLite file, and its services on a clock stopped at
+/// Monday morning.
+async fn sqlite_town() -> (ManualClock, Arc<dyn Store>, TownData, Services) {
+    let clock = ManualClock::new(monday_morning());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
+    let town = populate(store.as_ref()).await;
+    let s = services(store.clone(), &clock).await;
+    (clock, store, town, s)
+}
+
 /// The demo's intake operator.
 fn intake() -> Actor {
     Actor {
@@ -218,10 +228,7 @@ proptest! {
 async fn a_deadline_s_timers_run_as_a_chain_of_jobs() {
     use civicgrid_core::case::Command;
     use civicgrid_service::deadlines::{Timer, TimerPayload};
-    let clock = ManualClock::new(monday_morning());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
-    let town = populate(store.as_ref()).await;
-    let s = services(store.clone(), &clock).await;
+    let (clock, store, town, s) = sqlite_town().await;
     s.schedule_timers().await.expect("the reader starts at the end of the log");
     let ids = report_cases(&s, &town, 2).await;
     s.schedule_timers().await.expect("read");
@@ -692,10 +699,7 @@ async fn a_silent_co_department_is_warned_on_its_own_task_and_the_case_is_not_es
 #[tokio::test]
 async fn after_a_dispatch_escalated_to_the_top_the_department_s_late_step_is_escalated_afresh() {
     use civicgrid_core::case::{Command, MAX_ESCALATION_LEVEL};
-    let clock = ManualClock::new(monday_morning());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db()).await.expect("open"));
-    let town = populate(store.as_ref()).await;
-    let s = services(store.clone(), &clock).await;
+    let (clock, store, town, s) = sqlite_town().await;
     let shift = demo_actor(store.as_ref(), "shift").await;
     let runner = JobRunner::standard(s.clone(), "only");
     let id = report_cases(&s, &town, 1).await[0];
