@@ -126,6 +126,8 @@ struct CasePage {
     lead: String,
     co: Vec<TaskRow>,
     escalation: i32,
+    /// The current step's 督办 level, shown beside the case's highest when they differ.
+    step_escalation: i32,
     rework: i32,
     satisfaction: String,
     merged_into: Option<i64>,
@@ -307,6 +309,7 @@ async fn case_page(state: &AppState, s: &Session, case: Case, error: Option<(Str
             })
             .collect(),
         escalation: st.escalation_level,
+        step_escalation: st.step_escalation,
         rework: st.rework_count,
         satisfaction: st
             .satisfaction

@@ -738,3 +738,29 @@ async fn the_alarms_page_lists_alarms_and_acknowledges_them() {
     assert!(!read.html.contains("/ack\""), "no button for analysts");
     assert_eq!(Browser::login(&app, "gw001").await.get("/alarms").await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_case_page_shows_the_current_step_s_escalation_beside_the_case_s_highest() {
+    let app = spawn_app().await;
+    let (shift, supervisor) = (app.login("shift").await, app.login("supervisor").await);
+    let id = app.create(&shift, 0).await["id"].as_i64().expect("id");
+    let browser = Browser::login(&app, "shift").await;
+    for _ in 0..civicgrid_core::case::MAX_ESCALATION_LEVEL {
+        let (s, c) = app.act(&supervisor, id, json!({"action": "escalate"})).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+    }
+    let page = browser.get(&format!("/cases/{id}")).await.html;
+    assert!(page.contains("督办 3</span>") && !page.contains("本环节督办"), "one level, the step's own");
+    for step in
+        [json!({"action": "accept"}), json!({"action": "file"}), json!({"action": "dispatch", "lead": "huanwei"})]
+    {
+        let (s, c) = app.act(&shift, id, step).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+    }
+    let page = browser.get(&format!("/cases/{id}")).await.html;
+    assert!(page.contains("督办 3</span>") && page.contains("本环节督办 0</span>"), "the new step is not escalated");
+    let (s, c) = app.act(&supervisor, id, json!({"action": "escalate"})).await;
+    assert_eq!((s, c["escalation_level"].as_i64(), c["step_escalation"].as_i64()), (StatusCode::OK, Some(3), Some(1)));
+    let page = browser.get(&format!("/cases/{id}")).await.html;
+    assert!(page.contains("督办 3</span>") && page.contains("本环节督办 1</span>"), "{page}");
+}
