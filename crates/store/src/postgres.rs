@@ -93,14 +93,7 @@ impl PgStore {
             let setup = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
             setup.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).await?;
             setup.close().await;
-            let set_path = format!("SET search_path TO {schema}");
-            pool_options = pool_options.after_connect(move |conn, _meta| {
-                let set_path = set_path.clone();
-                Box::pin(async move {
-                    conn.execute(sqlx::AssertSqlSafe(set_path)).await?;
-                    Ok(())
-                })
-            });
+            pool_options = in_schema(pool_options, schema)?;
         }
         let writer_pool = (pool_options.clone(), options.clone());
         let pool = pool_options.connect_with(options).await?;
@@ -143,14 +136,7 @@ impl PgStore {
     pub async fn wipe_in_schema(url: &str, schema: Option<&str>) -> crate::Result<()> {
         let mut options = PgPoolOptions::new().max_connections(1);
         if let Some(schema) = schema {
-            let set_path = format!("SET search_path TO {}", schema_name(schema)?);
-            options = options.after_connect(move |conn, _meta| {
-                let set_path = set_path.clone();
-                Box::pin(async move {
-                    conn.execute(sqlx::AssertSqlSafe(set_path)).await?;
-                    Ok(())
-                })
-            });
+            options = in_schema(options, schema)?;
         }
         let pool = options.connect(url).await?;
         let (tables, functions) = created_objects();
@@ -178,6 +164,18 @@ fn schema_name(schema: &str) -> crate::Result<&str> {
         return Err(crate::StoreError::BadUrl(format!("bad schema name {schema:?}")));
     }
     Ok(schema)
+}
+
+/// Pool options whose every connection works in `schema` (checked by [`schema_name`]).
+fn in_schema(options: PgPoolOptions, schema: &str) -> crate::Result<PgPoolOptions> {
+    let set_path = format!("SET search_path TO {}", schema_name(schema)?);
+    Ok(options.after_connect(move |conn, _meta| {
+        let set_path = set_path.clone();
+        Box::pin(async move {
+            conn.execute(sqlx::AssertSqlSafe(set_path)).await?;
+            Ok(())
+        })
+    }))
 }
 
 /// The tables and the functions (with their argument lists) that the migrations create, in the order
