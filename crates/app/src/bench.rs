@@ -140,12 +140,9 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     eprintln!("· point → micro-grid lookup");
     rows.push(lookup_bench()?);
 
-    eprintln!("· bare axum handler");
-    let bare = spawn_child(&["bench", "--serve-bare", "127.0.0.1:0"])?;
-    let r = load(&bare.1, None, &body, args.clients, args.seconds).await?;
+    let r = bare_handler(&args, &body).await?;
     rows.push(Row { what: format!("bare axum handler, {} clients", args.clients), result: r.summary() });
     let bare_rate = r.rate();
-    kill(bare.0);
 
     for sync in ["full", "normal"] {
         eprintln!("· case creation, SQLite synchronous={sync}");
@@ -209,6 +206,15 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     Ok(())
 }
 
+/// The creation load against the bare axum handler (this build's): the HTTP upper bound on this machine.
+async fn bare_handler(args: &BenchArgs, body: &Value) -> AppResult<LoadResult> {
+    eprintln!("· bare axum handler");
+    let (child, base) = spawn_child(&["bench", "--serve-bare", "127.0.0.1:0"])?;
+    let r = load(&base, None, body, args.clients, args.seconds).await;
+    kill(child);
+    r
+}
+
 /// Which build a turn of `--against` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Build {
@@ -240,11 +246,7 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
     let bare_rate = match args.ingest {
         Some(_) => None,
         None => {
-            eprintln!("· bare axum handler");
-            let bare = spawn_child(&["bench", "--serve-bare", "127.0.0.1:0"])?;
-            let r = load(&bare.1, None, body, args.clients, args.seconds).await;
-            kill(bare.0);
-            let r = r?;
+            let r = bare_handler(args, body).await?;
             rows.push(Row {
                 what: format!("bare axum handler (this build), {} clients", args.clients),
                 result: r.summary(),
@@ -259,7 +261,7 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
             Some(n) => {
                 eprintln!("· round {round}: telemetry ingest, {n} MQTT messages, {}", name(b));
                 let run = ingest::ingest_bench(bin(b), &args.dir, n).await?;
-                (format!("round {round}, {}: ingest of {n} messages, SQLite", name(b)), run.node_result(), run.ours)
+                (format!("round {round}, {}: ingest of {n} messages, SQLite", name(b)), run.node_result(), run.rate())
             }
             None => {
                 eprintln!("· round {round}: case creation, SQLite synchronous=full, {}", name(b));
@@ -285,14 +287,13 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     // The builds are compared by their own rates: the bare MQTT client's drain, the ingest's reference,
     // spreads more between runs than the node's does.
-    let show = |m: f64| format!("{m:.0}");
     let unit = if args.ingest.is_some() { "msg/s" } else { "req/s" };
     for b in [Build::This, Build::Other] {
         let v = of(b);
         let (low, high) = v.iter().fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
         rows.push(Row {
             what: format!("mean of {} runs, {}", args.rounds, name(b)),
-            result: format!("{} {unit} (runs {} – {})", show(mean(&v)), show(low), show(high)),
+            result: format!("{:.0} {unit} (runs {low:.0} – {high:.0})", mean(&v)),
         });
     }
     let (this_mean, other_mean) = (mean(&of(Build::This)), mean(&of(Build::Other)));

@@ -266,19 +266,23 @@ pub(super) struct IngestRun {
     /// Publishing the backlog, msg/s.
     publish: f64,
     /// The bare client's drain, msg/s: the reference.
-    pub(super) raw: f64,
+    raw: f64,
     /// The node's drain, msg/s.
-    pub(super) ours: f64,
     drain: Drain,
 }
 
 impl IngestRun {
+    /// The node's drain, msg/s.
+    pub(super) fn rate(&self) -> f64 {
+        self.drain.rate
+    }
+
     /// The node's row: its rate, its share of the bare client's, what it stored.
     pub(super) fn node_result(&self) -> String {
         format!(
             "{:.0} msg/s — {:.0} % of the bare client ({:.0} msg/s); {:.0} readings stored, {:.0} messages per transaction{}",
-            self.ours,
-            100.0 * self.ours / self.raw,
+            self.drain.rate,
+            100.0 * self.drain.rate / self.raw,
             self.raw,
             self.drain.readings,
             self.drain.batch,
@@ -328,5 +332,5 @@ pub(super) async fn ingest_bench(bin: &Path, dir: &Path, total: usize) -> AppRes
     let raw = raw_drain(broker.port, total).await?;
     let drain = node_drain(bin, &db, broker.port, total).await?;
     let shape = format!("{total} messages from {} devices (~{} bytes each)", devices.len(), bytes / total.max(1));
-    Ok(IngestRun { shape, publish, raw, ours: drain.rate, drain })
+    Ok(IngestRun { shape, publish, raw, drain })
 }
