@@ -109,11 +109,11 @@ pub async fn end_sessions(
 /// Whether an unlock lifted a lock.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Unlocked {
-    /// The username was locked on this node and is not any more.
+    /// The username was locked and is not any more, on any node.
     pub was_locked: bool,
 }
 
-/// Lift a username's log-in lockout on the node that answers (administrators only).
+/// Lift a username's log-in lockout, on every node (administrators only).
 #[utoipa::path(delete, path = "/api/v1/login-locks/{username}", tag = "admin",
     params(("username" = String, Path, description = "login name")),
     responses((status = 200, body = Unlocked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -122,7 +122,7 @@ pub async fn unlock_user(
     Authed(actor): Authed,
     axum::extract::Path(username): axum::extract::Path<String>,
 ) -> ApiResult<Json<Unlocked>> {
-    Ok(Json(Unlocked { was_locked: state.services.unlock_login(&actor, &username)? }))
+    Ok(Json(Unlocked { was_locked: state.services.unlock_login(&actor, &username).await? }))
 }
 
 /// A service account to create.

@@ -59,8 +59,6 @@ pub struct Shared {
     pub feed: Feed,
     /// Settings.
     pub config: HttpConfig,
-    /// How often each address has used the public pages lately.
-    pub public_limits: crate::ui::h5::PublicLimiter,
     /// Background tasks whose death makes the node unready.
     tasks: std::sync::Mutex<Vec<Watched>>,
 }
@@ -84,7 +82,6 @@ impl AppState {
             clock,
             feed,
             config,
-            public_limits: Default::default(),
             tasks: std::sync::Mutex::new(vec![("live feed", feed_task)]),
         })))
     }

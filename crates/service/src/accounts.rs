@@ -1,8 +1,9 @@
 //! Accounts and log-in: argon2id password hashes, random session tokens of which only the SHA-256 is
 //! kept, and the throttles that keep password guessing and hashing floods away:
-//! - a username is locked for [`LOCKOUT`] after [`MAX_FAILURES`] wrong passwords, counting attempts
-//!   still being checked, so parallel guesses cannot slip past the limit;
+//! - a username is locked while its last [`LOCKOUT`] holds [`MAX_FAILURES`] wrong passwords, counting
+//!   attempts still being checked, so parallel guesses cannot slip past the limit;
 //! - one client address gets at most [`MAX_PER_ADDRESS`] attempts per [`LOCKOUT`] window;
+//! - both counts are the store's ([`crate::throttles`]), so they hold across the nodes of a cluster;
 //! - at most [`HASH_WORKERS`] password hashes run at once, and a bounded queue waits for them.
 //!
 //! Failed and successful log-ins and lockouts are logged (username and address, never the password).
@@ -20,6 +21,7 @@ use civicgrid_store::{Created, IdempotencyKey, NewUser, User};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
+use crate::throttles::{LOGIN_ADDRESS, LOGIN_FAILURE, seconds_until};
 use crate::{ServiceError, ServiceResult, Services};
 
 /// Wrong passwords allowed per username before it is locked.
@@ -107,83 +109,42 @@ pub fn actor_of(user: &User) -> Actor {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Attempts {
-    failures: u32,
-    in_flight: u32,
-    since: Timestamp,
-}
-
-/// Log-in attempts per username and per client address, on this node.
+/// Log-in attempts on this node: the passwords being checked, per username, and the hash workers.
+/// The counts that must hold across nodes (attempts per address, wrong passwords per username) are
+/// the store's ([`crate::throttles`]).
 #[derive(Debug)]
 pub(crate) struct LoginGuard {
-    users: Mutex<HashMap<String, Attempts>>,
-    addresses: Mutex<HashMap<IpAddr, (u32, Timestamp)>>,
+    /// Attempts per username whose passwords are still being checked here.
+    in_flight: Mutex<HashMap<String, u32>>,
     hashing: tokio::sync::Semaphore,
     waiting: AtomicUsize,
 }
 
-/// Most usernames and addresses remembered; old entries are dropped first.
-const MAX_TRACKED: usize = 10_000;
-
 impl LoginGuard {
-    fn seconds_until(now: Timestamp, until: Timestamp) -> u64 {
-        u64::try_from(until.duration_since(now).as_secs()).unwrap_or(0).max(1)
+    /// Counts an attempt for `username` as in flight unless, with `failures` wrong passwords already
+    /// in the window, it would pass [`MAX_FAILURES`]; whether it did.
+    fn enter(&self, username: &str, failures: u32) -> ServiceResult<bool> {
+        let mut map = self.in_flight.lock().map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let n = map.entry(username.to_owned()).or_insert(0);
+        if failures + *n >= MAX_FAILURES {
+            if *n == 0 {
+                map.remove(username);
+            }
+            return Ok(false);
+        }
+        *n += 1;
+        Ok(true)
     }
 
-    /// Takes an attempt slot for `username` from `addr` before the password is checked.
-    fn begin(&self, username: &str, addr: Option<IpAddr>, now: Timestamp) -> ServiceResult<()> {
-        if let Some(addr) = addr {
-            let mut map = self.addresses.lock().map_err(|e| ServiceError::Internal(e.to_string()))?;
-            if map.len() >= MAX_TRACKED {
-                map.retain(|_, (_, since)| now < *since + LOCKOUT);
-            }
-            let entry = map.entry(addr).or_insert((0, now));
-            if now >= entry.1 + LOCKOUT {
-                *entry = (0, now);
-            }
-            if entry.0 >= MAX_PER_ADDRESS {
-                tracing::warn!(%addr, "log-in attempts from this address throttled");
-                return Err(ServiceError::Throttled { retry_after_secs: Self::seconds_until(now, entry.1 + LOCKOUT) });
-            }
-            entry.0 += 1;
-        }
-        let mut map = self.users.lock().map_err(|e| ServiceError::Internal(e.to_string()))?;
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, a| a.in_flight > 0 || now < a.since + LOCKOUT);
-        }
-        let a = map.entry(username.to_owned()).or_insert(Attempts { failures: 0, in_flight: 0, since: now });
-        if now >= a.since + LOCKOUT && a.in_flight == 0 {
-            *a = Attempts { failures: 0, in_flight: 0, since: now };
-        }
-        if a.failures + a.in_flight >= MAX_FAILURES {
-            tracing::warn!(username, "log-in refused: username locked after repeated failures");
-            return Err(ServiceError::Throttled { retry_after_secs: Self::seconds_until(now, a.since + LOCKOUT) });
-        }
-        a.in_flight += 1;
-        Ok(())
-    }
-
-    /// Gives the slot back: a success forgets the failures, a failure counts.
-    fn finish(&self, username: &str, ok: bool, now: Timestamp) {
-        let Ok(mut map) = self.users.lock() else { return };
-        let Some(a) = map.get_mut(username) else { return };
-        a.in_flight = a.in_flight.saturating_sub(1);
-        if ok {
-            map.remove(username);
-        } else {
-            if a.failures == 0 {
-                a.since = now;
-            }
-            a.failures += 1;
-            if a.failures == MAX_FAILURES {
-                tracing::warn!(username, "username locked after {MAX_FAILURES} wrong passwords");
+    /// The attempt's password has been judged.
+    fn leave(&self, username: &str) {
+        let Ok(mut map) = self.in_flight.lock() else { return };
+        if let Some(n) = map.get_mut(username) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(username);
             }
         }
-    }
-
-    fn unlock(&self, username: &str) -> bool {
-        self.users.lock().map(|mut m| m.remove(username).is_some()).unwrap_or(false)
     }
 
     /// Runs `f` on a hash worker, waiting in a bounded queue.
@@ -202,8 +163,7 @@ impl LoginGuard {
 impl LoginGuard {
     pub(crate) fn new() -> Self {
         Self {
-            users: Mutex::default(),
-            addresses: Mutex::default(),
+            in_flight: Mutex::default(),
             hashing: tokio::sync::Semaphore::new(HASH_WORKERS),
             waiting: AtomicUsize::new(0),
         }
@@ -282,10 +242,10 @@ impl Services {
         if password.len() > 1024 {
             return Err(ServiceError::BadCredentials);
         }
-        self.logins.begin(username, addr, now)?;
+        let failures = self.begin_attempt(username, addr, now).await?;
         let outcome = self.check_password(username, password).await;
-        let ok = matches!(outcome, Ok(Some(_)));
-        self.logins.finish(username, ok, now);
+        self.logins.leave(username);
+        self.judge_attempt(username, matches!(outcome, Ok(Some(_))), failures, now).await?;
         let user = match outcome? {
             Some(user) => user,
             None => {
@@ -445,12 +405,53 @@ impl Services {
         Ok(self.store.users().await?)
     }
 
-    /// Lifts a username's lockout on this node (administrators). Returns whether it was locked.
-    pub fn unlock_login(&self, actor: &Actor, username: &str) -> ServiceResult<bool> {
+    /// Lifts a username's lockout on every node (administrators): its wrong passwords are forgotten.
+    /// Returns whether it was locked.
+    pub async fn unlock_login(&self, actor: &Actor, username: &str) -> ServiceResult<bool> {
         require(actor, &[Role::Admin])?;
-        let was = self.logins.unlock(username);
+        let (failures, _) = self.store.uses(LOGIN_FAILURE, username, self.clock.now() - LOCKOUT).await?;
+        self.store.forget_uses(LOGIN_FAILURE, username).await?;
+        let was = failures >= MAX_FAILURES;
         tracing::info!(username, by = actor.username, was_locked = was, "log-in lockout lifted");
         Ok(was)
+    }
+
+    /// Takes an attempt slot for `username` from `addr` before the password is checked: refused while
+    /// the address has used its window's attempts, or while the username's wrong passwords and the
+    /// attempts still being checked here reach [`MAX_FAILURES`] (so parallel guesses cannot slip past).
+    /// The username's wrong passwords in the window so far.
+    async fn begin_attempt(&self, username: &str, addr: Option<IpAddr>, now: Timestamp) -> ServiceResult<u32> {
+        if let Some(addr) = addr {
+            let taken = self.take_slot(LOGIN_ADDRESS, &addr.to_string(), MAX_PER_ADDRESS, LOCKOUT).await;
+            if taken.is_err() {
+                tracing::warn!(%addr, "log-in attempts from this address throttled");
+            }
+            taken?;
+        }
+        let (failures, oldest) = self.store.uses(LOGIN_FAILURE, username, now - LOCKOUT).await?;
+        if !self.logins.enter(username, failures)? {
+            tracing::warn!(username, "log-in refused: username locked after repeated failures");
+            let until = oldest.map_or(now, |t| t + LOCKOUT);
+            return Err(ServiceError::Throttled { retry_after_secs: seconds_until(now, until) });
+        }
+        Ok(failures)
+    }
+
+    /// Counts a judged attempt: a success forgets the username's wrong passwords (if it had any), a
+    /// failure is one more.
+    async fn judge_attempt(&self, username: &str, ok: bool, failures: u32, now: Timestamp) -> ServiceResult<()> {
+        if ok {
+            if failures > 0 {
+                self.store.forget_uses(LOGIN_FAILURE, username).await?;
+            }
+            return Ok(());
+        }
+        self.store.record_use(LOGIN_FAILURE, username, now).await?;
+        let (failures, _) = self.store.uses(LOGIN_FAILURE, username, now - LOCKOUT).await?;
+        if failures == MAX_FAILURES {
+            tracing::warn!(username, "username locked after {MAX_FAILURES} wrong passwords");
+        }
+        Ok(())
     }
 }
 
@@ -487,38 +488,14 @@ mod tests {
     #[test]
     fn attempts_still_being_checked_count_against_the_limit() {
         let guard = LoginGuard::new();
-        let now = Timestamp::UNIX_EPOCH;
-        for _ in 0..MAX_FAILURES {
-            guard.begin("admin", None, now).expect("slot");
+        for _ in 0..MAX_FAILURES - 2 {
+            assert!(guard.enter("admin", 2).expect("enter"));
         }
-        assert!(
-            matches!(guard.begin("admin", None, now), Err(ServiceError::Throttled { .. })),
-            "no sixth slot in flight"
-        );
-        for _ in 0..MAX_FAILURES {
-            guard.finish("admin", false, now);
-        }
-        assert!(guard.begin("admin", None, now + SignedDuration::from_mins(14)).is_err(), "still locked");
-        assert!(guard.begin("admin", None, now + LOCKOUT).is_ok(), "the lock lapses");
-        guard.finish("admin", true, now + LOCKOUT);
-        for _ in 0..MAX_FAILURES {
-            guard.begin("x", None, now).expect("slot");
-            guard.finish("x", false, now);
-        }
-        assert!(guard.unlock("x"));
-        assert!(guard.begin("x", None, now).is_ok(), "an administrator's unlock lifts it");
-    }
-
-    #[test]
-    fn one_address_gets_a_bounded_number_of_attempts() {
-        let guard = LoginGuard::new();
-        let now = Timestamp::UNIX_EPOCH;
-        let addr: IpAddr = "10.1.2.3".parse().expect("ip");
-        for i in 0..MAX_PER_ADDRESS {
-            guard.begin(&format!("user{i}"), Some(addr), now).expect("slot");
-        }
-        assert!(matches!(guard.begin("another", Some(addr), now), Err(ServiceError::Throttled { .. })));
-        let other: IpAddr = "10.1.2.4".parse().expect("ip");
-        assert!(guard.begin("another", Some(other), now).is_ok());
+        assert!(!guard.enter("admin", 2).expect("enter"), "two failures and three in flight fill the limit");
+        assert!(guard.enter("other", 2).expect("enter"), "another username has its own");
+        guard.leave("admin");
+        assert!(guard.enter("admin", 2).expect("enter"), "a judged attempt frees its place");
+        assert!(!guard.enter("locked", MAX_FAILURES).expect("enter"));
+        assert!(guard.in_flight.lock().expect("lock").get("locked").is_none(), "a refusal leaves nothing behind");
     }
 }

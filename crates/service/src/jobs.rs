@@ -74,6 +74,8 @@ pub fn backoff(attempt: u32) -> SignedDuration {
 pub const PURGE_SESSIONS: &str = "purge_sessions";
 /// The recurring job that forgets old idempotency keys.
 pub const PURGE_IDEMPOTENCY: &str = "purge_idempotency";
+/// The recurring job that deletes the shared throttles' uses older than every window.
+pub const PURGE_THROTTLES: &str = "purge_throttles";
 /// How long an idempotency key is remembered (clients retry within minutes; upstream systems may
 /// resend a ticket days later).
 pub const IDEMPOTENCY_RETENTION: SignedDuration = SignedDuration::from_hours(7 * 24);
@@ -106,6 +108,12 @@ impl JobRunner {
                 Ok(())
             })
             .every(PURGE_IDEMPOTENCY, SignedDuration::from_hours(1))
+            .handle(PURGE_THROTTLES, |s, _| async move {
+                let n = s.purge_throttles().await.map_err(|e| e.to_string())?;
+                tracing::debug!(uses = n, "old throttle uses purged");
+                Ok(())
+            })
+            .every(PURGE_THROTTLES, SignedDuration::from_mins(15))
             .handle(crate::iot::RETENTION, |s, _| async move {
                 let n = s.purge_telemetry().await.map_err(|e| e.to_string())?;
                 tracing::info!(rows = n, "old telemetry purged");

@@ -48,6 +48,7 @@ pub mod readers;
 pub mod reference;
 pub mod routing;
 pub mod sensing;
+pub mod throttles;
 pub mod tickets;
 pub mod workflow;
 pub mod world;

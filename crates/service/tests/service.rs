@@ -323,6 +323,101 @@ async fn two_postgres_nodes_fire_each_timer_once() {
     PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
 
+/// The log-in and citizen-page throttles are the cluster's, not a node's: wrong passwords given to
+/// either node lock the username on both, the lock lapses as its oldest failure ages out, an
+/// administrator's unlock on one node lifts it on the other, one address's attempts and its hour's
+/// reports are bounded across the two.
+async fn throttles_hold_across_nodes(a: &Services, b: &Services, clock: &ManualClock) {
+    use civicgrid_core::access::{AccountInput, Role};
+    use civicgrid_service::ServiceError;
+    use civicgrid_service::accounts::{LOCKOUT, MAX_FAILURES, MAX_PER_ADDRESS};
+    use civicgrid_service::throttles::{PublicUse, REPORTS_PER_HOUR};
+    fn throttled<T>(r: &Result<T, ServiceError>) -> bool {
+        matches!(r, Err(ServiceError::Throttled { .. }))
+    }
+    let password = "correct horse 1".to_owned();
+    a.create_account_unchecked(AccountInput {
+        username: "leader.li".into(),
+        display_name: "李值班".into(),
+        role: Role::ShiftLeader,
+        password: password.clone(),
+        department: None,
+        grids: vec![],
+        phone: None,
+    })
+    .await
+    .expect("account");
+    for i in 0..MAX_FAILURES {
+        let node = if i % 2 == 0 { a } else { b };
+        let wrong = node.login("leader.li", "wrong password".into(), None).await;
+        assert!(matches!(wrong, Err(ServiceError::BadCredentials)), "{wrong:?}");
+    }
+    for node in [a, b] {
+        let r = node.login("leader.li", password.clone(), None).await;
+        assert!(throttled(&r), "locked on both nodes, even with the right password: {r:?}");
+    }
+    clock.advance(LOCKOUT - SignedDuration::from_secs(1));
+    assert!(throttled(&b.login("leader.li", password.clone(), None).await), "still locked");
+    clock.advance(SignedDuration::from_secs(1));
+    b.login("leader.li", password.clone(), None).await.expect("the failures have aged out");
+
+    for _ in 0..MAX_FAILURES {
+        let _ = a.login("leader.li", "wrong password".into(), None).await;
+    }
+    assert!(throttled(&b.login("leader.li", password.clone(), None).await));
+    let admin = Actor { role: Role::Admin, ..intake() };
+    assert!(b.unlock_login(&admin, "leader.li").await.expect("unlock"), "it was locked");
+    a.login("leader.li", password.clone(), None).await.expect("unlocked on the other node too");
+    assert!(!a.unlock_login(&admin, "leader.li").await.expect("unlock"), "a success forgot the failures");
+
+    let addr: std::net::IpAddr = "10.20.30.40".parse().expect("ip");
+    for i in 0..MAX_PER_ADDRESS {
+        let node = if i % 2 == 0 { a } else { b };
+        let r = node.login(&format!("nobody{i}"), "wrong password".into(), Some(addr)).await;
+        assert!(matches!(r, Err(ServiceError::BadCredentials)), "attempt {i}: {r:?}");
+    }
+    for node in [a, b] {
+        assert!(throttled(&node.login("leader.li", password.clone(), Some(addr)).await), "the address is spent");
+    }
+    let other: std::net::IpAddr = "10.20.30.41".parse().expect("ip");
+    a.login("leader.li", password.clone(), Some(other)).await.expect("another address");
+
+    for i in 0..REPORTS_PER_HOUR {
+        let node = if i % 2 == 0 { a } else { b };
+        node.public_use(PublicUse::Report, Some(addr)).await.expect("a report's slot");
+    }
+    for node in [a, b] {
+        assert!(throttled(&node.public_use(PublicUse::Report, Some(addr)).await), "the hour's reports are spent");
+    }
+    a.public_use(PublicUse::Lookup, Some(addr)).await.expect("look-ups count apart");
+    clock.advance(SignedDuration::from_hours(1));
+    assert_eq!(a.purge_throttles().await.expect("purge"), 0, "the last uses are exactly an hour old");
+    b.public_use(PublicUse::Report, Some(addr)).await.expect("an hour later");
+    clock.advance(SignedDuration::from_secs(1));
+    assert!(a.purge_throttles().await.expect("purge") > 0, "older uses are purged");
+}
+
+#[tokio::test]
+async fn throttles_hold_across_two_sqlite_services() {
+    let (clock, store, _, a) = sqlite_town().await;
+    let b = services(store, &clock).await;
+    throttles_hold_across_nodes(&a, &b, &clock).await;
+}
+
+#[tokio::test]
+async fn throttles_hold_across_two_postgres_nodes() {
+    let Some((first, schema)) = pg_schema("throttles").await else { return };
+    let clock = ManualClock::new(monday_morning());
+    let first: Arc<dyn Store> = Arc::new(first);
+    populate(first.as_ref()).await;
+    let a = services(first.clone(), &clock).await;
+    let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
+    let b = services(second.clone(), &clock).await;
+    throttles_hold_across_nodes(&a, &b, &clock).await;
+    drop((a, b, first, second));
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+}
+
 /// A case reported through node A reaches a live-feed subscriber on node B (LISTEN/NOTIFY).
 #[tokio::test]
 async fn a_commit_on_one_postgres_node_reaches_the_live_feed_of_another() {
@@ -557,8 +652,9 @@ async fn recurring_purges_run_once_per_period() {
     clock.advance(SignedDuration::from_hours(1));
     assert_eq!(
         runner.run_once().await.expect("run"),
-        4,
-        "this hour's three purges (sessions, idempotency keys, telemetry) and this minute's IoT sweep"
+        5,
+        "this hour's three purges (sessions, idempotency keys, telemetry), this quarter's of the throttles' \
+         uses and this minute's IoT sweep"
     );
     assert_eq!(other.run_once().await.expect("run"), 0, "another node finds them done");
     assert_eq!(store.session_user("stale", monday_morning()).await.expect("lookup"), None, "expired session purged");
@@ -566,8 +662,10 @@ async fn recurring_purges_run_once_per_period() {
     assert_eq!(runner.run_once().await.expect("run"), 0, "nothing more this hour (and minute)");
     clock.advance(SignedDuration::from_secs(60));
     assert_eq!(runner.run_once().await.expect("run"), 1, "the next minute's sweep only");
+    clock.advance(SignedDuration::from_mins(15));
+    assert_eq!(runner.run_once().await.expect("run"), 2, "the next quarter's throttle purge and a sweep");
     clock.advance(SignedDuration::from_hours(1));
-    assert_eq!(other.run_once().await.expect("run"), 4, "the next hour's purges and sweep");
+    assert_eq!(other.run_once().await.expect("run"), 5, "the next hour's purges and sweep");
 }
 
 /// The generated year as the live service finds it: duplicates name their stored primaries (the

@@ -504,6 +504,37 @@ pub trait AccountStore: Send + Sync {
     async fn set_password_hash(&self, user_id: i64, hash: &str, keep_session: Option<&str>) -> Result<bool>;
 }
 
+/// What [`ThrottleStore::take_slot`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The use was recorded.
+    Taken,
+    /// The window was full and nothing was recorded; `earliest` is the oldest use in it, so the window
+    /// frees a slot at `earliest` + its length.
+    Full {
+        /// The oldest use in the window.
+        earliest: Timestamp,
+    },
+}
+
+/// Sliding-window throttles that every node on the database shares (log-in attempts per address,
+/// wrong passwords per username, the public pages' uses per address): a use is a row, so a limit holds
+/// for the cluster, not once per node.
+#[async_trait::async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Records a use of `key` in `scope` at `now` if fewer than `limit` uses were recorded after
+    /// `since`. Two nodes taking the last slot at once: one gets it.
+    async fn take_slot(&self, scope: &str, key: &str, limit: u32, since: Timestamp, now: Timestamp) -> Result<Slot>;
+    /// How many uses of `key` in `scope` were recorded after `since`, and the oldest of them.
+    async fn uses(&self, scope: &str, key: &str, since: Timestamp) -> Result<(u32, Option<Timestamp>)>;
+    /// Records a use with no limit (a wrong password: it is counted whatever the count).
+    async fn record_use(&self, scope: &str, key: &str, at: Timestamp) -> Result<()>;
+    /// Forgets every use of `key` in `scope`; whether there was any.
+    async fn forget_uses(&self, scope: &str, key: &str) -> Result<bool>;
+    /// Deletes the uses recorded before `before`; how many.
+    async fn purge_uses(&self, before: Timestamp) -> Result<u64>;
+}
+
 /// Cases: their current rows and their event histories.
 #[async_trait::async_trait]
 pub trait CaseStore: Send + Sync {
@@ -1253,6 +1284,7 @@ pub trait AlarmStore: Send + Sync {
 pub trait Store:
     ReferenceStore
     + AccountStore
+    + ThrottleStore
     + IntegrationStore
     + CaseStore
     + AttachmentStore
@@ -1274,7 +1306,7 @@ pub trait Store:
 pub mod prelude {
     pub use crate::{
         AccountStore, AlarmStore, AttachmentStore, CaseStore, DeviceStore, EventLog, IntegrationStore, JobStore,
-        KpiStore, NotifyStore, ReferenceStore, Store,
+        KpiStore, NotifyStore, ReferenceStore, Store, ThrottleStore,
     };
 }
 

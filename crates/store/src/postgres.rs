@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 19] = [
+const MIGRATIONS: [(i64, &str, &str); 20] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -38,6 +38,7 @@ const MIGRATIONS: [(i64, &str, &str); 19] = [
     (17, "alarms", include_str!("../migrations/postgres/0017_alarms.sql")),
     (18, "telemetry reports", include_str!("../migrations/postgres/0018_telemetry_reports.sql")),
     (19, "device location", include_str!("../migrations/postgres/0019_device_location.sql")),
+    (20, "throttles", include_str!("../migrations/postgres/0020_throttles.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -286,6 +287,9 @@ mod notify_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "queries.rs"]
 mod queries;
+#[allow(clippy::duplicate_mod)]
+#[path = "throttle_queries.rs"]
+mod throttle_queries;
 
 #[cfg(test)]
 mod tests {
@@ -294,12 +298,14 @@ mod tests {
     #[test]
     fn wipe_drops_what_the_migrations_create() {
         let (tables, functions) = created_objects();
-        // The tables the hand-kept list of `wipe` named before it was read from the migrations.
+        // The tables the hand-kept list of `wipe` named before it was read from the migrations, and those
+        // added since.
         let listed = "rule_states, alarm_events, alarms, telemetry_pending, telemetry_reports, telemetry_rollup, \
              telemetry, telemetry_latest, devices, kpi_counts, notify_channels, notifications, duty_roster, \
              log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, \
              event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, \
-             work_calendar, matters, component_classes, departments, micro_grids, grids, workstations, town";
+             work_calendar, matters, component_classes, departments, micro_grids, grids, workstations, town, \
+             throttle_uses";
         let mut expected: Vec<&str> = listed.split(", ").collect();
         let mut found = tables.clone();
         expected.sort_unstable();

@@ -20,7 +20,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 19] = [
+const MIGRATIONS: [(i64, &str, &str); 20] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -40,6 +40,7 @@ const MIGRATIONS: [(i64, &str, &str); 19] = [
     (17, "alarms", include_str!("../migrations/sqlite/0017_alarms.sql")),
     (18, "telemetry reports", include_str!("../migrations/sqlite/0018_telemetry_reports.sql")),
     (19, "device location", include_str!("../migrations/sqlite/0019_device_location.sql")),
+    (20, "throttles", include_str!("../migrations/sqlite/0020_throttles.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
@@ -193,3 +194,6 @@ mod notify_queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "queries.rs"]
 mod queries;
+#[allow(clippy::duplicate_mod)]
+#[path = "throttle_queries.rs"]
+mod throttle_queries;

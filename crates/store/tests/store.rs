@@ -544,6 +544,65 @@ async fn conformance(store: Arc<dyn Store>) {
     kpi_series_reads_one_unit_in_period_order(store.as_ref()).await;
     devices_keep_their_latest_values_and_history(store.as_ref(), &fx).await;
     one_open_alarm_per_subject_and_fault(store.as_ref()).await;
+    throttles_count_uses_in_a_sliding_window(store.clone()).await;
+}
+
+/// A throttle's slots: uses are counted after the window's start, a full window records nothing and
+/// names its oldest use, parallel takers of the last slots get exactly the limit between them, keys
+/// and scopes count apart, forgetting clears one key, and the purge drops only old uses.
+async fn throttles_count_uses_in_a_sliding_window(store: Arc<dyn Store>) {
+    use civicgrid_store::Slot;
+    let t0: Timestamp = "2026-11-24T02:00:00Z".parse().expect("ts");
+    let minute = SignedDuration::from_mins(1);
+    let window = SignedDuration::from_mins(15);
+    for i in 0..3 {
+        let now = t0 + minute * i;
+        assert_eq!(
+            store.take_slot("login.address", "10.0.0.1", 3, now - window, now).await.expect("take"),
+            Slot::Taken
+        );
+    }
+    let now = t0 + minute * 5;
+    assert_eq!(
+        store.take_slot("login.address", "10.0.0.1", 3, now - window, now).await.expect("take"),
+        Slot::Full { earliest: t0 }
+    );
+    assert_eq!(store.uses("login.address", "10.0.0.1", now - window).await.expect("uses"), (3, Some(t0)));
+    let later = t0 + window + minute;
+    assert_eq!(
+        store.take_slot("login.address", "10.0.0.1", 3, later - window, later).await.expect("take"),
+        Slot::Taken,
+        "the oldest use has left the window"
+    );
+    assert_eq!(store.uses("login.address", "10.0.0.2", now - window).await.expect("uses"), (0, None));
+    assert_eq!(store.uses("public.report", "10.0.0.1", now - window).await.expect("uses"), (0, None));
+
+    // Twelve takers at once for a limit of five: five get a slot.
+    let takers = (0..12).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.take_slot("public.report", "10.9.9.9", 5, t0 - window, t0).await })
+    });
+    let mut taken = 0;
+    for t in takers {
+        if t.await.expect("join").expect("take") == Slot::Taken {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 5);
+    assert_eq!(store.uses("public.report", "10.9.9.9", t0 - window).await.expect("uses").0, 5);
+
+    store.record_use("login.failure", "wangwu", t0).await.expect("record");
+    store.record_use("login.failure", "wangwu", t0).await.expect("record");
+    assert_eq!(store.uses("login.failure", "wangwu", t0 - window).await.expect("uses").0, 2);
+    assert!(store.forget_uses("login.failure", "wangwu").await.expect("forget"));
+    assert!(!store.forget_uses("login.failure", "wangwu").await.expect("forget"));
+    assert_eq!(store.uses("login.failure", "wangwu", t0 - window).await.expect("uses").0, 0);
+    assert_eq!(store.uses("login.address", "10.0.0.1", t0 - window).await.expect("uses").0, 4);
+
+    // Before t0 + 1 min: the address's first use and the five reports.
+    let purged = store.purge_uses(t0 + minute).await.expect("purge");
+    assert_eq!(purged, 6, "the address's use at t0 and the five reports");
+    assert_eq!(store.uses("login.address", "10.0.0.1", t0 - window).await.expect("uses"), (3, Some(t0 + minute)));
 }
 
 /// A subject has at most one open alarm per fault; a change based on an old version is refused; each

@@ -6,12 +6,12 @@
 //! fixed. The use cases are `civicgrid_service::public`.
 //!
 //! Abuse is kept down three ways: each address may send a few reports an hour and look up or answer
-//! a bounded number of times ([`PublicLimiter`]); a field hidden from people must stay empty; and a
+//! a bounded number of times, counted across the cluster's nodes
+//! ([`civicgrid_service::throttles::PublicUse`]); a field hidden from people must stay empty; and a
 //! form sent back faster than a person could fill it in, or hours after it was rendered, is refused.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use askama::Template;
 use axum::Form;
@@ -20,9 +20,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use civicgrid_core::case::Satisfaction;
 use civicgrid_core::coords::CoordSystem;
+use civicgrid_service::ServiceError;
 use civicgrid_service::public::{
     MAX_FEEDBACK, MAX_PUBLIC_PHOTOS, PublicCase, PublicFeedback, PublicReport, PublicSuggestion, Receipt,
 };
+use civicgrid_service::throttles::PublicUse;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
@@ -35,54 +37,10 @@ use crate::state::AppState;
 /// Largest report form: its photos at their largest, and the fields.
 pub const MAX_REPORT_BODY: usize =
     MAX_PUBLIC_PHOTOS * (civicgrid_core::case::MAX_ATTACHMENT_BYTES as usize) + (64 << 10);
-/// Reports one address may send per hour.
-pub const REPORTS_PER_HOUR: usize = 5;
-/// Look-ups and answers one address may make per hour.
-pub const LOOKUPS_PER_HOUR: usize = 60;
 /// A form sent back sooner than this after it was rendered was not filled in by a person.
 const MIN_FILL: SignedDuration = SignedDuration::from_secs(3);
 /// A form older than this is stale.
 const MAX_FORM_AGE: SignedDuration = SignedDuration::from_hours(6);
-/// Addresses remembered at most; the oldest are forgotten first.
-const MAX_TRACKED: usize = 20_000;
-
-/// Per-address sliding windows of recent uses of the public pages (this node's; each node of a
-/// cluster counts its own).
-#[derive(Debug, Default)]
-pub struct PublicLimiter {
-    reports: Mutex<HashMap<IpAddr, VecDeque<Timestamp>>>,
-    lookups: Mutex<HashMap<IpAddr, VecDeque<Timestamp>>>,
-}
-
-impl PublicLimiter {
-    fn take(map: &Mutex<HashMap<IpAddr, VecDeque<Timestamp>>>, addr: IpAddr, limit: usize, now: Timestamp) -> bool {
-        let Ok(mut map) = map.lock() else { return false };
-        let hour_ago = now - SignedDuration::from_hours(1);
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, q| q.back().is_some_and(|t| *t > hour_ago));
-        }
-        let q = map.entry(addr).or_default();
-        while q.front().is_some_and(|t| *t <= hour_ago) {
-            q.pop_front();
-        }
-        if q.len() >= limit {
-            return false;
-        }
-        q.push_back(now);
-        true
-    }
-
-    /// Takes a report slot for `addr`; `false` when its hour's reports are used up.
-    pub fn report(&self, addr: Option<IpAddr>, now: Timestamp) -> bool {
-        addr.is_none_or(|a| Self::take(&self.reports, a, REPORTS_PER_HOUR, now))
-    }
-
-    /// Takes a look-up slot for `addr`; `false` when its hour's look-ups are used up.
-    pub fn lookup(&self, addr: Option<IpAddr>, now: Timestamp) -> bool {
-        addr.is_none_or(|a| Self::take(&self.lookups, a, LOOKUPS_PER_HOUR, now))
-    }
-}
-
 /// A group of matters in the picker: a major class and its matters (code, name).
 #[derive(Debug)]
 pub struct MatterGroup {
@@ -251,6 +209,16 @@ fn too_many(lang: Lang) -> Response {
     super::message(lang, StatusCode::TOO_MANY_REQUESTS, "h5.too_many")
 }
 
+/// The refusal of a citizen's use of the pages: the address has used its hour's share on some node
+/// (or the count could not be kept, which refuses too).
+async fn use_refusal(state: &AppState, lang: Lang, what: PublicUse, addr: Option<IpAddr>) -> Option<Response> {
+    match state.services.public_use(what, addr).await {
+        Ok(()) => None,
+        Err(ServiceError::Throttled { .. }) => Some(too_many(lang)),
+        Err(e) => Some(super::refusal(lang, e)),
+    }
+}
+
 /// `GET /h5`: report, or follow a report.
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (t, lang, other_lang, town, tiles) = chrome(&state, lang_of(&headers));
@@ -297,7 +265,12 @@ fn matter_groups(state: &AppState, lang: Lang) -> Vec<MatterGroup> {
 
 /// The anti-abuse refusal of a public form, if it gets one: a filled trap field, a form sent back
 /// too soon or too late, or an address over its hourly reports.
-fn abuse_refusal(state: &AppState, lang: Lang, sent: &super::case::Sent, addr: Option<IpAddr>) -> Option<Response> {
+async fn abuse_refusal(
+    state: &AppState,
+    lang: Lang,
+    sent: &super::case::Sent,
+    addr: Option<IpAddr>,
+) -> Option<Response> {
     let now = state.clock.now();
     let issued = sent.get("issued").and_then(|v| v.parse::<i64>().ok()).and_then(|s| Timestamp::from_second(s).ok());
     let human = sent.get("website").is_none()
@@ -306,11 +279,7 @@ fn abuse_refusal(state: &AppState, lang: Lang, sent: &super::case::Sent, addr: O
         tracing::warn!(?addr, "public form refused by the anti-abuse check");
         return Some(super::message(lang, StatusCode::BAD_REQUEST, "h5.refused"));
     }
-    if !state.public_limits.report(addr, now) {
-        tracing::warn!(?addr, "public reports from this address throttled");
-        return Some(too_many(lang));
-    }
-    None
+    use_refusal(state, lang, PublicUse::Report, addr).await
 }
 
 /// Reads a public form after the origin and anti-abuse checks: the fields sent, and the values of
@@ -328,7 +297,7 @@ async fn read_public_form(
     }
     let sent =
         super::case::read_form(mp).await.map_err(|(_, m)| super::message_text(lang, StatusCode::BAD_REQUEST, m))?;
-    if let Some(refused) = abuse_refusal(state, lang, &sent, addr) {
+    if let Some(refused) = abuse_refusal(state, lang, &sent, addr).await {
         return Err(refused);
     }
     let values = keep.iter().filter_map(|k| sent.get(k).map(|v| ((*k).to_owned(), v.to_owned()))).collect();
@@ -545,8 +514,8 @@ pub async fn track(
     if q.number.trim().is_empty() && q.code.trim().is_empty() {
         return track_page(&state, lang, q, None, "", String::new(), StatusCode::OK);
     }
-    if !state.public_limits.lookup(addr, state.clock.now()) {
-        return too_many(lang);
+    if let Some(refused) = use_refusal(&state, lang, PublicUse::Lookup, addr).await {
+        return refused;
     }
     match state.services.public_case(&q.number, &q.code).await {
         Ok(case) => track_page(&state, lang, q, Some(case), "", String::new(), StatusCode::OK),
@@ -584,8 +553,8 @@ pub async fn answer(
     if !crate::auth::same_origin(&headers) {
         return super::message(lang, StatusCode::FORBIDDEN, "error.csrf");
     }
-    if !state.public_limits.lookup(addr, state.clock.now()) {
-        return too_many(lang);
+    if let Some(refused) = use_refusal(&state, lang, PublicUse::Lookup, addr).await {
+        return refused;
     }
     let satisfaction: Option<Satisfaction> = match f.satisfaction.trim() {
         "" => None,
@@ -622,23 +591,4 @@ pub async fn answer(
 pub async fn grids(State(state): State<AppState>) -> Response {
     use axum::response::IntoResponse;
     crate::reference::grids_feature_collection(&state).await.into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_address_gets_its_own_hourly_window() {
-        let limiter = PublicLimiter::default();
-        let now: Timestamp = "2026-11-24T01:00:00Z".parse().expect("time");
-        let a: IpAddr = "10.0.0.1".parse().expect("ip");
-        let b: IpAddr = "10.0.0.2".parse().expect("ip");
-        for _ in 0..REPORTS_PER_HOUR {
-            assert!(limiter.report(Some(a), now));
-        }
-        assert!(!limiter.report(Some(a), now), "the sixth within the hour");
-        assert!(limiter.report(Some(b), now), "another address");
-        assert!(limiter.report(Some(a), now + SignedDuration::from_mins(61)), "an hour later");
-    }
 }

@@ -191,8 +191,9 @@ async fn each_address_sends_a_few_reports_an_hour() {
     let p = app.point_in_grid(0);
     let (issued, _) = phone.form().await;
     app.clock.advance(SignedDuration::from_secs(30));
+    let limit = civicgrid_service::throttles::REPORTS_PER_HOUR as usize;
     let mut statuses = Vec::new();
-    for i in 0..=civicgrid_http::ui::h5::REPORTS_PER_HOUR {
+    for i in 0..=limit {
         let fields = vec![
             ("issued", issued.clone()),
             ("key", format!("k{i}")),
@@ -204,10 +205,7 @@ async fn each_address_sends_a_few_reports_an_hour() {
         ];
         statuses.push(phone.report(&fields, None).await.0);
     }
-    assert!(
-        statuses[..civicgrid_http::ui::h5::REPORTS_PER_HOUR].iter().all(|s| *s == StatusCode::CREATED),
-        "{statuses:?}"
-    );
+    assert!(statuses[..limit].iter().all(|s| *s == StatusCode::CREATED), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS));
     app.clock.advance(SignedDuration::from_mins(61));
     let (_, html) = phone.get("/h5").await;
