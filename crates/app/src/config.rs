@@ -45,6 +45,10 @@ pub struct Config {
     /// With several nodes on one database, the shared-subscription group they split the messages in
     /// (e.g. `civicgrid`); empty on a single node.
     pub mqtt_share_group: String,
+    /// The load balancers or reverse proxies in front of this node, as addresses or CIDR ranges
+    /// separated by commas (e.g. `10.0.0.5, 10.8.0.0/24`): their `X-Forwarded-For` names the client
+    /// that log-in and public-page throttles count. Empty: the peer is the client.
+    pub trusted_proxies: String,
 }
 
 /// How log lines are written.
@@ -75,6 +79,7 @@ impl std::fmt::Debug for Config {
             .field("mqtt", &self.mqtt)
             .field("mqtt_client_id", &self.mqtt_client_id)
             .field("mqtt_share_group", &self.mqtt_share_group)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -140,6 +145,7 @@ impl Default for Config {
             mqtt: String::new(),
             mqtt_client_id: String::new(),
             mqtt_share_group: String::new(),
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -165,6 +171,7 @@ impl Config {
                 "mqtt",
                 "mqtt_client_id",
                 "mqtt_share_group",
+                "trusted_proxies",
             ]))
             .extract::<Config>()
             .map_err(Box::new)?
@@ -195,6 +202,11 @@ impl Config {
                 "open311_jurisdiction must be up to 100 characters of a-z, 0-9, '.', '-' or '_'".to_owned(),
             )));
         }
+        if self.trusted_proxies.len() > 4096 {
+            return Err(Box::new(figment::Error::from("trusted_proxies is longer than 4096 characters".to_owned())));
+        }
+        civicgrid_http::auth::trusted_proxies(&self.trusted_proxies)
+            .map_err(|e| Box::new(figment::Error::from(format!("trusted_proxies: {e}"))))?;
         if !self.mqtt.is_empty() {
             self.mqtt_config().map_err(|e| Box::new(figment::Error::from(format!("mqtt: {e}"))))?;
         }
@@ -228,6 +240,10 @@ mod tests {
             assert!(Config::load(None).is_err(), "a tile URL without {{y}} is refused");
             jail.set_env("CIVICGRID_MAP_TILES", "https://tiles.local/{z}/{x}/{y}.png");
             assert_eq!(Config::load(None).expect("loads").map_tiles, "https://tiles.local/{z}/{x}/{y}.png");
+            jail.set_env("CIVICGRID_TRUSTED_PROXIES", "10.0.0.5, proxy.lan");
+            assert!(Config::load(None).is_err(), "a host name is not a trusted proxy");
+            jail.set_env("CIVICGRID_TRUSTED_PROXIES", "10.0.0.5, 10.8.0.0/24");
+            assert_eq!(Config::load(None).expect("loads").trusted_proxies, "10.0.0.5, 10.8.0.0/24");
             jail.set_env("CIVICGRID_MQTT", "tcp://broker");
             assert!(Config::load(None).is_err(), "an MQTT URL must be mqtt://");
             jail.set_env("CIVICGRID_MQTT", "mqtt://broker.local:1884");

@@ -323,6 +323,7 @@ pub async fn serve(
         blobs: cfg.blob_storage(),
         map_tiles: Some(cfg.map_tiles.clone()).filter(|t| !t.is_empty()),
         open311_jurisdiction: Some(cfg.open311_jurisdiction.clone()).filter(|j| !j.is_empty()),
+        trusted_proxies: civicgrid_http::auth::trusted_proxies(&cfg.trusted_proxies)?,
     };
     civicgrid_http::metrics::install();
     let state = AppState::new(store.clone(), Arc::new(SystemClock), http).await?;

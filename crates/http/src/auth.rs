@@ -1,8 +1,10 @@
 //! Authentication over HTTP: the login/logout/me endpoints and the [`Authed`] extractor that turns a
 //! bearer token or the session cookie into an [`Actor`]. Passwords, sessions and the log-in throttles
-//! are the service layer's (`civicgrid_service::accounts`); this module only carries tokens and cookies.
+//! are the service layer's (`civicgrid_service::accounts`); this module only carries tokens and cookies,
+//! and tells who the client is ([`ClientAddr`]: the peer, or behind a trusted proxy the address it
+//! forwards).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -127,16 +129,58 @@ impl Authed {
     }
 }
 
-/// The client's address, when the server was started with connection info.
+/// The client's address, when the server was started with connection info: see [`client_addr`].
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub Option<std::net::IpAddr>);
+pub struct ClientAddr(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip())))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+        Ok(ClientAddr(client_addr(peer, &parts.headers, &state.config.trusted_proxies)))
     }
+}
+
+/// Hops of `X-Forwarded-For` read at most, from the right.
+const MAX_HOPS: usize = 16;
+
+/// Who the client is. A peer that is not a trusted proxy is the client, whatever headers it sends (so
+/// no one can pick the address their throttles are counted under). Behind trusted proxies, the
+/// client is the rightmost `X-Forwarded-For` address that is not itself a trusted proxy: each proxy
+/// appends the address it heard from, so addresses left of the first untrusted one are the client's
+/// own claims. A hop that is not an address stops the walk at the last good one.
+pub fn client_addr(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_trusted = |a: &IpAddr| trusted.iter().any(|net| net.contains(a));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let hops: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    let mut client = peer;
+    for hop in hops.iter().rev().take(MAX_HOPS) {
+        let Ok(addr) = hop.trim().parse::<IpAddr>() else { break };
+        client = addr;
+        if !is_trusted(&addr) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// Parses the trusted proxies setting: addresses or CIDR ranges, separated by commas (empty: none).
+pub fn trusted_proxies(setting: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    setting
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR range"))
+        })
+        .collect()
 }
 
 /// Login request.
@@ -265,6 +309,29 @@ pub async fn whoami(State(state): State<AppState>, Authed(actor): Authed) -> Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let trusted = trusted_proxies("10.0.0.5, 10.1.0.0/16").expect("parses");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.7, 10.1.2.3"));
+        assert_eq!(client_addr(Some(ip("198.51.100.1")), &h, &trusted), Some(ip("198.51.100.1")), "untrusted peer");
+        assert_eq!(client_addr(Some(ip("10.0.0.5")), &h, &[]), Some(ip("10.0.0.5")), "no proxy trusted");
+        assert_eq!(
+            client_addr(Some(ip("10.0.0.5")), &h, &trusted),
+            Some(ip("203.0.113.7")),
+            "the rightmost address no trusted proxy added; the client's own claim left of it is ignored"
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("not-an-address, 10.1.9.9"));
+        assert_eq!(client_addr(Some(ip("10.0.0.5")), &h, &trusted), Some(ip("10.1.9.9")), "stops at the last good hop");
+        assert_eq!(client_addr(Some(ip("10.0.0.5")), &HeaderMap::new(), &trusted), Some(ip("10.0.0.5")));
+        assert_eq!(client_addr(None, &h, &trusted), None);
+        assert!(trusted_proxies("10.0.0.0/33").is_err());
+        assert!(trusted_proxies("proxy.lan").is_err());
+        assert_eq!(trusted_proxies(" ").expect("empty"), vec![]);
+        assert_eq!(trusted_proxies("::1").expect("v6").len(), 1);
+    }
 
     #[test]
     fn tokens_come_from_header_or_cookie() {

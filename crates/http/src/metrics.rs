@@ -70,9 +70,16 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The metrics in Prometheus' text format (loopback clients and administrators).
-pub async fn render(State(state): State<AppState>, ClientAddr(addr): ClientAddr, authed: Option<Authed>) -> Response {
-    let local = addr.is_some_and(|a| a.is_loopback());
+/// The metrics in Prometheus' text format (loopback clients not behind a proxy, and administrators).
+pub async fn render(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: axum::http::HeaderMap,
+    authed: Option<Authed>,
+) -> Response {
+    // A request a proxy forwarded is not a local scrape, even when the proxy runs on this host.
+    let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key(axum::http::header::FORWARDED);
+    let local = addr.is_some_and(|a| a.is_loopback()) && !forwarded;
     let admin = authed.as_ref().is_some_and(|Authed(a)| a.role == civicgrid_core::access::Role::Admin);
     if !(local || admin) {
         return crate::error::ApiError::forbidden("metrics are for the local Prometheus and administrators")

@@ -21,6 +21,9 @@ pub struct HttpConfig {
     pub map_tiles: Option<String>,
     /// The Open311 `jurisdiction_id` this server answers for; `None` accepts any.
     pub open311_jurisdiction: Option<String>,
+    /// Load balancers or reverse proxies in front of the node, whose `X-Forwarded-For` names the
+    /// client ([`crate::auth::client_addr`]); empty: the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -31,6 +34,7 @@ impl Default for HttpConfig {
             blobs: civicgrid_service::attachments::BlobStorage::Database,
             map_tiles: None,
             open311_jurisdiction: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

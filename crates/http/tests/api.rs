@@ -1250,6 +1250,12 @@ async fn metrics_count_requests_by_route_and_show_the_writer_and_the_queue() {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
     assert!(!text.contains("987654"), "raw paths never become labels");
+    let proxied = app.http.get(format!("{}/metrics", app.base)).header("x-forwarded-for", "203.0.113.7").send().await;
+    assert_eq!(
+        proxied.expect("scrape").status(),
+        StatusCode::FORBIDDEN,
+        "a request a proxy on this host forwarded is not a local scrape"
+    );
 }
 
 #[tokio::test]

@@ -314,3 +314,51 @@ async fn a_photo_places_a_report_that_has_no_pin() {
     );
     assert_eq!(case.facts.grid, app.town.layout.grids[2].code);
 }
+
+/// Behind a trusted proxy each citizen's reports are counted under the address the proxy forwards;
+/// without one, a forwarded header is the client's own claim and changes nothing.
+#[tokio::test]
+async fn reports_are_counted_per_forwarded_client_only_behind_a_trusted_proxy() {
+    let limit = civicgrid_service::throttles::REPORTS_PER_HOUR as usize;
+    let send = |app: &TestApp, issued: String, i: usize, forwarded: &'static str| {
+        let p = app.point_in_grid(0);
+        let fields = [
+            ("issued", issued),
+            ("key", format!("fwd{i}")),
+            ("matter", "06010".to_owned()),
+            ("description", format!("第 {i} 件")),
+            ("lat", p["lat"].to_string()),
+            ("lon", p["lon"].to_string()),
+            ("reporter_phone", "13912345678".to_owned()),
+        ];
+        let mut form = reqwest::multipart::Form::new();
+        for (k, v) in fields {
+            form = form.text(k, v);
+        }
+        app.http
+            .post(format!("{}/h5/report", app.base))
+            .header("origin", &app.base)
+            .header("x-forwarded-for", forwarded)
+            .multipart(form)
+            .send()
+    };
+    let trusted = HttpConfig {
+        trusted_proxies: civicgrid_http::auth::trusted_proxies("127.0.0.1").expect("parses"),
+        ..HttpConfig::default()
+    };
+    for (app, fresh_allowance) in
+        [(spawn_app_configured(Default::default(), trusted).await, true), (spawn_app().await, false)]
+    {
+        let (issued, _) = Phone { app: &app }.form().await;
+        app.clock.advance(SignedDuration::from_secs(30));
+        for i in 0..limit {
+            let status = send(&app, issued.clone(), i, "203.0.113.7").await.expect("post").status();
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let spent = send(&app, issued.clone(), limit, "203.0.113.7").await.expect("post").status();
+        assert_eq!(spent, StatusCode::TOO_MANY_REQUESTS);
+        let other = send(&app, issued.clone(), limit + 1, "6.6.6.6, 203.0.113.8").await.expect("post").status();
+        let expected = if fresh_allowance { StatusCode::CREATED } else { StatusCode::TOO_MANY_REQUESTS };
+        assert_eq!(other, expected, "another forwarded client (trusted proxy: {fresh_allowance})");
+    }
+}
