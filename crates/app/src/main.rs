@@ -327,7 +327,7 @@ pub async fn serve(
     };
     civicgrid_http::metrics::install();
     let state = AppState::new(store.clone(), Arc::new(SystemClock), http).await?;
-    state.spawn_refresh(std::time::Duration::from_secs(60));
+    state.spawn_refresh(std::time::Duration::from_secs(2));
     state.spawn_jobs();
     if !cfg.mqtt.is_empty() {
         let mqtt = cfg.mqtt_config()?;

@@ -95,8 +95,8 @@ impl AppState {
         self.services.world()
     }
 
-    /// Reloads the reference data every `every` (see [`Services::spawn_refresh`]); the task is watched
-    /// by `/readyz`.
+    /// Looks every `every` whether the reference data changed and reloads it if so (see
+    /// [`Services::spawn_refresh`]); the task is watched by `/readyz`.
     pub fn spawn_refresh(&self, every: std::time::Duration) {
         self.watch("reference refresh", self.services.spawn_refresh(every));
     }

@@ -125,7 +125,8 @@ impl Services {
     }
 
     /// Replaces the SLA policy (administrators). New deadlines follow it at once on this node, and on
-    /// other nodes at their next reference-data refresh; deadlines already set are kept.
+    /// other nodes once their refresh sees the reference data's version move (within seconds);
+    /// deadlines already set are kept.
     pub async fn set_sla_policy(&self, actor: &Actor, policy: SlaPolicy) -> ServiceResult<SlaPolicy> {
         require(actor, &[Role::Admin])?;
         let world = self.world();

@@ -122,17 +122,27 @@ impl Services {
         self.world.reload(self.store.as_ref()).await
     }
 
-    /// Reloads the reference data every `every`, so that a change made through another app node on the
-    /// same database (a holiday, a department) reaches this one too.
+    /// Reloads the reference data if it changed since this node read it (one row read; see
+    /// [`civicgrid_store::ReferenceStore::world_version`]); whether it did.
+    pub async fn refresh_world(&self) -> Result<bool, StoreError> {
+        self.world.refresh(self.store.as_ref()).await
+    }
+
+    /// Looks every `every` whether the reference data changed, and reloads it if it did, so that a
+    /// change made through another app node on the same database (a holiday, a department, an SLA
+    /// policy) reaches this one within that time.
     pub fn spawn_refresh(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = me.reload_world().await {
-                    tracing::warn!(error = %e, "reloading reference data failed; keeping the old copy");
+                match me.refresh_world().await {
+                    Ok(true) => tracing::debug!("reference data changed; snapshot reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "reloading reference data failed; keeping the old copy"),
                 }
             }
         })

@@ -103,25 +103,46 @@ impl World {
     }
 }
 
-/// The current snapshot, shared by every clone of the services.
+/// The current snapshot, shared by every clone of the services, with the store's
+/// [`world_version`](civicgrid_store::ReferenceStore::world_version) it was read at.
 #[derive(Debug, Clone)]
-pub(crate) struct WorldCell(Arc<RwLock<Arc<World>>>);
+pub(crate) struct WorldCell(Arc<RwLock<(i64, Arc<World>)>>);
 
 impl WorldCell {
     pub(crate) async fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        Ok(Self(Arc::new(RwLock::new(Arc::new(World::load(store).await?)))))
+        Ok(Self(Arc::new(RwLock::new(Self::read(store).await?))))
+    }
+
+    /// The version, then the snapshot: a change landing in between moves the version again, so the
+    /// next look reloads once more rather than keeping a stale copy under a fresh number.
+    async fn read(store: &dyn Store) -> Result<(i64, Arc<World>), StoreError> {
+        let version = store.world_version().await?;
+        Ok((version, Arc::new(World::load(store).await?)))
     }
 
     pub(crate) fn get(&self) -> Arc<World> {
-        self.0.read().map(|w| w.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+        self.0.read().map(|w| w.1.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().1.clone())
+    }
+
+    fn version(&self) -> i64 {
+        self.0.read().map(|w| w.0).unwrap_or_else(|poisoned| poisoned.into_inner().0)
     }
 
     pub(crate) async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let fresh = Arc::new(World::load(store).await?);
+        let fresh = Self::read(store).await?;
         match self.0.write() {
             Ok(mut w) => *w = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
         }
         Ok(())
+    }
+
+    /// Reloads if the store's version moved since the snapshot was read; whether it did.
+    pub(crate) async fn refresh(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        if store.world_version().await? == self.version() {
+            return Ok(false);
+        }
+        self.reload(store).await?;
+        Ok(true)
     }
 }

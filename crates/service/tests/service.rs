@@ -418,6 +418,52 @@ async fn throttles_hold_across_two_postgres_nodes() {
     PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
 }
 
+/// A reference change made through one node reaches the other at its next refresh, which reloads
+/// only when the store's world version moved: a case or a second look changes nothing.
+async fn reference_changes_reach_the_other_node(a: &Services, b: &Services, town: &TownData) {
+    use civicgrid_core::access::Role;
+    use civicgrid_core::org::Department;
+    let admin = Actor { role: Role::Admin, ..intake() };
+    assert!(!b.refresh_world().await.expect("refresh"), "nothing changed since it started");
+    report_cases(a, town, 2).await;
+    assert!(!b.refresh_world().await.expect("refresh"), "cases are not reference data");
+    let code: civicgrid_core::org::DeptCode = "new-unit-01".parse().expect("code");
+    let new =
+        Department { code: code.clone(), name_zh: "新设部门".into(), name_en: "New unit".into(), parent: None };
+    a.put_department(&admin, new).await.expect("department");
+    assert!(a.world().has_department(&code), "the node that made the change sees it at once");
+    assert!(!b.world().has_department(&code), "the other node before its refresh");
+    assert!(b.refresh_world().await.expect("refresh"), "the version moved");
+    assert!(b.world().has_department(&code));
+    assert!(!b.refresh_world().await.expect("refresh"), "and is read once");
+    let mut policy = b.world().sla.clone();
+    policy.warn_percent = if policy.warn_percent == 60 { 70 } else { 60 };
+    a.set_sla_policy(&admin, policy.clone()).await.expect("policy");
+    assert!(b.refresh_world().await.expect("refresh"), "a settings document moves it too");
+    assert_eq!(b.world().sla, policy);
+}
+
+#[tokio::test]
+async fn reference_changes_reach_another_sqlite_services() {
+    let (clock, store, town, a) = sqlite_town().await;
+    let b = services(store, &clock).await;
+    reference_changes_reach_the_other_node(&a, &b, &town).await;
+}
+
+#[tokio::test]
+async fn reference_changes_reach_another_postgres_node() {
+    let Some((first, schema)) = pg_schema("world").await else { return };
+    let clock = ManualClock::new(monday_morning());
+    let first: Arc<dyn Store> = Arc::new(first);
+    let town = populate(first.as_ref()).await;
+    let a = services(first.clone(), &clock).await;
+    let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
+    let b = services(second.clone(), &clock).await;
+    reference_changes_reach_the_other_node(&a, &b, &town).await;
+    drop((a, b, first, second));
+    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+}
+
 /// A case reported through node A reaches a live-feed subscriber on node B (LISTEN/NOTIFY).
 #[tokio::test]
 async fn a_commit_on_one_postgres_node_reaches_the_live_feed_of_another() {

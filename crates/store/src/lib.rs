@@ -398,6 +398,10 @@ pub struct ComponentFilter {
 /// Reference data: code tables, calendar, the town's map, departments and components.
 #[async_trait::async_trait]
 pub trait ReferenceStore: Send + Sync {
+    /// The reference data's version: it moves with every change to the town, its micro-grids, the
+    /// departments, the catalogue, the calendar or a settings document, whoever made it (a trigger
+    /// counts), so a node can tell cheaply whether its snapshot is stale.
+    async fn world_version(&self) -> Result<i64>;
     /// Replaces the component-class and matter tables.
     async fn put_catalog(&self, classes: &[ComponentClass], matters: &[Matter]) -> Result<()>;
     /// All component classes in code order.

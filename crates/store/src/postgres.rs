@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 20] = [
+const MIGRATIONS: [(i64, &str, &str); 21] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -39,6 +39,7 @@ const MIGRATIONS: [(i64, &str, &str); 20] = [
     (18, "telemetry reports", include_str!("../migrations/postgres/0018_telemetry_reports.sql")),
     (19, "device location", include_str!("../migrations/postgres/0019_device_location.sql")),
     (20, "throttles", include_str!("../migrations/postgres/0020_throttles.sql")),
+    (21, "world version", include_str!("../migrations/postgres/0021_world_version.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.
@@ -305,13 +306,13 @@ mod tests {
              log_consumers, settings, blobs, attachments, idempotency, api_keys, service_accounts, jobs, event_log, \
              event_counter, case_departments, case_events, cases, case_counters, sessions, users, components, \
              work_calendar, matters, component_classes, departments, micro_grids, grids, workstations, town, \
-             throttle_uses";
+             throttle_uses, world_version";
         let mut expected: Vec<&str> = listed.split(", ").collect();
         let mut found = tables.clone();
         expected.sort_unstable();
         found.sort_unstable();
         assert_eq!(found, expected);
         assert_eq!(tables.first(), Some(&"town"), "in the order the migrations create them");
-        assert_eq!(functions, vec!["civicgrid_announce_events()"]);
+        assert_eq!(functions, vec!["civicgrid_announce_events()", "civicgrid_world_moved()"]);
     }
 }

@@ -303,6 +303,10 @@ impl Store for This {
 
 #[async_trait::async_trait]
 impl ReferenceStore for This {
+    async fn world_version(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT n FROM world_version WHERE id = 1").fetch_one(&self.read).await?)
+    }
+
     async fn put_catalog(&self, classes: &[ComponentClass], matters: &[Matter]) -> Result<()> {
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM component_classes").execute(&mut *tx).await?;

@@ -20,7 +20,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 20] = [
+const MIGRATIONS: [(i64, &str, &str); 21] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -41,6 +41,7 @@ const MIGRATIONS: [(i64, &str, &str); 20] = [
     (18, "telemetry reports", include_str!("../migrations/sqlite/0018_telemetry_reports.sql")),
     (19, "device location", include_str!("../migrations/sqlite/0019_device_location.sql")),
     (20, "throttles", include_str!("../migrations/sqlite/0020_throttles.sql")),
+    (21, "world version", include_str!("../migrations/sqlite/0021_world_version.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.

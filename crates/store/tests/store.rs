@@ -1293,9 +1293,21 @@ async fn reference_data_round_trips(store: &dyn Store, fx: &Fixture) {
             name_en: "make-up".into(),
         },
     ];
+    let seeded = store.world_version().await.expect("version");
+    assert!(seeded > 0, "seeding the reference data moved the version");
     store.put_calendar(&entries).await.expect("calendar");
+    let after_calendar = store.world_version().await.expect("version");
+    assert!(after_calendar > seeded, "a calendar change moves it");
     store.put_calendar(&entries[..1]).await.expect("calendar upsert is idempotent");
     assert_eq!(store.calendar().await.expect("calendar"), entries);
+    let before = store.world_version().await.expect("version");
+    store.put_alarm_rules(&civicgrid_core::alarm::RuleSet::standard(), 1, fx.now).await.expect("rules");
+    let after_policy = store.world_version().await.expect("version");
+    assert!(after_policy > before, "a settings document moves it");
+    store.create_session("not-reference", 1, fx.now, fx.now + SignedDuration::from_hours(1)).await.ok();
+    store.record_use("login.address", "10.0.0.9", fx.now).await.expect("use");
+    store.forget_uses("login.address", "10.0.0.9").await.expect("forget");
+    assert_eq!(store.world_version().await.expect("version"), after_policy, "other writes do not");
 }
 
 async fn users_and_sessions(store: &dyn Store) {
