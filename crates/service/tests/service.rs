@@ -404,18 +404,42 @@ async fn throttles_hold_across_two_sqlite_services() {
     throttles_hold_across_nodes(&a, &b, &clock).await;
 }
 
+/// Two app nodes, each with its own pool, on one fresh PostgreSQL schema holding the small demo town,
+/// on one stopped clock.
+struct PgNodes {
+    clock: ManualClock,
+    town: TownData,
+    a: Services,
+    b: Services,
+    schema: String,
+}
+
+impl PgNodes {
+    /// The two nodes, or None when PostgreSQL is unusable (see [`pg_schema`]).
+    async fn open(name: &str) -> Option<Self> {
+        let (first, schema) = pg_schema(name).await?;
+        let clock = ManualClock::new(monday_morning());
+        let first: Arc<dyn Store> = Arc::new(first);
+        let town = populate(first.as_ref()).await;
+        let a = services(first, &clock).await;
+        let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
+        let b = services(second, &clock).await;
+        Some(Self { clock, town, a, b, schema })
+    }
+
+    /// Closes both nodes and drops the schema.
+    async fn close(self) {
+        let schema = self.schema.clone();
+        drop(self);
+        PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+    }
+}
+
 #[tokio::test]
 async fn throttles_hold_across_two_postgres_nodes() {
-    let Some((first, schema)) = pg_schema("throttles").await else { return };
-    let clock = ManualClock::new(monday_morning());
-    let first: Arc<dyn Store> = Arc::new(first);
-    populate(first.as_ref()).await;
-    let a = services(first.clone(), &clock).await;
-    let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
-    let b = services(second.clone(), &clock).await;
-    throttles_hold_across_nodes(&a, &b, &clock).await;
-    drop((a, b, first, second));
-    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+    let Some(nodes) = PgNodes::open("throttles").await else { return };
+    throttles_hold_across_nodes(&nodes.a, &nodes.b, &nodes.clock).await;
+    nodes.close().await;
 }
 
 /// A reference change made through one node reaches the other at its next refresh, which reloads
@@ -452,16 +476,9 @@ async fn reference_changes_reach_another_sqlite_services() {
 
 #[tokio::test]
 async fn reference_changes_reach_another_postgres_node() {
-    let Some((first, schema)) = pg_schema("world").await else { return };
-    let clock = ManualClock::new(monday_morning());
-    let first: Arc<dyn Store> = Arc::new(first);
-    let town = populate(first.as_ref()).await;
-    let a = services(first.clone(), &clock).await;
-    let second: Arc<dyn Store> = Arc::new(PgStore::open_in_schema(&pg_url(), Some(&schema)).await.expect("node 2"));
-    let b = services(second.clone(), &clock).await;
-    reference_changes_reach_the_other_node(&a, &b, &town).await;
-    drop((a, b, first, second));
-    PgStore::drop_schema(&pg_url(), &schema).await.expect("drop schema");
+    let Some(nodes) = PgNodes::open("world").await else { return };
+    reference_changes_reach_the_other_node(&nodes.a, &nodes.b, &nodes.town).await;
+    nodes.close().await;
 }
 
 /// A case reported through node A reaches a live-feed subscriber on node B (LISTEN/NOTIFY).
