@@ -422,11 +422,7 @@ impl Services {
     /// The username's wrong passwords in the window so far.
     async fn begin_attempt(&self, username: &str, addr: Option<IpAddr>, now: Timestamp) -> ServiceResult<u32> {
         if let Some(addr) = addr {
-            let taken = self.take_slot(LOGIN_ADDRESS, &addr.to_string(), MAX_PER_ADDRESS, LOCKOUT).await;
-            if taken.is_err() {
-                tracing::warn!(%addr, "log-in attempts from this address throttled");
-            }
-            taken?;
+            self.take_slot(LOGIN_ADDRESS, &addr.to_string(), MAX_PER_ADDRESS, LOCKOUT).await?;
         }
         let (failures, oldest) = self.store.uses(LOGIN_FAILURE, username, now - LOCKOUT).await?;
         if !self.logins.enter(username, failures)? {

@@ -57,8 +57,8 @@ pub(crate) fn seconds_until(now: Timestamp, until: Timestamp) -> u64 {
 }
 
 impl Services {
-    /// Takes a slot of `scope`'s throttle for `key`: `Throttled` (with when to retry) while its
-    /// `window` already holds `limit` uses.
+    /// Takes a slot of `scope`'s throttle for `key`: `Throttled` (with when to retry, and a warning in
+    /// the log) while its `window` already holds `limit` uses.
     pub(crate) async fn take_slot(
         &self,
         scope: &str,
@@ -70,6 +70,7 @@ impl Services {
         match self.store.take_slot(scope, key, limit, now - window, now).await? {
             Slot::Taken => Ok(()),
             Slot::Full { earliest } => {
+                tracing::warn!(scope, key, "throttled: the window's uses are spent");
                 Err(ServiceError::Throttled { retry_after_secs: seconds_until(now, earliest + window) })
             }
         }
@@ -79,11 +80,7 @@ impl Services {
     /// socket: no limit). `Throttled` once the address has used its hour's share, on any node.
     pub async fn public_use(&self, what: PublicUse, addr: Option<IpAddr>) -> ServiceResult<()> {
         let Some(addr) = addr else { return Ok(()) };
-        let taken = self.take_slot(what.scope(), &addr.to_string(), what.limit(), PUBLIC_WINDOW).await;
-        if taken.is_err() {
-            tracing::warn!(%addr, use = what.scope(), "public page uses from this address throttled");
-        }
-        taken
+        self.take_slot(what.scope(), &addr.to_string(), what.limit(), PUBLIC_WINDOW).await
     }
 
     /// Deletes the throttles' uses older than every window; how many (the purge job).
