@@ -19,6 +19,11 @@ pub const CALENDAR_2026_CSV: &str = include_str!("../seed/workcalendar-cn-2026.c
 /// China Standard Time, UTC+8.
 pub const CHINA_OFFSET: Offset = jiff::tz::offset(8);
 
+/// From this day of the year (month, day) on, next year's holidays are expected in the calendar: the
+/// State Council publishes them in October or November, and a long deadline set in December already
+/// ends in January.
+pub const NEXT_YEAR_DUE: (i8, i8) = (11, 15);
+
 /// What an override row says about a date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +126,27 @@ impl WorkCalendar {
             return Err(CalendarError::BadPeriods);
         }
         Ok(Self { overrides: entries.iter().map(|e| (e.date, e.kind)).collect(), periods, every_day: false })
+    }
+
+    /// The year whose holidays the calendar lacks and that deadlines already reach, if any: this
+    /// year when it has no row at all, or, from [`NEXT_YEAR_DUE`] on, next year when it has none.
+    /// (Every year has public holidays, so a year without a single row has not been entered.) Without
+    /// its rows a year counts plain Monday–Friday weeks: a deadline across 元旦 or 春节 comes days early.
+    pub fn missing_year(&self, today: Date) -> Option<i16> {
+        let has = |year: i16| {
+            let (Ok(first), Ok(last)) = (Date::new(year, 1, 1), Date::new(year, 12, 31)) else { return true };
+            self.overrides.range(first..=last).next().is_some()
+        };
+        let (year, next) = (today.year(), today.year().saturating_add(1));
+        if self.every_day {
+            None
+        } else if !has(year) {
+            Some(year)
+        } else if (today.month(), today.day()) >= NEXT_YEAR_DUE && !has(next) {
+            Some(next)
+        } else {
+            None
+        }
     }
 
     /// Working seconds in one working day (28,800 with the default periods).
@@ -273,6 +299,27 @@ mod tests {
 
     fn cal() -> WorkCalendar {
         WorkCalendar::china_2026()
+    }
+
+    #[test]
+    fn a_year_without_rows_is_missing_once_deadlines_reach_it() {
+        let cal = cal();
+        assert_eq!(cal.missing_year(date(2026, 3, 1)), None, "2026 is entered; 2027 is not due yet");
+        assert_eq!(cal.missing_year(date(2026, 11, 14)), None);
+        assert_eq!(cal.missing_year(date(2026, 11, 15)), Some(2027), "from mid-November next year is due");
+        assert_eq!(cal.missing_year(date(2026, 12, 31)), Some(2027));
+        assert_eq!(cal.missing_year(date(2027, 1, 4)), Some(2027), "the new year itself, still without rows");
+        let mut entries = parse_calendar_csv(CALENDAR_2026_CSV).expect("embedded table");
+        entries.push(CalendarEntry {
+            date: date(2027, 1, 1),
+            kind: DayKind::Holiday,
+            name_zh: "元旦".into(),
+            name_en: "New Year's Day".into(),
+        });
+        let with_2027 = WorkCalendar::new(&entries, &default_periods()).expect("calendar");
+        assert_eq!(with_2027.missing_year(date(2026, 12, 7)), None);
+        assert_eq!(with_2027.missing_year(date(2027, 11, 20)), Some(2028));
+        assert_eq!(WorkCalendar::around_the_clock().missing_year(date(2026, 12, 7)), None, "no holidays to miss");
     }
 
     fn at(y: i16, m: i8, d: i8, h: i8, min: i8) -> Timestamp {

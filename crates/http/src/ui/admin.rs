@@ -161,6 +161,8 @@ struct AdminPage {
     tabs: Vec<Choice>,
     notice: String,
     error: String,
+    /// The working calendar lacks a year that deadlines reach (shown on every section).
+    calendar_missing: String,
     body: Body,
 }
 
@@ -238,9 +240,15 @@ async fn show(
             active: *k == section,
         })
         .collect();
+    let today = local(state.clock.now()).date();
+    let calendar_missing = state
+        .world()
+        .calendar
+        .missing_year(today)
+        .map_or_else(String::new, |year| t.get("admin.calendar.missing").replace("{year}", &year.to_string()));
     let frame = Frame::new(state, s, "/admin", "admin.title").await;
     let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    render(status, &AdminPage { frame, tabs, notice, error, body })
+    render(status, &AdminPage { frame, tabs, notice, error, calendar_missing, body })
 }
 
 fn departments(state: &AppState) -> Vec<Choice> {
