@@ -8,10 +8,15 @@ root="$(cd .. && pwd)"
 bin="${CIVICGRID_BIN:-$root/target/debug/civicgrid}"
 port="${CIVICGRID_E2E_PORT:-8099}"
 work="$(mktemp -d)"
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 [ -x "$bin" ] || (cd "$root" && cargo build --locked)
 command -v /usr/bin/chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 [ -d node_modules/@playwright/test ] || npm ci --no-audit --no-fund
+# Another server on the port would be tested in place of the fresh demo town, and fail in odd ways.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "port $port is taken: stop what listens there or set CIVICGRID_E2E_PORT" >&2
+  exit 1
+fi
 export CIVICGRID_ADMIN_PASSWORD="${CIVICGRID_ADMIN_PASSWORD:-e2e-admin-$RANDOM$RANDOM}"
 "$bin" demo --database "$work/e2e.db" --scale 0.05 --case-scale 0 --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server=$!
