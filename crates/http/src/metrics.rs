@@ -1,7 +1,7 @@
 //! Prometheus metrics at `/metrics`: requests per matched route (not raw path, so the label set stays
 //! bounded) with latency histograms, the group-commit writer's batch sizes and commit times (recorded
-//! by the store), job queue depth, live-feed subscribers, the newest event number and how far each
-//! reader of the event log is behind it. Scraped by a
+//! by the store), job queue depth, live-feed subscribers, the newest event number, how far each
+//! reader of the event log is behind it, and the working calendar's missing year. Scraped by a
 //! Prometheus on the same machine (loopback) or by an administrator's session.
 
 use std::sync::OnceLock;
@@ -97,6 +97,10 @@ pub async fn render(
         Err(e) => tracing::warn!(error = %e, "job counts unavailable for metrics"),
     }
     metrics::gauge!("civicgrid_feed_subscribers").set(state.feed.subscribers() as f64);
+    // The year whose holidays deadlines already reach but nobody has entered (0: none), for an alert rule.
+    let today = civicgrid_core::calendar::local(state.clock.now()).date();
+    let missing = state.world().calendar.missing_year(today).map_or(0, i32::from);
+    metrics::gauge!("civicgrid_calendar_missing_year").set(f64::from(missing));
     metrics::gauge!("civicgrid_event_log_head").set(state.feed.head() as f64);
     match state.store.last_case_seq().await {
         Ok(last) => {

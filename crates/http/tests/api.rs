@@ -1246,6 +1246,7 @@ async fn metrics_count_requests_by_route_and_show_the_writer_and_the_queue() {
         "civicgrid_feed_subscribers",
         "civicgrid_log_reader_behind{reader=\"sla_timers\"}",
         "civicgrid_log_reader_behind{reader=\"kpi\"}",
+        "civicgrid_calendar_missing_year 2027", // 23 November: 2027 is due and has no row
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
