@@ -260,6 +260,11 @@ function countChange(now, before, lastYear) {
   return `${T('cockpit.mom')} ${arrow(rel(before), '%')}  ${T('cockpit.yoy')} ${arrow(rel(lastYear), '%')}`;
 }
 
+/** Change of today's count so far against the same hours of yesterday and of a year earlier. */
+function dayChange(spans, count) {
+  return countChange(spans.today[count], spans.yesterday[count], spans.last_year[count]);
+}
+
 /** Change of a rate, in percentage points. */
 function rateChange(now, before, lastYear) {
   return `${T('cockpit.mom')} ${arrow(now - before, 'pt')}  ${T('cockpit.yoy')} ${arrow(now - lastYear, 'pt')}`;
@@ -472,8 +477,8 @@ function drawSafety() {
   if (state.sensing) tile('alarms_active_s', number.format(alarmTotal(state.sensing).active));
   const f = state.figures;
   if (f) {
-    tile('today_reported', number.format(f.day.counts.reported), countChange(f.day.counts.reported, f.day.previous.reported, f.day.last_year.reported));
-    tile('today_closed', number.format(f.day.counts.closed), countChange(f.day.counts.closed, f.day.previous.closed, f.day.last_year.closed));
+    tile('today_reported', number.format(f.day.counts.reported), dayChange(f.day_spans, 'reported'));
+    tile('today_closed', number.format(f.day.counts.closed), dayChange(f.day_spans, 'closed'));
     tile('month_on_time', pct(f.month.rates.on_time_closure), rateChange(f.month.rates.on_time_closure, f.month_before.on_time_closure, f.month_last_year.on_time_closure));
     tile('month_satisfaction', pct(f.month.rates.satisfaction), rateChange(f.month.rates.satisfaction, f.month_before.satisfaction, f.month_last_year.satisfaction));
     const classes = f.classes.slice(0, 8);
@@ -576,7 +581,7 @@ function drawLivelihood() {
   const total = f.sources.reduce((n, s) => n + s.counts.reported, 0);
   const pub = f.sources.filter((s) => PUBLIC_SOURCES.includes(s.key)).reduce((n, s) => n + s.counts.reported, 0);
   tile('public_share', pct(total > 0 ? (100 * pub) / total : 0));
-  tile('today_reported_l', number.format(f.day.counts.reported), countChange(f.day.counts.reported, f.day.previous.reported, f.day.last_year.reported));
+  tile('today_reported_l', number.format(f.day.counts.reported), dayChange(f.day_spans, 'reported'));
   bars('chart-days', 'livelihood', f.days.map((p) => p.period.slice(5)), [
     { name: T('cockpit.series.reported'), data: f.days.map((p) => p.reported) },
     { name: T('cockpit.series.closed'), data: f.days.map((p) => p.closed) },

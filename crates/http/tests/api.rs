@@ -2247,6 +2247,37 @@ async fn the_cockpit_reads_open_cases_and_figures() {
     assert_eq!(app.get("/api/v1/cockpit/situation", None).await.0, StatusCode::UNAUTHORIZED);
 }
 
+/// The day's 环比 and 同比 compare today so far with the same hours of yesterday and of the same date a
+/// year earlier: a case reported yesterday after this time of day does not count against this morning.
+#[tokio::test]
+async fn the_cockpit_compares_this_morning_with_the_same_hours_of_yesterday() {
+    let app = spawn_app().await;
+    let (intake, commander) = (app.login("intake").await, app.login("commander").await);
+    let at = |t: &str| t.parse::<Timestamp>().expect("time");
+    for (when, grid) in [
+        ("2026-11-22T00:30:00Z", 0), // yesterday 08:30: before this time of day
+        ("2026-11-22T02:00:00Z", 1), // yesterday 10:00: after it
+        ("2025-11-23T00:00:00Z", 1), // a year earlier, 08:00
+        ("2026-11-23T01:05:00Z", 0), // this morning, 09:05 and 09:10
+        ("2026-11-23T01:10:00Z", 2),
+    ] {
+        app.clock.set(at(when));
+        app.create(&intake, grid).await;
+    }
+    app.clock.set(at("2026-11-23T01:20:00Z")); // 09:20 in China
+    let (s, f) = app.get("/api/v1/cockpit/figures", Some(&commander)).await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_eq!(
+        f["day_spans"],
+        json!({
+            "today": {"reported": 2, "closed": 0},
+            "yesterday": {"reported": 1, "closed": 0},
+            "last_year": {"reported": 1, "closed": 0}
+        }),
+        "{f}"
+    );
+}
+
 #[path = "api/h5.rs"]
 mod h5;
 #[path = "api/intake.rs"]

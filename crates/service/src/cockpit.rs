@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use civicgrid_core::access::{Actor, Role};
-use civicgrid_core::calendar::local;
+use civicgrid_core::calendar::{from_local, local};
 use civicgrid_core::case::{CaseId, CaseState};
 use civicgrid_core::codes::{CommunityCode, GridCode};
 use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, Rates};
@@ -21,6 +21,8 @@ use jiff::civil::Date;
 use jiff::{Timestamp, ToSpan};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use civicgrid_store::CaseFilter;
 
 use crate::accounts::require;
 use crate::kpi::{KPI_CONSUMER, KpiQuery, KpiRow};
@@ -37,6 +39,8 @@ pub const MAX_POINTS: usize = 10_000;
 const LATE_LIST: usize = 12;
 /// Events in the ticker.
 const TICKER: i64 = 24;
+/// Cases counted at most in one span of a day (a town reports a few thousand a day).
+const SPAN_CAP: u32 = 1_000_000;
 /// Days in the daily trend.
 const TREND_DAYS: i64 = 30;
 /// Months in the monthly trend.
@@ -182,6 +186,28 @@ pub struct TrendPoint {
     pub closed_last_year: i64,
 }
 
+/// Cases reported and closed in a span of a day, from local midnight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SpanCounts {
+    /// Reported in the span.
+    pub reported: i64,
+    /// Closed in the span.
+    pub closed: i64,
+}
+
+/// Today so far beside the same hours of yesterday and of the same date a year earlier, so that the
+/// day's 环比 and 同比 compare 09:30 with 09:30 rather than with a whole day (which would show every
+/// morning as a fall). Counted from the cases' own times, so the three are alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DaySpans {
+    /// Today from midnight to now.
+    pub today: SpanCounts,
+    /// Yesterday from midnight to the same time of day.
+    pub yesterday: SpanCounts,
+    /// The same date a year earlier, from midnight to the same time of day.
+    pub last_year: SpanCounts,
+}
+
 /// The KPI figures of the big screen.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Figures {
@@ -197,6 +223,9 @@ pub struct Figures {
     pub today: Date,
     /// The town today, beside yesterday (环比) and the same day a year earlier (同比).
     pub day: KpiRow,
+    /// Today's counts so far beside the same hours of yesterday and a year earlier: the base of the
+    /// day's count changes (`day` compares with whole days).
+    pub day_spans: DaySpans,
     /// The town this month so far, beside the span just before and a year earlier.
     pub month: KpiRow,
     /// The rates of today's span before (yesterday) and a year earlier.
@@ -360,6 +389,7 @@ impl Services {
         let month_key = |d: Date| d.strftime("%Y-%m").to_string();
         let days = self.trend(Bucket::Day, &days, day_key).await?;
         let months = self.trend(Bucket::Month, &months, month_key).await?;
+        let day_spans = self.day_spans(now).await?;
         Ok(Figures {
             as_of: now,
             counted_to,
@@ -370,6 +400,7 @@ impl Services {
             month_before: month_row.previous.rates(),
             month_last_year: month_row.last_year.rates(),
             day,
+            day_spans,
             month: month_row,
             days,
             months,
@@ -377,6 +408,28 @@ impl Services {
             departments,
             classes,
             sources,
+        })
+    }
+
+    /// Today so far, and the same hours of yesterday and of the same date a year earlier.
+    async fn day_spans(&self, now: Timestamp) -> ServiceResult<DaySpans> {
+        let here = local(now);
+        let hours = here.time();
+        let internal = |e: jiff::Error| ServiceError::Internal(e.to_string());
+        let span = |date: Date| async move {
+            let (from, to) = (from_local(date.at(0, 0, 0, 0)), from_local(date.to_datetime(hours)));
+            let reported = CaseFilter { reported_from: Some(from), reported_to: Some(to), ..CaseFilter::default() };
+            let closed = CaseFilter { closed_from: Some(from), closed_to: Some(to), ..CaseFilter::default() };
+            Ok::<_, ServiceError>(SpanCounts {
+                reported: self.store.count_matching(&reported, SPAN_CAP).await?,
+                closed: self.store.count_matching(&closed, SPAN_CAP).await?,
+            })
+        };
+        let today = here.date();
+        Ok(DaySpans {
+            today: span(today).await?,
+            yesterday: span(today.yesterday().map_err(internal)?).await?,
+            last_year: span(today.checked_sub(1.year()).map_err(internal)?).await?,
         })
     }
 
