@@ -107,6 +107,43 @@ pub fn routing_rules(first_community: Option<CommunityCode>) -> RoutingTable {
     RoutingTable { rules }
 }
 
+/// Reports per hour of the day, relative: few at night, peaks mid-morning and mid-afternoon.
+const HOUR_WEIGHTS: [(i8, u32); 24] = [
+    (0, 2),
+    (1, 1),
+    (2, 1),
+    (3, 1),
+    (4, 1),
+    (5, 2),
+    (6, 4),
+    (7, 10),
+    (8, 16),
+    (9, 17),
+    (10, 16),
+    (11, 12),
+    (12, 7),
+    (13, 9),
+    (14, 15),
+    (15, 15),
+    (16, 14),
+    (17, 11),
+    (18, 8),
+    (19, 7),
+    (20, 6),
+    (21, 5),
+    (22, 3),
+    (23, 2),
+];
+
+/// The share of a day's reports made by `at` (local time of day), by [`HOUR_WEIGHTS`].
+pub(crate) fn share_of_day_by(at: jiff::civil::Time) -> f64 {
+    let total: u32 = HOUR_WEIGHTS.iter().map(|(_, w)| w).sum();
+    let before: u32 = HOUR_WEIGHTS.iter().filter(|(h, _)| *h < at.hour()).map(|(_, w)| w).sum();
+    let this = HOUR_WEIGHTS.iter().find(|(h, _)| *h == at.hour()).map_or(0, |(_, w)| *w);
+    let into_hour = (f64::from(at.minute()) * 60.0 + f64::from(at.second())) / 3600.0;
+    (f64::from(before) + f64::from(this) * into_hour) / f64::from(total.max(1))
+}
+
 fn weighted<'a, T>(rng: &mut fastrand::Rng, items: &'a [(T, u32)]) -> &'a T {
     let total: u32 = items.iter().map(|(_, w)| w).sum();
     let mut pick = rng.u32(0..total.max(1));
@@ -275,6 +312,10 @@ impl Plan {
             if !calendar.is_working_day(day) && !matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday) {
                 w *= 0.5;
             }
+            if day == today {
+                // Today so far: the cockpit compares it with the same hours of yesterday.
+                w *= share_of_day_by(local(opts.now).time());
+            }
             weights.push((day, w));
             match day.tomorrow() {
                 Ok(d) => day = d,
@@ -318,41 +359,27 @@ impl Plan {
     /// Generates every case in time order, handing chunks to `sink`; stops early if it returns false.
     pub fn generate(self, mut sink: impl FnMut(Vec<Generated>) -> bool) {
         let mut rng = fastrand::Rng::with_seed(self.seed ^ 0xca5e);
-        let hour_weights: [(i8, u32); 24] = [
-            (0, 2),
-            (1, 1),
-            (2, 1),
-            (3, 1),
-            (4, 1),
-            (5, 2),
-            (6, 4),
-            (7, 10),
-            (8, 16),
-            (9, 17),
-            (10, 16),
-            (11, 12),
-            (12, 7),
-            (13, 9),
-            (14, 15),
-            (15, 15),
-            (16, 14),
-            (17, 11),
-            (18, 8),
-            (19, 7),
-            (20, 6),
-            (21, 5),
-            (22, 3),
-            (23, 2),
-        ];
+        let hour_weights = &HOUR_WEIGHTS;
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut recent: BTreeMap<(MatterCode, GridCode), Vec<Candidate>> = BTreeMap::new();
         let mut ordinal = 0;
         for &(day, n) in &self.days {
+            // Today's reports fall in the hours gone by, in the same proportions as on a whole day.
+            let now = local(self.now);
+            let hours: Vec<(i8, u32)> = match day == now.date() {
+                true => hour_weights.iter().copied().filter(|(h, _)| *h <= now.hour()).collect(),
+                false => hour_weights.to_vec(),
+            };
             let mut times: Vec<Timestamp> = (0..n)
                 .map(|_| {
-                    let h = *weighted(&mut rng, &hour_weights);
+                    let h = *weighted(&mut rng, &hours);
                     let t = from_local(day.at(h, rng.i8(0..60), rng.i8(0..60), 0));
-                    if t >= self.now { self.now - SignedDuration::from_mins(rng.i64(1..600)) } else { t }
+                    if t >= self.now {
+                        let into_hour = i64::from(now.minute()) * 60 + i64::from(now.second());
+                        self.now - SignedDuration::from_secs(rng.i64(1..into_hour.max(2)))
+                    } else {
+                        t
+                    }
                 })
                 .collect();
             times.sort();

@@ -110,6 +110,15 @@ fn users_for(data: &TownData) -> Vec<User> {
 }
 
 #[test]
+fn a_day_so_far_holds_the_share_of_its_hours() {
+    use jiff::civil::time;
+    assert_eq!(cases::share_of_day_by(time(0, 0, 0, 0)), 0.0);
+    let ten = cases::share_of_day_by(time(10, 0, 0, 0));
+    assert!((0.29..0.30).contains(&ten), "a night and a morning: {ten}");
+    assert!(cases::share_of_day_by(time(23, 59, 59, 0)) > 0.999);
+}
+
+#[test]
 fn generated_cases_replay_and_have_a_realistic_mix() {
     let o = opts(0.05, 0.01);
     let data = town(&o).expect("town");
@@ -127,6 +136,17 @@ fn generated_cases_replay_and_have_a_realistic_mix() {
         assert_eq!(CaseStatus::replay(&c.events).as_ref(), Ok(&c.status), "history replays to the row");
         assert!(c.facts.reported_at <= o.now);
     }
+    // Today (10:00 on a Monday) holds the morning's share of a day, like the four Mondays before it:
+    // the cockpit sets it against the same hours of yesterday.
+    let morning = |weeks_back: i64| {
+        let day = jiff::civil::date(2026, 11, 23) - jiff::Span::new().weeks(weeks_back);
+        let at = |h| civicgrid_core::calendar::from_local(day.at(h, 0, 0, 0));
+        let (from, to) = (at(0), at(10));
+        all.iter().filter(|c| (from..to).contains(&c.facts.reported_at)).count()
+    };
+    let today = morning(0);
+    let mondays: usize = (1..=4).map(morning).sum();
+    assert!(today * 4 <= mondays * 2 + 8 && today * 4 * 2 + 8 >= mondays, "today {today}, four Mondays {mondays}");
     let closed = all.iter().filter(|c| c.status.state == civicgrid_core::case::CaseState::Closed).count();
     let late = all.iter().filter(|c| c.status.close_type == Some(civicgrid_core::case::CloseType::Late)).count();
     let void = all.iter().filter(|c| c.status.state == civicgrid_core::case::CaseState::Void).count();
