@@ -359,27 +359,20 @@ impl Plan {
     /// Generates every case in time order, handing chunks to `sink`; stops early if it returns false.
     pub fn generate(self, mut sink: impl FnMut(Vec<Generated>) -> bool) {
         let mut rng = fastrand::Rng::with_seed(self.seed ^ 0xca5e);
-        let hour_weights = &HOUR_WEIGHTS;
+        // Today's reports fall in the hours gone by, in the same proportions as on a whole day.
+        let now = local(self.now);
+        let hours_so_far: Vec<(i8, u32)> = HOUR_WEIGHTS.iter().copied().filter(|(h, _)| *h <= now.hour()).collect();
+        let into_hour = i64::from(now.minute()) * 60 + i64::from(now.second());
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut recent: BTreeMap<(MatterCode, GridCode), Vec<Candidate>> = BTreeMap::new();
         let mut ordinal = 0;
         for &(day, n) in &self.days {
-            // Today's reports fall in the hours gone by, in the same proportions as on a whole day.
-            let now = local(self.now);
-            let hours: Vec<(i8, u32)> = match day == now.date() {
-                true => hour_weights.iter().copied().filter(|(h, _)| *h <= now.hour()).collect(),
-                false => hour_weights.to_vec(),
-            };
+            let hours: &[(i8, u32)] = if day == now.date() { &hours_so_far } else { &HOUR_WEIGHTS };
             let mut times: Vec<Timestamp> = (0..n)
                 .map(|_| {
-                    let h = *weighted(&mut rng, &hours);
+                    let h = *weighted(&mut rng, hours);
                     let t = from_local(day.at(h, rng.i8(0..60), rng.i8(0..60), 0));
-                    if t >= self.now {
-                        let into_hour = i64::from(now.minute()) * 60 + i64::from(now.second());
-                        self.now - SignedDuration::from_secs(rng.i64(1..into_hour.max(2)))
-                    } else {
-                        t
-                    }
+                    if t >= self.now { self.now - SignedDuration::from_secs(rng.i64(1..into_hour.max(2))) } else { t }
                 })
                 .collect();
             times.sort();

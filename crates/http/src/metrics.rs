@@ -98,8 +98,7 @@ pub async fn render(
     }
     metrics::gauge!("civicgrid_feed_subscribers").set(state.feed.subscribers() as f64);
     // The year whose holidays deadlines already reach but nobody has entered (0: none), for an alert rule.
-    let today = civicgrid_core::calendar::local(state.clock.now()).date();
-    let missing = state.world().calendar.missing_year(today).map_or(0, i32::from);
+    let missing = state.services.missing_calendar_year().map_or(0, i32::from);
     metrics::gauge!("civicgrid_calendar_missing_year").set(f64::from(missing));
     metrics::gauge!("civicgrid_event_log_head").set(state.feed.head() as f64);
     match state.store.last_case_seq().await {

@@ -58,6 +58,12 @@ impl Services {
         Ok(self.store.calendar().await?)
     }
 
+    /// The year whose holidays deadlines already reach but nobody has entered, today by the service's
+    /// clock ([`civicgrid_core::calendar::WorkCalendar::missing_year`]).
+    pub fn missing_calendar_year(&self) -> Option<i16> {
+        self.world().calendar.missing_year(civicgrid_core::calendar::local(self.clock.now()).date())
+    }
+
     /// The micro-grid a WGS84 point falls in.
     pub fn locate(&self, point: GeoPoint) -> ServiceResult<MicroGridCode> {
         if !(point.lon.is_finite() && point.lon.abs() <= 180.0) {

@@ -240,11 +240,9 @@ async fn show(
             active: *k == section,
         })
         .collect();
-    let today = local(state.clock.now()).date();
     let calendar_missing = state
-        .world()
-        .calendar
-        .missing_year(today)
+        .services
+        .missing_calendar_year()
         .map_or_else(String::new, |year| t.get("admin.calendar.missing").replace("{year}", &year.to_string()));
     let frame = Frame::new(state, s, "/admin", "admin.title").await;
     let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
