@@ -9,7 +9,8 @@
 //!
 //! `--against BINARY` measures this build and another in turns instead (creation on SQLite, or ingest
 //! with `--ingest`), so that a change is judged against its parent on the same machine in the same
-//! minutes: this VM's speed drifts by more than most changes gain.
+//! minutes: this VM's speed drifts by more than most changes gain. `--instructions N` counts the
+//! instructions a created case costs instead ([`instructions`]), which does not drift at all.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use sqlx::Executor;
 use crate::AppResult;
 
 mod ingest;
+mod instructions;
 
 const PASSWORD: &str = "bench-password";
 /// Town size of the load-test databases (the map matters, not the history).
@@ -87,9 +89,14 @@ pub struct BenchArgs {
     /// the machine's drift between minutes falls on both.
     #[arg(long, value_name = "BINARY")]
     against: Option<PathBuf>,
-    /// Runs of each build with `--against`.
+    /// Runs of each build with `--against` (and with `--instructions`).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: u32,
+    /// Count the instructions a created case costs (and the bare handler's per request) over this many
+    /// requests, under Valgrind's callgrind: a measure that does not drift with the machine's speed;
+    /// with `--against`, both builds.
+    #[arg(long, value_name = "CASES", value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    instructions: Option<u64>,
     /// Internal: run the bare axum server on this address.
     #[arg(long, hide = true)]
     serve_bare: Option<String>,
@@ -117,6 +124,10 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
     if args.list_only {
         eprintln!("· filtered case list at {} cases", args.list_cases);
         print_rows(list_bench(&args).await?);
+        return Ok(());
+    }
+    if let Some(n) = args.instructions {
+        print_rows(instructions::instructions_bench(&args, n, &body).await?);
         return Ok(());
     }
     if let Some(other) = &args.against {
@@ -774,17 +785,49 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
 
 /// `clients` tasks POST `body` to /api/v1/cases for `seconds`, each waiting for its answer.
 async fn load(base: &str, token: Option<&str>, body: &Value, clients: usize, seconds: u64) -> AppResult<LoadResult> {
+    load_until(base, token, body, clients, Until::Seconds(seconds)).await
+}
+
+/// When a load ends.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// After this many seconds.
+    Seconds(u64),
+    /// After this many requests in all.
+    Requests(u64),
+}
+
+/// `clients` tasks POST `body` to /api/v1/cases until `until`, each waiting for its answer.
+async fn load_until(
+    base: &str,
+    token: Option<&str>,
+    body: &Value,
+    clients: usize,
+    until: Until,
+) -> AppResult<LoadResult> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let url = format!("{base}/api/v1/cases");
     let payload = Arc::new(serde_json::to_vec(body)?);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
+    let (deadline, budget) = match until {
+        Until::Seconds(s) => (started + Duration::from_secs(s), u64::MAX),
+        Until::Requests(n) => (started + Duration::from_secs(24 * 3600), n),
+    };
+    // Requests not yet sent: each client takes one before it sends.
+    let left = Arc::new(std::sync::atomic::AtomicU64::new(budget));
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (http, url, payload, token) = (http.clone(), url.clone(), payload.clone(), token.map(str::to_owned));
+        let left = left.clone();
+        let take = move || {
+            left.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok()
+        };
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut failed, mut lat) = (0u64, 0u64, Vec::with_capacity(100_000));
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && take() {
                 let t = Instant::now();
                 let mut req = http.post(&url).header("content-type", "application/json").body(payload.as_ref().clone());
                 if let Some(tok) = &token {

@@ -299,6 +299,24 @@ fn bench_against_measures_two_builds_in_turns() {
     );
 }
 
+/// `bench --instructions` counts, under Valgrind's callgrind, the instructions of the bare handler per
+/// request and of a created case (its log readers' work included) per case: both counts are there,
+/// plausible, and a case costs more than a bare request.
+#[test]
+fn bench_instructions_counts_the_work_of_a_created_case() {
+    let dir = std::path::Path::new(&temp_db()).parent().expect("dir").join("bench-instructions");
+    let dir = dir.to_string_lossy().into_owned();
+    let out = run_ok(&["bench", "--dir", &dir, "--instructions", "100", "--rounds", "1", "--clients", "4"]);
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| ")).collect();
+    let count = |what: &str| -> f64 {
+        let row = rows.iter().find(|r| r.contains(what)).unwrap_or_else(|| panic!("no {what:?} in\n{out}"));
+        row.split("| ").nth(2).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).expect("a count")
+    };
+    let (bare, case) = (count("bare axum handler"), count("POST /api/v1/cases"));
+    assert!(bare > 1.0 && case > 2.0 * bare, "bare {bare} k, case {case} k:\n{out}");
+    assert!(out.contains("× the bare handler's"), "{out}");
+}
+
 /// `bench --list-only` runs the filtered case list benchmark alone, here on a small demo year: a row per
 /// filter shape and one over them all, each with its percentiles.
 #[test]
