@@ -124,7 +124,9 @@ impl Services {
         }
         for (id, facts, events) in &histories {
             let versions: BTreeSet<i64> = batch[id].iter().map(|e| e.seq).collect();
-            projection.add_events(facts, events, |e| versions.contains(&e.seq)).map_err(|e| internal(*id, e))?;
+            projection
+                .add_events(&facts.into(), events, |e| versions.contains(&e.seq))
+                .map_err(|e| internal(*id, e))?;
         }
         Ok(())
     }
@@ -146,7 +148,7 @@ impl Services {
                 let counted = versions.get(id).copied().unwrap_or(0).clamp(0, events.len() as i64) as usize;
                 if counted > 0 {
                     projection
-                        .add_history(facts, &events[..counted])
+                        .add_history(&facts.into(), &events[..counted])
                         .map_err(|e| ServiceError::Internal(e.to_string()))?;
                 }
             }

@@ -2,8 +2,8 @@
 //! backends the way [`queries`](super::queries) is: this file is compiled once per backend with that
 //! backend's `Db` and `This`.
 
-use civicgrid_core::case::{CaseEvent, CaseFacts, CaseId};
-use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, RowKey};
+use civicgrid_core::case::{CaseEvent, CaseFacts, CaseId, Source};
+use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, KpiFacts, RowKey};
 use sqlx::{QueryBuilder, Row};
 
 use super::{Db, This};
@@ -183,21 +183,46 @@ impl KpiStore for This {
         Ok(out)
     }
 
-    async fn facts_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, CaseFacts)>> {
+    async fn facts_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, KpiFacts)>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in distinct(ids).chunks(super::queries::IDS_PER_QUERY) {
-            for (id, facts) in self.facts_json(chunk).await? {
-                out.push((id, from_json(&facts)?));
+            for (id, grid, matter, source, reporter, reported_at) in self.kpi_columns(chunk).await? {
+                let source = Source::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == source)
+                    .ok_or_else(|| crate::StoreError::Corrupt(format!("case {id}: unknown source {source:?}")))?;
+                let facts = KpiFacts {
+                    grid: parse(&grid)?,
+                    matter: parse(&matter)?,
+                    source,
+                    reporter_user_id: reporter,
+                    reported_at: crate::rows::ts(reported_at)?,
+                };
+                out.push((id, facts));
             }
         }
         Ok(out)
     }
 }
 
+/// A case's id and the columns of its [`KpiFacts`].
+type KpiColumns = (i64, String, String, String, Option<i64>, i64);
+
 impl This {
     /// The facts JSON of the cases `ids` (at most one query's worth), in id order.
     async fn facts_json(&self, ids: &[CaseId]) -> Result<Vec<(i64, String)>> {
         let mut q: QueryBuilder<Db> = QueryBuilder::new("SELECT id, facts FROM cases WHERE id IN (");
+        super::queries::push_list(&mut q, ids.iter().copied());
+        q.push(") ORDER BY id");
+        Ok(q.build_query_as().fetch_all(&self.read).await?)
+    }
+
+    /// The columns of the cases `ids` (at most one query's worth) that their KPI facts are made of, in
+    /// id order.
+    async fn kpi_columns(&self, ids: &[CaseId]) -> Result<Vec<KpiColumns>> {
+        let mut q: QueryBuilder<Db> = QueryBuilder::new(
+            "SELECT id, grid, matter, source, reporter_user_id, reported_at FROM cases WHERE id IN (",
+        );
         super::queries::push_list(&mut q, ids.iter().copied());
         q.push(") ORDER BY id");
         Ok(q.build_query_as().fetch_all(&self.read).await?)

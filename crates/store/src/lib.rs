@@ -1136,9 +1136,10 @@ pub trait KpiStore: Send + Sync {
     /// id order: what a reader of the event log needs for a batch of entries, in two queries per 500
     /// cases instead of two per case.
     async fn histories_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, CaseFacts, Vec<CaseEvent>)>>;
-    /// The facts alone of the cases `ids` (repeats read once, unknown ids left out), in id order: for
-    /// cases whose every event a log reader holds already (reported within its batch).
-    async fn facts_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, CaseFacts)>>;
+    /// What the KPI counters read of the cases `ids` (repeats read once, unknown ids left out), in id
+    /// order, from the cases' own columns: for cases whose every event a log reader holds already
+    /// (reported within its batch).
+    async fn facts_of(&self, ids: &[CaseId]) -> Result<Vec<(CaseId, civicgrid_core::kpi::projection::KpiFacts)>>;
 }
 
 /// How many of a device's newest reports its latest values are read from.

@@ -11,9 +11,39 @@ use utoipa::ToSchema;
 
 use crate::calendar::local;
 use crate::case::{Action, CaseEvent, CaseFacts, CaseState, CaseStatus, CloseType, ReplayError, Source};
+use crate::codes::{GridCode, MatterCode};
 use crate::org::DeptCode;
 
 use super::{CaseCounts, Grade, grade, rate};
+
+/// The facts of a case that its counts depend on: where (the grid, and through it the workstation and
+/// town), what (the matter's class), from which channel and whom, and when. The store reads them from
+/// the case's own columns, so a log reader never decodes a whole report to count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KpiFacts {
+    /// The unit grid.
+    pub grid: GridCode,
+    /// The matter.
+    pub matter: MatterCode,
+    /// The channel.
+    pub source: Source,
+    /// The reporting user (a grid worker's patrol report counts for them).
+    pub reporter_user_id: Option<i64>,
+    /// When it was reported.
+    pub reported_at: jiff::Timestamp,
+}
+
+impl From<&CaseFacts> for KpiFacts {
+    fn from(f: &CaseFacts) -> Self {
+        Self {
+            grid: f.grid,
+            matter: f.matter,
+            source: f.source,
+            reporter_user_id: f.reporter.user_id,
+            reported_at: f.reported_at,
+        }
+    }
+}
 
 /// The kinds of unit counters are kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -285,7 +315,7 @@ pub enum Unit {
 /// (a 改派 concerns two: a dispatch to the new lead, a wrong dispatch of the old); and the people whose
 /// post scores it counts in: the actor, or the reporter, filer or dispatcher whose earlier work it
 /// proves right or wrong.
-pub fn contributions(facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) -> Vec<(Unit, Counters)> {
+pub fn contributions(facts: &KpiFacts, before: &CaseStatus, e: &CaseEvent) -> Vec<(Unit, Counters)> {
     let mut out: Vec<(Unit, Counters)> = Vec::new();
     let mut add = |unit: Option<Unit>, f: &dyn Fn(&mut Counters)| {
         if let Some(unit) = unit {
@@ -298,7 +328,7 @@ pub fn contributions(facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) -> V
     let dept = |d: Option<&DeptCode>| Some(d.map_or(Unit::Area, |d| Unit::Dept(d.clone())));
     let person = |id: Option<i64>| id.map(Unit::Person);
     let actor = person(e.actor.user_id);
-    let patroller = person(facts.reporter.user_id.filter(|_| facts.source == Source::GridPatrol));
+    let patroller = person(facts.reporter_user_id.filter(|_| facts.source == Source::GridPatrol));
     let lead = before.lead_dept.as_ref();
     let task_dept = e.task.as_ref();
     let on_time = |due: Option<jiff::Timestamp>| i64::from(due.is_none_or(|d| e.at <= d));
@@ -437,10 +467,11 @@ impl Projection {
     }
 
     /// Adds what `e` contributes, given the case's status `before` it.
-    pub fn add(&mut self, facts: &CaseFacts, before: &CaseStatus, e: &CaseEvent) {
-        let t = local(e.at);
-        let day = t.date().strftime("%Y-%m-%d").to_string();
-        let month = t.date().strftime("%Y-%m").to_string();
+    pub fn add(&mut self, facts: &KpiFacts, before: &CaseStatus, e: &CaseEvent) {
+        let date = local(e.at).date();
+        // ISO dates, as `Bucket` keys them (written directly: strftime parses its pattern each call).
+        let day = date.to_string();
+        let month = format!("{:04}-{:02}", date.year(), date.month());
         let areas = [
             (Dim::Town, facts.grid.town().to_string()),
             (Dim::Workstation, facts.grid.community().to_string()),
@@ -464,7 +495,7 @@ impl Projection {
     }
 
     /// Adds a whole history, replaying the status as it goes.
-    pub fn add_history(&mut self, facts: &CaseFacts, events: &[CaseEvent]) -> Result<(), ReplayError> {
+    pub fn add_history(&mut self, facts: &KpiFacts, events: &[CaseEvent]) -> Result<(), ReplayError> {
         self.add_events(facts, events, |_| true)
     }
 
@@ -472,7 +503,7 @@ impl Projection {
     /// before it: the live reader's events of one case in a batch of the log.
     pub fn add_events<'e>(
         &mut self,
-        facts: &CaseFacts,
+        facts: &KpiFacts,
         events: impl IntoIterator<Item = &'e CaseEvent>,
         wanted: impl Fn(&CaseEvent) -> bool,
     ) -> Result<(), ReplayError> {
