@@ -25,7 +25,7 @@ use civicgrid_core::duty::{self, Severity};
 use civicgrid_core::org::DeptCode;
 pub use civicgrid_core::sla::Timer;
 use civicgrid_core::sla::{SlaPolicy, StepTimers};
-use civicgrid_store::{CaseFilter, Job, LogEntry, NewJob, PageRequest, StoreError};
+use civicgrid_store::{CaseFilter, CaseLogEntry, Job, NewJob, PageRequest, StoreError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -152,7 +152,7 @@ impl Services {
     /// Enqueues the jobs of a read of the log (`entries`, all after the scheduler's position) and moves
     /// the scheduler to `last`, in one transaction: the first timer of every deadline set, the closing
     /// of a closed primary's followers, and replies to upstream systems.
-    pub(crate) async fn schedule_entries(&self, entries: &[&LogEntry], last: i64) -> ServiceResult<()> {
+    pub(crate) async fn schedule_entries(&self, entries: &[&CaseLogEntry], last: i64) -> ServiceResult<()> {
         let mut jobs = Vec::new();
         for e in entries {
             jobs.extend(Self::merge_job(e.case_id, &e.event)?);

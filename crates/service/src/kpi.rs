@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use civicgrid_core::access::{Actor, Role};
 use civicgrid_core::case::{CaseEvent, CaseId, ReplayError, Source};
 use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, Post, Projection, Rates};
-use civicgrid_store::LogEntry;
+use civicgrid_store::CaseLogEntry;
 use jiff::ToSpan;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
@@ -100,7 +100,11 @@ impl Services {
     /// contributes. Each event counts with the case's status before it: a case reported within the
     /// read is replayed from the read's own events (only its facts are fetched); any other case's
     /// history is read from the store.
-    pub(crate) async fn count_entries(&self, projection: &mut Projection, entries: &[&LogEntry]) -> ServiceResult<()> {
+    pub(crate) async fn count_entries(
+        &self,
+        projection: &mut Projection,
+        entries: &[&CaseLogEntry],
+    ) -> ServiceResult<()> {
         // The events of each case in this read, in version order (the log's order within a case).
         let mut batch: BTreeMap<CaseId, Vec<&CaseEvent>> = BTreeMap::new();
         for e in entries {

@@ -3,13 +3,14 @@
 //! that records what it did with the entries it read, so every entry is acted on once however many
 //! nodes read. They share the reading: one turn reads the log once from the lower of the two
 //! positions and hands each reader the entries past its own, so a committed event is fetched and
-//! decoded once, not once per reader.
+//! decoded once, not once per reader; what this process's writer has just committed is taken from its
+//! memory, not read back at all (`EventLog::case_log_after`).
 //!
 //! A turn reads at most [`LOG_TURN`] entries: under sustained load the log grows as fast as it is
 //! read, and the jobs due (the SLA timers among them) run between turns.
 
 use civicgrid_core::kpi::projection::Projection;
-use civicgrid_store::LogEntry;
+use civicgrid_store::CaseLogEntry;
 
 use crate::jobs::{LOG_BATCH, LOG_TURN};
 use crate::kpi::{KPI_CONSUMER, KPI_WINDOW};
@@ -69,7 +70,7 @@ impl Services {
         let Some(mut at) = timers.into_iter().chain(kpis.as_ref().map(|k| k.upto)).min() else { return Ok(turn) };
         let mut read = 0;
         loop {
-            let entries = self.store.events_after(at, LOG_BATCH).await?;
+            let entries = self.store.case_log_after(at, LOG_BATCH).await?;
             let Some(last) = entries.last().map(|e| e.seq) else { break };
             if let Some(position) = timers.as_mut() {
                 let mine = past(&entries, *position);
@@ -136,6 +137,6 @@ impl Services {
 }
 
 /// The entries of a read past a reader's `position`.
-fn past(entries: &[LogEntry], position: i64) -> Vec<&LogEntry> {
+fn past(entries: &[CaseLogEntry], position: i64) -> Vec<&CaseLogEntry> {
     entries.iter().filter(|e| e.seq > position).collect()
 }

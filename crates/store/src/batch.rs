@@ -8,10 +8,12 @@
 //! every primitive completes at once). Beginning and committing the transaction is the caller's.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use civicgrid_core::case::{Case, CaseEvent, CaseFacts, CaseId, CaseStatus};
 use jiff::Timestamp;
 
+use crate::recent::RecentLog;
 use crate::rows::{CaseInsert, CreatePlan, KeyTarget};
 use crate::shared::{StatusColumns, case_number, day_key, from_json};
 use crate::writer::{PreparedCreate, PreparedImport, WriteOp, Written};
@@ -48,9 +50,32 @@ pub(crate) trait BatchTx {
     async fn insert_events(&mut self, rows: &[(i64, &CaseEvent, &str)]) -> Result<i64>;
 }
 
-/// Applies `ops` inside the open transaction `tx`. Returns each op's outcome and the last event-log
-/// number handed out. An outer error means the whole batch must be rolled back.
-pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Vec<Result<Written>>, Option<i64>)> {
+/// What a batch did, for its caller to act on once it has committed.
+pub(crate) struct Applied {
+    /// Each op's outcome, in order.
+    pub(crate) outcomes: Vec<Result<Written>>,
+    /// The last event-log number handed out, if any was.
+    pub(crate) last: Option<i64>,
+    /// The batch's case events in log order (numbered up to `last`), for [`crate::recent::RecentLog`];
+    /// empty when the batch imported history (that is read back from the database instead).
+    pub(crate) logged: Vec<(CaseId, Arc<CaseEvent>)>,
+}
+
+impl Applied {
+    /// Tells `recent` about the committed batch's case events and moves the commit hint `feed`.
+    pub(crate) fn publish(&self, recent: &RecentLog, feed: &tokio::sync::watch::Sender<i64>) {
+        if let Some(last) = self.last {
+            if !self.logged.is_empty() {
+                recent.record(last, self.logged.clone());
+            }
+            crate::shared::advance(feed, last);
+        }
+    }
+}
+
+/// Applies `ops` inside the open transaction `tx`. An outer error means the whole batch must be rolled
+/// back.
+pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<Applied> {
     let plans = plan_creates(tx, ops).await?;
     let creates: Vec<&PreparedCreate> = plans
         .iter()
@@ -122,7 +147,12 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<(Ve
         tx.add_departments(&assigned).await?;
     }
     let last = if events.is_empty() { None } else { Some(tx.insert_events(&events).await?) };
-    Ok((outcomes, last))
+    let imported = ops.iter().any(|op| matches!(op, WriteOp::Import(_)));
+    let logged = match imported {
+        true => Vec::new(),
+        false => events.iter().map(|(id, e, _)| (*id, Arc::new((*e).clone()))).collect(),
+    };
+    Ok(Applied { outcomes, last, logged })
 }
 
 /// Inserts an import's cases and queues their events, oldest first, and departments; the cases' ids.

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 mod batch;
 mod gate;
 pub mod postgres;
+mod recent;
 mod rows;
 mod shared;
 pub mod sqlite;
@@ -215,6 +216,18 @@ impl Stream {
             Stream::Alarm => "alarm",
         }
     }
+}
+
+/// A case event as the log's readers within the service take it: its number in the log, its case, and
+/// the event (shared: the same event may be held by the store's memory of recent commits).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseLogEntry {
+    /// Global sequence number, increasing in commit order.
+    pub seq: i64,
+    /// The case.
+    pub case_id: CaseId,
+    /// The event.
+    pub event: std::sync::Arc<CaseEvent>,
 }
 
 /// One entry of the global event log, with what a reader needs to decide who may see it.
@@ -916,6 +929,11 @@ pub trait EventLog: Send + Sync {
     /// Up to `limit` (1–1000) entries with a sequence number above `after`, in order. Reading "after
     /// the last one seen" again and again never misses an entry, whatever node committed it.
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>>;
+    /// Up to `limit` (1–1000) case events with a sequence number above `after`, in order, without the
+    /// case's current fields: exactly what [`EventLog::events_after`] would list, read from this
+    /// process's memory of its own recent commits while they run on unbroken from `after`, and from
+    /// the database otherwise. What the log readers of the job runner take.
+    async fn case_log_after(&self, after: i64, limit: u32) -> Result<Vec<CaseLogEntry>>;
     /// Up to `limit` (1–1000) entries of every stream the live feed carries (case events and alarm
     /// changes) with a sequence number above `after`, in order, read in one statement: like
     /// [`EventLog::events_after`], reading "after the last one seen" again and again misses nothing.

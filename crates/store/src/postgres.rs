@@ -63,6 +63,8 @@ pub struct PgStore {
     writer: Writer,
     /// The newest committed event-log number known here, as a hint for readers.
     feed: tokio::sync::watch::Sender<i64>,
+    /// This node's writer's recent commits, for the log readers.
+    recent: std::sync::Arc<crate::recent::RecentLog>,
     /// Ends the listener task when the store is dropped.
     _listener: AbortOnDrop,
 }
@@ -106,13 +108,15 @@ impl PgStore {
         let feed = tokio::sync::watch::Sender::new(last);
         let listener = tokio::spawn(listen(pool.clone(), channel.clone(), feed.clone()));
         let (writer, queue) = Writer::new();
-        spawn_writer(writer_pool, feed.clone(), queue)?;
+        let recent = std::sync::Arc::new(crate::recent::RecentLog::default());
+        spawn_writer(writer_pool, feed.clone(), recent.clone(), queue)?;
         Ok(Self {
             read: pool.clone(),
             write: pool,
             gate: crate::gate::WriteGate::open(),
             writer,
             feed,
+            recent,
             _listener: AbortOnDrop(listener.abort_handle()),
         })
     }
@@ -213,6 +217,7 @@ impl PgStore {
 fn spawn_writer(
     (options, connect): (PgPoolOptions, PgConnectOptions),
     feed: tokio::sync::watch::Sender<i64>,
+    recent: std::sync::Arc<crate::recent::RecentLog>,
     queue: crate::writer::Queue,
 ) -> crate::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -224,7 +229,7 @@ fn spawn_writer(
         .spawn(move || {
             runtime.block_on(async move {
                 let pool = options.max_connections(1).connect_lazy_with(connect);
-                crate::writer::run(PgApplier::new(pool, feed), queue).await;
+                crate::writer::run(PgApplier::new(pool, feed, recent), queue).await;
             });
         })
         .map_err(|e| crate::StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;

@@ -1332,6 +1332,27 @@ impl EventLog for This {
             .collect()
     }
 
+    async fn case_log_after(&self, after: i64, limit: u32) -> Result<Vec<crate::CaseLogEntry>> {
+        let limit = limit.clamp(1, 1000);
+        if let Some(run) = self.recent.after(after, limit as usize) {
+            return Ok(run);
+        }
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT l.seq, l.stream_id, e.body \
+             FROM event_log l JOIN case_events e ON e.case_id = l.stream_id AND e.seq = l.version \
+             WHERE l.seq > $1 AND l.stream = 'case' ORDER BY l.seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, case_id, body)| {
+                Ok(crate::CaseLogEntry { seq, case_id, event: std::sync::Arc::new(from_json(&body)?) })
+            })
+            .collect()
+    }
+
     async fn feed_after(&self, after: i64, limit: u32) -> Result<Vec<crate::FeedEntry>> {
         use crate::FeedEntry;
         // seq, stream, stream id, version; the case's event body, number, grid, lead, co-departments and

@@ -66,6 +66,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// The newest committed event-log number, as a hint for readers.
     feed: tokio::sync::watch::Sender<i64>,
+    /// The writer's recent commits, for the log readers.
+    recent: std::sync::Arc<crate::recent::RecentLog>,
     /// Dropping the store stops its checkpointer.
     _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
 }
@@ -101,10 +103,11 @@ impl SqliteStore {
         let feed = tokio::sync::watch::Sender::new(last);
         let (writer, queue) = Writer::new();
         let gate = crate::gate::WriteGate::fair();
-        SqliteApplier::open(path, sync, feed.clone(), gate.clone())?.spawn(queue)?;
+        let recent = std::sync::Arc::new(crate::recent::RecentLog::default());
+        SqliteApplier::open(path, sync, feed.clone(), recent.clone(), gate.clone())?.spawn(queue)?;
         let (stop_checkpoints, stop) = tokio::sync::oneshot::channel();
         tokio::spawn(checkpointer(read.clone(), stop));
-        Ok(Self { read, write, gate, writer, feed, _stop_checkpoints: stop_checkpoints })
+        Ok(Self { read, write, gate, writer, feed, recent, _stop_checkpoints: stop_checkpoints })
     }
 
     /// Writes a consistent copy of the whole database to `target` while the store keeps serving

@@ -950,6 +950,43 @@ async fn the_event_log_numbers_every_event_once_in_order(store: &dyn Store, fx: 
     assert_eq!(log.iter().find(|e| e.seq == first).map(|e| e.event.at), Some(earliest));
     let after_all = tail[1].event.at + SignedDuration::from_secs(1);
     assert_eq!(store.first_seq_since(after_all).await.expect("since"), None);
+    the_log_readers_see_the_log_whether_memory_or_the_database_answers(store, fx, last + 2).await;
+}
+
+/// The whole log after `after` as the log readers take it (`case_log_after`), in small pages so that
+/// runs from the store's memory of its commits end mid-page and the database takes over.
+async fn read_case_log(store: &dyn Store, mut after: i64) -> Vec<(i64, i64, CaseEvent)> {
+    let mut all = Vec::new();
+    loop {
+        let page = store.case_log_after(after, 7).await.expect("read the readers' log");
+        let Some(last) = page.last() else { return all };
+        after = last.seq;
+        all.extend(page.into_iter().map(|e| (e.seq, e.case_id, (*e.event).clone())));
+    }
+}
+
+/// The log readers' view is the log: the same entries, numbers and events as `events_after`, from the
+/// start (what this store committed is partly in its memory) and across a hole in what it remembers:
+/// an imported history, which it does not keep, between two live commits.
+async fn the_log_readers_see_the_log_whether_memory_or_the_database_answers(store: &dyn Store, fx: &Fixture, end: i64) {
+    let as_readers = |log: Vec<civicgrid_store::LogEntry>| -> Vec<(i64, i64, CaseEvent)> {
+        log.into_iter().map(|e| (e.seq, e.case_id, e.event)).collect()
+    };
+    assert_eq!(read_case_log(store, 0).await, as_readers(read_log(store, 0).await));
+    let before = fx.create(store, fx.grid_a, "读者之前").await;
+    let at = fx.now + SignedDuration::from_mins(5);
+    let facts = fx.facts(fx.grid_b, "读者之间的历史", at);
+    let (status, report) = CaseStatus::report(&facts, actor(), &fx.ctx(at));
+    let imported = store.import_cases(fx.town, vec![ImportCase { facts, events: vec![report], status }]).await;
+    let imported = imported.expect("import")[0];
+    let after = fx.create(store, fx.grid_a, "读者之后").await;
+    fx.act(store, after.id, Action::Accept).await.expect("accept");
+    let tail = read_case_log(store, end).await;
+    assert_eq!(tail, as_readers(read_log(store, end).await));
+    let cases: Vec<i64> = tail.iter().map(|(_, case, _)| *case).collect();
+    assert_eq!(cases, vec![before.id, imported, after.id, after.id], "each event once, in commit order");
+    assert_eq!(tail[3].2.action, Action::Accept);
+    assert!(store.case_log_after(tail[3].0, 10).await.expect("nothing newer").is_empty());
 }
 
 async fn accounts_can_be_disabled_and_their_sessions_ended(store: &dyn Store, fx: &Fixture) {

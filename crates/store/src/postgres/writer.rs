@@ -18,12 +18,18 @@ pub(crate) struct PgApplier {
     conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     /// Told about every commit.
     feed: tokio::sync::watch::Sender<i64>,
+    /// Told the case events of every commit.
+    recent: std::sync::Arc<crate::recent::RecentLog>,
 }
 
 impl PgApplier {
-    /// A writer on `pool` that tells `feed` about its commits.
-    pub(crate) fn new(pool: PgPool, feed: tokio::sync::watch::Sender<i64>) -> Self {
-        Self { pool, conn: None, feed }
+    /// A writer on `pool` that tells `feed` (and `recent`) about its commits.
+    pub(crate) fn new(
+        pool: PgPool,
+        feed: tokio::sync::watch::Sender<i64>,
+        recent: std::sync::Arc<crate::recent::RecentLog>,
+    ) -> Self {
+        Self { pool, conn: None, feed, recent }
     }
 }
 
@@ -44,11 +50,9 @@ impl ApplyBatch for PgApplier {
             // The connection may be broken (e.g. the server restarted): take a fresh one next time.
             self.conn = None;
         }
-        let (outcomes, last) = outcome?;
-        if let Some(last) = last {
-            crate::shared::advance(&self.feed, last);
-        }
-        Ok(outcomes)
+        let applied = outcome?;
+        applied.publish(&self.recent, &self.feed);
+        Ok(applied.outcomes)
     }
 }
 

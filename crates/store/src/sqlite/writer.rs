@@ -16,8 +16,9 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior, params
 
 use crate::batch::{self, BatchTx, sql};
 use crate::gate::WriteGate;
+use crate::recent::RecentLog;
 use crate::rows::{CaseInsert, KeyTarget};
-use crate::shared::{CASE_COLUMNS, StatusColumns, advance, case_from_row};
+use crate::shared::{CASE_COLUMNS, StatusColumns, case_from_row};
 use crate::writer::{ApplyBatch, Queue, WriteOp, Written};
 use crate::{IdempotencyKey, Result, SqliteSync, StoreError, micros};
 
@@ -26,6 +27,8 @@ pub(crate) struct SqliteApplier {
     conn: Connection,
     /// Told the last event-log number of every commit.
     feed: tokio::sync::watch::Sender<i64>,
+    /// Told the case events of every commit.
+    recent: std::sync::Arc<RecentLog>,
     /// Taken for each batch, shared with the store's pool of other writes.
     gate: WriteGate,
 }
@@ -41,6 +44,7 @@ impl SqliteApplier {
         path: &str,
         sync: SqliteSync,
         feed: tokio::sync::watch::Sender<i64>,
+        recent: std::sync::Arc<RecentLog>,
         gate: WriteGate,
     ) -> Result<Self> {
         let conn = Connection::open(path)?;
@@ -55,7 +59,7 @@ impl SqliteApplier {
         conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
         conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
         conn.set_prepared_statement_cache_capacity(32);
-        Ok(Self { conn, feed, gate })
+        Ok(Self { conn, feed, recent, gate })
     }
 
     /// Starts the writer thread serving `queue`. It ends when every writer handle is dropped.
@@ -74,12 +78,10 @@ impl ApplyBatch for SqliteApplier {
         // join the batch after this one.
         let _turn = self.gate.blocking_turn();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (outcomes, last) = batch::apply(&mut SqliteBatch(&tx), ops).await?;
+        let applied = batch::apply(&mut SqliteBatch(&tx), ops).await?;
         tx.commit()?;
-        if let Some(last) = last {
-            advance(&self.feed, last);
-        }
-        Ok(outcomes)
+        applied.publish(&self.recent, &self.feed);
+        Ok(applied.outcomes)
     }
 }
 
