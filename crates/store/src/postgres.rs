@@ -108,7 +108,7 @@ impl PgStore {
         let feed = tokio::sync::watch::Sender::new(last);
         let listener = tokio::spawn(listen(pool.clone(), channel.clone(), feed.clone()));
         let (writer, queue) = Writer::new();
-        let recent = std::sync::Arc::new(crate::recent::RecentLog::default());
+        let recent = std::sync::Arc::new(crate::recent::RecentLog::off());
         spawn_writer(writer_pool, feed.clone(), recent.clone(), queue)?;
         Ok(Self {
             read: pool.clone(),

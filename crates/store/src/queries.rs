@@ -1311,6 +1311,27 @@ fn case_entry(
     })
 }
 
+impl This {
+    /// The readers' view of the log read from the database: [`EventLog::case_log_after`] without the
+    /// memory of recent commits.
+    async fn stored_case_log_after(&self, after: i64, limit: u32) -> Result<Vec<crate::CaseLogEntry>> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT l.seq, l.stream_id, e.body \
+             FROM event_log l JOIN case_events e ON e.case_id = l.stream_id AND e.seq = l.version \
+             WHERE l.seq > $1 AND l.stream = 'case' ORDER BY l.seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, case_id, body)| {
+                Ok(crate::CaseLogEntry { seq, case_id, event: std::sync::Arc::new(from_json(&body)?) })
+            })
+            .collect()
+    }
+}
+
 #[async_trait::async_trait]
 impl EventLog for This {
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>> {
@@ -1334,23 +1355,16 @@ impl EventLog for This {
 
     async fn case_log_after(&self, after: i64, limit: u32) -> Result<Vec<crate::CaseLogEntry>> {
         let limit = limit.clamp(1, 1000);
-        if let Some(run) = self.recent.after(after, limit as usize) {
-            return Ok(run);
+        let Some(mut run) = self.recent.after(after, limit as usize) else {
+            return self.stored_case_log_after(after, limit).await;
+        };
+        // A read shorter than asked means "nothing more yet" to a reader: when the run stops at a hole
+        // before the newest commit known here, the database gives the rest.
+        let end = run.last().map_or(after, |e| e.seq);
+        if run.len() < limit as usize && end < *self.feed.borrow() {
+            run.extend(self.stored_case_log_after(end, limit - run.len() as u32).await?);
         }
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT l.seq, l.stream_id, e.body \
-             FROM event_log l JOIN case_events e ON e.case_id = l.stream_id AND e.seq = l.version \
-             WHERE l.seq > $1 AND l.stream = 'case' ORDER BY l.seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(seq, case_id, body)| {
-                Ok(crate::CaseLogEntry { seq, case_id, event: std::sync::Arc::new(from_json(&body)?) })
-            })
-            .collect()
+        Ok(run)
     }
 
     async fn feed_after(&self, after: i64, limit: u32) -> Result<Vec<crate::FeedEntry>> {

@@ -4,9 +4,11 @@
 //!
 //! Only an unbroken run of log numbers is ever served from here: a read "after N" is answered from
 //! memory when entry N + 1 is held and then as far as the numbers follow on without a hole. A hole is
-//! a number this writer did not hand out to a case event (an alarm's entry, an import, another node's
-//! batch on PostgreSQL, entries pushed out by newer ones): the read then goes to the database, so the
-//! answer is always exactly what the log holds, whatever is or is not in memory.
+//! a number this writer did not hand out to a case event (an alarm's entry, an import, entries pushed
+//! out by newer ones): the read then goes to the database, so the answer is always exactly what the
+//! log holds, whatever is or is not in memory. The store reads on from the database after a run that
+//! stops at a hole before the newest commit, so a short answer still means "nothing more yet". On
+//! PostgreSQL the memory is off ([`RecentLog::off`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -19,14 +21,32 @@ use crate::CaseLogEntry;
 const CAPACITY: usize = 16_384;
 
 /// The newest committed case events of this process, in log order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RecentLog {
     entries: Mutex<VecDeque<CaseLogEntry>>,
+    /// Entries held at most; 0 holds none.
+    capacity: usize,
+}
+
+impl Default for RecentLog {
+    fn default() -> Self {
+        Self { entries: Mutex::default(), capacity: CAPACITY }
+    }
 }
 
 impl RecentLog {
+    /// A memory that holds nothing, so every read goes to the database: PostgreSQL's. There several
+    /// nodes write the log, and a reader served its own node's run would stop short of the other
+    /// nodes' commits it has not yet heard of, where the database shows them at once.
+    pub(crate) fn off() -> Self {
+        Self { entries: Mutex::default(), capacity: 0 }
+    }
+
     /// Records a committed batch: its case events in log order, numbered up to `last`.
     pub(crate) fn record(&self, last: i64, events: Vec<(CaseId, Arc<CaseEvent>)>) {
+        if self.capacity == 0 {
+            return;
+        }
         let Ok(mut held) = self.entries.lock() else { return };
         let first = last - events.len() as i64 + 1;
         // Numbers only grow in one process; a batch numbered below what is held would mean a bug in
@@ -37,7 +57,7 @@ impl RecentLog {
         for (i, (case_id, event)) in events.into_iter().enumerate() {
             held.push_back(CaseLogEntry { seq: first + i as i64, case_id, event });
         }
-        while held.len() > CAPACITY {
+        while held.len() > self.capacity {
             held.pop_front();
         }
     }
@@ -86,6 +106,13 @@ mod tests {
         // A batch numbered below what is held is refused, not served out of order.
         log.record(2, vec![(9, event(1))]);
         assert_eq!(seqs(log.after(1, 10)), Some(vec![2, 3]));
+    }
+
+    #[test]
+    fn a_memory_that_is_off_holds_nothing() {
+        let log = RecentLog::off();
+        log.record(1, vec![(1, event(1))]);
+        assert!(log.after(0, 10).is_none());
     }
 
     #[test]
