@@ -1311,19 +1311,21 @@ fn case_entry(
     })
 }
 
+/// The log's case entries with their events: what both readings of the log select from.
+const CASE_LOG: &str = "FROM event_log l JOIN case_events e ON e.case_id = l.stream_id AND e.seq = l.version";
+/// A page of them: numbers above `$1`, at most `$2`, in order.
+const CASE_LOG_PAGE: &str = "WHERE l.seq > $1 AND l.stream = 'case' ORDER BY l.seq LIMIT $2";
+
 impl This {
     /// The readers' view of the log read from the database: [`EventLog::case_log_after`] without the
     /// memory of recent commits.
     async fn stored_case_log_after(&self, after: i64, limit: u32) -> Result<Vec<crate::CaseLogEntry>> {
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT l.seq, l.stream_id, e.body \
-             FROM event_log l JOIN case_events e ON e.case_id = l.stream_id AND e.seq = l.version \
-             WHERE l.seq > $1 AND l.stream = 'case' ORDER BY l.seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit.clamp(1, 1000)))
-        .fetch_all(&self.read)
-        .await?;
+        let sql = format!("SELECT l.seq, l.stream_id, e.body {CASE_LOG} {CASE_LOG_PAGE}");
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(&self.read)
+            .await?;
         rows.into_iter()
             .map(|(seq, case_id, body)| {
                 Ok(crate::CaseLogEntry { seq, case_id, event: std::sync::Arc::new(from_json(&body)?) })
@@ -1336,16 +1338,15 @@ impl This {
 impl EventLog for This {
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<LogEntry>> {
         type Row = (i64, i64, String, String, String, Option<String>, String, Option<i64>);
-        let rows: Vec<Row> = sqlx::query_as(
+        let sql = format!(
             "SELECT l.seq, l.stream_id, e.body, c.number, c.grid, c.lead_dept, c.co_depts, c.reporter_user_id \
-             FROM event_log l JOIN case_events e ON e.case_id = l.stream_id AND e.seq = l.version \
-             JOIN cases c ON c.id = l.stream_id \
-             WHERE l.seq > $1 AND l.stream = 'case' ORDER BY l.seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit.clamp(1, 1000)))
-        .fetch_all(&self.read)
-        .await?;
+             {CASE_LOG} JOIN cases c ON c.id = l.stream_id {CASE_LOG_PAGE}"
+        );
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(&self.read)
+            .await?;
         rows.into_iter()
             .map(|(seq, case_id, body, number, grid, lead, co, reporter)| {
                 case_entry(seq, case_id, &body, number, &grid, lead.as_deref(), &co, reporter)
