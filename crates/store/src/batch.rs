@@ -57,7 +57,7 @@ pub(crate) struct Applied {
     /// The last event-log number handed out, if any was.
     pub(crate) last: Option<i64>,
     /// The batch's case events in log order (numbered up to `last`), for [`crate::recent::RecentLog`];
-    /// empty when the batch imported history (that is read back from the database instead).
+    /// empty when the memory is off, or the batch imported history (read back from the database).
     pub(crate) logged: Vec<(CaseId, Arc<CaseEvent>)>,
 }
 
@@ -73,9 +73,9 @@ impl Applied {
     }
 }
 
-/// Applies `ops` inside the open transaction `tx`. An outer error means the whole batch must be rolled
-/// back.
-pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<Applied> {
+/// Applies `ops` inside the open transaction `tx`; with `keep`, the batch's case events are kept for
+/// the memory of recent commits. An outer error means the whole batch must be rolled back.
+pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp], keep: bool) -> Result<Applied> {
     let plans = plan_creates(tx, ops).await?;
     let creates: Vec<&PreparedCreate> = plans
         .iter()
@@ -148,9 +148,9 @@ pub(crate) async fn apply<T: BatchTx>(tx: &mut T, ops: &[WriteOp]) -> Result<App
     }
     let last = if events.is_empty() { None } else { Some(tx.insert_events(&events).await?) };
     let imported = ops.iter().any(|op| matches!(op, WriteOp::Import(_)));
-    let logged = match imported {
-        true => Vec::new(),
-        false => events.iter().map(|(id, e, _)| (*id, Arc::new((*e).clone()))).collect(),
+    let logged = match keep && !imported {
+        true => events.iter().map(|(id, e, _)| (*id, Arc::new((*e).clone()))).collect(),
+        false => Vec::new(),
     };
     Ok(Applied { outcomes, last, logged })
 }

@@ -42,9 +42,14 @@ impl RecentLog {
         Self { entries: Mutex::default(), capacity: 0 }
     }
 
+    /// Whether it holds anything at all.
+    pub(crate) fn is_on(&self) -> bool {
+        self.capacity > 0
+    }
+
     /// Records a committed batch: its case events in log order, numbered up to `last`.
     pub(crate) fn record(&self, last: i64, events: Vec<(CaseId, Arc<CaseEvent>)>) {
-        if self.capacity == 0 {
+        if !self.is_on() {
             return;
         }
         let Ok(mut held) = self.entries.lock() else { return };

@@ -41,7 +41,7 @@ impl ApplyBatch for PgApplier {
         };
         let outcome = async {
             let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
-            let applied = batch::apply(&mut PgBatch(&mut tx), ops).await?;
+            let applied = batch::apply(&mut PgBatch(&mut tx), ops, self.recent.is_on()).await?;
             tx.commit().await?;
             Ok(applied)
         }

@@ -78,7 +78,7 @@ impl ApplyBatch for SqliteApplier {
         // join the batch after this one.
         let _turn = self.gate.blocking_turn();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied = batch::apply(&mut SqliteBatch(&tx), ops).await?;
+        let applied = batch::apply(&mut SqliteBatch(&tx), ops, self.recent.is_on()).await?;
         tx.commit()?;
         applied.publish(&self.recent, &self.feed);
         Ok(applied.outcomes)
