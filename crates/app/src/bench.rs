@@ -244,9 +244,7 @@ fn turns(rounds: u32) -> Vec<Build> {
 /// `--against`: this build and `other` take turns at the same measurement; a row per run, then each
 /// build's mean and the difference. Creation runs beside this build's bare handler, measured first.
 async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<Row>> {
-    if !other.is_file() {
-        return Err(format!("--against {}: no such binary", other.display()).into());
-    }
+    check_other(other)?;
     let this = this_build()?;
     let bin = |b: Build| if b == Build::This { this.as_path() } else { other };
     let name = |b: Build| match b {
@@ -313,6 +311,11 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
         result: format!("{:+.1} %", 100.0 * (this_mean / other_mean.max(f64::MIN_POSITIVE) - 1.0)),
     });
     Ok(rows)
+}
+
+/// Refuses an `--against` binary that is not there, before anything runs.
+fn check_other(other: &Path) -> AppResult<()> {
+    if other.is_file() { Ok(()) } else { Err(format!("--against {}: no such binary", other.display()).into()) }
 }
 
 fn print_rows(rows: Vec<Row>) {
@@ -681,12 +684,19 @@ async fn login(base: &str, user: &str) -> AppResult<String> {
     Ok(v["token"].as_str().ok_or("login failed")?.to_owned())
 }
 
-async fn create_load(bin: &Path, database: &str, body: &Value, args: &BenchArgs, sync: &str) -> AppResult<LoadResult> {
+/// Makes `bin`'s small demo town without cases in `database` afresh: what a load test reports into.
+fn load_town(bin: &Path, database: &str) -> AppResult<()> {
     if !database.starts_with("postgres") {
         remove_sqlite(database)?;
     }
-    let demo = ["demo", "--database", database, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"];
-    run_child_of(bin, &demo)?;
+    run_child_of(
+        bin,
+        &["demo", "--database", database, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"],
+    )
+}
+
+async fn create_load(bin: &Path, database: &str, body: &Value, args: &BenchArgs, sync: &str) -> AppResult<LoadResult> {
+    load_town(bin, database)?;
     let (child, base) = spawn_server_of(bin, database, sync)?;
     let token = login(&base, "intake").await;
     let r = match token {
@@ -863,8 +873,7 @@ async fn load_until(
 /// moment a subscriber has read it, on one clock (server and clients share the machine).
 async fn sse_bench(args: &BenchArgs, body: &Value) -> AppResult<Row> {
     let database = args.dir.join("bench-sse.db").to_string_lossy().into_owned();
-    remove_sqlite(&database)?;
-    run_child(&["demo", "--database", &database, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"])?;
+    load_town(&this_build()?, &database)?;
     let (child, base) = spawn_server(&database, "full")?;
     let result = sse_load(&base, body, args).await;
     kill(child);

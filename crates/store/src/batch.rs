@@ -62,14 +62,16 @@ pub(crate) struct Applied {
 }
 
 impl Applied {
-    /// Tells `recent` about the committed batch's case events and moves the commit hint `feed`.
-    pub(crate) fn publish(&self, recent: &RecentLog, feed: &tokio::sync::watch::Sender<i64>) {
+    /// Tells `recent` about the committed batch's case events and moves the commit hint `feed`; the
+    /// ops' outcomes, to answer their callers.
+    pub(crate) fn publish(self, recent: &RecentLog, feed: &tokio::sync::watch::Sender<i64>) -> Vec<Result<Written>> {
         if let Some(last) = self.last {
             if !self.logged.is_empty() {
-                recent.record(last, self.logged.clone());
+                recent.record(last, self.logged);
             }
             crate::shared::advance(feed, last);
         }
+        self.outcomes
     }
 }
 

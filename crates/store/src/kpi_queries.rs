@@ -2,7 +2,7 @@
 //! backends the way [`queries`](super::queries) is: this file is compiled once per backend with that
 //! backend's `Db` and `This`.
 
-use civicgrid_core::case::{CaseEvent, CaseFacts, CaseId, Source};
+use civicgrid_core::case::{CaseEvent, CaseFacts, CaseId};
 use civicgrid_core::kpi::projection::{Bucket, Counters, Dim, KpiFacts, RowKey};
 use sqlx::{QueryBuilder, Row};
 
@@ -187,14 +187,10 @@ impl KpiStore for This {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in distinct(ids).chunks(super::queries::IDS_PER_QUERY) {
             for (id, grid, matter, source, reporter, reported_at) in self.kpi_columns(chunk).await? {
-                let source = Source::ALL
-                    .into_iter()
-                    .find(|s| s.as_str() == source)
-                    .ok_or_else(|| crate::StoreError::Corrupt(format!("case {id}: unknown source {source:?}")))?;
                 let facts = KpiFacts {
                     grid: parse(&grid)?,
                     matter: parse(&matter)?,
-                    source,
+                    source: crate::rows::source_column(&source)?,
                     reporter_user_id: reporter,
                     reported_at: crate::rows::ts(reported_at)?,
                 };

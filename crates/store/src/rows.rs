@@ -285,13 +285,18 @@ pub(crate) type OpenCaseRow = (
     bool,
 );
 
+/// A case's `source` column.
+pub(crate) fn source_column(text: &str) -> Result<civicgrid_core::case::Source> {
+    civicgrid_core::case::Source::ALL
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| StoreError::Corrupt(format!("source {text:?}")))
+}
+
 pub(crate) fn open_case_from_row(
     (id, number, grid, matter, source, state, lead, lon, lat, reported_at, due_at, level, component): OpenCaseRow,
 ) -> Result<crate::OpenCase> {
-    let source = civicgrid_core::case::Source::ALL
-        .into_iter()
-        .find(|s| s.as_str() == source)
-        .ok_or_else(|| StoreError::Corrupt(format!("source {source:?}")))?;
+    let source = source_column(&source)?;
     Ok(crate::OpenCase {
         id,
         number,

@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    BenchArgs, LOAD_SCALE, Row, Until, command_of, kill, load_until, login, read_banner, reader_lag, remove_sqlite,
-    run_child_of, this_build,
+    BenchArgs, Row, Until, check_other, command_of, kill, load_town, load_until, login, read_banner, reader_lag,
+    remove_sqlite, this_build,
 };
 use crate::AppResult;
 
@@ -45,6 +45,9 @@ impl Counted {
 /// (and, with `--against`, the other build's) per created case.
 pub(super) async fn instructions_bench(args: &BenchArgs, cases: u64, body: &Value) -> AppResult<Vec<Row>> {
     check_valgrind()?;
+    if let Some(other) = &args.against {
+        check_other(other)?;
+    }
     let this = this_build()?;
     let mut rows = Vec::new();
     eprintln!("· bare axum handler under callgrind, {cases} requests");
@@ -55,9 +58,6 @@ pub(super) async fn instructions_bench(args: &BenchArgs, cases: u64, body: &Valu
     });
     let mut builds = vec![("this build".to_owned(), this.clone())];
     if let Some(other) = &args.against {
-        if !other.is_file() {
-            return Err(format!("--against {}: no such binary", other.display()).into());
-        }
         builds.push((format!("`{}`", other.display()), other.clone()));
     }
     let mut per_case = Vec::new();
@@ -163,11 +163,7 @@ async fn counted_bare(bin: &Path, dir: &Path, requests: u64, clients: usize, bod
 /// after it included.
 async fn counted_creation(bin: &Path, dir: &Path, cases: u64, clients: usize, body: &Value) -> AppResult<Counted> {
     let db = dir.join("bench-instructions.db").to_string_lossy().into_owned();
-    remove_sqlite(&db)?;
-    run_child_of(
-        bin,
-        &["demo", "--database", &db, "--scale", LOAD_SCALE, "--case-scale", "0", "--no-serve", "--fresh"],
-    )?;
+    load_town(bin, &db)?;
     let out = dir.join("callgrind.create.out");
     let mut cmd = under_callgrind(bin, &out, &["serve", "--database", &db, "--listen", "127.0.0.1:0"])?;
     cmd.env("CIVICGRID_SQLITE_SYNCHRONOUS", "full");

@@ -50,9 +50,7 @@ impl ApplyBatch for PgApplier {
             // The connection may be broken (e.g. the server restarted): take a fresh one next time.
             self.conn = None;
         }
-        let applied = outcome?;
-        applied.publish(&self.recent, &self.feed);
-        Ok(applied.outcomes)
+        Ok(outcome?.publish(&self.recent, &self.feed))
     }
 }
 

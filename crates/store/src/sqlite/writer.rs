@@ -80,8 +80,7 @@ impl ApplyBatch for SqliteApplier {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let applied = batch::apply(&mut SqliteBatch(&tx), ops, self.recent.is_on()).await?;
         tx.commit()?;
-        applied.publish(&self.recent, &self.feed);
-        Ok(applied.outcomes)
+        Ok(applied.publish(&self.recent, &self.feed))
     }
 }
 
