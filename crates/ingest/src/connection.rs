@@ -7,6 +7,12 @@
 //! sends one message per write back: a system call and a wake-up on both sides per message, which
 //! capped ingest at a quarter of what a bare client drains. Here a batch's acknowledgements leave in
 //! one write, and the broker refills its window in one go.
+//!
+//! The hand-off to the worker is bounded, and when it is full the connection stops reading: the
+//! socket's buffers fill and the broker waits. Mosquitto 2.0 sends a persistent session's whole
+//! backlog the moment it reconnects, whatever its `max_inflight_messages` (measured: 300,000 queued
+//! messages arrived in two seconds while the node had stored 85,000), so without the bound a node
+//! coming back after a long outage would hold its whole backlog in memory.
 
 use std::time::Duration;
 
@@ -16,7 +22,8 @@ use rumqttc::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{Sender, UnboundedReceiver};
 
 use crate::MqttConfig;
 
@@ -118,10 +125,11 @@ fn publish_id(first: u8, header: usize, buf: &[u8]) -> Option<u16> {
 
 /// Connects, subscribes and then reads messages and writes acknowledgements until the connection fails
 /// (an error) or the worker stops. `connected` is called once the broker has accepted the session.
+/// While `to_worker` is full the connection reads nothing more (acknowledgements still leave).
 pub async fn session(
     config: &MqttConfig,
     id: u64,
-    to_worker: &UnboundedSender<Delivery>,
+    to_worker: &Sender<Delivery>,
     settled: &mut UnboundedReceiver<Settled>,
     connected: impl FnOnce(&ConnAck),
 ) -> Result<(), ConnectionError> {
@@ -169,18 +177,31 @@ pub async fn session(
     let ping_every = Duration::from_secs(u64::from(KEEP_ALIVE) / 2);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     let mut awaiting_pong = false;
+    // Whether reading stopped (for a full hand-off) since the last ping: its answer may be unread.
+    let mut stalled = false;
     let mut skipping = Skipping::default();
+    // A message the worker had no room for: reading waits until it is handed on.
+    let mut waiting: Option<Delivery> = None;
     loop {
         // Whole packets first: also those the broker sent right behind its CONNACK (a persistent
         // session's backlog), which are in `inb` before anything more is read.
-        let oversized = take_packets(&mut inb, &mut skipping, id, to_worker, &mut awaiting_pong)?;
-        if !oversized.is_empty() {
-            acknowledge(&mut wr, &mut out, &oversized).await?;
+        if waiting.is_none() {
+            let oversized = take_packets(&mut inb, &mut skipping, id, to_worker, &mut waiting, &mut awaiting_pong)?;
+            if !oversized.is_empty() {
+                acknowledge(&mut wr, &mut out, &oversized).await?;
+            }
+            stalled |= waiting.is_some();
         }
         tokio::select! {
-            read = rd.read_buf(&mut inb) => {
+            read = rd.read_buf(&mut inb), if waiting.is_none() => {
                 if read? == 0 {
                     return Err(ConnectionError::Closed);
+                }
+            }
+            room = to_worker.reserve(), if waiting.is_some() => {
+                let room = room.map_err(|_| ConnectionError::WorkerGone)?;
+                if let Some(d) = waiting.take() {
+                    room.send(d);
                 }
             }
             batch = settled.recv() => {
@@ -198,13 +219,14 @@ pub async fn session(
                 acknowledge(&mut wr, &mut out, &pkids).await?;
             }
             _ = ping.tick() => {
-                if awaiting_pong {
+                if awaiting_pong && !stalled {
                     return Err(ConnectionError::Timeout(ping_every));
                 }
                 Packet::PingReq.write(&mut out, MAX_PACKET)?;
                 wr.write_all(&out).await?;
                 out.clear();
                 awaiting_pong = true;
+                stalled = waiting.is_some();
             }
         }
     }
@@ -230,17 +252,18 @@ async fn acknowledge(
 }
 
 /// Takes every whole packet off the front of `inb`: messages go to the worker, a SUBACK is checked, a
-/// PINGRESP noted. Returns the packet ids of messages too large to read, skipped as they arrive, to be
-/// acknowledged at once.
+/// PINGRESP noted. Stops at a message the worker has no room for, left in `waiting`. Returns the packet
+/// ids of messages too large to read, skipped as they arrive, to be acknowledged at once.
 fn take_packets(
     inb: &mut BytesMut,
     skipping: &mut Skipping,
     id: u64,
-    to_worker: &UnboundedSender<Delivery>,
+    to_worker: &Sender<Delivery>,
+    waiting: &mut Option<Delivery>,
     awaiting_pong: &mut bool,
 ) -> Result<Vec<u16>, ConnectionError> {
     let mut oversized = Vec::new();
-    loop {
+    while waiting.is_none() {
         if skipping.left > 0 {
             let n = skipping.left.min(inb.len());
             inb.advance(n);
@@ -271,7 +294,11 @@ fn take_packets(
             Packet::Publish(p) => {
                 metrics::counter!("civicgrid_mqtt_messages_total").increment(1);
                 let d = Delivery { connection: id, pkid: p.pkid, topic: p.topic, payload: p.payload };
-                to_worker.send(d).map_err(|_| ConnectionError::WorkerGone)?;
+                match to_worker.try_send(d) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(d)) => *waiting = Some(d),
+                    Err(TrySendError::Closed(_)) => return Err(ConnectionError::WorkerGone),
+                }
             }
             Packet::SubAck(ack) if ack.pkid == SUBSCRIBE_ID => {
                 if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
@@ -284,6 +311,7 @@ fn take_packets(
             other => tracing::debug!(packet = ?other, "MQTT packet ignored"),
         }
     }
+    Ok(oversized)
 }
 
 #[cfg(test)]
@@ -327,7 +355,7 @@ mod tests {
             while socket.read(&mut rest).await.is_ok_and(|n| n > 0) {}
         });
         let config = MqttConfig::from_url(&format!("mqtt://127.0.0.1:{port}"), "unit", None).expect("url");
-        let (to_worker, mut from_connection) = tokio::sync::mpsc::unbounded_channel();
+        let (to_worker, mut from_connection) = tokio::sync::mpsc::channel(16);
         let (_acks, mut settled) = tokio::sync::mpsc::unbounded_channel();
         let connection = tokio::spawn(async move { session(&config, 1, &to_worker, &mut settled, |_| {}).await });
         let got = tokio::time::timeout(Duration::from_secs(2), from_connection.recv()).await;
@@ -335,5 +363,92 @@ mod tests {
         broker.abort();
         let d = got.expect("handed on within two seconds").expect("a delivery");
         assert_eq!((d.pkid, d.topic.as_str()), (7, "civicgrid/v1/devices/a/telemetry"));
+    }
+
+    /// A broker with a large backlog for us (as Mosquitto sends a persistent session's whole queue on
+    /// reconnection): while the worker's queue is full the connection reads nothing more, so the
+    /// broker's writes stop; acknowledgements still leave; and when the worker takes the messages, all
+    /// of them arrive, in order.
+    #[tokio::test]
+    async fn a_full_hand_off_holds_the_backlog_in_the_broker() {
+        const MESSAGES: usize = 6000;
+        const PAYLOAD: usize = 8 * 1024;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (acked_tx, mut acked) = tokio::sync::mpsc::unbounded_channel::<u16>();
+        let progress = written.clone();
+        let broker = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let (mut rd, mut wr) = socket.into_split();
+            let mut connect = [0u8; 256];
+            let _ = rd.read(&mut connect).await.expect("connect");
+            // What the client sends from now on: its SUBSCRIBE, then acknowledgements.
+            tokio::spawn(async move {
+                let mut inb = BytesMut::new();
+                while rd.read_buf(&mut inb).await.is_ok_and(|n| n > 0) {
+                    while let Ok(p) = Packet::read(&mut inb, MAX_PACKET) {
+                        if let Packet::PubAck(a) = p {
+                            let _ = acked_tx.send(a.pkid);
+                        }
+                    }
+                }
+            });
+            let mut out = BytesMut::new();
+            Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, true))
+                .write(&mut out, MAX_PACKET)
+                .expect("connack");
+            wr.write_all(&out).await.expect("write");
+            for i in 0..MESSAGES {
+                out.clear();
+                let mut p =
+                    rumqttc::Publish::new("civicgrid/v1/devices/a/telemetry", QoS::AtLeastOnce, vec![b'x'; PAYLOAD]);
+                p.pkid = u16::try_from(i + 1).expect("pkid");
+                Packet::Publish(p).write(&mut out, MAX_PACKET).expect("publish");
+                wr.write_all(&out).await.expect("write");
+                progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            // Hold the connection open until the test ends.
+            std::future::pending::<()>().await;
+        });
+        let config = MqttConfig::from_url(&format!("mqtt://127.0.0.1:{port}"), "unit", None).expect("url");
+        let (to_worker, mut from_connection) = tokio::sync::mpsc::channel(4);
+        let (acks, mut settled) = tokio::sync::mpsc::unbounded_channel();
+        let connection = tokio::spawn(async move { session(&config, 1, &to_worker, &mut settled, |_| {}).await });
+
+        // The queue fills and the broker stalls: the socket buffers hold a few MB, not the 48 MB.
+        let mut last = usize::MAX;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = written.load(std::sync::atomic::Ordering::SeqCst);
+            if now == last && from_connection.len() == 4 {
+                break;
+            }
+            last = now;
+        }
+        let stalled_at = written.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(from_connection.len(), 4, "the worker's queue is full");
+        assert!(stalled_at < MESSAGES / 2, "the broker wrote {stalled_at} of {MESSAGES} messages to a stalled client");
+
+        // Acknowledgements leave while reading waits.
+        acks.send(Settled { connection: 1, pkids: vec![1, 2] }).expect("settle");
+        let first = tokio::time::timeout(Duration::from_secs(2), acked.recv()).await.expect("acknowledged");
+        let second = tokio::time::timeout(Duration::from_secs(2), acked.recv()).await.expect("acknowledged");
+        assert_eq!((first, second), (Some(1), Some(2)));
+        assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), stalled_at, "still stalled");
+
+        // The worker takes them all: every message arrives, in order.
+        for i in 0..MESSAGES {
+            let d = tokio::time::timeout(Duration::from_secs(5), from_connection.recv())
+                .await
+                .expect("handed on")
+                .expect("a delivery");
+            assert_eq!(usize::from(d.pkid), i + 1);
+            assert_eq!(d.payload.len(), PAYLOAD);
+        }
+        assert_eq!(written.load(std::sync::atomic::Ordering::SeqCst), MESSAGES);
+        assert!(!connection.is_finished(), "the connection is still up");
+        connection.abort();
+        broker.abort();
     }
 }

@@ -2,13 +2,15 @@
 //! `civicgrid/v1/devices/{device_id}/telemetry` and `…/status` at QoS 1 on a persistent session
 //! (`clean_session = false` under a fixed client id), so the broker keeps what is published while the
 //! node is down and hands it over when it comes back. The connection hands every message to a store
-//! worker, which takes whatever has arrived (up to [`MAX_BATCH`]) to the service layer's one ingest
-//! path ([`Services::ingest_batch`]) as one transaction, while the next messages arrive. Each message
-//! is acknowledged only after it is committed — or refused for good (a bad payload is counted and
-//! logged, never retried) — and a batch's acknowledgements leave in one write; messages the database
-//! could not take are not acknowledged, so the broker sends them again after the next reconnect. How
-//! many may wait unacknowledged is the broker's setting (Mosquitto's `max_inflight_messages`, 20 unless
-//! raised): it bounds the batch.
+//! worker through a queue of two batches; when it is full the connection stops reading, so a backlog
+//! waits in the broker, not in memory. The worker takes whatever has arrived (up to [`MAX_BATCH`]) to
+//! the service layer's one ingest path ([`Services::ingest_batch`]) as one transaction, while the next
+//! messages arrive. Each message is acknowledged only after it is committed — or refused for good (a
+//! bad payload is counted and logged, never retried) — and a batch's acknowledgements leave in one
+//! write; messages the database could not take are not acknowledged, so the broker sends them again
+//! after the next reconnect. How many may wait unacknowledged is the broker's setting (Mosquitto's
+//! `max_inflight_messages`, 20 unless raised), except for a persistent session's backlog, which
+//! Mosquitto 2.0 sends whole on reconnection.
 //!
 //! The connection is re-made with backoff (0.5 s doubling to 30 s) and the subscriptions are made again
 //! after every connection acknowledgement. With several nodes on one database, each subscribes through
@@ -26,7 +28,7 @@ use std::time::Duration;
 use civicgrid_service::Services;
 use civicgrid_service::iot::IngestError;
 use connection::{Delivery, Settled};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{Receiver, UnboundedSender};
 
 /// The topic prefix of every device.
 pub const TOPIC_PREFIX: &str = "civicgrid/v1/devices/";
@@ -39,6 +41,9 @@ const STORE_ATTEMPTS: u32 = 5;
 const SLOW_BATCH: Duration = Duration::from_secs(1);
 /// Most messages stored in one transaction.
 pub const MAX_BATCH: usize = 1000;
+/// Most messages read from the broker and not yet taken by the store worker: the next batch gathers
+/// while one is stored.
+const QUEUE: usize = 2 * MAX_BATCH;
 
 /// Where and how to subscribe.
 #[derive(Debug, Clone)]
@@ -91,9 +96,10 @@ pub fn spawn(services: Services, config: MqttConfig) -> tokio::task::JoinHandle<
 /// on each — and hands every message to the store worker, whose acknowledgements it writes; ends if the
 /// worker does, so the node's readiness check sees it.
 async fn run(services: Services, config: MqttConfig) {
-    // Unbounded, yet never longer than the broker's window of unacknowledged messages; a bounded
-    // channel could stall the connection while the worker waits for it to write acknowledgements.
-    let (to_worker, from_connection) = tokio::sync::mpsc::unbounded_channel();
+    // Bounded: while it is full the connection stops reading (and still writes acknowledgements), so
+    // a backlog waits in the broker, not in this node's memory. The worker never waits for the
+    // connection: acknowledgements go back on an unbounded channel, never longer than this one.
+    let (to_worker, from_connection) = tokio::sync::mpsc::channel(QUEUE);
     let (to_connection, mut settled) = tokio::sync::mpsc::unbounded_channel();
     let worker = tokio::spawn(work(services, from_connection, to_connection));
     let mut backoff = Duration::from_millis(500);
@@ -128,7 +134,7 @@ async fn run(services: Services, config: MqttConfig) {
 
 /// Takes the messages that have arrived — all of them, up to [`MAX_BATCH`] — and stores them in one
 /// transaction while the next ones arrive; sends back those settled, to acknowledge in one go.
-async fn work(services: Services, mut from_connection: UnboundedReceiver<Delivery>, acks: UnboundedSender<Settled>) {
+async fn work(services: Services, mut from_connection: Receiver<Delivery>, acks: UnboundedSender<Settled>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while from_connection.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics::histogram!("civicgrid_mqtt_batch_size").record(batch.len() as f64);
