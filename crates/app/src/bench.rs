@@ -94,7 +94,8 @@ pub struct BenchArgs {
     rounds: u32,
     /// Count the instructions a created case costs (and the bare handler's per request) over this many
     /// requests, under Valgrind's callgrind: a measure that does not drift with the machine's speed;
-    /// with `--against`, both builds.
+    /// with `--against`, both builds. With `--ingest M`, count a node's instructions per telemetry
+    /// message over M messages instead (the number given here is then not used).
     #[arg(long, value_name = "CASES", value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
     instructions: Option<u64>,
     /// Internal: run the bare axum server on this address.
@@ -127,7 +128,11 @@ pub async fn run(args: BenchArgs) -> AppResult<()> {
         return Ok(());
     }
     if let Some(n) = args.instructions {
-        print_rows(instructions::instructions_bench(&args, n, &body).await?);
+        let rows = match args.ingest {
+            Some(m) => instructions::ingest_instructions_bench(&args, m).await?,
+            None => instructions::instructions_bench(&args, n, &body).await?,
+        };
+        print_rows(rows);
         return Ok(());
     }
     if let Some(other) = &args.against {

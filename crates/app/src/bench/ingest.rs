@@ -7,6 +7,13 @@
 //! each) and then lets each drain its copy: the raw client in-process, the node as a child process whose
 //! `/metrics` is polled until it has acknowledged every message. The backlog is the demo town's devices
 //! reporting once a minute, in their own payloads, ending now.
+//!
+//! Each drain also reports the CPU time the broker (and the node) spent on it, per message, from
+//! `/proc`. Mosquitto reads every acknowledgement with several system calls, and it reads a fast
+//! client's only after it has written that client's backlog: the bare client's drain is over before
+//! the broker pays for its acknowledgements, the node's is not. The node starts only once the broker
+//! has finished with the bare client's (its CPU time stands still), so that the two drains do not
+//! overlap.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -85,6 +92,41 @@ fn options(id: &str, port: u16) -> MqttOptions {
     o
 }
 
+/// CPU time (user and system) a process has used so far, from `/proc/<pid>/stat` (Linux; clock
+/// ticks of 1/100 s, the unit Linux shows user space); `None` where it cannot be read.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: the fields after it are counted from its end.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis(10 * (user + system)))
+}
+
+/// Microseconds of CPU a message between two readings of [`cpu_time`].
+fn per_message(before: Option<Duration>, after: Option<Duration>, messages: f64) -> Option<f64> {
+    let spent = after?.checked_sub(before?)?;
+    Some(1e6 * spent.as_secs_f64() / messages.max(1.0))
+}
+
+/// Waits until the broker's CPU time stands still for 200 ms (it has read what a client left it), at
+/// most 30 s; the CPU time it spent meanwhile.
+async fn broker_settles(pid: u32) -> Option<Duration> {
+    let start = cpu_time(pid)?;
+    let mut last = start;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = cpu_time(pid)?;
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last.checked_sub(start)
+}
+
 /// Makes the bare client's persistent session: subscribed, then away.
 async fn prime_raw(port: u16) -> AppResult<()> {
     let (client, mut events) = AsyncClient::new(options(RAW_ID, port), 16);
@@ -131,8 +173,29 @@ async fn publish(port: u16, messages: &[(String, String)]) -> AppResult<f64> {
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The bare client drains its backlog (counting and acknowledging); its rate.
-async fn raw_drain(port: u16, total: usize) -> AppResult<f64> {
+/// What the bare client's drain measured.
+struct RawDrain {
+    /// Messages received per second.
+    rate: f64,
+    /// The broker's CPU during the drain, µs a message.
+    broker_us: Option<f64>,
+    /// The broker's CPU after it, until it stood still (reading the client's acknowledgements).
+    broker_after: Option<Duration>,
+}
+
+/// The bare client drains its backlog (counting and acknowledging); its rate, and the broker's CPU
+/// during and after it.
+async fn raw_drain(broker: &Broker, total: usize) -> AppResult<RawDrain> {
+    let pid = broker.child.id();
+    let before = cpu_time(pid);
+    let rate = raw_receive(broker.port, total).await?;
+    let broker_us = per_message(before, cpu_time(pid), total as f64);
+    let broker_after = broker_settles(pid).await;
+    Ok(RawDrain { rate, broker_us, broker_after })
+}
+
+/// The bare client receives its backlog (rumqttc acknowledges each message); the rate.
+async fn raw_receive(port: u16, total: usize) -> AppResult<f64> {
     let (_client, mut events) = AsyncClient::new(options(RAW_ID, port), 4096);
     let bar = progress(total as u64, "bare client draining");
     let started = Instant::now();
@@ -160,10 +223,20 @@ fn progress(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Starts `bin serve` on `db` subscribed to the bench broker under [`NODE_ID`].
-fn spawn_node(bin: &Path, db: &str, port: u16) -> AppResult<(Child, String)> {
-    let mut cmd = command_of(bin, &["serve", "--database", db, "--listen", "127.0.0.1:0"])?;
+/// The `serve` arguments of a node on `db`.
+fn node_args(db: &str) -> [&str; 5] {
+    ["serve", "--database", db, "--listen", "127.0.0.1:0"]
+}
+
+/// Subscribes a node's command to the bench broker under [`NODE_ID`].
+fn to_broker(cmd: &mut Command, port: u16) {
     cmd.env("CIVICGRID_MQTT", format!("mqtt://127.0.0.1:{port}")).env("CIVICGRID_MQTT_CLIENT_ID", NODE_ID);
+}
+
+/// Starts `bin serve` on `db` subscribed to the bench broker.
+fn spawn_node(bin: &Path, db: &str, port: u16) -> AppResult<(Child, String)> {
+    let mut cmd = command_of(bin, &node_args(db))?;
+    to_broker(&mut cmd, port);
     read_banner(cmd)
 }
 
@@ -187,15 +260,20 @@ struct Drain {
     batch: f64,
     /// Milliseconds a batch took to parse, store and follow, on average (when the node reports it).
     batch_ms: Option<f64>,
+    /// The node's CPU during the measured drain, µs a message.
+    node_us: Option<f64>,
+    /// The broker's, likewise.
+    broker_us: Option<f64>,
 }
 
 /// The node drains its backlog: the rate between the first poll that sees it working and the one
 /// that sees every message acknowledged, how many readings it stored, and its mean batch.
-async fn node_drain(bin: &Path, db: &str, port: u16, total: usize) -> AppResult<Drain> {
-    let (child, base) = spawn_node(bin, db, port)?;
+async fn node_drain(bin: &Path, db: &str, broker: &Broker, total: usize) -> AppResult<Drain> {
+    let (child, base) = spawn_node(bin, db, broker.port)?;
+    let cpu = |pid: u32| cpu_time(pid).zip(cpu_time(broker.child.id()));
     let http = reqwest::Client::new();
     let bar = progress(total as u64, "civicgrid ingesting");
-    let mut first: Option<(Instant, f64)> = None;
+    let mut first: Option<(Instant, f64, Option<(Duration, Duration)>)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let outcome = loop {
         let taken = match metric(&http, &base, "civicgrid_mqtt_acked_total").await {
@@ -203,24 +281,29 @@ async fn node_drain(bin: &Path, db: &str, port: u16, total: usize) -> AppResult<
             Err(e) => break Err(e),
         };
         let now = Instant::now();
+        let cpu_now = cpu(child.id());
         bar.set_position(taken as u64);
         if taken > 0.0 && first.is_none() {
-            first = Some((now, taken));
+            first = Some((now, taken, cpu_now));
         }
         if taken >= total as f64 {
-            let (t0, n0) = first.unwrap_or((now, 0.0));
+            let (t0, n0, cpu0) = first.unwrap_or((now, 0.0, cpu_now));
             let rate = (taken - n0) / now.duration_since(t0).as_secs_f64().max(1e-3);
+            let node_us = per_message(cpu0.map(|c| c.0), cpu_now.map(|c| c.0), taken - n0);
+            let broker_us = per_message(cpu0.map(|c| c.1), cpu_now.map(|c| c.1), taken - n0);
             let readings = metric(&http, &base, "civicgrid_telemetry_readings_total").await?;
             let batches = metric(&http, &base, "civicgrid_mqtt_batch_size_count").await?;
             let busy = metric(&http, &base, "civicgrid_mqtt_batch_seconds_sum").await?;
             // A build older than the batch timer reports none.
             let batch_ms = (busy > 0.0).then(|| 1e3 * busy / batches.max(1.0));
-            break Ok(Drain { rate, readings, batch: taken / batches.max(1.0), batch_ms });
+            break Ok(Drain { rate, readings, batch: taken / batches.max(1.0), batch_ms, node_us, broker_us });
         }
         if now > deadline {
             break Err(format!("the node took {taken} of {total} messages in 10 minutes").into());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A tenth of a second: often enough to time a drain of seconds, seldom enough that rendering
+        // `/metrics` (which a Prometheus does every 15 s or so) costs the node little.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     bar.finish_and_clear();
     kill(child);
@@ -265,8 +348,8 @@ pub(super) struct IngestRun {
     shape: String,
     /// Publishing the backlog, msg/s.
     publish: f64,
-    /// The bare client's drain, msg/s: the reference.
-    raw: f64,
+    /// The bare client's drain: the reference.
+    raw: RawDrain,
     /// The node's drain, msg/s.
     drain: Drain,
 }
@@ -280,13 +363,25 @@ impl IngestRun {
     /// The node's row: its rate, its share of the bare client's, what it stored.
     pub(super) fn node_result(&self) -> String {
         format!(
-            "{:.0} msg/s — {:.0} % of the bare client ({:.0} msg/s); {:.0} readings stored, {:.0} messages per transaction{}",
+            "{:.0} msg/s — {:.0} % of the bare client ({:.0} msg/s); {:.0} readings stored, {:.0} messages per transaction{}; CPU a message: node {}, broker {}",
             self.drain.rate,
-            100.0 * self.drain.rate / self.raw,
-            self.raw,
+            100.0 * self.drain.rate / self.raw.rate,
+            self.raw.rate,
             self.drain.readings,
             self.drain.batch,
-            self.drain.batch_ms.map_or(String::new(), |ms| format!(", {ms:.1} ms each"))
+            self.drain.batch_ms.map_or(String::new(), |ms| format!(", {ms:.1} ms each")),
+            micros(self.drain.node_us),
+            micros(self.drain.broker_us),
+        )
+    }
+
+    /// The bare client's row: its rate, and what the broker spent during and after it.
+    fn raw_result(&self) -> String {
+        format!(
+            "{:.0} msg/s; CPU a message: broker {} during the drain; broker CPU after it (reading the acknowledgements): {}",
+            self.raw.rate,
+            micros(self.raw.broker_us),
+            self.raw.broker_after.map_or_else(|| "unknown".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
         )
     }
 
@@ -299,7 +394,7 @@ impl IngestRun {
             },
             Row {
                 what: "reference: bare rumqttc client draining it (count and acknowledge)".into(),
-                result: format!("{:.0} msg/s", self.raw),
+                result: self.raw_result(),
             },
             Row {
                 what: "civicgrid serve draining it (parse, store, rules; acknowledged after commit), SQLite".into(),
@@ -309,10 +404,14 @@ impl IngestRun {
     }
 }
 
-/// Runs the ingest benchmark with `total` messages, `bin` being the measured node; the demo town
-/// (devices, components, rules) is generated by that build, without cases, in `dir`.
-pub(super) async fn ingest_bench(bin: &Path, dir: &Path, total: usize) -> AppResult<IngestRun> {
-    let db = dir.join("bench-ingest.db").to_string_lossy().into_owned();
+/// Microseconds, or "unknown" where `/proc` could not be read.
+fn micros(us: Option<f64>) -> String {
+    us.map_or_else(|| "unknown".to_owned(), |us| format!("{us:.1} µs"))
+}
+
+/// The demo town's live devices in a fresh database made by `bin` in `dir`, without cases.
+async fn ingest_town(bin: &Path, dir: &Path, name: &str) -> AppResult<(String, Vec<Device>)> {
+    let db = dir.join(name).to_string_lossy().into_owned();
     remove_sqlite(&db)?;
     run_child_of(bin, &["demo", "--database", &db, "--fresh", "--no-serve", "--case-scale", "0"])?;
     let devices: Vec<Device> = {
@@ -322,6 +421,13 @@ pub(super) async fn ingest_bench(bin: &Path, dir: &Path, total: usize) -> AppRes
     if devices.is_empty() {
         return Err("the demo town has no devices".into());
     }
+    Ok((db, devices))
+}
+
+/// Runs the ingest benchmark with `total` messages, `bin` being the measured node; the demo town
+/// (devices, components, rules) is generated by that build, without cases, in `dir`.
+pub(super) async fn ingest_bench(bin: &Path, dir: &Path, total: usize) -> AppResult<IngestRun> {
+    let (db, devices) = ingest_town(bin, dir, "bench-ingest.db").await?;
     let broker = start_broker(dir)?;
     prime_raw(broker.port).await?;
     prime_node(bin, &db, broker.port).await?;
@@ -329,8 +435,55 @@ pub(super) async fn ingest_bench(bin: &Path, dir: &Path, total: usize) -> AppRes
     let bytes: usize = messages.iter().map(|(t, p)| t.len() + p.len()).sum();
     let publish = publish(broker.port, &messages).await?;
     drop(messages);
-    let raw = raw_drain(broker.port, total).await?;
-    let drain = node_drain(bin, &db, broker.port, total).await?;
+    let raw = raw_drain(&broker, total).await?;
+    let drain = node_drain(bin, &db, &broker, total).await?;
     let shape = format!("{total} messages from {} devices (~{} bytes each)", devices.len(), bytes / total.max(1));
     Ok(IngestRun { shape, publish, raw, drain })
+}
+
+/// Messages a node under callgrind takes before its counters are zeroed: start-up, and every device's
+/// first message (its cache entry and rule memory are read from the store once).
+const WARM_UP: usize = 3000;
+
+/// Waits until the node has acknowledged `n` messages (at most 30 minutes: callgrind is slow).
+async fn acked_reaches(http: &reqwest::Client, base: &str, n: usize) -> AppResult<()> {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while metric(http, base, "civicgrid_mqtt_acked_total").await? < n as f64 {
+        if Instant::now() > deadline {
+            return Err(format!("the node under callgrind did not take {n} messages in 30 minutes").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
+/// The instructions a node (`bin`) executes per message while it takes `total` messages, counted by
+/// callgrind: the node connects, takes a warm-up backlog, its counters are zeroed, then the messages
+/// are published and it takes them as they come (in full batches: the publisher is far faster than a
+/// node under Valgrind). Its `/metrics` is read twice a second meanwhile, which is counted too.
+pub(super) async fn counted_ingest(bin: &Path, dir: &Path, total: usize) -> AppResult<f64> {
+    let (db, devices) = ingest_town(bin, dir, "bench-ingest-instructions.db").await?;
+    let broker = start_broker(dir)?;
+    prime_node(bin, &db, broker.port).await?;
+    let messages = backlog(&devices, WARM_UP + total);
+    let (warm_up, measured) = messages.split_at(WARM_UP);
+    publish(broker.port, warm_up).await?;
+    let out = dir.join("callgrind.ingest.out");
+    let mut cmd = super::instructions::under_callgrind(bin, &out, &node_args(&db))?;
+    to_broker(&mut cmd, broker.port);
+    let (child, base) = read_banner(cmd)?;
+    let pid = child.id();
+    let counted = async {
+        let http = reqwest::Client::new();
+        acked_reaches(&http, &base, WARM_UP).await?;
+        super::instructions::control(pid, "-z")?;
+        publish(broker.port, measured).await?;
+        acked_reaches(&http, &base, WARM_UP + total).await?;
+        super::instructions::control(pid, "-d")?;
+        AppResult::Ok(super::instructions::dumped_total(&out)? as f64 / total.max(1) as f64)
+    }
+    .await;
+    kill(child);
+    remove_sqlite(&db)?;
+    counted
 }

@@ -14,6 +14,9 @@
 //! server, the kernel excepted: a system call counts its user-space side only, so an `fsync` costs
 //! what its wrapper does. Callgrind runs one thread at a time, which changes how many cases the writer
 //! finds waiting per commit; the per-commit share of the count is therefore not the loaded server's.
+//!
+//! With `--ingest M` it counts a `serve` node's instructions per telemetry message instead, while the
+//! node drains M messages from the bench's own Mosquitto ([`super::ingest::counted_ingest`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -56,19 +59,14 @@ pub(super) async fn instructions_bench(args: &BenchArgs, cases: u64, body: &Valu
         what: format!("bare axum handler (this build), {} clients, {cases} requests", args.clients),
         result: format!("{:.1} k instructions per request", bare.per_request() / 1000.0),
     });
-    let mut builds = vec![("this build".to_owned(), this.clone())];
-    if let Some(other) = &args.against {
-        builds.push((format!("`{}`", other.display()), other.clone()));
-    }
     let mut per_case = Vec::new();
-    for (name, bin) in &builds {
+    for (name, bin) in builds(args, &this) {
         let mut runs = Vec::new();
         for round in 1..=args.rounds {
             eprintln!("· round {round}: case creation under callgrind, {cases} cases, {name}");
-            runs.push(counted_creation(bin, &args.dir, cases, args.clients, body).await?.per_request());
+            runs.push(counted_creation(&bin, &args.dir, cases, args.clients, body).await?.per_request());
         }
-        let mean = runs.iter().sum::<f64>() / runs.len().max(1) as f64;
-        let list = runs.iter().map(|r| format!("{:.1}", r / 1000.0)).collect::<Vec<_>>().join(" / ");
+        let (mean, list) = summary(&runs);
         rows.push(Row {
             what: format!(
                 "POST /api/v1/cases, SQLite synchronous=full, {} clients, {cases} cases, {name}",
@@ -82,13 +80,59 @@ pub(super) async fn instructions_bench(args: &BenchArgs, cases: u64, body: &Valu
         });
         per_case.push(mean);
     }
-    if let [this, other] = per_case[..] {
-        rows.push(Row {
-            what: "this build against the other".into(),
-            result: format!("{:+.1} % instructions per case", 100.0 * (this / other.max(1.0) - 1.0)),
-        });
-    }
+    rows.extend(difference(&per_case, "instructions per case"));
     Ok(rows)
+}
+
+/// The rows of `bench --instructions --ingest M`: the node's instructions per message while it drains
+/// M messages (after a warm-up), for this build (and, with `--against`, the other).
+pub(super) async fn ingest_instructions_bench(args: &BenchArgs, messages: usize) -> AppResult<Vec<Row>> {
+    check_valgrind()?;
+    if let Some(other) = &args.against {
+        check_other(other)?;
+    }
+    let this = this_build()?;
+    let mut rows = Vec::new();
+    let mut per_message = Vec::new();
+    for (name, bin) in builds(args, &this) {
+        let mut runs = Vec::new();
+        for round in 1..=args.rounds {
+            eprintln!("· round {round}: telemetry ingest under callgrind, {messages} messages, {name}");
+            runs.push(super::ingest::counted_ingest(&bin, &args.dir, messages).await?);
+        }
+        let (mean, list) = summary(&runs);
+        rows.push(Row {
+            what: format!("telemetry ingest over MQTT, SQLite, {messages} messages, {name}"),
+            result: format!("{:.1} k instructions per message (runs {list} k)", mean / 1000.0),
+        });
+        per_message.push(mean);
+    }
+    rows.extend(difference(&per_message, "instructions per message"));
+    Ok(rows)
+}
+
+/// This build, and the `--against` one if given, with their names for the table.
+fn builds(args: &BenchArgs, this: &Path) -> Vec<(String, PathBuf)> {
+    let mut builds = vec![("this build".to_owned(), this.to_path_buf())];
+    if let Some(other) = &args.against {
+        builds.push((format!("`{}`", other.display()), other.clone()));
+    }
+    builds
+}
+
+/// The mean of some counts, and the counts in thousands, for a row.
+fn summary(runs: &[f64]) -> (f64, String) {
+    let mean = runs.iter().sum::<f64>() / runs.len().max(1) as f64;
+    (mean, runs.iter().map(|r| format!("{:.1}", r / 1000.0)).collect::<Vec<_>>().join(" / "))
+}
+
+/// With two builds' means, the row comparing them.
+fn difference(means: &[f64], what: &str) -> Option<Row> {
+    let [this, other] = means[..] else { return None };
+    Some(Row {
+        what: "this build against the other".into(),
+        result: format!("{:+.1} % {what}", 100.0 * (this / other.max(1.0) - 1.0)),
+    })
 }
 
 /// Fails early, with what to install, when Valgrind is missing.
@@ -102,7 +146,7 @@ fn check_valgrind() -> AppResult<()> {
 }
 
 /// `bin args` as a child under callgrind writing to `out`, counting from the start (zeroed later).
-fn under_callgrind(bin: &Path, out: &Path, args: &[&str]) -> AppResult<Command> {
+pub(super) fn under_callgrind(bin: &Path, out: &Path, args: &[&str]) -> AppResult<Command> {
     let child = command_of(bin, args)?;
     let mut cmd = Command::new("valgrind");
     cmd.arg("--tool=callgrind")
@@ -115,7 +159,7 @@ fn under_callgrind(bin: &Path, out: &Path, args: &[&str]) -> AppResult<Command> 
 }
 
 /// Runs `callgrind_control <what> pid`.
-fn control(pid: u32, what: &str) -> AppResult<()> {
+pub(super) fn control(pid: u32, what: &str) -> AppResult<()> {
     let ok = Command::new("callgrind_control")
         .arg(what)
         .arg(pid.to_string())
@@ -126,7 +170,7 @@ fn control(pid: u32, what: &str) -> AppResult<()> {
 }
 
 /// The instruction total of callgrind's first dump of `out` (`out.1`), which it then removes.
-fn dumped_total(out: &Path) -> AppResult<u64> {
+pub(super) fn dumped_total(out: &Path) -> AppResult<u64> {
     let dump = PathBuf::from(format!("{}.1", out.display()));
     // The dump is written by the child after the control command returns; give it a moment.
     for _ in 0..100 {
