@@ -135,13 +135,35 @@ pub(crate) struct Found {
     metric: Metric,
 }
 
+/// What the rules remember of one device: (rule id, memory), one entry a rule at most.
+pub(crate) type DeviceMemory = Vec<(String, RuleState)>;
+
 /// This node's copy of what the rules remember of devices (SQLite only; see `rule_memory`).
 #[derive(Debug, Default)]
 pub(crate) struct RuleMemory {
-    /// Devices whose memory has been read from the store.
-    loaded: std::collections::HashSet<DeviceId>,
-    /// (device, rule) → memory, in order so one device's rules are found together.
-    states: BTreeMap<(DeviceId, String), RuleState>,
+    /// Each device whose memory has been read from the store, with it.
+    devices: HashMap<DeviceId, DeviceMemory>,
+}
+
+/// A rule's entry in a device's memory, made (empty) if it has none.
+fn state_of<'m>(memory: &'m mut DeviceMemory, rule: &str) -> &'m mut RuleState {
+    let i = match memory.iter().position(|(r, _)| r == rule) {
+        Some(i) => i,
+        None => {
+            memory.push((rule.to_owned(), RuleState::default()));
+            memory.len() - 1
+        }
+    };
+    &mut memory[i].1
+}
+
+/// Rows of remembered states, by device.
+fn by_device(rows: Vec<(DeviceId, String, RuleState)>) -> HashMap<DeviceId, DeviceMemory> {
+    let mut out: HashMap<DeviceId, DeviceMemory> = HashMap::new();
+    for (d, rule, s) in rows {
+        out.entry(d).or_default().push((rule, s));
+    }
+    out
 }
 
 /// What the rules found, and what they now remember of devices (device, rule, memory).
@@ -227,28 +249,30 @@ impl Services {
     /// same).
     pub(crate) async fn follow_rules(&self, batch: &mut [(Arc<Device>, Vec<Reading>)]) -> Option<Followed> {
         let world = self.world();
-        let ids: Vec<DeviceId> = batch
-            .iter()
-            .filter(|(d, _)| world.alarm_rules.for_kind(d.kind).next().is_some())
-            .map(|(d, _)| d.id.clone())
-            .collect();
+        let rules = &world.alarm_rules;
+        let watched = |d: &Device| rules.for_kind(d.kind).next().is_some();
+        let ids: Vec<DeviceId> = batch.iter().filter(|(d, _)| watched(d)).map(|(d, _)| d.id.clone()).collect();
         if ids.is_empty() {
             return None;
         }
-        let mut states = match self.rule_memory(&ids).await {
-            Ok(k) => k,
+        let memories = match self.rule_memory(&ids).await {
+            Ok(m) => m,
             Err(e) => {
                 rule_failure("rule memory not read", &e);
                 return None;
             }
         };
+        let mut memories = memories.into_iter();
         let mut changed = Vec::new();
         let mut found = Vec::new();
         for (device, readings) in batch.iter_mut() {
             readings.sort_by_key(|r| r.at);
-            for rule in world.alarm_rules.for_kind(device.kind) {
-                let key = (device.id.clone(), rule.id.clone());
-                let state = states.entry(key.clone()).or_default();
+            if !watched(device) {
+                continue;
+            }
+            let mut memory = memories.next().unwrap_or_default();
+            for rule in rules.for_kind(device.kind) {
+                let state = state_of(&mut memory, &rule.id);
                 let before = state.clone();
                 for r in readings.iter() {
                     if let Some(c) = rule.observe(state, r, world.place) {
@@ -256,51 +280,47 @@ impl Services {
                     }
                 }
                 if remembered(&before) != remembered(state) {
-                    changed.push((key.0, key.1, state.clone()));
+                    changed.push((device.id.clone(), rule.id.clone(), std::mem::take(state)));
                 }
             }
         }
         Some((found, changed))
     }
 
-    /// What the rules remember of these devices: on SQLite (one node by construction) from this
-    /// node's copy, read from the store once per device; on PostgreSQL, where another node may have
-    /// followed a device's last readings, from the store every time.
-    async fn rule_memory(&self, ids: &[DeviceId]) -> ServiceResult<HashMap<(DeviceId, String), RuleState>> {
+    /// What the rules remember of each of these devices, in their order: on SQLite (one node by
+    /// construction) from this node's copy, read from the store once per device; on PostgreSQL, where
+    /// another node may have followed a device's last readings, from the store every time.
+    async fn rule_memory(&self, ids: &[DeviceId]) -> ServiceResult<Vec<DeviceMemory>> {
         if self.store.backend() != Backend::Sqlite {
-            let known = self.store.rule_states(ids).await?;
-            return Ok(known.into_iter().map(|(d, rule, s)| ((d, rule), s)).collect());
+            let mut known = by_device(self.store.rule_states(ids).await?);
+            return Ok(ids.iter().map(|d| known.remove(d).unwrap_or_default()).collect());
         }
+        let poisoned = || ServiceError::Internal("rule memory poisoned".into());
         let missing: Vec<DeviceId> = {
-            let memory = self.rule_memory.lock().map_err(|_| ServiceError::Internal("rule memory poisoned".into()))?;
-            ids.iter().filter(|d| !memory.loaded.contains(*d)).cloned().collect()
+            let memory = self.rule_memory.lock().map_err(|_| poisoned())?;
+            ids.iter().filter(|d| !memory.devices.contains_key(*d)).cloned().collect()
         };
-        let read = if missing.is_empty() { Vec::new() } else { self.store.rule_states(&missing).await? };
-        let mut memory = self.rule_memory.lock().map_err(|_| ServiceError::Internal("rule memory poisoned".into()))?;
-        for (d, rule, s) in read {
-            memory.states.entry((d, rule)).or_insert(s);
+        let mut read =
+            if missing.is_empty() { HashMap::new() } else { by_device(self.store.rule_states(&missing).await?) };
+        let mut memory = self.rule_memory.lock().map_err(|_| poisoned())?;
+        for d in missing {
+            let stored = read.remove(&d).unwrap_or_default();
+            memory.devices.entry(d).or_insert(stored);
         }
-        memory.loaded.extend(missing);
-        let mut out = HashMap::with_capacity(ids.len() * 2);
-        for d in ids {
-            for ((device, rule), s) in memory.states.range((d.clone(), String::new())..) {
-                if device != d {
-                    break;
-                }
-                out.insert((device.clone(), rule.clone()), s.clone());
-            }
-        }
-        Ok(out)
+        Ok(ids.iter().map(|d| memory.devices.get(d).cloned().unwrap_or_default()).collect())
     }
 
-    /// Notes in this node's copy what the rules now remember (once it is stored).
+    /// Notes in this node's copy what the rules now remember (once it is stored). A device not in
+    /// the copy is read from the store when next needed.
     pub(crate) fn remember(&self, states: &[(DeviceId, String, RuleState)]) {
         if self.store.backend() != Backend::Sqlite || states.is_empty() {
             return;
         }
         if let Ok(mut memory) = self.rule_memory.lock() {
             for (d, rule, s) in states {
-                memory.states.insert((d.clone(), rule.clone()), s.clone());
+                if let Some(known) = memory.devices.get_mut(d) {
+                    *state_of(known, rule) = s.clone();
+                }
             }
         }
     }
@@ -639,12 +659,12 @@ impl Services {
         let watched: Vec<&Device> =
             devices.iter().filter(|d| d.retired_at.is_none() && rules.for_kind(d.kind).next().is_some()).collect();
         let ids: Vec<DeviceId> = watched.iter().map(|d| d.id.clone()).collect();
-        let mut states = self.rule_memory(&ids).await?;
-        for d in watched {
+        let memories = self.rule_memory(&ids).await?;
+        for (d, mut memory) in watched.into_iter().zip(memories) {
             let heard = d.last_seen_at;
             let interval = SignedDuration::from_secs(i64::from(d.expected_interval_s));
             for rule in rules.for_kind(d.kind) {
-                let state = states.entry((d.id.clone(), rule.id.clone())).or_default();
+                let state = state_of(&mut memory, &rule.id);
                 if let Some(change) = rule.elapse(state, now, heard, interval) {
                     let changed = [(d.id.clone(), rule.id.clone(), state.clone())];
                     self.store.put_rule_states(&changed).await?;
