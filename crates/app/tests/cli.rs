@@ -317,6 +317,55 @@ fn bench_instructions_counts_the_work_of_a_created_case() {
     assert!(out.contains("× the bare handler's"), "{out}");
 }
 
+/// Whether Debian's `mosquitto` can be started (the ingest bench runs a broker of its own); without it
+/// the test is skipped, unless `CIVICGRID_REQUIRE_MQTT=1` (CI) makes that a failure.
+fn have_mosquitto() -> bool {
+    let found = std::process::Command::new("mosquitto")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(found || std::env::var("CIVICGRID_REQUIRE_MQTT").as_deref() != Ok("1"), "no mosquitto binary");
+    found
+}
+
+/// `bench --ingest` drains a backlog through a Mosquitto of its own, to a bare client and to a node,
+/// and says what each cost the broker and the node per message; with `--instructions` it counts the
+/// node's instructions per message under callgrind.
+#[test]
+fn bench_ingest_measures_the_node_against_a_bare_client() {
+    if !have_mosquitto() {
+        return;
+    }
+    let dir = std::path::Path::new(&temp_db()).parent().expect("dir").join("bench-ingest");
+    let dir = dir.to_string_lossy().into_owned();
+    let out = run_ok(&["bench", "--dir", &dir, "--ingest", "2000"]);
+    let row = |what: &str| out.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what:?} in\n{out}"));
+    let micros = |row: &str, after: &str| -> f64 {
+        let at = row.find(after).unwrap_or_else(|| panic!("no {after:?} in {row}")) + after.len();
+        row[at..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a number after {after:?} in {row}"))
+    };
+    let raw = row("bare rumqttc client");
+    assert!(micros(raw, "broker ") > 0.0, "{out}");
+    let node = row("civicgrid serve draining");
+    assert!(node.contains("% of the bare client"), "{out}");
+    assert!(micros(node, "node ") > 0.0 && micros(node, ", broker ") > 0.0, "{out}");
+    let readings =
+        node.split(" readings stored").next().and_then(|r| r.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok());
+    assert!(readings.is_some_and(|n| n >= 2000), "every message stored its readings:\n{out}");
+
+    let out = run_ok(&["bench", "--dir", &dir, "--instructions", "100", "--ingest", "300", "--rounds", "1"]);
+    let row = out.lines().find(|l| l.contains("telemetry ingest over MQTT")).unwrap_or_else(|| panic!("{out}"));
+    let k: f64 =
+        row.split("| ").nth(2).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).expect("a count");
+    assert!(k > 1.0, "{k} k instructions a message:\n{out}");
+}
+
 /// `bench --list-only` runs the filtered case list benchmark alone, here on a small demo year: a row per
 /// filter shape and one over them all, each with its percentiles.
 #[test]

@@ -441,9 +441,9 @@ pub(super) async fn ingest_bench(bin: &Path, dir: &Path, total: usize) -> AppRes
     Ok(IngestRun { shape, publish, raw, drain })
 }
 
-/// Messages a node under callgrind takes before its counters are zeroed: start-up, and every device's
-/// first message (its cache entry and rule memory are read from the store once).
-const WARM_UP: usize = 3000;
+/// Messages a node under callgrind takes, beyond one from every device, before its counters are
+/// zeroed: with those, start-up and every device's first reading of its cache entry and rule memory.
+const WARM_UP: usize = 200;
 
 /// Waits until the node has acknowledged `n` messages (at most 30 minutes: callgrind is slow).
 async fn acked_reaches(http: &reqwest::Client, base: &str, n: usize) -> AppResult<()> {
@@ -465,8 +465,9 @@ pub(super) async fn counted_ingest(bin: &Path, dir: &Path, total: usize) -> AppR
     let (db, devices) = ingest_town(bin, dir, "bench-ingest-instructions.db").await?;
     let broker = start_broker(dir)?;
     prime_node(bin, &db, broker.port).await?;
-    let messages = backlog(&devices, WARM_UP + total);
-    let (warm_up, measured) = messages.split_at(WARM_UP);
+    let warm = devices.len() + WARM_UP;
+    let messages = backlog(&devices, warm + total);
+    let (warm_up, measured) = messages.split_at(warm);
     publish(broker.port, warm_up).await?;
     let out = dir.join("callgrind.ingest.out");
     let mut cmd = super::instructions::under_callgrind(bin, &out, &node_args(&db))?;
@@ -475,10 +476,10 @@ pub(super) async fn counted_ingest(bin: &Path, dir: &Path, total: usize) -> AppR
     let pid = child.id();
     let counted = async {
         let http = reqwest::Client::new();
-        acked_reaches(&http, &base, WARM_UP).await?;
+        acked_reaches(&http, &base, warm).await?;
         super::instructions::control(pid, "-z")?;
         publish(broker.port, measured).await?;
-        acked_reaches(&http, &base, WARM_UP + total).await?;
+        acked_reaches(&http, &base, warm + total).await?;
         super::instructions::control(pid, "-d")?;
         AppResult::Ok(super::instructions::dumped_total(&out)? as f64 / total.max(1) as f64)
     }
