@@ -4,7 +4,7 @@
 //! by both backends the way [`queries`](super::queries) is: this file is compiled once per backend with
 //! that backend's `Db`, `This` and `BACKEND`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use civicgrid_core::iot::{
@@ -16,7 +16,7 @@ use sqlx::QueryBuilder;
 use super::{BACKEND, Db, This};
 use crate::rows::ts;
 use crate::shared::parse;
-use crate::{Backend, DeviceStore, LATEST_REPORTS, Result, StoreError, TelemetryBatch, micros};
+use crate::{Backend, DeviceReadings, DeviceStore, LATEST_REPORTS, Result, StoreError, TelemetryBatch, micros};
 
 /// Rows per statement: well under either backend's limit on bound values.
 const CHUNK: usize = 2000;
@@ -127,20 +127,10 @@ impl DeviceStore for This {
     async fn record_telemetry(&self, batch: &TelemetryBatch) -> Result<()> {
         let TelemetryBatch { readings: batch, heard, heard_at, rule_states } = batch;
         let heard_at = *heard_at;
-        // One row per (device, moment): values taken at the same moment merge, here and in the table.
-        let mut reports: BTreeMap<(&str, i64), BTreeMap<Metric, f64>> = BTreeMap::new();
-        for b in batch {
-            for r in &b.readings {
-                reports.entry((b.device.as_str(), micros(r.at))).or_default().insert(r.metric, r.value);
-            }
-        }
-        if reports.is_empty() && heard.is_empty() && rule_states.is_empty() {
+        let (rows, hours) = reports_of(batch);
+        if rows.is_empty() && heard.is_empty() && rule_states.is_empty() {
             return Ok(());
         }
-        let hours: BTreeSet<(&str, i64)> =
-            reports.keys().map(|&(d, at)| (d, at.div_euclid(HOUR_US) * HOUR_US)).collect();
-        let rows: Vec<(&str, i64, String)> =
-            reports.iter().map(|(&(d, at), vals)| (d, at, values_json(vals))).collect();
         let merge = match BACKEND {
             Backend::Sqlite => {
                 " ON CONFLICT (bucket, device_id, at) DO UPDATE SET vals = json_patch(telemetry_reports.vals, excluded.vals)"
@@ -160,7 +150,6 @@ impl DeviceStore for This {
             q.push(merge);
             q.build().execute(&mut *tx).await?;
         }
-        let hours: Vec<_> = hours.into_iter().collect();
         for chunk in hours.chunks(CHUNK) {
             let mut q: QueryBuilder<Db> =
                 QueryBuilder::new("INSERT INTO telemetry_pending (device_id, hour_at, touched) ");
@@ -395,17 +384,39 @@ where
 
 /// A report's values as the JSON object stored (`f64`'s `Display` is the shortest text that reads back
 /// to the same value, and never an exponent).
-fn values_json(vals: &BTreeMap<Metric, f64>) -> String {
-    let mut out = String::with_capacity(16 * vals.len() + 2);
-    out.push('{');
-    for (i, (metric, value)) in vals.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+/// A batch's reports and the hours they fall in. One report per (device, moment), in (device, time)
+/// order, its values as a JSON object in metric order (values taken at the same moment merge, here and
+/// in the table; a metric given twice keeps the later value); and each (device, hour) once, in order.
+fn reports_of(batch: &[DeviceReadings]) -> (Vec<(&str, i64, String)>, Vec<(&str, i64)>) {
+    let mut all: Vec<(&str, i64, Metric, f64)> = batch
+        .iter()
+        .flat_map(|b| b.readings.iter().map(move |r| (b.device.as_str(), micros(r.at), r.metric, r.value)))
+        .collect();
+    // Stable, so that among equal keys the later reading stays later; linear on a batch already in order.
+    all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    let mut rows: Vec<(&str, i64, String)> = Vec::new();
+    let mut hours: Vec<(&str, i64)> = Vec::new();
+    for report in all.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (device, at) = (report[0].0, report[0].1);
+        let mut vals = String::with_capacity(16 * report.len() + 2);
+        vals.push('{');
+        for (i, &(_, _, metric, value)) in report.iter().enumerate() {
+            if report.get(i + 1).is_some_and(|next| next.2 == metric) {
+                continue;
+            }
+            if vals.len() > 1 {
+                vals.push(',');
+            }
+            let _ = write!(vals, "\"{}\":{value}", metric.as_str());
         }
-        let _ = write!(out, "\"{}\":{value}", metric.as_str());
+        vals.push('}');
+        rows.push((device, at, vals));
+        let hour = (device, at.div_euclid(HOUR_US) * HOUR_US);
+        if hours.last() != Some(&hour) {
+            hours.push(hour);
+        }
     }
-    out.push('}');
-    out
+    (rows, hours)
 }
 
 /// The readings of one stored report.
@@ -437,4 +448,46 @@ where
 fn rollup(start: Timestamp, count: u64, total: f64, min: f64, max: f64) -> Rollup {
     let mean = if count == 0 { 0.0 } else { total / count as f64 };
     Rollup { start, count, mean, min, max }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Readings out of order, one device in two entries, a metric given twice at one moment: one report
+    /// per (device, moment) in order, the later value kept, each (device, hour) once.
+    #[test]
+    fn a_batch_makes_one_report_per_device_and_moment() {
+        let t0: Timestamp = "2026-12-07T09:59:00Z".parse().expect("time");
+        let at = |mins: i64| t0 + jiff::SignedDuration::from_mins(mins);
+        let r = |mins: i64, metric: Metric, value: f64| Reading { at: at(mins), metric, value };
+        let lamp: DeviceId = "lamp-1".parse().expect("id");
+        let meter: DeviceId = "counter-1".parse().expect("id");
+        let batch = [
+            DeviceReadings {
+                device: meter.clone(),
+                readings: vec![r(2, Metric::CountIn, 7.0), r(0, Metric::CountIn, 5.0)],
+            },
+            DeviceReadings {
+                device: lamp.clone(),
+                readings: vec![r(1, Metric::LampOn, 1.0), r(1, Metric::CurrentA, 0.5), r(0, Metric::CurrentA, 0.4)],
+            },
+            DeviceReadings { device: lamp.clone(), readings: vec![r(1, Metric::CurrentA, 0.6)] },
+        ];
+        let (rows, hours) = reports_of(&batch);
+        let hour = |mins: i64| micros(at(mins)).div_euclid(HOUR_US) * HOUR_US;
+        assert_eq!(
+            rows,
+            vec![
+                ("counter-1", micros(at(0)), r#"{"count_in":5}"#.to_owned()),
+                ("counter-1", micros(at(2)), r#"{"count_in":7}"#.to_owned()),
+                ("lamp-1", micros(at(0)), r#"{"current_a":0.4}"#.to_owned()),
+                ("lamp-1", micros(at(1)), r#"{"lamp_on":1,"current_a":0.6}"#.to_owned()),
+            ]
+        );
+        assert_eq!(
+            hours,
+            vec![("counter-1", hour(0)), ("counter-1", hour(2)), ("lamp-1", hour(0)), ("lamp-1", hour(1))]
+        );
+    }
 }
