@@ -382,11 +382,10 @@ where
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
-/// A report's values as the JSON object stored (`f64`'s `Display` is the shortest text that reads back
-/// to the same value, and never an exponent).
 /// A batch's reports and the hours they fall in. One report per (device, moment), in (device, time)
 /// order, its values as a JSON object in metric order (values taken at the same moment merge, here and
-/// in the table; a metric given twice keeps the later value); and each (device, hour) once, in order.
+/// in the table; a metric given twice keeps the later value; `f64`'s `Display` is the shortest text that
+/// reads back to the same value, and never an exponent); and each (device, hour) once, in order.
 fn reports_of(batch: &[DeviceReadings]) -> (Vec<(&str, i64, String)>, Vec<(&str, i64)>) {
     let mut all: Vec<(&str, i64, Metric, f64)> = batch
         .iter()
