@@ -382,18 +382,21 @@ where
     Ok(q.build_query_as().fetch_all(conn).await?)
 }
 
+/// A report to store: device, time (µs) and its values as a JSON object.
+type Report<'a> = (&'a str, i64, String);
+
 /// A batch's reports and the hours they fall in. One report per (device, moment), in (device, time)
 /// order, its values as a JSON object in metric order (values taken at the same moment merge, here and
 /// in the table; a metric given twice keeps the later value; `f64`'s `Display` is the shortest text that
 /// reads back to the same value, and never an exponent); and each (device, hour) once, in order.
-fn reports_of(batch: &[DeviceReadings]) -> (Vec<(&str, i64, String)>, Vec<(&str, i64)>) {
+fn reports_of(batch: &[DeviceReadings]) -> (Vec<Report<'_>>, Vec<(&str, i64)>) {
     let mut all: Vec<(&str, i64, Metric, f64)> = batch
         .iter()
         .flat_map(|b| b.readings.iter().map(move |r| (b.device.as_str(), micros(r.at), r.metric, r.value)))
         .collect();
     // Stable, so that among equal keys the later reading stays later; linear on a batch already in order.
     all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-    let mut rows: Vec<(&str, i64, String)> = Vec::new();
+    let mut rows: Vec<Report<'_>> = Vec::new();
     let mut hours: Vec<(&str, i64)> = Vec::new();
     for report in all.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
         let (device, at) = (report[0].0, report[0].1);

@@ -266,6 +266,9 @@ struct Drain {
     broker_us: Option<f64>,
 }
 
+/// CPU time used so far by the node and by the broker.
+type CpuPair = (Duration, Duration);
+
 /// The node drains its backlog: the rate between the first poll that sees it working and the one
 /// that sees every message acknowledged, how many readings it stored, and its mean batch.
 async fn node_drain(bin: &Path, db: &str, broker: &Broker, total: usize) -> AppResult<Drain> {
@@ -273,7 +276,8 @@ async fn node_drain(bin: &Path, db: &str, broker: &Broker, total: usize) -> AppR
     let cpu = |pid: u32| cpu_time(pid).zip(cpu_time(broker.child.id()));
     let http = reqwest::Client::new();
     let bar = progress(total as u64, "civicgrid ingesting");
-    let mut first: Option<(Instant, f64, Option<(Duration, Duration)>)> = None;
+    // When the first acknowledgements were seen, how many, and the node's and broker's CPU then.
+    let mut first: Option<(Instant, f64, Option<CpuPair>)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let outcome = loop {
         let taken = match metric(&http, &base, "civicgrid_mqtt_acked_total").await {
