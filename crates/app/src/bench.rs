@@ -590,11 +590,14 @@ fn this_build() -> AppResult<PathBuf> {
 
 /// A subcommand of the `civicgrid` binary `bin` (this build, or the one `--against` names).
 fn command_of(bin: &Path, args: &[&str]) -> AppResult<Command> {
+    // The children log warnings only (their output goes on to ours), unless `CIVICGRID_BENCH_LOG`
+    // gives another filter, e.g. `info` to see what a node did during a slow run.
+    let log = std::env::var("CIVICGRID_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned());
     let mut c = Command::new(bin);
     c.args(args)
         .env("CIVICGRID_DEMO_PASSWORD", PASSWORD)
         .env("CIVICGRID_ADMIN_PASSWORD", PASSWORD)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", log);
     Ok(c)
 }
 
