@@ -639,7 +639,17 @@ fn read_banner(mut cmd: Command) -> AppResult<(Child, String)> {
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
         let mut out = BufReader::new(out);
-        out.read_line(&mut line)?;
+        // Log lines may come first (with `CIVICGRID_BENCH_LOG=info`): they go on to our error output.
+        for _ in 0..1000 {
+            line.clear();
+            if out.read_line(&mut line)? == 0
+                || line.starts_with("civicgrid serving")
+                || line.starts_with("bare server on")
+            {
+                break;
+            }
+            eprint!("{line}");
+        }
         // The child's later output (its warnings) goes on to ours instead of into a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::stderr()));
     }
