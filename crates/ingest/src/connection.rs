@@ -184,14 +184,13 @@ pub async fn session(
     let mut waiting: Option<Delivery> = None;
     loop {
         // Whole packets first: also those the broker sent right behind its CONNACK (a persistent
-        // session's backlog), which are in `inb` before anything more is read.
-        if waiting.is_none() {
-            let oversized = take_packets(&mut inb, &mut skipping, id, to_worker, &mut waiting, &mut awaiting_pong)?;
-            if !oversized.is_empty() {
-                acknowledge(&mut wr, &mut out, &oversized).await?;
-            }
-            stalled |= waiting.is_some();
+        // session's backlog), which are in `inb` before anything more is read; none while a message
+        // waits for room.
+        let oversized = take_packets(&mut inb, &mut skipping, id, to_worker, &mut waiting, &mut awaiting_pong)?;
+        if !oversized.is_empty() {
+            acknowledge(&mut wr, &mut out, &oversized).await?;
         }
+        stalled |= waiting.is_some();
         tokio::select! {
             read = rd.read_buf(&mut inb), if waiting.is_none() => {
                 if read? == 0 {

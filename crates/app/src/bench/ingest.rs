@@ -285,12 +285,12 @@ async fn node_drain(bin: &Path, db: &str, broker: &Broker, total: usize) -> AppR
             Err(e) => break Err(e),
         };
         let now = Instant::now();
-        let cpu_now = cpu(child.id());
         bar.set_position(taken as u64);
         if taken > 0.0 && first.is_none() {
-            first = Some((now, taken, cpu_now));
+            first = Some((now, taken, cpu(child.id())));
         }
         if taken >= total as f64 {
+            let cpu_now = cpu(child.id());
             let (t0, n0, cpu0) = first.unwrap_or((now, 0.0, cpu_now));
             let rate = (taken - n0) / now.duration_since(t0).as_secs_f64().max(1e-3);
             let node_us = per_message(cpu0.map(|c| c.0), cpu_now.map(|c| c.0), taken - n0);
