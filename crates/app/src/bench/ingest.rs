@@ -29,8 +29,10 @@ use super::{Row, command_of, kill, read_banner, remove_sqlite, run_child_of};
 use crate::AppResult;
 
 /// The broker's window of unacknowledged messages per client, raised from Mosquitto's 20 so that a
-/// subscriber can hold a batch while it commits (the README's MQTT section says the same for deployments).
-pub const INFLIGHT: u16 = 1000;
+/// subscriber can hold two of its largest batches ([`civicgrid_ingest::MAX_BATCH`]), one committing and
+/// one gathering (the README's MQTT section says the same for deployments).
+pub const INFLIGHT: u16 = 8000;
+const _: () = assert!(INFLIGHT as usize >= 2 * civicgrid_ingest::MAX_BATCH);
 /// Client id of the measured node.
 const NODE_ID: &str = "bench-ingest-node";
 /// Client id of the bare client.
