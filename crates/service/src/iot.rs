@@ -6,7 +6,7 @@
 //! counted, logged refusal and never a stalled pipeline. Devices are cached per node for half a minute.
 //! History is kept raw for a month, in 5-minute summaries for about a year and in hourly ones for good
 //! (the `telemetry.retention` job); the summaries of the hours reports touched are made by the minute's
-//! sweep ([`Services::summarise_telemetry`]).
+//! sweep once each hour is over ([`Services::summarise_telemetry`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,9 @@ pub const MAX_HISTORY: u32 = 10_000;
 pub const RAW_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(31 * 24);
 /// How long 5-minute summaries are kept (hourly ones are kept for good).
 pub const FIVE_MINUTE_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(400 * 24);
+/// How long after an hour ends its summaries are made: readings of its last minutes arrive meanwhile.
+/// (One that arrives later marks the hour again, to be summarised again.)
+pub const SUMMARY_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_mins(2);
 /// The recurring job that applies the retention.
 pub const RETENTION: &str = "telemetry.retention";
 
@@ -359,20 +362,28 @@ impl Services {
         Ok(self.store.rollups(id, metric, span, from, to, MAX_HISTORY).await?)
     }
 
-    /// Makes the summaries of every (device, hour) that reports touched since they were last made (the
-    /// minute's IoT sweep does this first); how many were made.
+    /// Makes the summaries of every (device, hour) that reports touched since they were last made,
+    /// once the hour is over (the minute's IoT sweep does this first); how many were made.
+    ///
+    /// An hour still running is left: a summary asked for is made from its reports on the fly
+    /// ([`civicgrid_store::DeviceStore::rollups`]), so storing it each minute would only read the
+    /// hour's reports over and over. One pass in (hour, device) order, a hundred pairs a transaction
+    /// (so that ingest waits for the write lock a few milliseconds at a time): a pair that reports
+    /// touch again meanwhile (a backlog of old readings draining) waits for the next pass instead of
+    /// being summarised again and again in this one.
     pub async fn summarise_telemetry(&self) -> ServiceResult<u64> {
-        const PER_TRANSACTION: u32 = 500;
+        const PER_TRANSACTION: u32 = 100;
+        let ended_by = self.clock.now() - SUMMARY_GRACE;
         let mut done = 0u64;
-        // Bounded, so reports arriving faster than they are summarised never keep one sweep going.
-        for _ in 0..100 {
-            let n = self.store.summarise_telemetry(PER_TRANSACTION).await?;
+        let mut after = None;
+        loop {
+            let (n, last) = self.store.summarise_telemetry(ended_by, after.as_ref(), PER_TRANSACTION).await?;
             done += u64::from(n);
             if n < PER_TRANSACTION {
-                break;
+                return Ok(done);
             }
+            after = last;
         }
-        Ok(done)
     }
 
     /// Forgets raw readings after [`RAW_RETENTION`] and 5-minute summaries after

@@ -16,7 +16,9 @@ use sqlx::QueryBuilder;
 use super::{BACKEND, Db, This};
 use crate::rows::ts;
 use crate::shared::parse;
-use crate::{Backend, DeviceReadings, DeviceStore, LATEST_REPORTS, Result, StoreError, TelemetryBatch, micros};
+use crate::{
+    Backend, DeviceReadings, DeviceStore, LATEST_REPORTS, Result, StoreError, SummaryPass, TelemetryBatch, micros,
+};
 
 /// Rows per statement: well under either backend's limit on bound values.
 const CHUNK: usize = 2000;
@@ -175,11 +177,22 @@ impl DeviceStore for This {
         Ok(())
     }
 
-    async fn summarise_telemetry(&self, limit: u32) -> Result<u32> {
+    async fn summarise_telemetry(
+        &self,
+        ended_by: Timestamp,
+        after: Option<&SummaryPass>,
+        limit: u32,
+    ) -> Result<(u32, Option<SummaryPass>)> {
         let mut tx = self.write_tx().await?;
+        let (after_hour, after_device) = after.map_or((i64::MIN, ""), |(h, d)| (*h, d.as_str()));
         let marks: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT device_id, hour_at, touched FROM telemetry_pending ORDER BY hour_at, device_id LIMIT $1",
+            "SELECT device_id, hour_at, touched FROM telemetry_pending \
+             WHERE hour_at <= $1 AND (hour_at > $2 OR (hour_at = $2 AND device_id > $3)) \
+             ORDER BY hour_at, device_id LIMIT $4",
         )
+        .bind(micros(ended_by) - HOUR_US)
+        .bind(after_hour)
+        .bind(after_device)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
@@ -220,7 +233,8 @@ impl DeviceStore for This {
                 .await?;
         }
         tx.commit().await?;
-        Ok(u32::try_from(marks.len()).unwrap_or(u32::MAX))
+        let last = marks.last().map(|(device, hour, _)| (*hour, device.clone()));
+        Ok((u32::try_from(marks.len()).unwrap_or(u32::MAX), last))
     }
 
     async fn latest_readings(&self, id: &DeviceId) -> Result<Vec<Reading>> {

@@ -1172,6 +1172,10 @@ pub struct DeviceReadings {
     pub readings: Vec<civicgrid_core::iot::Reading>,
 }
 
+/// Where a pass of [`DeviceStore::summarise_telemetry`] has got to: the (hour, device) pair it did
+/// last, the hour in microseconds since the epoch.
+pub type SummaryPass = (i64, String);
+
 /// What one ingest transaction stores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryBatch {
@@ -1218,9 +1222,16 @@ pub trait DeviceStore: Send + Sync {
         })
         .await
     }
-    /// Makes the 5-minute and hourly summaries of up to `limit` (device, hour) pairs marked since they
-    /// were last made, from the reports; how many pairs were done (0: none is waiting).
-    async fn summarise_telemetry(&self, limit: u32) -> Result<u32>;
+    /// Makes, from the reports, the 5-minute and hourly summaries of up to `limit` (device, hour) pairs
+    /// marked since they were last made, of hours that had ended by `ended_by`, in the order of hour
+    /// and device after `after` (the last pair of the call before, in one pass); how many pairs were
+    /// done, and the last of them. A pair a report marks again while it is summarised stays marked.
+    async fn summarise_telemetry(
+        &self,
+        ended_by: Timestamp,
+        after: Option<&SummaryPass>,
+        limit: u32,
+    ) -> Result<(u32, Option<SummaryPass>)>;
     /// The latest value of each metric among a device's newest reports (the last [`LATEST_REPORTS`]).
     async fn latest_readings(&self, id: &civicgrid_core::iot::DeviceId) -> Result<Vec<civicgrid_core::iot::Reading>>;
     /// A metric's summaries over `span` starting in `from..to`, oldest first, at most `limit`; spans

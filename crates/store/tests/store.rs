@@ -769,9 +769,21 @@ async fn devices_keep_their_latest_values_and_history(store: &dyn Store, fx: &Fi
         .await
         .expect("five");
     assert_eq!(five.iter().map(|r| r.count).sum::<u64>(), 3);
-    // Summarising the pending hours stores what was computed on the fly, and leaves nothing pending.
-    assert_eq!(store.summarise_telemetry(100).await.expect("summarise") as usize, expected_hours);
-    assert_eq!(store.summarise_telemetry(100).await.expect("nothing left"), 0);
+    // Summarising the pending hours stores what was computed on the fly, once each hour is over, in one
+    // pass in (hour, device) order: a pair touched again behind the pass waits for the next one.
+    let hour = SignedDuration::from_hours(1);
+    let summarise = |ended_by: Timestamp, after: Option<civicgrid_store::SummaryPass>, limit: u32| async move {
+        store.summarise_telemetry(ended_by, after.as_ref(), limit).await.expect("summarise")
+    };
+    assert_eq!(summarise(hour_start + hour - SignedDuration::from_secs(1), None, 100).await, (0, None), "running");
+    let first = summarise(hour_start + hour, None, 1).await;
+    assert_eq!(first, (1, Some((hour_start.as_microsecond(), lamp_id.to_string()))), "the first hour, over");
+    // A redelivery of a reading of that hour marks it again; the pass goes on from where it was.
+    store.record_readings(&lamp_id, &[r(Metric::CurrentA, 0, 0.8)], at(7)).await.expect("again");
+    let everything = at(60) + hour;
+    assert_eq!(summarise(everything, first.1.clone(), 100).await.0 as usize, expected_hours - 1, "the rest");
+    assert_eq!(summarise(everything, None, 100).await.0, 1, "the next pass: the hour marked again");
+    assert_eq!(summarise(everything, None, 100).await, (0, None), "nothing left");
     let stored =
         store.rollups(&lamp_id, Metric::CurrentA, RollupSpan::Hour, hour_start, at(60), 10).await.expect("hourly");
     assert_eq!(stored, hourly, "the stored summaries are the ones computed before");
