@@ -370,20 +370,23 @@ impl Services {
     /// hour's reports over and over. One pass in (hour, device) order, a hundred pairs a transaction
     /// (so that ingest waits for the write lock a few milliseconds at a time): a pair that reports
     /// touch again meanwhile (a backlog of old readings draining) waits for the next pass instead of
-    /// being summarised again and again in this one.
+    /// being summarised again and again in this one. At most 20,000 pairs a pass, well within the
+    /// sweep's lease; the rest are the next minute's.
     pub async fn summarise_telemetry(&self) -> ServiceResult<u64> {
         const PER_TRANSACTION: u32 = 100;
+        const TRANSACTIONS: u32 = 200;
         let ended_by = self.clock.now() - SUMMARY_GRACE;
         let mut done = 0u64;
         let mut after = None;
-        loop {
+        for _ in 0..TRANSACTIONS {
             let (n, last) = self.store.summarise_telemetry(ended_by, after.as_ref(), PER_TRANSACTION).await?;
             done += u64::from(n);
             if n < PER_TRANSACTION {
-                return Ok(done);
+                break;
             }
             after = last;
         }
+        Ok(done)
     }
 
     /// Forgets raw readings after [`RAW_RETENTION`] and 5-minute summaries after

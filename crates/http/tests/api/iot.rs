@@ -208,6 +208,37 @@ async fn alarm_of(app: &TestApp, token: &str, subject: &str) -> Value {
     list.as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null)
 }
 
+/// The sweep stores an hour's summaries once the hour is over, after two minutes' grace; until then a
+/// summary asked for is made from the reports, so the answer is the same before and after.
+#[tokio::test]
+async fn an_hour_is_summarised_once_it_is_over() {
+    let app = spawn_app().await;
+    let (lamp, ..) = a_lamp(&app).await;
+    app.clock.set("2026-11-23T01:10:00Z".parse().expect("time")); // 09:10 in China
+    let shift = app.login("shift").await;
+    feed(&app, &lamp, json!({"ts": "2026-11-23T09:05:00+08:00", "values": {"current_a": 0.5}})).await;
+    feed(&app, &lamp, json!({"ts": "2026-11-23T09:08:00+08:00", "values": {"current_a": 0.3}})).await;
+    let services = &app.state.services;
+    let hourly = || async {
+        let path = format!(
+            "/api/v1/devices/{lamp}/rollups?metric=current_a&every=1h&from=2026-11-23T01:00:00Z&to=2026-11-23T02:00:00Z"
+        );
+        let (s, rollups) = app.get(&path, Some(&shift)).await;
+        assert_eq!(s, StatusCode::OK, "{rollups}");
+        rollups
+    };
+    let before = hourly().await;
+    assert_eq!((before[0]["count"].as_u64(), before[0]["mean"].as_f64()), (Some(2), Some(0.4)), "{before}");
+    let summarise = || async { services.summarise_telemetry().await.expect("summarise") };
+    assert_eq!(summarise().await, 0, "the hour is running");
+    app.clock.set("2026-11-23T02:01:00Z".parse().expect("time"));
+    assert_eq!(summarise().await, 0, "over, but within the grace");
+    app.clock.set("2026-11-23T02:02:00Z".parse().expect("time"));
+    assert_eq!(summarise().await, 1, "over");
+    assert_eq!(summarise().await, 0, "once");
+    assert_eq!(hourly().await, before, "stored as it was computed");
+}
+
 /// The whole story with an injected clock: a lamp goes dark at night → after ten minutes an alarm →
 /// after the storm window a case, dispatched by the system to the lamp's department → the lamp flickers
 /// back and fails again (the same alarm, counted twice) → the department replies → telemetry has not
