@@ -269,12 +269,15 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
         }
     };
     let mut rates: Vec<(Build, f64)> = Vec::new();
+    // The bare MQTT client's rate in each ingest run.
+    let mut bare_runs: Vec<f64> = Vec::new();
     for (i, b) in turns(args.rounds).into_iter().enumerate() {
         let round = i / 2 + 1;
         let (what, result, rate) = match args.ingest {
             Some(n) => {
                 eprintln!("· round {round}: telemetry ingest, {n} MQTT messages, {}", name(b));
                 let run = ingest::ingest_bench(bin(b), &args.dir, n).await?;
+                bare_runs.push(run.raw_rate());
                 (format!("round {round}, {}: ingest of {n} messages, SQLite", name(b)), run.node_result(), run.rate())
             }
             None => {
@@ -310,12 +313,36 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
             result: format!("{:.0} {unit} (runs {low:.0} – {high:.0})", mean(&v)),
         });
     }
+    if let (Some(bare), Some(ours)) = (median(&bare_runs), median(&of(Build::This))) {
+        // The bare client's drain runs in two modes about twice apart from one run to the next, so a
+        // single run's share says little: the medians over every run say more.
+        let (low, high) = bare_runs.iter().fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+        rows.push(Row {
+            what: format!("the bare rumqttc client over all {} runs", bare_runs.len()),
+            result: format!(
+                "median {bare:.0} msg/s (runs {low:.0} – {high:.0}); this build's median rate is {:.0} % of it",
+                100.0 * ours / bare
+            ),
+        });
+    }
     let (this_mean, other_mean) = (mean(&of(Build::This)), mean(&of(Build::Other)));
     rows.push(Row {
         what: "this build against the other".into(),
         result: format!("{:+.1} %", 100.0 * (this_mean / other_mean.max(f64::MIN_POSITIVE) - 1.0)),
     });
     Ok(rows)
+}
+
+/// The median of some rates (the mean of the middle two of an even count); none of none.
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// Refuses an `--against` binary that is not there, before anything runs.
@@ -1083,7 +1110,14 @@ async fn list_queries(base: &str, count: i64) -> AppResult<Vec<Row>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Build, turns};
+    use super::{Build, median, turns};
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[420.0, 210.0, 400.0]), Some(400.0));
+        assert_eq!(median(&[420.0, 210.0, 400.0, 220.0]), Some(310.0));
+    }
 
     #[test]
     fn the_builds_take_turns_so_that_a_steady_drift_favours_neither() {

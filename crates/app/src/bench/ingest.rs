@@ -377,6 +377,11 @@ impl IngestRun {
         self.drain.rate
     }
 
+    /// The bare client's drain rate, msg/s.
+    pub(super) fn raw_rate(&self) -> f64 {
+        self.raw.rate
+    }
+
     /// The node's row: its rate, its share of the bare client's, what it stored.
     pub(super) fn node_result(&self) -> String {
         format!(
