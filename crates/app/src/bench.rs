@@ -307,7 +307,7 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
     let unit = if args.ingest.is_some() { "msg/s" } else { "req/s" };
     for b in [Build::This, Build::Other] {
         let v = of(b);
-        let (low, high) = v.iter().fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+        let (low, high) = spread(&v);
         rows.push(Row {
             what: format!("mean of {} runs, {}", args.rounds, name(b)),
             result: format!("{:.0} {unit} (runs {low:.0} – {high:.0})", mean(&v)),
@@ -316,7 +316,7 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
     if let (Some(bare), Some(ours)) = (median(&bare_runs), median(&of(Build::This))) {
         // The bare client's drain runs in two modes about twice apart from one run to the next, so a
         // single run's share says little: the medians over every run say more.
-        let (low, high) = bare_runs.iter().fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+        let (low, high) = spread(&bare_runs);
         rows.push(Row {
             what: format!("the bare rumqttc client over all {} runs", bare_runs.len()),
             result: format!(
@@ -331,6 +331,11 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
         result: format!("{:+.1} %", 100.0 * (this_mean / other_mean.max(f64::MIN_POSITIVE) - 1.0)),
     });
     Ok(rows)
+}
+
+/// The lowest and highest of some rates.
+fn spread(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)))
 }
 
 /// The median of some rates (the mean of the middle two of an even count); none of none.
