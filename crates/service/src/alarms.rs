@@ -183,7 +183,27 @@ struct Raise<'a> {
     hold_until: Option<Timestamp>,
 }
 
+/// A turn to follow the rules ([`Services::rules_turn`]); the next follower goes when it is dropped.
+#[derive(Debug)]
+#[must_use = "the turn ends when it is dropped"]
+pub struct RulesTurn {
+    // Fields drop in order: the cluster's turn ends before the node's next follower may ask for it.
+    _cluster: civicgrid_store::RulesTurn,
+    _node: tokio::sync::OwnedMutexGuard<()>,
+}
+
 impl Services {
+    /// Waits for the turn every rule follower takes (ingest, from whatever transport, and the minute's
+    /// sweep): from reading what the rules remember of devices to storing what they now remember, one
+    /// follower at a time, so that two never start from the same memory and the later one's write
+    /// undoes the earlier one's. This node's followers queue here first, then take the store's turn,
+    /// which on PostgreSQL is shared by every node on the database. Public so that a tool or a test
+    /// can hold the rules still.
+    pub async fn rules_turn(&self) -> ServiceResult<RulesTurn> {
+        let node = self.rule_followers.clone().lock_owned().await;
+        Ok(RulesTurn { _cluster: self.store.rules_turn().await?, _node: node })
+    }
+
     /// The smart components' rules (the centre's posts and the administrator).
     pub fn alarm_rules(&self, actor: &Actor) -> ServiceResult<RuleSet> {
         crate::iot::may_read(actor)?;
@@ -659,6 +679,7 @@ impl Services {
         let watched: Vec<&Device> =
             devices.iter().filter(|d| d.retired_at.is_none() && rules.for_kind(d.kind).next().is_some()).collect();
         let ids: Vec<DeviceId> = watched.iter().map(|d| d.id.clone()).collect();
+        let turn = self.rules_turn().await?;
         let memories = self.rule_memory(&ids).await?;
         for (d, mut memory) in watched.into_iter().zip(memories) {
             let heard = d.last_seen_at;
@@ -674,6 +695,7 @@ impl Services {
                 }
             }
         }
+        drop(turn);
         self.storms(&devices, now, &mut report).await?;
         self.crowds(&devices, now, &mut report).await?;
         let open = self.store.alarms(&AlarmFilter { open_only: true, limit: 1000, ..Default::default() }).await?;

@@ -287,7 +287,13 @@ impl Services {
         }
         let mut batch: Vec<(Arc<Device>, Vec<Reading>)> = by_device.into_values().collect();
         // The rules follow the readings before they are stored, so that what they remember is
-        // committed with the readings it came from; what they find is acted on after the commit.
+        // committed with the readings it came from; what they find is acted on after the commit. The
+        // turn keeps another follower (this node's or another's) from following the same devices
+        // from the same memory meanwhile.
+        let turn = match self.rules_turn().await {
+            Ok(turn) => turn,
+            Err(e) => return not_stored(outcomes, &e.to_string()),
+        };
         let followed = self.follow_rules(&mut batch).await;
         let heard: Vec<DeviceId> =
             batch.iter().filter(|(d, _)| self.devices.heard_due(d, now)).map(|(d, _)| d.id.clone()).collect();
@@ -303,14 +309,11 @@ impl Services {
             rule_states,
         };
         if let Err(e) = self.store.record_telemetry(&record).await {
-            let detail = e.to_string();
-            for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
-                *outcome = Err(IngestError::Store(detail.clone()));
-            }
-            return outcomes;
+            return not_stored(outcomes, &e.to_string());
         }
         self.devices.heard(&record.heard, now);
         self.remember(&record.rule_states);
+        drop(turn);
         metrics::counter!("civicgrid_telemetry_readings_total").increment(readings as u64);
         // The readings are stored: an alarm that cannot be raised now is logged and counted, never a
         // reason to have them sent again.
@@ -414,6 +417,15 @@ impl Services {
 
 /// A message as ingest takes it: the device it is from (none: unknown) and its payload.
 type Arrived<'a> = (Option<Arc<Device>>, &'a [u8]);
+
+/// The outcomes of a batch the store did not take: every message that was to be stored is left
+/// unstored, for its sender to send again; refusals stay refusals.
+fn not_stored(mut outcomes: Vec<Result<usize, IngestError>>, detail: &str) -> Vec<Result<usize, IngestError>> {
+    for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+        *outcome = Err(IngestError::Store(detail.to_owned()));
+    }
+    outcomes
+}
 
 /// Counts and logs a refused payload.
 fn refused(device: Option<&DeviceId>, why: &Rejection) {

@@ -93,6 +93,8 @@ pub struct Services {
     keys: Arc<integrations::KeyCache>,
     devices: Arc<iot::DeviceCache>,
     rule_memory: Arc<std::sync::Mutex<alarms::RuleMemory>>,
+    /// This node's rule followers (ingest by any transport, the IoT sweep), one at a time.
+    rule_followers: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Services {
@@ -109,6 +111,7 @@ impl Services {
             keys: Arc::new(integrations::KeyCache::default()),
             devices: Arc::new(iot::DeviceCache::default()),
             rule_memory: Arc::default(),
+            rule_followers: Arc::default(),
         })
     }
 

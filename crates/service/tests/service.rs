@@ -1,6 +1,7 @@
 //! The service layer driven directly, as jobs and ingest do: durable jobs happen exactly once across
 //! crashes (SQLite, random kill points) and across two PostgreSQL nodes; the live feed of one node
-//! hears what another node commits.
+//! hears what another node commits; rule followers (ingest, the IoT sweep) take turns on one node and
+//! across nodes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -1091,4 +1092,40 @@ async fn kpis_counted_live_match_hand_figures_and_the_rebuild_on_sqlite() {
 async fn kpis_counted_live_match_hand_figures_and_the_rebuild_on_postgres() {
     let Some((store, _schema)) = pg_schema("kpi").await else { return };
     kpi_story(Arc::new(store)).await;
+}
+
+/// While `holder` holds the rules' turn, `other`'s ingest of a street lamp's reading and its IoT sweep
+/// wait; once the turn is dropped both go ahead.
+async fn rule_followers_take_turns(holder: &Services, other: &Services, store: &dyn Store) {
+    use civicgrid_core::iot::DeviceKind;
+    use std::time::Duration;
+    let devices = store.devices().await.expect("devices");
+    let lamp = devices.iter().find(|d| d.kind == DeviceKind::StreetLamp).expect("a street lamp").clone();
+    let payload = br#"{"values":{"lamp_on":true,"current_a":0.0,"voltage_v":221}}"#;
+    let turn = holder.rules_turn().await.expect("turn");
+    let ingest = other.ingest(&lamp, payload);
+    let sweep = other.iot_sweep();
+    tokio::pin!(ingest, sweep);
+    assert!(tokio::time::timeout(Duration::from_millis(300), &mut ingest).await.is_err(), "ingest waits for the turn");
+    assert!(tokio::time::timeout(Duration::from_millis(300), &mut sweep).await.is_err(), "so does the sweep");
+    assert!(store.latest_readings(&lamp.id).await.expect("latest").is_empty(), "nothing stored meanwhile");
+    drop(turn);
+    let stored = tokio::time::timeout(Duration::from_secs(10), ingest).await.expect("ingest goes on");
+    assert_eq!(stored.expect("stored"), 3);
+    tokio::time::timeout(Duration::from_secs(10), sweep).await.expect("the sweep goes on").expect("sweep");
+    assert_eq!(store.latest_readings(&lamp.id).await.expect("latest").len(), 3);
+}
+
+#[tokio::test]
+async fn rule_followers_on_one_sqlite_node_take_turns() {
+    let (_, store, _, a) = sqlite_town().await;
+    rule_followers_take_turns(&a, &a, store.as_ref()).await;
+}
+
+#[tokio::test]
+async fn rule_followers_on_two_postgres_nodes_take_turns() {
+    let Some(nodes) = PgNodes::open("rules").await else { return };
+    let store = nodes.b.store.clone();
+    rule_followers_take_turns(&nodes.a, &nodes.b, store.as_ref()).await;
+    nodes.close().await;
 }

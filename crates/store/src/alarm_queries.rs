@@ -1,5 +1,5 @@
 //! The SQL of [`crate::AlarmStore`] — alarms, their events in the global log, and the rules' memory of
-//! each device — shared by both backends the way [`queries`](super::queries) is: this file is compiled
+//! each device with the turn to follow them — shared by both backends the way [`queries`](super::queries) is: this file is compiled
 //! once per backend with that backend's `Db`, `This` and `BACKEND`.
 
 use civicgrid_core::alarm::{Alarm, Fault, RuleState, Subject};
@@ -8,7 +8,7 @@ use sqlx::QueryBuilder;
 
 use super::{BACKEND, Db, This};
 use crate::shared::{advance, from_json, map_db_error, parse, to_json};
-use crate::{AlarmFilter, AlarmStore, Backend, Result, StoreError, micros};
+use crate::{AlarmFilter, AlarmStore, Backend, Result, RulesTurn, StoreError, micros};
 
 /// Devices (or states) per statement: well under either backend's limit on bound values.
 const CHUNK: usize = 1000;
@@ -189,6 +189,39 @@ impl AlarmStore for This {
         upsert_rule_states(&mut tx, states).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn rules_turn(&self) -> Result<RulesTurn> {
+        if BACKEND != Backend::Postgres {
+            return Ok(RulesTurn::free());
+        }
+        // Held before the lock is asked for, so that a caller giving up while it waits still ends
+        // the transaction (and with it the lock, once granted).
+        let mut held = RulesTx(Some(self.write.begin().await?));
+        if let Some(tx) = held.0.as_mut() {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('civicgrid: rule followers', 0))")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(RulesTurn::holding(held))
+    }
+}
+
+/// The transaction that holds a rules turn's lock; dropping it rolls the transaction back at once
+/// (on the runtime, when there is one), which ends the lock.
+struct RulesTx(Option<sqlx::Transaction<'static, Db>>);
+
+impl Drop for RulesTx {
+    fn drop(&mut self) {
+        let Some(tx) = self.0.take() else { return };
+        // Without a runtime, sqlx rolls a dropped transaction back on the connection's next use.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "a rules turn's transaction did not end cleanly");
+                }
+            });
+        }
     }
 }
 

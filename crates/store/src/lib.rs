@@ -1311,6 +1311,35 @@ pub trait AlarmStore: Send + Sync {
         &self,
         states: &[(civicgrid_core::iot::DeviceId, String, civicgrid_core::alarm::RuleState)],
     ) -> Result<()>;
+    /// Waits for this caller's turn to follow the alarm rules across every node on the database: from
+    /// reading what the rules remember, through following readings, to storing what they now
+    /// remember, no other holder's turn overlaps, so neither one's memory overwrites the other's. On
+    /// PostgreSQL a transaction-scoped advisory lock held on a connection of its own, ended when the
+    /// turn is dropped; on SQLite (one node) free, the node orders its own followers.
+    async fn rules_turn(&self) -> Result<RulesTurn>;
+}
+
+/// A turn to follow the alarm rules ([`AlarmStore::rules_turn`]); the next in line goes when it is
+/// dropped.
+#[must_use = "the turn ends when it is dropped"]
+pub struct RulesTurn(Option<Box<dyn std::any::Any + Send>>);
+
+impl RulesTurn {
+    /// A turn that holds nothing: the backend has one node, which orders its rule followers itself.
+    pub fn free() -> Self {
+        Self(None)
+    }
+
+    /// A turn that holds `held` (whose drop ends it).
+    pub(crate) fn holding(held: impl std::any::Any + Send) -> Self {
+        Self(Some(Box::new(held)))
+    }
+}
+
+impl fmt::Debug for RulesTurn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "RulesTurn(held)" } else { "RulesTurn(free)" })
+    }
 }
 
 /// Everything civicgrid keeps.
