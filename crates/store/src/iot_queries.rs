@@ -20,6 +20,11 @@ use crate::{
     Backend, DeviceReadings, DeviceStore, LATEST_REPORTS, Result, StoreError, SummaryPass, TelemetryBatch, micros,
 };
 
+/// The next marks of a summary pass: (hour, device) pairs of hours over by `$1`, after `($2, $3)`, in
+/// that order, at most `$4` (read through the `telemetry_pending_hour` index).
+pub(super) const PENDING_PASS: &str = "SELECT device_id, hour_at, touched FROM telemetry_pending \
+     WHERE hour_at <= $1 AND (hour_at, device_id) > ($2, $3) \
+     ORDER BY hour_at, device_id LIMIT $4";
 /// Rows per statement: well under either backend's limit on bound values.
 const CHUNK: usize = 2000;
 /// An hour, in microseconds.
@@ -185,17 +190,13 @@ impl DeviceStore for This {
     ) -> Result<(u32, Option<SummaryPass>)> {
         let mut tx = self.write_tx().await?;
         let (after_hour, after_device) = after.map_or((i64::MIN, ""), |(h, d)| (*h, d.as_str()));
-        let marks: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT device_id, hour_at, touched FROM telemetry_pending \
-             WHERE hour_at <= $1 AND (hour_at > $2 OR (hour_at = $2 AND device_id > $3)) \
-             ORDER BY hour_at, device_id LIMIT $4",
-        )
-        .bind(micros(ended_by) - HOUR_US)
-        .bind(after_hour)
-        .bind(after_device)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        let marks: Vec<(String, i64, i64)> = sqlx::query_as(PENDING_PASS)
+            .bind(micros(ended_by) - HOUR_US)
+            .bind(after_hour)
+            .bind(after_device)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
         for (device, hour, touched) in &marks {
             let summaries = summarise_hour(&mut *tx, device, *hour).await?;
             sqlx::query(

@@ -18,7 +18,7 @@ use crate::writer::Writer;
 use writer::PgApplier;
 
 /// The schema migrations of the PostgreSQL backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 21] = [
+const MIGRATIONS: [(i64, &str, &str); 22] = [
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/postgres/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/postgres/0003_cases_grid_time.sql")),
@@ -40,6 +40,7 @@ const MIGRATIONS: [(i64, &str, &str); 21] = [
     (19, "device location", include_str!("../migrations/postgres/0019_device_location.sql")),
     (20, "throttles", include_str!("../migrations/postgres/0020_throttles.sql")),
     (21, "world version", include_str!("../migrations/postgres/0021_world_version.sql")),
+    (22, "telemetry pending hour", include_str!("../migrations/postgres/0022_telemetry_pending_hour.sql")),
 ];
 
 /// The schema migrations of the PostgreSQL backend.

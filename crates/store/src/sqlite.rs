@@ -20,7 +20,7 @@ use crate::writer::Writer;
 use writer::SqliteApplier;
 
 /// The schema migrations of the SQLite backend, oldest first. Append only.
-const MIGRATIONS: [(i64, &str, &str); 21] = [
+const MIGRATIONS: [(i64, &str, &str); 22] = [
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "case departments", include_str!("../migrations/sqlite/0002_case_departments.sql")),
     (3, "cases by grid and time", include_str!("../migrations/sqlite/0003_cases_grid_time.sql")),
@@ -42,6 +42,7 @@ const MIGRATIONS: [(i64, &str, &str); 21] = [
     (19, "device location", include_str!("../migrations/sqlite/0019_device_location.sql")),
     (20, "throttles", include_str!("../migrations/sqlite/0020_throttles.sql")),
     (21, "world version", include_str!("../migrations/sqlite/0021_world_version.sql")),
+    (22, "telemetry pending hour", include_str!("../migrations/sqlite/0022_telemetry_pending_hour.sql")),
 ];
 
 /// The schema migrations of the SQLite backend.
@@ -201,3 +202,31 @@ mod queries;
 #[allow(clippy::duplicate_mod)]
 #[path = "throttle_queries.rs"]
 mod throttle_queries;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep's pass reads the pending marks through the hour index, in its order: no scan and
+    /// sort of every mark for each transaction.
+    #[tokio::test]
+    async fn a_summary_pass_reads_the_marks_in_index_order() {
+        let dir = std::env::temp_dir().join(format!("civicgrid-store-plan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let store = SqliteStore::open(&dir.join("plan.db").to_string_lossy()).await.expect("open");
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", iot_queries::PENDING_PASS)))
+                .bind(0_i64)
+                .bind(0_i64)
+                .bind("")
+                .bind(100_i64)
+                .fetch_all(&store.read)
+                .await
+                .expect("plan");
+        let steps: Vec<&str> = plan.iter().map(|(_, _, _, detail)| detail.as_str()).collect();
+        assert!(steps.iter().any(|s| s.contains("telemetry_pending_hour")), "{steps:?}");
+        assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "{steps:?}");
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
