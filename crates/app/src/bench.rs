@@ -270,14 +270,14 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
     };
     let mut rates: Vec<(Build, f64)> = Vec::new();
     // The bare MQTT client's rate in each ingest run.
-    let mut bare_runs: Vec<f64> = Vec::new();
+    let mut reference_runs: Vec<f64> = Vec::new();
     for (i, b) in turns(args.rounds).into_iter().enumerate() {
         let round = i / 2 + 1;
         let (what, result, rate) = match args.ingest {
             Some(n) => {
                 eprintln!("· round {round}: telemetry ingest, {n} MQTT messages, {}", name(b));
                 let run = ingest::ingest_bench(bin(b), &args.dir, n).await?;
-                bare_runs.push(run.raw_rate());
+                reference_runs.push(run.reference_rate());
                 (format!("round {round}, {}: ingest of {n} messages, SQLite", name(b)), run.node_result(), run.rate())
             }
             None => {
@@ -313,12 +313,12 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
             result: format!("{:.0} {unit} (runs {low:.0} – {high:.0})", mean(&v)),
         });
     }
-    if let (Some(bare), Some(ours)) = (median(&bare_runs), median(&of(Build::This))) {
-        // The bare client's drain runs in two modes about twice apart from one run to the next, so a
-        // single run's share says little: the medians over every run say more.
-        let (low, high) = spread(&bare_runs);
+    if let (Some(bare), Some(ours)) = (median(&reference_runs), median(&of(Build::This))) {
+        // The reference's rate varies from one run to the next, so a single run's share says little:
+        // the medians over every run say more.
+        let (low, high) = spread(&reference_runs);
         rows.push(Row {
-            what: format!("the bare rumqttc client over all {} runs", bare_runs.len()),
+            what: format!("the lean client over all {} runs", reference_runs.len()),
             result: format!(
                 "median {bare:.0} msg/s (runs {low:.0} – {high:.0}); this build's median rate is {:.0} % of it",
                 100.0 * ours / bare

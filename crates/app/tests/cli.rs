@@ -330,8 +330,8 @@ fn have_mosquitto() -> bool {
     found
 }
 
-/// `bench --ingest` drains a backlog through a Mosquitto of its own, to a bare client and to a node,
-/// and says what each cost the broker and the node per message; with `--instructions` it counts the
+/// `bench --ingest` drains a backlog through a Mosquitto of its own, to a bare client (its rate
+/// received and consumed) and to a node, and says what each cost the broker and the node per message; with `--instructions` it counts the
 /// node's instructions per message under callgrind.
 #[test]
 fn bench_ingest_measures_the_node_against_a_bare_client() {
@@ -352,8 +352,17 @@ fn bench_ingest_measures_the_node_against_a_bare_client() {
     };
     let raw = row("bare rumqttc client");
     assert!(micros(raw, "broker ") > 0.0, "{out}");
+    // Consumed (every acknowledgement read by the broker) can be no faster than received.
+    let rate_before = |row: &str, what: &str| -> f64 {
+        let head = row.split(what).next().unwrap_or_else(|| panic!("no {what:?} in {row}"));
+        head.trim_end().rsplit([' ', '(']).next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{row}"))
+    };
+    let (consumed, received) = (rate_before(raw, " msg/s consumed"), rate_before(raw, " msg/s received"));
+    assert!(consumed > 0.0 && consumed <= received, "{out}");
+    let lean = row("lean client draining");
+    assert!(rate_before(lean, " msg/s;") > 0.0 && micros(lean, "broker ") > 0.0, "{out}");
     let node = row("civicgrid serve draining");
-    assert!(node.contains("% of the bare client"), "{out}");
+    assert!(node.contains("% of the lean client") && node.contains("% of the bare client's"), "{out}");
     assert!(micros(node, "node ") > 0.0 && micros(node, ", broker ") > 0.0, "{out}");
     let readings =
         node.split(" readings stored").next().and_then(|r| r.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok());
