@@ -261,8 +261,8 @@ struct LeanDrain {
 /// The lean client drains its backlog: civicgrid's own MQTT connection
 /// ([`civicgrid_ingest::connection`]), the node's queue of two batches, and a worker that stores
 /// nothing and hands each batch straight back to be acknowledged in one write, as the node does once a
-/// batch is committed. Its rate, between its first batch and its last acknowledgement handed over (as
-/// the node's is measured), is the broker's raw rate for a consumer that acknowledges as the node does,
+/// batch is committed. Its rate, from connecting to its last acknowledgement handed over (as the bare
+/// client is timed from connecting), is the broker's raw rate for a consumer that acknowledges as the node does,
 /// so the node's share of it is what storing and the rules cost. The broker is then left to settle.
 async fn lean_drain(broker: &Broker, total: usize) -> AppResult<LeanDrain> {
     use civicgrid_ingest::connection::{self, Settled};
@@ -274,25 +274,24 @@ async fn lean_drain(broker: &Broker, total: usize) -> AppResult<LeanDrain> {
     };
     let (to_worker, mut from_connection) = tokio::sync::mpsc::channel(2 * civicgrid_ingest::MAX_BATCH);
     let (to_connection, mut settled) = tokio::sync::mpsc::unbounded_channel();
-    let session = tokio::spawn(async move { connection::session(&config, 1, &to_worker, &mut settled, |_| {}).await });
     let pid = broker.child.id();
     let bar = progress(total as u64, "lean client draining");
+    // From the connection on, as the bare client is timed.
+    let (started, before) = (Instant::now(), cpu_time(pid));
+    let session = tokio::spawn(async move { connection::session(&config, 1, &to_worker, &mut settled, |_| {}).await });
     let mut batch = Vec::with_capacity(civicgrid_ingest::MAX_BATCH);
-    let mut first: Option<(Instant, Option<Duration>)> = None;
     let mut got = 0usize;
     while got < total {
         if from_connection.recv_many(&mut batch, civicgrid_ingest::MAX_BATCH).await == 0 {
             session.abort();
             return Err("the lean client's connection ended before its backlog did".into());
         }
-        first.get_or_insert_with(|| (Instant::now(), cpu_time(pid)));
         got += batch.len();
         let connection = batch[0].connection;
         to_connection.send(Settled { connection, pkids: batch.iter().map(|d| d.pkid).collect() })?;
         batch.clear();
         bar.set_position(got as u64);
     }
-    let (started, before) = first.ok_or("the lean client took nothing")?;
     let took = started.elapsed();
     let broker_us = per_message(before, cpu_time(pid), total as f64);
     bar.finish_and_clear();
@@ -524,10 +523,20 @@ async fn ingest_town(bin: &Path, dir: &Path, name: &str) -> AppResult<(String, V
     let db = dir.join(name).to_string_lossy().into_owned();
     remove_sqlite(&db)?;
     run_child_of(bin, &["demo", "--database", &db, "--fresh", "--no-serve", "--case-scale", "0"])?;
+    // Read from a copy: opening a database migrates it, and `bin` may be an older build (`--against`)
+    // that refuses a database a newer one has migrated.
+    let copy = format!("{db}.devices");
+    remove_sqlite(&copy)?;
+    for suffix in ["", "-wal"] {
+        if Path::new(&format!("{db}{suffix}")).exists() {
+            std::fs::copy(format!("{db}{suffix}"), format!("{copy}{suffix}"))?;
+        }
+    }
     let devices: Vec<Device> = {
-        let store = civicgrid_store::open(&db).await?;
+        let store = civicgrid_store::open(&copy).await?;
         store.devices().await?.into_iter().filter(|d| d.retired_at.is_none()).collect()
     };
+    remove_sqlite(&copy)?;
     if devices.is_empty() {
         return Err("the demo town has no devices".into());
     }
