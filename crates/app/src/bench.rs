@@ -269,7 +269,7 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
         }
     };
     let mut rates: Vec<(Build, f64)> = Vec::new();
-    // The bare MQTT client's rate in each ingest run.
+    // The reference's (the lean client's) rate in each ingest run.
     let mut reference_runs: Vec<f64> = Vec::new();
     for (i, b) in turns(args.rounds).into_iter().enumerate() {
         let round = i / 2 + 1;
@@ -313,15 +313,15 @@ async fn against(args: &BenchArgs, other: &Path, body: &Value) -> AppResult<Vec<
             result: format!("{:.0} {unit} (runs {low:.0} – {high:.0})", mean(&v)),
         });
     }
-    if let (Some(bare), Some(ours)) = (median(&reference_runs), median(&of(Build::This))) {
+    if let (Some(reference), Some(ours)) = (median(&reference_runs), median(&of(Build::This))) {
         // The reference's rate varies from one run to the next, so a single run's share says little:
         // the medians over every run say more.
         let (low, high) = spread(&reference_runs);
         rows.push(Row {
             what: format!("the lean client over all {} runs", reference_runs.len()),
             result: format!(
-                "median {bare:.0} msg/s (runs {low:.0} – {high:.0}); this build's median rate is {:.0} % of it",
-                100.0 * ours / bare
+                "median {reference:.0} msg/s (runs {low:.0} – {high:.0}); this build's median rate is {:.0} % of it",
+                100.0 * ours / reference
             ),
         });
     }

@@ -331,8 +331,9 @@ fn have_mosquitto() -> bool {
 }
 
 /// `bench --ingest` drains a backlog through a Mosquitto of its own, to a bare client (its rate
-/// received and consumed) and to a node, and says what each cost the broker and the node per message; with `--instructions` it counts the
-/// node's instructions per message under callgrind.
+/// received and consumed), to the lean client (the reference) and to a node, and says what each cost
+/// the broker and the node per message; with `--instructions` it counts the node's instructions per
+/// message under callgrind.
 #[test]
 fn bench_ingest_measures_the_node_against_a_bare_client() {
     if !have_mosquitto() {

@@ -1,6 +1,7 @@
 //! The SQL of [`crate::AlarmStore`] — alarms, their events in the global log, and the rules' memory of
-//! each device with the turn to follow them — shared by both backends the way [`queries`](super::queries) is: this file is compiled
-//! once per backend with that backend's `Db`, `This` and `BACKEND`.
+//! each device with the turn to follow them — shared by both backends the way
+//! [`queries`](super::queries) is: this file is compiled once per backend with that backend's `Db`,
+//! `This` and `BACKEND`.
 
 use civicgrid_core::alarm::{Alarm, Fault, RuleState, Subject};
 use civicgrid_core::iot::DeviceId;
